@@ -1,0 +1,34 @@
+//! Standard output that ends quietly when the reader goes away.
+//!
+//! Rust ignores SIGPIPE, so writing to a closed pipe (`netecho ports 0 65535 | head`) returns a
+//! `BrokenPipe` error. That is not a failure of ours. Every write to stdout maps its error through
+//! [`stdout_error`], which turns a broken pipe into [`ClosedStdout`]; `main` recognises that with
+//! [`is_closed_stdout`] and exits 0 without a message. A broken pipe on a *socket* stays an error.
+
+use std::{fmt, io};
+
+/// Standard output was closed by its reader.
+#[derive(Debug)]
+pub struct ClosedStdout;
+
+impl fmt::Display for ClosedStdout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("standard output was closed")
+    }
+}
+
+impl std::error::Error for ClosedStdout {}
+
+/// The error for a failed write to standard output.
+pub fn stdout_error(err: io::Error) -> anyhow::Error {
+    if err.kind() == io::ErrorKind::BrokenPipe {
+        anyhow::Error::new(ClosedStdout)
+    } else {
+        anyhow::Error::new(err).context("cannot write to standard output")
+    }
+}
+
+/// Whether an error is, at its root, standard output closed by its reader.
+pub fn is_closed_stdout(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| cause.is::<ClosedStdout>())
+}

@@ -1,0 +1,170 @@
+//! The classic iterative echo server: one client at a time.
+//!
+//! It accepts a client, echoes everything until the client closes its sending side, closes, and
+//! only then accepts the next; clients that connect meanwhile wait in the kernel's listen queue.
+//! Waiting is done with `mio` on one poll that watches the listener (only while no client is
+//! being served), the current client and the stop signals, so Ctrl-C and SIGTERM are seen at
+//! once and the idle timeout is simply the poll's timeout.
+
+use std::{
+    io,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use mio::{Events, Interest, Poll, Token, net::TcpListener};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+use super::{
+    connection::{Connection, Progress, SCRATCH_SIZE},
+    report::{Leave, Report, Summary},
+};
+use crate::cli::ServeArgs;
+
+const LISTENER: Token = Token(0);
+const SIGNALS: Token = Token(1);
+const CLIENT: Token = Token(2);
+
+/// How long to wait before accepting again after accept failed (out of descriptors, say).
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// Serves clients one by one until SIGINT or SIGTERM; returns the totals.
+pub fn serve(mut listener: TcpListener, args: &ServeArgs, report: &mut Report) -> Result<Summary> {
+    let mut poll = Poll::new().context("cannot create the event poll")?;
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
+    poll.registry()
+        .register(&mut signals, SIGNALS, Interest::READABLE)
+        .context("cannot watch for signals")?;
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)
+        .context("cannot watch the listener")?;
+
+    let mut events = Events::with_capacity(16);
+    let mut scratch = vec![0; SCRATCH_SIZE];
+    let mut summary = Summary::default();
+    let mut client: Option<Connection> = None;
+    let mut accept_after: Option<Instant> = None;
+
+    loop {
+        report.flush();
+        let timeout = next_deadline(client.as_ref(), args.idle_timeout, accept_after)
+            .map(|at| at.saturating_duration_since(Instant::now()));
+        match poll.poll(&mut events, timeout) {
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            result => result.context("cannot wait for events")?,
+        }
+        if events.iter().any(|e| e.token() == SIGNALS) && signals.pending().next().is_some() {
+            if let Some(conn) = client.take() {
+                finish(conn, Leave::Shutdown, &mut summary, report);
+            }
+            return Ok(summary);
+        }
+
+        if let Some(conn) = &mut client {
+            let leave = echo_until_blocked(conn, &mut scratch, report);
+            let leave = leave.or_else(|| idle_for(conn, args.idle_timeout).map(Leave::Idle));
+            if let Some(leave) = leave {
+                if let Some(mut conn) = client.take() {
+                    let _ = poll.registry().deregister(&mut conn.stream);
+                    finish(conn, leave, &mut summary, report);
+                }
+            }
+        }
+
+        if client.is_none() && accept_after.is_none_or(|at| Instant::now() >= at) {
+            accept_after = None;
+            match accept(&listener, &poll, report) {
+                Ok(Some(mut conn)) => {
+                    if let Some(leave) = echo_until_blocked(&mut conn, &mut scratch, report) {
+                        let _ = poll.registry().deregister(&mut conn.stream);
+                        finish(conn, leave, &mut summary, report);
+                    } else {
+                        client = Some(conn);
+                    }
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    report.notice(format_args!("accept failed: {err}; retrying shortly"));
+                    accept_after = Some(Instant::now() + ACCEPT_RETRY);
+                }
+            }
+        }
+    }
+}
+
+/// Pumps a client until its socket would block; `Some` when it is done, and why.
+fn echo_until_blocked(
+    conn: &mut Connection,
+    scratch: &mut [u8],
+    report: &mut Report,
+) -> Option<Leave> {
+    loop {
+        match conn.pump(scratch, report) {
+            Ok(Progress::Again) => continue,
+            Ok(Progress::Blocked) => return None,
+            Ok(Progress::Finished) => return Some(Leave::Closed),
+            Err(err) => return Some(Leave::Error(err)),
+        }
+    }
+}
+
+/// Accepts the next waiting client, if any, and watches it.
+fn accept(
+    listener: &TcpListener,
+    poll: &Poll,
+    report: &mut Report,
+) -> io::Result<Option<Connection>> {
+    loop {
+        let (mut stream, peer) = match listener.accept() {
+            Ok(accepted) => accepted,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            // The client gave up before we got to it: try the next one.
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(err) => return Err(err),
+        };
+        // Small echoes must not wait for Nagle's algorithm to meet a delayed ACK.
+        if let Err(err) = stream.set_nodelay(true) {
+            report.notice(format_args!("[{peer}] cannot set TCP_NODELAY: {err}"));
+        }
+        poll.registry()
+            .register(&mut stream, CLIENT, Interest::READABLE | Interest::WRITABLE)?;
+        report.connected(peer);
+        return Ok(Some(Connection::new(stream, peer)));
+    }
+}
+
+/// How long the client has been idle, if that is past the timeout.
+fn idle_for(conn: &Connection, idle_timeout: Option<Duration>) -> Option<Duration> {
+    let idle = conn.last_progress.elapsed();
+    idle_timeout.filter(|&limit| idle >= limit).map(|_| idle)
+}
+
+/// The earliest moment the loop must wake without an event.
+fn next_deadline(
+    client: Option<&Connection>,
+    idle_timeout: Option<Duration>,
+    accept_after: Option<Instant>,
+) -> Option<Instant> {
+    let idle = client
+        .zip(idle_timeout)
+        .map(|(conn, limit)| conn.last_progress + limit);
+    match (idle, accept_after) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Closes a client (by dropping it) and counts it.
+fn finish(conn: Connection, why: Leave, summary: &mut Summary, report: &mut Report) {
+    summary.clients += 1;
+    summary.echoed += conn.echoed;
+    report.left(conn.peer, conn.received, conn.echoed, &why);
+}

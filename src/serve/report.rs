@@ -1,0 +1,125 @@
+//! What the server prints: the `listening on` line, a line per connect, per read and per leave,
+//! and the summary.
+//!
+//! Output goes through one locked, buffered stdout that the loop flushes once per turn, so
+//! printing never dominates the echo. The report is a side branch of the data path: if stdout
+//! goes away (a closed pipe), the server stops printing and goes on serving.
+
+use std::{
+    fmt,
+    io::{self, BufWriter, StdoutLock, Write},
+    net::SocketAddr,
+    time::Duration,
+};
+
+use crate::preview::preview;
+
+/// Totals for the summary line.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Summary {
+    /// Clients that connected and have left.
+    pub clients: u64,
+    /// Bytes written back to clients.
+    pub echoed: u64,
+}
+
+/// Why a client left.
+pub enum Leave {
+    /// It closed its sending side and got all its echoes.
+    Closed,
+    /// It made no progress for the idle timeout.
+    Idle(Duration),
+    /// Its connection broke (reset, for example).
+    Error(io::Error),
+    /// The server is stopping.
+    Shutdown,
+}
+
+impl fmt::Display for Leave {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Leave::Closed => f.write_str("closed"),
+            Leave::Idle(after) => write!(f, "dropped after {:.1}s idle", after.as_secs_f64()),
+            Leave::Error(err) => write!(f, "error: {err}"),
+            Leave::Shutdown => f.write_str("closed by shutdown"),
+        }
+    }
+}
+
+/// The server's stdout report.
+pub struct Report {
+    /// Buffered stdout; `None` once a write failed (reader gone), after which nothing is printed.
+    out: Option<BufWriter<StdoutLock<'static>>>,
+    /// Whether to skip the per-read lines.
+    quiet: bool,
+    /// How many bytes of each read to preview.
+    preview_limit: usize,
+}
+
+impl Report {
+    pub fn new(quiet: bool, preview_limit: usize) -> Self {
+        Report {
+            out: Some(BufWriter::with_capacity(64 * 1024, io::stdout().lock())),
+            quiet,
+            preview_limit,
+        }
+    }
+
+    /// The first line, flushed at once: scripts and tests wait for it.
+    pub fn listening(&mut self, addr: SocketAddr) {
+        self.line(format_args!("listening on {addr}"));
+        self.flush();
+    }
+
+    pub fn connected(&mut self, peer: SocketAddr) {
+        self.line(format_args!("[{peer}] connected"));
+    }
+
+    pub fn received(&mut self, peer: SocketAddr, data: &[u8]) {
+        if !self.quiet {
+            let shown = preview(data, self.preview_limit);
+            self.line(format_args!(
+                "[{peer}] received {} bytes: {shown}",
+                data.len()
+            ));
+        }
+    }
+
+    pub fn left(&mut self, peer: SocketAddr, received: u64, echoed: u64, why: &Leave) {
+        self.line(format_args!(
+            "[{peer}] {why}: received {received} bytes, echoed {echoed}"
+        ));
+    }
+
+    /// A line about the server itself (limits, accept errors), not about one client.
+    pub fn notice(&mut self, message: fmt::Arguments<'_>) {
+        self.line(message);
+    }
+
+    pub fn summary(&mut self, summary: &Summary) {
+        let clients = summary.clients;
+        let noun = if clients == 1 { "client" } else { "clients" };
+        self.line(format_args!(
+            "stopped: served {clients} {noun}, echoed {} bytes",
+            summary.echoed
+        ));
+        self.flush();
+    }
+
+    /// Flushes buffered lines; called once per loop turn, before the loop waits.
+    pub fn flush(&mut self) {
+        if let Some(out) = &mut self.out
+            && out.flush().is_err()
+        {
+            self.out = None;
+        }
+    }
+
+    fn line(&mut self, text: fmt::Arguments<'_>) {
+        if let Some(out) = &mut self.out
+            && writeln!(out, "{text}").is_err()
+        {
+            self.out = None;
+        }
+    }
+}

@@ -53,7 +53,8 @@ pub struct Endpoint {
         long,
         env = "NETECHO_PORT",
         default_value_t = DEFAULT_PORT,
-        value_parser = address::parse_port
+        value_parser = address::parse_port,
+        allow_negative_numbers = true
     )]
     pub port: u16,
 }

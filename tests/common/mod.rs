@@ -1,0 +1,230 @@
+//! Test harness: the real `netecho` binary on real loopback sockets.
+//!
+//! [`Server::start`] runs `netecho serve --port 0 ...`, reads the bound address from its first
+//! line (`listening on ADDR`) and collects the rest of its output on a channel, so tests wait for
+//! what the server says instead of sleeping. Every wait is bounded by [`TIMEOUT`], and a server
+//! is killed when its handle drops, so a failing test leaves no process behind.
+
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use std::{
+    io::{BufRead, BufReader, Read},
+    net::{SocketAddr, TcpStream},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{
+        Arc, Mutex,
+        mpsc::{Receiver, RecvTimeoutError, channel},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_netecho");
+
+/// The bound on every wait in a test.
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running `netecho serve`.
+pub struct Server {
+    child: Child,
+    /// The address from the first line.
+    pub addr: SocketAddr,
+    /// The server's stdout after the first line, line by line.
+    lines: Receiver<String>,
+    /// Every stdout line seen so far by `wait_for`, for failure messages and later checks.
+    seen: Vec<String>,
+    /// Everything the server wrote on stderr.
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `netecho serve --port 0` with extra arguments.
+    pub fn start(args: &[&str]) -> Server {
+        Self::start_with(
+            Command::new(BIN)
+                .arg("serve")
+                .args(["--port", "0"])
+                .args(args),
+        )
+    }
+
+    /// Starts a prepared command that runs a server printing `listening on ADDR` first.
+    pub fn start_with(command: &mut Command) -> Server {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start netecho serve");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, lines) = channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().expect("stderr is piped");
+        let sink = Arc::clone(&stderr);
+        thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            sink.lock().unwrap().push_str(&text);
+        });
+        let first = match lines.recv_timeout(TIMEOUT) {
+            Ok(line) => line,
+            Err(err) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "no first line from the server ({err}); stderr: {}",
+                    stderr.lock().unwrap()
+                );
+            }
+        };
+        let addr = first
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("first line is not 'listening on ADDR': {first:?}"));
+        Server {
+            child,
+            addr,
+            lines,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Connects a client with read and write timeouts.
+    pub fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect_timeout(&self.addr, TIMEOUT).expect("connect to server");
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+        stream
+    }
+
+    /// Waits for a stdout line that satisfies `wanted` and returns it.
+    pub fn wait_for(&mut self, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if wanted(&line) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "timed out waiting for a server line; seen: {:#?}",
+                        self.seen
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => panic!(
+                    "server output ended before the line came; seen: {:#?}; stderr: {}",
+                    self.seen,
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    /// Waits for a line containing `text`.
+    pub fn wait_for_text(&mut self, text: &str) -> String {
+        self.wait_for(|line| line.contains(text))
+    }
+
+    /// Every stdout line read so far, after the first.
+    pub fn seen(&self) -> &[String] {
+        &self.seen
+    }
+
+    /// What the server wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends a signal to the server by name (`TERM`, `INT`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit; returns the status and the stdout lines
+    /// not yet waited for.
+    pub fn terminate(mut self) -> (ExitStatus, Vec<String>) {
+        self.signal("TERM");
+        self.wait_exit()
+    }
+
+    /// Waits (bounded) for the server to exit by itself; returns the status and the stdout lines
+    /// not yet waited for.
+    pub fn wait_exit(&mut self) -> (ExitStatus, Vec<String>) {
+        let deadline = Instant::now() + TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("poll the server process") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit within {TIMEOUT:?}"
+            );
+            thread::sleep(Duration::from_millis(10));
+        };
+        // The process is gone: its stdout ends, so this drains to the end.
+        let mut rest = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(TIMEOUT) {
+            rest.push(line);
+        }
+        self.seen.extend(rest.iter().cloned());
+        (status, rest)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads from `stream` until EOF (bounded by the stream's read timeout).
+pub fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).expect("read reply");
+    reply
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so large payloads need no extra crate.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A port on loopback where nothing listens (bound, read, released).
+pub fn unused_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}

@@ -1,0 +1,264 @@
+//! `netecho serve` (one client at a time), end to end on the real binary.
+
+mod common;
+
+use std::{
+    io::{ErrorKind, Read, Write},
+    net::Shutdown,
+    time::Duration,
+};
+
+use assert_cmd::Command;
+use common::{Server, TIMEOUT, read_to_end};
+use predicates::prelude::*;
+
+#[test]
+fn echoes_a_message_and_reports_it() {
+    let mut server = Server::start(&[]);
+    let mut client = server.connect();
+    client.write_all(b"This is a test message.").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_end(&mut client), b"This is a test message.");
+
+    server.wait_for_text("connected");
+    let line = server.wait_for_text("received 23 bytes");
+    assert!(line.ends_with(r#": "This is a test message.""#), "{line}");
+    let left = server.wait_for_text("closed");
+    assert!(left.contains("received 23 bytes, echoed 23"), "{left}");
+}
+
+/// The classic assignment client: send, read 16-byte chunks until one is shorter, close
+/// without shutting down its sending side.
+fn classic_client(server: &Server, message: &[u8]) -> Vec<u8> {
+    let mut stream = server.connect();
+    stream.write_all(message).unwrap();
+    let mut reply = Vec::new();
+    loop {
+        let mut chunk = [0u8; 16];
+        let n = stream.read(&mut chunk).unwrap();
+        reply.extend_from_slice(&chunk[..n]);
+        if n < 16 {
+            break;
+        }
+    }
+    reply
+}
+
+#[test]
+fn serves_the_classic_chunked_client_one_after_another() {
+    let mut server = Server::start(&["-q"]);
+    let message = b"The classic client reads sixteen bytes at a time!!";
+    assert_eq!(message.len() % 16, 2);
+    for _ in 0..3 {
+        assert_eq!(classic_client(&server, message), message);
+        server.wait_for_text("closed");
+    }
+}
+
+#[test]
+fn second_client_waits_until_the_first_leaves() {
+    let mut server = Server::start(&[]);
+    let mut first = server.connect();
+    first.write_all(b"first").unwrap();
+    let mut reply = [0u8; 5];
+    first.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"first");
+
+    let mut second = server.connect(); // accepted by the kernel, queued
+    second.write_all(b"second").unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let err = second.read(&mut [0u8; 8]).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+        "{err}"
+    );
+
+    drop(first);
+    second.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut reply = [0u8; 6];
+    second.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"second");
+    let first_left = server.wait_for_text("closed");
+    let second_came = server.wait_for_text("connected");
+    let seen = server.seen();
+    let position = |wanted: &String| seen.iter().position(|l| l == wanted).unwrap();
+    assert!(position(&first_left) < position(&second_came), "{seen:#?}");
+}
+
+#[test]
+fn binary_and_invalid_utf8_come_back_and_preview_escaped() {
+    let mut server = Server::start(&[]);
+    let data = b"nul\0bytes\xff\xfe and \x1b[31m escape\n";
+    let mut client = server.connect();
+    client.write_all(data).unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_end(&mut client), data);
+    let line = server.wait_for_text("received");
+    assert!(
+        line.ends_with(r#""nul\0bytes\xff\xfe and \u{1b}[31m escape\n""#),
+        "{line}"
+    );
+    assert!(!line.contains('\x1b'), "raw escape in the report: {line:?}");
+}
+
+#[test]
+fn preview_is_cut_at_the_limit() {
+    let mut server = Server::start(&["--preview", "8"]);
+    let mut client = server.connect();
+    client.write_all(b"0123456789abcdef").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    read_to_end(&mut client);
+    let line = server.wait_for_text("received");
+    assert!(line.ends_with(r#""01234567"… (+8 bytes)"#), "{line}");
+}
+
+#[test]
+fn quiet_hides_reads_but_not_connects() {
+    let mut server = Server::start(&["--quiet"]);
+    let mut client = server.connect();
+    client.write_all(b"secret").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_end(&mut client), b"secret");
+    server.wait_for_text("closed");
+    assert!(
+        server
+            .seen()
+            .iter()
+            .all(|l| !l.contains("received 6 bytes:"))
+    );
+}
+
+#[test]
+fn a_reset_mid_stream_does_not_stop_the_server() {
+    let mut server = Server::start(&["-q"]);
+    let rude = server.connect();
+    (&rude).write_all(&[7u8; 100_000]).unwrap();
+    // SO_LINGER 0: closing sends a reset instead of a FIN.
+    socket2::SockRef::from(&rude)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(rude);
+    server.wait_for(|l| l.contains("error") || l.contains("closed"));
+
+    let mut polite = server.connect();
+    polite.write_all(b"still here?").unwrap();
+    polite.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_end(&mut polite), b"still here?");
+}
+
+#[test]
+fn idle_clients_are_dropped() {
+    let mut server = Server::start(&["--idle-timeout", "0.3"]);
+    let mut idle = server.connect();
+    // The server closes the connection: our read sees EOF well before our own timeout.
+    assert_eq!(read_to_end(&mut idle), b"");
+    let line = server.wait_for_text("idle");
+    assert!(line.contains("dropped after"), "{line}");
+
+    let mut next = server.connect();
+    next.write_all(b"next").unwrap();
+    next.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_end(&mut next), b"next");
+}
+
+#[test]
+fn sigterm_stops_with_a_summary() {
+    let mut server = Server::start(&["-q"]);
+    for message in [&b"one"[..], b"three"] {
+        let mut client = server.connect();
+        client.write_all(message).unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(read_to_end(&mut client), message);
+        server.wait_for_text("closed");
+    }
+    let (status, rest) = server.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    let summary = rest.last().expect("a summary line");
+    assert_eq!(summary, "stopped: served 2 clients, echoed 8 bytes");
+}
+
+#[test]
+fn sigint_with_a_client_connected_also_stops_cleanly() {
+    let mut server = Server::start(&[]);
+    let _client = server.connect();
+    server.wait_for_text("connected");
+    server.signal("INT");
+    let (status, _) = server.wait_exit();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn serves_ipv6_loopback() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: no IPv6 loopback on this machine");
+        return;
+    }
+    let server = Server::start(&["--host", "::1"]);
+    assert!(server.addr.is_ipv6());
+    let mut client = server.connect();
+    client.write_all(b"six").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_end(&mut client), b"six");
+}
+
+#[test]
+fn port_from_the_environment() {
+    let server = Server::start_with(
+        std::process::Command::new(common::BIN)
+            .arg("serve")
+            .env("NETECHO_PORT", "0")
+            .env("NETECHO_HOST", "127.0.0.1"),
+    );
+    assert_eq!(server.addr.ip().to_string(), "127.0.0.1");
+    assert_ne!(server.addr.port(), 0);
+}
+
+#[test]
+fn address_in_use_is_a_clear_error() {
+    let server = Server::start(&[]);
+    Command::new(common::BIN)
+        .args(["serve", "--port", &server.addr.port().to_string()])
+        .timeout(TIMEOUT)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!(
+            "cannot listen on {}: address already in use",
+            server.addr
+        )))
+        .stderr(predicate::str::contains("--port"));
+}
+
+#[test]
+fn unresolvable_host_is_a_clear_error() {
+    Command::new(common::BIN)
+        .args(["serve", "--host", "no-such-host.invalid", "--port", "0"])
+        .timeout(TIMEOUT)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "cannot resolve host 'no-such-host.invalid'",
+        ));
+}
+
+#[test]
+fn bad_ports_are_usage_errors() {
+    for port in ["65536", "-1", "http", ""] {
+        Command::new(common::BIN)
+            .args(["serve", "--port", port])
+            .timeout(TIMEOUT)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("is not a port"));
+    }
+    Command::new(common::BIN)
+        .arg("serve")
+        .env("NETECHO_PORT", "99999")
+        .timeout(TIMEOUT)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "99999 is not a port: ports are 0–65535",
+        ));
+}

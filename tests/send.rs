@@ -1,0 +1,297 @@
+//! `netecho send`, end to end against the real server and against servers written here.
+
+mod common;
+
+use std::{
+    io::{Read, Write},
+    net::{Shutdown, TcpListener, TcpStream},
+    process::{Command as StdCommand, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use assert_cmd::Command;
+use common::{BIN, Server, TIMEOUT, pseudo_random, unused_port};
+use predicates::prelude::*;
+
+fn send(port: u16) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(["send", "--port", &port.to_string()])
+        .timeout(TIMEOUT);
+    command
+}
+
+#[test]
+fn message_comes_back_on_stdout_with_status_on_stderr() {
+    let mut server = Server::start(&[]);
+    send(server.addr.port())
+        .arg("This is a test message.")
+        .assert()
+        .success()
+        .stdout("This is a test message.\n")
+        .stderr(predicate::str::contains(format!(
+            "connecting to 127.0.0.1:{}",
+            server.addr.port()
+        )))
+        .stderr(predicate::str::contains("sent 23 bytes"))
+        .stderr(predicate::str::contains("received 23 bytes"));
+    let line = server.wait_for_text("received 23 bytes");
+    assert!(line.ends_with(r#""This is a test message.""#), "{line}");
+}
+
+#[test]
+fn words_are_joined_with_single_spaces() {
+    let server = Server::start(&["-q"]);
+    send(server.addr.port())
+        .args(["-q", "several", "words", "here"])
+        .assert()
+        .success()
+        .stdout("several words here\n")
+        .stderr("");
+}
+
+#[test]
+fn a_long_message_comes_back_whole() {
+    let server = Server::start(&["-q"]);
+    let message = "echo ".repeat(20_000); // 100 kB, one argument
+    send(server.addr.port())
+        .args(["-q", &message])
+        .assert()
+        .success()
+        .stdout(format!("{message}\n"));
+}
+
+#[test]
+fn stdin_is_sent_binary_safe() {
+    let server = Server::start(&["-q"]);
+    let data = b"\0\x01\x02 invalid \xff\xfe\xc3\x28 utf-8 \r\n".to_vec();
+    for dash in [&[][..], &["-"][..]] {
+        send(server.addr.port())
+            .args(dash)
+            .write_stdin(data.clone())
+            .assert()
+            .success()
+            .stdout(data.clone());
+    }
+}
+
+#[test]
+fn hundred_mib_from_stdin_comes_back_byte_for_byte() {
+    let server = Server::start(&["-q"]);
+    let data = pseudo_random(100 << 20, 42);
+    let output = send(server.addr.port())
+        .arg("-q")
+        .timeout(Duration::from_secs(120))
+        .write_stdin(data.clone())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.stdout.len(), data.len());
+    assert!(
+        output.stdout == data,
+        "the reply differs from what was sent"
+    );
+}
+
+#[test]
+fn refused_connection_says_what_to_do() {
+    let port = unused_port();
+    send(port)
+        .arg("hello")
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(predicate::str::contains(format!(
+            "cannot connect to 127.0.0.1:{port}: connection refused — is 'netecho serve' running?"
+        )));
+}
+
+#[test]
+fn unknown_host_is_a_clear_error() {
+    Command::new(BIN)
+        .args(["send", "--host", "no-such-host.invalid", "hi"])
+        .timeout(TIMEOUT)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "cannot resolve host 'no-such-host.invalid'",
+        ));
+}
+
+#[test]
+fn bad_ports_and_timeouts_are_usage_errors() {
+    for args in [
+        &["--port", "70000"][..],
+        &["--port", "-5"],
+        &["--port", "ten"],
+        &["--timeout", "0"],
+        &["--timeout", "soon"],
+    ] {
+        Command::new(BIN)
+            .arg("send")
+            .args(args)
+            .arg("hi")
+            .timeout(TIMEOUT)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("error: invalid value"));
+    }
+    Command::new(BIN)
+        .args(["send", "--port", "70000", "hi"])
+        .timeout(TIMEOUT)
+        .assert()
+        .stderr(predicate::str::contains(
+            "70000 is not a port: ports are 0–65535",
+        ));
+}
+
+/// Runs a one-connection server written here; `handle` does what it likes with the client.
+fn odd_server(handle: impl FnOnce(TcpStream) + Send + 'static) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        if let Ok((stream, _)) = listener.accept() {
+            stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+            handle(stream);
+        }
+    });
+    port
+}
+
+/// Reads what the client sends until its half-close.
+fn read_request(stream: &mut TcpStream) -> Vec<u8> {
+    let mut data = Vec::new();
+    stream.read_to_end(&mut data).unwrap();
+    data
+}
+
+#[test]
+fn an_altered_byte_is_found_and_named() {
+    let port = odd_server(|mut stream| {
+        let mut data = read_request(&mut stream);
+        data[6] ^= 0x20;
+        stream.write_all(&data).unwrap();
+    });
+    send(port)
+        .arg("hello world")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "reply differs from what was sent at byte 6: sent 0x77, received 0x57",
+        ));
+}
+
+#[test]
+fn a_reply_cut_short_is_reported() {
+    let port = odd_server(|mut stream| {
+        let data = read_request(&mut stream);
+        stream.write_all(&data[..4]).unwrap();
+    });
+    send(port)
+        .arg("truncated")
+        .assert()
+        .code(1)
+        .stdout("trun")
+        .stderr(
+            predicate::str::contains("reply cut short")
+                .and(predicate::str::contains("after 4 of 9 bytes")),
+        );
+}
+
+#[test]
+fn a_reply_longer_than_sent_is_reported() {
+    let port = odd_server(|mut stream| {
+        let mut data = read_request(&mut stream);
+        data.extend_from_slice(b"!!");
+        stream.write_all(&data).unwrap();
+    });
+    send(port)
+        .arg("more")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "reply differs from what was sent: it is longer",
+        ));
+}
+
+#[test]
+fn a_silent_server_times_out_with_a_message() {
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let port = odd_server(move |stream| {
+        // Hold the connection open and say nothing until the test is over.
+        let _ = done_rx.recv_timeout(TIMEOUT);
+        drop(stream);
+    });
+    let started = Instant::now();
+    send(port)
+        .args(["--timeout", "0.5", "anyone?"])
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("no reply from").and(predicate::str::contains("within 0.5s")),
+        );
+    assert!(started.elapsed() < TIMEOUT);
+    drop(done_tx);
+}
+
+#[test]
+fn a_reset_by_the_server_is_reported() {
+    let port = odd_server(|stream| {
+        let mut first = [0u8; 1];
+        (&stream).read_exact(&mut first).unwrap();
+        socket2::SockRef::from(&stream)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(stream);
+    });
+    send(port)
+        .arg("reset me")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("127.0.0.1"));
+}
+
+#[test]
+fn works_against_socat_pipe() {
+    if StdCommand::new("socat")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .status()
+        .is_err()
+    {
+        assert!(std::env::var_os("CI").is_none(), "CI installs socat");
+        eprintln!("skipped: socat is not installed");
+        return;
+    }
+    let port = unused_port();
+    let mut socat = StdCommand::new("socat")
+        .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"))
+        .arg("PIPE")
+        .spawn()
+        .unwrap();
+    // socat prints nothing when ready: wait until it accepts (bounded).
+    let deadline = Instant::now() + TIMEOUT;
+    while TcpStream::connect(("127.0.0.1", port))
+        .map(|s| s.shutdown(Shutdown::Both))
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "socat did not start listening");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let data = pseudo_random(1 << 20, 7);
+    let result = send(port).arg("-q").write_stdin(data.clone()).output();
+    let _ = socat.kill();
+    let _ = socat.wait();
+    let output = result.unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.stdout == data);
+}

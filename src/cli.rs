@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{address, duration};
+use crate::{address, duration, serve::guard};
 
 /// The default host: loopback, so a server started without thought is not exposed.
 pub const DEFAULT_HOST: &str = "127.0.0.1";
@@ -73,7 +73,8 @@ pub struct Endpoint {
     after_help = "Examples:\n  \
         netecho serve                          # 127.0.0.1:10000, one client at a time\n  \
         netecho serve --port 0                 # any free port; see the first line\n  \
-        netecho serve --host ::1 -p 7007 -q --idle-timeout 30"
+        netecho serve --host ::1 -p 7007 -q --idle-timeout 30\n  \
+        netecho serve --udp --udp-rate 100     # UDP echo, 100 replies/s per source"
 )]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -90,6 +91,14 @@ pub struct ServeArgs {
     /// Drop a client that has made no progress for this long (e.g. 30, 1.5s, 2m) [default: off]
     #[arg(long, value_name = "SECS", value_parser = duration::parse_positive)]
     pub idle_timeout: Option<Duration>,
+
+    /// Serve UDP echo (RFC 862): each datagram back to its sender. Alone: UDP only
+    #[arg(long)]
+    pub udp: bool,
+
+    /// Answer at most N datagrams per second to each source address; 0: no limit
+    #[arg(long, value_name = "N", default_value_t = guard::DEFAULT_RATE, requires = "udp")]
+    pub udp_rate: u32,
 }
 
 /// Send a message (or stdin) to an echo server and print the reply
@@ -104,6 +113,7 @@ pub struct ServeArgs {
     after_help = "Examples:\n  \
         netecho send \"This is a test message.\"\n  \
         netecho send --host ::1 -p 7007 hello\n  \
+        netecho send --udp --timeout 2 ping    # one datagram, 2 retries\n  \
         head -c 100M /dev/urandom | netecho send -q > /dev/null   # checks all 100 MiB"
 )]
 pub struct SendArgs {
@@ -121,4 +131,12 @@ pub struct SendArgs {
     /// Give up connecting, or waiting for the server, after this long (e.g. 10, 1.5s, 2m)
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = duration::parse_positive)]
     pub timeout: Duration,
+
+    /// Send the message as one UDP datagram (at most 65507 bytes) instead of over TCP
+    #[arg(long)]
+    pub udp: bool,
+
+    /// With --udp: send again this many times when no reply comes within --timeout
+    #[arg(long, value_name = "N", default_value_t = 2, requires = "udp")]
+    pub retries: u32,
 }

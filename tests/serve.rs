@@ -224,7 +224,7 @@ fn address_in_use_is_a_clear_error() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains(format!(
-            "cannot listen on {}: address already in use",
+            "cannot listen on {} (TCP): address already in use",
             server.addr
         )))
         .stderr(predicate::str::contains("--port"));

@@ -4,10 +4,13 @@
 //! echo rules of [`connection`] and the lines of [`report`]:
 //!
 //! - [`iterative`]: one client at a time, the classic echo server.
+//! - [`udp`]: UDP echo (`--udp`), with the reflection [`guard`].
 
 pub mod connection;
+pub mod guard;
 pub mod iterative;
 pub mod report;
+pub mod udp;
 
 use std::{
     io,
@@ -27,31 +30,46 @@ const LISTEN_BACKLOG: i32 = 1024;
 /// Runs the server until SIGINT or SIGTERM.
 pub fn run(args: &ServeArgs) -> Result<()> {
     let addrs = args.endpoint.resolve()?;
-    let listener = bind_any(&addrs)?;
-    let local = listener
-        .local_addr()
-        .context("cannot read the listening address")?;
     let mut report = Report::new(args.quiet, args.preview);
-    report.listening(local);
+    if args.udp {
+        let socket = bind_any(&addrs, "UDP", udp::bind)?;
+        report.listening(
+            socket
+                .local_addr()
+                .context("cannot read the bound address")?,
+        );
+        let summary = udp::serve(socket, args, &mut report)?;
+        report.summary(&summary, false);
+        return Ok(());
+    }
+    let listener = bind_any(&addrs, "TCP", bind)?;
+    report.listening(
+        listener
+            .local_addr()
+            .context("cannot read the listening address")?,
+    );
     let summary = iterative::serve(listener, args, &mut report)?;
-    report.summary(&summary);
+    report.summary(&summary, true);
     Ok(())
 }
 
-/// Binds the first of `addrs` that works; the error names them and the likely fix.
-fn bind_any(addrs: &[SocketAddr]) -> Result<TcpListener> {
+/// Binds the first of `addrs` that works with `bind`; the error names the address, the
+/// protocol and the likely fix.
+fn bind_any<S>(
+    addrs: &[SocketAddr],
+    protocol: &str,
+    bind: impl Fn(SocketAddr) -> io::Result<S>,
+) -> Result<S> {
     let mut last_error = None;
     for &addr in addrs {
         match bind(addr) {
-            Ok(listener) => return Ok(listener),
+            Ok(socket) => return Ok(socket),
             Err(err) => last_error = Some((addr, err)),
         }
     }
     let (addr, err) = last_error.ok_or_else(|| anyhow!("no address to listen on"))?;
-    Err(anyhow!(
-        "cannot listen on {addr}: {}",
-        explain_bind_error(addr, &err)
-    ))
+    let why = explain_bind_error(addr, &err);
+    Err(anyhow!("cannot listen on {addr} ({protocol}): {why}"))
 }
 
 /// A non-blocking listener with SO_REUSEADDR, so a restart right after a stop can bind again

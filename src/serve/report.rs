@@ -17,10 +17,23 @@ use crate::preview::preview;
 /// Totals for the summary line.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Summary {
-    /// Clients that connected and have left.
+    /// TCP clients that connected and have left.
     pub clients: u64,
-    /// Bytes written back to clients.
+    /// Bytes written back to TCP clients.
     pub echoed: u64,
+    /// UDP totals; `None` when UDP was not served.
+    pub udp: Option<UdpTotals>,
+}
+
+/// Totals of the UDP echo.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UdpTotals {
+    /// Datagrams answered.
+    pub echoed: u64,
+    /// Bytes in the datagrams answered.
+    pub bytes: u64,
+    /// Datagrams not answered: refused by the guard, or the socket could not take the reply.
+    pub dropped: u64,
 }
 
 /// Why a client left.
@@ -85,6 +98,16 @@ impl Report {
         }
     }
 
+    pub fn datagram(&mut self, peer: SocketAddr, data: &[u8]) {
+        if !self.quiet {
+            let shown = preview(data, self.preview_limit);
+            self.line(format_args!(
+                "[{peer} udp] received {} bytes: {shown}",
+                data.len()
+            ));
+        }
+    }
+
     pub fn left(&mut self, peer: SocketAddr, received: u64, echoed: u64, why: &Leave) {
         self.line(format_args!(
             "[{peer}] {why}: received {received} bytes, echoed {echoed}"
@@ -96,13 +119,26 @@ impl Report {
         self.line(message);
     }
 
-    pub fn summary(&mut self, summary: &Summary) {
+    /// The last line: totals of TCP, of UDP, or of both when both were served.
+    pub fn summary(&mut self, summary: &Summary, tcp: bool) {
         let clients = summary.clients;
-        let noun = if clients == 1 { "client" } else { "clients" };
-        self.line(format_args!(
-            "stopped: served {clients} {noun}, echoed {} bytes",
-            summary.echoed
-        ));
+        let tcp_part = tcp.then(|| {
+            let noun = if clients == 1 { "client" } else { "clients" };
+            format!("served {clients} {noun}, echoed {} bytes", summary.echoed)
+        });
+        let udp_part = summary.udp.map(|udp| {
+            let noun = if udp.echoed == 1 {
+                "datagram"
+            } else {
+                "datagrams"
+            };
+            format!(
+                "echoed {} {noun} ({} bytes), dropped {}",
+                udp.echoed, udp.bytes, udp.dropped
+            )
+        });
+        let parts: Vec<String> = tcp_part.into_iter().chain(udp_part).collect();
+        self.line(format_args!("stopped: {}", parts.join("; ")));
         self.flush();
     }
 

@@ -1,7 +1,6 @@
-//! `netecho send`: the echo client.
+//! `netecho send` over TCP.
 //!
-//! It sends a message, or all of stdin, and checks that the reply is the same bytes. Writing and
-//! reading happen at the same time (a writer thread and the main thread), so a payload far larger
+//! Writing and reading happen at the same time (a writer thread and the main thread), so a payload far larger
 //! than the socket buffers comes back without deadlock. Each chunk is handed to the reader over a
 //! bounded channel *before* it is written, so the reader always knows what an echoed byte should
 //! be, and memory stays bounded by the channel however large the payload.
@@ -16,41 +15,15 @@ use std::{
 
 use anyhow::{Context, Result, anyhow, bail};
 
+use super::{CHUNK, Payload, Status, first_difference, seconds};
 use crate::{cli::SendArgs, output::stdout_error};
 
-/// Size of the chunks read from stdin and from the socket.
-const CHUNK: usize = 64 * 1024;
 /// Chunks sent but not yet checked against the reply (at most 4 MiB in flight).
 const CHUNKS_IN_FLIGHT: usize = 64;
 
-/// What to send.
-enum Payload {
-    /// A message from the command line, printed back with a newline.
-    Message(Vec<u8>),
-    /// All of stdin, printed back byte for byte.
-    Stdin,
-}
-
-impl Payload {
-    fn from_args(message: &[String]) -> Self {
-        match message {
-            [] => Payload::Stdin,
-            [only] if only == "-" => Payload::Stdin,
-            words => Payload::Message(words.join(" ").into_bytes()),
-        }
-    }
-}
-
-/// Runs `netecho send`.
-pub fn run(args: &SendArgs) -> Result<()> {
-    let payload = Payload::from_args(&args.message);
-    let status = |line: String| {
-        if !args.quiet {
-            eprintln!("{line}");
-        }
-    };
-
-    status(format!("connecting to {}", args.endpoint.display()));
+/// Sends the payload over TCP and checks the reply.
+pub fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<()> {
+    status.line(format_args!("connecting to {}", args.endpoint.display()));
     let (stream, server) = connect(&args.endpoint.resolve()?, args.timeout)?;
     stream
         .set_nodelay(true)
@@ -81,8 +54,8 @@ pub fn run(args: &SendArgs) -> Result<()> {
             .and_then(|()| stdout.flush())
             .map_err(stdout_error)?;
     }
-    status(format!("sent {sent} bytes"));
-    status(format!("received {received} bytes"));
+    status.line(format_args!("sent {sent} bytes"));
+    status.line(format_args!("received {received} bytes"));
     Ok(())
 }
 
@@ -236,13 +209,8 @@ impl Expected {
             }
             let want = &self.current[self.matched..];
             let len = want.len().min(reply.len());
-            if let Some(i) = (0..len).find(|&i| want[i] != reply[i]) {
-                bail!(
-                    "reply differs from what was sent at byte {}: sent 0x{:02x}, received 0x{:02x}",
-                    offset + i as u64,
-                    want[i],
-                    reply[i]
-                );
+            if let Some(difference) = first_difference(&want[..len], &reply[..len], offset) {
+                bail!("{difference}");
             }
             self.matched += len;
             offset += len as u64;
@@ -267,8 +235,4 @@ impl Expected {
         }
         Ok(())
     }
-}
-
-fn seconds(duration: Duration) -> String {
-    format!("{}s", duration.as_secs_f64())
 }

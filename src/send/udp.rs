@@ -1,0 +1,147 @@
+//! `netecho send --udp`: the message as one datagram, the reply awaited with retries.
+//!
+//! UDP may lose the datagram or its reply, so the client waits `--timeout` for the reply and
+//! sends again, up to `--retries` more times. The socket is connected to the server, so replies
+//! from anyone else are filtered out by the kernel, and a port where nothing listens is reported
+//! as such (the ICMP "port unreachable" comes back as a refused receive) instead of as silence.
+
+use std::{
+    io::{self, Read, Write},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
+};
+
+use anyhow::{Context, Result, bail};
+
+use super::{Payload, Status, first_difference, seconds};
+use crate::{cli::SendArgs, error::UsageError, output::stdout_error};
+
+/// The largest UDP payload over IPv4 (65,535 − 8 bytes of UDP header − 20 of IP header).
+pub const MAX_DATAGRAM: usize = 65_507;
+
+/// Why a try got no reply.
+enum Silence {
+    /// Nothing came within the timeout.
+    Timeout,
+    /// The server's host said no one listens on that port.
+    Refused,
+}
+
+/// Sends the payload as one datagram and checks the reply.
+pub fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<()> {
+    let (data, newline) = match payload {
+        Payload::Message(message) => (message, true),
+        Payload::Stdin => (read_stdin()?, false),
+    };
+    if data.len() > MAX_DATAGRAM {
+        let what = if newline {
+            format!("the message is {} bytes", data.len())
+        } else {
+            format!("stdin holds more than {MAX_DATAGRAM} bytes")
+        };
+        return Err(UsageError(format!(
+            "{what}, but a UDP datagram holds at most {MAX_DATAGRAM} — send it over TCP (without \
+             --udp)"
+        ))
+        .into());
+    }
+    let server = args.endpoint.resolve()?[0];
+    let socket = connect(server)?;
+    socket
+        .set_read_timeout(Some(args.timeout))
+        .context("cannot set the reply timeout")?;
+
+    status.line(format_args!("sending a datagram to {server}"));
+    let tries = args.retries + 1;
+    let mut buf = vec![0; MAX_DATAGRAM + 1];
+    let mut silence = Silence::Timeout;
+    for attempt in 1..=tries {
+        if attempt > 1 {
+            status.line(format_args!(
+                "no reply; trying again ({attempt} of {tries})"
+            ));
+        }
+        match socket.send(&data) {
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
+                silence = Silence::Refused;
+                continue;
+            }
+            Err(err) => return Err(err).with_context(|| format!("cannot send to {server}")),
+        }
+        match socket.recv(&mut buf) {
+            Ok(len) => return finish(&data, &buf[..len], newline, status),
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                silence = Silence::Timeout;
+            }
+            Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
+                silence = Silence::Refused;
+            }
+            Err(err) => return Err(err).with_context(|| format!("cannot receive from {server}")),
+        }
+    }
+    let why = match silence {
+        Silence::Refused => "nothing listens on that port (port unreachable) — is 'netecho serve \
+                             --udp' running?"
+            .to_string(),
+        Silence::Timeout => format!(
+            "no reply within {} to any of them — is it a UDP echo server, and is this source \
+             under its rate limit? (--timeout and --retries wait longer)",
+            seconds(args.timeout)
+        ),
+    };
+    let noun = if tries == 1 { "try" } else { "tries" };
+    bail!("no reply from {server} after {tries} {noun}: {why}")
+}
+
+/// Prints the reply and checks it against what was sent.
+fn finish(sent: &[u8], reply: &[u8], newline: bool, status: Status) -> Result<()> {
+    let mut stdout = io::stdout().lock();
+    stdout.write_all(reply).map_err(stdout_error)?;
+    if newline {
+        stdout.write_all(b"\n").map_err(stdout_error)?;
+    }
+    stdout.flush().map_err(stdout_error)?;
+    status.line(format_args!("sent {} bytes", sent.len()));
+    status.line(format_args!("received {} bytes", reply.len()));
+    let common = sent.len().min(reply.len());
+    if let Some(difference) = first_difference(&sent[..common], &reply[..common], 0) {
+        bail!("{difference}");
+    }
+    if reply.len() != sent.len() {
+        bail!(
+            "reply differs from what was sent: {} bytes sent, {} received",
+            sent.len(),
+            reply.len()
+        );
+    }
+    Ok(())
+}
+
+/// Reads stdin, but no more than one byte past what a datagram can hold.
+fn read_stdin() -> Result<Vec<u8>> {
+    let mut data = Vec::new();
+    io::stdin()
+        .lock()
+        .take(MAX_DATAGRAM as u64 + 1)
+        .read_to_end(&mut data)
+        .context("cannot read standard input")?;
+    Ok(data)
+}
+
+/// A UDP socket on an ephemeral port, connected to the server.
+fn connect(server: SocketAddr) -> Result<UdpSocket> {
+    let local: SocketAddr = match server {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = UdpSocket::bind(local).context("cannot open a UDP socket")?;
+    socket
+        .connect(server)
+        .with_context(|| format!("cannot send to {server}"))?;
+    Ok(socket)
+}

@@ -1,0 +1,138 @@
+//! UDP echo (RFC 862): each datagram goes back, whole, to its sender, unless the guard says no.
+//!
+//! [`UdpEcho`] owns the socket and is driven by readiness events, so the same type serves the
+//! UDP-only loop here ([`serve`], for `serve --udp`) and the event loop of `serve --multiplex
+//! --udp`, which answers TCP and UDP on one port as inetd does. Datagrams are read into the
+//! loop's shared scratch buffer and answered from it: nothing is kept between datagrams. A reply
+//! the socket cannot take at once is dropped and counted, as UDP allows; it is never queued.
+
+use std::{
+    io,
+    net::{SocketAddr, UdpSocket as StdUdpSocket},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use mio::{Events, Interest, Poll, Token, net::UdpSocket};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::{
+    guard::{Guard, Verdict},
+    report::{Report, Summary, UdpTotals},
+};
+use crate::cli::ServeArgs;
+
+/// Datagrams one pump answers before it yields to the rest of the loop.
+const DATAGRAMS_PER_PUMP: usize = 64;
+
+/// The UDP side of the echo server.
+pub struct UdpEcho {
+    /// The bound, non-blocking socket.
+    pub socket: UdpSocket,
+    /// Decides which datagrams get an answer.
+    guard: Guard,
+    /// Datagrams echoed and dropped so far.
+    pub totals: UdpTotals,
+}
+
+impl UdpEcho {
+    pub fn new(socket: UdpSocket, rate: u32) -> Self {
+        UdpEcho {
+            socket,
+            guard: Guard::new(rate),
+            totals: UdpTotals::default(),
+        }
+    }
+
+    /// Answers waiting datagrams until the socket would block (false) or the budget is used
+    /// (true: more may be waiting, and no new event will say so).
+    pub fn pump(&mut self, scratch: &mut [u8], report: &mut Report) -> io::Result<bool> {
+        for _ in 0..DATAGRAMS_PER_PUMP {
+            let (len, peer) = match self.socket.recv_from(scratch) {
+                Ok(received) => received,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            };
+            let datagram = &scratch[..len];
+            report.datagram(peer, datagram);
+            match self.guard.check(peer, Instant::now()) {
+                Verdict::Answer => self.answer(peer, datagram),
+                Verdict::Drop { why, first } => {
+                    self.totals.dropped += 1;
+                    if first {
+                        report.notice(format_args!(
+                            "[{peer} udp] not answered: {why}; further drops from {} are only counted",
+                            peer.ip()
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Sends the datagram back; a reply the socket cannot take now is dropped and counted.
+    fn answer(&mut self, peer: SocketAddr, datagram: &[u8]) {
+        match self.socket.send_to(datagram, peer) {
+            Ok(_) => {
+                self.totals.echoed += 1;
+                self.totals.bytes += datagram.len() as u64;
+            }
+            Err(_) => self.totals.dropped += 1,
+        }
+    }
+}
+
+/// A non-blocking UDP socket bound to `addr`, with SO_REUSEADDR like the TCP listener.
+pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.set_nonblocking(true)?;
+    Ok(UdpSocket::from_std(StdUdpSocket::from(socket)))
+}
+
+const SOCKET: Token = Token(0);
+const SIGNALS: Token = Token(1);
+
+/// `serve --udp` without `--multiplex`: answers datagrams until SIGINT or SIGTERM.
+pub fn serve(socket: UdpSocket, args: &ServeArgs, report: &mut Report) -> Result<Summary> {
+    let mut poll = Poll::new().context("cannot create the event poll")?;
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
+    poll.registry()
+        .register(&mut signals, SIGNALS, Interest::READABLE)
+        .context("cannot watch for signals")?;
+    let mut echo = UdpEcho::new(socket, args.udp_rate);
+    poll.registry()
+        .register(&mut echo.socket, SOCKET, Interest::READABLE)
+        .context("cannot watch the UDP socket")?;
+    let mut events = Events::with_capacity(16);
+    let mut scratch = vec![0; super::connection::SCRATCH_SIZE];
+    // A datagram may have come before the socket was registered: start by reading.
+    let mut more = true;
+    loop {
+        report.flush();
+        // With datagrams left over, only look for signals; otherwise wait for anything.
+        let timeout = more.then_some(Duration::ZERO);
+        match poll.poll(&mut events, timeout) {
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            result => result.context("cannot wait for events")?,
+        }
+        if events.iter().any(|e| e.token() == SIGNALS) && signals.pending().next().is_some() {
+            return Ok(Summary {
+                udp: Some(echo.totals),
+                ..Summary::default()
+            });
+        }
+        more = match echo.pump(&mut scratch, report) {
+            Ok(more) => more,
+            Err(err) => {
+                report.notice(format_args!("UDP receive failed: {err}"));
+                false
+            }
+        };
+    }
+}

@@ -3,10 +3,23 @@
 //! Everything a user sees about the CLI (help, shell completions, man pages) is generated from
 //! these types, so this file is the single source of truth. Commands get their own module
 //! (`serve`, `send`, ...) and receive their `*Args` struct from here.
+//!
+//! Every command teaches in the same way: a one-line `about` (the doc comment), a `long_about`
+//! with the details, defaults shown by clap as `[default: ...]`, and an `after_help` that is its
+//! examples block, in the one format [`examples`] reads:
+//!
+//! ```text
+//! Examples:
+//!   netecho serve --port 0                 # any free port; see the first line
+//! ```
+//!
+//! The same block is the EXAMPLES section of the command's man page (see `man.rs`), so the
+//! examples are written once. A unit test below holds every command, present and future, to this.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
+use clap_complete::Shell;
 
 use crate::{address, duration, serve::guard};
 
@@ -23,11 +36,14 @@ pub const DEFAULT_PORT: u16 = 10000;
     long_about = "A networking toolkit around an echo endpoint you can trust.\n\n\
         'netecho serve' runs a TCP echo server: every byte a client sends comes back, in order. \
         'netecho send' is its client: it sends a message or stdin and prints the echoed reply, \
-        checking every byte.",
+        checking every byte. 'netecho completions' and 'netecho man' print the shell completions \
+        and man pages, generated from this same command line.\n\n\
+        Each command has its own --help with examples. Exit status: 0 ok, 1 runtime failure, \
+        2 usage error.",
     after_help = "Examples:\n  \
-        netecho serve                      # echo server on 127.0.0.1:10000\n  \
-        netecho send \"This is a test message.\"\n  \
-        cat file.bin | netecho send -q > echoed.bin"
+        netecho serve                                  # echo server on 127.0.0.1:10000\n  \
+        netecho send \"This is a test message.\"         # send it, print the checked reply\n  \
+        cat file.bin | netecho send -q > echoed.bin    # a binary file, back byte for byte"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -38,6 +54,8 @@ pub struct Cli {
 pub enum Command {
     Serve(ServeArgs),
     Send(SendArgs),
+    Completions(CompletionsArgs),
+    Man(ManArgs),
 }
 
 /// Where to listen or connect: shared by `serve` and `send`.
@@ -71,10 +89,9 @@ pub struct Endpoint {
         and an escaped preview of the bytes (off with --quiet), and one when it leaves. Ctrl-C or \
         SIGTERM stops the server with a one-line summary, exit 0.",
     after_help = "Examples:\n  \
-        netecho serve                          # 127.0.0.1:10000, one client at a time\n  \
-        netecho serve --port 0                 # any free port; see the first line\n  \
-        netecho serve --host ::1 -p 7007 -q --idle-timeout 30\n  \
-        netecho serve --udp --udp-rate 100     # UDP echo, 100 replies/s per source"
+        netecho serve                                            # 127.0.0.1:10000, one at a time\n  \
+        netecho serve --port 0 -q --idle-timeout 30              # any free port, quiet, drop idlers\n  \
+        netecho serve --udp --udp-rate 100                       # UDP echo, 100 replies/s per source"
 )]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -111,9 +128,8 @@ pub struct ServeArgs {
         message, the echoed text and a newline; for stdin, the exact bytes); status lines go to \
         stderr. If the reply differs from what was sent, it says where and exits 1.",
     after_help = "Examples:\n  \
-        netecho send \"This is a test message.\"\n  \
-        netecho send --host ::1 -p 7007 hello\n  \
-        netecho send --udp --timeout 2 ping    # one datagram, 2 retries\n  \
+        netecho send \"This is a test message.\"                    # to 127.0.0.1:10000\n  \
+        netecho send --udp --host ::1 ping                        # one datagram to [::1]:10000\n  \
         head -c 100M /dev/urandom | netecho send -q > /dev/null   # checks all 100 MiB"
 )]
 pub struct SendArgs {
@@ -139,4 +155,177 @@ pub struct SendArgs {
     /// With --udp: send again this many times when no reply comes within --timeout
     #[arg(long, value_name = "N", default_value_t = 2, requires = "udp")]
     pub retries: u32,
+}
+
+/// Print the shell completion script for bash, zsh, fish, elvish or powershell
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Print the shell completion script for bash, zsh, fish, elvish or powershell.\n\n\
+        The script is generated from netecho's own command line, so it knows every command and \
+        option of this version. Load it from your shell's start-up file, or save it where your \
+        shell looks for completions (the README shows where, for each shell).\n\n\
+        With --out-dir DIR the scripts are written into DIR instead, under their usual file \
+        names: netecho.bash, _netecho, netecho.fish, netecho.elv and _netecho.ps1; all five \
+        when no SHELL is given.",
+    after_help = "Examples:\n  \
+        netecho completions bash > ~/.local/share/bash-completion/completions/netecho   # bash\n  \
+        netecho completions zsh > ~/.zfunc/_netecho    # zsh, with ~/.zfunc on $fpath\n  \
+        netecho completions --out-dir completions      # all five scripts into a folder"
+)]
+pub struct CompletionsArgs {
+    /// The shell to print the completion script for [default with --out-dir: all five]
+    #[arg(value_name = "SHELL", required_unless_present = "out_dir")]
+    pub shell: Option<Shell>,
+
+    /// Write the script(s) into DIR, created if missing, instead of printing
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+}
+
+/// Print the man page of netecho or of one of its commands, or write them all into a folder
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Print a man page (roff), generated from netecho's own command line.\n\n\
+        With no COMMAND it prints netecho(1); with one, that command's page, e.g. 'netecho man \
+        serve' prints netecho-serve(1). The pages carry the same descriptions, defaults and \
+        examples as --help, and the exit status.\n\n\
+        With --out-dir DIR it writes netecho.1 and one netecho-COMMAND.1 per command into DIR \
+        instead, ready for a man1 folder.",
+    after_help = "Examples:\n  \
+        netecho man | man -l -                                  # read netecho(1) now\n  \
+        netecho man serve | man -l -                            # the page of one command\n  \
+        sudo netecho man --out-dir /usr/local/share/man/man1    # install every page"
+)]
+pub struct ManArgs {
+    /// The command whose page to print, e.g. serve [default: netecho itself]
+    #[arg(value_name = "COMMAND", conflicts_with = "out_dir")]
+    pub command: Option<String>,
+
+    /// Write netecho.1 and every netecho-COMMAND.1 into DIR, created if missing, instead of printing
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+}
+
+/// One example from a command's examples block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Example {
+    /// The command line, as a user types it.
+    pub command: String,
+    /// What it does: the text after `  # `, if any.
+    pub comment: Option<String>,
+}
+
+/// The heading line that opens an examples block in `after_help`.
+pub const EXAMPLES_HEADING: &str = "Examples:";
+
+/// The examples in a command's `after_help`: the indented lines under `Examples:`, each split at
+/// `  # ` (two spaces) into the command line and its comment. Empty when there is no such block.
+pub fn examples(cmd: &clap::Command) -> Vec<Example> {
+    let Some(after_help) = cmd.get_after_help() else {
+        return Vec::new();
+    };
+    let text = after_help.to_string();
+    let mut lines = text
+        .lines()
+        .skip_while(|line| line.trim() != EXAMPLES_HEADING);
+    lines.next(); // the heading itself
+    lines
+        .take_while(|line| line.starts_with(char::is_whitespace) && !line.trim().is_empty())
+        .map(|line| match line.split_once("  # ") {
+            Some((command, comment)) => Example {
+                command: command.trim().to_owned(),
+                comment: Some(comment.trim().to_owned()),
+            },
+            None => Example {
+                command: line.trim().to_owned(),
+                comment: None,
+            },
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every command and its subcommands, depth first, without clap's generated `help`.
+    fn all_commands() -> Vec<clap::Command> {
+        fn walk(cmd: &clap::Command, found: &mut Vec<clap::Command>) {
+            found.push(cmd.clone());
+            for sub in cmd.get_subcommands().filter(|sub| !sub.is_hide_set()) {
+                walk(sub, found);
+            }
+        }
+        let mut cmd = Cli::command().disable_help_subcommand(true);
+        cmd.build();
+        let mut found = Vec::new();
+        walk(&cmd, &mut found);
+        found
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_has_a_summary_a_description_and_examples() {
+        for cmd in all_commands() {
+            let name = cmd.get_name();
+            let about = cmd.get_about().map(ToString::to_string).unwrap_or_default();
+            assert!(
+                !about.is_empty() && !about.contains('\n'),
+                "{name}: needs a one-line summary (its doc comment)"
+            );
+            let long = cmd
+                .get_long_about()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            assert!(
+                long.len() > about.len(),
+                "{name}: needs a long_about that says more than the summary"
+            );
+            let examples = examples(&cmd);
+            assert!(
+                (2..=3).contains(&examples.len()),
+                "{name}: needs 2 or 3 examples in after_help under {EXAMPLES_HEADING:?}, has {}",
+                examples.len()
+            );
+            for example in &examples {
+                assert!(
+                    example.command.contains("netecho "),
+                    "{name}: example {:?} does not run netecho",
+                    example.command
+                );
+                assert!(
+                    example.comment.is_some(),
+                    "{name}: example {:?} needs a '  # what it does' comment",
+                    example.command
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn examples_are_read_from_the_block_only() {
+        let cmd = clap::Command::new("x").after_help(
+            "Notes first.\n\nExamples:\n  netecho a  # first\n  netecho b | wc -c\n\nMore text",
+        );
+        assert_eq!(
+            examples(&cmd),
+            vec![
+                Example {
+                    command: "netecho a".into(),
+                    comment: Some("first".into())
+                },
+                Example {
+                    command: "netecho b | wc -c".into(),
+                    comment: None
+                },
+            ]
+        );
+        assert!(examples(&clap::Command::new("y")).is_empty());
+    }
 }

@@ -8,6 +8,8 @@
 //!   `serve/connection.rs` holds the echo rules (bounded buffer, half-close, errors) and
 //!   `serve/report.rs` the lines the server prints.
 //! - [`send`]: the client. It writes and reads at the same time and checks the reply byte for byte.
+//! - [`completions`]: `netecho completions`, the shell completion scripts.
+//! - [`man`]: `netecho man`, the man pages, with EXAMPLES read from each command's `--help`.
 //! - [`address`]: the `--host`/`--port` options shared by the server and the client, and how
 //!   they resolve.
 //! - [`preview`]: the printable, escaped preview of received bytes (safe for binary data).
@@ -20,8 +22,10 @@
 
 pub mod address;
 pub mod cli;
+pub mod completions;
 pub mod duration;
 pub mod error;
+pub mod man;
 pub mod output;
 pub mod preview;
 pub mod send;
@@ -34,5 +38,7 @@ pub fn run(cli: cli::Cli) -> Result<()> {
     match cli.command {
         cli::Command::Serve(args) => serve::run(&args),
         cli::Command::Send(args) => send::run(&args),
+        cli::Command::Completions(args) => completions::run(&args),
+        cli::Command::Man(args) => man::run(&args),
     }
 }

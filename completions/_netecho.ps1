@@ -1,0 +1,101 @@
+
+using namespace System.Management.Automation
+using namespace System.Management.Automation.Language
+
+Register-ArgumentCompleter -Native -CommandName 'netecho' -ScriptBlock {
+    param($wordToComplete, $commandAst, $cursorPosition)
+
+    $commandElements = $commandAst.CommandElements
+    $command = @(
+        'netecho'
+        for ($i = 1; $i -lt $commandElements.Count; $i++) {
+            $element = $commandElements[$i]
+            if ($element -isnot [StringConstantExpressionAst] -or
+                $element.StringConstantType -ne [StringConstantType]::BareWord -or
+                $element.Value.StartsWith('-') -or
+                $element.Value -eq $wordToComplete) {
+                break
+        }
+        $element.Value
+    }) -join ';'
+
+    $completions = @(switch ($command) {
+        'netecho' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run a TCP echo server: every byte a client sends comes back, in order')
+            [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send a message (or stdin) to an echo server and print the reply')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print the shell completion script for bash, zsh, fish, elvish or powershell')
+            [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the man page of netecho or of one of its commands, or write them all into a folder')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'netecho;serve' {
+            [CompletionResult]::new('--host', '--host', [CompletionResultType]::ParameterName, 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)')
+            [CompletionResult]::new('-p', '-p', [CompletionResultType]::ParameterName, 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)')
+            [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)')
+            [CompletionResult]::new('--preview', '--preview', [CompletionResultType]::ParameterName, 'Show at most N bytes of each read in its preview')
+            [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Drop a client that has made no progress for this long (e.g. 30, 1.5s, 2m) [default: off]')
+            [CompletionResult]::new('--udp-rate', '--udp-rate', [CompletionResultType]::ParameterName, 'Answer at most N datagrams per second to each source address; 0: no limit')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Do not print a line per read (connects, leaves and the summary are still shown)')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Do not print a line per read (connects, leaves and the summary are still shown)')
+            [CompletionResult]::new('--udp', '--udp', [CompletionResultType]::ParameterName, 'Serve UDP echo (RFC 862): each datagram back to its sender. Alone: UDP only')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'netecho;send' {
+            [CompletionResult]::new('--host', '--host', [CompletionResultType]::ParameterName, 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)')
+            [CompletionResult]::new('-p', '-p', [CompletionResultType]::ParameterName, 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)')
+            [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up connecting, or waiting for the server, after this long (e.g. 10, 1.5s, 2m)')
+            [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'With --udp: send again this many times when no reply comes within --timeout')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Do not print status lines on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Do not print status lines on stderr')
+            [CompletionResult]::new('--udp', '--udp', [CompletionResultType]::ParameterName, 'Send the message as one UDP datagram (at most 65507 bytes) instead of over TCP')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'netecho;completions' {
+            [CompletionResult]::new('--out-dir', '--out-dir', [CompletionResultType]::ParameterName, 'Write the script(s) into DIR, created if missing, instead of printing')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'netecho;man' {
+            [CompletionResult]::new('--out-dir', '--out-dir', [CompletionResultType]::ParameterName, 'Write netecho.1 and every netecho-COMMAND.1 into DIR, created if missing, instead of printing')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'netecho;help' {
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run a TCP echo server: every byte a client sends comes back, in order')
+            [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send a message (or stdin) to an echo server and print the reply')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print the shell completion script for bash, zsh, fish, elvish or powershell')
+            [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the man page of netecho or of one of its commands, or write them all into a folder')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'netecho;help;serve' {
+            break
+        }
+        'netecho;help;send' {
+            break
+        }
+        'netecho;help;completions' {
+            break
+        }
+        'netecho;help;man' {
+            break
+        }
+        'netecho;help;help' {
+            break
+        }
+    })
+
+    $completions.Where{ $_.CompletionText -like "$wordToComplete*" } |
+        Sort-Object -Property ListItemText
+}

@@ -1,0 +1,85 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[netecho] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'netecho'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'netecho'= {
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand serve 'Run a TCP echo server: every byte a client sends comes back, in order'
+            cand send 'Send a message (or stdin) to an echo server and print the reply'
+            cand completions 'Print the shell completion script for bash, zsh, fish, elvish or powershell'
+            cand man 'Print the man page of netecho or of one of its commands, or write them all into a folder'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'netecho;serve'= {
+            cand --host 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)'
+            cand -p 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)'
+            cand --port 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)'
+            cand --preview 'Show at most N bytes of each read in its preview'
+            cand --idle-timeout 'Drop a client that has made no progress for this long (e.g. 30, 1.5s, 2m) [default: off]'
+            cand --udp-rate 'Answer at most N datagrams per second to each source address; 0: no limit'
+            cand -q 'Do not print a line per read (connects, leaves and the summary are still shown)'
+            cand --quiet 'Do not print a line per read (connects, leaves and the summary are still shown)'
+            cand --udp 'Serve UDP echo (RFC 862): each datagram back to its sender. Alone: UDP only'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'netecho;send'= {
+            cand --host 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)'
+            cand -p 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)'
+            cand --port 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)'
+            cand --timeout 'Give up connecting, or waiting for the server, after this long (e.g. 10, 1.5s, 2m)'
+            cand --retries 'With --udp: send again this many times when no reply comes within --timeout'
+            cand -q 'Do not print status lines on stderr'
+            cand --quiet 'Do not print status lines on stderr'
+            cand --udp 'Send the message as one UDP datagram (at most 65507 bytes) instead of over TCP'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'netecho;completions'= {
+            cand --out-dir 'Write the script(s) into DIR, created if missing, instead of printing'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'netecho;man'= {
+            cand --out-dir 'Write netecho.1 and every netecho-COMMAND.1 into DIR, created if missing, instead of printing'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'netecho;help'= {
+            cand serve 'Run a TCP echo server: every byte a client sends comes back, in order'
+            cand send 'Send a message (or stdin) to an echo server and print the reply'
+            cand completions 'Print the shell completion script for bash, zsh, fish, elvish or powershell'
+            cand man 'Print the man page of netecho or of one of its commands, or write them all into a folder'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'netecho;help;serve'= {
+        }
+        &'netecho;help;send'= {
+        }
+        &'netecho;help;completions'= {
+        }
+        &'netecho;help;man'= {
+        }
+        &'netecho;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

@@ -1,0 +1,57 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_netecho_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_netecho_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_netecho_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_netecho_using_subcommand
+    set -l cmd (__fish_netecho_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c netecho -n "__fish_netecho_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c netecho -n "__fish_netecho_needs_command" -s V -l version -d 'Print version'
+complete -c netecho -n "__fish_netecho_needs_command" -f -a "serve" -d 'Run a TCP echo server: every byte a client sends comes back, in order'
+complete -c netecho -n "__fish_netecho_needs_command" -f -a "send" -d 'Send a message (or stdin) to an echo server and print the reply'
+complete -c netecho -n "__fish_netecho_needs_command" -f -a "completions" -d 'Print the shell completion script for bash, zsh, fish, elvish or powershell'
+complete -c netecho -n "__fish_netecho_needs_command" -f -a "man" -d 'Print the man page of netecho or of one of its commands, or write them all into a folder'
+complete -c netecho -n "__fish_netecho_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c netecho -n "__fish_netecho_using_subcommand serve" -l host -d 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand serve" -s p -l port -d 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand serve" -l preview -d 'Show at most N bytes of each read in its preview' -r
+complete -c netecho -n "__fish_netecho_using_subcommand serve" -l idle-timeout -d 'Drop a client that has made no progress for this long (e.g. 30, 1.5s, 2m) [default: off]' -r
+complete -c netecho -n "__fish_netecho_using_subcommand serve" -l udp-rate -d 'Answer at most N datagrams per second to each source address; 0: no limit' -r
+complete -c netecho -n "__fish_netecho_using_subcommand serve" -s q -l quiet -d 'Do not print a line per read (connects, leaves and the summary are still shown)'
+complete -c netecho -n "__fish_netecho_using_subcommand serve" -l udp -d 'Serve UDP echo (RFC 862): each datagram back to its sender. Alone: UDP only'
+complete -c netecho -n "__fish_netecho_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c netecho -n "__fish_netecho_using_subcommand send" -l host -d 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand send" -s p -l port -d 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand send" -l timeout -d 'Give up connecting, or waiting for the server, after this long (e.g. 10, 1.5s, 2m)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand send" -l retries -d 'With --udp: send again this many times when no reply comes within --timeout' -r
+complete -c netecho -n "__fish_netecho_using_subcommand send" -s q -l quiet -d 'Do not print status lines on stderr'
+complete -c netecho -n "__fish_netecho_using_subcommand send" -l udp -d 'Send the message as one UDP datagram (at most 65507 bytes) instead of over TCP'
+complete -c netecho -n "__fish_netecho_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c netecho -n "__fish_netecho_using_subcommand completions" -l out-dir -d 'Write the script(s) into DIR, created if missing, instead of printing' -r -F
+complete -c netecho -n "__fish_netecho_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c netecho -n "__fish_netecho_using_subcommand man" -l out-dir -d 'Write netecho.1 and every netecho-COMMAND.1 into DIR, created if missing, instead of printing' -r -F
+complete -c netecho -n "__fish_netecho_using_subcommand man" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send completions man help" -f -a "serve" -d 'Run a TCP echo server: every byte a client sends comes back, in order'
+complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send completions man help" -f -a "send" -d 'Send a message (or stdin) to an echo server and print the reply'
+complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send completions man help" -f -a "completions" -d 'Print the shell completion script for bash, zsh, fish, elvish or powershell'
+complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send completions man help" -f -a "man" -d 'Print the man page of netecho or of one of its commands, or write them all into a folder'
+complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -1,0 +1,201 @@
+//! `netecho man`: roff man pages, generated from the clap definition.
+//!
+//! [`pages`] walks [`Cli::command`] and its subcommands (never a list of names), so a command
+//! merged into `cli.rs` gets its page, `netecho-COMMAND(1)`, without a change here. Each page is
+//! clap_mangen's NAME, SYNOPSIS, DESCRIPTION, OPTIONS (and SUBCOMMANDS) sections, followed by
+//! ours: EXIT STATUS, EXAMPLES (read from the command's `after_help`, the same examples as
+//! `--help`, see [`cli::examples`]) and SEE ALSO. The checked-in `man/` folder is made with
+//! `--out-dir`.
+
+use std::{
+    fs,
+    io::{self, Write},
+    path::Path,
+};
+
+use anyhow::{Context, Result};
+use clap::CommandFactory;
+use clap_mangen::{
+    Man,
+    roff::{Roff, bold, roman},
+};
+
+use crate::{
+    cli::{self, Cli, ManArgs},
+    error::{EXIT_FAILURE, EXIT_USAGE, UsageError},
+    output,
+};
+
+/// The man section of every page: user commands.
+const SECTION: &str = "1";
+
+/// The EXIT STATUS section: what each exit code means, the same for every command.
+const EXIT_STATUS: [(u8, &str); 3] = [
+    (0, "Success."),
+    (
+        EXIT_FAILURE,
+        "A runtime failure: a socket or file error, a timeout, a reply that differs from what \
+         was sent. The reason is printed on standard error.",
+    ),
+    (
+        EXIT_USAGE,
+        "A usage error: an unknown option, a missing or malformed value. The problem and the \
+         usage are printed on standard error.",
+    ),
+];
+
+/// Runs `netecho man`.
+pub fn run(args: &ManArgs) -> Result<()> {
+    let pages = pages();
+    if let Some(dir) = &args.out_dir {
+        return write_to(dir, &pages);
+    }
+    let page = match &args.command {
+        // `pages` always starts with netecho itself.
+        None => &pages[0],
+        Some(name) => find(&pages, name)?,
+    };
+    io::stdout()
+        .lock()
+        .write_all(&render(page, &pages)?)
+        .map_err(output::stdout_error)
+}
+
+/// Every page: netecho itself first, then each subcommand (depth first), built so that each
+/// knows its full name (`netecho-serve`). clap's generated `help` command has no page.
+pub fn pages() -> Vec<clap::Command> {
+    fn walk(cmd: &clap::Command, found: &mut Vec<clap::Command>) {
+        found.push(cmd.clone());
+        for sub in cmd.get_subcommands().filter(|sub| !sub.is_hide_set()) {
+            walk(sub, found);
+        }
+    }
+    let mut top = Cli::command().disable_help_subcommand(true);
+    top.build();
+    let mut found = Vec::new();
+    walk(&top, &mut found);
+    found
+}
+
+/// The page's name: `netecho`, `netecho-serve`, ...
+fn page_name(cmd: &clap::Command) -> &str {
+    cmd.get_display_name().unwrap_or_else(|| cmd.get_name())
+}
+
+/// The page for `netecho man NAME`: a subcommand's name (`serve`) or its page's (`netecho-serve`).
+fn find<'a>(pages: &'a [clap::Command], name: &str) -> Result<&'a clap::Command> {
+    pages[1..]
+        .iter()
+        .find(|page| page.get_name() == name || page_name(page) == name)
+        .ok_or_else(|| {
+            let known: Vec<&str> = pages[1..].iter().map(|page| page.get_name()).collect();
+            UsageError(format!(
+                "no man page for '{name}'; the commands are: {}",
+                known.join(", ")
+            ))
+            .into()
+        })
+}
+
+/// Writes every page into `dir` as `NAME.1`.
+fn write_to(dir: &Path, pages: &[clap::Command]) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for page in pages {
+        let path = dir.join(format!("{}.{SECTION}", page_name(page)));
+        fs::write(&path, render(page, pages)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Renders one page. `all` is every page: netecho itself first (its name and version go into the
+/// page footer), then the others, for SEE ALSO.
+pub fn render(cmd: &clap::Command, all: &[clap::Command]) -> Result<Vec<u8>> {
+    let man = Man::new(cmd.clone()).section(SECTION);
+    let has_options = cmd.get_arguments().any(|arg| !arg.is_hide_set());
+    let has_subcommands = cmd.get_subcommands().any(|sub| !sub.is_hide_set());
+
+    // Each clap_mangen section, and our own `Roff`, renders with the same preamble (it defines
+    // the apostrophe string); the page has it once, at the top.
+    let preamble = Roff::new().render();
+    let mut page = Vec::from(preamble.as_bytes());
+    page.extend_from_slice(title_line(cmd, all).as_bytes());
+    let mut section = |render: &dyn Fn(&mut Vec<u8>) -> io::Result<()>| -> Result<()> {
+        let mut out = Vec::new();
+        render(&mut out).context("cannot render a man page")?;
+        page.extend_from_slice(out.strip_prefix(preamble.as_bytes()).unwrap_or(&out));
+        Ok(())
+    };
+    section(&|w| man.render_name_section(w))?;
+    section(&|w| man.render_synopsis_section(w))?;
+    section(&|w| man.render_description_section(w))?;
+    if has_options {
+        section(&|w| man.render_options_section(w))?;
+    }
+    if has_subcommands {
+        section(&|w| man.render_subcommands_section(w))?;
+    }
+    section(&|w| own_sections(cmd, all).to_writer(w))?;
+    if cmd.get_version().is_some() {
+        section(&|w| man.render_version_section(w))?;
+    }
+    Ok(page)
+}
+
+/// The `.TH` line: page name, section, no date (so the pages are the same on every build),
+/// netecho's name and version as the source, and the manual's name. clap_mangen writes an empty
+/// date as nothing, which shifts the source into the date's place; hence our own line.
+fn title_line(cmd: &clap::Command, all: &[clap::Command]) -> String {
+    let top = all.first().unwrap_or(cmd);
+    let source = format!(
+        "{} {}",
+        top.get_name(),
+        top.get_version().unwrap_or_default()
+    );
+    format!(
+        ".TH {} {SECTION} \"\" \"{}\" \"User Commands\"\n",
+        page_name(cmd),
+        source.trim()
+    )
+}
+
+/// EXIT STATUS, EXAMPLES and SEE ALSO.
+fn own_sections(cmd: &clap::Command, all: &[clap::Command]) -> Roff {
+    let mut roff = Roff::new();
+
+    roff.control("SH", ["EXIT STATUS"]);
+    for (code, meaning) in EXIT_STATUS {
+        roff.control("TP", []);
+        roff.text([bold(code.to_string())]);
+        roff.text([roman(meaning)]);
+    }
+
+    let examples = cli::examples(cmd);
+    if !examples.is_empty() {
+        roff.control("SH", ["EXAMPLES"]);
+        for example in examples {
+            roff.control("TP", []);
+            roff.text([bold(example.command)]);
+            roff.text([roman(example.comment.unwrap_or_default())]);
+        }
+    }
+
+    let this = page_name(cmd);
+    let others: Vec<&str> = all
+        .iter()
+        .map(page_name)
+        .filter(|name| *name != this)
+        .collect();
+    if !others.is_empty() {
+        roff.control("SH", ["SEE ALSO"]);
+        let mut refs = Vec::new();
+        for (i, name) in others.iter().enumerate() {
+            let separator = if i + 1 < others.len() { "), " } else { ")" };
+            refs.push(bold(*name));
+            refs.push(roman(format!("({SECTION}{separator}")));
+        }
+        roff.text(refs);
+    }
+    roff
+}

@@ -88,23 +88,21 @@ impl Report {
         self.line(format_args!("[{peer}] connected"));
     }
 
+    /// A read from a TCP client.
     pub fn received(&mut self, peer: SocketAddr, data: &[u8]) {
-        if !self.quiet {
-            let shown = preview(data, self.preview_limit);
-            self.line(format_args!(
-                "[{peer}] received {} bytes: {shown}",
-                data.len()
-            ));
-        }
+        self.data_line(format_args!("{peer}"), data);
     }
 
+    /// A datagram from a UDP client.
     pub fn datagram(&mut self, peer: SocketAddr, data: &[u8]) {
+        self.data_line(format_args!("{peer} udp"), data);
+    }
+
+    /// The per-read line, unless quiet: who, how many bytes, and their preview.
+    fn data_line(&mut self, who: fmt::Arguments<'_>, data: &[u8]) {
         if !self.quiet {
             let shown = preview(data, self.preview_limit);
-            self.line(format_args!(
-                "[{peer} udp] received {} bytes: {shown}",
-                data.len()
-            ));
+            self.line(format_args!("[{who}] received {} bytes: {shown}", data.len()));
         }
     }
 

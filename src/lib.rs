@@ -8,6 +8,9 @@
 //!   `serve/connection.rs` holds the echo rules (bounded buffer, half-close, errors) and
 //!   `serve/report.rs` the lines the server prints.
 //! - [`send`]: the client. It writes and reads at the same time and checks the reply byte for byte.
+//! - [`ports`]: the services of a port range, from `/etc/services` or a built-in table.
+//!   `ports/services.rs` is the services(5) parser, `ports/builtin.rs` the fallback table and
+//!   `ports/render.rs` the table, plain and JSON output.
 //! - [`address`]: the `--host`/`--port` options shared by the server and the client, and how
 //!   they resolve.
 //! - [`preview`]: the printable, escaped preview of received bytes (safe for binary data).
@@ -23,6 +26,7 @@ pub mod cli;
 pub mod duration;
 pub mod error;
 pub mod output;
+pub mod ports;
 pub mod preview;
 pub mod send;
 pub mod serve;
@@ -34,5 +38,6 @@ pub fn run(cli: cli::Cli) -> Result<()> {
     match cli.command {
         cli::Command::Serve(args) => serve::run(&args),
         cli::Command::Send(args) => send::run(&args),
+        cli::Command::Ports(args) => ports::run(&args),
     }
 }

@@ -7,7 +7,9 @@
 
 use std::io::{self, Write};
 
-use comfy_table::{Attribute, Cell, CellAlignment, Color, ContentArrangement, Table, presets};
+use comfy_table::{
+    Attribute, Cell, CellAlignment, Color, ColumnConstraint, ContentArrangement, Table, presets,
+};
 
 use super::Row;
 
@@ -29,8 +31,17 @@ pub fn table(rows: &[Row], styled: bool) -> Table {
                 cell
             }
         }));
-    if let Some(port) = table.column_mut(0) {
-        port.set_cell_alignment(CellAlignment::Right);
+    // A terminal that reports width 0 (a pty nobody sized) would squeeze every cell to one
+    // character: treat that as an unknown width and do not wrap.
+    if table.width() == Some(0) {
+        table.set_content_arrangement(ContentArrangement::Disabled);
+    }
+    // Port and protocol are short and never wrapped; service names and aliases wrap instead.
+    for (index, column) in table.column_iter_mut().enumerate().take(2) {
+        column.set_constraint(ColumnConstraint::ContentWidth);
+        if index == 0 {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
     }
     for row in rows {
         let service = Cell::new(&row.service);

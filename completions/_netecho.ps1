@@ -27,6 +27,7 @@ Register-ArgumentCompleter -Native -CommandName 'netecho' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run a TCP echo server: every byte a client sends comes back, in order')
             [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send a message (or stdin) to an echo server and print the reply')
+            [CompletionResult]::new('ports', 'ports', [CompletionResultType]::ParameterValue, 'List the services registered for a range of ports, from /etc/services')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print the shell completion script for bash, zsh, fish, elvish or powershell')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the man page of netecho or of one of its commands, or write them all into a folder')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -59,6 +60,18 @@ Register-ArgumentCompleter -Native -CommandName 'netecho' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
+        'netecho;ports' {
+            [CompletionResult]::new('--low', '--low', [CompletionResultType]::ParameterName, 'First port of the range, instead of the LOW argument')
+            [CompletionResult]::new('--high', '--high', [CompletionResultType]::ParameterName, 'Last port of the range, instead of the HIGH argument [default with --low: 65535]')
+            [CompletionResult]::new('--services-file', '--services-file', [CompletionResultType]::ParameterName, 'Read services from this file (services(5) format) [default: /etc/services]')
+            [CompletionResult]::new('--protocol', '--protocol', [CompletionResultType]::ParameterName, 'Only services registered for this protocol')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Only services whose name or an alias contains PATTERN (case-insensitive)')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output format [default: table on a terminal, plain otherwise]')
+            [CompletionResult]::new('--strict', '--strict', [CompletionResultType]::ParameterName, 'Fail on the first malformed line of the services file instead of skipping it')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
         'netecho;completions' {
             [CompletionResult]::new('--out-dir', '--out-dir', [CompletionResultType]::ParameterName, 'Write the script(s) into DIR, created if missing, instead of printing')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -74,6 +87,7 @@ Register-ArgumentCompleter -Native -CommandName 'netecho' -ScriptBlock {
         'netecho;help' {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run a TCP echo server: every byte a client sends comes back, in order')
             [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send a message (or stdin) to an echo server and print the reply')
+            [CompletionResult]::new('ports', 'ports', [CompletionResultType]::ParameterValue, 'List the services registered for a range of ports, from /etc/services')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print the shell completion script for bash, zsh, fish, elvish or powershell')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the man page of netecho or of one of its commands, or write them all into a folder')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -83,6 +97,9 @@ Register-ArgumentCompleter -Native -CommandName 'netecho' -ScriptBlock {
             break
         }
         'netecho;help;send' {
+            break
+        }
+        'netecho;help;ports' {
             break
         }
         'netecho;help;completions' {

@@ -25,6 +25,9 @@ _netecho() {
             netecho,man)
                 cmd="netecho__subcmd__man"
                 ;;
+            netecho,ports)
+                cmd="netecho__subcmd__ports"
+                ;;
             netecho,send)
                 cmd="netecho__subcmd__send"
                 ;;
@@ -40,6 +43,9 @@ _netecho() {
             netecho__subcmd__help,man)
                 cmd="netecho__subcmd__help__subcmd__man"
                 ;;
+            netecho__subcmd__help,ports)
+                cmd="netecho__subcmd__help__subcmd__ports"
+                ;;
             netecho__subcmd__help,send)
                 cmd="netecho__subcmd__help__subcmd__send"
                 ;;
@@ -53,7 +59,7 @@ _netecho() {
 
     case "${cmd}" in
         netecho)
-            opts="-h -V --help --version serve send completions man help"
+            opts="-h -V --help --version serve send ports completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -85,7 +91,7 @@ _netecho() {
             return 0
             ;;
         netecho__subcmd__help)
-            opts="serve send completions man help"
+            opts="serve send ports completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -140,6 +146,20 @@ _netecho() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        netecho__subcmd__help__subcmd__ports)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         netecho__subcmd__help__subcmd__send)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -177,6 +197,44 @@ _netecho() {
             case "${prev}" in
                 --out-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netecho__subcmd__ports)
+            opts="-h --low --high --services-file --strict --protocol --name --format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --low)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --high)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --services-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --protocol)
+                    COMPREPLY=($(compgen -W "tcp udp sctp dccp ddp" -- "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json" -- "${cur}"))
                     return 0
                     ;;
                 *)

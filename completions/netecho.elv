@@ -24,6 +24,7 @@ set edit:completion:arg-completer[netecho] = {|@words|
             cand --version 'Print version'
             cand serve 'Run a TCP echo server: every byte a client sends comes back, in order'
             cand send 'Send a message (or stdin) to an echo server and print the reply'
+            cand ports 'List the services registered for a range of ports, from /etc/services'
             cand completions 'Print the shell completion script for bash, zsh, fish, elvish or powershell'
             cand man 'Print the man page of netecho or of one of its commands, or write them all into a folder'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -53,6 +54,17 @@ set edit:completion:arg-completer[netecho] = {|@words|
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
+        &'netecho;ports'= {
+            cand --low 'First port of the range, instead of the LOW argument'
+            cand --high 'Last port of the range, instead of the HIGH argument [default with --low: 65535]'
+            cand --services-file 'Read services from this file (services(5) format) [default: /etc/services]'
+            cand --protocol 'Only services registered for this protocol'
+            cand --name 'Only services whose name or an alias contains PATTERN (case-insensitive)'
+            cand --format 'Output format [default: table on a terminal, plain otherwise]'
+            cand --strict 'Fail on the first malformed line of the services file instead of skipping it'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
         &'netecho;completions'= {
             cand --out-dir 'Write the script(s) into DIR, created if missing, instead of printing'
             cand -h 'Print help (see more with ''--help'')'
@@ -66,6 +78,7 @@ set edit:completion:arg-completer[netecho] = {|@words|
         &'netecho;help'= {
             cand serve 'Run a TCP echo server: every byte a client sends comes back, in order'
             cand send 'Send a message (or stdin) to an echo server and print the reply'
+            cand ports 'List the services registered for a range of ports, from /etc/services'
             cand completions 'Print the shell completion script for bash, zsh, fish, elvish or powershell'
             cand man 'Print the man page of netecho or of one of its commands, or write them all into a folder'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -73,6 +86,8 @@ set edit:completion:arg-completer[netecho] = {|@words|
         &'netecho;help;serve'= {
         }
         &'netecho;help;send'= {
+        }
+        &'netecho;help;ports'= {
         }
         &'netecho;help;completions'= {
         }

@@ -28,6 +28,7 @@ complete -c netecho -n "__fish_netecho_needs_command" -s h -l help -d 'Print hel
 complete -c netecho -n "__fish_netecho_needs_command" -s V -l version -d 'Print version'
 complete -c netecho -n "__fish_netecho_needs_command" -f -a "serve" -d 'Run a TCP echo server: every byte a client sends comes back, in order'
 complete -c netecho -n "__fish_netecho_needs_command" -f -a "send" -d 'Send a message (or stdin) to an echo server and print the reply'
+complete -c netecho -n "__fish_netecho_needs_command" -f -a "ports" -d 'List the services registered for a range of ports, from /etc/services'
 complete -c netecho -n "__fish_netecho_needs_command" -f -a "completions" -d 'Print the shell completion script for bash, zsh, fish, elvish or powershell'
 complete -c netecho -n "__fish_netecho_needs_command" -f -a "man" -d 'Print the man page of netecho or of one of its commands, or write them all into a folder'
 complete -c netecho -n "__fish_netecho_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -46,12 +47,27 @@ complete -c netecho -n "__fish_netecho_using_subcommand send" -l retries -d 'Wit
 complete -c netecho -n "__fish_netecho_using_subcommand send" -s q -l quiet -d 'Do not print status lines on stderr'
 complete -c netecho -n "__fish_netecho_using_subcommand send" -l udp -d 'Send the message as one UDP datagram (at most 65507 bytes) instead of over TCP'
 complete -c netecho -n "__fish_netecho_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c netecho -n "__fish_netecho_using_subcommand ports" -l low -d 'First port of the range, instead of the LOW argument' -r
+complete -c netecho -n "__fish_netecho_using_subcommand ports" -l high -d 'Last port of the range, instead of the HIGH argument [default with --low: 65535]' -r
+complete -c netecho -n "__fish_netecho_using_subcommand ports" -l services-file -d 'Read services from this file (services(5) format) [default: /etc/services]' -r -F
+complete -c netecho -n "__fish_netecho_using_subcommand ports" -l protocol -d 'Only services registered for this protocol' -r -f -a "tcp\t''
+udp\t''
+sctp\t''
+dccp\t''
+ddp\t'AppleTalk Datagram Delivery Protocol: its numbers are not IP ports, so it is only listed when asked for'"
+complete -c netecho -n "__fish_netecho_using_subcommand ports" -l name -d 'Only services whose name or an alias contains PATTERN (case-insensitive)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand ports" -l format -d 'Output format [default: table on a terminal, plain otherwise]' -r -f -a "table\t'A table with borders that fits the terminal width'
+plain\t'Tab-separated PORT, PROTOCOL, SERVICE, ALIASES lines, no header'
+json\t'An array of {port, protocol, service, aliases} objects'"
+complete -c netecho -n "__fish_netecho_using_subcommand ports" -l strict -d 'Fail on the first malformed line of the services file instead of skipping it'
+complete -c netecho -n "__fish_netecho_using_subcommand ports" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c netecho -n "__fish_netecho_using_subcommand completions" -l out-dir -d 'Write the script(s) into DIR, created if missing, instead of printing' -r -F
 complete -c netecho -n "__fish_netecho_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c netecho -n "__fish_netecho_using_subcommand man" -l out-dir -d 'Write netecho.1 and every netecho-COMMAND.1 into DIR, created if missing, instead of printing' -r -F
 complete -c netecho -n "__fish_netecho_using_subcommand man" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send completions man help" -f -a "serve" -d 'Run a TCP echo server: every byte a client sends comes back, in order'
-complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send completions man help" -f -a "send" -d 'Send a message (or stdin) to an echo server and print the reply'
-complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send completions man help" -f -a "completions" -d 'Print the shell completion script for bash, zsh, fish, elvish or powershell'
-complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send completions man help" -f -a "man" -d 'Print the man page of netecho or of one of its commands, or write them all into a folder'
-complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports completions man help" -f -a "serve" -d 'Run a TCP echo server: every byte a client sends comes back, in order'
+complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports completions man help" -f -a "send" -d 'Send a message (or stdin) to an echo server and print the reply'
+complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports completions man help" -f -a "ports" -d 'List the services registered for a range of ports, from /etc/services'
+complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports completions man help" -f -a "completions" -d 'Print the shell completion script for bash, zsh, fish, elvish or powershell'
+complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports completions man help" -f -a "man" -d 'Print the man page of netecho or of one of its commands, or write them all into a folder'
+complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -21,7 +21,7 @@ use std::{path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand};
 use clap_complete::Shell;
 
-use crate::{address, duration, serve::guard};
+use crate::{address, duration, ports, serve::guard};
 
 /// The default host: loopback, so a server started without thought is not exposed.
 pub const DEFAULT_HOST: &str = "127.0.0.1";
@@ -54,6 +54,7 @@ pub struct Cli {
 pub enum Command {
     Serve(ServeArgs),
     Send(SendArgs),
+    Ports(PortsArgs),
     Completions(CompletionsArgs),
     Man(ManArgs),
 }
@@ -328,4 +329,79 @@ mod tests {
         );
         assert!(examples(&clap::Command::new("y")).is_empty());
     }
+}
+
+/// List the services registered for a range of ports, from /etc/services
+#[derive(Debug, Args)]
+#[command(
+    long_about = "List the services registered for a range of ports, from /etc/services.\n\n\
+        'netecho ports LOW HIGH' (or --low LOW --high HIGH) lists LOW to HIGH; 'netecho ports \
+        PORT' lists that one port; with no bounds it lists the IANA system ports, 0-1023. --low \
+        alone runs up to 65535, --high alone starts at 0. Ports are 0-65535 and LOW <= HIGH.\n\n\
+        The services come from --services-file, else NETECHO_SERVICES, else /etc/services; if \
+        /etc/services does not exist (minimal containers), from a table built into netecho, \
+        which says so on stderr. Malformed lines are skipped and counted (--strict: an error \
+        naming the line). AppleTalk ddp entries are left out unless --protocol ddp.\n\n\
+        Output is one row per port and service, protocols merged (tcp/udp): a table on a \
+        terminal, otherwise plain tab-separated lines PORT, PROTOCOL, SERVICE, ALIASES (aliases \
+        space-separated, no header), or --format json. A summary goes to stderr.",
+    after_help = "Examples:\n  \
+        netecho ports                                      # the system ports, 0-1023\n  \
+        netecho ports 8000 8100 --protocol tcp             # TCP services in 8000-8100\n  \
+        netecho ports 0 65535 --name http --format json    # every http service, as JSON"
+)]
+pub struct PortsArgs {
+    /// First port of the range, or the one port to list [default: 0]
+    #[arg(
+        value_name = "LOW",
+        value_parser = address::parse_port,
+        allow_negative_numbers = true
+    )]
+    pub low_arg: Option<u16>,
+
+    /// Last port of the range [default: LOW if given, else 1023]
+    #[arg(
+        value_name = "HIGH",
+        value_parser = address::parse_port,
+        allow_negative_numbers = true
+    )]
+    pub high_arg: Option<u16>,
+
+    /// First port of the range, instead of the LOW argument
+    #[arg(
+        long,
+        value_name = "LOW",
+        value_parser = address::parse_port,
+        allow_negative_numbers = true
+    )]
+    pub low: Option<u16>,
+
+    /// Last port of the range, instead of the HIGH argument [default with --low: 65535]
+    #[arg(
+        long,
+        value_name = "HIGH",
+        value_parser = address::parse_port,
+        allow_negative_numbers = true
+    )]
+    pub high: Option<u16>,
+
+    /// Read services from this file (services(5) format) [default: /etc/services]
+    #[arg(long, value_name = "PATH", env = "NETECHO_SERVICES")]
+    pub services_file: Option<PathBuf>,
+
+    /// Fail on the first malformed line of the services file instead of skipping it
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Only services registered for this protocol
+    #[arg(long, value_enum)]
+    pub protocol: Option<ports::Protocol>,
+
+    /// Only services whose name or an alias contains PATTERN (case-insensitive)
+    #[arg(long, value_name = "PATTERN")]
+    pub name: Option<String>,
+
+    /// Output format [default: table on a terminal, plain otherwise]
+    #[arg(long, value_enum)]
+    pub format: Option<ports::Format>,
 }

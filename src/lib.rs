@@ -8,6 +8,9 @@
 //!   `serve/connection.rs` holds the echo rules (bounded buffer, half-close, errors) and
 //!   `serve/report.rs` the lines the server prints.
 //! - [`send`]: the client. It writes and reads at the same time and checks the reply byte for byte.
+//! - [`ports`]: the services of a port range, from `/etc/services` or a built-in table.
+//!   `ports/services.rs` is the services(5) parser, `ports/builtin.rs` the fallback table and
+//!   `ports/render.rs` the table, plain and JSON output.
 //! - [`completions`]: `netecho completions`, the shell completion scripts.
 //! - [`man`]: `netecho man`, the man pages, with EXAMPLES read from each command's `--help`.
 //! - [`address`]: the `--host`/`--port` options shared by the server and the client, and how
@@ -27,6 +30,7 @@ pub mod duration;
 pub mod error;
 pub mod man;
 pub mod output;
+pub mod ports;
 pub mod preview;
 pub mod send;
 pub mod serve;
@@ -38,6 +42,7 @@ pub fn run(cli: cli::Cli) -> Result<()> {
     match cli.command {
         cli::Command::Serve(args) => serve::run(&args),
         cli::Command::Send(args) => send::run(&args),
+        cli::Command::Ports(args) => ports::run(&args),
         cli::Command::Completions(args) => completions::run(&args),
         cli::Command::Man(args) => man::run(&args),
     }

@@ -102,7 +102,10 @@ impl Report {
     fn data_line(&mut self, who: fmt::Arguments<'_>, data: &[u8]) {
         if !self.quiet {
             let shown = preview(data, self.preview_limit);
-            self.line(format_args!("[{who}] received {} bytes: {shown}", data.len()));
+            self.line(format_args!(
+                "[{who}] received {} bytes: {shown}",
+                data.len()
+            ));
         }
     }
 

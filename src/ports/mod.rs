@@ -1,0 +1,394 @@
+//! `netecho ports`: the services registered for a range of ports.
+//!
+//! The data path in one read: the command line becomes a port range ([`port_range`]); the
+//! services file (or the built-in table when `/etc/services` is missing) is parsed once into a
+//! [`ServicesTable`] ([`load`]); the ports of the range become [`Row`]s, filtered by protocol and
+//! name ([`select`]); [`render`] writes them to stdout; the summary goes to stderr.
+//!
+//! The fallback to the built-in table happens only for the *default* file. A file named with
+//! `--services-file` or `NETECHO_SERVICES` that cannot be read is an error, because silently
+//! answering from other data than the user asked for would be wrong.
+
+mod builtin;
+mod render;
+pub mod services;
+
+use std::{
+    fmt,
+    io::{self, BufWriter, IsTerminal, Write},
+    ops::RangeInclusive,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result, bail};
+use clap::ValueEnum;
+use serde::Serialize;
+
+use crate::{cli::PortsArgs, error::UsageError, output::stdout_error};
+pub use services::ServicesTable;
+
+/// The services file read when none is named.
+pub const DEFAULT_SERVICES_FILE: &str = "/etc/services";
+/// The range listed when no bound is given: the IANA system ports.
+pub const SYSTEM_PORTS: RangeInclusive<u16> = 0..=1023;
+
+/// How the rows are written to stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A table with borders that fits the terminal width
+    Table,
+    /// Tab-separated PORT, PROTOCOL, SERVICE, ALIASES lines, no header
+    Plain,
+    /// An array of {port, protocol, service, aliases} objects
+    Json,
+}
+
+/// The protocols a service can be registered for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+    Dccp,
+    /// AppleTalk Datagram Delivery Protocol: its numbers are not IP ports, so it is only listed
+    /// when asked for
+    Ddp,
+}
+
+impl Protocol {
+    /// The protocol as services(5) spells it.
+    fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+            Protocol::Dccp => "dccp",
+            Protocol::Ddp => "ddp",
+        }
+    }
+}
+
+/// One line of output: a service on a port, with the protocols that were asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Row {
+    pub port: u16,
+    /// The protocols joined with `/`, e.g. `tcp/udp`.
+    pub protocol: String,
+    pub service: String,
+    pub aliases: Vec<String>,
+}
+
+/// Where the services came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A services file, named or the default.
+    File(PathBuf),
+    /// The table built into netecho, because the default file does not exist.
+    Builtin,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::File(path) => write!(f, "{}", path.display()),
+            Source::Builtin => f.write_str("the built-in table"),
+        }
+    }
+}
+
+/// Runs `netecho ports`.
+pub fn run(args: &PortsArgs) -> Result<()> {
+    let range = port_range(args.low_arg, args.high_arg, args.low, args.high)?;
+    let default = Path::new(DEFAULT_SERVICES_FILE);
+    let (table, source) = load(args.services_file.as_deref(), default)?;
+    if source == Source::Builtin {
+        eprintln!(
+            "netecho: {DEFAULT_SERVICES_FILE} does not exist; using the built-in table of {} services",
+            table.service_count()
+        );
+    }
+    if let Some(first) = table.malformed().first() {
+        let more = table.malformed().len() - 1;
+        let location = format!(
+            "{source} line {}: {}: '{}'",
+            first.line, first.reason, first.text
+        );
+        if args.strict {
+            match more {
+                0 => bail!("malformed line in {location}"),
+                _ => bail!("malformed line in {location} (and {more} more)"),
+            }
+        }
+        eprintln!(
+            "netecho: skipped {} malformed line{} (first: {location}); --strict makes this an error",
+            more + 1,
+            if more == 0 { "" } else { "s" },
+        );
+    }
+
+    let rows = select(&table, range.clone(), args.protocol, args.name.as_deref());
+    let format = args.format.unwrap_or(if io::stdout().is_terminal() {
+        Format::Table
+    } else {
+        Format::Plain
+    });
+    let mut out = BufWriter::new(io::stdout().lock());
+    match format {
+        Format::Table if rows.is_empty() => Ok(()),
+        Format::Table => writeln!(out, "{}", render::table(&rows, color_wanted())),
+        Format::Plain => render::plain(&mut out, &rows),
+        Format::Json => render::json(&mut out, &rows),
+    }
+    .and_then(|()| out.flush())
+    .map_err(stdout_error)?;
+
+    eprintln!(
+        "{}",
+        summary(&rows, &range, args.protocol, args.name.as_deref())
+    );
+    Ok(())
+}
+
+/// The range the bounds ask for: positional LOW/HIGH or `--low`/`--high`, each bound given at
+/// most one way. One positional port is that port alone; no bound at all is [`SYSTEM_PORTS`];
+/// `--low` alone runs to 65535 and `--high` alone starts at 0.
+pub fn port_range(
+    low_arg: Option<u16>,
+    high_arg: Option<u16>,
+    low_flag: Option<u16>,
+    high_flag: Option<u16>,
+) -> Result<RangeInclusive<u16>, UsageError> {
+    if let (Some(arg), Some(flag)) = (low_arg, low_flag) {
+        return Err(UsageError(format!(
+            "the low bound is given twice, as LOW {arg} and as --low {flag}: give it one way"
+        )));
+    }
+    if let (Some(arg), Some(flag)) = (high_arg, high_flag) {
+        return Err(UsageError(format!(
+            "the high bound is given twice, as HIGH {arg} and as --high {flag}: give it one way"
+        )));
+    }
+    let (low, high) = match (low_arg.or(low_flag), high_arg.or(high_flag)) {
+        (None, None) => return Ok(SYSTEM_PORTS),
+        (Some(port), None) if low_arg.is_some() => (port, port),
+        (low, high) => (low.unwrap_or(0), high.unwrap_or(u16::MAX)),
+    };
+    if low > high {
+        return Err(UsageError(format!(
+            "LOW {low} is above HIGH {high}: a range is LOW HIGH with LOW ≤ HIGH, ports 0–65535"
+        )));
+    }
+    Ok(low..=high)
+}
+
+/// Parses the named services file, or the default one, or, when the default one does not
+/// exist, takes the built-in table. Only a missing *default* falls back; any other failure to
+/// read is an error naming the path.
+pub fn load(named: Option<&Path>, default: &Path) -> Result<(ServicesTable, Source)> {
+    let path = named.unwrap_or(default);
+    match std::fs::read(path) {
+        Ok(bytes) => Ok((services::parse(&bytes), Source::File(path.to_path_buf()))),
+        Err(err) if named.is_none() && err.kind() == io::ErrorKind::NotFound => {
+            Ok((builtin::table(), Source::Builtin))
+        }
+        Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// The rows for the ports of `range`, in port order. With a protocol, only services registered
+/// for it, showing only it; without, every protocol but AppleTalk `ddp`. With a name pattern,
+/// only services whose name or an alias contains it, ignoring case.
+pub fn select(
+    table: &ServicesTable,
+    range: RangeInclusive<u16>,
+    protocol: Option<Protocol>,
+    name: Option<&str>,
+) -> Vec<Row> {
+    let pattern = name.map(str::to_lowercase);
+    let matches = |text: &str| {
+        pattern
+            .as_deref()
+            .is_none_or(|p| text.to_lowercase().contains(p))
+    };
+    let mut rows = Vec::new();
+    for (port, services) in table.range(range) {
+        for service in services {
+            let protocols: Vec<&str> = service
+                .protocols
+                .iter()
+                .map(String::as_str)
+                .filter(|&p| match protocol {
+                    Some(wanted) => p == wanted.as_str(),
+                    None => p != Protocol::Ddp.as_str(),
+                })
+                .collect();
+            if protocols.is_empty()
+                || !(matches(&service.name) || service.aliases.iter().any(|a| matches(a)))
+            {
+                continue;
+            }
+            rows.push(Row {
+                port,
+                protocol: protocols.join("/"),
+                service: service.name.clone(),
+                aliases: service.aliases.clone(),
+            });
+        }
+    }
+    rows
+}
+
+/// The line for stderr: `42 services on 37 ports in 0–1023`, or `no services in 5000–5000`.
+pub fn summary(
+    rows: &[Row],
+    range: &RangeInclusive<u16>,
+    protocol: Option<Protocol>,
+    name: Option<&str>,
+) -> String {
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let protocol = protocol.map_or(String::new(), |p| format!("{} ", p.as_str()));
+    let matching = name.map_or(String::new(), |n| format!(" matching '{n}'"));
+    let span = format!("{}–{}", range.start(), range.end());
+    if rows.is_empty() {
+        return format!("no {protocol}services{matching} in {span}");
+    }
+    let mut ports: Vec<u16> = rows.iter().map(|r| r.port).collect();
+    ports.dedup(); // rows are in port order
+    format!(
+        "{} {protocol}{}{matching} on {} in {span}",
+        rows.len(),
+        if rows.len() == 1 {
+            "service"
+        } else {
+            "services"
+        },
+        plural(ports.len(), "port"),
+    )
+}
+
+/// Whether the table may use colour and bold: not when `NO_COLOR` is set to anything
+/// (<https://no-color.org>).
+fn color_wanted() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(result: Result<RangeInclusive<u16>, UsageError>) -> String {
+        result.expect_err("a usage error").0
+    }
+
+    #[test]
+    fn range_forms() {
+        assert_eq!(port_range(None, None, None, None).unwrap(), 0..=1023);
+        assert_eq!(port_range(Some(80), None, None, None).unwrap(), 80..=80);
+        assert_eq!(
+            port_range(Some(0), Some(65535), None, None).unwrap(),
+            0..=65535
+        );
+        assert_eq!(port_range(None, None, Some(10), Some(20)).unwrap(), 10..=20);
+        assert_eq!(
+            port_range(None, None, Some(5000), None).unwrap(),
+            5000..=65535
+        );
+        assert_eq!(port_range(None, None, None, Some(100)).unwrap(), 0..=100);
+        assert_eq!(port_range(Some(80), None, None, Some(90)).unwrap(), 80..=90);
+        assert_eq!(port_range(Some(7), Some(7), None, None).unwrap(), 7..=7);
+    }
+
+    #[test]
+    fn range_errors_name_the_values() {
+        let backwards = usage(port_range(Some(2000), Some(1000), None, None));
+        assert!(
+            backwards.contains("LOW 2000 is above HIGH 1000"),
+            "{backwards}"
+        );
+        let twice = usage(port_range(Some(80), None, Some(90), None));
+        assert!(
+            twice.contains("LOW 80") && twice.contains("--low 90"),
+            "{twice}"
+        );
+        let twice = usage(port_range(Some(1), Some(2), None, Some(3)));
+        assert!(
+            twice.contains("HIGH 2") && twice.contains("--high 3"),
+            "{twice}"
+        );
+        assert!(port_range(Some(90), None, None, Some(80)).is_err());
+    }
+
+    #[test]
+    fn a_missing_default_file_falls_back_to_the_builtin_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("services");
+        let (table, source) = load(None, &missing).unwrap();
+        assert_eq!(source, Source::Builtin);
+        assert_eq!(table.services(22)[0].name, "ssh");
+        assert!(table.malformed().is_empty());
+    }
+
+    #[test]
+    fn a_missing_named_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let err = load(Some(&missing), Path::new(DEFAULT_SERVICES_FILE)).unwrap_err();
+        assert!(format!("{err:#}").contains(&missing.display().to_string()));
+    }
+
+    #[test]
+    fn a_present_default_file_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("services");
+        std::fs::write(&file, "mine 4242/tcp\n").unwrap();
+        let (table, source) = load(None, &file).unwrap();
+        assert_eq!(source, Source::File(file));
+        assert_eq!(table.services(4242)[0].name, "mine");
+    }
+
+    #[test]
+    fn select_filters_and_merges() {
+        let table = services::parse(
+            b"echo 7/tcp\necho 7/udp\necho 4/ddp\nhttp 80/tcp www\nhttp 80/udp\nbiff 512/udp comsat\n",
+        );
+        let all = select(&table, 0..=1023, None, None);
+        let shown: Vec<(u16, &str)> = all.iter().map(|r| (r.port, r.protocol.as_str())).collect();
+        assert_eq!(shown, [(7, "tcp/udp"), (80, "tcp/udp"), (512, "udp")]);
+
+        let tcp = select(&table, 0..=1023, Some(Protocol::Tcp), None);
+        assert_eq!(tcp.len(), 2);
+        assert!(tcp.iter().all(|r| r.protocol == "tcp"));
+
+        let ddp = select(&table, 0..=1023, Some(Protocol::Ddp), None);
+        assert_eq!(ddp.len(), 1);
+        assert_eq!((ddp[0].port, ddp[0].service.as_str()), (4, "echo"));
+
+        let by_alias = select(&table, 0..=1023, None, Some("WWW"));
+        assert_eq!(by_alias.len(), 1);
+        assert_eq!(by_alias[0].service, "http");
+        assert!(select(&table, 8..=79, None, None).is_empty());
+    }
+
+    #[test]
+    fn summary_lines() {
+        let row = |port| Row {
+            port,
+            protocol: "tcp".into(),
+            service: "x".into(),
+            aliases: vec![],
+        };
+        let rows = [row(7), row(7), row(9)];
+        assert_eq!(
+            summary(&rows, &(0..=1023), None, None),
+            "3 services on 2 ports in 0–1023"
+        );
+        assert_eq!(
+            summary(&rows[..1], &(7..=7), Some(Protocol::Tcp), Some("x")),
+            "1 tcp service matching 'x' on 1 port in 7–7"
+        );
+        assert_eq!(
+            summary(&[], &(5000..=5000), None, None),
+            "no services in 5000–5000"
+        );
+    }
+}

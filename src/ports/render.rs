@@ -1,0 +1,156 @@
+//! The three ways `netecho ports` writes its rows: a terminal table, plain lines, JSON.
+//!
+//! Plain output has no header so that `grep`, `cut -f` and `sort` see only data; its four
+//! tab-separated fields are always present (an empty ALIASES field still ends with a tab before
+//! it), and several aliases are separated by spaces. JSON is an array with one object per line,
+//! so it is valid JSON and still readable with line tools.
+
+use std::io::{self, Write};
+
+use comfy_table::{
+    Attribute, Cell, CellAlignment, Color, ColumnConstraint, ContentArrangement, Table, presets,
+};
+
+use super::Row;
+
+/// Column headings of the table.
+const HEADER: [&str; 4] = ["PORT", "PROTOCOL", "SERVICE", "ALIASES"];
+
+/// The rows as a table that wraps its cells to fit the terminal width (comfy-table finds the
+/// width when stdout is a terminal). `styled`: bold headings and coloured service names.
+pub fn table(rows: &[Row], styled: bool) -> Table {
+    let mut table = Table::new();
+    table
+        .load_style(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(HEADER.map(|h| {
+            let cell = Cell::new(h);
+            if styled {
+                cell.add_attribute(Attribute::Bold)
+            } else {
+                cell
+            }
+        }));
+    // A terminal that reports width 0 (a pty nobody sized) would squeeze every cell to one
+    // character: treat that as an unknown width and do not wrap.
+    if table.width() == Some(0) {
+        table.set_content_arrangement(ContentArrangement::Disabled);
+    }
+    // Port and protocol are short and never wrapped; service names and aliases wrap instead.
+    for (index, column) in table.column_iter_mut().enumerate().take(2) {
+        column.set_constraint(ColumnConstraint::ContentWidth);
+        if index == 0 {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    for row in rows {
+        let service = Cell::new(&row.service);
+        table.add_row(vec![
+            Cell::new(row.port),
+            Cell::new(&row.protocol),
+            if styled {
+                service.fg(Color::Cyan)
+            } else {
+                service
+            },
+            Cell::new(row.aliases.join(" ")),
+        ]);
+    }
+    table
+}
+
+/// Writes `PORT\tPROTOCOL\tSERVICE\tALIASES` lines, no header.
+pub fn plain(out: &mut impl Write, rows: &[Row]) -> io::Result<()> {
+    for row in rows {
+        writeln!(
+            out,
+            "{}\t{}\t{}\t{}",
+            row.port,
+            row.protocol,
+            row.service,
+            row.aliases.join(" ")
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes a JSON array of `{port, protocol, service, aliases}` objects, one per line.
+pub fn json(out: &mut impl Write, rows: &[Row]) -> io::Result<()> {
+    out.write_all(b"[")?;
+    for (i, row) in rows.iter().enumerate() {
+        out.write_all(if i == 0 { b"\n  " } else { b",\n  " })?;
+        // serde_json hands back an I/O error as it was, so a closed stdout stays recognisable.
+        serde_json::to_writer(&mut *out, row)?;
+    }
+    out.write_all(if rows.is_empty() { b"]\n" } else { b"\n]\n" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows() -> Vec<Row> {
+        vec![
+            Row {
+                port: 7,
+                protocol: "tcp/udp".into(),
+                service: "echo".into(),
+                aliases: vec![],
+            },
+            Row {
+                port: 9,
+                protocol: "udp".into(),
+                service: "discard".into(),
+                aliases: vec!["sink".into(), "null".into()],
+            },
+        ]
+    }
+
+    fn text(write: impl Fn(&mut Vec<u8>) -> io::Result<()>) -> String {
+        let mut out = Vec::new();
+        write(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn plain_is_four_tab_separated_fields() {
+        assert_eq!(
+            text(|out| plain(out, &rows())),
+            "7\ttcp/udp\techo\t\n9\tudp\tdiscard\tsink null\n"
+        );
+        assert_eq!(text(|out| plain(out, &[])), "");
+    }
+
+    #[test]
+    fn json_is_an_array_of_objects() {
+        let json_text = text(|out| json(out, &rows()));
+        let value: serde_json::Value = serde_json::from_str(&json_text).unwrap();
+        assert_eq!(value[1]["port"], 9);
+        assert_eq!(value[1]["protocol"], "udp");
+        assert_eq!(value[1]["service"], "discard");
+        assert_eq!(value[1]["aliases"], serde_json::json!(["sink", "null"]));
+        assert_eq!(json_text.lines().count(), 4);
+        assert_eq!(text(|out| json(out, &[])), "[]\n");
+    }
+
+    #[test]
+    fn table_fits_a_narrow_width() {
+        let mut long = rows();
+        long[1].aliases = (0..20).map(|i| format!("alias{i}")).collect();
+        let mut table = table(&long, false);
+        table.force_no_tty().set_width(40);
+        let rendered = table.to_string();
+        assert!(rendered.contains("PORT") && rendered.contains("discard"));
+        assert!(
+            rendered.lines().all(|l| l.chars().count() <= 40),
+            "{rendered}"
+        );
+    }
+
+    #[test]
+    fn unstyled_table_has_no_escape_codes() {
+        let mut table = table(&rows(), false);
+        table.enforce_styling();
+        assert!(!table.to_string().contains('\x1b'));
+    }
+}

@@ -1,0 +1,336 @@
+//! `netecho ports` end to end: the real binary against fixture services files.
+//!
+//! Every run names its services file with `--services-file`, so the results do not depend on the
+//! machine's `/etc/services`. The fallback to the built-in table (only for a missing *default*
+//! file) is tested in `src/ports/mod.rs` by calling `ports::load` with a missing path, because
+//! the default path is not something a user can or should move.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Command as StdCommand, Stdio},
+    time::Duration,
+};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use tempfile::NamedTempFile;
+
+/// A services file with the odd things real ones have: tabs and spaces, comments, aliases,
+/// duplicates, both protocols on separate lines, ddp entries, and malformed lines (5 and 11).
+const FIXTURE: &str = "\
+# Network services, Internet style
+tcpmux\t\t1/tcp\t\t\t\t# TCP port service multiplexer
+echo\t\t7/tcp
+echo\t\t7/udp
+bogus line without a port
+discard   9/tcp   sink  null
+discard\t9/udp\t\tsink null   # comment after aliases
+
+  http 80/tcp www    # indented, spaces
+http 80/tcp www
+toobig 70000/tcp
+https 443/tcp
+https 443/udp
+kerberos 88/tcp kerberos5 krb5
+echo 4/ddp
+rtmp 1/ddp
+zero 0/tcp
+top 65535/udp highest
+";
+
+fn fixture(text: &str) -> NamedTempFile {
+    let file = NamedTempFile::new().expect("create a fixture file");
+    std::fs::write(file.path(), text).expect("write the fixture file");
+    file
+}
+
+/// `netecho ports ARGS --services-file FILE`, with stdout not a terminal (plain by default).
+fn ports(file: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_netecho"));
+    cmd.arg("ports")
+        .args(args)
+        .arg("--services-file")
+        .arg(file)
+        .env_remove("NETECHO_SERVICES")
+        .timeout(Duration::from_secs(10));
+    cmd
+}
+
+fn stdout_of(file: &Path, args: &[&str]) -> String {
+    let output = ports(file, args).assert().success().get_output().clone();
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
+
+fn ports_listed(stdout: &str) -> Vec<u16> {
+    stdout
+        .lines()
+        .map(|l| l.split('\t').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn no_bounds_lists_the_system_ports() {
+    let file = fixture(FIXTURE);
+    ports(file.path(), &[])
+        .assert()
+        .success()
+        .stdout(
+            "0\ttcp\tzero\t\n\
+             1\ttcp\ttcpmux\t\n\
+             7\ttcp/udp\techo\t\n\
+             9\ttcp/udp\tdiscard\tsink null\n\
+             80\ttcp\thttp\twww\n\
+             88\ttcp\tkerberos\tkerberos5 krb5\n\
+             443\ttcp/udp\thttps\t\n",
+        )
+        .stderr(predicate::str::contains("7 services on 7 ports in 0–1023"));
+}
+
+#[test]
+fn positional_range() {
+    let file = fixture(FIXTURE);
+    assert_eq!(
+        ports_listed(&stdout_of(file.path(), &["5", "90"])),
+        [7, 9, 80, 88]
+    );
+}
+
+#[test]
+fn flag_range() {
+    let file = fixture(FIXTURE);
+    let args = ["--low", "5", "--high", "90"];
+    assert_eq!(ports_listed(&stdout_of(file.path(), &args)), [7, 9, 80, 88]);
+    assert_eq!(
+        ports_listed(&stdout_of(file.path(), &["--low", "400"])),
+        [443, 65535]
+    );
+    assert_eq!(
+        ports_listed(&stdout_of(file.path(), &["--high", "7"])),
+        [0, 1, 7]
+    );
+    // One bound each way is fine: LOW as an argument, HIGH as a flag.
+    assert_eq!(
+        ports_listed(&stdout_of(file.path(), &["5", "--high", "9"])),
+        [7, 9]
+    );
+}
+
+#[test]
+fn single_port() {
+    let file = fixture(FIXTURE);
+    ports(file.path(), &["7"])
+        .assert()
+        .success()
+        .stdout("7\ttcp/udp\techo\t\n")
+        .stderr(predicate::str::contains("1 service on 1 port in 7–7"));
+}
+
+#[test]
+fn bounds_0_and_65535() {
+    let file = fixture(FIXTURE);
+    let all = stdout_of(file.path(), &["0", "65535"]);
+    assert_eq!(ports_listed(&all), [0, 1, 7, 9, 80, 88, 443, 65535]);
+    assert_eq!(stdout_of(file.path(), &["0"]), "0\ttcp\tzero\t\n");
+    assert_eq!(
+        stdout_of(file.path(), &["65535"]),
+        "65535\tudp\ttop\thighest\n"
+    );
+}
+
+#[test]
+fn invalid_bounds_are_usage_errors_naming_the_value() {
+    let file = fixture(FIXTURE);
+    let cases: &[(&[&str], &str)] = &[
+        (&["-1"], "-1 is not a port: ports are 0–65535"),
+        (&["0", "-5"], "-5 is not a port"),
+        (&["--low", "-1"], "-1 is not a port"),
+        (&["65536"], "65536 is not a port: ports are 0–65535"),
+        (&["--high", "65536"], "65536 is not a port"),
+        (&["http"], "'http' is not a port: ports are numbers 0–65535"),
+        (&["1", "2x"], "'2x' is not a port"),
+        (&["2000", "1000"], "LOW 2000 is above HIGH 1000"),
+        (&["--low", "9", "--high", "8"], "LOW 9 is above HIGH 8"),
+        (
+            &["80", "--low", "70"],
+            "given twice, as LOW 80 and as --low 70",
+        ),
+        (
+            &["1", "90", "--high", "100"],
+            "as HIGH 90 and as --high 100",
+        ),
+    ];
+    for (args, message) in cases {
+        ports(file.path(), args)
+            .assert()
+            .code(2)
+            .stdout("")
+            .stderr(predicate::str::contains(*message));
+    }
+}
+
+#[test]
+fn malformed_lines_are_skipped_and_counted() {
+    let file = fixture(FIXTURE);
+    ports(file.path(), &["0", "65535"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("skipped 2 malformed lines"))
+        .stderr(predicate::str::contains("line 5"));
+}
+
+#[test]
+fn strict_fails_naming_the_line() {
+    let file = fixture(FIXTURE);
+    ports(file.path(), &["--strict"])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(predicate::str::contains("line 5"))
+        .stderr(predicate::str::contains("bogus line without a port"))
+        .stderr(predicate::str::contains("and 1 more"));
+    let clean = fixture("echo 7/tcp\n");
+    ports(clean.path(), &["--strict"]).assert().success();
+}
+
+#[test]
+fn ddp_only_when_asked_for() {
+    let file = fixture(FIXTURE);
+    let all = stdout_of(file.path(), &["0", "10"]);
+    assert!(!all.contains("ddp") && !all.contains("rtmp"), "{all}");
+    assert_eq!(
+        stdout_of(file.path(), &["0", "10", "--protocol", "ddp"]),
+        "1\tddp\trtmp\t\n4\tddp\techo\t\n"
+    );
+}
+
+#[test]
+fn protocol_filter() {
+    let file = fixture(FIXTURE);
+    assert_eq!(
+        stdout_of(file.path(), &["0", "65535", "--protocol", "udp"]),
+        "7\tudp\techo\t\n9\tudp\tdiscard\tsink null\n443\tudp\thttps\t\n65535\tudp\ttop\thighest\n"
+    );
+    ports(file.path(), &["--protocol", "tpc"]).assert().code(2);
+}
+
+#[test]
+fn name_filter_matches_names_and_aliases_ignoring_case() {
+    let file = fixture(FIXTURE);
+    let by_name = stdout_of(file.path(), &["0", "65535", "--name", "HTTP"]);
+    assert_eq!(ports_listed(&by_name), [80, 443]);
+    let by_alias = stdout_of(file.path(), &["--name", "krb5"]);
+    assert_eq!(by_alias, "88\ttcp\tkerberos\tkerberos5 krb5\n");
+}
+
+#[test]
+fn empty_result_says_so_and_succeeds() {
+    let file = fixture(FIXTURE);
+    ports(file.path(), &["5000"])
+        .assert()
+        .success()
+        .stdout("")
+        .stderr(predicate::str::contains("no services in 5000–5000"));
+    ports(file.path(), &["--name", "nothing-like-this"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "no services matching 'nothing-like-this' in 0–1023",
+        ));
+    ports(file.path(), &["5000", "--format", "json"])
+        .assert()
+        .success()
+        .stdout("[]\n");
+}
+
+#[test]
+fn json_parses() {
+    let file = fixture(FIXTURE);
+    let text = stdout_of(file.path(), &["0", "65535", "--format", "json"]);
+    let value: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    let rows = value.as_array().expect("an array");
+    assert_eq!(rows.len(), 8);
+    assert_eq!(
+        rows[3],
+        serde_json::json!({
+            "port": 9, "protocol": "tcp/udp", "service": "discard", "aliases": ["sink", "null"]
+        })
+    );
+}
+
+#[test]
+fn plain_output_greps_and_cuts() {
+    let file = fixture(FIXTURE);
+    let text = stdout_of(file.path(), &["0", "65535", "--format", "plain"]);
+    let udp: Vec<&str> = text.lines().filter(|l| l.contains("\tudp\t")).collect();
+    assert_eq!(udp, ["65535\tudp\ttop\thighest"]);
+    assert!(text.lines().all(|l| l.split('\t').count() == 4), "{text}");
+    let services: Vec<&str> = text
+        .lines()
+        .map(|l| l.split('\t').nth(2).unwrap())
+        .collect();
+    assert_eq!(
+        services,
+        [
+            "zero", "tcpmux", "echo", "discard", "http", "kerberos", "https", "top"
+        ]
+    );
+}
+
+#[test]
+fn table_format_has_headings_and_no_colour_with_no_color() {
+    let file = fixture(FIXTURE);
+    ports(file.path(), &["7", "--format", "table"])
+        .env("NO_COLOR", "1")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("PORT"))
+        .stdout(predicate::str::contains("tcp/udp"))
+        .stdout(predicate::str::contains("\u{1b}").not());
+}
+
+#[test]
+fn services_file_from_the_environment() {
+    let file = fixture("mine 4242/tcp\n");
+    Command::new(env!("CARGO_BIN_EXE_netecho"))
+        .args(["ports", "4242"])
+        .env("NETECHO_SERVICES", file.path())
+        .timeout(Duration::from_secs(10))
+        .assert()
+        .success()
+        .stdout("4242\ttcp\tmine\t\n");
+}
+
+#[test]
+fn a_missing_named_file_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-services");
+    ports(&missing, &[])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(missing.display().to_string()));
+}
+
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    // Far more output than a pipe buffer holds, so netecho is still writing when we close.
+    let lines: String = (0..=u16::MAX)
+        .map(|p| format!("service-{p} {p}/tcp alias-{p}\n"))
+        .collect();
+    let file = fixture(&lines);
+    let mut child = StdCommand::new(env!("CARGO_BIN_EXE_netecho"))
+        .args(["ports", "0", "65535", "--services-file"])
+        .arg(file.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start netecho");
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("read one line");
+    assert_eq!(first, "0\ttcp\tservice-0\talias-0\n");
+    drop(stdout); // like `| head -1`
+    let output = child.wait_with_output().expect("wait for netecho");
+    assert!(output.status.success(), "{:?}", output.status);
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "");
+}

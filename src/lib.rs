@@ -8,9 +8,13 @@
 //!   `serve/connection.rs` holds the echo rules (bounded buffer, half-close, errors) and
 //!   `serve/report.rs` the lines the server prints.
 //! - [`send`]: the client. It writes and reads at the same time and checks the reply byte for byte.
+//! - [`bench`]: the load generator. `bench/tcp.rs` and `bench/udp.rs` are the event loops,
+//!   `bench/message.rs` what each message contains and how replies are checked,
+//!   `bench/stats.rs` the histogram, the errors by kind and the report.
 //! - [`address`]: the `--host`/`--port` options shared by the server and the client, and how
 //!   they resolve.
 //! - [`preview`]: the printable, escaped preview of received bytes (safe for binary data).
+//! - [`size`]: parsing of `--size`-style byte counts (`64`, `1k`, `64KiB`).
 //! - [`duration`]: parsing of `--timeout`-style durations (`10`, `1.5s`, `2m`, `500ms`).
 //! - [`error`]: the error types that carry an exit code other than 1.
 //! - [`output`]: quiet handling of a closed stdout (`netecho ... | head`).
@@ -19,6 +23,7 @@
 //! 0 ok, 1 runtime failure, 2 usage error.
 
 pub mod address;
+pub mod bench;
 pub mod cli;
 pub mod duration;
 pub mod error;
@@ -26,6 +31,7 @@ pub mod output;
 pub mod preview;
 pub mod send;
 pub mod serve;
+pub mod size;
 
 use anyhow::Result;
 
@@ -34,5 +40,6 @@ pub fn run(cli: cli::Cli) -> Result<()> {
     match cli.command {
         cli::Command::Serve(args) => serve::run(&args),
         cli::Command::Send(args) => send::run(&args),
+        cli::Command::Bench(args) => bench::run(&args),
     }
 }

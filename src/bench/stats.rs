@@ -303,7 +303,11 @@ impl BenchReport {
             parts.push(format!("errors: {}", self.errors.describe()));
         }
         if self.lost > 0 {
-            parts.push(format!("{} replies lost", self.lost));
+            parts.push(format!(
+                "{} {} lost",
+                self.lost,
+                plural(self.lost, "reply", "replies")
+            ));
         }
         if self.messages == 0 && parts.is_empty() {
             parts.push("no reply came back".to_string());
@@ -372,7 +376,11 @@ impl BenchReport {
             _ => self.errors.describe(),
         };
         if self.lost > 0 {
-            errors.push_str(&format!("; {} replies lost", self.lost));
+            errors.push_str(&format!(
+                "; {} {} lost",
+                self.lost,
+                plural(self.lost, "reply", "replies")
+            ));
         }
         if self.late > 0 {
             errors.push_str(&format!("; {} late or duplicate replies", self.late));

@@ -390,8 +390,9 @@ impl<'a> Run<'a> {
             let failure = Failure {
                 kind: ErrorKind::of(&err),
                 detail: format!(
-                    "connection {}: sending failed after {} messages: {err}",
-                    connection.id, connection.reply.seq
+                    "connection {}: sending failed after {}: {err}",
+                    connection.id,
+                    replies(connection.reply.seq)
                 ),
             };
             self.fail(connections, index, failure);
@@ -459,9 +460,9 @@ impl<'a> Run<'a> {
                     return Err(Failure {
                         kind: ErrorKind::Reset,
                         detail: format!(
-                            "connection {}: closed by the server after {} replies{}",
+                            "connection {}: closed by the server after {}{}",
                             c.id,
-                            c.reply.seq,
+                            replies(c.reply.seq),
                             owed(c)
                         ),
                     });
@@ -473,9 +474,9 @@ impl<'a> Run<'a> {
                     return Err(Failure {
                         kind: ErrorKind::of(&err),
                         detail: format!(
-                            "connection {}: {err} after {} replies{}",
+                            "connection {}: {err} after {}{}",
                             c.id,
-                            c.reply.seq,
+                            replies(c.reply.seq),
                             owed(c)
                         ),
                     });
@@ -535,10 +536,10 @@ impl<'a> Run<'a> {
                 let failure = Failure {
                     kind: ErrorKind::Timeout,
                     detail: format!(
-                        "connection {}: no reply within {:?} after {} replies{}",
+                        "connection {}: no reply within {:?} after {}{}",
                         c.id,
                         timeout,
-                        c.reply.seq,
+                        replies(c.reply.seq),
                         owed(c)
                     ),
                 };
@@ -599,7 +600,15 @@ impl<'a> Run<'a> {
 fn owed(c: &Connection) -> String {
     match c.started() - c.reply.seq {
         0 => String::new(),
-        1 => "; 1 reply owed".to_string(),
-        n => format!("; {n} replies owed"),
+        n => format!("; {} owed", replies(n)),
+    }
+}
+
+/// `1 reply`, `2 replies`.
+fn replies(n: u64) -> String {
+    if n == 1 {
+        "1 reply".to_string()
+    } else {
+        format!("{n} replies")
     }
 }

@@ -28,6 +28,7 @@ Register-ArgumentCompleter -Native -CommandName 'netecho' -ScriptBlock {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run a TCP echo server: every byte a client sends comes back, in order')
             [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send a message (or stdin) to an echo server and print the reply')
             [CompletionResult]::new('ports', 'ports', [CompletionResultType]::ParameterValue, 'List the services registered for a range of ports, from /etc/services')
+            [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Load an echo server with many connections and check every echoed byte')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print the shell completion script for bash, zsh, fish, elvish or powershell')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the man page of netecho or of one of its commands, or write them all into a folder')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -72,6 +73,26 @@ Register-ArgumentCompleter -Native -CommandName 'netecho' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
+        'netecho;bench' {
+            [CompletionResult]::new('--host', '--host', [CompletionResultType]::ParameterName, 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)')
+            [CompletionResult]::new('-p', '-p', [CompletionResultType]::ParameterName, 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)')
+            [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)')
+            [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'Connections to open (with --udp: sockets)')
+            [CompletionResult]::new('--connections', '--connections', [CompletionResultType]::ParameterName, 'Connections to open (with --udp: sockets)')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'Bytes per message: 64, 1k, 64KiB, 1MiB (UDP: 12–65507)')
+            [CompletionResult]::new('--size', '--size', [CompletionResultType]::ParameterName, 'Bytes per message: 64, 1k, 64KiB, 1MiB (UDP: 12–65507)')
+            [CompletionResult]::new('-d', '-d', [CompletionResultType]::ParameterName, 'How long to send (e.g. 10, 10s, 2m, 500ms)')
+            [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'How long to send (e.g. 10, 10s, 2m, 500ms)')
+            [CompletionResult]::new('--pipeline', '--pipeline', [CompletionResultType]::ParameterName, 'Messages in flight per connection (closed loop)')
+            [CompletionResult]::new('--rate', '--rate', [CompletionResultType]::ParameterName, 'Open loop: send R messages per second in total, whatever the server does [default: off]')
+            [CompletionResult]::new('--threads', '--threads', [CompletionResultType]::ParameterName, 'Event-loop threads, each with its share of the connections')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up on a connect, or on a reply (UDP: count it lost), after this long')
+            [CompletionResult]::new('--udp', '--udp', [CompletionResultType]::ParameterName, 'Over UDP: each message is a datagram; lost replies are counted, not fatal')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the report as one JSON object')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
         'netecho;completions' {
             [CompletionResult]::new('--out-dir', '--out-dir', [CompletionResultType]::ParameterName, 'Write the script(s) into DIR, created if missing, instead of printing')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -88,6 +109,7 @@ Register-ArgumentCompleter -Native -CommandName 'netecho' -ScriptBlock {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run a TCP echo server: every byte a client sends comes back, in order')
             [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send a message (or stdin) to an echo server and print the reply')
             [CompletionResult]::new('ports', 'ports', [CompletionResultType]::ParameterValue, 'List the services registered for a range of ports, from /etc/services')
+            [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Load an echo server with many connections and check every echoed byte')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print the shell completion script for bash, zsh, fish, elvish or powershell')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the man page of netecho or of one of its commands, or write them all into a folder')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -100,6 +122,9 @@ Register-ArgumentCompleter -Native -CommandName 'netecho' -ScriptBlock {
             break
         }
         'netecho;help;ports' {
+            break
+        }
+        'netecho;help;bench' {
             break
         }
         'netecho;help;completions' {

@@ -25,6 +25,7 @@ set edit:completion:arg-completer[netecho] = {|@words|
             cand serve 'Run a TCP echo server: every byte a client sends comes back, in order'
             cand send 'Send a message (or stdin) to an echo server and print the reply'
             cand ports 'List the services registered for a range of ports, from /etc/services'
+            cand bench 'Load an echo server with many connections and check every echoed byte'
             cand completions 'Print the shell completion script for bash, zsh, fish, elvish or powershell'
             cand man 'Print the man page of netecho or of one of its commands, or write them all into a folder'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -65,6 +66,25 @@ set edit:completion:arg-completer[netecho] = {|@words|
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
+        &'netecho;bench'= {
+            cand --host 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)'
+            cand -p 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)'
+            cand --port 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)'
+            cand -c 'Connections to open (with --udp: sockets)'
+            cand --connections 'Connections to open (with --udp: sockets)'
+            cand -s 'Bytes per message: 64, 1k, 64KiB, 1MiB (UDP: 12–65507)'
+            cand --size 'Bytes per message: 64, 1k, 64KiB, 1MiB (UDP: 12–65507)'
+            cand -d 'How long to send (e.g. 10, 10s, 2m, 500ms)'
+            cand --duration 'How long to send (e.g. 10, 10s, 2m, 500ms)'
+            cand --pipeline 'Messages in flight per connection (closed loop)'
+            cand --rate 'Open loop: send R messages per second in total, whatever the server does [default: off]'
+            cand --threads 'Event-loop threads, each with its share of the connections'
+            cand --timeout 'Give up on a connect, or on a reply (UDP: count it lost), after this long'
+            cand --udp 'Over UDP: each message is a datagram; lost replies are counted, not fatal'
+            cand --json 'Print the report as one JSON object'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
         &'netecho;completions'= {
             cand --out-dir 'Write the script(s) into DIR, created if missing, instead of printing'
             cand -h 'Print help (see more with ''--help'')'
@@ -79,6 +99,7 @@ set edit:completion:arg-completer[netecho] = {|@words|
             cand serve 'Run a TCP echo server: every byte a client sends comes back, in order'
             cand send 'Send a message (or stdin) to an echo server and print the reply'
             cand ports 'List the services registered for a range of ports, from /etc/services'
+            cand bench 'Load an echo server with many connections and check every echoed byte'
             cand completions 'Print the shell completion script for bash, zsh, fish, elvish or powershell'
             cand man 'Print the man page of netecho or of one of its commands, or write them all into a folder'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -88,6 +109,8 @@ set edit:completion:arg-completer[netecho] = {|@words|
         &'netecho;help;send'= {
         }
         &'netecho;help;ports'= {
+        }
+        &'netecho;help;bench'= {
         }
         &'netecho;help;completions'= {
         }

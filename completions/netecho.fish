@@ -29,6 +29,7 @@ complete -c netecho -n "__fish_netecho_needs_command" -s V -l version -d 'Print 
 complete -c netecho -n "__fish_netecho_needs_command" -f -a "serve" -d 'Run a TCP echo server: every byte a client sends comes back, in order'
 complete -c netecho -n "__fish_netecho_needs_command" -f -a "send" -d 'Send a message (or stdin) to an echo server and print the reply'
 complete -c netecho -n "__fish_netecho_needs_command" -f -a "ports" -d 'List the services registered for a range of ports, from /etc/services'
+complete -c netecho -n "__fish_netecho_needs_command" -f -a "bench" -d 'Load an echo server with many connections and check every echoed byte'
 complete -c netecho -n "__fish_netecho_needs_command" -f -a "completions" -d 'Print the shell completion script for bash, zsh, fish, elvish or powershell'
 complete -c netecho -n "__fish_netecho_needs_command" -f -a "man" -d 'Print the man page of netecho or of one of its commands, or write them all into a folder'
 complete -c netecho -n "__fish_netecho_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -61,13 +62,26 @@ plain\t'Tab-separated PORT, PROTOCOL, SERVICE, ALIASES lines, no header'
 json\t'An array of {port, protocol, service, aliases} objects'"
 complete -c netecho -n "__fish_netecho_using_subcommand ports" -l strict -d 'Fail on the first malformed line of the services file instead of skipping it'
 complete -c netecho -n "__fish_netecho_using_subcommand ports" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -l host -d 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -s p -l port -d 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -s c -l connections -d 'Connections to open (with --udp: sockets)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -s s -l size -d 'Bytes per message: 64, 1k, 64KiB, 1MiB (UDP: 12–65507)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -s d -l duration -d 'How long to send (e.g. 10, 10s, 2m, 500ms)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -l pipeline -d 'Messages in flight per connection (closed loop)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -l rate -d 'Open loop: send R messages per second in total, whatever the server does [default: off]' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -l threads -d 'Event-loop threads, each with its share of the connections' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -l timeout -d 'Give up on a connect, or on a reply (UDP: count it lost), after this long' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -l udp -d 'Over UDP: each message is a datagram; lost replies are counted, not fatal'
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -l json -d 'Print the report as one JSON object'
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c netecho -n "__fish_netecho_using_subcommand completions" -l out-dir -d 'Write the script(s) into DIR, created if missing, instead of printing' -r -F
 complete -c netecho -n "__fish_netecho_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c netecho -n "__fish_netecho_using_subcommand man" -l out-dir -d 'Write netecho.1 and every netecho-COMMAND.1 into DIR, created if missing, instead of printing' -r -F
 complete -c netecho -n "__fish_netecho_using_subcommand man" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports completions man help" -f -a "serve" -d 'Run a TCP echo server: every byte a client sends comes back, in order'
-complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports completions man help" -f -a "send" -d 'Send a message (or stdin) to an echo server and print the reply'
-complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports completions man help" -f -a "ports" -d 'List the services registered for a range of ports, from /etc/services'
-complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports completions man help" -f -a "completions" -d 'Print the shell completion script for bash, zsh, fish, elvish or powershell'
-complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports completions man help" -f -a "man" -d 'Print the man page of netecho or of one of its commands, or write them all into a folder'
-complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench completions man help" -f -a "serve" -d 'Run a TCP echo server: every byte a client sends comes back, in order'
+complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench completions man help" -f -a "send" -d 'Send a message (or stdin) to an echo server and print the reply'
+complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench completions man help" -f -a "ports" -d 'List the services registered for a range of ports, from /etc/services'
+complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench completions man help" -f -a "bench" -d 'Load an echo server with many connections and check every echoed byte'
+complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench completions man help" -f -a "completions" -d 'Print the shell completion script for bash, zsh, fish, elvish or powershell'
+complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench completions man help" -f -a "man" -d 'Print the man page of netecho or of one of its commands, or write them all into a folder'
+complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

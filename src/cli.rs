@@ -21,7 +21,7 @@ use std::{path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand};
 use clap_complete::Shell;
 
-use crate::{address, duration, ports, serve::guard};
+use crate::{address, bench, duration, ports, serve::guard, size};
 
 /// The default host: loopback, so a server started without thought is not exposed.
 pub const DEFAULT_HOST: &str = "127.0.0.1";
@@ -55,6 +55,7 @@ pub enum Command {
     Serve(ServeArgs),
     Send(SendArgs),
     Ports(PortsArgs),
+    Bench(BenchArgs),
     Completions(CompletionsArgs),
     Man(ManArgs),
 }
@@ -404,4 +405,85 @@ pub struct PortsArgs {
     /// Output format [default: table on a terminal, plain otherwise]
     #[arg(long, value_enum)]
     pub format: Option<ports::Format>,
+}
+
+/// Load an echo server with many connections and check every echoed byte
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Load an echo server with many connections and check every echoed byte.\n\n\
+        Opens --connections connections (default 1) and sends --size-byte messages (default 64) \
+        for --duration (default 10s). Each message names its connection and sequence number, and \
+        every byte of every reply is checked. By default the load is a closed loop: each \
+        connection sends its next message when the reply to the last has come back; \
+        --pipeline K keeps K in flight. --rate R runs an open loop instead: R messages per \
+        second in total, on a fixed schedule, with latency counted from when each message was \
+        due, so a server that stalls cannot hide the stall.\n\n\
+        Connections are opened at most 256 at a time, so a listen backlog is not overrun, and \
+        the limit on open files is raised as needed. One thread runs everything (event-driven), \
+        leaving the other cores to the server; --threads N uses more.\n\n\
+        The report gives connect time and failed connections, messages/s, MiB/s, latency \
+        percentiles and errors by kind (refused, reset, timeout, mismatch); --json prints it as \
+        one JSON object. A progress bar shows the live rate when stdout and stderr are terminals. \
+        Exit status 1 if any reply differs, is lost or never comes, or any connection fails.",
+    after_help = "Examples:\n  \
+        netecho bench -c 100 -s 1k -d 30s              # 100 connections of 1 KiB messages\n  \
+        netecho bench -c 50 --rate 20000 --json        # open loop, 20000 msgs/s in total\n  \
+        netecho bench --udp -c 4 --size 512            # UDP echo, counting losses"
+)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub endpoint: Endpoint,
+
+    /// Connections to open (with --udp: sockets)
+    #[arg(
+        short,
+        long,
+        value_name = "C",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(bench::MAX_CONNECTIONS))
+    )]
+    pub connections: u32,
+
+    /// Bytes per message: 64, 1k, 64KiB, 1MiB (UDP: 12–65507)
+    #[arg(short, long, value_name = "BYTES", default_value = "64", value_parser = size::parse)]
+    pub size: usize,
+
+    /// How long to send (e.g. 10, 10s, 2m, 500ms)
+    #[arg(short, long, value_name = "SECS", default_value = "10", value_parser = duration::parse_positive)]
+    pub duration: Duration,
+
+    /// Messages in flight per connection (closed loop)
+    #[arg(
+        long,
+        value_name = "K",
+        default_value_t = 1,
+        conflicts_with = "rate",
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(bench::MAX_PIPELINE))
+    )]
+    pub pipeline: u32,
+
+    /// Open loop: send R messages per second in total, whatever the server does [default: off]
+    #[arg(long, value_name = "R", value_parser = bench::parse_rate)]
+    pub rate: Option<f64>,
+
+    /// Over UDP: each message is a datagram; lost replies are counted, not fatal
+    #[arg(long)]
+    pub udp: bool,
+
+    /// Event-loop threads, each with its share of the connections
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(bench::MAX_THREADS))
+    )]
+    pub threads: u32,
+
+    /// Give up on a connect, or on a reply (UDP: count it lost), after this long
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = duration::parse_positive)]
+    pub timeout: Duration,
+
+    /// Print the report as one JSON object
+    #[arg(long)]
+    pub json: bool,
 }

@@ -13,9 +13,13 @@
 //!   `ports/render.rs` the table, plain and JSON output.
 //! - [`completions`]: `netecho completions`, the shell completion scripts.
 //! - [`man`]: `netecho man`, the man pages, with EXAMPLES read from each command's `--help`.
+//! - [`bench`]: the load generator. `bench/tcp.rs` and `bench/udp.rs` are the event loops,
+//!   `bench/message.rs` what each message contains and how replies are checked,
+//!   `bench/stats.rs` the histogram, the errors by kind and the report.
 //! - [`address`]: the `--host`/`--port` options shared by the server and the client, and how
 //!   they resolve.
 //! - [`preview`]: the printable, escaped preview of received bytes (safe for binary data).
+//! - [`size`]: parsing of `--size`-style byte counts (`64`, `1k`, `64KiB`).
 //! - [`duration`]: parsing of `--timeout`-style durations (`10`, `1.5s`, `2m`, `500ms`).
 //! - [`error`]: the error types that carry an exit code other than 1.
 //! - [`output`]: quiet handling of a closed stdout (`netecho ... | head`).
@@ -24,6 +28,7 @@
 //! 0 ok, 1 runtime failure, 2 usage error.
 
 pub mod address;
+pub mod bench;
 pub mod cli;
 pub mod completions;
 pub mod duration;
@@ -34,6 +39,7 @@ pub mod ports;
 pub mod preview;
 pub mod send;
 pub mod serve;
+pub mod size;
 
 use anyhow::Result;
 
@@ -43,6 +49,7 @@ pub fn run(cli: cli::Cli) -> Result<()> {
         cli::Command::Serve(args) => serve::run(&args),
         cli::Command::Send(args) => send::run(&args),
         cli::Command::Ports(args) => ports::run(&args),
+        cli::Command::Bench(args) => bench::run(&args),
         cli::Command::Completions(args) => completions::run(&args),
         cli::Command::Man(args) => man::run(&args),
     }

@@ -140,7 +140,24 @@ pub fn render(cmd: &clap::Command, all: &[clap::Command]) -> Result<Vec<u8>> {
     if cmd.get_version().is_some() {
         section(&|w| man.render_version_section(w))?;
     }
-    Ok(page)
+    Ok(ascii_roff(&page))
+}
+
+/// The page with every non-ASCII character written as a roff escape (`–` as `\[u2013]`).
+/// Help texts are UTF-8, but troff reads plain input as Latin-1 unless a preprocessor converts
+/// it first, so raw UTF-8 renders as garbage (and warns) on some systems; escapes render the
+/// same everywhere.
+fn ascii_roff(page: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(page);
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\[u{:04X}]", u32::from(c)));
+        }
+    }
+    out.into_bytes()
 }
 
 /// The `.TH` line: page name, section, no date (so the pages are the same on every build),
@@ -198,4 +215,17 @@ fn own_sections(cmd: &clap::Command, all: &[clap::Command]) -> Roff {
         roff.text(refs);
     }
     roff
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_ascii_becomes_roff_escapes() {
+        assert_eq!(
+            ascii_roff("0–1023 ✓".as_bytes()),
+            b"0\\[u2013]1023 \\[u2713]"
+        );
+    }
 }

@@ -1,0 +1,394 @@
+//! `netecho bench`: a load generator that verifies every echoed byte.
+//!
+//! This module checks the options, raises the fd limit, splits the connections over the threads
+//! and prints the report. The work is in its own files:
+//!
+//! - [`message`]: what message `seq` of connection `conn` contains, and its verification.
+//! - [`schedule`]: when each message is due in the open loop (`--rate`).
+//! - [`tcp`]: the event loop (mio) of one thread over TCP: connect in a bounded window, then a
+//!   state machine per connection with a write buffer of due messages and a read cursor that
+//!   checks bytes as they arrive.
+//! - [`udp`]: the same over datagrams, counting losses instead of failing the connection.
+//! - [`stats`]: latency histogram, errors by kind, and the text and JSON report.
+//!
+//! Threads share nothing on the hot path: each owns its connections, its poll and its stats.
+//! They meet twice: at a barrier once all are connected (so the load starts together), and
+//! through two relaxed counters that feed the progress bar.
+
+pub mod message;
+pub mod schedule;
+pub mod stats;
+pub mod tcp;
+pub mod udp;
+
+use std::{
+    io::{self, IsTerminal, Write},
+    net::{SocketAddr, TcpStream},
+    sync::{
+        Barrier,
+        atomic::{AtomicU64, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, anyhow, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::{cli::BenchArgs, error::UsageError, output::stdout_error};
+use message::HEADER_LEN;
+use stats::{BenchReport, Settings, ThreadStats};
+
+/// Most connections one run may ask for (each is a file descriptor and an ephemeral port).
+pub const MAX_CONNECTIONS: u32 = 1_000_000;
+/// Most messages in flight per connection with `--pipeline`.
+pub const MAX_PIPELINE: u32 = 65_536;
+/// Most event-loop threads.
+pub const MAX_THREADS: u32 = 256;
+/// Largest TCP message (each connection buffers at most 64 KiB of it at a time).
+pub const MAX_TCP_SIZE: usize = 1 << 30;
+/// Largest UDP message: the most an IPv4 datagram can carry.
+pub const MAX_UDP_SIZE: usize = 65_507;
+/// Connects under way at once, over all threads, so a server's listen backlog is not overrun.
+const CONNECT_WINDOW: usize = 256;
+/// File descriptors beyond one per connection: stdio, the polls, their wakers.
+const SPARE_FDS: u64 = 64;
+/// How often the progress bar is redrawn.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How messages are paced.
+#[derive(Debug, Clone, Copy)]
+pub enum Load {
+    /// Each connection keeps this many messages in flight and sends the next when one returns.
+    Closed { pipeline: u32 },
+    /// Messages are due on a fixed schedule at this many per second (over all connections);
+    /// latency counts from when each was due, so a stalled server cannot hide its stall.
+    Open { rate: f64 },
+}
+
+/// The validated options of a run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Where to connect.
+    pub target: SocketAddr,
+    /// Number of connections (UDP: sockets).
+    pub connections: u32,
+    /// Bytes per message.
+    pub size: usize,
+    /// How long to send.
+    pub duration: Duration,
+    /// Pacing.
+    pub load: Load,
+    /// Over UDP instead of TCP.
+    pub udp: bool,
+    /// Event-loop threads (never more than connections).
+    pub threads: u32,
+    /// Bound on a connect, on a wait for replies, and on the final drain.
+    pub timeout: Duration,
+}
+
+/// What a thread needs to run its share.
+pub struct ThreadPlan<'a> {
+    /// The whole run.
+    pub plan: &'a Plan,
+    /// The ids of this thread's connections (they number the connections in messages and
+    /// errors).
+    pub ids: Vec<u32>,
+    /// Open loop: this thread's share of the rate.
+    pub rate: Option<f64>,
+    /// Connects this thread may have under way at once.
+    pub connect_window: usize,
+    /// Where all threads wait once connected, so the load starts together.
+    pub barrier: &'a Barrier,
+    /// Counters for the progress bar.
+    pub live: &'a Live,
+}
+
+/// Totals the progress bar shows while the run goes on.
+#[derive(Debug, Default)]
+pub struct Live {
+    /// Replies verified so far.
+    pub messages: AtomicU64,
+    /// Errors so far.
+    pub errors: AtomicU64,
+}
+
+/// Runs `netecho bench`.
+pub fn run(args: &BenchArgs) -> Result<()> {
+    validate(args)?;
+    let target = pick_target(args)?;
+    let threads = args.threads.min(args.connections);
+    let plan = Plan {
+        target,
+        connections: args.connections,
+        size: args.size,
+        duration: args.duration,
+        load: match args.rate {
+            Some(rate) => Load::Open { rate },
+            None => Load::Closed {
+                pipeline: args.pipeline,
+            },
+        },
+        udp: args.udp,
+        threads,
+        timeout: args.timeout,
+    };
+    raise_fd_limit(plan.connections)?;
+
+    let live = Live::default();
+    let mut progress = Progress::new(plan.duration, &live);
+    let results = run_threads(&plan, &live, &mut progress);
+    progress.finish();
+    let stats = results?;
+
+    let settings = Settings {
+        target: target.to_string(),
+        protocol: if plan.udp { "udp" } else { "tcp" },
+        connections: plan.connections,
+        size: plan.size,
+        mode: match plan.load {
+            Load::Closed { .. } => "closed",
+            Load::Open { .. } => "open",
+        },
+        pipeline: match plan.load {
+            Load::Closed { pipeline } => Some(pipeline),
+            Load::Open { .. } => None,
+        },
+        rate: args.rate,
+        threads,
+        duration_s: plan.duration.as_secs_f64(),
+    };
+    let report = BenchReport::new(settings, stats)?;
+    let mut stdout = io::stdout().lock();
+    if args.json {
+        report.write_json(&mut stdout).map_err(stdout_error)?;
+    } else {
+        report.write_text(&mut stdout).map_err(stdout_error)?;
+    }
+    stdout.flush().map_err(stdout_error)?;
+    match report.failure() {
+        Some(why) => bail!("bench failed: {why}"),
+        None => Ok(()),
+    }
+}
+
+/// Checks what clap cannot: limits that depend on the protocol, a rate that makes sense.
+fn validate(args: &BenchArgs) -> Result<()> {
+    let usage = |message: String| Err(anyhow!(UsageError(message)));
+    if args.size == 0 {
+        return usage("--size must be at least 1 byte".to_string());
+    }
+    if args.udp && !(HEADER_LEN..=MAX_UDP_SIZE).contains(&args.size) {
+        return usage(format!(
+            "--size with --udp must be {HEADER_LEN}–{MAX_UDP_SIZE} bytes: each datagram carries \
+             its connection and sequence number, and must fit in one IP packet"
+        ));
+    }
+    if args.size > MAX_TCP_SIZE {
+        return usage(format!(
+            "--size must be at most {MAX_TCP_SIZE} bytes (1 GiB)"
+        ));
+    }
+    if let Some(rate) = args.rate
+        && rate * args.duration.as_secs_f64() < 1.0
+    {
+        return usage(format!(
+            "--rate {rate} for {}s sends no message: raise --rate or --duration",
+            args.duration.as_secs_f64()
+        ));
+    }
+    Ok(())
+}
+
+/// Parses `--rate`: messages per second, more than zero. Used as a clap value parser.
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "'{text}' is not a rate: give messages per second, more than zero (e.g. 1000)"
+        )),
+    }
+}
+
+/// The address to benchmark. A name with several addresses (`localhost`: `::1` and
+/// `127.0.0.1`) is probed once over TCP and the first that accepts is used by all connections.
+fn pick_target(args: &BenchArgs) -> Result<SocketAddr> {
+    let addrs = args.endpoint.resolve()?;
+    if addrs.len() == 1 || args.udp {
+        return Ok(addrs[0]);
+    }
+    for &addr in &addrs {
+        if TcpStream::connect_timeout(&addr, args.timeout).is_ok() {
+            return Ok(addr);
+        }
+    }
+    // None accepts: run against the first, so the report counts the refusals.
+    Ok(addrs[0])
+}
+
+/// Raises the soft limit on open files to what the run needs, up to the hard limit.
+fn raise_fd_limit(connections: u32) -> Result<()> {
+    let needed = u64::from(connections) + SPARE_FDS;
+    let limit = rlimit::increase_nofile_limit(needed)
+        .context("cannot read or raise the limit on open files")?;
+    if limit < needed {
+        bail!(
+            "{connections} connections need {needed} file descriptors, but the limit is {limit} \
+             — raise the hard limit (ulimit -Hn, or LimitNOFILE for a service) or use fewer \
+             connections"
+        );
+    }
+    Ok(())
+}
+
+/// Spreads the connections over the threads, runs them, and collects their stats. The first
+/// share runs on the calling thread, which also draws the progress bar: with `--threads 1` the
+/// whole benchmark is one thread.
+fn run_threads(plan: &Plan, live: &Live, progress: &mut Progress) -> Result<Vec<ThreadStats>> {
+    let threads = plan.threads as usize;
+    let barrier = Barrier::new(threads);
+    let shares: Vec<ThreadPlan> = (0..threads)
+        .map(|t| {
+            let ids: Vec<u32> = (0..plan.connections)
+                .filter(|id| *id as usize % threads == t)
+                .collect();
+            let rate = match plan.load {
+                Load::Open { rate } => Some(rate * ids.len() as f64 / f64::from(plan.connections)),
+                Load::Closed { .. } => None,
+            };
+            ThreadPlan {
+                plan,
+                ids,
+                rate,
+                connect_window: (CONNECT_WINDOW / threads).max(1),
+                barrier: &barrier,
+                live,
+            }
+        })
+        .collect();
+    let mut shares = shares.into_iter();
+    let first = shares
+        .next()
+        .ok_or_else(|| anyhow!("no thread to run (--threads is at least 1)"))?;
+    thread::scope(|scope| {
+        let others: Vec<_> = shares
+            .enumerate()
+            .map(|(i, share)| {
+                thread::Builder::new()
+                    .name(format!("bench-{}", i + 1))
+                    .spawn_scoped(scope, move || run_share(&share, None))
+            })
+            .collect();
+        let mut results = vec![run_share(&first, Some(progress))];
+        for other in others {
+            let handle = other.context("cannot start a benchmark thread")?;
+            results.push(
+                handle
+                    .join()
+                    .map_err(|_| anyhow!("a benchmark thread panicked"))?,
+            );
+        }
+        results.into_iter().collect()
+    })
+}
+
+fn run_share(share: &ThreadPlan, progress: Option<&mut Progress>) -> Result<ThreadStats> {
+    if share.plan.udp {
+        udp::run(share, progress)
+    } else {
+        tcp::run(share, progress)
+    }
+}
+
+/// The progress bar with the live rate, drawn only when both stdout and stderr are terminals.
+pub struct Progress<'a> {
+    /// The bar (hidden when not on a terminal); its length is the run's duration in ms.
+    bar: ProgressBar,
+    /// The counters the threads update.
+    live: &'a Live,
+    /// When the load started, once it has.
+    started: Option<Instant>,
+    /// The next redraw.
+    next: Instant,
+    /// Replies at the last redraw, and when it was: the live rate is the difference.
+    last: (u64, Instant),
+}
+
+impl<'a> Progress<'a> {
+    fn new(duration: Duration, live: &'a Live) -> Self {
+        let on_terminal = io::stdout().is_terminal() && io::stderr().is_terminal();
+        let length = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        let bar = if on_terminal {
+            ProgressBar::new(length)
+        } else {
+            ProgressBar::hidden()
+        };
+        // The template is a constant; should it ever be refused, the default style is fine.
+        if let Ok(style) = ProgressStyle::with_template("{elapsed:>4} [{bar:30.cyan/blue}] {msg}") {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message("connecting");
+        let now = Instant::now();
+        Progress {
+            bar,
+            live,
+            started: None,
+            next: now,
+            last: (0, now),
+        }
+    }
+
+    /// Marks the start of the load.
+    pub fn start(&mut self, now: Instant) {
+        self.started = Some(now);
+        self.last = (0, now);
+        self.next = now + PROGRESS_INTERVAL;
+    }
+
+    /// When the event loop should wake to redraw.
+    pub fn deadline(&self) -> Instant {
+        self.next
+    }
+
+    /// Redraws if it is time.
+    pub fn tick(&mut self, now: Instant) {
+        let Some(started) = self.started else { return };
+        if now < self.next {
+            return;
+        }
+        self.next = now + PROGRESS_INTERVAL;
+        let messages = self.live.messages.load(Ordering::Relaxed);
+        let errors = self.live.errors.load(Ordering::Relaxed);
+        let (last_messages, last_time) = self.last;
+        let seconds = now.duration_since(last_time).as_secs_f64();
+        let rate = if seconds > 0.0 {
+            (messages - last_messages) as f64 / seconds
+        } else {
+            0.0
+        };
+        self.last = (messages, now);
+        let elapsed = u64::try_from(now.duration_since(started).as_millis()).unwrap_or(u64::MAX);
+        self.bar.set_position(elapsed);
+        self.bar.set_message(format!(
+            "{rate:.0} msgs/s, {messages} replies, {errors} errors"
+        ));
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_positive_numbers() {
+        assert_eq!(parse_rate("1000"), Ok(1000.0));
+        assert_eq!(parse_rate("0.5"), Ok(0.5));
+        for text in ["0", "-1", "fast", "inf", "NaN", ""] {
+            assert!(parse_rate(text).is_err(), "{text}");
+        }
+    }
+}

@@ -1,0 +1,495 @@
+//! What a benchmark measures, and the report it prints.
+//!
+//! Each thread records into its own [`ThreadStats`] (a latency histogram, counters, errors by
+//! kind), so the hot path shares nothing; the threads' stats are merged once at the end into a
+//! [`BenchReport`], printed as text or, with `--json`, as one JSON object.
+
+use std::{
+    io::{self, Write},
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::message::Mismatch;
+
+/// Largest latency the histogram tells apart (one hour); longer ones are recorded as one hour.
+const LATENCY_MAX_NS: u64 = 3_600_000_000_000;
+/// Significant decimal digits of every recorded latency (0.1% resolution).
+const LATENCY_SIGFIG: u8 = 3;
+/// How many error descriptions the report keeps; the counts cover all of them.
+const MAX_ERROR_DETAILS: usize = 10;
+
+/// The kinds of error the report counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Nothing listens there (TCP RST to the SYN, or ICMP port unreachable for UDP).
+    Refused,
+    /// The server reset or closed a connection that still owed replies.
+    Reset,
+    /// A connect, or a reply, did not come within `--timeout`.
+    Timeout,
+    /// A reply byte differs from the byte sent.
+    Mismatch,
+    /// Anything else (out of ports, out of file descriptors, ...).
+    Other,
+}
+
+impl ErrorKind {
+    /// The kind of a socket error.
+    pub fn of(err: &io::Error) -> Self {
+        match err.kind() {
+            io::ErrorKind::ConnectionRefused => ErrorKind::Refused,
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof => ErrorKind::Reset,
+            io::ErrorKind::TimedOut => ErrorKind::Timeout,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
+/// Errors counted by kind.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct ErrorCounts {
+    /// Connections (or datagrams) refused.
+    pub refused: u64,
+    /// Connections reset or closed by the server while replies were due.
+    pub reset: u64,
+    /// Connects or replies that did not come in time (TCP; over UDP those are `lost`).
+    pub timeout: u64,
+    /// Replies that differ from what was sent.
+    pub mismatch: u64,
+    /// Other failures.
+    pub other: u64,
+}
+
+impl ErrorCounts {
+    fn add(&mut self, kind: ErrorKind) {
+        let count = match kind {
+            ErrorKind::Refused => &mut self.refused,
+            ErrorKind::Reset => &mut self.reset,
+            ErrorKind::Timeout => &mut self.timeout,
+            ErrorKind::Mismatch => &mut self.mismatch,
+            ErrorKind::Other => &mut self.other,
+        };
+        *count += 1;
+    }
+
+    fn merge(&mut self, other: &ErrorCounts) {
+        self.refused += other.refused;
+        self.reset += other.reset;
+        self.timeout += other.timeout;
+        self.mismatch += other.mismatch;
+        self.other += other.other;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.refused + self.reset + self.timeout + self.mismatch + self.other
+    }
+
+    /// The non-zero counts in words, e.g. `reset 1, mismatch 2`.
+    fn describe(&self) -> String {
+        [
+            ("refused", self.refused),
+            ("reset", self.reset),
+            ("timeout", self.timeout),
+            ("mismatch", self.mismatch),
+            ("other", self.other),
+        ]
+        .iter()
+        .filter(|(_, count)| *count > 0)
+        .map(|(name, count)| format!("{name} {count}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+    }
+}
+
+/// What one thread measured.
+pub struct ThreadStats {
+    /// Latency of every verified reply, in nanoseconds.
+    latency: Histogram<u64>,
+    /// Replies received in full and verified.
+    pub messages: u64,
+    /// Errors by kind.
+    pub errors: ErrorCounts,
+    /// Messages sent whose reply never came back in full (connection lost, timeout, datagram lost).
+    pub lost: u64,
+    /// UDP: replies that came after their datagram was counted lost, or twice.
+    pub late: u64,
+    /// The first errors in words, for the report.
+    details: Vec<String>,
+    /// Connections (UDP: sockets) set up.
+    pub connected: u64,
+    /// Connections that could not be set up.
+    pub failed_connections: u64,
+    /// How long this thread took to set up its connections.
+    pub connect_time: Duration,
+    /// How long this thread's load ran, from its start to the last reply or the drain deadline.
+    pub load_time: Duration,
+}
+
+impl ThreadStats {
+    pub fn new() -> Result<Self> {
+        Ok(ThreadStats {
+            latency: Histogram::new_with_bounds(1, LATENCY_MAX_NS, LATENCY_SIGFIG)
+                .context("cannot set up the latency histogram")?,
+            messages: 0,
+            errors: ErrorCounts::default(),
+            lost: 0,
+            late: 0,
+            details: Vec::new(),
+            connected: 0,
+            failed_connections: 0,
+            connect_time: Duration::ZERO,
+            load_time: Duration::ZERO,
+        })
+    }
+
+    /// Counts a verified reply and its latency.
+    pub fn reply(&mut self, latency: Duration) {
+        self.messages += 1;
+        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        self.latency.saturating_record(nanos.max(1));
+    }
+
+    /// Counts an error; `detail` is only called while the report still wants descriptions.
+    pub fn error(&mut self, kind: ErrorKind, detail: impl FnOnce() -> String) {
+        self.errors.add(kind);
+        if self.details.len() < MAX_ERROR_DETAILS {
+            // The same error over and over (a refusing UDP port) is worth one line.
+            let detail = detail();
+            if !self.details.contains(&detail) {
+                self.details.push(detail);
+            }
+        }
+    }
+
+    fn merge(&mut self, other: ThreadStats) -> Result<()> {
+        self.latency
+            .add(&other.latency)
+            .context("cannot merge latency histograms")?;
+        self.messages += other.messages;
+        self.errors.merge(&other.errors);
+        self.lost += other.lost;
+        self.late += other.late;
+        let room = MAX_ERROR_DETAILS.saturating_sub(self.details.len());
+        self.details.extend(other.details.into_iter().take(room));
+        self.connected += other.connected;
+        self.failed_connections += other.failed_connections;
+        self.connect_time = self.connect_time.max(other.connect_time);
+        self.load_time = self.load_time.max(other.load_time);
+        Ok(())
+    }
+}
+
+/// A mismatch in words: which connection, message and byte, and the values.
+pub fn describe_mismatch(conn: u32, seq: u64, size: usize, mismatch: &Mismatch) -> String {
+    format!(
+        "connection {conn}, message {seq}, byte {} of {size}: sent 0x{:02x}, received 0x{:02x}",
+        mismatch.offset, mismatch.sent, mismatch.received
+    )
+}
+
+/// What was asked for, as the report repeats it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    /// The address benchmarked.
+    pub target: String,
+    /// `tcp` or `udp`.
+    pub protocol: &'static str,
+    /// Connections asked for (UDP: sockets).
+    pub connections: u32,
+    /// Bytes per message.
+    pub size: usize,
+    /// `closed` (each connection waits for its replies) or `open` (messages sent on a schedule).
+    pub mode: &'static str,
+    /// Closed loop: messages in flight per connection.
+    pub pipeline: Option<u32>,
+    /// Open loop: messages per second asked for, in total.
+    pub rate: Option<f64>,
+    /// Event-loop threads.
+    pub threads: u32,
+    /// Seconds of load asked for.
+    pub duration_s: f64,
+}
+
+/// Latency percentiles, in microseconds.
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p99_9: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+/// The whole result of a benchmark; `--json` prints exactly this.
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    #[serde(flatten)]
+    pub settings: Settings,
+    /// Connections (UDP: sockets) set up.
+    pub connected: u64,
+    /// Connections that could not be set up.
+    pub failed_connections: u64,
+    /// Milliseconds it took to set up all connections.
+    pub connect_ms: f64,
+    /// Seconds the load ran, including the wait for the last replies.
+    pub elapsed_s: f64,
+    /// Replies received in full and verified.
+    pub messages: u64,
+    /// Verified replies per second.
+    pub msgs_per_sec: f64,
+    /// Verified bytes per second, in MiB (each way: as many were sent).
+    pub mib_per_sec: f64,
+    /// Latency of the verified replies; all zero if there were none.
+    pub latency_us: Latency,
+    /// Errors by kind.
+    pub errors: ErrorCounts,
+    /// Messages whose reply never came back in full.
+    pub lost: u64,
+    /// UDP: replies that came after their datagram was counted lost, or twice.
+    pub late: u64,
+    /// The first errors in words.
+    pub error_details: Vec<String>,
+}
+
+impl BenchReport {
+    /// Merges the threads' stats into the report.
+    pub fn new(settings: Settings, threads: Vec<ThreadStats>) -> Result<Self> {
+        let mut total = ThreadStats::new()?;
+        for stats in threads {
+            total.merge(stats)?;
+        }
+        let elapsed = total.load_time.as_secs_f64();
+        let per_second = |count: f64| if elapsed > 0.0 { count / elapsed } else { 0.0 };
+        let micros = |nanos: u64| nanos as f64 / 1000.0;
+        let latency = &total.latency;
+        let latency_us = Latency {
+            p50: micros(latency.value_at_quantile(0.50)),
+            p90: micros(latency.value_at_quantile(0.90)),
+            p99: micros(latency.value_at_quantile(0.99)),
+            p99_9: micros(latency.value_at_quantile(0.999)),
+            max: micros(latency.max()),
+            mean: latency.mean() / 1000.0,
+        };
+        let bytes = total.messages as f64 * settings.size as f64;
+        Ok(BenchReport {
+            connected: total.connected,
+            failed_connections: total.failed_connections,
+            connect_ms: total.connect_time.as_secs_f64() * 1000.0,
+            elapsed_s: elapsed,
+            messages: total.messages,
+            msgs_per_sec: per_second(total.messages as f64),
+            mib_per_sec: per_second(bytes) / (1024.0 * 1024.0),
+            latency_us,
+            errors: total.errors,
+            lost: total.lost,
+            late: total.late,
+            error_details: total.details,
+            settings,
+        })
+    }
+
+    /// Why the run failed, if it did: any error or lost reply fails it.
+    pub fn failure(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.errors.total() > 0 {
+            parts.push(format!("errors: {}", self.errors.describe()));
+        }
+        if self.lost > 0 {
+            parts.push(format!(
+                "{} {} lost",
+                self.lost,
+                plural(self.lost, "reply", "replies")
+            ));
+        }
+        if self.messages == 0 && parts.is_empty() {
+            parts.push("no reply came back".to_string());
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+
+    /// Writes the report as one JSON object and a newline.
+    pub fn write_json(&self, out: &mut impl Write) -> io::Result<()> {
+        serde_json::to_writer(&mut *out, self)?;
+        writeln!(out)
+    }
+
+    /// Writes the report as text, one labelled line per aspect.
+    pub fn write_text(&self, out: &mut impl Write) -> io::Result<()> {
+        let s = &self.settings;
+        let load = match (s.rate, s.pipeline) {
+            (Some(rate), _) => format!("open loop at {} msgs/s", number(rate)),
+            (None, Some(1) | None) => "closed loop".to_string(),
+            (None, Some(k)) => format!("closed loop, {k} in flight per connection"),
+        };
+        writeln!(
+            out,
+            "target      {} ({}), {} {} of {} bytes, {load}, {} {}",
+            s.target,
+            s.protocol.to_uppercase(),
+            s.connections,
+            plural(u64::from(s.connections), "connection", "connections"),
+            s.size,
+            s.threads,
+            plural(u64::from(s.threads), "thread", "threads"),
+        )?;
+        let failed = match self.failed_connections {
+            0 => String::new(),
+            n => format!(", {n} failed"),
+        };
+        writeln!(
+            out,
+            "connected   {} of {} in {:.1} ms{failed}",
+            self.connected, s.connections, self.connect_ms
+        )?;
+        writeln!(
+            out,
+            "messages    {} in {:.2} s: {} msgs/s, {:.2} MiB/s each way",
+            self.messages,
+            self.elapsed_s,
+            number(self.msgs_per_sec),
+            self.mib_per_sec
+        )?;
+        let l = &self.latency_us;
+        if self.messages == 0 {
+            writeln!(out, "latency     none: no reply came back")?;
+        } else {
+            writeln!(
+                out,
+                "latency     p50 {}, p90 {}, p99 {}, p99.9 {}, max {}",
+                micros(l.p50),
+                micros(l.p90),
+                micros(l.p99),
+                micros(l.p99_9),
+                micros(l.max)
+            )?;
+        }
+        let mut errors = match self.errors.total() {
+            0 => "none".to_string(),
+            _ => self.errors.describe(),
+        };
+        if self.lost > 0 {
+            errors.push_str(&format!(
+                "; {} {} lost",
+                self.lost,
+                plural(self.lost, "reply", "replies")
+            ));
+        }
+        if self.late > 0 {
+            errors.push_str(&format!("; {} late or duplicate replies", self.late));
+        }
+        writeln!(out, "errors      {errors}")?;
+        for detail in &self.error_details {
+            writeln!(out, "  {detail}")?;
+        }
+        Ok(())
+    }
+}
+
+fn plural(count: u64, one: &'static str, many: &'static str) -> &'static str {
+    if count == 1 { one } else { many }
+}
+
+/// A rate without false precision: `123456`, `12.3`.
+fn number(value: f64) -> String {
+    if value >= 100.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.1}")
+    }
+}
+
+/// A latency in µs, switching to ms from 10 ms on.
+fn micros(us: f64) -> String {
+    if us >= 10_000.0 {
+        format!("{:.1} ms", us / 1000.0)
+    } else if us >= 100.0 {
+        format!("{us:.0} µs")
+    } else {
+        format!("{us:.1} µs")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            target: "127.0.0.1:7".to_string(),
+            protocol: "tcp",
+            connections: 2,
+            size: 64,
+            mode: "closed",
+            pipeline: Some(1),
+            rate: None,
+            threads: 1,
+            duration_s: 1.0,
+        }
+    }
+
+    #[test]
+    fn a_clean_run_reports_rates_and_passes() {
+        let mut stats = ThreadStats::new().unwrap();
+        stats.connected = 2;
+        stats.load_time = Duration::from_secs(2);
+        for us in 1..=1000 {
+            stats.reply(Duration::from_micros(us));
+        }
+        let report = BenchReport::new(settings(), vec![stats]).unwrap();
+        assert_eq!(report.messages, 1000);
+        assert!((report.msgs_per_sec - 500.0).abs() < 1e-9);
+        assert!(
+            (report.latency_us.p50 - 500.0).abs() < 1.0,
+            "{:?}",
+            report.latency_us
+        );
+        assert!((report.latency_us.max - 1000.0).abs() < 1.0);
+        assert_eq!(report.failure(), None);
+        let mut text = Vec::new();
+        report.write_text(&mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.contains("errors      none"), "{text}");
+        assert!(
+            text.contains("messages    1000 in 2.00 s: 500 msgs/s"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn errors_and_losses_fail_the_run_and_are_merged() {
+        let mut a = ThreadStats::new().unwrap();
+        a.error(ErrorKind::Mismatch, || {
+            "connection 0, message 1".to_string()
+        });
+        a.lost = 2;
+        let mut b = ThreadStats::new().unwrap();
+        b.error(ErrorKind::Reset, || "connection 1 reset".to_string());
+        b.reply(Duration::from_micros(5));
+        let report = BenchReport::new(settings(), vec![a, b]).unwrap();
+        assert_eq!(report.errors.mismatch, 1);
+        assert_eq!(report.errors.reset, 1);
+        assert_eq!(report.error_details.len(), 2);
+        assert_eq!(
+            report.failure().as_deref(),
+            Some("errors: reset 1, mismatch 1; 2 replies lost")
+        );
+    }
+
+    #[test]
+    fn error_kinds_of_socket_errors() {
+        let kind = |k| ErrorKind::of(&io::Error::from(k));
+        assert_eq!(kind(io::ErrorKind::ConnectionRefused), ErrorKind::Refused);
+        assert_eq!(kind(io::ErrorKind::ConnectionReset), ErrorKind::Reset);
+        assert_eq!(kind(io::ErrorKind::BrokenPipe), ErrorKind::Reset);
+        assert_eq!(kind(io::ErrorKind::TimedOut), ErrorKind::Timeout);
+        assert_eq!(kind(io::ErrorKind::AddrNotAvailable), ErrorKind::Other);
+    }
+}

@@ -1,0 +1,614 @@
+//! One thread of `netecho bench` over TCP: a mio event loop over its share of the connections.
+//!
+//! First it connects, keeping at most `connect_window` connects under way so a server's listen
+//! backlog is not overrun, then waits at the barrier for the other threads. Then each
+//! [`Connection`] runs a small state machine:
+//!
+//! - sending: when the load allows another message (closed loop: fewer than `--pipeline` in
+//!   flight; open loop: the schedule says it is due), its bytes are generated into the
+//!   connection's bounded write buffer and written as the socket takes them;
+//! - receiving: bytes are compared with what was sent as they arrive, through a cursor
+//!   (message, offset), so nothing is stored per message and nothing is allocated;
+//! - a reply complete is a latency sample, from when it was sent (closed loop) or due (open).
+//!
+//! At the end of `--duration` no new message starts; the loop waits (up to `--timeout`) for the
+//! replies still owed, then closes everything. A connection that fails (reset, closed, altered
+//! byte, no progress within `--timeout`) is counted by kind and dropped; the others go on.
+
+use std::{
+    io::{self, Read, Write},
+    net::SocketAddr,
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use mio::{Events, Interest, Poll, Token, net::TcpStream};
+
+use super::{
+    Load, Progress, ThreadPlan,
+    message::Message,
+    schedule::Schedule,
+    stats::{ErrorKind, ThreadStats, describe_mismatch},
+};
+
+/// Size of the thread's read buffer, shared by its connections.
+const READ_BUFFER: usize = 64 * 1024;
+/// Largest write buffer of a connection.
+const WRITE_BUFFER_MAX: usize = 64 * 1024;
+/// Open loop: messages a connection's write buffer holds (bounded by [`WRITE_BUFFER_MAX`]).
+const OPEN_LOOP_BUFFERED: usize = 16;
+/// How often connections are checked for a stall (no progress within `--timeout`).
+const STALL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+/// Events handled per poll.
+const EVENTS_CAPACITY: usize = 1024;
+
+/// Runs this thread's connections to the end and returns what they measured.
+pub fn run(share: &ThreadPlan, mut progress: Option<&mut Progress>) -> Result<ThreadStats> {
+    let mut stats = ThreadStats::new()?;
+    let mut poll = Poll::new().context("cannot create the event loop");
+    let connected = match &mut poll {
+        Ok(poll) => connect_all(share, poll, &mut stats),
+        Err(_) => Ok(Vec::new()),
+    };
+    // Every thread reaches the barrier, even one that failed, or the others would wait forever.
+    share.barrier.wait();
+    let (mut poll, mut connections) = (poll?, connected?);
+
+    let start = Instant::now();
+    if let Some(progress) = progress.as_deref_mut() {
+        progress.start(start);
+    }
+    let mut run = Run::new(share, start, &mut stats);
+    run.go(&mut poll, &mut connections, progress)?;
+    stats.load_time = run.finished.duration_since(start);
+    Ok(stats)
+}
+
+/// Connects this thread's share, keeping at most `connect_window` connects under way. Failed
+/// connects are counted; the slots of the connections that failed stay `None`.
+fn connect_all(
+    share: &ThreadPlan,
+    poll: &mut Poll,
+    stats: &mut ThreadStats,
+) -> Result<Vec<Option<Connection>>> {
+    let plan = share.plan;
+    let started = Instant::now();
+    let mut slots: Vec<Option<Connection>> = Vec::with_capacity(share.ids.len());
+    let mut pending: Vec<(usize, Instant)> = Vec::new();
+    let mut events = Events::with_capacity(EVENTS_CAPACITY);
+    let fail = |stats: &mut ThreadStats, id: u32, err: &io::Error| {
+        stats.failed_connections += 1;
+        share.live.errors.fetch_add(1, Ordering::Relaxed);
+        stats.error(ErrorKind::of(err), || {
+            format!("connection {id}: cannot connect to {}: {err}", plan.target)
+        });
+    };
+    loop {
+        while pending.len() < share.connect_window && slots.len() < share.ids.len() {
+            let index = slots.len();
+            let id = share.ids[index];
+            match start_connect(poll, plan.target, index) {
+                Ok(stream) => {
+                    slots.push(Some(Connection::new(stream, id, plan)));
+                    pending.push((index, Instant::now()));
+                }
+                Err(err) => {
+                    slots.push(None);
+                    fail(stats, id, &err);
+                }
+            }
+        }
+        if pending.is_empty() {
+            break;
+        }
+        poll.poll(&mut events, Some(STALL_CHECK_INTERVAL))
+            .or_else(ignore_interrupt)
+            .context("the event loop failed")?;
+        for event in events.iter() {
+            let index = event.token().0;
+            let Some(connection) = slots.get_mut(index).and_then(Option::as_mut) else {
+                continue;
+            };
+            if !pending.iter().any(|(i, _)| *i == index) {
+                continue;
+            }
+            match connect_result(&connection.stream) {
+                Ok(false) => continue,
+                Ok(true) => {
+                    // Small messages go out at once, not after Nagle's wait for a full packet.
+                    let _ = connection.stream.set_nodelay(true);
+                    stats.connected += 1;
+                }
+                Err(err) => {
+                    fail(stats, connection.id, &err);
+                    slots[index] = None;
+                }
+            }
+            pending.retain(|(i, _)| *i != index);
+        }
+        let now = Instant::now();
+        pending.retain(|&(index, since)| {
+            if now.duration_since(since) < plan.timeout {
+                return true;
+            }
+            if let Some(connection) = slots[index].take() {
+                let err = io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no answer within {:?}", plan.timeout),
+                );
+                fail(stats, connection.id, &err);
+            }
+            false
+        });
+    }
+    stats.connect_time = started.elapsed();
+    Ok(slots)
+}
+
+fn start_connect(poll: &Poll, target: SocketAddr, index: usize) -> io::Result<TcpStream> {
+    let mut stream = TcpStream::connect(target)?;
+    poll.registry().register(
+        &mut stream,
+        Token(index),
+        Interest::READABLE | Interest::WRITABLE,
+    )?;
+    Ok(stream)
+}
+
+/// Whether a non-blocking connect has finished: `Ok(true)` connected, `Ok(false)` not yet.
+fn connect_result(stream: &TcpStream) -> io::Result<bool> {
+    if let Some(err) = stream.take_error()? {
+        return Err(err);
+    }
+    match stream.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(err) if err.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+fn ignore_interrupt(err: io::Error) -> io::Result<()> {
+    if err.kind() == io::ErrorKind::Interrupted {
+        Ok(())
+    } else {
+        Err(err)
+    }
+}
+
+/// One connection's state.
+struct Connection {
+    stream: TcpStream,
+    /// The connection's number, carried in its messages.
+    id: u32,
+    /// Bytes per message.
+    size: usize,
+    /// The message being generated into `out`.
+    next: Message,
+    /// Bytes of `next` generated so far (0: not started).
+    next_offset: usize,
+    /// Generated bytes not yet written: `out[out_start..out_end]`.
+    out: Box<[u8]>,
+    out_start: usize,
+    out_end: usize,
+    /// The socket said WouldBlock; wait for a writable event before writing again.
+    write_blocked: bool,
+    /// The message whose reply is being read.
+    reply: Message,
+    /// Bytes of `reply` received and checked so far.
+    reply_offset: usize,
+    /// Bytes written to and read from the socket, so a reply longer than the request shows.
+    written: u64,
+    received: u64,
+    /// Open loop: messages due so far.
+    due: u64,
+    /// Closed loop: when each message in flight was sent, indexed by `seq % pipeline`.
+    sent_at: Box<[Instant]>,
+    /// When the connection last made progress (a reply byte), or began to wait for one.
+    last_progress: Instant,
+}
+
+impl Connection {
+    fn new(stream: TcpStream, id: u32, plan: &super::Plan) -> Self {
+        let (buffered, in_flight) = match plan.load {
+            Load::Closed { pipeline } => (pipeline as usize, pipeline as usize),
+            Load::Open { .. } => (OPEN_LOOP_BUFFERED, 0),
+        };
+        let out_len = plan
+            .size
+            .saturating_mul(buffered)
+            .clamp(1, WRITE_BUFFER_MAX);
+        let now = Instant::now();
+        Connection {
+            stream,
+            id,
+            size: plan.size,
+            next: Message::new(id, 0, plan.size),
+            next_offset: 0,
+            out: vec![0; out_len].into_boxed_slice(),
+            out_start: 0,
+            out_end: 0,
+            write_blocked: false,
+            reply: Message::new(id, 0, plan.size),
+            reply_offset: 0,
+            written: 0,
+            received: 0,
+            due: 0,
+            sent_at: vec![now; in_flight].into_boxed_slice(),
+            last_progress: now,
+        }
+    }
+
+    /// Messages started (fully or partly generated).
+    fn started(&self) -> u64 {
+        self.next.seq + u64::from(self.next_offset > 0)
+    }
+
+    /// Whether replies are owed or bytes wait to be written.
+    fn busy(&self) -> bool {
+        self.next_offset > 0 || self.out_start < self.out_end || self.received < self.written
+    }
+}
+
+/// Why a connection is dropped.
+struct Failure {
+    kind: ErrorKind,
+    detail: String,
+}
+
+/// The load phase of one thread.
+struct Run<'a> {
+    share: &'a ThreadPlan<'a>,
+    stats: &'a mut ThreadStats,
+    /// No message starts at or after this.
+    end: Instant,
+    /// Set once `end` has passed: the loop only waits for replies owed, until the deadline.
+    drain_deadline: Option<Instant>,
+    /// Open loop: when messages are due.
+    schedule: Option<Schedule>,
+    /// When the last stall check ran.
+    last_stall_check: Instant,
+    /// Replies verified since the progress counter was last updated.
+    unreported: u64,
+    /// When the load ended.
+    finished: Instant,
+    /// Connections to pump after the schedule made messages due (indexes, no duplicates).
+    dirty: Vec<usize>,
+}
+
+impl<'a> Run<'a> {
+    fn new(share: &'a ThreadPlan<'a>, start: Instant, stats: &'a mut ThreadStats) -> Self {
+        let plan = share.plan;
+        Run {
+            share,
+            stats,
+            end: start + plan.duration,
+            drain_deadline: None,
+            schedule: share
+                .rate
+                .map(|rate| Schedule::new(start, plan.duration, rate, share.ids.len())),
+            last_stall_check: start,
+            unreported: 0,
+            finished: start,
+            dirty: Vec::new(),
+        }
+    }
+
+    fn go(
+        &mut self,
+        poll: &mut Poll,
+        connections: &mut [Option<Connection>],
+        mut progress: Option<&mut Progress>,
+    ) -> Result<()> {
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        let mut buffer = vec![0u8; READ_BUFFER];
+        for index in 0..connections.len() {
+            self.pump(connections, index, Instant::now());
+        }
+        loop {
+            let now = Instant::now();
+            if self.drain_deadline.is_none() && now >= self.end {
+                self.drain_deadline = Some(now + self.share.plan.timeout);
+            }
+            if let Some(schedule) = &mut self.schedule {
+                let dirty = &mut self.dirty;
+                schedule.advance(now, |index| {
+                    if let Some(connection) = connections[index].as_mut() {
+                        connection.due += 1;
+                        if !dirty.contains(&index) {
+                            dirty.push(index);
+                        }
+                    }
+                });
+                while let Some(index) = self.dirty.pop() {
+                    self.pump(connections, index, now);
+                }
+            }
+            if now.duration_since(self.last_stall_check) >= STALL_CHECK_INTERVAL {
+                self.last_stall_check = now;
+                self.drop_stalled(connections, now);
+            }
+            if connections.iter().all(Option::is_none) {
+                // Nothing left to measure: every connection failed to connect or was dropped.
+                self.finished = now;
+                break;
+            }
+            if let Some(deadline) = self.drain_deadline {
+                let owing = connections.iter().flatten().any(Connection::busy);
+                if !owing || now >= deadline {
+                    self.finished = now;
+                    self.give_up(connections);
+                    break;
+                }
+            }
+            self.report_progress();
+            if let Some(progress) = progress.as_deref_mut() {
+                progress.tick(now);
+            }
+
+            let mut wake = self.drain_deadline.unwrap_or(self.end);
+            wake = wake.min(self.last_stall_check + STALL_CHECK_INTERVAL);
+            if let Some(due) = self.schedule.as_ref().and_then(Schedule::next_due) {
+                wake = wake.min(due);
+            }
+            if let Some(progress) = progress.as_deref() {
+                wake = wake.min(progress.deadline());
+            }
+            let timeout = wake.saturating_duration_since(Instant::now());
+            poll.poll(&mut events, Some(timeout))
+                .or_else(ignore_interrupt)
+                .context("the event loop failed")?;
+            for event in events.iter() {
+                let index = event.token().0;
+                let Some(connection) = connections.get_mut(index).and_then(Option::as_mut) else {
+                    continue;
+                };
+                if event.is_writable() {
+                    connection.write_blocked = false;
+                }
+                let read = if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    self.read(connection, &mut buffer)
+                } else {
+                    Ok(())
+                };
+                match read {
+                    Ok(()) => self.pump(connections, index, Instant::now()),
+                    Err(failure) => self.fail(connections, index, failure),
+                }
+            }
+        }
+        self.report_progress();
+        Ok(())
+    }
+
+    /// Starts the messages the load allows and writes what the socket takes.
+    fn pump(&mut self, connections: &mut [Option<Connection>], index: usize, now: Instant) {
+        let Some(connection) = connections[index].as_mut() else {
+            return;
+        };
+        if let Err(err) = self.send(connection, now) {
+            let failure = Failure {
+                kind: ErrorKind::of(&err),
+                detail: format!(
+                    "connection {}: sending failed after {}: {err}",
+                    connection.id,
+                    replies(connection.reply.seq)
+                ),
+            };
+            self.fail(connections, index, failure);
+        }
+    }
+
+    fn send(&self, c: &mut Connection, now: Instant) -> io::Result<()> {
+        let stopping = self.drain_deadline.is_some();
+        loop {
+            if c.out_start == c.out_end {
+                (c.out_start, c.out_end) = (0, 0);
+            }
+            while c.out_end < c.out.len() {
+                if c.next_offset == 0 {
+                    let allowed = match self.share.plan.load {
+                        Load::Closed { pipeline } => c.next.seq < c.reply.seq + u64::from(pipeline),
+                        Load::Open { .. } => c.next.seq < c.due,
+                    };
+                    if stopping || !allowed {
+                        break;
+                    }
+                    if !c.busy() {
+                        // From now on a reply is owed: the stall clock starts.
+                        c.last_progress = now;
+                    }
+                    if !c.sent_at.is_empty() {
+                        let slot = (c.next.seq % c.sent_at.len() as u64) as usize;
+                        c.sent_at[slot] = now;
+                    }
+                }
+                let n = (c.size - c.next_offset).min(c.out.len() - c.out_end);
+                c.next
+                    .fill(c.next_offset, &mut c.out[c.out_end..c.out_end + n]);
+                c.out_end += n;
+                c.next_offset += n;
+                if c.next_offset == c.size {
+                    c.next = Message::new(c.id, c.next.seq + 1, c.size);
+                    c.next_offset = 0;
+                }
+            }
+            if c.out_start == c.out_end || c.write_blocked {
+                return Ok(());
+            }
+            match c.stream.write(&c.out[c.out_start..c.out_end]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    c.out_start += n;
+                    c.written += n as u64;
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    c.write_blocked = true;
+                    return Ok(());
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Reads until the socket is drained, checking every byte and timing every reply.
+    fn read(&mut self, c: &mut Connection, buffer: &mut [u8]) -> Result<(), Failure> {
+        loop {
+            let n = match c.stream.read(buffer) {
+                Ok(0) => {
+                    return Err(Failure {
+                        kind: ErrorKind::Reset,
+                        detail: format!(
+                            "connection {}: closed by the server after {}{}",
+                            c.id,
+                            replies(c.reply.seq),
+                            owed(c)
+                        ),
+                    });
+                }
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    return Err(Failure {
+                        kind: ErrorKind::of(&err),
+                        detail: format!(
+                            "connection {}: {err} after {}{}",
+                            c.id,
+                            replies(c.reply.seq),
+                            owed(c)
+                        ),
+                    });
+                }
+            };
+            let now = Instant::now();
+            if c.received + n as u64 > c.written {
+                return Err(Failure {
+                    kind: ErrorKind::Mismatch,
+                    detail: format!(
+                        "connection {}: the server sent {} bytes more than it was sent",
+                        c.id,
+                        c.received + n as u64 - c.written
+                    ),
+                });
+            }
+            let mut data = &buffer[..n];
+            while !data.is_empty() {
+                let take = (c.size - c.reply_offset).min(data.len());
+                if let Err(mismatch) = c.reply.check(c.reply_offset, &data[..take]) {
+                    return Err(Failure {
+                        kind: ErrorKind::Mismatch,
+                        detail: describe_mismatch(c.id, c.reply.seq, c.size, &mismatch),
+                    });
+                }
+                c.reply_offset += take;
+                data = &data[take..];
+                if c.reply_offset == c.size {
+                    let origin = match (&self.schedule, c.sent_at.len()) {
+                        (Some(schedule), _) => schedule.due(self.index_of(c.id), c.reply.seq),
+                        (None, pipeline) => c.sent_at[(c.reply.seq % pipeline as u64) as usize],
+                    };
+                    self.stats.reply(now.saturating_duration_since(origin));
+                    self.unreported += 1;
+                    c.reply = Message::new(c.id, c.reply.seq + 1, c.size);
+                    c.reply_offset = 0;
+                }
+            }
+            c.received += n as u64;
+            c.last_progress = now;
+        }
+    }
+
+    /// A connection's index in this thread, from its id (ids are dealt round robin).
+    fn index_of(&self, id: u32) -> usize {
+        id as usize / self.share.plan.threads as usize
+    }
+
+    /// Drops the connections that owe replies and made no progress within `--timeout`.
+    fn drop_stalled(&mut self, connections: &mut [Option<Connection>], now: Instant) {
+        let timeout = self.share.plan.timeout;
+        for index in 0..connections.len() {
+            let Some(c) = connections[index].as_ref() else {
+                continue;
+            };
+            if c.busy() && now.duration_since(c.last_progress) >= timeout {
+                let failure = Failure {
+                    kind: ErrorKind::Timeout,
+                    detail: format!(
+                        "connection {}: no reply within {:?} after {}{}",
+                        c.id,
+                        timeout,
+                        replies(c.reply.seq),
+                        owed(c)
+                    ),
+                };
+                self.fail(connections, index, failure);
+            }
+        }
+    }
+
+    /// At the drain deadline: the connections still owed replies time out.
+    fn give_up(&mut self, connections: &mut [Option<Connection>]) {
+        let timeout = self.share.plan.timeout;
+        for index in 0..connections.len() {
+            let Some(c) = connections[index].as_ref() else {
+                continue;
+            };
+            if c.busy() {
+                let failure = Failure {
+                    kind: ErrorKind::Timeout,
+                    detail: format!(
+                        "connection {}: replies still owed {:?} after the end{}",
+                        c.id,
+                        timeout,
+                        owed(c)
+                    ),
+                };
+                self.fail(connections, index, failure);
+            }
+        }
+    }
+
+    /// Counts a failure and the replies it lost, and drops the connection.
+    fn fail(&mut self, connections: &mut [Option<Connection>], index: usize, failure: Failure) {
+        let Some(c) = connections[index].take() else {
+            return;
+        };
+        let mut lost = c.started() - c.reply.seq;
+        if failure.kind == ErrorKind::Mismatch {
+            // The message with the altered byte is counted as a mismatch, not as lost.
+            lost = lost.saturating_sub(1);
+        }
+        self.stats.lost += lost;
+        self.stats.error(failure.kind, || failure.detail);
+        self.share.live.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn report_progress(&mut self) {
+        if self.unreported > 0 {
+            self.share
+                .live
+                .messages
+                .fetch_add(self.unreported, Ordering::Relaxed);
+            self.unreported = 0;
+        }
+    }
+}
+
+/// `; N replies owed` when some are.
+fn owed(c: &Connection) -> String {
+    match c.started() - c.reply.seq {
+        0 => String::new(),
+        n => format!("; {} owed", replies(n)),
+    }
+}
+
+/// `1 reply`, `2 replies`.
+fn replies(n: u64) -> String {
+    if n == 1 {
+        "1 reply".to_string()
+    } else {
+        format!("{n} replies")
+    }
+}

@@ -1,0 +1,371 @@
+//! `netecho bench`, end to end: the real binary against the real server and against echo
+//! servers written here (threaded, broken on purpose, UDP).
+//!
+//! `netecho serve` serves one client at a time, so the tests against it use one connection.
+//! Tests with many connections use [`multi_echo`], a thread-per-connection server written here
+//! until `serve --multiplex` is merged; then its body becomes one line (see there).
+
+mod common;
+
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream, UdpSocket},
+    thread,
+    time::Duration,
+};
+
+use assert_cmd::Command;
+use common::{BIN, Server, TIMEOUT, unused_port};
+use predicates::prelude::*;
+use serde_json::Value;
+
+fn bench(port: u16) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(["bench", "--port", &port.to_string()])
+        .timeout(TIMEOUT);
+    command
+}
+
+/// Runs `bench --json` with `args`; returns the exit code and the parsed report.
+fn bench_json(port: u16, args: &[&str]) -> (i32, Value, String) {
+    let output = bench(port).arg("--json").args(args).output().unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let report: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|err| panic!("not JSON ({err}): {stdout:?}; stderr: {stderr}"));
+    (output.status.code().unwrap_or(-1), report, stderr)
+}
+
+/// An echo server that takes many connections at once.
+#[allow(dead_code)] // `Netecho` is constructed once `serve --multiplex` exists (see multi_echo)
+enum Echo {
+    /// A `netecho serve` process.
+    Netecho(Server),
+    /// A server written here, on this port.
+    Threaded(u16),
+}
+
+impl Echo {
+    fn port(&self) -> u16 {
+        match self {
+            Echo::Netecho(server) => server.addr.port(),
+            Echo::Threaded(port) => *port,
+        }
+    }
+}
+
+/// The server for tests with many connections. Once `serve --multiplex` is merged, the body
+/// becomes `Echo::Netecho(Server::start(&["--multiplex", "-q"]))`.
+fn multi_echo() -> Echo {
+    Echo::Threaded(threaded_server(|mut stream| {
+        let mut back = stream.try_clone().unwrap();
+        let _ = std::io::copy(&mut stream, &mut back);
+    }))
+}
+
+/// A server written here: a thread per connection, each handled by `handle`.
+fn threaded_server(handle: impl Fn(TcpStream) + Send + Sync + Copy + 'static) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { break };
+            stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+            thread::spawn(move || handle(stream));
+        }
+    });
+    port
+}
+
+/// A UDP echo server written here; `keep(n)` says whether to answer the n-th datagram.
+fn udp_echo(keep: impl Fn(u64) -> bool + Send + 'static) -> u16 {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let mut buffer = [0u8; 65536];
+        let mut count = 0;
+        while let Ok((n, from)) = socket.recv_from(&mut buffer) {
+            if keep(count) {
+                let _ = socket.send_to(&buffer[..n], from);
+            }
+            count += 1;
+        }
+    });
+    port
+}
+
+#[test]
+fn a_short_run_against_netecho_serve_reports_a_rate_and_no_errors() {
+    let server = Server::start(&["-q"]);
+    bench(server.addr.port())
+        .args(["--connections", "1", "--duration", "1"])
+        .assert()
+        .success()
+        .stderr("")
+        .stdout(predicate::str::contains("connected   1 of 1 in"))
+        .stdout(
+            predicate::str::is_match(r"messages    [1-9]\d* in 1\.\d\d s: [1-9]\d* msgs/s")
+                .unwrap(),
+        )
+        .stdout(predicate::str::contains("latency     p50 "))
+        .stdout(predicate::str::contains("errors      none"));
+}
+
+#[test]
+fn json_carries_the_fields() {
+    let server = Server::start(&["-q"]);
+    let (code, report, stderr) = bench_json(server.addr.port(), &["-d", "500ms", "-s", "1k"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["protocol"], "tcp");
+    assert_eq!(report["mode"], "closed");
+    assert_eq!(report["connections"], 1);
+    assert_eq!(report["connected"], 1);
+    assert_eq!(report["failed_connections"], 0);
+    assert_eq!(report["size"], 1024);
+    assert!(report["connect_ms"].as_f64().unwrap() >= 0.0);
+    assert!(report["messages"].as_u64().unwrap() > 0);
+    assert!(report["msgs_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(report["mib_per_sec"].as_f64().unwrap() > 0.0);
+    let latency = &report["latency_us"];
+    let p = |name: &str| latency[name].as_f64().unwrap();
+    assert!(0.0 < p("p50") && p("p50") <= p("p90") && p("p90") <= p("p99"));
+    assert!(
+        p("p99") <= p("p99_9") && p("p99_9") <= p("max"),
+        "{latency}"
+    );
+    for kind in ["refused", "reset", "timeout", "mismatch", "other"] {
+        assert_eq!(report["errors"][kind], 0, "{kind}");
+    }
+    assert_eq!(report["lost"], 0);
+}
+
+#[test]
+fn pipelined_runs_complete_without_errors() {
+    let server = Server::start(&["-q"]);
+    let (code, report, stderr) = bench_json(server.addr.port(), &["-d", "1", "--pipeline", "16"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["pipeline"], 16);
+    assert!(report["messages"].as_u64().unwrap() > 16);
+
+    let echo = multi_echo();
+    let (code, report, stderr) =
+        bench_json(echo.port(), &["-c", "8", "-d", "1", "--pipeline", "4"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["connected"], 8);
+    assert_eq!(report["errors"]["mismatch"], 0);
+}
+
+#[test]
+fn many_connections_on_several_threads() {
+    let echo = multi_echo();
+    let (code, report, stderr) =
+        bench_json(echo.port(), &["-c", "50", "--threads", "2", "-d", "1"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["threads"], 2);
+    assert_eq!(report["connected"], 50);
+    assert!(report["messages"].as_u64().unwrap() >= 50);
+}
+
+#[test]
+fn messages_larger_than_the_buffers_come_back_whole() {
+    let echo = multi_echo();
+    let (code, report, stderr) =
+        bench_json(echo.port(), &["-c", "2", "-s", "200KiB", "-d", "500ms"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(report["messages"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn an_open_loop_sends_exactly_the_schedule() {
+    // 400 msgs/s for 1 s is 400 messages, whatever the number of connections or threads.
+    let echo = multi_echo();
+    let (code, report, stderr) = bench_json(
+        echo.port(),
+        &["-c", "4", "--threads", "2", "--rate", "400", "-d", "1"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["mode"], "open");
+    assert_eq!(report["rate"], 400.0);
+    assert_eq!(report["messages"], 400);
+
+    let server = Server::start(&["-q"]);
+    let (code, report, stderr) = bench_json(server.addr.port(), &["--rate", "200", "-d", "1"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["messages"], 200);
+}
+
+#[test]
+fn an_altered_byte_is_a_mismatch_named_precisely() {
+    // The 100th byte of each connection comes back altered: message 1, byte 36.
+    let port = threaded_server(|mut stream| {
+        let mut buffer = [0u8; 4096];
+        let mut total = 0;
+        while let Ok(n) = stream.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            if (total..total + n).contains(&99) {
+                buffer[99 - total] ^= 0x01;
+            }
+            total += n;
+            if stream.write_all(&buffer[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    bench(port)
+        .args(["-d", "1", "-s", "64"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("errors      mismatch 1"))
+        .stdout(predicate::str::contains(
+            "connection 0, message 1, byte 35 of 64: sent 0x",
+        ))
+        .stderr(predicate::str::contains(
+            "netecho: bench failed: errors: mismatch 1",
+        ));
+}
+
+#[test]
+fn a_connection_dropped_mid_message_is_a_reset_with_a_lost_reply() {
+    // Echoes 96 bytes (a message and a half), then closes.
+    let port = threaded_server(|mut stream| {
+        let mut buffer = [0u8; 96];
+        if stream.read_exact(&mut buffer[..64]).is_ok() {
+            let _ = stream.write_all(&buffer[..64]);
+            if stream.read_exact(&mut buffer[64..]).is_ok() {
+                let _ = stream.write_all(&buffer[64..]);
+            }
+        }
+    });
+    bench(port)
+        .args(["-d", "1", "-s", "64"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("errors      reset 1; 1 reply lost"))
+        // Closed or reset, depending on whether the server had unread bytes when it closed.
+        .stdout(predicate::str::is_match(
+            r"\n  connection 0: (closed by the server|Connection reset by peer.*) after 1 reply; 1 reply owed\n",
+        ).unwrap())
+        .stderr(predicate::str::contains("1 reply lost"));
+}
+
+#[test]
+fn a_server_that_never_answers_is_a_timeout() {
+    let port = threaded_server(|mut stream| {
+        let mut sink = [0u8; 1024];
+        while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+    });
+    let (code, report, _) = bench_json(port, &["-c", "2", "-d", "300ms", "--timeout", "300ms"]);
+    assert_eq!(code, 1);
+    assert_eq!(report["errors"]["timeout"], 2);
+    assert_eq!(report["lost"], 2);
+    assert_eq!(report["messages"], 0);
+}
+
+#[test]
+fn refused_connections_are_counted_and_reported() {
+    let port = unused_port();
+    bench(port)
+        .args(["-c", "3", "-d", "5"])
+        .timeout(Duration::from_secs(4)) // no load phase without a connection
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("connected   0 of 3 in"))
+        .stdout(predicate::str::contains(", 3 failed"))
+        .stdout(predicate::str::contains("errors      refused 3"))
+        .stderr(predicate::str::contains(
+            "netecho: bench failed: errors: refused 3",
+        ));
+}
+
+#[test]
+fn udp_against_a_udp_echo_has_no_losses() {
+    let port = udp_echo(|_| true);
+    let (code, report, stderr) = bench_json(
+        port,
+        &[
+            "--udp",
+            "-c",
+            "3",
+            "--pipeline",
+            "4",
+            "-s",
+            "512",
+            "-d",
+            "1",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["protocol"], "udp");
+    assert!(report["messages"].as_u64().unwrap() > 0);
+    assert_eq!(report["lost"], 0);
+
+    let port = udp_echo(|_| true);
+    let (code, report, stderr) = bench_json(port, &["--udp", "--rate", "300", "-d", "1"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["messages"], 300);
+}
+
+#[test]
+fn udp_losses_are_counted_not_fatal_until_the_end() {
+    // Every 10th datagram goes unanswered.
+    let port = udp_echo(|n| n % 10 != 9);
+    let (code, report, _) = bench_json(
+        port,
+        &["--udp", "--pipeline", "8", "--timeout", "200ms", "-d", "1"],
+    );
+    assert_eq!(code, 1);
+    let lost = report["lost"].as_u64().unwrap();
+    let messages = report["messages"].as_u64().unwrap();
+    assert!(lost > 0 && messages > 5 * lost, "lost {lost} of {messages}");
+    assert_eq!(report["errors"]["mismatch"], 0);
+}
+
+#[test]
+fn udp_datagrams_altered_are_mismatches() {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let mut buffer = [0u8; 2048];
+        while let Ok((n, from)) = socket.recv_from(&mut buffer) {
+            buffer[n - 1] ^= 0xff;
+            let _ = socket.send_to(&buffer[..n], from);
+        }
+    });
+    let (code, report, _) = bench_json(port, &["--udp", "-s", "100", "-d", "300ms"]);
+    assert_eq!(code, 1);
+    assert!(report["errors"]["mismatch"].as_u64().unwrap() > 0);
+    let detail = report["error_details"][0].as_str().unwrap();
+    assert!(
+        detail.starts_with("connection 0, message 0, byte 99 of 100"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn nonsense_options_are_usage_errors() {
+    for args in [
+        &["--connections", "0"][..],
+        &["--size", "0"],
+        &["--size", "1kB"],
+        &["--pipeline", "0"],
+        &["--rate", "0"],
+        &["--rate", "10", "--pipeline", "2"],
+        &["--duration", "0"],
+        &["--udp", "--size", "8"],
+        &["--udp", "--size", "64KiB"],
+        &["--rate", "0.5", "--duration", "1"],
+    ] {
+        Command::new(BIN)
+            .arg("bench")
+            .args(args)
+            .timeout(TIMEOUT)
+            .assert()
+            .code(2)
+            .stdout("");
+    }
+}

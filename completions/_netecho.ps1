@@ -36,8 +36,8 @@ Register-ArgumentCompleter -Native -CommandName 'netecho' -ScriptBlock {
         }
         'netecho;serve' {
             [CompletionResult]::new('--host', '--host', [CompletionResultType]::ParameterName, 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)')
-            [CompletionResult]::new('-p', '-p', [CompletionResultType]::ParameterName, 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)')
-            [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)')
+            [CompletionResult]::new('-p', '-p', [CompletionResultType]::ParameterName, 'Port, 0-65535, TCP or with --udp UDP (0 with serve: any free port, printed on the first line)')
+            [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Port, 0-65535, TCP or with --udp UDP (0 with serve: any free port, printed on the first line)')
             [CompletionResult]::new('--preview', '--preview', [CompletionResultType]::ParameterName, 'Show at most N bytes of each read in its preview')
             [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Drop a client that has made no progress for this long (e.g. 30, 1.5s, 2m) [default: off]')
             [CompletionResult]::new('--udp-rate', '--udp-rate', [CompletionResultType]::ParameterName, 'Answer at most N datagrams per second to each source address; 0: no limit')
@@ -50,8 +50,8 @@ Register-ArgumentCompleter -Native -CommandName 'netecho' -ScriptBlock {
         }
         'netecho;send' {
             [CompletionResult]::new('--host', '--host', [CompletionResultType]::ParameterName, 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)')
-            [CompletionResult]::new('-p', '-p', [CompletionResultType]::ParameterName, 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)')
-            [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)')
+            [CompletionResult]::new('-p', '-p', [CompletionResultType]::ParameterName, 'Port, 0-65535, TCP or with --udp UDP (0 with serve: any free port, printed on the first line)')
+            [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Port, 0-65535, TCP or with --udp UDP (0 with serve: any free port, printed on the first line)')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up connecting, or waiting for the server, after this long (e.g. 10, 1.5s, 2m)')
             [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'With --udp: send again this many times when no reply comes within --timeout')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Do not print status lines on stderr')
@@ -75,8 +75,8 @@ Register-ArgumentCompleter -Native -CommandName 'netecho' -ScriptBlock {
         }
         'netecho;bench' {
             [CompletionResult]::new('--host', '--host', [CompletionResultType]::ParameterName, 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)')
-            [CompletionResult]::new('-p', '-p', [CompletionResultType]::ParameterName, 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)')
-            [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)')
+            [CompletionResult]::new('-p', '-p', [CompletionResultType]::ParameterName, 'Port, 0-65535, TCP or with --udp UDP (0 with serve: any free port, printed on the first line)')
+            [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Port, 0-65535, TCP or with --udp UDP (0 with serve: any free port, printed on the first line)')
             [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'Connections to open (with --udp: sockets)')
             [CompletionResult]::new('--connections', '--connections', [CompletionResultType]::ParameterName, 'Connections to open (with --udp: sockets)')
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'Bytes per message: 64, 1k, 64KiB, 1MiB (UDP: 12–65507)')

@@ -32,8 +32,8 @@ set edit:completion:arg-completer[netecho] = {|@words|
         }
         &'netecho;serve'= {
             cand --host 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)'
-            cand -p 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)'
-            cand --port 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)'
+            cand -p 'Port, 0-65535, TCP or with --udp UDP (0 with serve: any free port, printed on the first line)'
+            cand --port 'Port, 0-65535, TCP or with --udp UDP (0 with serve: any free port, printed on the first line)'
             cand --preview 'Show at most N bytes of each read in its preview'
             cand --idle-timeout 'Drop a client that has made no progress for this long (e.g. 30, 1.5s, 2m) [default: off]'
             cand --udp-rate 'Answer at most N datagrams per second to each source address; 0: no limit'
@@ -45,8 +45,8 @@ set edit:completion:arg-completer[netecho] = {|@words|
         }
         &'netecho;send'= {
             cand --host 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)'
-            cand -p 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)'
-            cand --port 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)'
+            cand -p 'Port, 0-65535, TCP or with --udp UDP (0 with serve: any free port, printed on the first line)'
+            cand --port 'Port, 0-65535, TCP or with --udp UDP (0 with serve: any free port, printed on the first line)'
             cand --timeout 'Give up connecting, or waiting for the server, after this long (e.g. 10, 1.5s, 2m)'
             cand --retries 'With --udp: send again this many times when no reply comes within --timeout'
             cand -q 'Do not print status lines on stderr'
@@ -68,8 +68,8 @@ set edit:completion:arg-completer[netecho] = {|@words|
         }
         &'netecho;bench'= {
             cand --host 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)'
-            cand -p 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)'
-            cand --port 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)'
+            cand -p 'Port, 0-65535, TCP or with --udp UDP (0 with serve: any free port, printed on the first line)'
+            cand --port 'Port, 0-65535, TCP or with --udp UDP (0 with serve: any free port, printed on the first line)'
             cand -c 'Connections to open (with --udp: sockets)'
             cand --connections 'Connections to open (with --udp: sockets)'
             cand -s 'Bytes per message: 64, 1k, 64KiB, 1MiB (UDP: 12–65507)'

@@ -34,7 +34,7 @@ complete -c netecho -n "__fish_netecho_needs_command" -f -a "completions" -d 'Pr
 complete -c netecho -n "__fish_netecho_needs_command" -f -a "man" -d 'Print the man page of netecho or of one of its commands, or write them all into a folder'
 complete -c netecho -n "__fish_netecho_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l host -d 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)' -r
-complete -c netecho -n "__fish_netecho_using_subcommand serve" -s p -l port -d 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand serve" -s p -l port -d 'Port, 0-65535, TCP or with --udp UDP (0 with serve: any free port, printed on the first line)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l preview -d 'Show at most N bytes of each read in its preview' -r
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l idle-timeout -d 'Drop a client that has made no progress for this long (e.g. 30, 1.5s, 2m) [default: off]' -r
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l udp-rate -d 'Answer at most N datagrams per second to each source address; 0: no limit' -r
@@ -42,7 +42,7 @@ complete -c netecho -n "__fish_netecho_using_subcommand serve" -s q -l quiet -d 
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l udp -d 'Serve UDP echo (RFC 862): each datagram back to its sender. Alone: UDP only'
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c netecho -n "__fish_netecho_using_subcommand send" -l host -d 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)' -r
-complete -c netecho -n "__fish_netecho_using_subcommand send" -s p -l port -d 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand send" -s p -l port -d 'Port, 0-65535, TCP or with --udp UDP (0 with serve: any free port, printed on the first line)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand send" -l timeout -d 'Give up connecting, or waiting for the server, after this long (e.g. 10, 1.5s, 2m)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand send" -l retries -d 'With --udp: send again this many times when no reply comes within --timeout' -r
 complete -c netecho -n "__fish_netecho_using_subcommand send" -s q -l quiet -d 'Do not print status lines on stderr'
@@ -63,7 +63,7 @@ json\t'An array of {port, protocol, service, aliases} objects'"
 complete -c netecho -n "__fish_netecho_using_subcommand ports" -l strict -d 'Fail on the first malformed line of the services file instead of skipping it'
 complete -c netecho -n "__fish_netecho_using_subcommand ports" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l host -d 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)' -r
-complete -c netecho -n "__fish_netecho_using_subcommand bench" -s p -l port -d 'TCP port, 0-65535 (0 with serve: any free port, printed on the first line)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -s p -l port -d 'Port, 0-65535, TCP or with --udp UDP (0 with serve: any free port, printed on the first line)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -s c -l connections -d 'Connections to open (with --udp: sockets)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -s s -l size -d 'Bytes per message: 64, 1k, 64KiB, 1MiB (UDP: 12–65507)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -s d -l duration -d 'How long to send (e.g. 10, 10s, 2m, 500ms)' -r

@@ -67,7 +67,7 @@ pub struct Endpoint {
     #[arg(long, env = "NETECHO_HOST", default_value = DEFAULT_HOST)]
     pub host: String,
 
-    /// TCP port, 0-65535 (0 with serve: any free port, printed on the first line)
+    /// Port, 0-65535, TCP or with --udp UDP (0 with serve: any free port, printed on the first line)
     #[arg(
         short,
         long,

@@ -252,19 +252,9 @@ mod tests {
 
     use super::*;
 
-    /// Every command and its subcommands, depth first, without clap's generated `help`.
+    /// Every command and its subcommands, as the man pages see them.
     fn all_commands() -> Vec<clap::Command> {
-        fn walk(cmd: &clap::Command, found: &mut Vec<clap::Command>) {
-            found.push(cmd.clone());
-            for sub in cmd.get_subcommands().filter(|sub| !sub.is_hide_set()) {
-                walk(sub, found);
-            }
-        }
-        let mut cmd = Cli::command().disable_help_subcommand(true);
-        cmd.build();
-        let mut found = Vec::new();
-        walk(&cmd, &mut found);
-        found
+        crate::man::pages()
     }
 
     #[test]

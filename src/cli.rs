@@ -414,6 +414,7 @@ pub struct PortsArgs {
         The report gives connect time and failed connections, messages/s, MiB/s, latency \
         percentiles and errors by kind (refused, reset, timeout, mismatch); --json prints it as \
         one JSON object. A progress bar shows the live rate when stdout and stderr are terminals. \
+        Ctrl-C ends the run early and still prints the report (a second Ctrl-C exits at once). \
         Exit status 1 if any reply differs, is lost or never comes, or any connection fails.",
     after_help = "Examples:\n  \
         netecho bench -c 100 -s 1k -d 30s              # 100 connections of 1 KiB messages\n  \

@@ -369,3 +369,46 @@ fn nonsense_options_are_usage_errors() {
             .stdout("");
     }
 }
+
+#[test]
+fn ctrl_c_ends_the_run_early_with_a_report() {
+    let mut server = Server::start(&["-q"]);
+    let mut run = std::process::Command::new(BIN)
+        .args([
+            "bench",
+            "--duration",
+            "60",
+            "--port",
+            &server.addr.port().to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The server says when the bench's connection is up; the load runs from then on.
+    server.wait_for_text("connected");
+    let interrupt = std::process::Command::new("kill")
+        .args(["-INT", &run.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupt.success());
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while run.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = run.kill();
+            panic!("bench did not stop after SIGINT");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let output = run.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("msgs/s") && stdout.contains("errors      none"),
+        "{stdout}"
+    );
+}

@@ -13,7 +13,9 @@
 //!
 //! Threads share nothing on the hot path: each owns its connections, its poll and its stats.
 //! They meet twice: at a barrier once all are connected (so the load starts together), and
-//! through two relaxed counters that feed the progress bar.
+//! through two relaxed counters that feed the progress bar. Ctrl-C (or SIGTERM) sets a flag that
+//! ends the load early, as the end of `--duration` would: owed replies are awaited and the
+//! report is printed; a second Ctrl-C exits at once.
 
 pub mod message;
 pub mod schedule;
@@ -25,8 +27,8 @@ use std::{
     io::{self, IsTerminal, Write},
     net::{SocketAddr, TcpStream},
     sync::{
-        Barrier,
-        atomic::{AtomicU64, Ordering},
+        Arc, Barrier,
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread,
     time::{Duration, Instant},
@@ -111,6 +113,31 @@ pub struct Live {
     pub messages: AtomicU64,
     /// Errors so far.
     pub errors: AtomicU64,
+    /// Set by Ctrl-C or SIGTERM: end the load now, as if `--duration` were over.
+    pub interrupted: Arc<AtomicBool>,
+}
+
+impl Live {
+    /// Whether the run was interrupted and should stop loading.
+    pub fn is_interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::Relaxed)
+    }
+}
+
+/// Ctrl-C and SIGTERM end the load early with a report; a second one exits at once (status 130,
+/// as a shell reports a process killed by SIGINT).
+fn stop_on_signals(interrupted: &Arc<AtomicBool>) -> Result<()> {
+    use signal_hook::{
+        consts::{SIGINT, SIGTERM},
+        flag,
+    };
+    for signal in [SIGINT, SIGTERM] {
+        // Registered first, so it sees the flag as it was before this signal set it.
+        flag::register_conditional_shutdown(signal, 130, Arc::clone(interrupted))
+            .and_then(|_| flag::register(signal, Arc::clone(interrupted)))
+            .context("cannot install signal handlers")?;
+    }
+    Ok(())
 }
 
 /// Runs `netecho bench`.
@@ -136,6 +163,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     raise_fd_limit(plan.connections)?;
 
     let live = Live::default();
+    stop_on_signals(&live.interrupted)?;
     let mut progress = Progress::new(plan.duration, &live);
     let results = run_threads(&plan, &live, &mut progress);
     progress.finish();

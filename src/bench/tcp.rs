@@ -307,7 +307,9 @@ impl<'a> Run<'a> {
         }
         loop {
             let now = Instant::now();
-            if self.drain_deadline.is_none() && now >= self.end {
+            if self.drain_deadline.is_none()
+                && (now >= self.end || self.share.live.is_interrupted())
+            {
                 self.drain_deadline = Some(now + self.share.plan.timeout);
             }
             if let Some(schedule) = &mut self.schedule {

@@ -168,7 +168,7 @@ impl Run<'_> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
             let now = Instant::now();
-            if drain_deadline.is_none() && now >= end {
+            if drain_deadline.is_none() && (now >= end || self.share.live.is_interrupted()) {
                 drain_deadline = Some(now + plan.timeout);
             }
             let stopping = drain_deadline.is_some();

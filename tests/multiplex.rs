@@ -362,8 +362,6 @@ fn two_workers_share_the_port_and_one_summary() {
     const CLIENTS: usize = 50;
     let mut server = Server::start(&["--multiplex", "-q", "--workers", "2"]);
     server.wait_for_text("2 threads");
-    // The main thread waits for the two loop threads.
-    assert_eq!(proc_status(server.pid(), "Threads"), 3);
     let clients: Vec<_> = (0..CLIENTS)
         .map(|id| {
             let mut stream = server.connect();
@@ -380,6 +378,9 @@ fn two_workers_share_the_port_and_one_summary() {
     for _ in 0..CLIENTS {
         server.wait_for_text("closed");
     }
+    // Both loops have served (the kernel spread 50 clients over them), and the main thread
+    // waits for them.
+    assert_eq!(proc_status(server.pid(), "Threads"), 3);
     server.signal("TERM");
     let (status, rest) = server.wait_exit();
     assert!(status.success(), "{status:?}");

@@ -16,8 +16,9 @@
 //! listen queue (said once per run). When accept fails (EMFILE, ENFILE...), the loop pauses
 //! accepting for [`ACCEPT_RETRY`] and tries again, so it neither spins nor stalls.
 //!
-//! On SIGINT/SIGTERM the loop closes its listener, closes every client with nothing in flight,
-//! keeps echoing the others for up to `--drain-timeout`, then closes the rest and returns.
+//! On SIGINT/SIGTERM the loop closes its listener and closes every client with nothing in
+//! flight; the others, in the middle of an exchange, are served until they close, for up to
+//! `--drain-timeout`; then the loop closes the rest and returns.
 //!
 //! `--workers N` runs N such loops, each on its own thread with its own SO_REUSEPORT listener on
 //! the same address, its own signal watch and its own report buffer; the summary is their total.
@@ -285,11 +286,7 @@ impl<'a> EventLoop<'a> {
             return; // closed earlier in this turn
         };
         let leave = match client.conn.pump(&mut self.scratch, &mut self.report) {
-            Ok(Progress::Blocked) => {
-                // Draining: a client with nothing left to echo is done.
-                (self.drain_until.is_some() && client.conn.in_flight() == 0)
-                    .then_some(Leave::Shutdown)
-            }
+            Ok(Progress::Blocked) => None,
             Ok(Progress::Again) => {
                 if !client.queued {
                     client.queued = true;
@@ -433,19 +430,24 @@ impl<'a> EventLoop<'a> {
         }
     }
 
-    /// Stops accepting (the listener closes) and closes every client with nothing in flight;
-    /// the others go on until their echoes are out or the drain timeout.
+    /// Stops accepting (the listener closes) and pumps every client once more: those with
+    /// nothing in flight, not even unread bytes in the kernel, are closed at once. The others
+    /// are in the middle of an exchange: they are served as usual until they close or the drain
+    /// timeout. (Closing them as soon as the server holds nothing would race with bytes still
+    /// on their way, and the close would reset the client before its last echoes.)
     fn start_drain(&mut self) {
         self.listener = None;
         self.drain_until = Some(Instant::now() + self.drain_timeout);
-        let idle: Vec<usize> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| c.conn.in_flight() == 0 && !c.queued)
-            .map(|(key, _)| key)
-            .collect();
-        for key in idle {
-            self.close(key, Leave::Shutdown);
+        let keys: Vec<usize> = self.clients.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.pump(key);
+            if self
+                .clients
+                .get(key)
+                .is_some_and(|c| c.conn.in_flight() == 0 && !c.queued)
+            {
+                self.close(key, Leave::Shutdown);
+            }
         }
     }
 

@@ -57,6 +57,9 @@ pub fn serve(mut listener: TcpListener, args: &ServeArgs, report: &mut Report) -
         }
 
         if let Some(conn) = &mut client {
+            for event in events.iter().filter(|e| e.token() == CLIENT) {
+                conn.saw_event(event);
+            }
             let leave = echo_until_blocked(conn, &mut scratch, report);
             let leave = leave.or_else(|| idle_for(conn, args.idle_timeout).map(Leave::Idle));
             if let Some(leave) = leave {

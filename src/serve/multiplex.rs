@@ -245,7 +245,13 @@ impl<'a> EventLoop<'a> {
                 match event.token() {
                     LISTENER => self.listener_ready = true,
                     SIGNALS => stop |= self.signals.pending().next().is_some(),
-                    Token(token) => self.pump(token - FIRST_CLIENT),
+                    Token(token) => {
+                        let key = token - FIRST_CLIENT;
+                        if let Some(client) = self.clients.get_mut(key) {
+                            client.conn.saw_event(event);
+                        }
+                        self.pump(key);
+                    }
                 }
             }
             self.pump_ready();

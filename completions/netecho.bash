@@ -365,7 +365,7 @@ _netecho() {
             return 0
             ;;
         netecho__subcmd__serve)
-            opts="-p -q -h --host --port --quiet --preview --idle-timeout --udp --udp-rate --help"
+            opts="-p -q -h --host --port --quiet --preview --idle-timeout --multiplex --max-connections --drain-timeout --workers --udp --udp-rate --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -388,6 +388,18 @@ _netecho() {
                     return 0
                     ;;
                 --idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --drain-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --workers)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

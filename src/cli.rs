@@ -111,7 +111,45 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", value_parser = duration::parse_positive)]
     pub idle_timeout: Option<Duration>,
 
-    /// Serve UDP echo (RFC 862): each datagram back to its sender. Alone: UDP only
+    /// Serve all clients at once from one event loop (epoll/kqueue) instead of one at a time
+    #[arg(long)]
+    pub multiplex: bool,
+
+    /// With --multiplex: serve at most N clients at once (split evenly over --workers); more
+    /// wait in the listen queue [default: the open-file limit, raised to its hard maximum at
+    /// start, minus a reserve of 64]
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "multiplex",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_connections: Option<u32>,
+
+    /// With --multiplex: on SIGINT/SIGTERM, let in-flight echoes finish for up to this long
+    /// (0: close at once)
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "5",
+        value_parser = duration::parse,
+        requires = "multiplex"
+    )]
+    pub drain_timeout: Duration,
+
+    /// With --multiplex: run N independent event loops, each on its own thread with its own
+    /// SO_REUSEPORT listener on the same address (the kernel spreads new clients over them)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u16).range(1..=1024),
+        requires = "multiplex"
+    )]
+    pub workers: u16,
+
+    /// Serve UDP echo (RFC 862): each datagram back to its sender. With --multiplex: TCP and UDP
+    /// on the same port; without: UDP only
     #[arg(long)]
     pub udp: bool,
 

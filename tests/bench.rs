@@ -2,8 +2,7 @@
 //! servers written here (threaded, broken on purpose, UDP).
 //!
 //! `netecho serve` serves one client at a time, so the tests against it use one connection.
-//! Tests with many connections use [`multi_echo`], a thread-per-connection server written here
-//! until `serve --multiplex` is merged; then its body becomes one line (see there).
+//! Tests with many connections use [`multi_echo`], `serve --multiplex`.
 
 mod common;
 
@@ -37,31 +36,9 @@ fn bench_json(port: u16, args: &[&str]) -> (i32, Value, String) {
     (output.status.code().unwrap_or(-1), report, stderr)
 }
 
-/// An echo server that takes many connections at once.
-#[allow(dead_code)] // `Netecho` is constructed once `serve --multiplex` exists (see multi_echo)
-enum Echo {
-    /// A `netecho serve` process.
-    Netecho(Server),
-    /// A server written here, on this port.
-    Threaded(u16),
-}
-
-impl Echo {
-    fn port(&self) -> u16 {
-        match self {
-            Echo::Netecho(server) => server.addr.port(),
-            Echo::Threaded(port) => *port,
-        }
-    }
-}
-
-/// The server for tests with many connections. Once `serve --multiplex` is merged, the body
-/// becomes `Echo::Netecho(Server::start(&["--multiplex", "-q"]))`.
-fn multi_echo() -> Echo {
-    Echo::Threaded(threaded_server(|mut stream| {
-        let mut back = stream.try_clone().unwrap();
-        let _ = std::io::copy(&mut stream, &mut back);
-    }))
+/// The server for tests with many connections: the real multiplexed server.
+fn multi_echo() -> Server {
+    Server::start(&["--multiplex", "-q"])
 }
 
 /// A server written here: a thread per connection, each handled by `handle`.
@@ -151,7 +128,7 @@ fn pipelined_runs_complete_without_errors() {
 
     let echo = multi_echo();
     let (code, report, stderr) =
-        bench_json(echo.port(), &["-c", "8", "-d", "1", "--pipeline", "4"]);
+        bench_json(echo.addr.port(), &["-c", "8", "-d", "1", "--pipeline", "4"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(report["connected"], 8);
     assert_eq!(report["errors"]["mismatch"], 0);
@@ -161,7 +138,7 @@ fn pipelined_runs_complete_without_errors() {
 fn many_connections_on_several_threads() {
     let echo = multi_echo();
     let (code, report, stderr) =
-        bench_json(echo.port(), &["-c", "50", "--threads", "2", "-d", "1"]);
+        bench_json(echo.addr.port(), &["-c", "50", "--threads", "2", "-d", "1"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(report["threads"], 2);
     assert_eq!(report["connected"], 50);
@@ -171,8 +148,10 @@ fn many_connections_on_several_threads() {
 #[test]
 fn messages_larger_than_the_buffers_come_back_whole() {
     let echo = multi_echo();
-    let (code, report, stderr) =
-        bench_json(echo.port(), &["-c", "2", "-s", "200KiB", "-d", "500ms"]);
+    let (code, report, stderr) = bench_json(
+        echo.addr.port(),
+        &["-c", "2", "-s", "200KiB", "-d", "500ms"],
+    );
     assert_eq!(code, 0, "{stderr}");
     assert!(report["messages"].as_u64().unwrap() > 0);
 }
@@ -182,7 +161,7 @@ fn an_open_loop_sends_exactly_the_schedule() {
     // 400 msgs/s for 1 s is 400 messages, whatever the number of connections or threads.
     let echo = multi_echo();
     let (code, report, stderr) = bench_json(
-        echo.port(),
+        echo.addr.port(),
         &["-c", "4", "--threads", "2", "--rate", "400", "-d", "1"],
     );
     assert_eq!(code, 0, "{stderr}");

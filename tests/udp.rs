@@ -220,3 +220,74 @@ fn udp_over_ipv6() {
         .success()
         .stdout("six\n");
 }
+
+#[test]
+fn multiplex_serves_tcp_and_udp_side_by_side_on_one_port() {
+    use std::{
+        io::{Read, Write},
+        net::TcpStream,
+        thread,
+    };
+    let server = Server::start(&["--multiplex", "--udp", "-q"]);
+    let addr = server.addr;
+    // 50 TCP clients and 50 UDP clients at once, each exchanging several messages.
+    let tcp: Vec<_> = (0..50u64)
+        .map(|i| {
+            thread::spawn(move || {
+                let mut stream = TcpStream::connect(addr).unwrap();
+                stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+                for round in 0..5u64 {
+                    let message = pseudo_random(1000 + i as usize, i * 100 + round);
+                    stream.write_all(&message).unwrap();
+                    let mut reply = vec![0; message.len()];
+                    stream.read_exact(&mut reply).unwrap();
+                    assert!(reply == message);
+                }
+            })
+        })
+        .collect();
+    let udp: Vec<_> = (0..50u64)
+        .map(|i| {
+            thread::spawn(move || {
+                let socket = client(addr);
+                let mut buf = vec![0; 70_000];
+                for round in 0..5u64 {
+                    // Under a typical MTU: 50 clients of 64 KB datagrams at once would overflow
+                    // the server's socket buffer, and UDP would rightly drop them. Whole
+                    // maximum-size datagrams are tested on their own above.
+                    let message = pseudo_random(1 + (i as usize * 97) % 1400, i + round);
+                    socket.send(&message).unwrap();
+                    let n = socket.recv(&mut buf).unwrap();
+                    assert!(buf[..n] == message[..]);
+                }
+            })
+        })
+        .collect();
+    for handle in tcp.into_iter().chain(udp) {
+        handle.join().unwrap();
+    }
+    let (status, rest) = server.terminate();
+    assert!(status.success());
+    let summary = rest.last().unwrap();
+    assert!(
+        summary.starts_with("stopped: served 50 clients, echoed "),
+        "{summary}"
+    );
+    assert!(summary.contains("; echoed 250 datagrams ("), "{summary}");
+    assert!(summary.ends_with("), dropped 0"), "{summary}");
+}
+
+#[test]
+fn multiplex_guards_udp_too() {
+    let mut server = Server::start(&["--multiplex", "--udp", "--udp-rate", "3", "-q"]);
+    let socket = client(server.addr);
+    for i in 0..10u8 {
+        socket.send(&[i]).unwrap();
+    }
+    server.wait_for_text("not answered: over the reply rate");
+    let (status, rest) = server.terminate();
+    assert!(status.success());
+    let summary = rest.last().unwrap();
+    assert!(summary.contains("dropped "), "{summary}");
+    assert!(!summary.contains("dropped 0"), "{summary}");
+}

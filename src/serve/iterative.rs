@@ -13,12 +13,13 @@ use std::{
 
 use anyhow::{Context, Result};
 use mio::{Events, Interest, Poll, Token, net::TcpListener};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook_mio::v1_0::Signals;
 
 use super::{
+    ACCEPT_RETRY,
     connection::{Connection, Progress, SCRATCH_SIZE},
+    finish,
     report::{Leave, Report, Summary},
+    watch_signals,
 };
 use crate::cli::ServeArgs;
 
@@ -26,16 +27,10 @@ const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
 const CLIENT: Token = Token(2);
 
-/// How long to wait before accepting again after accept failed (out of descriptors, say).
-const ACCEPT_RETRY: Duration = Duration::from_millis(100);
-
 /// Serves clients one by one until SIGINT or SIGTERM; returns the totals.
 pub fn serve(mut listener: TcpListener, args: &ServeArgs, report: &mut Report) -> Result<Summary> {
     let mut poll = Poll::new().context("cannot create the event poll")?;
-    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
-    poll.registry()
-        .register(&mut signals, SIGNALS, Interest::READABLE)
-        .context("cannot watch for signals")?;
+    let mut signals = watch_signals(poll.registry(), SIGNALS)?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)
         .context("cannot watch the listener")?;
@@ -62,6 +57,9 @@ pub fn serve(mut listener: TcpListener, args: &ServeArgs, report: &mut Report) -
         }
 
         if let Some(conn) = &mut client {
+            for event in events.iter().filter(|e| e.token() == CLIENT) {
+                conn.saw_event(event);
+            }
             let leave = echo_until_blocked(conn, &mut scratch, report);
             let leave = leave.or_else(|| idle_for(conn, args.idle_timeout).map(Leave::Idle));
             if let Some(leave) = leave {
@@ -115,30 +113,13 @@ fn accept(
     poll: &Poll,
     report: &mut Report,
 ) -> io::Result<Option<Connection>> {
-    loop {
-        let (mut stream, peer) = match listener.accept() {
-            Ok(accepted) => accepted,
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-            // The client gave up before we got to it: try the next one.
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue;
-            }
-            Err(err) => return Err(err),
-        };
-        // Small echoes must not wait for Nagle's algorithm to meet a delayed ACK.
-        if let Err(err) = stream.set_nodelay(true) {
-            report.notice(format_args!("[{peer}] cannot set TCP_NODELAY: {err}"));
-        }
-        poll.registry()
-            .register(&mut stream, CLIENT, Interest::READABLE | Interest::WRITABLE)?;
-        report.connected(peer);
-        return Ok(Some(Connection::new(stream, peer)));
-    }
+    let Some((mut stream, peer)) = super::accept(listener, report)? else {
+        return Ok(None);
+    };
+    poll.registry()
+        .register(&mut stream, CLIENT, Interest::READABLE | Interest::WRITABLE)?;
+    report.connected(peer);
+    Ok(Some(Connection::new(stream, peer)))
 }
 
 /// How long the client has been idle, if that is past the timeout.
@@ -160,11 +141,4 @@ fn next_deadline(
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
-}
-
-/// Closes a client (by dropping it) and counts it.
-fn finish(conn: Connection, why: Leave, summary: &mut Summary, report: &mut Report) {
-    summary.clients += 1;
-    summary.echoed += conn.echoed;
-    report.left(conn.peer, conn.received, conn.echoed, &why);
 }

@@ -1,18 +1,24 @@
 //! What the server prints: the `listening on` line, a line per connect, per read and per leave,
 //! and the summary.
 //!
-//! Output goes through one locked, buffered stdout that the loop flushes once per turn, so
-//! printing never dominates the echo. The report is a side branch of the data path: if stdout
-//! goes away (a closed pipe), the server stops printing and goes on serving.
+//! Lines are gathered in the report's own buffer and written to stdout once per loop turn, in one
+//! `write_all` under the stdout lock, so printing never dominates the echo and the lines of
+//! several worker threads (`--workers`) never interleave mid-line: each flush holds whole lines
+//! only. The report is a side branch of the data path: if stdout goes away (a closed pipe), the
+//! server stops printing and goes on serving.
 
 use std::{
     fmt,
-    io::{self, BufWriter, StdoutLock, Write},
+    io::{self, Write},
     net::SocketAddr,
     time::Duration,
 };
 
 use crate::preview::preview;
+
+/// Bytes of lines gathered before the report writes them out even within a loop turn: a bound on
+/// the buffer when one turn reads a lot.
+const REPORT_BUFFER: usize = 64 * 1024;
 
 /// Totals for the summary line.
 #[derive(Debug, Default, Clone, Copy)]
@@ -61,18 +67,35 @@ impl fmt::Display for Leave {
 
 /// The server's stdout report.
 pub struct Report {
-    /// Buffered stdout; `None` once a write failed (reader gone), after which nothing is printed.
-    out: Option<BufWriter<StdoutLock<'static>>>,
+    /// Whole lines not yet written to stdout; reused, so a turn allocates nothing once warm.
+    buffer: Vec<u8>,
+    /// Stdout failed (reader gone): nothing more is printed.
+    closed: bool,
     /// Whether to skip the per-read lines.
     quiet: bool,
     /// How many bytes of each read to preview.
     preview_limit: usize,
 }
 
+impl Summary {
+    /// Adds another loop's totals (`--workers`).
+    pub fn add(&mut self, other: &Summary) {
+        self.clients += other.clients;
+        self.echoed += other.echoed;
+        if let Some(theirs) = other.udp {
+            let ours = self.udp.get_or_insert_default();
+            ours.echoed += theirs.echoed;
+            ours.bytes += theirs.bytes;
+            ours.dropped += theirs.dropped;
+        }
+    }
+}
+
 impl Report {
     pub fn new(quiet: bool, preview_limit: usize) -> Self {
         Report {
-            out: Some(BufWriter::with_capacity(64 * 1024, io::stdout().lock())),
+            buffer: Vec::with_capacity(REPORT_BUFFER),
+            closed: false,
             quiet,
             preview_limit,
         }
@@ -145,18 +168,30 @@ impl Report {
 
     /// Flushes buffered lines; called once per loop turn, before the loop waits.
     pub fn flush(&mut self) {
-        if let Some(out) = &mut self.out
-            && out.flush().is_err()
-        {
-            self.out = None;
+        if self.buffer.is_empty() {
+            return;
         }
+        if !self.closed {
+            let mut out = io::stdout().lock();
+            if out
+                .write_all(&self.buffer)
+                .and_then(|()| out.flush())
+                .is_err()
+            {
+                self.closed = true;
+            }
+        }
+        self.buffer.clear();
     }
 
     fn line(&mut self, text: fmt::Arguments<'_>) {
-        if let Some(out) = &mut self.out
-            && writeln!(out, "{text}").is_err()
-        {
-            self.out = None;
+        if self.closed {
+            return;
+        }
+        // Writing into a Vec cannot fail.
+        let _ = writeln!(self.buffer, "{text}");
+        if self.buffer.len() >= REPORT_BUFFER {
+            self.flush();
         }
     }
 }

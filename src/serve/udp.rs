@@ -14,13 +14,12 @@ use std::{
 
 use anyhow::{Context, Result};
 use mio::{Events, Interest, Poll, Token, net::UdpSocket};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook_mio::v1_0::Signals;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{
     guard::{Guard, Verdict},
     report::{Report, Summary, UdpTotals},
+    watch_signals,
 };
 use crate::cli::ServeArgs;
 
@@ -101,10 +100,7 @@ const SIGNALS: Token = Token(1);
 /// `serve --udp` without `--multiplex`: answers datagrams until SIGINT or SIGTERM.
 pub fn serve(socket: UdpSocket, args: &ServeArgs, report: &mut Report) -> Result<Summary> {
     let mut poll = Poll::new().context("cannot create the event poll")?;
-    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
-    poll.registry()
-        .register(&mut signals, SIGNALS, Interest::READABLE)
-        .context("cannot watch for signals")?;
+    let mut signals = watch_signals(poll.registry(), SIGNALS)?;
     let mut echo = UdpEcho::new(socket, args.udp_rate);
     poll.registry()
         .register(&mut echo.socket, SOCKET, Interest::READABLE)

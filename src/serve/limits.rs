@@ -1,0 +1,61 @@
+//! How many clients the multiplex server may hold: the open-file limit, raised at start, less a
+//! reserve for the descriptors the server needs for itself.
+//!
+//! Every client is one descriptor. The soft `RLIMIT_NOFILE` is often 1024 while the hard limit is
+//! far higher, so the server raises the soft limit to the hard one first (an unprivileged
+//! process may), then derives its default `--max-connections` from what it got. Staying under
+//! the limit by choice means accept rarely fails with EMFILE; when it does anyway (another
+//! thread, a lower limit than expected, ENFILE for the whole system) the loop pauses accepting.
+
+/// Descriptors kept back from clients: stdio, the poll, the signal pipes and each worker's
+/// listener and poll, with room to spare.
+pub const FD_RESERVE: u64 = 64;
+
+/// Fewest clients the default allows, even when the descriptor limit is tiny.
+const MIN_DEFAULT_CONNECTIONS: u64 = 1;
+
+/// Raises the soft open-file limit to the hard limit; returns the soft limit now in force, or an
+/// error in words when it could be neither raised nor read (the caller goes on with a notice).
+pub fn raise_fd_limit() -> Result<u64, String> {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => Ok(limit),
+        Err(err) => match rlimit::getrlimit(rlimit::Resource::NOFILE) {
+            Ok((soft, _hard)) => Err(format!(
+                "cannot raise the open-file limit ({err}); it stays at {soft}"
+            )),
+            Err(read_err) => Err(format!("cannot read the open-file limit: {read_err}")),
+        },
+    }
+}
+
+/// The default `--max-connections` for a soft descriptor limit.
+pub fn default_max_connections(fd_limit: u64) -> u64 {
+    fd_limit
+        .saturating_sub(FD_RESERVE)
+        .max(MIN_DEFAULT_CONNECTIONS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_keeps_a_reserve() {
+        assert_eq!(default_max_connections(20_000), 20_000 - FD_RESERVE);
+        assert_eq!(default_max_connections(1024), 1024 - FD_RESERVE);
+    }
+
+    #[test]
+    fn default_never_drops_to_zero() {
+        assert_eq!(default_max_connections(10), 1);
+        assert_eq!(default_max_connections(0), 1);
+    }
+
+    #[test]
+    fn raising_gives_at_least_the_old_soft_limit() {
+        let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).expect("read the limit");
+        if let Ok(now) = raise_fd_limit() {
+            assert!(now >= soft);
+        }
+    }
+}

@@ -1,0 +1,576 @@
+//! The multiplexed echo server (`serve --multiplex`): every client at once, from one event loop.
+//!
+//! One thread runs one `mio` poll (epoll, kqueue) that watches the listener, the stop signals and
+//! every client. Clients are registered once, READABLE | WRITABLE and edge-triggered, and never
+//! re-registered: after an event, [`Connection::pump`] reads and writes until the socket would
+//! block. When a pump stops early on its read budget ([`Progress::Again`]), the client goes on
+//! the ready queue and is pumped again next turn without waiting for an event (none would come).
+//!
+//! The loop turn, in order: flush the report, poll (not waiting at all while the ready queue has
+//! work), handle events, pump the ready queue, expire idle clients, accept, and when stopping,
+//! close what has finished draining. Memory per client is the [`Connection`] in the slab plus,
+//! only while its echo is held up, one scratch buffer's worth of pending bytes; reading stops
+//! while anything is pending, which is the backpressure.
+//!
+//! Limits: at `--max-connections` the loop stops accepting and new clients wait in the kernel's
+//! listen queue (said once per run). When accept fails (EMFILE, ENFILE...), the loop pauses
+//! accepting for [`ACCEPT_RETRY`] and tries again, so it neither spins nor stalls.
+//!
+//! On SIGINT/SIGTERM the loop closes its listener and closes every client with nothing in
+//! flight; the others, in the middle of an exchange, are served until they close, for up to
+//! `--drain-timeout`; then the loop closes the rest and returns.
+//!
+//! `--workers N` runs N such loops, each on its own thread with its own SO_REUSEPORT listener on
+//! the same address, its own signal watch and its own report buffer; the summary is their total.
+//!
+//! With `--udp` the first loop also answers datagrams on the same port, as inetd does: the UDP
+//! socket is one more source of events, pumped like a client (with a budget, and a note that more
+//! may be waiting). One socket in one loop keeps the per-source reply rate exact.
+
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, VecDeque},
+    io,
+    net::SocketAddr,
+    sync::atomic::{AtomicBool, Ordering},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, anyhow};
+use mio::{
+    Events, Interest, Poll, Token,
+    net::{TcpListener, TcpStream},
+};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+
+use super::{
+    ACCEPT_RETRY, accept, bind, bind_any, bind_error,
+    connection::{Connection, Progress, SCRATCH_SIZE},
+    finish,
+    limits::{default_max_connections, raise_fd_limit},
+    report::{Leave, Report, Summary, UdpTotals},
+    udp::{self, UdpEcho},
+    watch_signals,
+};
+use crate::cli::ServeArgs;
+
+/// The listener's token.
+const LISTENER: Token = Token(0);
+/// The stop signals' token.
+const SIGNALS: Token = Token(1);
+/// The UDP socket's token (`--udp`, first loop only).
+const UDP: Token = Token(2);
+/// A client's token is its slab key plus this, past the fixed tokens.
+const FIRST_CLIENT: usize = 3;
+
+/// Tries at binding TCP and UDP on one port picked by the kernel (`--port 0`): the port it picks
+/// for TCP may be taken for UDP, and then another is tried.
+const SHARED_PORT_TRIES: usize = 16;
+
+/// Events taken from the poll per turn; more simply wait for the next turn.
+const EVENTS_PER_POLL: usize = 1024;
+
+/// The open-file limit assumed when it cannot be read.
+const FALLBACK_FD_LIMIT: u64 = 1024;
+
+/// Runs the multiplexed server until SIGINT or SIGTERM, prints the summary.
+pub fn run(args: &ServeArgs, addrs: &[SocketAddr]) -> Result<()> {
+    let mut report = Report::new(args.quiet, args.preview);
+    let fd_limit = raise_fd_limit();
+    let max_connections = args.max_connections.map(u64::from).unwrap_or_else(|| {
+        default_max_connections(*fd_limit.as_ref().unwrap_or(&FALLBACK_FD_LIMIT))
+    });
+    let workers = usize::from(args.workers);
+
+    let (first, mut udp_socket) = bind_listeners(addrs, workers > 1, args.udp)?;
+    let local = first
+        .local_addr()
+        .context("cannot read the listening address")?;
+    let mut listeners = vec![first];
+    for _ in 1..workers {
+        // With --port 0 the first bind picked the port; the others share it.
+        listeners
+            .push(bind(local, true).with_context(|| {
+                format!("cannot open another SO_REUSEPORT listener on {local}")
+            })?);
+    }
+
+    // Every loop is ready, signal watch included, before the first line says so.
+    let limit_announced = AtomicBool::new(false);
+    let mut loops = Vec::with_capacity(workers);
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let share = share_of(max_connections, workers, index);
+        let udp = udp_socket
+            .take()
+            .map(|socket| UdpEcho::new(socket, args.udp_rate));
+        loops.push(EventLoop::new(
+            listener,
+            udp,
+            share,
+            args,
+            &limit_announced,
+        )?);
+    }
+
+    report.listening(local);
+    match &fd_limit {
+        Ok(limit) => report.notice(format_args!(
+            "multiplexing up to {max_connections} clients at once (open-file limit {limit}), \
+             {workers} {}",
+            if workers == 1 { "thread" } else { "threads" }
+        )),
+        Err(problem) => report.notice(format_args!("{problem}")),
+    }
+    report.flush();
+
+    let mut summary = Summary::default();
+    if let [single] = loops.as_mut_slice() {
+        summary = single.run()?;
+    } else {
+        let totals = thread::scope(|scope| {
+            let handles: Vec<_> = loops
+                .into_iter()
+                .map(|mut event_loop| scope.spawn(move || event_loop.run()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| {
+                    handle
+                        .join()
+                        .map_err(|_| anyhow!("a worker thread panicked"))?
+                })
+                .collect::<Result<Vec<Summary>>>()
+        })?;
+        for worker in &totals {
+            summary.add(worker);
+        }
+    }
+    report.summary(&summary, true);
+    Ok(())
+}
+
+/// The first TCP listener and, with `--udp`, the UDP socket on the same port. When the kernel
+/// picks the port (`--port 0`), a port free for TCP but taken for UDP is given back and another
+/// tried.
+fn bind_listeners(
+    addrs: &[SocketAddr],
+    reuse_port: bool,
+    with_udp: bool,
+) -> Result<(TcpListener, Option<mio::net::UdpSocket>)> {
+    let picks_port = addrs.iter().all(|addr| addr.port() == 0);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let listener = bind_any(addrs, "TCP", |addr| bind(addr, reuse_port))?;
+        if !with_udp {
+            return Ok((listener, None));
+        }
+        let local = listener
+            .local_addr()
+            .context("cannot read the listening address")?;
+        match udp::bind(local) {
+            Ok(socket) => return Ok((listener, Some(socket))),
+            Err(err)
+                if picks_port
+                    && err.kind() == io::ErrorKind::AddrInUse
+                    && tries < SHARED_PORT_TRIES => {}
+            Err(err) => return Err(bind_error(local, "UDP", &err)),
+        }
+    }
+}
+
+/// Worker `index`'s part of the connection limit: an even split, the remainder to the first
+/// workers, at least one each (the kernel spreads clients evenly over SO_REUSEPORT listeners).
+fn share_of(max_connections: u64, workers: usize, index: usize) -> u64 {
+    let workers = workers.max(1) as u64;
+    let base = max_connections / workers;
+    let extra = u64::from((index as u64) < max_connections % workers);
+    (base + extra).max(1)
+}
+
+/// A client in the loop.
+struct Client {
+    /// The echo state and the socket.
+    conn: Connection,
+    /// Tells this client apart from a later one under the same slab key, for queue entries and
+    /// timers that outlive it.
+    serial: u64,
+    /// Whether it is on the ready queue already (it is put there at most once).
+    queued: bool,
+}
+
+/// One event loop: a listener, its clients, and the state of accepting and stopping.
+struct EventLoop<'a> {
+    /// The readiness poll of this loop.
+    poll: Poll,
+    /// The listener; `None` once stopping, so new clients are refused by the kernel.
+    listener: Option<TcpListener>,
+    /// Whether the listener may have clients waiting (edge-triggered: no new event comes for
+    /// those left behind at the connection limit).
+    listener_ready: bool,
+    /// SIGINT/SIGTERM, as events on the poll.
+    signals: Signals,
+    /// The UDP echo (`--udp`, first loop only); `None` once stopping.
+    udp: Option<UdpEcho>,
+    /// Datagrams may be waiting on the UDP socket with no event to come (budget ran out).
+    udp_ready: bool,
+    /// The clients; the key plus [`FIRST_CLIENT`] is the token.
+    clients: Slab<Client>,
+    /// Serial number for the next client.
+    next_serial: u64,
+    /// Clients whose pump ran out of read budget: pumped again next turn, without an event.
+    ready: VecDeque<(usize, u64)>,
+    /// Idle deadlines, earliest first: one entry per client, checked against its real last
+    /// progress when it comes due and pushed back if the client moved meanwhile.
+    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    /// The buffer every client reads into; only what a socket will not take is copied out.
+    scratch: Vec<u8>,
+    /// This loop's lines, flushed once per turn.
+    report: Report,
+    /// Totals of the clients that left.
+    summary: Summary,
+    /// Most clients this loop holds at once (its share of `--max-connections`).
+    max_clients: u64,
+    /// Whether the at-the-limit notice was printed, by any worker: it is said once per run.
+    limit_announced: &'a AtomicBool,
+    /// Accepting is paused after an accept error until then.
+    accept_paused_until: Option<Instant>,
+    /// An accept error was reported and no accept has succeeded since: report the next one only
+    /// after a success, not once per retry.
+    accept_failing: bool,
+    /// `--idle-timeout`.
+    idle_timeout: Option<Duration>,
+    /// `--drain-timeout`.
+    drain_timeout: Duration,
+    /// Set when a stop signal came: the moment draining ends.
+    drain_until: Option<Instant>,
+}
+
+impl<'a> EventLoop<'a> {
+    fn new(
+        mut listener: TcpListener,
+        mut udp: Option<UdpEcho>,
+        max_clients: u64,
+        args: &ServeArgs,
+        limit_announced: &'a AtomicBool,
+    ) -> Result<Self> {
+        let poll = Poll::new().context("cannot create the event poll")?;
+        let signals = watch_signals(poll.registry(), SIGNALS)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .context("cannot watch the listener")?;
+        if let Some(echo) = &mut udp {
+            poll.registry()
+                .register(&mut echo.socket, UDP, Interest::READABLE)
+                .context("cannot watch the UDP socket")?;
+        }
+        // A loop that serves UDP says so in its summary, even with no datagram.
+        let summary = Summary {
+            udp: udp.as_ref().map(|_| UdpTotals::default()),
+            ..Summary::default()
+        };
+        Ok(EventLoop {
+            poll,
+            listener: Some(listener),
+            listener_ready: true,
+            signals,
+            // A datagram may have come before the registration.
+            udp_ready: udp.is_some(),
+            udp,
+            clients: Slab::new(),
+            next_serial: 0,
+            ready: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            scratch: vec![0; SCRATCH_SIZE],
+            report: Report::new(args.quiet, args.preview),
+            summary,
+            max_clients,
+            limit_announced,
+            accept_paused_until: None,
+            accept_failing: false,
+            idle_timeout: args.idle_timeout,
+            drain_timeout: args.drain_timeout,
+            drain_until: None,
+        })
+    }
+
+    /// Serves until a stop signal and the drain after it; returns this loop's totals.
+    fn run(&mut self) -> Result<Summary> {
+        // Outside `self`, so that handlers may borrow `self` while iterating; reused every turn.
+        let mut events = Events::with_capacity(EVENTS_PER_POLL);
+        loop {
+            self.report.flush();
+            let timeout = self.poll_timeout();
+            match self.poll.poll(&mut events, timeout) {
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                result => result.context("cannot wait for events")?,
+            }
+
+            let mut stop = false;
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.listener_ready = true,
+                    SIGNALS => stop |= self.signals.pending().next().is_some(),
+                    UDP => self.udp_ready = true,
+                    Token(token) => {
+                        let key = token - FIRST_CLIENT;
+                        if let Some(client) = self.clients.get_mut(key) {
+                            client.conn.saw_event(event);
+                        }
+                        self.pump(key);
+                    }
+                }
+            }
+            self.pump_ready();
+            self.pump_udp();
+            self.expire_idle();
+            if stop && self.drain_until.is_none() {
+                self.start_drain();
+            }
+            self.accept_waiting();
+
+            if let Some(until) = self.drain_until
+                && (self.clients.is_empty() || Instant::now() >= until)
+            {
+                self.close_all();
+                self.report.flush();
+                return Ok(self.summary);
+            }
+        }
+    }
+
+    /// How long the poll may wait: not at all with clients on the ready queue, else until the
+    /// next timer (idle deadline, accept retry, end of the drain), or for ever.
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.ready.is_empty() || self.udp_ready {
+            return Some(Duration::ZERO);
+        }
+        let idle = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        let retry = self.accept_paused_until.filter(|_| self.listener_ready);
+        [idle, retry, self.drain_until]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    /// Echoes what a client allows now and acts on the outcome.
+    fn pump(&mut self, key: usize) {
+        let Some(client) = self.clients.get_mut(key) else {
+            return; // closed earlier in this turn
+        };
+        let leave = match client.conn.pump(&mut self.scratch, &mut self.report) {
+            Ok(Progress::Blocked) => None,
+            Ok(Progress::Again) => {
+                if !client.queued {
+                    client.queued = true;
+                    self.ready.push_back((key, client.serial));
+                }
+                None
+            }
+            Ok(Progress::Finished) => Some(Leave::Closed),
+            Err(err) => Some(Leave::Error(err)),
+        };
+        if let Some(leave) = leave {
+            self.close(key, leave);
+        }
+    }
+
+    /// Pumps once each client that was on the ready queue at the start of the turn; those that
+    /// still have more go back on it for the next turn, after the poll has had its say.
+    fn pump_ready(&mut self) {
+        for _ in 0..self.ready.len() {
+            let Some((key, serial)) = self.ready.pop_front() else {
+                break;
+            };
+            if let Some(client) = self.clients.get_mut(key)
+                && client.serial == serial
+            {
+                client.queued = false;
+                self.pump(key);
+            }
+        }
+    }
+
+    /// Answers the datagrams waiting, up to the UDP budget; notes whether more may be waiting.
+    fn pump_udp(&mut self) {
+        let Some(echo) = self.udp.as_mut().filter(|_| self.udp_ready) else {
+            return;
+        };
+        self.udp_ready = match echo.pump(&mut self.scratch, &mut self.report) {
+            Ok(more) => more,
+            Err(err) => {
+                self.report
+                    .notice(format_args!("UDP receive failed: {err}"));
+                false
+            }
+        };
+    }
+
+    /// Drops the clients idle past `--idle-timeout`; re-arms the timers of those that moved.
+    fn expire_idle(&mut self) {
+        let Some(limit) = self.idle_timeout else {
+            return;
+        };
+        let now = Instant::now();
+        while let Some(&Reverse((at, key, serial))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(client) = self.clients.get(key).filter(|c| c.serial == serial) else {
+                continue; // that client has left
+            };
+            let idle = now.saturating_duration_since(client.conn.last_progress);
+            if idle >= limit {
+                self.close(key, Leave::Idle(idle));
+            } else {
+                let due = client.conn.last_progress + limit;
+                self.timers.push(Reverse((due, key, serial)));
+            }
+        }
+    }
+
+    /// Accepts every waiting client this loop has room for, until the listener would block.
+    fn accept_waiting(&mut self) {
+        if self.listener.is_none() || !self.listener_ready {
+            return;
+        }
+        if let Some(until) = self.accept_paused_until {
+            if Instant::now() < until {
+                return;
+            }
+            self.accept_paused_until = None;
+        }
+        loop {
+            if self.clients.len() as u64 >= self.max_clients {
+                // The rest wait in the listen queue; `listener_ready` stays set so they are
+                // taken as soon as a client leaves.
+                if !self.limit_announced.swap(true, Ordering::Relaxed) {
+                    self.report.notice(format_args!(
+                        "at the connection limit ({} clients): new clients wait in the listen \
+                         queue until others leave (said once)",
+                        self.clients.len()
+                    ));
+                }
+                return;
+            }
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match accept(listener, &mut self.report) {
+                Ok(Some((stream, peer))) => {
+                    self.accept_failing = false;
+                    self.add(stream, peer);
+                }
+                Ok(None) => {
+                    self.listener_ready = false;
+                    return;
+                }
+                Err(err) => {
+                    if !self.accept_failing {
+                        self.accept_failing = true;
+                        self.report.notice(format_args!(
+                            "accept failed: {err}; pausing new clients, retrying every {} ms \
+                             (connected clients are still served)",
+                            ACCEPT_RETRY.as_millis()
+                        ));
+                    }
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_RETRY);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Watches a newly accepted client. Its first event comes from the registration itself if
+    /// it has sent something already.
+    fn add(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        let entry = self.clients.vacant_entry();
+        let token = Token(entry.key() + FIRST_CLIENT);
+        if let Err(err) = self.poll.registry().register(
+            &mut stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            self.report
+                .notice(format_args!("[{peer}] cannot watch the connection: {err}"));
+            return; // dropping the stream closes it
+        }
+        self.report.connected(peer);
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        if let Some(limit) = self.idle_timeout {
+            self.timers
+                .push(Reverse((Instant::now() + limit, entry.key(), serial)));
+        }
+        entry.insert(Client {
+            conn: Connection::new(stream, peer),
+            serial,
+            queued: false,
+        });
+    }
+
+    /// Closes a client, counts it and reports why.
+    fn close(&mut self, key: usize, why: Leave) {
+        if let Some(client) = self.clients.try_remove(key) {
+            // Dropping the stream closes it, which also removes it from the poll.
+            finish(client.conn, why, &mut self.summary, &mut self.report);
+        }
+    }
+
+    /// Stops accepting (the listener closes) and pumps every client once more: those with
+    /// nothing in flight, not even unread bytes in the kernel, are closed at once. The others
+    /// are in the middle of an exchange: they are served as usual until they close or the drain
+    /// timeout. (Closing them as soon as the server holds nothing would race with bytes still
+    /// on their way, and the close would reset the client before its last echoes.)
+    fn start_drain(&mut self) {
+        self.listener = None;
+        // A datagram has no exchange to finish: UDP stops at once.
+        if let Some(echo) = self.udp.take() {
+            self.summary.udp = Some(echo.totals);
+            self.udp_ready = false;
+        }
+        self.drain_until = Some(Instant::now() + self.drain_timeout);
+        let keys: Vec<usize> = self.clients.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.pump(key);
+            if self
+                .clients
+                .get(key)
+                .is_some_and(|c| c.conn.in_flight() == 0 && !c.queued)
+            {
+                self.close(key, Leave::Shutdown);
+            }
+        }
+    }
+
+    /// Closes every client left (the drain is over).
+    fn close_all(&mut self) {
+        let keys: Vec<usize> = self.clients.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.close(key, Leave::Shutdown);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_add_up_to_the_limit() {
+        for (max, workers) in [(10, 3), (20_000, 2), (7, 1), (1000, 16)] {
+            let total: u64 = (0..workers).map(|i| share_of(max, workers, i)).sum();
+            assert_eq!(total, max, "{max} over {workers}");
+        }
+    }
+
+    #[test]
+    fn every_worker_gets_at_least_one() {
+        assert_eq!(share_of(1, 2, 0), 1);
+        assert_eq!(share_of(1, 2, 1), 1);
+    }
+}

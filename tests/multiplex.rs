@@ -1,0 +1,484 @@
+//! `netecho serve --multiplex`, end to end on the real binary: many clients at once, a client
+//! that never reads, half-close, resets, the idle timeout, the connection limit, the drain on
+//! SIGTERM and `--workers`.
+
+mod common;
+
+use std::{
+    io::{ErrorKind, Read, Write},
+    net::{Shutdown, TcpStream},
+    sync::{Arc, Barrier, mpsc},
+    thread,
+    time::{Duration, Instant},
+};
+
+use assert_cmd::Command;
+use common::{Server, TIMEOUT, pseudo_random, read_to_end};
+use predicates::prelude::*;
+
+/// A field of `/proc/PID/status` in kB (`VmRSS`, `VmHWM`) or a count (`Threads`).
+fn proc_status(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// Sends `message`, reads back exactly as many bytes, and checks them.
+fn exchange(stream: &mut TcpStream, message: &[u8]) {
+    stream.write_all(message).unwrap();
+    let mut reply = vec![0u8; message.len()];
+    stream.read_exact(&mut reply).unwrap();
+    assert!(reply == message, "echo differs from what was sent");
+}
+
+/// Writes `data` until done or until a write makes no progress for `stall`; returns how many
+/// bytes went out. The stream's write timeout is set to `stall`.
+fn write_until_stalled(stream: &mut TcpStream, data: &[u8], stall: Duration) -> usize {
+    stream.set_write_timeout(Some(stall)).unwrap();
+    let mut sent = 0;
+    while sent < data.len() {
+        match stream.write(&data[sent..]) {
+            Ok(n) => sent += n,
+            Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+            Err(err) => panic!("write failed: {err}"),
+        }
+    }
+    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+    sent
+}
+
+/// Reads exactly `expected.len()` bytes and checks them against `expected`.
+fn read_back(stream: &mut TcpStream, expected: &[u8]) {
+    let mut reply = vec![0u8; expected.len()];
+    stream.read_exact(&mut reply).unwrap();
+    let first_difference = reply.iter().zip(expected).position(|(a, b)| a != b);
+    assert_eq!(first_difference, None, "echo differs at this offset");
+}
+
+#[test]
+fn two_hundred_clients_at_once_every_byte_checked() {
+    const CLIENTS: usize = 200;
+    const ROUNDS: usize = 5;
+    let server = Server::start(&["--multiplex", "-q"]);
+    // Every client connects and makes its first exchange before any of them goes on: with one
+    // client at a time this would never get past the barrier.
+    let barrier = Arc::new(Barrier::new(CLIENTS));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|id| {
+            let mut stream = server.connect();
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || {
+                for round in 0..ROUNDS {
+                    let len = 1 + (id * 37 + round * 1009) % 3000;
+                    let message = pseudo_random(len, (id * ROUNDS + round) as u64);
+                    exchange(&mut stream, &message);
+                    if round == 0 {
+                        barrier.wait();
+                    }
+                }
+                stream.shutdown(Shutdown::Write).unwrap();
+                assert_eq!(read_to_end(&mut stream), b"");
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("client thread");
+    }
+    let (status, rest) = server.terminate();
+    assert!(status.success(), "{status:?}");
+    let summary = rest.last().expect("summary");
+    assert!(
+        summary.starts_with(&format!("stopped: served {CLIENTS} clients")),
+        "{summary}"
+    );
+}
+
+#[test]
+fn the_default_is_exactly_one_thread() {
+    let mut server = Server::start(&["--multiplex", "-q"]);
+    let mut client = server.connect();
+    exchange(&mut client, b"one thread");
+    server.wait_for_text("connected");
+    assert_eq!(proc_status(server.pid(), "Threads"), 1);
+}
+
+#[test]
+fn a_client_that_never_reads_stalls_alone_and_memory_stays_bounded() {
+    let server = Server::start(&["--multiplex", "-q"]);
+    let mut warm = server.connect();
+    exchange(&mut warm, &pseudo_random(100_000, 1));
+    let baseline_kb = proc_status(server.pid(), "VmRSS");
+
+    // 50 MiB, never read: the kernel buffers fill, then the server stops reading from it.
+    let payload = Arc::new(pseudo_random(50 << 20, 2));
+    let mut hog = server.connect();
+    let (stalled_tx, stalled) = mpsc::channel();
+    let writer = {
+        let mut hog = hog.try_clone().unwrap();
+        let payload = Arc::clone(&payload);
+        thread::spawn(move || {
+            let sent = write_until_stalled(&mut hog, &payload, Duration::from_secs(1));
+            stalled_tx.send(sent).unwrap();
+        })
+    };
+
+    // Meanwhile, and after it stalled, others are served.
+    for seed in 0..20 {
+        let mut other = server.connect();
+        exchange(&mut other, &pseudo_random(10_000, 10 + seed));
+    }
+    let sent = stalled.recv_timeout(TIMEOUT).expect("the hog stalls");
+    writer.join().unwrap();
+    assert!(
+        sent > 4 << 20,
+        "only {sent} bytes went out before the stall"
+    );
+    for seed in 0..20 {
+        let mut other = server.connect();
+        exchange(&mut other, &pseudo_random(10_000, 100 + seed));
+    }
+
+    let peak_kb = proc_status(server.pid(), "VmHWM");
+    assert!(
+        peak_kb < baseline_kb + 4 * 1024,
+        "server peak {peak_kb} kB vs {baseline_kb} kB before the hog sent {sent} bytes"
+    );
+
+    // It reads at last: every byte it sent comes back, in order.
+    read_back(&mut hog, &payload[..sent]);
+    hog.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_end(&mut hog), b"");
+}
+
+#[test]
+fn half_close_flushes_everything_before_closing() {
+    let mut server = Server::start(&["--multiplex", "-q"]);
+    let payload = Arc::new(pseudo_random(4 << 20, 3));
+    let mut client = server.connect();
+    let writer = {
+        let mut client = client.try_clone().unwrap();
+        let payload = Arc::clone(&payload);
+        thread::spawn(move || {
+            client.write_all(&payload).unwrap();
+            client.shutdown(Shutdown::Write).unwrap();
+        })
+    };
+    let reply = read_to_end(&mut client);
+    writer.join().unwrap();
+    assert_eq!(reply.len(), payload.len());
+    assert!(reply == *payload, "echo differs");
+    let line = server.wait_for_text("closed");
+    assert!(
+        line.contains("received 4194304 bytes, echoed 4194304"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_reset_closes_only_that_client() {
+    let mut server = Server::start(&["--multiplex", "-q"]);
+    let mut polite = server.connect();
+    exchange(&mut polite, b"before");
+
+    let rude = server.connect();
+    (&rude).write_all(&[7u8; 100_000]).unwrap();
+    // SO_LINGER 0: closing sends a reset instead of a FIN.
+    socket2::SockRef::from(&rude)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(rude);
+    server.wait_for(|l| l.contains("error") || l.contains("closed"));
+
+    exchange(&mut polite, b"after");
+    polite.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_end(&mut polite), b"");
+}
+
+#[test]
+fn idle_clients_are_dropped_busy_ones_kept() {
+    let mut server = Server::start(&["--multiplex", "--idle-timeout", "0.4"]);
+    let mut idle = server.connect();
+    let mut busy = server.connect();
+    let started = Instant::now();
+    // The busy client moves every 100 ms for a second, well past the idle timeout.
+    while started.elapsed() < Duration::from_secs(1) {
+        exchange(&mut busy, b"tick");
+        thread::sleep(Duration::from_millis(100));
+    }
+    // The idle one was closed by the server: EOF, well before our own read timeout.
+    assert_eq!(read_to_end(&mut idle), b"");
+    let line = server.wait_for_text("idle");
+    assert!(line.contains("dropped after 0.4s idle"), "{line}");
+    exchange(&mut busy, b"still here");
+}
+
+#[test]
+fn at_the_connection_limit_new_clients_wait_and_it_is_said_once() {
+    let mut server = Server::start(&["--multiplex", "--max-connections", "2"]);
+    let mut first = server.connect();
+    let mut second = server.connect();
+    exchange(&mut first, b"first");
+    exchange(&mut second, b"second");
+
+    let mut waiting = Vec::new();
+    for _ in 0..3 {
+        let mut third = server.connect(); // accepted by the kernel, queued
+        third.write_all(b"third").unwrap();
+        third
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let err = third.read(&mut [0u8; 8]).unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+            "{err}"
+        );
+        third.set_read_timeout(Some(TIMEOUT)).unwrap();
+        waiting.push(third);
+    }
+
+    // A place frees up: the waiting clients are served, one by one.
+    drop(first);
+    let mut third = waiting.remove(0);
+    let mut reply = [0u8; 5];
+    third.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"third");
+    drop(second);
+    drop(third);
+    for mut client in waiting {
+        client.read_exact(&mut reply).unwrap();
+        assert_eq!(&reply, b"third");
+    }
+
+    server.signal("TERM");
+    let (status, _) = server.wait_exit();
+    assert!(status.success());
+    let notices = server
+        .seen()
+        .iter()
+        .filter(|l| l.contains("connection limit"))
+        .count();
+    assert_eq!(notices, 1, "{:#?}", server.seen());
+}
+
+#[test]
+fn sigterm_drains_in_flight_echoes_then_exits_zero() {
+    let mut server = Server::start(&["--multiplex", "-q"]);
+    let idle: Vec<_> = (0..3).map(|_| server.connect()).collect();
+
+    // A client with echoes held up in the server: it sent until stalled, read nothing yet.
+    let payload = pseudo_random(32 << 20, 4);
+    let mut busy = server.connect();
+    let sent = write_until_stalled(&mut busy, &payload, Duration::from_millis(500));
+    for _ in 0..4 {
+        server.wait_for_text("connected");
+    }
+
+    server.signal("TERM");
+    // Idle clients are closed at once...
+    for mut client in idle {
+        assert_eq!(read_to_end(&mut client), b"");
+    }
+    // ...while the busy one still gets every byte it sent.
+    read_back(&mut busy, &payload[..sent]);
+    busy.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_end(&mut busy), b"");
+
+    let (status, rest) = server.wait_exit();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        rest.last().expect("summary"),
+        &format!("stopped: served 4 clients, echoed {sent} bytes")
+    );
+    assert!(
+        server
+            .seen()
+            .iter()
+            .any(|l| l.contains("closed by shutdown"))
+    );
+}
+
+#[test]
+fn the_drain_timeout_bounds_the_stop() {
+    let mut server = Server::start(&["--multiplex", "-q", "--drain-timeout", "0.5"]);
+    let payload = pseudo_random(32 << 20, 5);
+    let mut stuck = server.connect();
+    write_until_stalled(&mut stuck, &payload, Duration::from_millis(500));
+    server.wait_for_text("connected");
+
+    let stopping = Instant::now();
+    server.signal("TERM");
+    let (status, rest) = server.wait_exit();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "drain took too long"
+    );
+    assert!(
+        rest.iter().any(|l| l.contains("closed by shutdown")),
+        "{rest:#?}"
+    );
+}
+
+/// The classic assignment client: send, read 16-byte chunks until one is shorter, close
+/// without shutting down its sending side.
+fn classic_client(server_addr: std::net::SocketAddr, message: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect_timeout(&server_addr, TIMEOUT).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.write_all(message).unwrap();
+    let mut reply = Vec::new();
+    loop {
+        let mut chunk = [0u8; 16];
+        let n = stream.read(&mut chunk).unwrap();
+        reply.extend_from_slice(&chunk[..n]);
+        if n < 16 {
+            break;
+        }
+    }
+    reply
+}
+
+#[test]
+fn serves_the_classic_chunked_client_many_at_once() {
+    let mut server = Server::start(&["--multiplex", "-q"]);
+    let message = b"The classic client reads sixteen bytes at a time!!";
+    assert_eq!(message.len() % 16, 2);
+    let addr = server.addr;
+    let clients: Vec<_> = (0..20)
+        .map(|_| thread::spawn(move || classic_client(addr, message)))
+        .collect();
+    for client in clients {
+        assert_eq!(client.join().unwrap(), message);
+    }
+    for _ in 0..20 {
+        server.wait_for_text("closed");
+    }
+}
+
+#[test]
+fn two_workers_share_the_port_and_one_summary() {
+    const CLIENTS: usize = 50;
+    let mut server = Server::start(&["--multiplex", "-q", "--workers", "2"]);
+    server.wait_for_text("2 threads");
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|id| {
+            let mut stream = server.connect();
+            thread::spawn(move || {
+                exchange(&mut stream, &pseudo_random(5000, id as u64));
+                stream.shutdown(Shutdown::Write).unwrap();
+                assert_eq!(read_to_end(&mut stream), b"");
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    for _ in 0..CLIENTS {
+        server.wait_for_text("closed");
+    }
+    // Both loops have served (the kernel spread 50 clients over them), and the main thread
+    // waits for them.
+    assert_eq!(proc_status(server.pid(), "Threads"), 3);
+    server.signal("TERM");
+    let (status, rest) = server.wait_exit();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        rest.last().expect("summary"),
+        &format!(
+            "stopped: served {CLIENTS} clients, echoed {} bytes",
+            CLIENTS * 5000
+        )
+    );
+    // Lines from two threads never interleave mid-line.
+    assert!(
+        server.seen().iter().all(|l| l.starts_with('[')
+            || l.starts_with("multiplexing")
+            || l.starts_with("stopped")),
+        "{:#?}",
+        server.seen()
+    );
+}
+
+#[test]
+fn multiplex_options_need_multiplex() {
+    for option in [
+        &["--workers", "2"][..],
+        &["--max-connections", "5"],
+        &["--drain-timeout", "1"],
+    ] {
+        Command::new(common::BIN)
+            .args(["serve", "--port", "0"])
+            .args(option)
+            .timeout(TIMEOUT)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("--multiplex"));
+    }
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
+    let after_name = stat.rsplit_once(')').expect("stat format").1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn out_of_descriptors_pauses_accepting_without_spinning_or_stalling() {
+    // A hard limit of 40 descriptors, and a connection limit the server cannot reach: accept
+    // fails with EMFILE once the descriptors run out.
+    let mut server = Server::start_with(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(
+                r#"ulimit -n 40 && exec "$0" serve --port 0 --multiplex -q --max-connections 1000"#,
+            )
+            .arg(common::BIN),
+    );
+    let mut held: Vec<TcpStream> = Vec::new();
+    let notice = loop {
+        let mut client = server.connect();
+        client.write_all(b"x").unwrap();
+        held.push(client);
+        if held.len() > 60 {
+            break server.wait_for_text("accept failed");
+        }
+    };
+    assert!(notice.contains("retrying"), "{notice}");
+
+    // Clients already accepted are still served.
+    let mut first = held.remove(0);
+    let mut reply = [0u8; 1];
+    first.read_exact(&mut reply).unwrap();
+    exchange(&mut first, b"still served");
+
+    // Waiting for descriptors does not spin: well under a tenth of a core over half a second.
+    let before = cpu_ticks(server.pid());
+    thread::sleep(Duration::from_millis(500));
+    let ticks_per_sec = 100; // USER_HZ on Linux
+    assert!(
+        cpu_ticks(server.pid()) - before <= ticks_per_sec / 20,
+        "the server spins while out of descriptors"
+    );
+
+    // Nor does it stall: once descriptors free up, the waiting clients are served.
+    let mut last = held.pop().unwrap();
+    drop(first);
+    held.clear();
+    last.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"x");
+
+    // Said once per episode of failures, not once per retry (there were at least five).
+    server.signal("TERM");
+    let (status, _) = server.wait_exit();
+    assert!(status.success(), "{status:?}");
+    let notices = server
+        .seen()
+        .iter()
+        .filter(|l| l.contains("accept failed"))
+        .count();
+    assert!(notices <= 2, "{:#?}", server.seen());
+}

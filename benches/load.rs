@@ -56,8 +56,11 @@ struct Conn {
 /// Counters printed at the end.
 #[derive(Default)]
 struct Tally {
+    /// Messages whose echo came back complete and correct.
     messages: u64,
+    /// Connections that broke: a read or write error, an early EOF, or a wrong byte.
     errors: u64,
+    /// `hold`: times a message was due while the previous echo was not back yet.
     late: u64,
 }
 

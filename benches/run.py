@@ -23,6 +23,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELEASE = os.path.join(ROOT, "target", "release")
 LOAD = os.path.join(RELEASE, "examples", "load")
 RUNS = int(os.environ.get("NETECHO_BENCH_RUNS", "3"))
+# Bulk runs are short (well under a second each) and the noisiest: more of them.
+BULK_RUNS = RUNS + 2
 HOLD_CONNECTIONS = int(os.environ.get("NETECHO_BENCH_HOLD", "10000"))
 HOLD_SECONDS = 15
 RR_CONNECTIONS, RR_SECONDS, RR_SIZE = 100, 5, 64
@@ -86,10 +88,11 @@ class Server:
         raise RuntimeError(f"no {field}")
 
     def cpu_seconds(self):
-        """utime + stime, and those of reaped children (socat forks one per client)."""
+        """(user, system) CPU seconds, with those of reaped children (socat forks per client)."""
         with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return sum(int(x) for x in fields[11:15]) / CLK_TCK
+            fields = [int(x) for x in f.read().rsplit(")", 1)[1].split()[11:15]]
+        utime, stime, cutime, cstime = fields
+        return (utime + cutime) / CLK_TCK, (stime + cstime) / CLK_TCK
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
@@ -126,21 +129,26 @@ def rr(name):
         r = load("rr", server.addr, RR_CONNECTIONS, RR_SECONDS, RR_SIZE)
         if name == "socat":
             time.sleep(1.0)  # its per-client children exit and are reaped into cutime/cstime
-        cpu = server.cpu_seconds() - before
+        after = server.cpu_seconds()
     finally:
         server.stop()
     msgs = int(r["messages"])
-    return {"msgs_per_sec": float(r["msgs_per_sec"]), "cpu_us_per_msg": cpu / msgs * 1e6,
-            "errors": int(r["errors"])}
+    user, system = ((b - a) / msgs * 1e6 for a, b in zip(before, after))
+    return {"msgs_per_sec": float(r["msgs_per_sec"]), "cpu_us_per_msg": user + system,
+            "user_us": user, "sys_us": system, "errors": int(r["errors"])}
 
 
 def bulk(name):
     server = Server(name)
     try:
+        before = sum(server.cpu_seconds())
         r = load("bulk", server.addr, BULK_BYTES)
+        if name == "socat":
+            time.sleep(1.0)  # its child exits and is reaped into cutime/cstime
+        cpu = sum(server.cpu_seconds()) - before
     finally:
         server.stop()
-    return {"mib_per_sec": float(r["mib_per_sec"])}
+    return {"mib_per_sec": float(r["mib_per_sec"]), "cpu_per_gib": cpu / (BULK_BYTES / (1 << 30))}
 
 
 def stall(name):
@@ -188,7 +196,7 @@ def main():
     cases = [("hold", hold, ["netecho", "tokio"]), ("rr", rr, names), ("bulk", bulk, names),
              ("stall", stall, ["netecho", "tokio"])]
     for case, fn, who in cases:
-        for run in range(RUNS):
+        for run in range(BULK_RUNS if case == "bulk" else RUNS):
             # Interleaved, so that background noise hits every server alike.
             for name in who:
                 r = fn(name)
@@ -212,24 +220,28 @@ def main():
           f"{median(rs, 'errors'):.0f} | {median(rs, 'late'):.0f} | {median(rs, 'msgs'):.0f} |")
     p(f"\n(b) request/response, {RR_CONNECTIONS} connections x {RR_SIZE}-byte messages, "
       f"{RR_SECONDS} s\n")
-    p("| server | messages/s | server CPU µs per message | errors |")
-    p("|---|---|---|---|")
+    p("| server | messages/s | server CPU µs per message | of which user | of which kernel "
+      "| errors |")
+    p("|---|---|---|---|---|---|")
     for name in names:
         rs = results[("rr", name)]
         p(f"| {name} | {median(rs, 'msgs_per_sec'):.0f} ({spread(rs, 'msgs_per_sec', '{:.0f}')}) | "
           f"{median(rs, 'cpu_us_per_msg'):.2f} ({spread(rs, 'cpu_us_per_msg', '{:.2f}')}) | "
+          f"{median(rs, 'user_us'):.2f} | {median(rs, 'sys_us'):.2f} | "
           f"{median(rs, 'errors'):.0f} |")
     p("\n(c) bulk: one connection streams 1 GiB and reads it back at the same time\n")
-    p("| server | MiB/s |")
-    p("|---|---|")
+    p(f"Medians of {BULK_RUNS} runs.\n")
+    p("| server | MiB/s | server CPU s per GiB |")
+    p("|---|---|---|")
     for name in names:
         rs = results[("bulk", name)]
-        p(f"| {name} | {median(rs, 'mib_per_sec'):.0f} ({spread(rs, 'mib_per_sec', '{:.0f}')}) |")
+        p(f"| {name} | {median(rs, 'mib_per_sec'):.0f} ({spread(rs, 'mib_per_sec', '{:.0f}')}) | "
+          f"{median(rs, 'cpu_per_gib'):.2f} ({spread(rs, 'cpu_per_gib', '{:.2f}')}) |")
     for mode in ("one-way", "bidir"):
         if ("iperf3", mode) in results:
             rs = results[("iperf3", mode)]
             p(f"| iperf3 {mode} (per direction), loopback ceiling | "
-              f"{median(rs, 'mib_per_sec'):.0f} ({spread(rs, 'mib_per_sec', '{:.0f}')}) |")
+              f"{median(rs, 'mib_per_sec'):.0f} ({spread(rs, 'mib_per_sec', '{:.0f}')}) | |")
     p(f"\n(d) backpressure: up to 1 GiB sent for {STALL_SECONDS} s, nothing read\n")
     p("| server | idle RSS KiB | peak (VmHWM) KiB | growth KiB | bytes the client got out |")
     p("|---|---|---|---|---|")

@@ -4,7 +4,8 @@
 //!
 //! - [`cli`]: the whole command line, defined once with clap derive. Help, shell completions and
 //!   man pages are all generated from it.
-//! - [`serve`]: the TCP echo server. `serve/iterative.rs` serves one client at a time;
+//! - [`serve`]: the TCP echo server. `serve/iterative.rs` serves one client at a time,
+//!   `serve/multiplex.rs` all of them at once from an event loop (`--multiplex`);
 //!   `serve/connection.rs` holds the echo rules (bounded buffer, half-close, errors) and
 //!   `serve/report.rs` the lines the server prints.
 //! - [`send`]: the client. It writes and reads at the same time and checks the reply byte for byte.

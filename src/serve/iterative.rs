@@ -2,9 +2,10 @@
 //!
 //! It accepts a client, echoes everything until the client closes its sending side, closes, and
 //! only then accepts the next; clients that connect meanwhile wait in the kernel's listen queue.
-//! Waiting is done with `mio` on one poll that watches the listener (only while no client is
-//! being served), the current client and the stop signals, so Ctrl-C and SIGTERM are seen at
-//! once and the idle timeout is simply the poll's timeout.
+//! Waiting is done with `mio` on one poll that watches the listener, the current client and the
+//! stop signals, so Ctrl-C and SIGTERM are seen at once and the idle timeout is simply the poll's
+//! timeout. Listener events while a client is served change nothing: the next client is accepted
+//! when the current one leaves.
 
 use std::{
     io,

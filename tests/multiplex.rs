@@ -13,7 +13,7 @@ use std::{
 };
 
 use assert_cmd::Command;
-use common::{Server, TIMEOUT, pseudo_random, read_to_end};
+use common::{Server, TIMEOUT, classic_client, pseudo_random, read_to_end};
 use predicates::prelude::*;
 
 /// A field of `/proc/PID/status` in kB (`VmRSS`, `VmHWM`) or a count (`Threads`).
@@ -320,24 +320,6 @@ fn the_drain_timeout_bounds_the_stop() {
         rest.iter().any(|l| l.contains("closed by shutdown")),
         "{rest:#?}"
     );
-}
-
-/// The classic assignment client: send, read 16-byte chunks until one is shorter, close
-/// without shutting down its sending side.
-fn classic_client(server_addr: std::net::SocketAddr, message: &[u8]) -> Vec<u8> {
-    let mut stream = TcpStream::connect_timeout(&server_addr, TIMEOUT).unwrap();
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    stream.write_all(message).unwrap();
-    let mut reply = Vec::new();
-    loop {
-        let mut chunk = [0u8; 16];
-        let n = stream.read(&mut chunk).unwrap();
-        reply.extend_from_slice(&chunk[..n]);
-        if n < 16 {
-            break;
-        }
-    }
-    reply
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::{
 };
 
 use assert_cmd::Command;
-use common::{Server, TIMEOUT, read_to_end};
+use common::{Server, TIMEOUT, classic_client, read_to_end};
 use predicates::prelude::*;
 
 #[test]
@@ -27,30 +27,13 @@ fn echoes_a_message_and_reports_it() {
     assert!(left.contains("received 23 bytes, echoed 23"), "{left}");
 }
 
-/// The classic assignment client: send, read 16-byte chunks until one is shorter, close
-/// without shutting down its sending side.
-fn classic_client(server: &Server, message: &[u8]) -> Vec<u8> {
-    let mut stream = server.connect();
-    stream.write_all(message).unwrap();
-    let mut reply = Vec::new();
-    loop {
-        let mut chunk = [0u8; 16];
-        let n = stream.read(&mut chunk).unwrap();
-        reply.extend_from_slice(&chunk[..n]);
-        if n < 16 {
-            break;
-        }
-    }
-    reply
-}
-
 #[test]
 fn serves_the_classic_chunked_client_one_after_another() {
     let mut server = Server::start(&["-q"]);
     let message = b"The classic client reads sixteen bytes at a time!!";
     assert_eq!(message.len() % 16, 2);
     for _ in 0..3 {
-        assert_eq!(classic_client(&server, message), message);
+        assert_eq!(classic_client(server.addr, message), message);
         server.wait_for_text("closed");
     }
 }

@@ -8,7 +8,7 @@
 #![allow(dead_code)] // each test file uses a different part of the harness
 
 use std::{
-    io::{BufRead, BufReader, Read},
+    io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpStream},
     process::{Child, Command, ExitStatus, Stdio},
     sync::{
@@ -200,6 +200,24 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The classic assignment client: send, read 16-byte chunks until one is shorter, close without
+/// shutting down the sending side. Returns what came back.
+pub fn classic_client(server: SocketAddr, message: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect_timeout(&server, TIMEOUT).expect("connect to server");
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.write_all(message).expect("send the message");
+    let mut reply = Vec::new();
+    loop {
+        let mut chunk = [0u8; 16];
+        let n = stream.read(&mut chunk).expect("read a chunk");
+        reply.extend_from_slice(&chunk[..n]);
+        if n < 16 {
+            break;
+        }
+    }
+    reply
 }
 
 /// Reads from `stream` until EOF (bounded by the stream's read timeout).

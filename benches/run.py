@@ -1,15 +1,23 @@
 #!/usr/bin/env python3
-"""Runs the benchmark of issue #3 and prints the results table of benches/RESULTS.md.
+"""Runs the comparison benchmark and prints the tables of benches/RESULTS.md.
 
-Servers: `netecho serve --multiplex -q`, the tokio reference (examples/tokio_echo.rs) and
-`socat TCP-LISTEN:PORT,fork,reuseaddr,backlog=1024 PIPE`; iperf3 gives the loopback ceiling of the
-bulk case. The server runs pinned to CPU 0 and the load client (examples `load`, benches/load.rs)
-to CPU 1. Each case runs RUNS times (default 3, env NETECHO_BENCH_RUNS) and the medians are
-printed. Everything is on 127.0.0.1 and bounded in time; a full run takes about 5 minutes.
+Servers: `netecho serve` (iterative: one client at a time), `netecho serve --multiplex`,
+`netecho serve --multiplex --workers 2`, the tokio reference (examples/tokio_echo.rs) and
+`socat TCP-LISTEN:PORT,bind=127.0.0.1,fork,reuseaddr,backlog=1024 PIPE`.
+
+The load is `netecho bench --json` in every case but backpressure, which needs a client that
+never reads (benches/load.rs, the example `load`). Each server runs pinned to CPU 0 and the load
+to CPU 1. Each case runs RUNS times (default 3, env NETECHO_BENCH_RUNS), the servers
+interleaved so that background noise hits them alike; medians are printed, with each run's
+values in brackets. Server CPU is utime+stime from /proc/PID/stat (all threads, plus reaped
+children for socat); peak memory is VmHWM from /proc/PID/status (for socat, which forks a
+process per client, the largest sampled sum of Pss over its processes). Everything is on
+127.0.0.1 and bounded in time; a full run takes about 6 minutes.
 
 Run it through benches/run.sh, which builds the release binaries first.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -17,30 +25,54 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELEASE = os.path.join(ROOT, "target", "release")
+NETECHO = os.path.join(RELEASE, "netecho")
 LOAD = os.path.join(RELEASE, "examples", "load")
 RUNS = int(os.environ.get("NETECHO_BENCH_RUNS", "3"))
-# Bulk runs are short (well under a second each) and the noisiest: more of them.
-BULK_RUNS = RUNS + 2
 HOLD_CONNECTIONS = int(os.environ.get("NETECHO_BENCH_HOLD", "10000"))
-HOLD_SECONDS = 15
-RR_CONNECTIONS, RR_SECONDS, RR_SIZE = 100, 5, 64
-BULK_BYTES = 1 << 30
-STALL_SECONDS = 10
+STALL_BYTES, STALL_SECONDS = 1 << 30, 5
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVER_CPU, LOAD_CPU = "0", "1"
 START_TIMEOUT = 10.0
 
+# name -> (label in the tables, command line for a port)
 SERVERS = {
-    "netecho": lambda port: [os.path.join(RELEASE, "netecho"), "serve", "--multiplex", "-q",
-                             "--port", str(port)],
-    "tokio": lambda port: [os.path.join(RELEASE, "examples", "tokio_echo"), f"127.0.0.1:{port}"],
-    "socat": lambda port: ["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr,backlog=1024",
-                           "PIPE"],
+    "serve": ("`netecho serve` (iterative)",
+              lambda port: [NETECHO, "serve", "-q", "--port", str(port)]),
+    "multiplex": ("`netecho serve --multiplex`",
+                  lambda port: [NETECHO, "serve", "--multiplex", "-q", "--port", str(port)]),
+    "workers2": ("`netecho serve --multiplex --workers 2`",
+                 lambda port: [NETECHO, "serve", "--multiplex", "--workers", "2", "-q",
+                               "--port", str(port)]),
+    "tokio": ("tokio reference",
+              lambda port: [os.path.join(RELEASE, "examples", "tokio_echo"),
+                            f"127.0.0.1:{port}"]),
+    "socat": ("socat",
+              lambda port: ["socat",
+                            f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr,backlog=1024",
+                            "PIPE"]),
 }
+ALL = list(SERVERS)
+MANY = ["multiplex", "workers2", "tokio", "socat"]  # the iterative server serves one at a time
+
+# (key, short name, `netecho bench` arguments, servers, why the others are left out)
+CASES = [
+    ("hold", f"{HOLD_CONNECTIONS // 1000}k held, 1 msg/s each",
+     ["-c", HOLD_CONNECTIONS, "--rate", HOLD_CONNECTIONS, "-s", 32, "-d", 15],
+     ["multiplex", "workers2", "tokio"],
+     {"serve": "n/a (one client at a time)", "socat": "left out (a process per client)"}),
+    ("rr100", "req/resp, 100 conns × 64 B",
+     ["-c", 100, "-s", 64, "-d", 5], MANY, {"serve": "n/a (one client at a time)"}),
+    ("rr1", "req/resp, 1 conn × 64 B",
+     ["-c", 1, "-s", 64, "-d", 3], ALL, {}),
+    ("bulk", "bulk, 1 conn × 1 MiB, 4 in flight",
+     ["-c", 1, "-s", "1MiB", "--pipeline", 4, "-d", 3], ALL, {}),
+]
+STALL_SERVERS = ["multiplex", "tokio"]
 
 
 def free_port():
@@ -59,6 +91,32 @@ def wait_connectable(port, deadline):
     raise RuntimeError(f"nothing listens on port {port}")
 
 
+def descendants(pid):
+    """pid and all its descendants (socat's per-client children)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def pss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 class Server:
     """One server process, pinned to SERVER_CPU."""
 
@@ -66,7 +124,7 @@ class Server:
         self.name = name
         self.port = free_port()
         self.proc = subprocess.Popen(
-            ["taskset", "-c", SERVER_CPU] + SERVERS[name](self.port),
+            ["taskset", "-c", SERVER_CPU] + SERVERS[name][1](self.port),
             stdout=subprocess.PIPE if name != "socat" else subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, text=True)
         if name != "socat":
@@ -78,7 +136,17 @@ class Server:
         wait_connectable(self.port, time.monotonic() + START_TIMEOUT)
         # The probe connection above must be gone before measuring.
         time.sleep(0.2)
-        self.addr = f"127.0.0.1:{self.port}"
+        self.peak_pss = 0
+        self.sampling = name == "socat"
+        if self.sampling:
+            self.sampler = threading.Thread(target=self.sample, daemon=True)
+            self.sampler.start()
+
+    def sample(self):
+        while self.sampling:
+            total = sum(pss_kib(p) for p in descendants(self.proc.pid))
+            self.peak_pss = max(self.peak_pss, total)
+            time.sleep(0.1)
 
     def status_kb(self, field):
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -87,14 +155,29 @@ class Server:
                     return int(line.split()[1])
         raise RuntimeError(f"no {field}")
 
+    def peak_kib(self):
+        if self.name == "socat":
+            self.sampling = False
+            self.sampler.join()
+            return self.peak_pss
+        return self.status_kb("VmHWM")
+
     def cpu_seconds(self):
-        """(user, system) CPU seconds, with those of reaped children (socat forks per client)."""
+        """(user, system) CPU seconds of all threads, with those of reaped children (socat)."""
         with open(f"/proc/{self.proc.pid}/stat") as f:
             fields = [int(x) for x in f.read().rsplit(")", 1)[1].split()[11:15]]
         utime, stime, cutime, cstime = fields
         return (utime + cutime) / CLK_TCK, (stime + cstime) / CLK_TCK
 
+    def wait_children_reaped(self, timeout=3.0):
+        """socat: its per-client children count in cutime/cstime only once reaped."""
+        deadline = time.monotonic() + timeout
+        while len(descendants(self.proc.pid)) > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.05)
+
     def stop(self):
+        self.sampling = False
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=10)
@@ -103,81 +186,51 @@ class Server:
             self.proc.wait()
 
 
-def load(*args, timeout=120):
-    out = subprocess.run(["taskset", "-c", LOAD_CPU, LOAD] + [str(a) for a in args],
-                         capture_output=True, text=True, timeout=timeout)
-    if out.returncode != 0:
-        raise RuntimeError(f"load {args[0]} failed: {out.stderr.strip()}")
-    return dict(kv.split("=", 1) for kv in out.stdout.split())
+def bench(server, args, duration):
+    cmd = ["taskset", "-c", LOAD_CPU, NETECHO, "bench", "--port", str(server.port), "--json"]
+    out = subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True,
+                         timeout=duration + 60)
+    # Exit status 1 means errors or lost replies: they are in the JSON, and counted.
+    if out.returncode not in (0, 1) or not out.stdout.strip():
+        raise RuntimeError(f"bench {args} failed ({out.returncode}): {out.stderr.strip()}")
+    return json.loads(out.stdout)
 
 
-def hold(name):
-    server = Server(name)
-    try:
-        r = load("hold", server.addr, HOLD_CONNECTIONS, HOLD_SECONDS, 32)
-        hwm = server.status_kb("VmHWM")
-    finally:
-        server.stop()
-    return {"hwm_mib": hwm / 1024, "errors": int(r["errors"]) + HOLD_CONNECTIONS - int(r["alive"]),
-            "late": int(r["late"]), "msgs": int(r["messages"])}
-
-
-def rr(name):
+def measure(name, args):
+    duration = float(args[args.index("-d") + 1])
     server = Server(name)
     try:
         before = server.cpu_seconds()
-        r = load("rr", server.addr, RR_CONNECTIONS, RR_SECONDS, RR_SIZE)
+        r = bench(server, args, duration)
         if name == "socat":
-            time.sleep(1.0)  # its per-client children exit and are reaped into cutime/cstime
+            server.wait_children_reaped()
         after = server.cpu_seconds()
+        peak = server.peak_kib()
     finally:
         server.stop()
-    msgs = int(r["messages"])
+    msgs = max(r["messages"], 1)
     user, system = ((b - a) / msgs * 1e6 for a, b in zip(before, after))
-    return {"msgs_per_sec": float(r["msgs_per_sec"]), "cpu_us_per_msg": user + system,
-            "user_us": user, "sys_us": system, "errors": int(r["errors"])}
-
-
-def bulk(name):
-    server = Server(name)
-    try:
-        before = sum(server.cpu_seconds())
-        r = load("bulk", server.addr, BULK_BYTES)
-        if name == "socat":
-            time.sleep(1.0)  # its child exits and is reaped into cutime/cstime
-        cpu = sum(server.cpu_seconds()) - before
-    finally:
-        server.stop()
-    return {"mib_per_sec": float(r["mib_per_sec"]), "cpu_per_gib": cpu / (BULK_BYTES / (1 << 30))}
+    errors = sum(r["errors"].values()) + r["lost"] + r["failed_connections"]
+    return {"msgs_per_sec": r["msgs_per_sec"], "mib_per_sec": r["mib_per_sec"],
+            "p50": r["latency_us"]["p50"], "p99": r["latency_us"]["p99"],
+            "cpu_us": user + system, "user_us": user, "sys_us": system,
+            "peak_mib": peak / 1024, "errors": errors, "connect_ms": r["connect_ms"]}
 
 
 def stall(name):
     server = Server(name)
     try:
         idle = server.status_kb("VmRSS")
-        r = load("stall", server.addr, BULK_BYTES, STALL_SECONDS)
+        out = subprocess.run(["taskset", "-c", LOAD_CPU, LOAD, f"127.0.0.1:{server.port}",
+                              str(STALL_BYTES), str(STALL_SECONDS)],
+                             capture_output=True, text=True, timeout=STALL_SECONDS + 30)
+        if out.returncode != 0:
+            raise RuntimeError(f"load failed: {out.stderr.strip()}")
+        r = dict(kv.split("=", 1) for kv in out.stdout.split())
         peak = server.status_kb("VmHWM")
     finally:
         server.stop()
     return {"idle_kib": idle, "peak_kib": peak, "growth_kib": peak - idle, "sent": int(r["sent"])}
-
-
-def iperf3(bidir):
-    port = free_port()
-    srv = subprocess.Popen(["taskset", "-c", SERVER_CPU, "iperf3", "-s", "-1", "-p", str(port)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(0.3)
-        args = ["taskset", "-c", LOAD_CPU, "iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", "3",
-                "-J"] + (["--bidir"] if bidir else [])
-        out = subprocess.run(args, capture_output=True, text=True, timeout=30)
-        import json
-        end = json.loads(out.stdout)["end"]
-        # Per direction, as the echo moves each byte both ways.
-        mib = end["sum_received"]["bits_per_second"] / 8 / (1 << 20)
-        return {"mib_per_sec": mib}
-    finally:
-        srv.wait(timeout=10)
 
 
 def median(runs, key):
@@ -188,68 +241,96 @@ def spread(runs, key, fmt):
     return "/".join(fmt.format(r[key]) for r in runs)
 
 
+def fmt_us(us):
+    return f"{us:.0f}" if us >= 100 else f"{us:.1f}"
+
+
 def main():
     have_socat = shutil.which("socat") is not None
-    have_iperf3 = shutil.which("iperf3") is not None
-    names = ["netecho", "tokio"] + (["socat"] if have_socat else [])
     results = {}
-    cases = [("hold", hold, ["netecho", "tokio"]), ("rr", rr, names), ("bulk", bulk, names),
-             ("stall", stall, ["netecho", "tokio"])]
-    for case, fn, who in cases:
-        for run in range(BULK_RUNS if case == "bulk" else RUNS):
-            # Interleaved, so that background noise hits every server alike.
+    started = time.monotonic()
+    for case, _, args, who, _ in CASES:
+        who = [n for n in who if n != "socat" or have_socat]
+        for run in range(RUNS):
             for name in who:
-                r = fn(name)
+                r = measure(name, args)
                 results.setdefault((case, name), []).append(r)
-                print(f"# {case} {name} run {run + 1}: {r}", file=sys.stderr, flush=True)
-    if have_iperf3:
-        for bidir in (False, True):
-            for _ in range(RUNS):
-                r = iperf3(bidir)
-                results.setdefault(("iperf3", "bidir" if bidir else "one-way"), []).append(r)
-                print(f"# iperf3 bidir={bidir}: {r}", file=sys.stderr, flush=True)
+                print(f"# {case} {name} run {run + 1}: "
+                      + " ".join(f"{k}={v:.2f}" for k, v in r.items()),
+                      file=sys.stderr, flush=True)
+    for run in range(RUNS):
+        for name in STALL_SERVERS:
+            r = stall(name)
+            results.setdefault(("stall", name), []).append(r)
+            print(f"# stall {name} run {run + 1}: {r}", file=sys.stderr, flush=True)
+    print(f"# all runs took {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
 
     p = print
-    p(f"Medians of {RUNS} runs (each run's values after the median, in run order).\n")
-    p(f"(a) {HOLD_CONNECTIONS} connections held {HOLD_SECONDS} s, 32 bytes each about once a second\n")
-    p("| server | peak RSS (VmHWM) MiB | errors | late echoes | messages |")
-    p("|---|---|---|---|---|")
-    for name in ["netecho", "tokio"]:
-        rs = results[("hold", name)]
-        p(f"| {name} | {median(rs, 'hwm_mib'):.1f} ({spread(rs, 'hwm_mib', '{:.1f}')}) | "
-          f"{median(rs, 'errors'):.0f} | {median(rs, 'late'):.0f} | {median(rs, 'msgs'):.0f} |")
-    p(f"\n(b) request/response, {RR_CONNECTIONS} connections x {RR_SIZE}-byte messages, "
-      f"{RR_SECONDS} s\n")
-    p("| server | messages/s | server CPU µs per message | of which user | of which kernel "
-      "| errors |")
-    p("|---|---|---|---|---|---|")
-    for name in names:
-        rs = results[("rr", name)]
-        p(f"| {name} | {median(rs, 'msgs_per_sec'):.0f} ({spread(rs, 'msgs_per_sec', '{:.0f}')}) | "
-          f"{median(rs, 'cpu_us_per_msg'):.2f} ({spread(rs, 'cpu_us_per_msg', '{:.2f}')}) | "
-          f"{median(rs, 'user_us'):.2f} | {median(rs, 'sys_us'):.2f} | "
-          f"{median(rs, 'errors'):.0f} |")
-    p("\n(c) bulk: one connection streams 1 GiB and reads it back at the same time\n")
-    p(f"Medians of {BULK_RUNS} runs.\n")
-    p("| server | MiB/s | server CPU s per GiB |")
-    p("|---|---|---|")
-    for name in names:
-        rs = results[("bulk", name)]
-        p(f"| {name} | {median(rs, 'mib_per_sec'):.0f} ({spread(rs, 'mib_per_sec', '{:.0f}')}) | "
-          f"{median(rs, 'cpu_per_gib'):.2f} ({spread(rs, 'cpu_per_gib', '{:.2f}')}) |")
-    for mode in ("one-way", "bidir"):
-        if ("iperf3", mode) in results:
-            rs = results[("iperf3", mode)]
-            p(f"| iperf3 {mode} (per direction), loopback ceiling | "
-              f"{median(rs, 'mib_per_sec'):.0f} ({spread(rs, 'mib_per_sec', '{:.0f}')}) | |")
-    p(f"\n(d) backpressure: up to 1 GiB sent for {STALL_SECONDS} s, nothing read\n")
+    p("Cases (the load, pinned to CPU 1):\n")
+    for _, title, args, _, _ in CASES:
+        p(f"- {title}: `netecho bench {' '.join(str(a) for a in args)}`")
+    p(f"\nMedians of {RUNS} runs; in brackets, each run's value in run order.\n")
+    p("| case | server | msgs/s | MiB/s | p50 µs | p99 µs | server CPU µs/msg "
+      "| peak RSS MiB | errors |")
+    p("|---|---|---|---|---|---|---|---|---|")
+    for case, title, args, who, left_out in CASES:
+        label = title
+        for name in ALL:
+            server = SERVERS[name][0]
+            rs = results.get((case, name))
+            if rs is None:
+                why = left_out.get(name, "not installed")
+                p(f"| {label} | {server} | {why} | | | | | | |")
+                continue
+            mibs = (f"{median(rs, 'mib_per_sec'):.0f} ({spread(rs, 'mib_per_sec', '{:.0f}')})"
+                    if case == "bulk" else f"{median(rs, 'mib_per_sec'):.2f}")
+            p(f"| {label} | {server} "
+              f"| {median(rs, 'msgs_per_sec'):.0f} ({spread(rs, 'msgs_per_sec', '{:.0f}')}) "
+              f"| {mibs} | {fmt_us(median(rs, 'p50'))} | {fmt_us(median(rs, 'p99'))} "
+              f"| {median(rs, 'cpu_us'):.2f} ({spread(rs, 'cpu_us', '{:.2f}')}) "
+              f"| {median(rs, 'peak_mib'):.1f} | {median(rs, 'errors'):.0f} |")
+    p("\nServer CPU split into user and kernel (medians), µs per message:\n")
+    p("| case | server | user | kernel |")
+    p("|---|---|---|---|")
+    for case, title, _, _, _ in CASES:
+        for name in ALL:
+            rs = results.get((case, name))
+            if rs:
+                p(f"| {title} | {SERVERS[name][0]} | {median(rs, 'user_us'):.2f} "
+                  f"| {median(rs, 'sys_us'):.2f} |")
+    p(f"\nBackpressure (benches/load.rs): one connection sends up to 1 GiB for {STALL_SECONDS} s "
+      "and reads nothing\n")
     p("| server | idle RSS KiB | peak (VmHWM) KiB | growth KiB | bytes the client got out |")
     p("|---|---|---|---|---|")
-    for name in ["netecho", "tokio"]:
+    for name in STALL_SERVERS:
         rs = results[("stall", name)]
-        p(f"| {name} | {median(rs, 'idle_kib'):.0f} | {median(rs, 'peak_kib'):.0f} | "
-          f"{median(rs, 'growth_kib'):.0f} ({spread(rs, 'growth_kib', '{:.0f}')}) | "
-          f"{median(rs, 'sent'):.0f} |")
+        p(f"| {SERVERS[name][0]} | {median(rs, 'idle_kib'):.0f} | {median(rs, 'peak_kib'):.0f} "
+          f"| {median(rs, 'growth_kib'):.0f} ({spread(rs, 'growth_kib', '{:.0f}')}) "
+          f"| {median(rs, 'sent'):.0f} |")
+
+    def m(case, name, key):
+        return median(results[(case, name)], key)
+
+    hold_mib, hold_err = m("hold", "multiplex", "peak_mib"), m("hold", "multiplex", "errors")
+    p("\nAgainst the targets of issue #3 (`netecho serve --multiplex` vs the tokio reference)\n")
+    p("| target | result | met? |")
+    p("|---|---|---|")
+    p(f"| {HOLD_CONNECTIONS // 1000}k connections held, VmHWM < 16 MiB, zero errors "
+      f"| {hold_mib:.1f} MiB (tokio {m('hold', 'tokio', 'peak_mib'):.1f}), "
+      f"{hold_err:.0f} errors | {'yes' if hold_mib < 16 and hold_err == 0 else '**no**'} |")
+    for case, title in (("rr100", "req/resp 100 conns"), ("rr1", "req/resp 1 conn")):
+        rate, ref = m(case, "multiplex", "msgs_per_sec"), m(case, "tokio", "msgs_per_sec")
+        p(f"| {title}: rate ≥ reference | {rate:.0f} vs {ref:.0f} msgs/s ({rate / ref:.2f}×) "
+          f"| {'yes' if rate >= ref else '**no**'} |")
+        cpu, ref = m(case, "multiplex", "cpu_us"), m(case, "tokio", "cpu_us")
+        p(f"| {title}: CPU per message ≤ 0.8 × reference | {cpu:.2f} vs {ref:.2f} µs "
+          f"({cpu / ref:.2f}×) | {'yes' if cpu <= 0.8 * ref else '**no**'} |")
+    bulk, ref = m("bulk", "multiplex", "mib_per_sec"), m("bulk", "tokio", "mib_per_sec")
+    p(f"| bulk ≥ 1.2 × reference | {bulk:.0f} vs {ref:.0f} MiB/s ({bulk / ref:.2f}×) "
+      f"| {'yes' if bulk >= 1.2 * ref else '**no**'} |")
+    growth = m("stall", "multiplex", "growth_kib")
+    p(f"| backpressure: peak within 1 MiB of idle | +{growth:.0f} KiB "
+      f"| {'yes' if growth <= 1024 else '**no**'} |")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Reproduces the table of benches/RESULTS.md: builds the release binaries (netecho, the tokio
-# reference and the load client) and runs benches/run.py, which pins the server to CPU 0 and the
-# load to CPU 1. Needs socat and iperf3 for those columns (apt-get install -y socat iperf3).
-# About 5 minutes; NETECHO_BENCH_RUNS=N changes the number of runs per case (default 3).
+# Reproduces the tables of benches/RESULTS.md: builds the release binaries (netecho, the tokio
+# reference and the backpressure client) and runs benches/run.py, which pins each server to CPU 0
+# and the load (`netecho bench`) to CPU 1. Needs socat for its rows (apt-get install -y socat).
+# About 6 minutes; NETECHO_BENCH_RUNS=N changes the number of runs per case (default 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --bin netecho --examples

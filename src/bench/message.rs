@@ -13,7 +13,7 @@
 pub const HEADER_LEN: usize = 12;
 
 /// Bytes compared per step by [`Message::check`] (a stack buffer, so no allocation).
-const CHECK_CHUNK: usize = 256;
+const CHECK_CHUNK: usize = 4096;
 
 /// One message: which connection sent it and its place in that connection's sequence.
 #[derive(Debug, Clone, Copy)]
@@ -64,20 +64,41 @@ impl Message {
     }
 
     /// Writes the message's bytes from `offset` on into `out` (as many as `out` holds).
+    ///
+    /// Byte `i` of the pattern is byte `i % 8` (little endian) of the word
+    /// `mix(seed ^ (i / 8) * GOLDEN)`, so whole aligned words are written eight bytes at a time:
+    /// byte by byte, this was the limit of a bulk benchmark (~500 MiB/s on one core).
     pub fn fill(&self, offset: usize, out: &mut [u8]) {
-        // One 64-bit pattern word serves eight bytes.
-        let mut word_index = usize::MAX;
-        let mut word = 0u64;
-        for (i, byte) in (offset..).zip(out.iter_mut()) {
-            if i < self.header_len {
-                *byte = self.header[i];
-                continue;
-            }
-            if i / 8 != word_index {
-                word_index = i / 8;
-                word = mix(self.seed ^ (word_index as u64).wrapping_mul(GOLDEN));
-            }
-            *byte = (word >> (8 * (i % 8))) as u8;
+        let mut i = offset;
+        let mut out = out;
+        // The header, and the bytes before the next word boundary, one at a time.
+        while !out.is_empty() && (i < self.header_len || i % 8 != 0) {
+            out[0] = self.byte(i);
+            out = &mut out[1..];
+            i += 1;
+        }
+        let mut words = out.chunks_exact_mut(8);
+        for chunk in &mut words {
+            chunk.copy_from_slice(&self.word(i / 8).to_le_bytes());
+            i += 8;
+        }
+        for byte in words.into_remainder() {
+            *byte = self.byte(i);
+            i += 1;
+        }
+    }
+
+    /// Pattern word number `index` (bytes `8 * index ..`).
+    fn word(&self, index: usize) -> u64 {
+        mix(self.seed ^ (index as u64).wrapping_mul(GOLDEN))
+    }
+
+    /// Byte `i` of the message.
+    fn byte(&self, i: usize) -> u8 {
+        if i < self.header_len {
+            self.header[i]
+        } else {
+            (self.word(i / 8) >> (8 * (i % 8))) as u8
         }
     }
 
@@ -143,6 +164,19 @@ mod tests {
             message.fill(start, &mut pieces[start..end]);
         }
         assert_eq!(whole, pieces);
+    }
+
+    #[test]
+    fn word_at_a_time_filling_gives_each_byte_of_the_pattern() {
+        let message = Message::new(11, 77, 500);
+        for start in 0..20 {
+            for len in [0, 1, 7, 8, 9, 31, 200] {
+                let mut out = vec![0; len];
+                message.fill(start, &mut out);
+                let one_by_one: Vec<u8> = (start..start + len).map(|i| message.byte(i)).collect();
+                assert_eq!(out, one_by_one, "from {start}, {len} bytes");
+            }
+        }
     }
 
     #[test]

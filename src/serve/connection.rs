@@ -30,7 +30,7 @@ use super::report::Report;
 
 /// Size of the shared scratch buffer each loop reads into, and so the most a connection keeps
 /// while its client does not read. 256 KiB rather than 64: on loopback, bulk echo ran about 1.4×
-/// faster with it (benches/RESULTS.md), while idle clients still hold nothing and a stalled one
+/// faster with it (issue #3's benchmark), while idle clients still hold nothing and a stalled one
 /// at most this.
 pub const SCRATCH_SIZE: usize = 256 * 1024;
 

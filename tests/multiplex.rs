@@ -13,7 +13,7 @@ use std::{
 };
 
 use assert_cmd::Command;
-use common::{Server, TIMEOUT, classic_client, pseudo_random, read_to_end};
+use common::{Server, TIMEOUT, assert_still_queued, classic_client, pseudo_random, read_to_end};
 use predicates::prelude::*;
 
 /// A field of `/proc/PID/status` in kB (`VmRSS`, `VmHWM`) or a count (`Threads`).
@@ -226,16 +226,7 @@ fn at_the_connection_limit_new_clients_wait_and_it_is_said_once() {
     let mut waiting = Vec::new();
     for _ in 0..3 {
         let mut third = server.connect(); // accepted by the kernel, queued
-        third.write_all(b"third").unwrap();
-        third
-            .set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
-        let err = third.read(&mut [0u8; 8]).unwrap_err();
-        assert!(
-            matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
-            "{err}"
-        );
-        third.set_read_timeout(Some(TIMEOUT)).unwrap();
+        assert_still_queued(&mut third, b"third");
         waiting.push(third);
     }
 

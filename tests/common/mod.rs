@@ -220,6 +220,26 @@ pub fn classic_client(server: SocketAddr, message: &[u8]) -> Vec<u8> {
     reply
 }
 
+/// Sends `message` on a client the server has not taken yet (it waits in the listen queue) and
+/// checks that no echo comes back for a while; restores the stream's usual read timeout.
+pub fn assert_still_queued(stream: &mut TcpStream, message: &[u8]) {
+    stream.write_all(message).expect("send while queued");
+    stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let err = stream
+        .read(&mut [0u8; 8])
+        .expect_err("no echo while queued");
+    assert!(
+        matches!(
+            err.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "{err}"
+    );
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+}
+
 /// Reads from `stream` until EOF (bounded by the stream's read timeout).
 pub fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
     let mut reply = Vec::new();

@@ -130,9 +130,22 @@ pub fn run(args: &ServeArgs, addrs: &[SocketAddr]) -> Result<()> {
         summary = single.run()?;
     } else {
         let totals = thread::scope(|scope| {
+            // A worker whose loop fails says so at once; the others go on serving (the kernel
+            // spreads new clients over the listeners still open) until the stop signal, and the
+            // exit status then reports the failure.
             let handles: Vec<_> = loops
                 .into_iter()
-                .map(|mut event_loop| scope.spawn(move || event_loop.run()))
+                .enumerate()
+                .map(|(index, mut event_loop)| {
+                    scope.spawn(move || {
+                        event_loop.run().inspect_err(|err| {
+                            eprintln!(
+                                "netecho: worker {} stopped: {err:#}; the other workers go on",
+                                index + 1
+                            );
+                        })
+                    })
+                })
                 .collect();
             handles
                 .into_iter()

@@ -13,7 +13,9 @@ use std::{
 };
 
 use assert_cmd::Command;
-use common::{Server, TIMEOUT, assert_still_queued, classic_client, pseudo_random, read_to_end};
+use common::{
+    Server, TIMEOUT, assert_still_queued, classic_client, pseudo_random, read_to_end, reset,
+};
 use predicates::prelude::*;
 
 /// A field of `/proc/PID/status` in kB (`VmRSS`, `VmHWM`) or a count (`Threads`).
@@ -185,11 +187,7 @@ fn a_reset_closes_only_that_client() {
 
     let rude = server.connect();
     (&rude).write_all(&[7u8; 100_000]).unwrap();
-    // SO_LINGER 0: closing sends a reset instead of a FIN.
-    socket2::SockRef::from(&rude)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(rude);
+    reset(rude);
     server.wait_for(|l| l.contains("error") || l.contains("closed"));
 
     exchange(&mut polite, b"after");

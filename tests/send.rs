@@ -11,7 +11,7 @@ use std::{
 };
 
 use assert_cmd::Command;
-use common::{BIN, Server, TIMEOUT, pseudo_random, unused_port};
+use common::{BIN, Server, TIMEOUT, pseudo_random, reset, unused_port};
 use predicates::prelude::*;
 
 fn send(port: u16) -> Command {
@@ -244,10 +244,7 @@ fn a_reset_by_the_server_is_reported() {
     let port = odd_server(|stream| {
         let mut first = [0u8; 1];
         (&stream).read_exact(&mut first).unwrap();
-        socket2::SockRef::from(&stream)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
-        drop(stream);
+        reset(stream);
     });
     send(port)
         .arg("reset me")

@@ -5,11 +5,10 @@ mod common;
 use std::{
     io::{Read, Write},
     net::Shutdown,
-    time::Duration,
 };
 
 use assert_cmd::Command;
-use common::{Server, TIMEOUT, assert_still_queued, classic_client, read_to_end};
+use common::{Server, TIMEOUT, assert_still_queued, classic_client, read_to_end, reset};
 use predicates::prelude::*;
 
 #[test]
@@ -109,11 +108,7 @@ fn a_reset_mid_stream_does_not_stop_the_server() {
     let mut server = Server::start(&["-q"]);
     let rude = server.connect();
     (&rude).write_all(&[7u8; 100_000]).unwrap();
-    // SO_LINGER 0: closing sends a reset instead of a FIN.
-    socket2::SockRef::from(&rude)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(rude);
+    reset(rude);
     server.wait_for(|l| l.contains("error") || l.contains("closed"));
 
     let mut polite = server.connect();

@@ -240,6 +240,14 @@ pub fn assert_still_queued(stream: &mut TcpStream, message: &[u8]) {
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
 }
 
+/// Closes `stream` with a reset (RST) instead of a FIN: SO_LINGER 0, then close.
+pub fn reset(stream: TcpStream) {
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .expect("set SO_LINGER 0");
+    drop(stream);
+}
+
 /// Reads from `stream` until EOF (bounded by the stream's read timeout).
 pub fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
     let mut reply = Vec::new();

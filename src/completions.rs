@@ -52,7 +52,7 @@ fn write_to(dir: &Path, shells: &[Shell]) -> Result<()> {
         let path = dir.join(shell.file_name(&name));
         fs::write(&path, script(shell))
             .with_context(|| format!("cannot write {}", path.display()))?;
-        eprintln!("wrote {}", path.display());
+        crate::status!("wrote {}", path.display());
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if output::is_closed_stdout(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("netecho: {err:#}");
+            netecho::status!("netecho: {err:#}");
             ExitCode::from(error::exit_code(&err))
         }
     }

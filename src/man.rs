@@ -104,7 +104,7 @@ fn write_to(dir: &Path, pages: &[clap::Command]) -> Result<()> {
         let path = dir.join(format!("{}.{SECTION}", page_name(page)));
         fs::write(&path, render(page, pages)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
-        eprintln!("wrote {}", path.display());
+        crate::status!("wrote {}", path.display());
     }
     Ok(())
 }

@@ -334,3 +334,53 @@ fn a_closed_pipe_ends_quietly() {
     assert!(output.status.success(), "{:?}", output.status);
     assert_eq!(String::from_utf8_lossy(&output.stderr), "");
 }
+
+/// A full or closed stderr must not turn a status line into a panic (exit 101): the status line
+/// is lost, the command's outcome is not.
+#[test]
+fn a_full_or_closed_stderr_is_no_panic() {
+    let services = fixture(FIXTURE);
+    for stderr in ["/dev/full", "closed"] {
+        let mut command = StdCommand::new(assert_cmd::cargo::cargo_bin("netecho"));
+        command
+            .args(["ports", "7", "--format", "plain", "--services-file"])
+            .arg(services.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        let mut child = if stderr == "closed" {
+            // A pipe whose reader is gone: the first write to it fails with EPIPE.
+            let (reader, writer) = std::io::pipe().expect("pipe");
+            drop(reader);
+            command.stderr(writer).spawn().expect("start netecho")
+        } else {
+            let full = std::fs::File::options()
+                .write(true)
+                .open(stderr)
+                .expect(stderr);
+            command.stderr(full).spawn().expect("start netecho")
+        };
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(child.stdout.as_mut().expect("piped"), &mut stdout)
+            .expect("read stdout");
+        let status = child.wait().expect("wait");
+        assert_eq!(status.code(), Some(0), "stderr {stderr}");
+        assert!(stdout.starts_with("7\t"), "stderr {stderr}: {stdout}");
+    }
+}
+
+/// The same for an error message: the exit status still says what happened.
+#[test]
+fn an_error_with_a_full_stderr_keeps_its_exit_status() {
+    let full = std::fs::File::options()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let status = StdCommand::new(assert_cmd::cargo::cargo_bin("netecho"))
+        .args(["ports", "--services-file", "/nonexistent/services"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(full)
+        .status()
+        .expect("run netecho");
+    assert_eq!(status.code(), Some(1));
+}

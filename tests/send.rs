@@ -262,7 +262,7 @@ fn works_against_socat_pipe() {
         .is_err()
     {
         assert!(std::env::var_os("CI").is_none(), "CI installs socat");
-        eprintln!("skipped: socat is not installed");
+        common::skip("socat is not installed");
         return;
     }
     let port = unused_port();

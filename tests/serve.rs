@@ -161,7 +161,7 @@ fn sigint_with_a_client_connected_also_stops_cleanly() {
 #[test]
 fn serves_ipv6_loopback() {
     if std::net::TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("skipped: no IPv6 loopback on this machine");
+        common::skip("no IPv6 loopback on this machine");
         return;
     }
     let server = Server::start(&["--host", "::1"]);

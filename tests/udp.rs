@@ -133,7 +133,7 @@ fn datagrams_from_self_answering_ports_get_no_reply() {
             std::env::var_os("CI").is_none(),
             "CI runs as root with port 7 free"
         );
-        eprintln!("skipped: cannot bind 127.0.0.1:7 (not root, or in use)");
+        common::skip("cannot bind 127.0.0.1:7 (not root, or in use)");
         return;
     };
     socket.connect(server.addr).unwrap();
@@ -201,7 +201,7 @@ fn udp_rate_needs_udp() {
 #[test]
 fn udp_over_ipv6() {
     if UdpSocket::bind("[::1]:0").is_err() {
-        eprintln!("skipped: no IPv6 loopback on this machine");
+        common::skip("no IPv6 loopback on this machine");
         return;
     }
     let server = Server::start(&["--udp", "--host", "::1", "-q"]);

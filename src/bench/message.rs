@@ -72,7 +72,7 @@ impl Message {
         let mut i = offset;
         let mut out = out;
         // The header, and the bytes before the next word boundary, one at a time.
-        while !out.is_empty() && (i < self.header_len || i % 8 != 0) {
+        while !out.is_empty() && (i < self.header_len || !i.is_multiple_of(8)) {
             out[0] = self.byte(i);
             out = &mut out[1..];
             i += 1;

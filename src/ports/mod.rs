@@ -102,7 +102,7 @@ pub fn run(args: &PortsArgs) -> Result<()> {
     let default = Path::new(DEFAULT_SERVICES_FILE);
     let (table, source) = load(args.services_file.as_deref(), default)?;
     if source == Source::Builtin {
-        eprintln!(
+        crate::status!(
             "netecho: {DEFAULT_SERVICES_FILE} does not exist; using the built-in table of {} services",
             table.service_count()
         );
@@ -119,7 +119,7 @@ pub fn run(args: &PortsArgs) -> Result<()> {
                 _ => bail!("malformed line in {location} (and {more} more)"),
             }
         }
-        eprintln!(
+        crate::status!(
             "netecho: skipped {} malformed line{} (first: {location}); --strict makes this an error",
             more + 1,
             if more == 0 { "" } else { "s" },
@@ -142,7 +142,7 @@ pub fn run(args: &PortsArgs) -> Result<()> {
     .and_then(|()| out.flush())
     .map_err(stdout_error)?;
 
-    eprintln!(
+    crate::status!(
         "{}",
         summary(&rows, &range, args.protocol, args.name.as_deref())
     );

@@ -43,7 +43,7 @@ pub struct Status {
 impl Status {
     fn line(self, text: fmt::Arguments<'_>) {
         if !self.quiet {
-            eprintln!("{text}");
+            crate::status!("{text}");
         }
     }
 }

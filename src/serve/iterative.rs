@@ -63,11 +63,11 @@ pub fn serve(mut listener: TcpListener, args: &ServeArgs, report: &mut Report) -
             }
             let leave = echo_until_blocked(conn, &mut scratch, report);
             let leave = leave.or_else(|| idle_for(conn, args.idle_timeout).map(Leave::Idle));
-            if let Some(leave) = leave {
-                if let Some(mut conn) = client.take() {
-                    let _ = poll.registry().deregister(&mut conn.stream);
-                    finish(conn, leave, &mut summary, report);
-                }
+            if let Some(leave) = leave
+                && let Some(mut conn) = client.take()
+            {
+                let _ = poll.registry().deregister(&mut conn.stream);
+                finish(conn, leave, &mut summary, report);
             }
         }
 

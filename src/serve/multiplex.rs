@@ -139,7 +139,7 @@ pub fn run(args: &ServeArgs, addrs: &[SocketAddr]) -> Result<()> {
                 .map(|(index, mut event_loop)| {
                     scope.spawn(move || {
                         event_loop.run().inspect_err(|err| {
-                            eprintln!(
+                            crate::status!(
                                 "netecho: worker {} stopped: {err:#}; the other workers go on",
                                 index + 1
                             );

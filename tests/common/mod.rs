@@ -274,3 +274,9 @@ pub fn unused_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local address").port()
 }
+
+/// Says why a test is skipped, on stderr, where it shows even though `cargo test` captures
+/// `eprintln!`; a lost message is no failure.
+pub fn skip(why: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
+}

@@ -190,6 +190,38 @@ fn a_burst_past_the_rate_limit_is_dropped_and_counted() {
 }
 
 #[test]
+fn a_second_server_cannot_take_over_a_udp_port() {
+    let modes: [&[&str]; 2] = [&["--udp"], &["--multiplex", "--udp"]];
+    for first in modes {
+        let server = Server::start(&[first, &["-q"]].concat());
+        let port = server.addr.port().to_string();
+        for second in modes {
+            // A server that binds would run until killed: the short timeout is the failure.
+            Command::new(BIN)
+                .args(["serve", "--port", &port])
+                .args(second)
+                .timeout(Duration::from_secs(5))
+                .assert()
+                .code(1)
+                .stderr(predicate::str::contains("address already in use"));
+        }
+        // The first server still has its datagrams.
+        send_udp(server.addr)
+            .args(["-q", "still mine"])
+            .assert()
+            .success()
+            .stdout("still mine\n");
+        let (status, rest) = server.terminate();
+        assert!(status.success());
+        let summary = rest.last().unwrap();
+        assert!(
+            summary.contains("echoed 1 datagram"),
+            "{first:?}: {summary}"
+        );
+    }
+}
+
+#[test]
 fn udp_rate_needs_udp() {
     Command::new(BIN)
         .args(["serve", "--udp-rate", "10"])

@@ -5,6 +5,11 @@
 //! --udp`, which answers TCP and UDP on one port as inetd does. Datagrams are read into the
 //! loop's shared scratch buffer and answered from it: nothing is kept between datagrams. A reply
 //! the socket cannot take at once is dropped and counted, as UDP allows; it is never queued.
+//!
+//! The socket is bound without SO_REUSEADDR: on Linux that option lets a second UDP socket bind
+//! the same address and take every datagram while the first still says it listens. TCP needs it
+//! to rebind past TIME_WAIT; UDP has no TIME_WAIT, so a second server is refused ("address
+//! already in use"), as for TCP.
 
 use std::{
     io,
@@ -85,10 +90,10 @@ impl UdpEcho {
     }
 }
 
-/// A non-blocking UDP socket bound to `addr`, with SO_REUSEADDR like the TCP listener.
+/// A non-blocking UDP socket bound to `addr`, alone: no SO_REUSEADDR (see the module comment),
+/// so a port another socket holds fails with `AddrInUse`.
 pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
     socket.set_nonblocking(true)?;
     Ok(UdpSocket::from_std(StdUdpSocket::from(socket)))

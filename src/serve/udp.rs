@@ -22,7 +22,7 @@ use mio::{Events, Interest, Poll, Token, net::UdpSocket};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{
-    guard::{Guard, Verdict},
+    guard::{self, Guard, Verdict},
     report::{Report, Summary, UdpTotals},
     watch_signals,
 };
@@ -67,9 +67,14 @@ impl UdpEcho {
                 Verdict::Drop { why, first } => {
                     self.totals.dropped += 1;
                     if first {
+                        // Loopback sources have no entry of their own: one line for them all.
+                        let from = if guard::is_loopback(peer.ip()) {
+                            "loopback sources".to_string()
+                        } else {
+                            peer.ip().to_string()
+                        };
                         report.notice(format_args!(
-                            "[{peer} udp] not answered: {why}; further drops from {} are only counted",
-                            peer.ip()
+                            "[{peer} udp] not answered: {why}; further drops from {from} are only counted"
                         ));
                     }
                 }

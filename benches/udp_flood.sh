@@ -19,6 +19,7 @@ ip addr add 10.0.0.1/8 dev lo
 out=$(mktemp)
 "$netecho" serve --multiplex --udp -q --host 0.0.0.0 --port 0 "$@" >"$out" &
 server=$!
+trap 'kill "$server" 2>/dev/null || true; rm -f "$out"' EXIT   # even if the flood fails
 while ! grep -q listening "$out"; do sleep 0.05; done
 port=$(head -1 "$out" | sed 's/.*://')
 echo "== no flood"
@@ -43,8 +44,7 @@ flood=$!
 sleep 1   # let the flood fill the guard's table (65,536 sources)
 echo "== flood of new sources"
 "$netecho" bench -c 1 -s 64 -d "$secs" --port "$port" 2>&1 | grep -E '^(messages|latency)'
-wait "$flood"
+wait "$flood" || echo "the flood failed" >&2
 kill "$server"
 wait "$server" 2>/dev/null || true
 tail -1 "$out"
-rm -f "$out"

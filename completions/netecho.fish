@@ -72,10 +72,10 @@ complete -c netecho -n "__fish_netecho_using_subcommand bench" -s c -l connectio
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -s s -l size -d 'Bytes per message: 64, 1k, 64KiB, 1MiB (UDP: 12–65507)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -s d -l duration -d 'How long to send (e.g. 10, 10s, 2m, 500ms)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l pipeline -d 'Messages in flight per connection (closed loop)' -r
-complete -c netecho -n "__fish_netecho_using_subcommand bench" -l rate -d 'Open loop: send R messages per second in total, whatever the server does [default: off]' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -l rate -d 'Open loop: send R messages per second in total (at most 1e9), whatever the server does [default: off]' -r
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l threads -d 'Event-loop threads, each with its share of the connections' -r
-complete -c netecho -n "__fish_netecho_using_subcommand bench" -l timeout -d 'Give up on a connect, or on a reply (UDP: count it lost), after this long' -r
-complete -c netecho -n "__fish_netecho_using_subcommand bench" -l udp -d 'Over UDP: each message is a datagram; lost replies are counted, not fatal'
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -l timeout -d 'Give up on a connect, or on a reply, after this long (UDP: the longest wait before a reply counts as lost)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -l udp -d 'Over UDP: each message is a datagram; a reply not back within a few round trips counts as lost, and the load goes on'
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l json -d 'Print the report as one JSON object'
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c netecho -n "__fish_netecho_using_subcommand completions" -l out-dir -d 'Write the script(s) into DIR, created if missing, instead of printing' -r -F

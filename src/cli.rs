@@ -444,8 +444,14 @@ pub struct PortsArgs {
         every byte of every reply is checked. By default the load is a closed loop: each \
         connection sends its next message when the reply to the last has come back; \
         --pipeline K keeps K in flight. --rate R runs an open loop instead: R messages per \
-        second in total, on a fixed schedule, with latency counted from when each message was \
-        due, so a server that stalls cannot hide the stall.\n\n\
+        second in total (at most 1e9), on a fixed schedule, with latency counted from when each \
+        message was due, so a server that stalls cannot hide the stall. A run whose connections' \
+        buffers would need more than 4 GiB in all (--connections × --pipeline or --size) is \
+        refused.\n\n\
+        With --udp, a reply not back within a short wait derived from the round trips timed so \
+        far (TCP's retransmission timeout: srtt + 4 × rttvar, at least 5 ms, at most --timeout) \
+        counts as lost and the load goes on; one that comes later withdraws the loss and counts \
+        as late. The rate is over the time measured, without the waits for lost replies.\n\n\
         Connections are opened at most 256 at a time, so a listen backlog is not overrun, and \
         the limit on open files is raised as needed. One thread runs everything (event-driven), \
         leaving the other cores to the server; --threads N uses more.\n\n\
@@ -491,11 +497,13 @@ pub struct BenchArgs {
     )]
     pub pipeline: u32,
 
-    /// Open loop: send R messages per second in total, whatever the server does [default: off]
+    /// Open loop: send R messages per second in total (at most 1e9), whatever the server does
+    /// [default: off]
     #[arg(long, value_name = "R", value_parser = bench::parse_rate)]
     pub rate: Option<f64>,
 
-    /// Over UDP: each message is a datagram; lost replies are counted, not fatal
+    /// Over UDP: each message is a datagram; a reply not back within a few round trips counts as
+    /// lost, and the load goes on
     #[arg(long)]
     pub udp: bool,
 
@@ -508,7 +516,8 @@ pub struct BenchArgs {
     )]
     pub threads: u32,
 
-    /// Give up on a connect, or on a reply (UDP: count it lost), after this long
+    /// Give up on a connect, or on a reply, after this long (UDP: the longest wait before a reply
+    /// counts as lost)
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = duration::parse_positive)]
     pub timeout: Duration,
 

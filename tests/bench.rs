@@ -9,8 +9,12 @@ mod common;
 use std::{
     io::{Read, Write},
     net::{TcpListener, TcpStream, UdpSocket},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use assert_cmd::Command;
@@ -71,6 +75,38 @@ fn udp_echo(keep: impl Fn(u64) -> bool + Send + 'static) -> u16 {
         }
     });
     port
+}
+
+/// What [`lossy_udp_echo`] has seen.
+#[derive(Default)]
+struct EchoCounts {
+    /// Datagrams received.
+    received: AtomicU64,
+    /// Datagrams not answered on purpose.
+    dropped: AtomicU64,
+}
+
+/// A UDP echo server written here that leaves every `nth` datagram unanswered, and counts.
+fn lossy_udp_echo(nth: u64) -> (u16, Arc<EchoCounts>) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let counts = Arc::new(EchoCounts::default());
+    let seen = Arc::clone(&counts);
+    thread::spawn(move || {
+        let mut buffer = [0u8; 65536];
+        while let Ok((n, from)) = socket.recv_from(&mut buffer) {
+            let count = seen.received.load(Ordering::SeqCst) + 1;
+            if count % nth == 0 {
+                seen.dropped.fetch_add(1, Ordering::SeqCst);
+            } else {
+                let _ = socket.send_to(&buffer[..n], from);
+            }
+            // Counted once handled, so a test that sees the count sees the drop too.
+            seen.received.store(count, Ordering::SeqCst);
+        }
+    });
+    (port, counts)
 }
 
 #[test]
@@ -338,6 +374,7 @@ fn nonsense_options_are_usage_errors() {
         &["--udp", "--size", "8"],
         &["--udp", "--size", "64KiB"],
         &["--rate", "0.5", "--duration", "1"],
+        &["--rate", "1e12"],
     ] {
         Command::new(BIN)
             .arg("bench")
@@ -390,4 +427,118 @@ fn ctrl_c_ends_the_run_early_with_a_report() {
         stdout.contains("msgs/s") && stdout.contains("errors      none"),
         "{stdout}"
     );
+}
+
+#[test]
+fn a_thread_that_cannot_start_ends_the_run_at_once_with_its_error() {
+    // A stack no machine can map: every thread the run spawns fails to start (the main thread's
+    // stack is the kernel's, so the first share still runs and waits at the start gate).
+    let echo = multi_echo();
+    let started = Instant::now();
+    bench(echo.addr.port())
+        .args(["-c", "2", "--threads", "2", "-d", "30"])
+        .env("RUST_MIN_STACK", "1000000000000000")
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "netecho: cannot start benchmark thread 2 of 2: ",
+        ));
+    // Not after --duration: the first thread does not load alone.
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+#[test]
+fn a_rate_beyond_what_can_be_sent_ends_with_the_duration() {
+    // One message per ns is far more than a thread can send: the schedule is always behind.
+    let echo = multi_echo();
+    let started = Instant::now();
+    let (code, report, stderr) = bench_json(
+        echo.addr.port(),
+        &["-c", "2", "--rate", "1e9", "-d", "1", "--timeout", "2"],
+    );
+    let took = started.elapsed();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["rate"], 1e9);
+    assert!(report["messages"].as_u64().unwrap() > 0);
+    // Ends within --duration plus the --timeout for the replies owed (and room for start-up).
+    assert!(took < Duration::from_secs(1 + 2 + 5), "{took:?}");
+}
+
+#[test]
+fn a_udp_closed_loop_moves_on_after_a_loss_and_counts_it_exactly() {
+    // Every 10th datagram unanswered: one loss per 10 messages, each of which used to stall the
+    // closed loop for the whole --timeout (5 s).
+    let (port, counts) = lossy_udp_echo(10);
+    let (code, report, stderr) = bench_json(port, &["--udp", "-d", "2"]);
+    assert_eq!(code, 1, "loss fails the run: {stderr}");
+    assert!(stderr.contains("lost"), "{stderr}");
+    let number = |name: &str| report[name].as_u64().unwrap();
+    let (messages, lost, late) = (number("messages"), number("lost"), number("late"));
+    assert!(
+        messages > 100 && lost > 0,
+        "far more than one message per timeout: {report}"
+    );
+    assert_eq!(report["errors"]["mismatch"], 0);
+    // Every datagram sent came to the echo: wait until it has handled them all.
+    let sent = messages + lost + late;
+    let deadline = Instant::now() + TIMEOUT;
+    while counts.received.load(Ordering::SeqCst) < sent {
+        assert!(
+            Instant::now() < deadline,
+            "the echo never saw {sent} datagrams"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(counts.received.load(Ordering::SeqCst), sent);
+    // Exact: the datagrams dropped are the ones lost. The last one sent may be answered only
+    // after the run, which did not wait for it past its loss wait: lost, and not dropped.
+    let dropped = counts.dropped.load(Ordering::SeqCst);
+    assert!(
+        lost == dropped || lost == dropped + 1,
+        "lost {lost}, dropped {dropped}: {report}"
+    );
+    // The rate is over the time measured, which leaves out the waits for the lost replies (each
+    // at least the 5 ms floor of the loss wait).
+    let elapsed = report["elapsed_s"].as_f64().unwrap();
+    let waited = report["lost_wait_s"].as_f64().unwrap();
+    let rate = report["msgs_per_sec"].as_f64().unwrap();
+    assert!(elapsed > 0.0 && elapsed < 2.5, "{report}");
+    assert!((rate * elapsed - messages as f64).abs() < 1.0, "{report}");
+    assert!(waited >= lost as f64 * 0.005 * 0.99, "{report}");
+}
+
+#[test]
+fn buffers_beyond_the_memory_limit_are_a_usage_error() {
+    for (args, named) in [
+        (
+            &["-c", "5000", "--pipeline", "65536"][..],
+            "5000 connections would need up to 5.2 GiB of buffers (1.1 MiB each with --pipeline \
+             65536), more than the limit of 4.0 GiB: lower --pipeline or --connections",
+        ),
+        (
+            &["-c", "100000", "-s", "64KiB"],
+            "100000 connections would need up to 6.1 GiB of buffers (64.0 KiB each), more than \
+             the limit of 4.0 GiB: lower --connections or --size",
+        ),
+        (
+            &["--udp", "-c", "2000", "--pipeline", "65536"],
+            "2000 connections would need up to",
+        ),
+    ] {
+        bench(unused_port())
+            .args(args)
+            .assert()
+            .code(2)
+            .stdout("")
+            .stderr(predicate::str::contains(named));
+    }
+    // A deep pipeline on a few connections is fine: its queues grow only as deep as they get.
+    let echo = multi_echo();
+    let (code, report, stderr) = bench_json(
+        echo.addr.port(),
+        &["-c", "2", "--pipeline", "65536", "-d", "500ms"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(report["messages"].as_u64().unwrap() > 0);
 }

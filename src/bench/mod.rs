@@ -10,13 +10,22 @@
 //!   checks bytes as they arrive.
 //! - [`udp`]: the same over datagrams, counting losses instead of failing the connection.
 //! - [`stats`]: latency histogram, errors by kind, and the text and JSON report.
+//! - [`gate`]: where the threads meet once set up; one that fails to start releases the others.
 //!
 //! Threads share nothing on the hot path: each owns its connections, its poll and its stats.
-//! They meet twice: at a barrier once all are connected (so the load starts together), and
-//! through two relaxed counters that feed the progress bar. Ctrl-C (or SIGTERM) sets a flag that
-//! ends the load early, as the end of `--duration` would: owed replies are awaited and the
-//! report is printed; a second Ctrl-C exits at once.
+//! They meet twice: at a [`gate::StartGate`] once all are connected (so the load starts
+//! together), and through two relaxed counters that feed the progress bar. A thread that cannot
+//! start (its spawn fails, its setup errors, it panics) abandons the gate: the others return
+//! without loading and the run ends at once with that thread's error. Ctrl-C (or SIGTERM) sets a
+//! flag that ends the load early, as the end of `--duration` would: owed replies are awaited and
+//! the report is printed; a second Ctrl-C exits at once.
+//!
+//! Memory is bounded before anything is allocated: [`buffer_bytes`] is what a connection may
+//! come to hold, and a run whose connections together would need more than
+//! [`MAX_BUFFER_MEMORY`] is a usage error. Deadlines are computed with [`later`], which cannot
+//! overflow.
 
+pub mod gate;
 pub mod message;
 pub mod schedule;
 pub mod stats;
@@ -27,7 +36,7 @@ use std::{
     io::{self, IsTerminal, Write},
     net::{SocketAddr, TcpStream},
     sync::{
-        Arc, Barrier,
+        Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread,
@@ -37,7 +46,8 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::{cli::BenchArgs, error::UsageError, output::stdout_error};
+use crate::{cli::BenchArgs, duration, error::UsageError, output::stdout_error};
+use gate::{StartGate, Ticket};
 use message::HEADER_LEN;
 use stats::{BenchReport, Settings, ThreadStats};
 
@@ -47,6 +57,16 @@ pub const MAX_CONNECTIONS: u32 = 1_000_000;
 pub const MAX_PIPELINE: u32 = 65_536;
 /// Most event-loop threads.
 pub const MAX_THREADS: u32 = 256;
+/// Fastest `--rate`, in messages per second: one per nanosecond, far beyond what any thread can
+/// send, so no real run is refused, and small enough that a schedule of [`duration::MAX`] counts
+/// its messages exactly in an `f64` (2.6e15 < 2^53).
+pub const MAX_RATE: f64 = 1e9;
+/// [`MAX_RATE`] as the user would type it.
+pub const MAX_RATE_TEXT: &str = "1e9 (1000000000)";
+/// Most memory the connections' buffers may come to hold, over the whole run: 4 GiB. Past this
+/// the run is refused before it allocates anything, rather than swapping the machine or being
+/// killed mid-run (`-c 10000 --pipeline 65536` asked for 11 GB).
+pub const MAX_BUFFER_MEMORY: u64 = 4 << 30;
 /// Largest TCP message (each connection buffers at most 64 KiB of it at a time).
 pub const MAX_TCP_SIZE: usize = 1 << 30;
 /// Largest UDP message: the most an IPv4 datagram can carry.
@@ -100,8 +120,6 @@ pub struct ThreadPlan<'a> {
     pub rate: Option<f64>,
     /// Connects this thread may have under way at once.
     pub connect_window: usize,
-    /// Where all threads wait once connected, so the load starts together.
-    pub barrier: &'a Barrier,
     /// Counters for the progress bar.
     pub live: &'a Live,
 }
@@ -200,7 +218,25 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
 }
 
-/// Checks what clap cannot: limits that depend on the protocol, a rate that makes sense.
+/// `at + wait` for the deadlines of a run. `wait` is clamped to [`duration::MAX`] (30 days, no
+/// option is longer) and an `Instant` of this process plus 30 days is always representable, so
+/// this cannot overflow, whatever a computation (a schedule at a huge rate) made of `wait`.
+pub fn later(at: Instant, wait: Duration) -> Instant {
+    at + wait.min(duration::MAX)
+}
+
+/// Bytes of buffers one connection (UDP: socket) of the run may come to hold: its write buffer
+/// and what it keeps per message in flight.
+pub fn buffer_bytes(args: &BenchArgs) -> u64 {
+    if args.udp {
+        udp::buffer_bytes(args.pipeline, args.rate.is_some())
+    } else {
+        tcp::buffer_bytes(args.size, args.pipeline, args.rate.is_some())
+    }
+}
+
+/// Checks what clap cannot: limits that depend on the protocol, a rate that makes sense, the
+/// memory the connections would need.
 fn validate(args: &BenchArgs) -> Result<()> {
     let usage = |message: String| Err(anyhow!(UsageError(message)));
     if args.size == 0 {
@@ -225,12 +261,53 @@ fn validate(args: &BenchArgs) -> Result<()> {
             args.duration.as_secs_f64()
         ));
     }
+    let per_connection = buffer_bytes(args);
+    let total = per_connection.saturating_mul(u64::from(args.connections));
+    if total > MAX_BUFFER_MEMORY {
+        let fix = if args.pipeline > 1 {
+            "lower --pipeline or --connections"
+        } else {
+            "lower --connections or --size"
+        };
+        return usage(format!(
+            "{} connections would need up to {} of buffers ({} each{}), more than the limit \
+             of {}: {fix}",
+            args.connections,
+            bytes(total),
+            bytes(per_connection),
+            if args.pipeline > 1 {
+                format!(" with --pipeline {}", args.pipeline)
+            } else {
+                String::new()
+            },
+            bytes(MAX_BUFFER_MEMORY),
+        ));
+    }
     Ok(())
 }
 
-/// Parses `--rate`: messages per second, more than zero. Used as a clap value parser.
+/// A number of bytes for a message: `512 bytes`, `64.0 KiB`, `1.1 GiB`.
+fn bytes(count: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if count < 1024 {
+        return format!("{count} bytes");
+    }
+    let mut value = count as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// Parses `--rate`: messages per second, more than zero, at most [`MAX_RATE`]. Used as a clap
+/// value parser.
 pub fn parse_rate(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > MAX_RATE => Err(format!(
+            "'{text}' is too fast: --rate is at most {MAX_RATE_TEXT} messages per second"
+        )),
         Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
         _ => Err(format!(
             "'{text}' is not a rate: give messages per second, more than zero (e.g. 1000)"
@@ -271,10 +348,11 @@ fn raise_fd_limit(connections: u32) -> Result<()> {
 
 /// Spreads the connections over the threads, runs them, and collects their stats. The first
 /// share runs on the calling thread, which also draws the progress bar: with `--threads 1` the
-/// whole benchmark is one thread.
+/// whole benchmark is one thread. The others are spawned first, so by the time the first share
+/// reaches the gate, a thread that could not be spawned has already abandoned it.
 fn run_threads(plan: &Plan, live: &Live, progress: &mut Progress) -> Result<Vec<ThreadStats>> {
     let threads = plan.threads as usize;
-    let barrier = Barrier::new(threads);
+    let gate = StartGate::new(threads);
     let shares: Vec<ThreadPlan> = (0..threads)
         .map(|t| {
             let ids: Vec<u32> = (0..plan.connections)
@@ -289,7 +367,6 @@ fn run_threads(plan: &Plan, live: &Live, progress: &mut Progress) -> Result<Vec<
                 ids,
                 rate,
                 connect_window: (CONNECT_WINDOW / threads).max(1),
-                barrier: &barrier,
                 live,
             }
         })
@@ -302,29 +379,42 @@ fn run_threads(plan: &Plan, live: &Live, progress: &mut Progress) -> Result<Vec<
         let others: Vec<_> = shares
             .enumerate()
             .map(|(i, share)| {
-                thread::Builder::new()
+                let ticket = gate.ticket();
+                let spawned = thread::Builder::new()
                     .name(format!("bench-{}", i + 1))
-                    .spawn_scoped(scope, move || run_share(&share, None))
+                    .spawn_scoped(scope, move || run_share(&share, ticket, None));
+                if spawned.is_err() {
+                    // Its ticket went with the closure, which abandons the gate when dropped;
+                    // saying so here does not depend on that.
+                    gate.abandon();
+                }
+                spawned.with_context(|| {
+                    format!("cannot start benchmark thread {} of {threads}", i + 2)
+                })
             })
             .collect();
-        let mut results = vec![run_share(&first, Some(progress))];
+        let mut results = vec![run_share(&first, gate.ticket(), Some(progress))];
         for other in others {
-            let handle = other.context("cannot start a benchmark thread")?;
-            results.push(
+            results.push(other.and_then(|handle| {
                 handle
                     .join()
-                    .map_err(|_| anyhow!("a benchmark thread panicked"))?,
-            );
+                    .map_err(|_| anyhow!("a benchmark thread panicked"))?
+            }));
         }
+        // The first error is the cause: the threads it stopped at the gate return no error.
         results.into_iter().collect()
     })
 }
 
-fn run_share(share: &ThreadPlan, progress: Option<&mut Progress>) -> Result<ThreadStats> {
+fn run_share(
+    share: &ThreadPlan,
+    ticket: Ticket,
+    progress: Option<&mut Progress>,
+) -> Result<ThreadStats> {
     if share.plan.udp {
-        udp::run(share, progress)
+        udp::run(share, ticket, progress)
     } else {
-        tcp::run(share, progress)
+        tcp::run(share, ticket, progress)
     }
 }
 
@@ -370,7 +460,7 @@ impl<'a> Progress<'a> {
     pub fn start(&mut self, now: Instant) {
         self.started = Some(now);
         self.last = (0, now);
-        self.next = now + PROGRESS_INTERVAL;
+        self.next = later(now, PROGRESS_INTERVAL);
     }
 
     /// When the event loop should wake to redraw.
@@ -384,7 +474,7 @@ impl<'a> Progress<'a> {
         if now < self.next {
             return;
         }
-        self.next = now + PROGRESS_INTERVAL;
+        self.next = later(now, PROGRESS_INTERVAL);
         let messages = self.live.messages.load(Ordering::Relaxed);
         let errors = self.live.errors.load(Ordering::Relaxed);
         let (last_messages, last_time) = self.last;
@@ -418,5 +508,25 @@ mod tests {
         for text in ["0", "-1", "fast", "inf", "NaN", ""] {
             assert!(parse_rate(text).is_err(), "{text}");
         }
+        assert_eq!(parse_rate("1e9"), Ok(MAX_RATE));
+        let err = parse_rate("1e12").unwrap_err();
+        assert!(err.contains("at most 1e9"), "{err}");
+    }
+
+    #[test]
+    fn deadlines_never_overflow() {
+        let now = Instant::now();
+        assert_eq!(later(now, Duration::MAX), now + duration::MAX);
+        assert_eq!(
+            later(now, Duration::from_secs(1)),
+            now + Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn byte_counts_in_words() {
+        assert_eq!(bytes(512), "512 bytes");
+        assert_eq!(bytes(64 << 10), "64.0 KiB");
+        assert_eq!(bytes(4 << 30), "4.0 GiB");
     }
 }

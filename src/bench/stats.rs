@@ -128,8 +128,12 @@ pub struct ThreadStats {
     pub failed_connections: u64,
     /// How long this thread took to set up its connections.
     pub connect_time: Duration,
-    /// How long this thread's load ran, from its start to the last reply or the drain deadline.
+    /// How long this thread's load was measured: from its start to the last reply or the drain
+    /// deadline, less `lost_wait`.
     pub load_time: Duration,
+    /// UDP closed loop: time spent waiting for nothing but replies that were lost, left out of
+    /// `load_time` so the rate says how fast the server answered.
+    pub lost_wait: Duration,
 }
 
 impl ThreadStats {
@@ -146,12 +150,19 @@ impl ThreadStats {
             failed_connections: 0,
             connect_time: Duration::ZERO,
             load_time: Duration::ZERO,
+            lost_wait: Duration::ZERO,
         })
     }
 
     /// Counts a verified reply and its latency.
     pub fn reply(&mut self, latency: Duration) {
         self.messages += 1;
+        self.record_latency(latency);
+    }
+
+    /// Records a latency without counting a reply (UDP: a reply that came late is counted apart,
+    /// but its latency belongs in the histogram: a slow server must not hide its slow replies).
+    pub fn record_latency(&mut self, latency: Duration) {
         let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
         self.latency.saturating_record(nanos.max(1));
     }
@@ -182,6 +193,7 @@ impl ThreadStats {
         self.failed_connections += other.failed_connections;
         self.connect_time = self.connect_time.max(other.connect_time);
         self.load_time = self.load_time.max(other.load_time);
+        self.lost_wait = self.lost_wait.max(other.lost_wait);
         Ok(())
     }
 }
@@ -239,8 +251,12 @@ pub struct BenchReport {
     pub failed_connections: u64,
     /// Milliseconds it took to set up all connections.
     pub connect_ms: f64,
-    /// Seconds the load ran, including the wait for the last replies.
+    /// Seconds the load was measured over (the rates are per these): from its start to the last
+    /// reply (or the drain deadline), less `lost_wait_s`; the longest of the threads.
     pub elapsed_s: f64,
+    /// UDP closed loop: seconds spent waiting for nothing but replies that were lost (the
+    /// longest of the threads), left out of `elapsed_s`.
+    pub lost_wait_s: f64,
     /// Replies received in full and verified.
     pub messages: u64,
     /// Verified replies per second.
@@ -253,7 +269,8 @@ pub struct BenchReport {
     pub errors: ErrorCounts,
     /// Messages whose reply never came back in full.
     pub lost: u64,
-    /// UDP: replies that came after their datagram was counted lost, or twice.
+    /// UDP: replies that came after their datagram was presumed lost (the loss withdrawn), or
+    /// twice, or after `--timeout`.
     pub late: u64,
     /// The first errors in words.
     pub error_details: Vec<String>,
@@ -284,6 +301,7 @@ impl BenchReport {
             failed_connections: total.failed_connections,
             connect_ms: total.connect_time.as_secs_f64() * 1000.0,
             elapsed_s: elapsed,
+            lost_wait_s: total.lost_wait.as_secs_f64(),
             messages: total.messages,
             msgs_per_sec: per_second(total.messages as f64),
             mib_per_sec: per_second(bytes) / (1024.0 * 1024.0),
@@ -349,9 +367,17 @@ impl BenchReport {
             "connected   {} of {} in {:.1} ms{failed}",
             self.connected, s.connections, self.connect_ms
         )?;
+        let waited = if self.lost_wait_s > 0.0 {
+            format!(
+                " (not counting {:.2} s of waits for lost replies)",
+                self.lost_wait_s
+            )
+        } else {
+            String::new()
+        };
         writeln!(
             out,
-            "messages    {} in {:.2} s: {} msgs/s, {:.2} MiB/s each way",
+            "messages    {} in {:.2} s: {} msgs/s, {:.2} MiB/s each way{waited}",
             self.messages,
             self.elapsed_s,
             number(self.msgs_per_sec),
@@ -383,7 +409,11 @@ impl BenchReport {
             ));
         }
         if self.late > 0 {
-            errors.push_str(&format!("; {} late or duplicate replies", self.late));
+            errors.push_str(&format!(
+                "; {} late or duplicate {}",
+                self.late,
+                plural(self.late, "reply", "replies")
+            ));
         }
         writeln!(out, "errors      {errors}")?;
         for detail in &self.error_details {

@@ -1,21 +1,24 @@
 //! One thread of `netecho bench` over TCP: a mio event loop over its share of the connections.
 //!
 //! First it connects, keeping at most `connect_window` connects under way so a server's listen
-//! backlog is not overrun, then waits at the barrier for the other threads. Then each
+//! backlog is not overrun, then waits at the start gate for the other threads. Then each
 //! [`Connection`] runs a small state machine:
 //!
 //! - sending: when the load allows another message (closed loop: fewer than `--pipeline` in
 //!   flight; open loop: the schedule says it is due), its bytes are generated into the
 //!   connection's bounded write buffer and written as the socket takes them;
 //! - receiving: bytes are compared with what was sent as they arrive, through a cursor
-//!   (message, offset), so nothing is stored per message and nothing is allocated;
-//! - a reply complete is a latency sample, from when it was sent (closed loop) or due (open).
+//!   (message, offset), so no copy of a message is kept;
+//! - a reply complete is a latency sample, from when it was sent (closed loop: a queue of send
+//!   times that grows with the messages actually in flight, up to `--pipeline`) or due (open
+//!   loop: computed from the schedule).
 //!
 //! At the end of `--duration` no new message starts; the loop waits (up to `--timeout`) for the
 //! replies still owed, then closes everything. A connection that fails (reset, closed, altered
 //! byte, no progress within `--timeout`) is counted by kind and dropped; the others go on.
 
 use std::{
+    collections::VecDeque,
     io::{self, Read, Write},
     net::SocketAddr,
     sync::atomic::Ordering,
@@ -27,6 +30,8 @@ use mio::{Events, Interest, Poll, Token, net::TcpStream};
 
 use super::{
     Load, Progress, ThreadPlan,
+    gate::Ticket,
+    later,
     message::Message,
     schedule::Schedule,
     stats::{ErrorKind, ThreadStats, describe_mismatch},
@@ -43,17 +48,32 @@ const STALL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 /// Events handled per poll.
 const EVENTS_CAPACITY: usize = 1024;
 
-/// Runs this thread's connections to the end and returns what they measured.
-pub fn run(share: &ThreadPlan, mut progress: Option<&mut Progress>) -> Result<ThreadStats> {
-    let mut stats = ThreadStats::new()?;
-    let mut poll = Poll::new().context("cannot create the event loop");
-    let connected = match &mut poll {
-        Ok(poll) => connect_all(share, poll, &mut stats),
-        Err(_) => Ok(Vec::new()),
+/// Bytes one connection may come to hold: its write buffer and, in a closed loop, the send time
+/// of each message in flight.
+pub fn buffer_bytes(size: usize, pipeline: u32, open: bool) -> u64 {
+    let (buffered, in_flight) = if open {
+        (OPEN_LOOP_BUFFERED, 0)
+    } else {
+        (pipeline as usize, pipeline as usize)
     };
-    // Every thread reaches the barrier, even one that failed, or the others would wait forever.
-    share.barrier.wait();
-    let (mut poll, mut connections) = (poll?, connected?);
+    let out = size.saturating_mul(buffered).clamp(1, WRITE_BUFFER_MAX);
+    (out + in_flight * std::mem::size_of::<Instant>()) as u64
+}
+
+/// Runs this thread's connections to the end and returns what they measured. An error before the
+/// load (or a panic) drops `ticket`, which stops the other threads at the gate.
+pub fn run(
+    share: &ThreadPlan,
+    ticket: Ticket,
+    mut progress: Option<&mut Progress>,
+) -> Result<ThreadStats> {
+    let mut stats = ThreadStats::new()?;
+    let mut poll = Poll::new().context("cannot create the event loop")?;
+    let mut connections = connect_all(share, &mut poll, &mut stats)?;
+    if !ticket.ready() {
+        // Another thread could not start; its error ends the run.
+        return Ok(stats);
+    }
 
     let start = Instant::now();
     if let Some(progress) = progress.as_deref_mut() {
@@ -200,19 +220,19 @@ struct Connection {
     /// Bytes written to and read from the socket, so a reply longer than the request shows.
     written: u64,
     received: u64,
-    /// Open loop: messages due so far.
-    due: u64,
-    /// Closed loop: when each message in flight was sent, indexed by `seq % pipeline`.
-    sent_at: Box<[Instant]>,
+    /// Closed loop: when each message in flight was sent, oldest first. It grows with the
+    /// messages in flight (at most `--pipeline`), so a deep pipeline the socket never fills
+    /// costs nothing.
+    sent_at: VecDeque<Instant>,
     /// When the connection last made progress (a reply byte), or began to wait for one.
     last_progress: Instant,
 }
 
 impl Connection {
     fn new(stream: TcpStream, id: u32, plan: &super::Plan) -> Self {
-        let (buffered, in_flight) = match plan.load {
-            Load::Closed { pipeline } => (pipeline as usize, pipeline as usize),
-            Load::Open { .. } => (OPEN_LOOP_BUFFERED, 0),
+        let buffered = match plan.load {
+            Load::Closed { pipeline } => pipeline as usize,
+            Load::Open { .. } => OPEN_LOOP_BUFFERED,
         };
         let out_len = plan
             .size
@@ -233,8 +253,7 @@ impl Connection {
             reply_offset: 0,
             written: 0,
             received: 0,
-            due: 0,
-            sent_at: vec![now; in_flight].into_boxed_slice(),
+            sent_at: VecDeque::new(),
             last_progress: now,
         }
     }
@@ -282,7 +301,7 @@ impl<'a> Run<'a> {
         Run {
             share,
             stats,
-            end: start + plan.duration,
+            end: later(start, plan.duration),
             drain_deadline: None,
             schedule: share
                 .rate
@@ -310,18 +329,12 @@ impl<'a> Run<'a> {
             if self.drain_deadline.is_none()
                 && (now >= self.end || self.share.live.is_interrupted())
             {
-                self.drain_deadline = Some(now + self.share.plan.timeout);
+                self.drain_deadline = Some(later(now, self.share.plan.timeout));
             }
             if let Some(schedule) = &mut self.schedule {
+                // O(1) however far behind, and each connection at most once.
                 let dirty = &mut self.dirty;
-                schedule.advance(now, |index| {
-                    if let Some(connection) = connections[index].as_mut() {
-                        connection.due += 1;
-                        if !dirty.contains(&index) {
-                            dirty.push(index);
-                        }
-                    }
-                });
+                schedule.advance(now, |index| dirty.push(index));
                 while let Some(index) = self.dirty.pop() {
                     self.pump(connections, index, now);
                 }
@@ -349,7 +362,7 @@ impl<'a> Run<'a> {
             }
 
             let mut wake = self.drain_deadline.unwrap_or(self.end);
-            wake = wake.min(self.last_stall_check + STALL_CHECK_INTERVAL);
+            wake = wake.min(later(self.last_stall_check, STALL_CHECK_INTERVAL));
             if let Some(due) = self.schedule.as_ref().and_then(Schedule::next_due) {
                 wake = wake.min(due);
             }
@@ -403,6 +416,10 @@ impl<'a> Run<'a> {
 
     fn send(&self, c: &mut Connection, now: Instant) -> io::Result<()> {
         let stopping = self.drain_deadline.is_some();
+        let due = match &self.schedule {
+            Some(schedule) => schedule.due_count(self.index_of(c.id)),
+            None => 0,
+        };
         loop {
             if c.out_start == c.out_end {
                 (c.out_start, c.out_end) = (0, 0);
@@ -411,7 +428,7 @@ impl<'a> Run<'a> {
                 if c.next_offset == 0 {
                     let allowed = match self.share.plan.load {
                         Load::Closed { pipeline } => c.next.seq < c.reply.seq + u64::from(pipeline),
-                        Load::Open { .. } => c.next.seq < c.due,
+                        Load::Open { .. } => c.next.seq < due,
                     };
                     if stopping || !allowed {
                         break;
@@ -420,9 +437,8 @@ impl<'a> Run<'a> {
                         // From now on a reply is owed: the stall clock starts.
                         c.last_progress = now;
                     }
-                    if !c.sent_at.is_empty() {
-                        let slot = (c.next.seq % c.sent_at.len() as u64) as usize;
-                        c.sent_at[slot] = now;
+                    if self.schedule.is_none() {
+                        c.sent_at.push_back(now);
                     }
                 }
                 let n = (c.size - c.next_offset).min(c.out.len() - c.out_end);
@@ -507,11 +523,14 @@ impl<'a> Run<'a> {
                 c.reply_offset += take;
                 data = &data[take..];
                 if c.reply_offset == c.size {
-                    let origin = match (&self.schedule, c.sent_at.len()) {
-                        (Some(schedule), _) => schedule.due(self.index_of(c.id), c.reply.seq),
-                        (None, pipeline) => c.sent_at[(c.reply.seq % pipeline as u64) as usize],
+                    let origin = match &self.schedule {
+                        Some(schedule) => Some(schedule.due(self.index_of(c.id), c.reply.seq)),
+                        // A whole reply is one to a message started, so its time is queued.
+                        None => c.sent_at.pop_front(),
                     };
-                    self.stats.reply(now.saturating_duration_since(origin));
+                    self.stats.reply(
+                        origin.map_or(Duration::ZERO, |at| now.saturating_duration_since(at)),
+                    );
                     self.unreported += 1;
                     c.reply = Message::new(c.id, c.reply.seq + 1, c.size);
                     c.reply_offset = 0;

@@ -326,18 +326,16 @@ impl Reader<'_> {
                     ) =>
                 {
                     bail!(
-                        "no reply from {server} within {} (received {received} of {} bytes sent \
-                         so far) — is it an echo server? (--timeout waits longer)",
+                        "no reply from {server} within {} (received {received} of at least {} \
+                         bytes sent) — is it an echo server? (--timeout waits longer)",
                         seconds(self.timeout),
                         self.written()
                     )
                 }
+                // No count of bytes sent here: the writer may be inside a write the server
+                // already took, so what it has counted could be short of the truth.
                 Err(err) if err.kind() == io::ErrorKind::ConnectionReset => {
-                    bail!(
-                        "connection reset by {server} after {received} bytes of reply ({} bytes \
-                         sent)",
-                        self.written()
-                    )
+                    bail!("connection reset by {server} after {received} bytes of reply")
                 }
                 Err(err) => {
                     return Err(err)
@@ -391,7 +389,8 @@ impl Reader<'_> {
                 Err(RecvTimeoutError::Timeout) => {
                     return anyhow!(
                         "reply cut short: the server closed the connection after {received} \
-                         bytes of reply, while {} bytes had been sent and more were to come",
+                         bytes of reply, while at least {} bytes had been sent and more were to \
+                         come",
                         self.written()
                     );
                 }

@@ -384,3 +384,141 @@ fn an_error_with_a_full_stderr_keeps_its_exit_status() {
         .expect("run netecho");
     assert_eq!(status.code(), Some(1));
 }
+
+/// The size limit of a services file, as `src/ports/mod.rs` states it.
+const LIMIT: u64 = 16 << 20;
+
+#[test]
+fn dev_zero_is_refused_at_the_size_limit() {
+    ports(Path::new("/dev/zero"), &[])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "/dev/zero is larger than 16 MiB, the most netecho reads as a services file",
+        ))
+        .stderr(predicate::str::contains(
+            "--services-file or NETECHO_SERVICES",
+        ));
+    // The same through the environment, with bytes that are not even zeros.
+    Command::new(env!("CARGO_BIN_EXE_netecho"))
+        .args(["ports", "7"])
+        .env("NETECHO_SERVICES", "/dev/urandom")
+        .timeout(Duration::from_secs(10))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "/dev/urandom is larger than 16 MiB",
+        ));
+}
+
+#[test]
+fn a_file_over_the_size_limit_is_refused_and_one_at_it_is_read() {
+    // Sparse files: no disk is written, and NUL bytes make one long malformed line.
+    let at_limit = NamedTempFile::new().unwrap();
+    at_limit.as_file().set_len(LIMIT).unwrap();
+    ports(at_limit.path(), &[])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("skipped 1 malformed line"));
+    let over = NamedTempFile::new().unwrap();
+    over.as_file().set_len(LIMIT + 1).unwrap();
+    ports(over.path(), &[])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(predicate::str::contains(format!(
+            "{} is larger than 16 MiB",
+            over.path().display()
+        )));
+}
+
+/// A line with 100,000 aliases, each given twice: merged in linear time (it took minutes when
+/// each alias was checked against all the others), every alias once, in order. The bound on
+/// time is the command's own timeout.
+#[test]
+fn one_line_with_a_hundred_thousand_aliases() {
+    let aliases: Vec<String> = (0..100_000).map(|i| format!("a{i}")).collect();
+    let line = format!(
+        "many 4000/tcp {} {}\n",
+        aliases.join(" "),
+        aliases.join(" ")
+    );
+    let file = fixture(&line);
+    let out = stdout_of(file.path(), &["4000"]);
+    assert_eq!(out, format!("4000\ttcp\tmany\t{}\n", aliases.join(" ")));
+}
+
+/// 100,000 services on one port, each on a tcp and a udp line: one row each, in file order,
+/// both protocols merged, built in linear time.
+#[test]
+fn a_hundred_thousand_services_on_one_port() {
+    let mut text = String::new();
+    for protocol in ["udp", "tcp"] {
+        for i in 0..100_000 {
+            text += &format!("s{i} 4000/{protocol} x{i}\n");
+        }
+    }
+    let file = fixture(&text);
+    let out = stdout_of(file.path(), &["4000"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 100_000);
+    assert_eq!(lines[0], "4000\ttcp/udp\ts0\tx0");
+    assert_eq!(lines[99_999], "4000\ttcp/udp\ts99999\tx99999");
+}
+
+/// Names, aliases and protocols with terminal escapes (retitle, clear screen, bell, a C1 CSI)
+/// and bidi overrides, and a malformed line full of them.
+const HOSTILE: &str = "\
+evil\x1b]0;owned\x07 6/tcp clear\x1b[2J rl\u{202e}o\u{2066}
+c1 8/x\u{9b}2J
+\x1b[2J\x1b[H j\x07unk
+";
+
+/// No raw control or bidi character of the file reaches the terminal.
+fn assert_no_raw_controls(text: &str) {
+    let raw = ['\x1b', '\x07', '\u{9b}', '\u{202e}', '\u{2066}'];
+    assert!(!text.contains(raw), "raw control character in {text:?}");
+}
+
+#[test]
+fn control_characters_from_the_file_are_escaped_in_plain_and_table() {
+    let file = fixture(HOSTILE);
+    let plain = stdout_of(file.path(), &["0", "10"]);
+    assert_no_raw_controls(&plain);
+    assert_eq!(
+        plain,
+        "6\ttcp\tevil\\u{1b}]0;owned\\u{7}\tclear\\u{1b}[2J rl\\u{202e}o\\u{2066}\n\
+         8\tx\\u{9b}2j\tc1\t\n"
+    );
+    let table = stdout_of(file.path(), &["0", "10", "--format", "table"]);
+    assert_no_raw_controls(&table);
+    assert!(table.contains(r"evil\u{1b}]0;owned\u{7}"), "{table}");
+    assert!(table.contains(r"rl\u{202e}o\u{2066}"), "{table}");
+}
+
+#[test]
+fn control_characters_in_a_malformed_line_are_escaped_in_the_note() {
+    let file = fixture(HOSTILE);
+    for strict in [&[][..], &["--strict"]] {
+        let output = ports(file.path(), strict).output().unwrap();
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_no_raw_controls(&stderr);
+        assert!(
+            stderr.contains(
+                r"line 3: 'j\u{7}unk' is not port/protocol: '\u{1b}[2J\u{1b}[H j\u{7}unk'"
+            ),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn json_escapes_control_characters_its_own_way() {
+    let file = fixture(HOSTILE);
+    let text = stdout_of(file.path(), &["6", "--format", "json"]);
+    assert_no_raw_controls(&text.replace(['\u{202e}', '\u{2066}'], ""));
+    assert!(text.contains(r"evil\u001b]0;owned\u0007"), "{text}");
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(value[0]["service"], "evil\x1b]0;owned\x07");
+}

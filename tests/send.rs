@@ -292,3 +292,205 @@ fn works_against_socat_pipe() {
     );
     assert!(output.stdout == data);
 }
+
+/// Runs `netecho send ARGS` with `stdin`, its output collected; killed if it outlives
+/// [`TIMEOUT`]. Returns the output and how long it ran.
+fn run_send(port: u16, args: &[&str], stdin: Stdio) -> (std::process::Output, Duration) {
+    let started = Instant::now();
+    let child = StdCommand::new(BIN)
+        .args(["send", "--port", &port.to_string()])
+        .args(args)
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let _ = done_tx.send(child.wait_with_output());
+    });
+    let output = match done_rx.recv_timeout(TIMEOUT) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = StdCommand::new("kill").arg(pid.to_string()).status();
+            panic!("netecho send did not end within {TIMEOUT:?}");
+        }
+    };
+    (output, started.elapsed())
+}
+
+/// A server that holds the connection open until the test ends, saying nothing; tells when it
+/// sees the client shut its side.
+fn holding_server() -> (
+    u16,
+    std::sync::mpsc::Receiver<()>,
+    std::sync::mpsc::Sender<()>,
+) {
+    let (eof_tx, eof_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let port = odd_server(move |mut stream| {
+        let mut sink = [0u8; 1024];
+        while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+        let _ = eof_tx.send(());
+        let _ = done_rx.recv_timeout(TIMEOUT);
+    });
+    (port, eof_rx, done_tx)
+}
+
+/// `netecho send < DIRECTORY`: reading stdin fails at once (EISDIR). That error is reported,
+/// naming stdin and the fix, the socket is shut at once, and send exits 1 long before its
+/// 10-second timeout, instead of waiting it out and blaming the server.
+#[test]
+fn stdin_that_cannot_be_read_is_reported_at_once() {
+    let (port, eof, _done) = holding_server();
+    let dir = tempfile::tempdir().unwrap();
+    let stdin = std::fs::File::open(dir.path()).unwrap();
+    let (output, took) = run_send(port, &["--timeout", "10"], stdin.into());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot read standard input (Is a directory")
+            && stderr.contains("'netecho send < FILE'"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("no reply"), "{stderr}");
+    assert!(took < Duration::from_secs(5), "took {took:?}: {stderr}");
+    eof.recv_timeout(TIMEOUT)
+        .expect("the server saw the connection shut");
+}
+
+/// An echo server that echoes everything but never closes: once every byte sent has come back
+/// and checked out, send is done (exit 0) without waiting for a close that never comes.
+#[test]
+fn a_server_that_echoes_but_keeps_the_connection_open_is_fine() {
+    fn echo_and_hold() -> (u16, std::sync::mpsc::Sender<()>) {
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let port = odd_server(move |mut stream| {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = stream.read(&mut buf) {
+                stream.write_all(&buf[..n]).unwrap();
+            }
+            let _ = done_rx.recv_timeout(TIMEOUT);
+        });
+        (port, done_tx)
+    }
+    let (port, _done) = echo_and_hold();
+    let started = Instant::now();
+    send(port)
+        .args(["--timeout", "5", "still", "here"])
+        .assert()
+        .success()
+        .stdout("still here\n")
+        .stderr(predicate::str::contains("sent 10 bytes"))
+        .stderr(predicate::str::contains("received 10 bytes"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    let (port, _done) = echo_and_hold();
+    let data = pseudo_random(1 << 20, 3);
+    let output = send(port)
+        .args(["-q", "--timeout", "5"])
+        .write_stdin(data.clone())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.stdout == data);
+}
+
+/// A server that takes a little and then resets while send is still writing. Whichever of
+/// send's two threads the kernel hands the reset to, it is reported as a reset (not as a close
+/// or a reply cut short), and the bytes counted as sent are only those the socket accepted.
+/// Forty rounds, because which thread sees the reset is up to the scheduler: before the fix, the
+/// write saw it in one round of four to one of fifteen, and it was reported as "reply cut short:
+/// the server closed the connection after 4 of 131072 bytes", counting a chunk never written.
+#[test]
+fn a_reset_while_sending_is_reported_as_a_reset() {
+    let payload_len = 64usize << 20;
+    for _ in 0..40 {
+        let port = odd_server(|stream| {
+            let mut first = [0u8; 4];
+            (&stream).read_exact(&mut first).unwrap();
+            (&stream).write_all(&first).unwrap();
+            reset(stream);
+        });
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        let feeder = thread::spawn(move || {
+            let block = vec![b'x'; 1 << 20];
+            for _ in 0..payload_len >> 20 {
+                if writer.write_all(&block).is_err() {
+                    break; // send has ended
+                }
+            }
+        });
+        let (output, _) = run_send(port, &["--timeout", "10"], reader.into());
+        feeder.join().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("connection reset by 127.0.0.1:{port}")),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains("cut short") && !stderr.contains("closed"),
+            "{stderr}"
+        );
+        // Counted by the writer when its write saw the reset: only what the socket accepted,
+        // at least the 4 bytes the server read, never the whole payload.
+        if let Some((count, _)) = stderr.split_once(" bytes sent") {
+            let sent: u64 = count
+                .rsplit(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no byte count in {stderr}"));
+            assert!(sent >= 4 && sent < payload_len as u64, "{sent}: {stderr}");
+        }
+    }
+}
+
+/// `--retries 4294967295`: the number of tries (one more) no longer overflows. Against a UDP
+/// socket that never answers, and against a closed port, send keeps trying and counts its tries
+/// right; the test watches three tries and ends it.
+#[test]
+fn udp_retries_up_to_u32_max_count_right() {
+    use std::io::{BufRead, BufReader};
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let closed = unused_port();
+    for port in [silent.local_addr().unwrap().port(), closed] {
+        let mut child = StdCommand::new(BIN)
+            .args(["send", "--udp", "--port", &port.to_string()])
+            .args(["--retries", "4294967295", "--timeout", "0.05", "hi"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (line_tx, line_rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + TIMEOUT;
+        let mut seen = Vec::new();
+        let outcome = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match line_rx.recv_timeout(left) {
+                Ok(line) if line.contains("trying again (3 of 4294967296)") => break Ok(()),
+                Ok(line) => seen.push(line),
+                Err(err) => break Err(err),
+            }
+        };
+        let still_running = child.try_wait().unwrap().is_none();
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        assert!(outcome.is_ok(), "port {port}: {seen:#?}, exit {status:?}");
+        assert!(still_running, "port {port}: ended early, {status:?}");
+    }
+}

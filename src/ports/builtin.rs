@@ -5,7 +5,7 @@
 //! well-known ports and of common registered services (names as the IANA registry and the usual
 //! `/etc/services` spell them). No AppleTalk `ddp` entries: their numbers are not IP ports.
 
-use super::services::ServicesTable;
+use super::services::{ServicesTable, TableBuilder};
 
 /// One registration: (service name, port, protocol, aliases).
 type Entry = (&'static str, u16, &'static str, &'static [&'static str]);
@@ -294,11 +294,11 @@ const ENTRIES: &[Entry] = &[
 
 /// The built-in table, as a [`ServicesTable`] like one parsed from a file.
 pub fn table() -> ServicesTable {
-    let mut table = ServicesTable::default();
+    let mut table = TableBuilder::default();
     for &(name, port, protocol, aliases) in ENTRIES {
         table.insert(port, name, protocol, aliases.iter().copied());
     }
-    table
+    table.finish()
 }
 
 #[cfg(test)]

@@ -5,6 +5,9 @@
 //! [`ServicesTable`] ([`load`]); the ports of the range become [`Row`]s, filtered by protocol and
 //! name ([`select`]); [`render`] writes them to stdout; the summary goes to stderr.
 //!
+//! A services file is read up to [`MAX_SERVICES_FILE`] bytes and refused beyond, so naming
+//! `/dev/zero` or an endless pipe by mistake ends with an error at once instead of filling memory.
+//!
 //! The fallback to the built-in table happens only for the *default* file. A file named with
 //! `--services-file` or `NETECHO_SERVICES` that cannot be read is an error, because silently
 //! answering from other data than the user asked for would be wrong.
@@ -15,7 +18,8 @@ pub mod services;
 
 use std::{
     fmt,
-    io::{self, BufWriter, IsTerminal, Write},
+    fs::File,
+    io::{self, BufWriter, IsTerminal, Read, Write},
     ops::RangeInclusive,
     path::{Path, PathBuf},
 };
@@ -31,6 +35,10 @@ pub use services::ServicesTable;
 pub const DEFAULT_SERVICES_FILE: &str = "/etc/services";
 /// The range listed when no bound is given: the IANA system ports.
 pub const SYSTEM_PORTS: RangeInclusive<u16> = 0..=1023;
+/// The largest services file read, in bytes (16 MiB). A real one is kilobytes (Debian's
+/// `/etc/services` is 13 kB); the limit leaves that a thousandfold room, while `/dev/zero`,
+/// `/dev/urandom` or an endless pipe named by mistake stops here instead of filling memory.
+pub const MAX_SERVICES_FILE: u64 = 16 << 20;
 
 /// How the rows are written to stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -108,7 +116,8 @@ pub fn run(args: &PortsArgs) -> Result<()> {
         );
     }
     if let Some(first) = table.malformed().first() {
-        let more = table.malformed().len() - 1;
+        // The text and reason are already cut and escaped by the parser: safe on a terminal.
+        let more = table.malformed_count() - 1;
         let location = format!(
             "{source} line {}: {}: '{}'",
             first.line, first.reason, first.text
@@ -183,16 +192,32 @@ pub fn port_range(
 
 /// Parses the named services file, or the default one, or, when the default one does not
 /// exist, takes the built-in table. Only a missing *default* falls back; any other failure to
-/// read is an error naming the path.
+/// read, or a file over [`MAX_SERVICES_FILE`], is an error naming the path.
 pub fn load(named: Option<&Path>, default: &Path) -> Result<(ServicesTable, Source)> {
     let path = named.unwrap_or(default);
-    match std::fs::read(path) {
-        Ok(bytes) => Ok((services::parse(&bytes), Source::File(path.to_path_buf()))),
+    let file = match File::open(path) {
+        Ok(file) => file,
         Err(err) if named.is_none() && err.kind() == io::ErrorKind::NotFound => {
-            Ok((builtin::table(), Source::Builtin))
+            return Ok((builtin::table(), Source::Builtin));
         }
-        Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
+        Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
+    };
+    // One byte past the limit tells a file at the limit from one over it, and stops reading
+    // a device or pipe that never ends.
+    let mut bytes = Vec::new();
+    file.take(MAX_SERVICES_FILE + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.len() as u64 > MAX_SERVICES_FILE {
+        bail!(
+            "{} is larger than {} MiB, the most netecho reads as a services file (a real one is \
+             kilobytes) — name a services(5) file such as {DEFAULT_SERVICES_FILE} with \
+             --services-file or NETECHO_SERVICES",
+            path.display(),
+            MAX_SERVICES_FILE >> 20
+        );
     }
+    Ok((services::parse(&bytes), Source::File(path.to_path_buf())))
 }
 
 /// The rows for the ports of `range`, in port order. With a protocol, only services registered

@@ -4,14 +4,23 @@
 //! tab-separated fields are always present (an empty ALIASES field still ends with a tab before
 //! it), and several aliases are separated by spaces. JSON is an array with one object per line,
 //! so it is valid JSON and still readable with line tools.
+//!
+//! The names come from a file anyone may have written. The table and plain lines show them with
+//! control and bidi characters escaped ([`escape_text`], the rule of the server's preview), so a
+//! name carrying terminal escapes cannot retitle or clear the screen; JSON keeps the names as
+//! they are and lets serde escape them (ESC is `\u001b`), because a JSON reader decodes them.
 
-use std::io::{self, Write};
+use std::{
+    borrow::Cow,
+    io::{self, Write},
+};
 
 use comfy_table::{
     Attribute, Cell, CellAlignment, Color, ColumnConstraint, ContentArrangement, Table, presets,
 };
 
 use super::Row;
+use crate::preview::escape_text;
 
 /// Column headings of the table.
 const HEADER: [&str; 4] = ["PORT", "PROTOCOL", "SERVICE", "ALIASES"];
@@ -44,16 +53,16 @@ pub fn table(rows: &[Row], styled: bool) -> Table {
         }
     }
     for row in rows {
-        let service = Cell::new(&row.service);
+        let service = Cell::new(escape_text(&row.service));
         table.add_row(vec![
             Cell::new(row.port),
-            Cell::new(&row.protocol),
+            Cell::new(escape_text(&row.protocol)),
             if styled {
                 service.fg(Color::Cyan)
             } else {
                 service
             },
-            Cell::new(row.aliases.join(" ")),
+            Cell::new(shown_aliases(row)),
         ]);
     }
     table
@@ -66,12 +75,18 @@ pub fn plain(out: &mut impl Write, rows: &[Row]) -> io::Result<()> {
             out,
             "{}\t{}\t{}\t{}",
             row.port,
-            row.protocol,
-            row.service,
-            row.aliases.join(" ")
+            escape_text(&row.protocol),
+            escape_text(&row.service),
+            shown_aliases(row)
         )?;
     }
     Ok(())
+}
+
+/// The aliases of a row, escaped, separated by spaces.
+fn shown_aliases(row: &Row) -> String {
+    let aliases: Vec<Cow<'_, str>> = row.aliases.iter().map(|a| escape_text(a)).collect();
+    aliases.join(" ")
 }
 
 /// Writes a JSON array of `{port, protocol, service, aliases}` objects, one per line.
@@ -145,6 +160,48 @@ mod tests {
             rendered.lines().all(|l| l.chars().count() <= 40),
             "{rendered}"
         );
+    }
+
+    /// A row whose every field from the file carries terminal escapes or bidi controls.
+    fn hostile_row() -> Row {
+        Row {
+            port: 6,
+            protocol: "tcp/x\u{1b}[2J".into(),
+            service: "evil\u{1b}]0;owned\u{7}".into(),
+            aliases: vec!["a\u{202e}b".into(), "c\u{9b}2J".into()],
+        }
+    }
+
+    #[test]
+    fn plain_escapes_control_characters() {
+        assert_eq!(
+            text(|out| plain(out, &[hostile_row()])),
+            "6\ttcp/x\\u{1b}[2J\tevil\\u{1b}]0;owned\\u{7}\ta\\u{202e}b c\\u{9b}2J\n"
+        );
+    }
+
+    #[test]
+    fn table_escapes_control_characters() {
+        let mut table = table(&[hostile_row()], false);
+        table.force_no_tty();
+        let rendered = table.to_string();
+        assert!(
+            !rendered.contains(['\u{1b}', '\u{7}', '\u{9b}', '\u{202e}']),
+            "{rendered:?}"
+        );
+        assert!(rendered.contains(r"evil\u{1b}]0;owned\u{7}"), "{rendered}");
+    }
+
+    #[test]
+    fn json_escapes_escape_itself() {
+        let json_text = text(|out| json(out, &[hostile_row()]));
+        assert!(
+            json_text.contains(r"evil\u001b]0;owned\u0007"),
+            "{json_text}"
+        );
+        assert!(!json_text.contains('\u{1b}'));
+        let value: serde_json::Value = serde_json::from_str(&json_text).unwrap();
+        assert_eq!(value[0]["service"], "evil\u{1b}]0;owned\u{7}");
     }
 
     #[test]

@@ -11,12 +11,30 @@
 //! losing the line.
 //!
 //! The table is built once, as a map from port to the services on it, so looking up any range,
-//! up to all of 0–65535, walks only the ports that have services.
+//! up to all of 0–65535, walks only the ports that have services. Building it is linear in the
+//! size of the file: a [`TableBuilder`] finds the service a line merges with, and the protocols
+//! and aliases it already has, by hash lookups, so one port with a hundred thousand services or
+//! one line with a hundred thousand aliases costs what its bytes cost, not their square. (The
+//! hash is std's SipHash with random keys, so a file cannot choose names that collide.)
+//!
+//! Everything the parser quotes back from the file ([`Malformed`]) is cut to a readable length
+//! and has its control characters escaped ([`crate::preview::escape_text`]), so a line of a
+//! megabyte, or one full of terminal escapes, makes a short, harmless message.
 
-use std::{borrow::Cow, collections::BTreeMap, ops::RangeInclusive};
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, HashMap, HashSet},
+    ops::RangeInclusive,
+};
+
+use crate::preview::escape_text;
 
 /// The longest part of a malformed line kept for the error message, in characters.
 const MAX_QUOTED_CHARS: usize = 80;
+
+/// The malformed lines kept with their text; later ones are only counted. The caller shows the
+/// first one, and a file of millions of bad lines must cost a counter, not a record each.
+pub const MAX_MALFORMED_KEPT: usize = 100;
 
 /// One service on one port: a name with the protocols it is registered for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,9 +53,11 @@ pub struct Service {
 pub struct Malformed {
     /// The line number, counting from 1.
     pub line: usize,
-    /// What is wrong with it, e.g. `port 99999 is out of range`.
+    /// What is wrong with it, e.g. `port 99999 is out of range`; a field it quotes is cut and
+    /// escaped like `text`.
     pub reason: String,
-    /// The line without its comment, decoded lossily and cut to a readable length.
+    /// The line without its comment, decoded lossily, cut to a readable length, with control
+    /// characters escaped so it is safe to print on a terminal.
     pub text: String,
 }
 
@@ -46,11 +66,35 @@ pub struct Malformed {
 pub struct ServicesTable {
     /// Port → its services in first-seen order. Only ports with services have an entry.
     ports: BTreeMap<u16, Vec<Service>>,
-    /// Lines skipped while parsing, in file order.
+    /// The first [`MAX_MALFORMED_KEPT`] lines skipped while parsing, in file order.
     malformed: Vec<Malformed>,
+    /// How many lines were skipped in all, kept or not.
+    malformed_count: usize,
 }
 
-impl ServicesTable {
+/// Builds a [`ServicesTable`] one registration at a time, in time linear in what it is given.
+#[derive(Debug, Default)]
+pub struct TableBuilder {
+    /// The table so far; its protocols are put in order by [`TableBuilder::finish`].
+    table: ServicesTable,
+    /// (port, name) → what is known of that service while building: a lookup instead of a scan
+    /// of the port's services and of the service's protocols and aliases, which made merging
+    /// quadratic on a port with many services or a line with many aliases.
+    merged: HashMap<(u16, String), Merged>,
+}
+
+/// What the builder knows of one service on one port.
+#[derive(Debug)]
+struct Merged {
+    /// Where the service is in its port's list.
+    index: usize,
+    /// Its protocols so far, lowercase.
+    protocols: HashSet<String>,
+    /// Its aliases so far.
+    aliases: HashSet<String>,
+}
+
+impl TableBuilder {
     /// Adds one registration, merging it with an earlier one of the same name on the same port.
     pub fn insert<'a>(
         &mut self,
@@ -59,33 +103,58 @@ impl ServicesTable {
         protocol: &str,
         aliases: impl IntoIterator<Item = &'a str>,
     ) {
-        let services = self.ports.entry(port).or_default();
-        let index = match services.iter().position(|s| s.name == name) {
-            Some(index) => index,
-            None => {
+        let services = self.table.ports.entry(port).or_default();
+        let merged = self
+            .merged
+            .entry((port, name.to_string()))
+            .or_insert_with(|| {
                 services.push(Service {
                     name: name.to_string(),
                     protocols: Vec::new(),
                     aliases: Vec::new(),
                 });
-                services.len() - 1
-            }
-        };
-        let service = &mut services[index];
+                Merged {
+                    index: services.len() - 1,
+                    protocols: HashSet::new(),
+                    aliases: HashSet::new(),
+                }
+            });
+        let service = &mut services[merged.index];
         let protocol = protocol.to_ascii_lowercase();
-        if let Err(at) = service
-            .protocols
-            .binary_search_by(|p| protocol_order(p).cmp(&protocol_order(&protocol)))
-        {
-            service.protocols.insert(at, protocol);
+        if !merged.protocols.contains(&protocol) {
+            merged.protocols.insert(protocol.clone());
+            service.protocols.push(protocol);
         }
         for alias in aliases {
-            if alias != service.name && !service.aliases.iter().any(|a| a == alias) {
+            if alias != service.name && !merged.aliases.contains(alias) {
+                merged.aliases.insert(alias.to_string());
                 service.aliases.push(alias.to_string());
             }
         }
     }
 
+    /// Records a skipped line: kept while fewer than [`MAX_MALFORMED_KEPT`] are, counted always.
+    fn skip(&mut self, malformed: impl FnOnce() -> Malformed) {
+        self.table.malformed_count += 1;
+        if self.table.malformed.len() < MAX_MALFORMED_KEPT {
+            self.table.malformed.push(malformed());
+        }
+    }
+
+    /// The finished table, each service's protocols in their display order.
+    pub fn finish(mut self) -> ServicesTable {
+        for services in self.table.ports.values_mut() {
+            for service in services {
+                service
+                    .protocols
+                    .sort_by(|a, b| protocol_order(a).cmp(&protocol_order(b)));
+            }
+        }
+        self.table
+    }
+}
+
+impl ServicesTable {
     /// The ports in `range` that have services, in ascending order, with their services.
     pub fn range(&self, range: RangeInclusive<u16>) -> impl Iterator<Item = (u16, &[Service])> {
         self.ports
@@ -98,9 +167,14 @@ impl ServicesTable {
         self.ports.get(&port).map_or(&[], Vec::as_slice)
     }
 
-    /// The lines skipped while parsing, in file order.
+    /// The first lines skipped while parsing (at most [`MAX_MALFORMED_KEPT`]), in file order.
     pub fn malformed(&self) -> &[Malformed] {
         &self.malformed
+    }
+
+    /// How many lines were skipped while parsing, including those not kept.
+    pub fn malformed_count(&self) -> usize {
+        self.malformed_count
     }
 
     /// The number of services (one per name and port) in the table.
@@ -124,7 +198,7 @@ fn protocol_order(protocol: &str) -> (u8, &str) {
 /// Parses a services(5) file. Never fails: unreadable lines are skipped and listed in
 /// [`ServicesTable::malformed`].
 pub fn parse(text: &[u8]) -> ServicesTable {
-    let mut table = ServicesTable::default();
+    let mut table = TableBuilder::default();
     for (index, line) in text.split(|&b| b == b'\n').enumerate() {
         let line = match line.iter().position(|&b| b == b'#') {
             Some(hash) => &line[..hash],
@@ -142,58 +216,52 @@ pub fn parse(text: &[u8]) -> ServicesTable {
                 let aliases: Vec<Cow<str>> = fields.map(String::from_utf8_lossy).collect();
                 table.insert(port, &name, &protocol, aliases.iter().map(|a| a.as_ref()));
             }
-            Err(reason) => table.malformed.push(Malformed {
+            Err(reason) => table.skip(|| Malformed {
                 line: index + 1,
                 reason,
                 text: quote(line),
             }),
         }
     }
-    table
+    table.finish()
 }
 
 /// Reads the `port/protocol` field of a line.
 fn parse_port_protocol(field: Option<&[u8]>) -> Result<(u16, Cow<'_, str>), String> {
     let field = field.ok_or("no port/protocol after the name")?;
     let Some(slash) = field.iter().position(|&b| b == b'/') else {
-        return Err(format!(
-            "'{}' is not port/protocol",
-            String::from_utf8_lossy(field)
-        ));
+        return Err(format!("'{}' is not port/protocol", quote(field)));
     };
     let (digits, protocol) = (&field[..slash], &field[slash + 1..]);
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return Err(format!(
-            "'{}' is not a port number",
-            String::from_utf8_lossy(digits)
-        ));
+        return Err(format!("'{}' is not a port number", quote(digits)));
     }
     // Only ASCII digits, so the text is valid UTF-8; a number too long for u64 is out of range.
     let number = std::str::from_utf8(digits)
         .ok()
         .and_then(|d| d.parse::<u64>().ok());
-    let port = number.and_then(|n| u16::try_from(n).ok()).ok_or_else(|| {
-        format!(
-            "port {} is out of range 0–65535",
-            String::from_utf8_lossy(digits)
-        )
-    })?;
+    let port = number
+        .and_then(|n| u16::try_from(n).ok())
+        .ok_or_else(|| format!("port {} is out of range 0–65535", quote(digits)))?;
     if protocol.is_empty() || protocol.contains(&b'/') {
-        return Err(format!(
-            "'{}' is not port/protocol",
-            String::from_utf8_lossy(field)
-        ));
+        return Err(format!("'{}' is not port/protocol", quote(field)));
     }
     Ok((port, String::from_utf8_lossy(protocol)))
 }
 
-/// A line as it is quoted in a message: decoded lossily, trimmed, and cut to a readable length.
-fn quote(line: &[u8]) -> String {
-    let text = String::from_utf8_lossy(line);
+/// Bytes as they are quoted in a message: trimmed, decoded lossily, cut to
+/// [`MAX_QUOTED_CHARS`] characters and escaped. Only a prefix is decoded, so quoting a line of
+/// megabytes costs no more than quoting a short one.
+fn quote(bytes: &[u8]) -> String {
+    // A character is at most 4 bytes, and each byte that is not UTF-8 becomes one U+FFFD: this
+    // prefix holds more than MAX_QUOTED_CHARS characters whenever the whole does.
+    let bytes = bytes.trim_ascii();
+    let prefix = &bytes[..bytes.len().min(4 * MAX_QUOTED_CHARS + 4)];
+    let text = String::from_utf8_lossy(prefix);
     let text = text.trim();
     match text.char_indices().nth(MAX_QUOTED_CHARS) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
+        Some((cut, _)) => format!("{}…", escape_text(&text[..cut])),
+        None => escape_text(text).into_owned(),
     }
 }
 
@@ -297,6 +365,46 @@ mod tests {
         assert_eq!(table.services(80)[0].aliases, ["ali\u{fffd}\u{fffd}as"]);
         assert_eq!(names(&table, 81), ["ok"]);
         assert_eq!(table.malformed()[0].line, 3);
+    }
+
+    #[test]
+    fn keeps_the_first_malformed_lines_and_counts_them_all() {
+        let text = "bad\n".repeat(MAX_MALFORMED_KEPT + 50);
+        let table = parse(text.as_bytes());
+        assert_eq!(table.malformed().len(), MAX_MALFORMED_KEPT);
+        assert_eq!(table.malformed_count(), MAX_MALFORMED_KEPT + 50);
+        assert_eq!(
+            table.malformed()[MAX_MALFORMED_KEPT - 1].line,
+            MAX_MALFORMED_KEPT
+        );
+    }
+
+    #[test]
+    fn malformed_lines_are_quoted_escaped_and_short() {
+        let table = parse(b"\x1b]0;owned\x07 \x1b[2J/tcp\nx 1/\xe2\x80\xae/y\n");
+        let first = &table.malformed()[0];
+        assert_eq!(first.text, r"\u{1b}]0;owned\u{7} \u{1b}[2J/tcp");
+        assert_eq!(first.reason, r"'\u{1b}[2J' is not a port number");
+        assert_eq!(
+            table.malformed()[1].reason,
+            r"'1/\u{202e}/y' is not port/protocol"
+        );
+        let long = format!("x 1{}/tcp", "9".repeat(1 << 20));
+        let reason = parse(long.as_bytes()).malformed()[0].reason.clone();
+        assert!(reason.chars().count() < 2 * MAX_QUOTED_CHARS, "{reason}");
+    }
+
+    #[test]
+    fn many_protocols_of_one_service_keep_their_order() {
+        let mut text = String::new();
+        for i in (0..1000).rev() {
+            text += &format!("svc 1/p{i:04}\nsvc 1/UDP\nsvc 1/tcp\n");
+        }
+        let table = parse(text.as_bytes());
+        let protocols = &table.services(1)[0].protocols;
+        assert_eq!(protocols.len(), 1002);
+        assert_eq!(protocols[..3], ["tcp", "udp", "p0000"]);
+        assert!(protocols[2..].is_sorted());
     }
 
     #[test]

@@ -1,16 +1,31 @@
 //! `netecho send` over TCP.
 //!
-//! Writing and reading happen at the same time (a writer thread and the main thread), so a payload far larger
-//! than the socket buffers comes back without deadlock. Each chunk is handed to the reader over a
-//! bounded channel *before* it is written, so the reader always knows what an echoed byte should
-//! be, and memory stays bounded by the channel however large the payload.
+//! Writing and reading happen at the same time (a writer thread and the main thread), so a
+//! payload far larger than the socket buffers comes back without deadlock. The writer tells the
+//! reader everything over a bounded channel ([`Handover`]): each chunk *before* it is written, so
+//! the reader always knows what an echoed byte should be and memory stays bounded however large
+//! the payload; then `Done` once all of it is written, or `Failed` with the reason.
+//!
+//! The reader is done when the writer said `Done` and the reply matched every byte: it does not
+//! wait for the server to close, so a server that echoes and keeps the connection open is fine.
+//! While everything sent so far has come back, the reader waits for the writer (stdin may be a
+//! person typing), not for the server, so `--timeout` bounds only waits for a reply that is due.
+//!
+//! When the writer fails (stdin cannot be read, the socket refuses a write) it shuts the socket
+//! at once, which wakes the reader, and its error is the one reported: the reply cut short after
+//! that is a consequence, not the cause. An RST that the writer's `write` happened to see is
+//! reported as a reset, never as a close. The byte count is what the socket really accepted.
 
 use std::{
     io::{self, BufWriter, Read, Write},
     net::{Shutdown, SocketAddr, TcpStream},
-    sync::mpsc::{Receiver, SyncSender, sync_channel},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+        mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel},
+    },
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -18,8 +33,40 @@ use anyhow::{Context, Result, anyhow, bail};
 use super::{CHUNK, Payload, Status, first_difference, seconds};
 use crate::{cli::SendArgs, output::stdout_error};
 
-/// Chunks sent but not yet checked against the reply (at most 4 MiB in flight).
+/// Chunks handed over but not yet checked against the reply (at most 4 MiB in flight).
 const CHUNKS_IN_FLIGHT: usize = 64;
+
+/// What the writer tells the reader, in order.
+enum Handover {
+    /// A chunk about to be written: the reply must contain it next.
+    Chunk(Vec<u8>),
+    /// Every byte was written and the sending side is shut: nothing more will be sent.
+    Done,
+    /// Sending stopped early, and the socket is already shut down.
+    Failed(SendFailure),
+}
+
+/// Why the writer stopped early.
+struct SendFailure {
+    /// The error as the user should see it.
+    error: anyhow::Error,
+    /// What failed, which decides whether a close seen by the reader hides it.
+    cause: FailureCause,
+}
+
+/// What made the writer stop.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FailureCause {
+    /// Standard input could not be read: the user's side, reported before anything else.
+    Input,
+    /// The server reset the connection, seen by a write rather than by a read.
+    Reset,
+    /// Any other failure to send.
+    Socket,
+}
+
+/// What the writer and the reader share: the bytes the socket has accepted so far.
+type Written = Arc<AtomicU64>;
 
 /// Sends the payload over TCP and checks the reply.
 pub fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<()> {
@@ -32,11 +79,38 @@ pub fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<()> {
         .context("cannot set up the connection")?;
 
     let newline = matches!(payload, Payload::Message(_));
-    let (chunks_tx, chunks_rx) = sync_channel(CHUNKS_IN_FLIGHT);
+    let (handover_tx, handover_rx) = sync_channel(CHUNKS_IN_FLIGHT);
+    let written = Written::default();
     let write_half = stream.try_clone().context("cannot set up the connection")?;
-    let writer = thread::spawn(move || send_payload(payload, write_half, chunks_tx));
+    let writer = {
+        let written = Arc::clone(&written);
+        let (server, timeout) = (server, args.timeout);
+        thread::spawn(move || {
+            let to = Destination {
+                socket: &write_half,
+                server,
+                timeout,
+            };
+            let word = match send_payload(payload, &to, &handover_tx, &written) {
+                Ok(()) => Handover::Done,
+                Err(failure) => {
+                    // Wake the reader and tell the server at once; the reason follows.
+                    let _ = write_half.shutdown(Shutdown::Both);
+                    Handover::Failed(failure)
+                }
+            };
+            // An error means the reader already stopped: it has its own reason.
+            let _ = handover_tx.send(word);
+        })
+    };
 
-    let received = match receive_and_check(&stream, chunks_rx, server, args.timeout) {
+    let reader = Reader {
+        socket: &stream,
+        server,
+        timeout: args.timeout,
+        written: &written,
+    };
+    let received = match reader.receive_and_check(handover_rx) {
         Ok(received) => received,
         Err(err) => {
             // Unblock the writer if it is stuck on the socket; it ends with the process.
@@ -44,9 +118,10 @@ pub fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<()> {
             return Err(err);
         }
     };
-    let sent = writer
+    // `Done` was the writer's last word, so this returns at once.
+    writer
         .join()
-        .map_err(|_| anyhow!("the sending thread panicked"))??;
+        .map_err(|_| anyhow!("the sending thread panicked"))?;
     if newline {
         let mut stdout = io::stdout().lock();
         stdout
@@ -54,7 +129,10 @@ pub fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<()> {
             .and_then(|()| stdout.flush())
             .map_err(stdout_error)?;
     }
-    status.line(format_args!("sent {sent} bytes"));
+    status.line(format_args!(
+        "sent {} bytes",
+        written.load(Ordering::Relaxed)
+    ));
     status.line(format_args!("received {received} bytes"));
     Ok(())
 }
@@ -85,24 +163,35 @@ fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<(TcpStream, Socket
     bail!("cannot connect to {addr}: {why}")
 }
 
+/// Where the writer writes, and what its messages name.
+struct Destination<'a> {
+    /// The writer's clone of the connection.
+    socket: &'a TcpStream,
+    /// The server, for messages.
+    server: SocketAddr,
+    /// The write timeout, for messages.
+    timeout: Duration,
+}
+
 /// The writer thread: hands each chunk to the reader, then writes it; half-closes at the end.
 fn send_payload(
     payload: Payload,
-    mut socket: TcpStream,
-    chunks: SyncSender<Vec<u8>>,
-) -> Result<u64> {
-    let mut sent = 0u64;
-    let mut send_chunk = |chunk: Vec<u8>| -> Result<()> {
-        let len = chunk.len() as u64;
-        // The chunk goes to the reader first: it may see the echo before write_all returns.
-        if chunks.send(chunk.clone()).is_err() {
-            bail!("the reply check stopped");
+    to: &Destination<'_>,
+    handover: &SyncSender<Handover>,
+    written: &AtomicU64,
+) -> Result<(), SendFailure> {
+    let send_chunk = |chunk: Vec<u8>| -> Result<(), SendFailure> {
+        if chunk.is_empty() {
+            return Ok(());
         }
-        socket
-            .write_all(&chunk)
-            .with_context(|| format!("sending failed after {sent} bytes"))?;
-        sent += len;
-        Ok(())
+        // The chunk goes to the reader first: it may see the echo before the write returns.
+        let to_write = chunk.clone();
+        if handover.send(Handover::Chunk(chunk)).is_err() {
+            // The reader stopped and reports why; this error is never shown.
+            return Err(SendFailure::socket(anyhow!("the reply check stopped")));
+        }
+        write_counted(to.socket, &to_write, written)
+            .map_err(|err| SendFailure::from_write(err, written.load(Ordering::Relaxed), to))
     };
     match payload {
         Payload::Message(message) => send_chunk(message)?,
@@ -114,98 +203,260 @@ fn send_payload(
                     Ok(0) => break,
                     Ok(n) => n,
                     Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(err) => return Err(err).context("cannot read standard input"),
+                    Err(err) => {
+                        let sent = written.load(Ordering::Relaxed);
+                        return Err(SendFailure {
+                            error: anyhow!(
+                                "cannot read standard input ({err}) after sending {sent} bytes — \
+                                 redirect a file or a pipe into it ('netecho send < FILE'), or \
+                                 give the message as arguments"
+                            ),
+                            cause: FailureCause::Input,
+                        });
+                    }
                 };
                 chunk.truncate(n);
                 send_chunk(chunk)?;
             }
         }
     }
-    socket
-        .shutdown(Shutdown::Write)
-        .context("cannot close the sending side of the connection")?;
-    Ok(sent)
+    to.socket.shutdown(Shutdown::Write).map_err(|err| {
+        SendFailure::socket(
+            anyhow::Error::new(err).context("cannot close the sending side of the connection"),
+        )
+    })
 }
 
-/// Reads the reply until the server closes, prints it, and checks it against what was sent.
-/// Returns the number of bytes received.
-fn receive_and_check(
-    mut socket: &TcpStream,
-    chunks: Receiver<Vec<u8>>,
-    server: SocketAddr,
-    timeout: Duration,
-) -> Result<u64> {
-    let mut stdout = BufWriter::with_capacity(CHUNK, io::stdout().lock());
-    let mut expected = Expected::new(chunks);
-    let mut buf = vec![0; CHUNK];
-    let mut received = 0u64;
-    loop {
-        let n = match socket.read(&mut buf) {
-            Ok(n) => n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                bail!(
-                    "no reply from {server} within {} (received {received} bytes so far) — is it \
-                     an echo server? (--timeout waits longer)",
-                    seconds(timeout)
-                )
+/// Writes all of `data`, adding to `written` what each write really sent, so a failed write
+/// leaves the exact count (`write_all` would lose how much of the chunk went out).
+fn write_counted(mut socket: &TcpStream, mut data: &[u8], written: &AtomicU64) -> io::Result<()> {
+    while !data.is_empty() {
+        match socket.write(data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                written.fetch_add(n as u64, Ordering::Relaxed);
+                data = &data[n..];
             }
-            Err(err) if err.kind() == io::ErrorKind::ConnectionReset => {
-                bail!("connection reset by {server} after {received} bytes of reply")
-            }
-            Err(err) => {
-                return Err(err).with_context(|| format!("cannot read the reply from {server}"));
-            }
-        };
-        if n == 0 {
-            break;
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
         }
-        stdout.write_all(&buf[..n]).map_err(stdout_error)?;
-        // Show the reply as it streams in, not only at the end.
-        stdout.flush().map_err(stdout_error)?;
-        expected.check(&buf[..n], received)?;
-        received += n as u64;
     }
-    stdout.flush().map_err(stdout_error)?;
-    expected.check_complete(received)?;
-    Ok(received)
+    Ok(())
+}
+
+impl SendFailure {
+    fn socket(error: anyhow::Error) -> Self {
+        SendFailure {
+            error,
+            cause: FailureCause::Socket,
+        }
+    }
+
+    /// A failed write, `sent` bytes into the payload.
+    fn from_write(err: io::Error, sent: u64, to: &Destination<'_>) -> Self {
+        let server = to.server;
+        match err.kind() {
+            io::ErrorKind::ConnectionReset => SendFailure {
+                error: anyhow!(
+                    "connection reset by {server} while sending, after {sent} bytes sent"
+                ),
+                cause: FailureCause::Reset,
+            },
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => SendFailure::socket(anyhow!(
+                "{server} took no data for {} after {sent} bytes sent — is it an echo server \
+                 that reads? (--timeout waits longer)",
+                seconds(to.timeout)
+            )),
+            _ => SendFailure::socket(
+                anyhow::Error::new(err)
+                    .context(format!("sending to {server} failed after {sent} bytes")),
+            ),
+        }
+    }
+}
+
+/// The main thread's side: reads the reply, prints it, and checks it against what was sent.
+struct Reader<'a> {
+    /// The connection, read here while the writer writes to its clone.
+    socket: &'a TcpStream,
+    /// For messages.
+    server: SocketAddr,
+    /// How long to wait for a reply that is due.
+    timeout: Duration,
+    /// The bytes the socket has accepted so far, for messages and the total.
+    written: &'a AtomicU64,
+}
+
+impl Reader<'_> {
+    /// Reads the reply until it matches everything sent and the writer is done (or the server
+    /// closes), printing it as it streams in. Returns the number of bytes received.
+    fn receive_and_check(&self, handover: Receiver<Handover>) -> Result<u64> {
+        let server = self.server;
+        let mut socket = self.socket;
+        let mut stdout = BufWriter::with_capacity(CHUNK, io::stdout().lock());
+        let mut expected = Expected::new(handover);
+        let mut buf = vec![0; CHUNK];
+        let mut received = 0u64;
+        // Set once the whole reply has checked out: one look, without waiting, for bytes
+        // beyond it that are already here.
+        let mut last_look = false;
+        loop {
+            if expected.all_matched() {
+                if !expected.complete {
+                    // Nothing is due from the server: wait for the writer's next word.
+                    expected.next()?;
+                    continue;
+                }
+                if !last_look {
+                    socket
+                        .set_nonblocking(true)
+                        .context("cannot set up the connection")?;
+                    last_look = true;
+                }
+            }
+            let n = match socket.read(&mut buf) {
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                // The reply is complete and checked: nothing after it is our concern.
+                Err(_) if last_look => break,
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    bail!(
+                        "no reply from {server} within {} (received {received} of at least {} \
+                         bytes sent) — is it an echo server? (--timeout waits longer)",
+                        seconds(self.timeout),
+                        self.written()
+                    )
+                }
+                // No count of bytes sent here: the writer may be inside a write the server
+                // already took, so what it has counted could be short of the truth.
+                Err(err) if err.kind() == io::ErrorKind::ConnectionReset => {
+                    bail!("connection reset by {server} after {received} bytes of reply")
+                }
+                Err(err) => {
+                    return Err(err)
+                        .with_context(|| format!("cannot read the reply from {server}"));
+                }
+            };
+            if n == 0 {
+                if last_look {
+                    break;
+                }
+                return Err(self.closed(&mut expected, received));
+            }
+            stdout.write_all(&buf[..n]).map_err(stdout_error)?;
+            // Show the reply as it streams in, not only at the end.
+            stdout.flush().map_err(stdout_error)?;
+            expected.check(&buf[..n], received)?;
+            received += n as u64;
+        }
+        stdout.flush().map_err(stdout_error)?;
+        Ok(received)
+    }
+
+    /// The bytes the socket has accepted so far.
+    fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// The error for a reply that ended (the server closed) before all of it came back. The
+    /// writer's word decides what it was: a failure of its own is the cause (it shut the socket,
+    /// or it saw the reset); otherwise the reply was cut short. The wait for that word is bounded
+    /// by the timeout, as stdin may be a person who has not finished typing.
+    fn closed(&self, expected: &mut Expected, received: u64) -> anyhow::Error {
+        let deadline = Instant::now() + self.timeout;
+        while !expected.complete {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match expected.handover.recv_timeout(left) {
+                // Handed over, but the server is gone: it will never come back.
+                Ok(Handover::Chunk(_)) => {}
+                Ok(Handover::Done) => expected.complete = true,
+                Ok(Handover::Failed(failure)) if failure.cause != FailureCause::Socket => {
+                    return failure.error;
+                }
+                Ok(Handover::Failed(failure)) => {
+                    return anyhow!(
+                        "reply cut short: the server closed the connection after {received} of \
+                         {} bytes sent (first missing byte: {received}); sending then failed: {:#}",
+                        self.written(),
+                        failure.error
+                    );
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    return anyhow!(
+                        "reply cut short: the server closed the connection after {received} \
+                         bytes of reply, while at least {} bytes had been sent and more were to \
+                         come",
+                        self.written()
+                    );
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return anyhow!("the sending thread stopped without saying why");
+                }
+            }
+        }
+        anyhow!(
+            "reply cut short: the server closed the connection after {received} of {} bytes \
+             (first missing byte: {received})",
+            self.written()
+        )
+    }
 }
 
 /// The bytes the reply should contain next, fed by the writer thread.
 struct Expected {
-    /// Chunks sent, in order; closed when the writer is done.
-    chunks: Receiver<Vec<u8>>,
+    /// The writer's words, in order.
+    handover: Receiver<Handover>,
     /// The chunk being compared.
     current: Vec<u8>,
     /// How much of `current` has matched.
     matched: usize,
+    /// The writer said `Done`: `current` is the last chunk.
+    complete: bool,
 }
 
 impl Expected {
-    fn new(chunks: Receiver<Vec<u8>>) -> Self {
+    fn new(handover: Receiver<Handover>) -> Self {
         Expected {
-            chunks,
+            handover,
             current: Vec::new(),
             matched: 0,
+            complete: false,
         }
+    }
+
+    /// Whether every byte handed over so far has come back.
+    fn all_matched(&self) -> bool {
+        self.matched == self.current.len()
+    }
+
+    /// Waits for the writer's next word: a chunk becomes `current`; `Done` sets `complete`; a
+    /// failure is returned as the error, since it is the cause of whatever the reply does next.
+    fn next(&mut self) -> Result<()> {
+        match self.handover.recv() {
+            Ok(Handover::Chunk(chunk)) => (self.current, self.matched) = (chunk, 0),
+            Ok(Handover::Done) => self.complete = true,
+            Ok(Handover::Failed(failure)) => return Err(failure.error),
+            Err(_) => bail!("the sending thread stopped without saying why"),
+        }
+        Ok(())
     }
 
     /// Compares `reply`, which starts at byte `offset` of the whole reply, with what was sent.
     fn check(&mut self, mut reply: &[u8], mut offset: u64) -> Result<()> {
         while !reply.is_empty() {
-            if self.matched == self.current.len() {
-                match self.chunks.recv() {
-                    Ok(chunk) => (self.current, self.matched) = (chunk, 0),
-                    Err(_) => bail!(
+            while self.all_matched() {
+                if self.complete {
+                    bail!(
                         "reply differs from what was sent: it is longer; everything was sent by \
                          byte {offset}, yet more came back"
-                    ),
+                    );
                 }
+                self.next()?;
             }
             let want = &self.current[self.matched..];
             let len = want.len().min(reply.len());
@@ -215,23 +466,6 @@ impl Expected {
             self.matched += len;
             offset += len as u64;
             reply = &reply[len..];
-        }
-        Ok(())
-    }
-
-    /// After the server closed: fails if part of what was sent never came back.
-    fn check_complete(&mut self, received: u64) -> Result<()> {
-        let mut missing = (self.current.len() - self.matched) as u64;
-        // Wait for the writer to finish: what it sends from now on is missing from the reply.
-        for chunk in self.chunks.iter() {
-            missing += chunk.len() as u64;
-        }
-        if missing > 0 {
-            bail!(
-                "reply cut short: the server closed the connection after {received} of {} bytes \
-                 (first missing byte: {received})",
-                received + missing
-            );
         }
         Ok(())
     }

@@ -51,7 +51,8 @@ pub fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<()> {
         .context("cannot set the reply timeout")?;
 
     status.line(format_args!("sending a datagram to {server}"));
-    let tries = args.retries + 1;
+    // In u64: `--retries` may be u32::MAX, and the first try comes on top.
+    let tries = u64::from(args.retries) + 1;
     let mut buf = vec![0; MAX_DATAGRAM + 1];
     let mut silence = Silence::Timeout;
     for attempt in 1..=tries {

@@ -39,7 +39,7 @@ set edit:completion:arg-completer[netecho] = {|@words|
             cand --max-connections 'With --multiplex: serve at most N clients at once (split evenly over --workers); more wait in the listen queue [default: the open-file limit, raised to its hard maximum at start, minus a reserve of 64]'
             cand --drain-timeout 'With --multiplex: on SIGINT/SIGTERM, let in-flight echoes finish for up to this long (0: close at once)'
             cand --workers 'With --multiplex: run N independent event loops, each on its own thread with its own SO_REUSEPORT listener on the same address (the kernel spreads new clients over them)'
-            cand --udp-rate 'Answer at most N datagrams per second to each source address; 0: no limit'
+            cand --udp-rate 'Answer at most N datagrams per second to each source address (loopback sources are not limited: they cannot be forged from outside); 0: no limit'
             cand -q 'Do not print a line per read (connects, leaves and the summary are still shown)'
             cand --quiet 'Do not print a line per read (connects, leaves and the summary are still shown)'
             cand --multiplex 'Serve all clients at once from one event loop (epoll/kqueue) instead of one at a time'

@@ -40,7 +40,7 @@ complete -c netecho -n "__fish_netecho_using_subcommand serve" -l idle-timeout -
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l max-connections -d 'With --multiplex: serve at most N clients at once (split evenly over --workers); more wait in the listen queue [default: the open-file limit, raised to its hard maximum at start, minus a reserve of 64]' -r
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l drain-timeout -d 'With --multiplex: on SIGINT/SIGTERM, let in-flight echoes finish for up to this long (0: close at once)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l workers -d 'With --multiplex: run N independent event loops, each on its own thread with its own SO_REUSEPORT listener on the same address (the kernel spreads new clients over them)' -r
-complete -c netecho -n "__fish_netecho_using_subcommand serve" -l udp-rate -d 'Answer at most N datagrams per second to each source address; 0: no limit' -r
+complete -c netecho -n "__fish_netecho_using_subcommand serve" -l udp-rate -d 'Answer at most N datagrams per second to each source address (loopback sources are not limited: they cannot be forged from outside); 0: no limit' -r
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -s q -l quiet -d 'Do not print a line per read (connects, leaves and the summary are still shown)'
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l multiplex -d 'Serve all clients at once from one event loop (epoll/kqueue) instead of one at a time'
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l udp -d 'Serve UDP echo (RFC 862): each datagram back to its sender. With --multiplex: TCP and UDP on the same port; without: UDP only'

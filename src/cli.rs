@@ -153,7 +153,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub udp: bool,
 
-    /// Answer at most N datagrams per second to each source address; 0: no limit
+    /// Answer at most N datagrams per second to each source address (loopback sources are not
+    /// limited: they cannot be forged from outside); 0: no limit
     #[arg(long, value_name = "N", default_value_t = guard::DEFAULT_RATE, requires = "udp")]
     pub udp_rate: u32,
 }

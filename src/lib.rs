@@ -19,7 +19,8 @@
 //!   `bench/stats.rs` the histogram, the errors by kind and the report.
 //! - [`address`]: the `--host`/`--port` options shared by the server and the client, and how
 //!   they resolve.
-//! - [`preview`]: the printable, escaped preview of received bytes (safe for binary data).
+//! - [`preview`]: the printable, escaped preview of received bytes (safe for binary data), and
+//!   the same escaping for text read from files (`ports`), so nothing reaches the terminal raw.
 //! - [`size`]: parsing of `--size`-style byte counts (`64`, `1k`, `64KiB`).
 //! - [`duration`]: parsing of `--timeout`-style durations (`10`, `1.5s`, `2m`, `500ms`).
 //! - [`error`]: the error types that carry an exit code other than 1.

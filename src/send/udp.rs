@@ -3,7 +3,8 @@
 //! UDP may lose the datagram or its reply, so the client waits `--timeout` for the reply and
 //! sends again, up to `--retries` more times. The socket is connected to the server, so replies
 //! from anyone else are filtered out by the kernel, and a port where nothing listens is reported
-//! as such (the ICMP "port unreachable" comes back as a refused receive) instead of as silence.
+//! as such (the ICMP "port unreachable" comes back as a refused receive) instead of as silence;
+//! a refusal ends the retries at once, since another try would only be refused again.
 
 use std::{
     io::{self, Read, Write},
@@ -55,6 +56,7 @@ pub fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<()> {
     let tries = u64::from(args.retries) + 1;
     let mut buf = vec![0; MAX_DATAGRAM + 1];
     let mut silence = Silence::Timeout;
+    let mut tried = tries;
     for attempt in 1..=tries {
         if attempt > 1 {
             status.line(format_args!(
@@ -65,7 +67,8 @@ pub fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<()> {
             Ok(_) => {}
             Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
                 silence = Silence::Refused;
-                continue;
+                tried = attempt;
+                break;
             }
             Err(err) => return Err(err).with_context(|| format!("cannot send to {server}")),
         }
@@ -81,6 +84,8 @@ pub fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<()> {
             }
             Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
                 silence = Silence::Refused;
+                tried = attempt;
+                break;
             }
             Err(err) => return Err(err).with_context(|| format!("cannot receive from {server}")),
         }
@@ -95,8 +100,8 @@ pub fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<()> {
             seconds(args.timeout)
         ),
     };
-    let noun = if tries == 1 { "try" } else { "tries" };
-    bail!("no reply from {server} after {tries} {noun}: {why}")
+    let noun = if tried == 1 { "try" } else { "tries" };
+    bail!("no reply from {server} after {tried} {noun}: {why}")
 }
 
 /// Prints the reply and checks it against what was sent.

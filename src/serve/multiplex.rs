@@ -77,7 +77,7 @@ const FALLBACK_FD_LIMIT: u64 = 1024;
 
 /// Runs the multiplexed server until SIGINT or SIGTERM, prints the summary.
 pub fn run(args: &ServeArgs, addrs: &[SocketAddr]) -> Result<()> {
-    let mut report = Report::new(args.quiet, args.preview);
+    let mut report = Report::start(args.quiet, args.preview)?;
     let fd_limit = raise_fd_limit();
     let max_connections = args.max_connections.map(u64::from).unwrap_or_else(|| {
         default_max_connections(*fd_limit.as_ref().unwrap_or(&FALLBACK_FD_LIMIT))
@@ -110,6 +110,7 @@ pub fn run(args: &ServeArgs, addrs: &[SocketAddr]) -> Result<()> {
             udp,
             share,
             args,
+            report.for_another_loop(),
             &limit_announced,
         )?);
     }
@@ -126,8 +127,11 @@ pub fn run(args: &ServeArgs, addrs: &[SocketAddr]) -> Result<()> {
     report.flush();
 
     let mut summary = Summary::default();
-    if let [single] = loops.as_mut_slice() {
-        summary = single.run()?;
+    if workers == 1 {
+        // The loop and its report are gone before the summary, which must be the last line.
+        for mut single in loops {
+            summary = single.run()?;
+        }
     } else {
         let totals = thread::scope(|scope| {
             // A worker whose loop fails says so at once; the others go on serving (the kernel
@@ -240,7 +244,7 @@ struct EventLoop<'a> {
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     /// The buffer every client reads into; only what a socket will not take is copied out.
     scratch: Vec<u8>,
-    /// This loop's lines, flushed once per turn.
+    /// This loop's lines, handed to the report writer once per turn.
     report: Report,
     /// Totals of the clients that left.
     summary: Summary,
@@ -267,6 +271,7 @@ impl<'a> EventLoop<'a> {
         mut udp: Option<UdpEcho>,
         max_clients: u64,
         args: &ServeArgs,
+        report: Report,
         limit_announced: &'a AtomicBool,
     ) -> Result<Self> {
         let poll = Poll::new().context("cannot create the event poll")?;
@@ -297,7 +302,7 @@ impl<'a> EventLoop<'a> {
             ready: VecDeque::new(),
             timers: BinaryHeap::new(),
             scratch: vec![0; SCRATCH_SIZE],
-            report: Report::new(args.quiet, args.preview),
+            report,
             summary,
             max_clients,
             limit_announced,

@@ -7,12 +7,13 @@ use std::{
     io::{Read, Write},
     net::{Shutdown, UdpSocket},
     thread,
+    time::Duration,
 };
 
 use assert_cmd::Command;
 use common::{
-    Server, TIMEOUT, assert_still_queued, classic_client, echo_checked, pseudo_random, read_to_end,
-    reset,
+    Server, TIMEOUT, assert_still_queued, classic_client, echo_checked, first_free_descriptor,
+    pseudo_random, read_to_end, reset,
 };
 use predicates::prelude::*;
 
@@ -235,6 +236,57 @@ fn bad_ports_are_usage_errors() {
         .stderr(predicate::str::contains(
             "99999 is not a port: ports are 0–65535",
         ));
+}
+
+#[test]
+fn clients_that_leave_in_the_queue_do_not_strand_the_ones_behind_them() {
+    let server = Server::start(&[]);
+    let mut served = server.connect();
+    echo_checked(&mut served, b"served");
+    // Queued behind it: one that connects and leaves without a byte (nc -z, a health check),
+    // one that resets, then a real client.
+    let leaver = server.connect();
+    drop(leaver);
+    let resetter = server.connect();
+    reset(resetter);
+    let mut real = server.connect();
+    assert_still_queued(&mut real, b"real");
+
+    // The served client leaves; no new connection arrives after it, yet the real one is served.
+    drop(served);
+    let mut reply = [0u8; 4];
+    real.read_exact(&mut reply)
+        .expect("the real client is served");
+    assert_eq!(&reply, b"real");
+    echo_checked(&mut real, b"and on");
+}
+
+#[test]
+fn out_of_descriptors_is_said_once_not_at_every_retry() {
+    // The descriptors the server needs for itself, seen on one that runs: a server started with
+    // no more fails every accept (EMFILE) and retries every 100 ms.
+    let needed = first_free_descriptor(Server::start(&["-q"]).pid());
+    let mut server = Server::start_with(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                r#"ulimit -n {needed} && exec "$0" serve --port 0 -q"#
+            ))
+            .arg(common::BIN),
+    );
+    let _waiting = server.connect();
+    let notice = server.wait_for_text("accept failed");
+    assert!(notice.contains("retrying"), "{notice}");
+    thread::sleep(Duration::from_millis(600)); // about six retries, all failing
+    server.signal("TERM");
+    let (status, _) = server.wait_exit();
+    assert!(status.success(), "{status:?}");
+    let notices = server
+        .seen()
+        .iter()
+        .filter(|l| l.contains("accept failed"))
+        .count();
+    assert_eq!(notices, 1, "{:#?}", server.seen());
 }
 
 /// The server modes whose loop prints the report: iterative, multiplexed, two workers, UDP.

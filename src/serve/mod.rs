@@ -64,7 +64,6 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         return Ok(());
     }
     let listener = bind_any(&addrs, "TCP", |addr| bind(addr, false))?;
-    report.listening(local_addr(listener.local_addr())?);
     let summary = iterative::serve(listener, args, &mut report)?;
     report.summary(&summary, true);
     Ok(())

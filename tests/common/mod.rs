@@ -375,3 +375,15 @@ pub fn echo_checked(stream: &mut TcpStream, message: &[u8]) {
     stream.read_exact(&mut reply).expect("read the echo");
     assert!(reply == message, "echo differs from what was sent");
 }
+
+/// The lowest descriptor number a process has free (`/proc/PID/fd`): with `ulimit -n` set to it,
+/// the process can open nothing more (descriptors inherited above it stay open).
+pub fn first_free_descriptor(pid: u32) -> usize {
+    let open: Vec<usize> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("list the descriptors")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    (0..)
+        .find(|fd| !open.contains(fd))
+        .expect("a free descriptor")
+}

@@ -14,7 +14,8 @@
 //!
 //! Limits: at `--max-connections` the loop stops accepting and new clients wait in the kernel's
 //! listen queue (said once per run). When accept fails (EMFILE, ENFILE...), the loop pauses
-//! accepting for [`ACCEPT_RETRY`] and tries again, so it neither spins nor stalls.
+//! accepting for [`ACCEPT_RETRY`] and tries again, so it neither spins nor stalls. Idle timers of
+//! clients that left are compacted away ([`IdleTimers`]), so memory follows the live clients.
 //!
 //! On SIGINT/SIGTERM the loop closes its listener and closes every client with nothing in
 //! flight; the others, in the middle of an exchange, are served until they close, for up to
@@ -74,6 +75,10 @@ const EVENTS_PER_POLL: usize = 1024;
 
 /// The open-file limit assumed when it cannot be read.
 const FALLBACK_FD_LIMIT: u64 = 1024;
+
+/// Idle timer entries, beyond twice the live clients, that may stay behind for clients that have
+/// left before the timers are compacted: spares a small server a compaction at every close.
+const TIMER_SLACK: usize = 64;
 
 /// Runs the multiplexed server until SIGINT or SIGTERM, prints the summary.
 pub fn run(args: &ServeArgs, addrs: &[SocketAddr]) -> Result<()> {
@@ -239,9 +244,8 @@ struct EventLoop<'a> {
     next_serial: u64,
     /// Clients whose pump ran out of read budget: pumped again next turn, without an event.
     ready: VecDeque<(usize, u64)>,
-    /// Idle deadlines, earliest first: one entry per client, checked against its real last
-    /// progress when it comes due and pushed back if the client moved meanwhile.
-    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    /// Idle deadlines (`--idle-timeout`), earliest first.
+    timers: IdleTimers,
     /// The buffer every client reads into; only what a socket will not take is copied out.
     scratch: Vec<u8>,
     /// This loop's lines, handed to the report writer once per turn.
@@ -300,7 +304,7 @@ impl<'a> EventLoop<'a> {
             clients: Slab::new(),
             next_serial: 0,
             ready: VecDeque::new(),
-            timers: BinaryHeap::new(),
+            timers: IdleTimers::default(),
             scratch: vec![0; SCRATCH_SIZE],
             report,
             summary,
@@ -365,7 +369,7 @@ impl<'a> EventLoop<'a> {
         if !self.ready.is_empty() || self.udp_ready {
             return Some(Duration::ZERO);
         }
-        let idle = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        let idle = self.timers.next_due();
         let retry = self.accept_paused_until.filter(|_| self.listener_ready);
         [idle, retry, self.drain_until]
             .into_iter()
@@ -433,11 +437,7 @@ impl<'a> EventLoop<'a> {
             return;
         };
         let now = Instant::now();
-        while let Some(&Reverse((at, key, serial))) = self.timers.peek() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
+        while let Some((key, serial)) = self.timers.pop_due(now) {
             let Some(client) = self.clients.get(key).filter(|c| c.serial == serial) else {
                 continue; // that client has left
             };
@@ -446,7 +446,7 @@ impl<'a> EventLoop<'a> {
                 self.close(key, Leave::Idle(idle));
             } else {
                 let due = client.conn.last_progress + limit;
-                self.timers.push(Reverse((due, key, serial)));
+                self.timers.arm(due, key, serial);
             }
         }
     }
@@ -521,8 +521,7 @@ impl<'a> EventLoop<'a> {
         let serial = self.next_serial;
         self.next_serial += 1;
         if let Some(limit) = self.idle_timeout {
-            self.timers
-                .push(Reverse((Instant::now() + limit, entry.key(), serial)));
+            self.timers.arm(Instant::now() + limit, entry.key(), serial);
         }
         entry.insert(Client {
             conn: Connection::new(stream, peer),
@@ -536,6 +535,10 @@ impl<'a> EventLoop<'a> {
         if let Some(client) = self.clients.try_remove(key) {
             // Dropping the stream closes it, which also removes it from the poll.
             finish(client.conn, why, &mut self.summary, &mut self.report);
+            let clients = &self.clients;
+            self.timers.forget_left(clients.len(), |key, serial| {
+                clients.get(key).is_some_and(|c| c.serial == serial)
+            });
         }
     }
 
@@ -574,6 +577,56 @@ impl<'a> EventLoop<'a> {
     }
 }
 
+/// Idle deadlines, earliest first: one entry per client, checked against its real last progress
+/// when it comes due and pushed back if the client moved meanwhile. A heap cannot drop the entry
+/// of a client that leaves, so entries of clients gone pile up until their deadline (an hour,
+/// with `--idle-timeout 1h`); [`IdleTimers::forget_left`] compacts them away once they outnumber
+/// the live clients, which keeps the heap O(live clients) at O(1) amortized cost per close.
+#[derive(Default)]
+struct IdleTimers {
+    /// (deadline, slab key, serial) of each client, and of clients gone not yet compacted.
+    heap: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+}
+
+impl IdleTimers {
+    /// Sets a deadline for a client.
+    fn arm(&mut self, at: Instant, key: usize, serial: u64) {
+        self.heap.push(Reverse((at, key, serial)));
+    }
+
+    /// The earliest deadline, if any.
+    fn next_due(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// Takes the earliest entry if it is due by `now`: the client's key and serial.
+    fn pop_due(&mut self, now: Instant) -> Option<(usize, u64)> {
+        let &Reverse((at, key, serial)) = self.heap.peek()?;
+        if at > now {
+            return None;
+        }
+        self.heap.pop();
+        Some((key, serial))
+    }
+
+    /// After a client left: when the entries exceed twice the `live` clients (plus
+    /// [`TIMER_SLACK`]), keeps only those `is_live` says belong to a client still here. A
+    /// compaction costs O(entries) and leaves about `live`, so at least half as many closes as
+    /// entries come before the next one: O(1) amortized per close.
+    fn forget_left(&mut self, live: usize, is_live: impl Fn(usize, u64) -> bool) {
+        if self.heap.len() > 2 * live + TIMER_SLACK {
+            self.heap
+                .retain(|&Reverse((_, key, serial))| is_live(key, serial));
+        }
+    }
+
+    /// Entries held, live or not.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.heap.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -590,5 +643,40 @@ mod tests {
     fn every_worker_gets_at_least_one() {
         assert_eq!(share_of(1, 2, 0), 1);
         assert_eq!(share_of(1, 2, 1), 1);
+    }
+
+    #[test]
+    fn timers_of_clients_that_left_do_not_pile_up() {
+        // 60,000 clients connect and leave with an hour's idle timeout, ten live at a time: the
+        // heap stays within twice the live clients plus the slack, never one entry per client.
+        let mut timers = IdleTimers::default();
+        let in_an_hour = Instant::now() + Duration::from_secs(3600);
+        let mut live = VecDeque::new();
+        let mut most = 0;
+        for serial in 0..60_000u64 {
+            let key = (serial % 16) as usize;
+            timers.arm(in_an_hour, key, serial);
+            live.push_back(serial);
+            if live.len() > 10 {
+                live.pop_front();
+                timers.forget_left(live.len(), |_, s| live.contains(&s));
+            }
+            most = most.max(timers.len());
+        }
+        assert!(most <= 2 * 10 + TIMER_SLACK + 1, "{most} timer entries");
+    }
+
+    #[test]
+    fn due_timers_come_out_earliest_first() {
+        let mut timers = IdleTimers::default();
+        let now = Instant::now();
+        timers.arm(now + Duration::from_secs(2), 2, 2);
+        timers.arm(now, 0, 0);
+        timers.arm(now + Duration::from_secs(1), 1, 1);
+        assert_eq!(timers.next_due(), Some(now));
+        let later = now + Duration::from_secs(1);
+        assert_eq!(timers.pop_due(later), Some((0, 0)));
+        assert_eq!(timers.pop_due(later), Some((1, 1)));
+        assert_eq!(timers.pop_due(later), None);
     }
 }

@@ -14,7 +14,8 @@
 //!
 //! Limits: at `--max-connections` the loop stops accepting and new clients wait in the kernel's
 //! listen queue (said once per run). When accept fails (EMFILE, ENFILE...), the loop pauses
-//! accepting for [`ACCEPT_RETRY`] and tries again, so it neither spins nor stalls. Idle timers of
+//! accepting for [`ACCEPT_RETRY`] and tries again, so it neither spins nor stalls; the failure is
+//! said once per episode for the whole process, however many workers meet it. Idle timers of
 //! clients that left are compacted away ([`IdleTimers`]), so memory follows the live clients.
 //!
 //! On SIGINT/SIGTERM the loop closes its listener and closes every client with nothing in
@@ -22,7 +23,13 @@
 //! `--drain-timeout`; then the loop closes the rest and returns.
 //!
 //! `--workers N` runs N such loops, each on its own thread with its own SO_REUSEPORT listener on
-//! the same address, its own signal watch and its own report buffer; the summary is their total.
+//! the same address, its own signal watch and its own report buffer; the summary is their total
+//! (a worker that fails says so at once, the others serve on, their totals make the summary and
+//! the exit status is 1). Each worker holds its own share of `--max-connections`, since the
+//! kernel hands each listener its own clients: so there may be no more workers than connections,
+//! and the first line after `listening on` gives the split. Only the loops of one process share
+//! the port: a probe bind without SO_REUSEPORT first makes a second server fail with "address
+//! already in use" ([`bind_listeners`]).
 //!
 //! With `--udp` the first loop also answers datagrams on the same port, as inetd does: the UDP
 //! socket is one more source of events, pumped like a client (with a budget, and a note that more
@@ -38,7 +45,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use mio::{
     Events, Interest, Poll, Token,
     net::{TcpListener, TcpStream},
@@ -51,11 +58,12 @@ use super::{
     connection::{Connection, Progress, SCRATCH_SIZE},
     finish,
     limits::{default_max_connections, raise_fd_limit},
+    local_addr,
     report::{Leave, Report, Summary, UdpTotals},
     udp::{self, UdpEcho},
     watch_signals,
 };
-use crate::cli::ServeArgs;
+use crate::{cli::ServeArgs, error::UsageError};
 
 /// The listener's token.
 const LISTENER: Token = Token(0);
@@ -80,19 +88,25 @@ const FALLBACK_FD_LIMIT: u64 = 1024;
 /// left before the timers are compacted: spares a small server a compaction at every close.
 const TIMER_SLACK: usize = 64;
 
+/// Notices said once for the whole process, whichever worker meets the cause first.
+#[derive(Default)]
+struct SharedNotices {
+    /// The at-the-connection-limit notice was printed: it is said once per run.
+    limit_announced: AtomicBool,
+    /// An accept error was reported and no accept has succeeded since, in any worker: the
+    /// others' failures belong to the same episode and are not said again.
+    accept_failing: AtomicBool,
+}
+
 /// Runs the multiplexed server until SIGINT or SIGTERM, prints the summary.
 pub fn run(args: &ServeArgs, addrs: &[SocketAddr]) -> Result<()> {
-    let mut report = Report::start(args.quiet, args.preview)?;
-    let fd_limit = raise_fd_limit();
-    let max_connections = args.max_connections.map(u64::from).unwrap_or_else(|| {
-        default_max_connections(*fd_limit.as_ref().unwrap_or(&FALLBACK_FD_LIMIT))
-    });
     let workers = usize::from(args.workers);
+    let fd_limit = raise_fd_limit();
+    let max_connections = connection_limit(args.max_connections, workers, &fd_limit)?;
+    let mut report = Report::start(args.quiet, args.preview)?;
 
     let (first, mut udp_socket) = bind_listeners(addrs, workers > 1, args.udp)?;
-    let local = first
-        .local_addr()
-        .context("cannot read the listening address")?;
+    let local = local_addr(first.local_addr())?;
     let mut listeners = vec![first];
     for _ in 1..workers {
         // With --port 0 the first bind picked the port; the others share it.
@@ -103,7 +117,7 @@ pub fn run(args: &ServeArgs, addrs: &[SocketAddr]) -> Result<()> {
     }
 
     // Every loop is ready, signal watch included, before the first line says so.
-    let limit_announced = AtomicBool::new(false);
+    let notices = SharedNotices::default();
     let mut loops = Vec::with_capacity(workers);
     for (index, listener) in listeners.into_iter().enumerate() {
         let share = share_of(max_connections, workers, index);
@@ -116,66 +130,137 @@ pub fn run(args: &ServeArgs, addrs: &[SocketAddr]) -> Result<()> {
             share,
             args,
             report.for_another_loop(),
-            &limit_announced,
+            &notices,
         )?);
     }
 
     report.listening(local);
     match &fd_limit {
         Ok(limit) => report.notice(format_args!(
-            "multiplexing up to {max_connections} clients at once (open-file limit {limit}), \
-             {workers} {}",
-            if workers == 1 { "thread" } else { "threads" }
+            "multiplexing up to {max_connections} clients at once (open-file limit {limit}), {}",
+            split_in_words(max_connections, workers)
         )),
         Err(problem) => report.notice(format_args!("{problem}")),
     }
     report.flush();
 
-    let mut summary = Summary::default();
-    if workers == 1 {
-        // The loop and its report are gone before the summary, which must be the last line.
-        for mut single in loops {
-            summary = single.run()?;
-        }
-    } else {
-        let totals = thread::scope(|scope| {
-            // A worker whose loop fails says so at once; the others go on serving (the kernel
-            // spreads new clients over the listeners still open) until the stop signal, and the
-            // exit status then reports the failure.
+    // One loop runs on this thread: exactly one event loop thread by default.
+    let (summary, failure) = match <[EventLoop; 1]>::try_from(loops) {
+        Ok([only]) => total([Ok(serve_loop(only, 0))]),
+        Err(loops) => thread::scope(|scope| {
             let handles: Vec<_> = loops
                 .into_iter()
                 .enumerate()
-                .map(|(index, mut event_loop)| {
-                    scope.spawn(move || {
-                        event_loop.run().inspect_err(|err| {
-                            crate::status!(
-                                "netecho: worker {} stopped: {err:#}; the other workers go on",
-                                index + 1
-                            );
-                        })
-                    })
-                })
+                .map(|(index, event_loop)| scope.spawn(move || serve_loop(event_loop, index)))
                 .collect();
-            handles
-                .into_iter()
-                .map(|handle| {
-                    handle
-                        .join()
-                        .map_err(|_| anyhow!("a worker thread panicked"))?
-                })
-                .collect::<Result<Vec<Summary>>>()
-        })?;
-        for worker in &totals {
-            summary.add(worker);
+            total(handles.into_iter().map(|handle| handle.join()))
+        }),
+    };
+    // Every loop and its report are gone: the summary is the last line.
+    report.summary(&summary, true);
+    failure.map_or(Ok(()), Err)
+}
+
+/// What one worker's loop ends with: its totals, and its error if it failed.
+type WorkerOutcome = (Summary, Option<anyhow::Error>);
+
+/// Runs one loop to its end. A loop that fails says so at once and closes its clients, counted;
+/// the other workers go on serving (the kernel spreads new clients over the listeners still
+/// open) until the stop signal.
+fn serve_loop(mut event_loop: EventLoop<'_>, index: usize) -> WorkerOutcome {
+    match event_loop.run() {
+        Ok(()) => (event_loop.summary, None),
+        Err(err) => {
+            crate::status!(
+                "netecho: worker {} stopped: {err:#}; the other workers go on",
+                index + 1
+            );
+            event_loop.close_all();
+            (event_loop.summary, Some(err))
         }
     }
-    report.summary(&summary, true);
-    Ok(())
+}
+
+/// The totals of every worker that returned, failed or not, and the first failure: one failed
+/// worker does not discard what the others served.
+fn total(outcomes: impl IntoIterator<Item = thread::Result<WorkerOutcome>>) -> WorkerOutcome {
+    let mut summary = Summary::default();
+    let mut failure = None;
+    for outcome in outcomes {
+        let (totals, error) = match outcome {
+            Ok(outcome) => outcome,
+            Err(_) => (
+                Summary::default(),
+                Some(anyhow!("a worker thread panicked")),
+            ),
+        };
+        summary.add(&totals);
+        if failure.is_none() {
+            failure = error;
+        }
+    }
+    (summary, failure)
+}
+
+/// The most clients served at once: `--max-connections`, or else what the open-file limit
+/// allows. Each worker holds its own share and needs at least one, so more workers than that is
+/// an error (a usage error when the user set the limit).
+fn connection_limit(
+    max_connections: Option<u32>,
+    workers: usize,
+    fd_limit: &Result<u64, String>,
+) -> Result<u64> {
+    let workers_count = workers as u64;
+    match max_connections.map(u64::from) {
+        Some(max) if max < workers_count => Err(UsageError(format!(
+            "--max-connections {max} is fewer than --workers {workers}: each worker serves its \
+             own share of the connections, at least one; use --workers {max} or fewer"
+        ))
+        .into()),
+        Some(max) => Ok(max),
+        None => {
+            let limit = *fd_limit.as_ref().unwrap_or(&FALLBACK_FD_LIMIT);
+            let max = default_max_connections(limit, workers_count);
+            if max < workers_count {
+                bail!(
+                    "the open-file limit ({limit}) leaves room for only {max} clients, fewer \
+                     than --workers {workers}: raise it (ulimit -n) or run fewer workers"
+                );
+            }
+            Ok(max)
+        }
+    }
+}
+
+/// How the connection limit is split over the workers, in words.
+fn split_in_words(max_connections: u64, workers: usize) -> String {
+    if workers == 1 {
+        return "1 thread".to_owned();
+    }
+    let fewest = share_of(max_connections, workers, workers - 1);
+    let most = share_of(max_connections, workers, 0);
+    let each = if fewest == most {
+        format!("{most}")
+    } else {
+        format!("{fewest} or {most}")
+    };
+    format!(
+        "{workers} threads of {each} clients each (the kernel spreads new clients over them; a \
+         thread at its share leaves its own waiting)"
+    )
 }
 
 /// The first TCP listener and, with `--udp`, the UDP socket on the same port. When the kernel
 /// picks the port (`--port 0`), a port free for TCP but taken for UDP is given back and another
 /// tried.
+///
+/// With `reuse_port` (`--workers`), a probe socket without SO_REUSEPORT is bound first and held
+/// until the listeners listen: it conflicts with any listener already on the address, ours or
+/// another program's, SO_REUSEPORT or not, so a second server fails with "address already in
+/// use" instead of silently taking half the clients. The probe has SO_REUSEADDR, like the
+/// listeners, so it neither trips on old connections in TIME_WAIT nor on our own listeners
+/// before they listen. What remains is a race: two servers started within the same few
+/// microseconds can both pass their probe (neither listens yet) and then share the port.
 fn bind_listeners(
     addrs: &[SocketAddr],
     reuse_port: bool,
@@ -185,13 +270,22 @@ fn bind_listeners(
     let mut tries = 0;
     loop {
         tries += 1;
-        let listener = bind_any(addrs, "TCP", |addr| bind(addr, reuse_port))?;
+        let (listener, _probe) = if reuse_port {
+            let probe = bind_any(addrs, "TCP", probe_bind)?;
+            let addr = probe
+                .local_addr()
+                .ok()
+                .and_then(|addr| addr.as_socket())
+                .ok_or_else(|| anyhow!("cannot read the probe socket's address"))?;
+            let listener = bind(addr, true).map_err(|err| bind_error(addr, "TCP", &err))?;
+            (listener, Some(probe))
+        } else {
+            (bind_any(addrs, "TCP", |addr| bind(addr, false))?, None)
+        };
         if !with_udp {
             return Ok((listener, None));
         }
-        let local = listener
-            .local_addr()
-            .context("cannot read the listening address")?;
+        let local = local_addr(listener.local_addr())?;
         match udp::bind(local) {
             Ok(socket) => return Ok((listener, Some(socket))),
             Err(err)
@@ -201,6 +295,18 @@ fn bind_listeners(
             Err(err) => return Err(bind_error(local, "UDP", &err)),
         }
     }
+}
+
+/// A TCP socket bound to `addr` without SO_REUSEPORT and not listening: see [`bind_listeners`].
+fn probe_bind(addr: SocketAddr) -> io::Result<socket2::Socket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
 }
 
 /// Worker `index`'s part of the connection limit: an even split, the remainder to the first
@@ -254,13 +360,10 @@ struct EventLoop<'a> {
     summary: Summary,
     /// Most clients this loop holds at once (its share of `--max-connections`).
     max_clients: u64,
-    /// Whether the at-the-limit notice was printed, by any worker: it is said once per run.
-    limit_announced: &'a AtomicBool,
+    /// The notices said once for the whole process.
+    notices: &'a SharedNotices,
     /// Accepting is paused after an accept error until then.
     accept_paused_until: Option<Instant>,
-    /// An accept error was reported and no accept has succeeded since: report the next one only
-    /// after a success, not once per retry.
-    accept_failing: bool,
     /// `--idle-timeout`.
     idle_timeout: Option<Duration>,
     /// `--drain-timeout`.
@@ -276,7 +379,7 @@ impl<'a> EventLoop<'a> {
         max_clients: u64,
         args: &ServeArgs,
         report: Report,
-        limit_announced: &'a AtomicBool,
+        notices: &'a SharedNotices,
     ) -> Result<Self> {
         let poll = Poll::new().context("cannot create the event poll")?;
         let signals = watch_signals(poll.registry(), SIGNALS)?;
@@ -309,17 +412,16 @@ impl<'a> EventLoop<'a> {
             report,
             summary,
             max_clients,
-            limit_announced,
+            notices,
             accept_paused_until: None,
-            accept_failing: false,
             idle_timeout: args.idle_timeout,
             drain_timeout: args.drain_timeout,
             drain_until: None,
         })
     }
 
-    /// Serves until a stop signal and the drain after it; returns this loop's totals.
-    fn run(&mut self) -> Result<Summary> {
+    /// Serves until a stop signal and the drain after it; the totals are in `summary`.
+    fn run(&mut self) -> Result<()> {
         // Outside `self`, so that handlers may borrow `self` while iterating; reused every turn.
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         loop {
@@ -358,7 +460,7 @@ impl<'a> EventLoop<'a> {
             {
                 self.close_all();
                 self.report.flush();
-                return Ok(self.summary);
+                return Ok(());
             }
         }
     }
@@ -466,7 +568,7 @@ impl<'a> EventLoop<'a> {
             if self.clients.len() as u64 >= self.max_clients {
                 // The rest wait in the listen queue; `listener_ready` stays set so they are
                 // taken as soon as a client leaves.
-                if !self.limit_announced.swap(true, Ordering::Relaxed) {
+                if !self.notices.limit_announced.swap(true, Ordering::Relaxed) {
                     self.report.notice(format_args!(
                         "at the connection limit ({} clients): new clients wait in the listen \
                          queue until others leave (said once)",
@@ -480,7 +582,9 @@ impl<'a> EventLoop<'a> {
             };
             match accept(listener, &mut self.report) {
                 Ok(Some((stream, peer))) => {
-                    self.accept_failing = false;
+                    if self.notices.accept_failing.load(Ordering::Relaxed) {
+                        self.notices.accept_failing.store(false, Ordering::Relaxed);
+                    }
                     self.add(stream, peer);
                 }
                 Ok(None) => {
@@ -488,11 +592,11 @@ impl<'a> EventLoop<'a> {
                     return;
                 }
                 Err(err) => {
-                    if !self.accept_failing {
-                        self.accept_failing = true;
+                    if !self.notices.accept_failing.swap(true, Ordering::Relaxed) {
                         self.report.notice(format_args!(
                             "accept failed: {err}; pausing new clients, retrying every {} ms \
-                             (connected clients are still served)",
+                             (connected clients are still served; said once until an accept \
+                             succeeds)",
                             ACCEPT_RETRY.as_millis()
                         ));
                     }
@@ -640,9 +744,39 @@ mod tests {
     }
 
     #[test]
-    fn every_worker_gets_at_least_one() {
-        assert_eq!(share_of(1, 2, 0), 1);
-        assert_eq!(share_of(1, 2, 1), 1);
+    fn more_workers_than_connections_is_a_usage_error() {
+        let err = connection_limit(Some(1), 8, &Ok(20_000)).unwrap_err();
+        assert_eq!(crate::error::exit_code(&err), crate::error::EXIT_USAGE);
+        assert!(err.to_string().contains("--workers 1 or fewer"), "{err}");
+        assert_eq!(connection_limit(Some(8), 8, &Ok(20_000)).unwrap(), 8);
+        // The default too leaves at least one per worker, or says why not (exit 1).
+        let err = connection_limit(None, 8, &Ok(40)).unwrap_err();
+        assert_eq!(crate::error::exit_code(&err), crate::error::EXIT_FAILURE);
+    }
+
+    #[test]
+    fn the_split_is_announced() {
+        assert_eq!(split_in_words(10, 1), "1 thread");
+        assert!(split_in_words(10, 2).starts_with("2 threads of 5 clients each"));
+        assert!(split_in_words(10, 3).starts_with("3 threads of 3 or 4 clients each"));
+    }
+
+    #[test]
+    fn a_failed_worker_keeps_the_others_totals() {
+        let served = |clients| Summary {
+            clients,
+            echoed: clients * 10,
+            udp: None,
+        };
+        let (summary, failure) = total([
+            Ok((served(3), None)),
+            Ok((served(2), Some(anyhow!("poll failed")))),
+            Err(Box::new("panic") as Box<dyn std::any::Any + Send>),
+            Ok((served(4), None)),
+        ]);
+        assert_eq!(summary.clients, 9);
+        assert_eq!(summary.echoed, 90);
+        assert_eq!(failure.unwrap().to_string(), "poll failed");
     }
 
     #[test]

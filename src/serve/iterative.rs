@@ -62,12 +62,18 @@ pub fn serve(mut listener: TcpListener, args: &ServeArgs, report: &mut Report) -
     let mut accept_more = false;
 
     loop {
-        report.flush();
+        report.flush_if_due(Instant::now());
         let timeout = if accept_more {
             Some(Duration::ZERO)
         } else {
-            next_deadline(client.as_ref(), args.idle_timeout, accept_after)
-                .map(|at| at.saturating_duration_since(Instant::now()))
+            [
+                next_deadline(client.as_ref(), args.idle_timeout, accept_after),
+                report.handover_due(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| at.saturating_duration_since(Instant::now()))
         };
         match poll.poll(&mut events, timeout) {
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,

@@ -6,7 +6,7 @@
 //! block. When a pump stops early on its read budget ([`Progress::Again`]), the client goes on
 //! the ready queue and is pumped again next turn without waiting for an event (none would come).
 //!
-//! The loop turn, in order: flush the report, poll (not waiting at all while the ready queue has
+//! The loop turn, in order: hand the report's lines over if they are due, poll (not waiting at all while the ready queue has
 //! work), handle events, pump the ready queue, expire idle clients, accept, and when stopping,
 //! close what has finished draining. Memory per client is the [`Connection`] in the slab plus,
 //! only while its echo is held up, one scratch buffer's worth of pending bytes; reading stops
@@ -425,7 +425,7 @@ impl<'a> EventLoop<'a> {
         // Outside `self`, so that handlers may borrow `self` while iterating; reused every turn.
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         loop {
-            self.report.flush();
+            self.report.flush_if_due(Instant::now());
             let timeout = self.poll_timeout();
             match self.poll.poll(&mut events, timeout) {
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
@@ -466,14 +466,16 @@ impl<'a> EventLoop<'a> {
     }
 
     /// How long the poll may wait: not at all with clients on the ready queue, else until the
-    /// next timer (idle deadline, accept retry, end of the drain), or for ever.
+    /// next timer (idle deadline, accept retry, end of the drain, report lines to hand over), or
+    /// for ever.
     fn poll_timeout(&self) -> Option<Duration> {
         if !self.ready.is_empty() || self.udp_ready {
             return Some(Duration::ZERO);
         }
         let idle = self.timers.next_due();
         let retry = self.accept_paused_until.filter(|_| self.listener_ready);
-        [idle, retry, self.drain_until]
+        let report = self.report.handover_due();
+        [idle, retry, self.drain_until, report]
             .into_iter()
             .flatten()
             .min()

@@ -1,9 +1,10 @@
 //! What the server prints: the `listening on` line, a line per connect, per read and per leave,
 //! and the summary.
 //!
-//! Serving never waits on stdout. Each loop gathers whole lines in its own [`Report`] and, once
-//! per loop turn, hands them as one batch to the process's report writer thread, which owns
-//! stdout, through a bounded queue and without waiting (`try_send`). A slow or stuck stdout (a
+//! Serving never waits on stdout. Each loop gathers whole lines in its own [`Report`] and hands
+//! them as one batch (at most [`HANDOVER_DELAY`] after the first, or when [`REPORT_BUFFER`] is
+//! reached) to the process's report writer thread, which owns stdout, through a bounded queue
+//! and without waiting (`try_send`). A slow or stuck stdout (a
 //! pipe nobody reads, `| less`, a full journal) blocks the writer alone; the loops go on echoing.
 //! The queue holds at most [`QUEUE_BYTES`] of lines: a batch that does not fit is dropped, its
 //! lines counted, and once stdout catches up the line `N report lines dropped: stdout is not
@@ -29,20 +30,21 @@ use std::{
         mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError, TrySendError},
     },
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result};
 
 use crate::preview::preview;
 
-/// Bytes of lines a loop gathers before it hands them over even within a loop turn: a bound on
-/// its buffer when one turn reads a lot.
-const REPORT_BUFFER: usize = 64 * 1024;
+/// Bytes of lines a loop gathers before it hands them over, even within a loop turn: a bound on
+/// its buffer, and on how often a busy loop wakes the writer (a few hundred times a second at
+/// 100 clients with every read reported).
+const REPORT_BUFFER: usize = 128 * 1024;
 
-/// A fresh batch buffer's capacity: a busy turn's lines (a hundred reads of a 64-byte preview)
-/// fit without growing, and many small batches fit in [`QUEUE_BYTES`].
-const BATCH_CAPACITY: usize = 16 * 1024;
+/// A fresh batch buffer's capacity: small, so that many small batches (a turn with one read)
+/// fit in [`QUEUE_BYTES`]; a buffer grows to what a busy turn needs and keeps it when reused.
+const BATCH_CAPACITY: usize = 4 * 1024;
 
 /// Most memory (buffer capacity) of the batches waiting for the writer, over all loops: what a
 /// stuck stdout can cost. About 16 busy turns of every loop at 100 clients; past it, lines are
@@ -51,6 +53,17 @@ const QUEUE_BYTES: usize = 1024 * 1024;
 
 /// Most batches waiting for the writer: a second bound, for many nearly empty batches.
 const QUEUE_BATCHES: usize = 256;
+
+/// Buffers a loop keeps for reuse once the writer gives them back; past this (after a backlog,
+/// when many come back at once) they are freed.
+const SPARE_BUFFERS: usize = 2;
+
+/// How long a loop may keep its lines before it hands them over, unless it has gathered
+/// [`REPORT_BUFFER`] first. Handing over wakes the writer thread: once per loop turn, that cost
+/// a few percent of the CPU per message at 100 clients (a futex wake and two context switches
+/// per turn, thousands a second); this way it costs next to nothing, and lines reach stdout at
+/// most 5 ms later.
+const HANDOVER_DELAY: Duration = Duration::from_millis(5);
 
 /// How long the server waits at exit for the writer to write what is queued and the summary.
 /// Long enough for any stdout that is being read; a stdout nobody reads must not hold the exit.
@@ -152,11 +165,16 @@ pub struct Report {
     buffer: Vec<u8>,
     /// How many lines `buffer` holds, to count them if the batch is dropped.
     buffered_lines: u64,
+    /// When the first line now in `buffer` was written: it is handed over by
+    /// [`HANDOVER_DELAY`] after that.
+    gathering_since: Option<Instant>,
     /// The queue to the writer; `None` once the writer has stopped (stdout closed): nothing
     /// more is formatted.
     to_writer: Option<SyncSender<Batch>>,
     /// Where the writer sends this loop's buffers back, for reuse.
     returned: Receiver<Vec<u8>>,
+    /// Buffers given back and not yet reused (at most [`SPARE_BUFFERS`]).
+    spares: Vec<Vec<u8>>,
     /// The sending side of `returned`, carried by each batch.
     home: Sender<Vec<u8>>,
     /// Shared with the writer and the other loops.
@@ -220,8 +238,10 @@ impl Report {
         Report {
             buffer: Vec::with_capacity(BATCH_CAPACITY),
             buffered_lines: 0,
+            gathering_since: None,
             to_writer,
             returned,
+            spares: Vec::with_capacity(SPARE_BUFFERS),
             home,
             backlog,
             exit: None,
@@ -308,8 +328,22 @@ impl Report {
         // Dropping ends the writer.
     }
 
-    /// Hands the lines gathered so far to the writer, never waiting: called once per loop turn,
-    /// before the loop waits. When the queue is full the lines are dropped and counted.
+    /// When the loop must hand its lines over at the latest ([`Report::flush_if_due`]): its poll
+    /// waits no longer than that.
+    pub fn handover_due(&self) -> Option<Instant> {
+        self.gathering_since.map(|since| since + HANDOVER_DELAY)
+    }
+
+    /// Hands the lines over if they have waited [`HANDOVER_DELAY`]: called once per loop turn,
+    /// before the loop polls.
+    pub fn flush_if_due(&mut self, now: Instant) {
+        if self.handover_due().is_some_and(|due| now >= due) {
+            self.flush();
+        }
+    }
+
+    /// Hands the lines gathered so far to the writer now, never waiting. When the queue is full
+    /// the lines are dropped and counted.
     pub fn flush(&mut self) {
         if self.buffer.is_empty() {
             return;
@@ -342,13 +376,16 @@ impl Report {
             None => Err(TrySendError::Disconnected(batch)),
         };
         match sent {
-            Ok(()) => self.buffered_lines = 0,
+            Ok(()) => {
+                self.buffered_lines = 0;
+                self.gathering_since = None;
+            }
             Err(TrySendError::Full(batch)) => {
                 self.backlog.queued_bytes.fetch_sub(size, Relaxed);
                 self.backlog.unreported.fetch_add(dropped_before, Relaxed);
                 // Keep the full buffer, emptied; the fresh one waits for the next turn.
                 let fresh = mem::replace(&mut self.buffer, batch.lines);
-                let _ = self.home.send(fresh);
+                self.spares.push(fresh);
                 self.drop_buffered();
             }
             Err(TrySendError::Disconnected(_)) => {
@@ -359,14 +396,17 @@ impl Report {
         }
     }
 
-    /// A buffer for the next lines: one the writer gave back if any (the others are freed, so a
-    /// loop keeps at most one spare after a backlog), else a new one.
+    /// A buffer for the next lines: one the writer gave back if any, else a new one. Up to
+    /// [`SPARE_BUFFERS`] given back are kept for the next turns; more are freed.
     fn spare_buffer(&mut self) -> Vec<u8> {
-        let mut spare = None;
         while let Ok(buffer) = self.returned.try_recv() {
-            spare.get_or_insert(buffer);
+            if self.spares.len() < SPARE_BUFFERS {
+                self.spares.push(buffer);
+            }
         }
-        spare.unwrap_or_else(|| Vec::with_capacity(BATCH_CAPACITY))
+        self.spares
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BATCH_CAPACITY))
     }
 
     /// Drops the buffered lines because the queue is full, and counts them.
@@ -384,11 +424,15 @@ impl Report {
     fn discard(&mut self) {
         self.buffer.clear();
         self.buffered_lines = 0;
+        self.gathering_since = None;
     }
 
     fn line(&mut self, text: fmt::Arguments<'_>) {
         if self.to_writer.is_none() {
             return;
+        }
+        if self.gathering_since.is_none() {
+            self.gathering_since = Some(Instant::now());
         }
         // Writing into a Vec cannot fail.
         let _ = writeln!(self.buffer, "{text}");

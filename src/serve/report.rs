@@ -3,9 +3,10 @@
 //!
 //! Serving never waits on stdout. Each loop gathers whole lines in its own [`Report`] and hands
 //! them as one batch (at most [`HANDOVER_DELAY`] after the first, or when [`REPORT_BUFFER`] is
-//! reached) to the process's report writer thread, which owns stdout, through a bounded queue
-//! and without waiting (`try_send`). A slow or stuck stdout (a
-//! pipe nobody reads, `| less`, a full journal) blocks the writer alone; the loops go on echoing.
+//! reached; the loops put that moment in their poll timeout) to the process's report writer
+//! thread, which owns stdout, through a bounded queue and without waiting (`try_send`). A slow or
+//! stuck stdout (a pipe nobody reads, `| less`, a full journal) blocks the writer alone; the
+//! loops go on echoing.
 //! The queue holds at most [`QUEUE_BYTES`] of lines: a batch that does not fit is dropped, its
 //! lines counted, and once stdout catches up the line `N report lines dropped: stdout is not
 //! keeping up` comes first, where the gap was; the summary gives the total. This is how nginx
@@ -47,8 +48,8 @@ const REPORT_BUFFER: usize = 128 * 1024;
 const BATCH_CAPACITY: usize = 4 * 1024;
 
 /// Most memory (buffer capacity) of the batches waiting for the writer, over all loops: what a
-/// stuck stdout can cost. About 16 busy turns of every loop at 100 clients; past it, lines are
-/// dropped and counted.
+/// stuck stdout can cost (eight full batches, a few seconds of lines for a busy server); past
+/// it, lines are dropped and counted.
 const QUEUE_BYTES: usize = 1024 * 1024;
 
 /// Most batches waiting for the writer: a second bound, for many nearly empty batches.
@@ -159,7 +160,7 @@ struct WriterExit {
     done: Receiver<()>,
 }
 
-/// One loop's report: its lines, gathered and handed to the writer once per loop turn.
+/// One loop's report: its lines, gathered and handed to the writer in batches.
 pub struct Report {
     /// Whole lines not yet handed over.
     buffer: Vec<u8>,
@@ -342,8 +343,8 @@ impl Report {
         }
     }
 
-    /// Hands the lines gathered so far to the writer now, never waiting. When the queue is full
-    /// the lines are dropped and counted.
+    /// Hands the lines gathered so far to the writer now, never waiting (the UDP-only loop calls
+    /// it every turn). When the queue is full the lines are dropped and counted.
     pub fn flush(&mut self) {
         if self.buffer.is_empty() {
             return;

@@ -48,8 +48,9 @@ const REPORT_BUFFER: usize = 128 * 1024;
 const BATCH_CAPACITY: usize = 4 * 1024;
 
 /// Most memory (buffer capacity) of the batches waiting for the writer, over all loops: what a
-/// stuck stdout can cost (eight full batches, a few seconds of lines for a busy server); past
-/// it, lines are dropped and counted.
+/// stuck stdout can cost (eight full batches: some 40 ms of lines from a server reporting every
+/// read of 100 busy clients, far longer for a quieter one); past it, lines are dropped and
+/// counted.
 const QUEUE_BYTES: usize = 1024 * 1024;
 
 /// Most batches waiting for the writer: a second bound, for many nearly empty batches.

@@ -36,7 +36,7 @@ set edit:completion:arg-completer[netecho] = {|@words|
             cand --port 'Port, 0-65535, TCP or with --udp UDP (0 with serve: any free port, printed on the first line)'
             cand --preview 'Show at most N bytes of each read in its preview'
             cand --idle-timeout 'Drop a client that has made no progress for this long (e.g. 30, 1.5s, 2m) [default: off]'
-            cand --max-connections 'With --multiplex: serve at most N clients at once (split evenly over --workers); more wait in the listen queue [default: the open-file limit, raised to its hard maximum at start, minus a reserve of 64]'
+            cand --max-connections 'With --multiplex: serve at most N clients at once (split evenly over --workers, at least one each); more wait in the listen queue [default: the open-file limit, raised to its hard maximum at start, minus a reserve of 64 and 4 per worker]'
             cand --drain-timeout 'With --multiplex: on SIGINT/SIGTERM, let in-flight echoes finish for up to this long (0: close at once)'
             cand --workers 'With --multiplex: run N independent event loops, each on its own thread with its own SO_REUSEPORT listener on the same address (the kernel spreads new clients over them)'
             cand --udp-rate 'Answer at most N datagrams per second to each source address (loopback sources are not limited: they cannot be forged from outside); 0: no limit'

@@ -115,9 +115,9 @@ pub struct ServeArgs {
     #[arg(long)]
     pub multiplex: bool,
 
-    /// With --multiplex: serve at most N clients at once (split evenly over --workers); more
-    /// wait in the listen queue [default: the open-file limit, raised to its hard maximum at
-    /// start, minus a reserve of 64]
+    /// With --multiplex: serve at most N clients at once (split evenly over --workers, at least
+    /// one each); more wait in the listen queue [default: the open-file limit, raised to its hard
+    /// maximum at start, minus a reserve of 64 and 4 per worker]
     #[arg(
         long,
         value_name = "N",

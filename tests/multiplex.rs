@@ -98,13 +98,29 @@ fn two_hundred_clients_at_once_every_byte_checked() {
     );
 }
 
+/// The names of a process's threads (`/proc/PID/task/*/comm`), sorted.
+fn thread_names(pid: u32) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("read the task list")
+        .map(|task| {
+            let path = task.expect("a task").path().join("comm");
+            std::fs::read_to_string(path)
+                .expect("read comm")
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
 #[test]
-fn the_default_is_exactly_one_thread() {
+fn the_default_is_exactly_one_event_loop_thread_and_the_report_writer() {
     let mut server = Server::start(&["--multiplex", "-q"]);
     let mut client = server.connect();
     exchange(&mut client, b"one thread");
     server.wait_for_text("connected");
-    assert_eq!(proc_status(server.pid(), "Threads"), 1);
+    assert_eq!(thread_names(server.pid()), ["netecho", "report"]);
 }
 
 #[test]
@@ -349,9 +365,9 @@ fn two_workers_share_the_port_and_one_summary() {
     for _ in 0..CLIENTS {
         server.wait_for_text("closed");
     }
-    // Both loops have served (the kernel spread 50 clients over them), and the main thread
-    // waits for them.
-    assert_eq!(proc_status(server.pid(), "Threads"), 3);
+    // Both loops have served (the kernel spread 50 clients over them), the main thread waits
+    // for them, and one thread writes the report.
+    assert_eq!(proc_status(server.pid(), "Threads"), 4);
     server.signal("TERM");
     let (status, rest) = server.wait_exit();
     assert!(status.success(), "{status:?}");
@@ -452,4 +468,81 @@ fn out_of_descriptors_pauses_accepting_without_spinning_or_stalling() {
         .filter(|l| l.contains("accept failed"))
         .count();
     assert!(notices <= 2, "{:#?}", server.seen());
+}
+
+#[test]
+fn a_second_server_on_a_served_port_fails_whatever_workers_says() {
+    for first in [
+        &["--multiplex", "--workers", "2"][..],
+        &["--multiplex"],
+        &[],
+    ] {
+        let server = Server::start(first);
+        Command::new(common::BIN)
+            .args(["serve", "--multiplex", "--workers", "2", "--port"])
+            .arg(server.addr.port().to_string())
+            .timeout(TIMEOUT)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(format!(
+                "cannot listen on {} (TCP): address already in use",
+                server.addr
+            )));
+        // The first server still has every client.
+        exchange(&mut server.connect(), b"still mine");
+    }
+}
+
+#[test]
+fn more_workers_than_connections_is_a_usage_error() {
+    Command::new(common::BIN)
+        .args(["serve", "--port", "0", "--multiplex"])
+        .args(["--max-connections", "1", "--workers", "8"])
+        .timeout(TIMEOUT)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--max-connections 1 is fewer than --workers 8",
+        ));
+}
+
+#[test]
+fn the_split_of_the_limit_over_workers_is_announced() {
+    let mut server = Server::start(&["--multiplex", "--max-connections", "10", "--workers", "2"]);
+    let line = server.wait_for_text("multiplexing");
+    assert!(
+        line.contains("up to 10 clients at once") && line.contains("2 threads of 5 clients each"),
+        "{line}"
+    );
+}
+
+#[test]
+fn out_of_descriptors_is_said_once_for_every_worker() {
+    let mut server = Server::start_with(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(
+                r#"ulimit -n 40 && exec "$0" serve --port 0 --multiplex -q --workers 2 --max-connections 1000"#,
+            )
+            .arg(common::BIN),
+    );
+    // Clients spread over both workers' listeners until the descriptors run out; both workers
+    // then fail at every retry.
+    let mut held: Vec<TcpStream> = Vec::new();
+    while held.len() < 80 {
+        let mut client = server.connect();
+        client.write_all(b"x").unwrap();
+        held.push(client);
+    }
+    server.wait_for_text("accept failed");
+    thread::sleep(Duration::from_millis(500));
+    server.signal("TERM");
+    let (status, _) = server.wait_exit();
+    assert!(status.success(), "{status:?}");
+    let notices = server
+        .seen()
+        .iter()
+        .filter(|l| l.contains("accept failed"))
+        .count();
+    assert_eq!(notices, 1, "{:#?}", server.seen());
 }

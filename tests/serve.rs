@@ -1,14 +1,20 @@
-//! `netecho serve` (one client at a time), end to end on the real binary.
+//! `netecho serve` (one client at a time), end to end on the real binary; and what every server
+//! mode does when its stdout is not read.
 
 mod common;
 
 use std::{
     io::{Read, Write},
-    net::Shutdown,
+    net::{Shutdown, UdpSocket},
+    thread,
+    time::Duration,
 };
 
 use assert_cmd::Command;
-use common::{Server, TIMEOUT, assert_still_queued, classic_client, read_to_end, reset};
+use common::{
+    Server, TIMEOUT, assert_still_queued, classic_client, echo_checked, first_free_descriptor,
+    pseudo_random, read_to_end, reset,
+};
 use predicates::prelude::*;
 
 #[test]
@@ -230,4 +236,153 @@ fn bad_ports_are_usage_errors() {
         .stderr(predicate::str::contains(
             "99999 is not a port: ports are 0–65535",
         ));
+}
+
+#[test]
+fn clients_that_leave_in_the_queue_do_not_strand_the_ones_behind_them() {
+    let server = Server::start(&[]);
+    let mut served = server.connect();
+    echo_checked(&mut served, b"served");
+    // Queued behind it: one that connects and leaves without a byte (nc -z, a health check),
+    // one that resets, then a real client.
+    let leaver = server.connect();
+    drop(leaver);
+    let resetter = server.connect();
+    reset(resetter);
+    let mut real = server.connect();
+    assert_still_queued(&mut real, b"real");
+
+    // The served client leaves; no new connection arrives after it, yet the real one is served.
+    drop(served);
+    let mut reply = [0u8; 4];
+    real.read_exact(&mut reply)
+        .expect("the real client is served");
+    assert_eq!(&reply, b"real");
+    echo_checked(&mut real, b"and on");
+}
+
+#[test]
+fn out_of_descriptors_is_said_once_not_at_every_retry() {
+    // The descriptors the server needs for itself, seen on one that runs: a server started with
+    // no more fails every accept (EMFILE) and retries every 100 ms.
+    let needed = first_free_descriptor(Server::start(&["-q"]).pid());
+    let mut server = Server::start_with(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                r#"ulimit -n {needed} && exec "$0" serve --port 0 -q"#
+            ))
+            .arg(common::BIN),
+    );
+    let _waiting = server.connect();
+    let notice = server.wait_for_text("accept failed");
+    assert!(notice.contains("retrying"), "{notice}");
+    thread::sleep(Duration::from_millis(600)); // about six retries, all failing
+    server.signal("TERM");
+    let (status, _) = server.wait_exit();
+    assert!(status.success(), "{status:?}");
+    let notices = server
+        .seen()
+        .iter()
+        .filter(|l| l.contains("accept failed"))
+        .count();
+    assert_eq!(notices, 1, "{:#?}", server.seen());
+}
+
+/// The server modes whose loop prints the report: iterative, multiplexed, two workers, UDP.
+const EVERY_MODE: [&[&str]; 4] = [
+    &[],
+    &["--multiplex"],
+    &["--multiplex", "--workers", "2"],
+    &["--udp", "--udp-rate", "0"],
+];
+
+/// Echoes `messages` checked messages of 64 bytes on each of `clients` clients (at once unless
+/// the server takes one at a time); each read is a report line of about 300 bytes (the preview
+/// of random bytes is escaped).
+fn echo_many(server: &Server, mode: &[&str], clients: usize, messages: usize) {
+    let addr = server.addr;
+    let udp = mode.contains(&"--udp");
+    let one_client = move |id: usize| {
+        if udp {
+            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket.connect(addr).unwrap();
+            socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+            for n in 0..messages {
+                let message = pseudo_random(64, (id * messages + n) as u64);
+                socket.send(&message).unwrap();
+                let mut reply = [0u8; 65_536];
+                let len = socket.recv(&mut reply).expect("a reply datagram");
+                assert!(reply[..len] == message[..], "echo differs");
+            }
+        } else {
+            let mut stream = std::net::TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
+            stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+            for n in 0..messages {
+                echo_checked(&mut stream, &pseudo_random(64, (id * messages + n) as u64));
+            }
+            stream.shutdown(Shutdown::Write).unwrap();
+            assert_eq!(read_to_end(&mut stream), b"");
+        }
+    };
+    if mode.is_empty() {
+        (0..clients).for_each(one_client);
+    } else {
+        let threads: Vec<_> = (0..clients)
+            .map(|id| thread::spawn(move || one_client(id)))
+            .collect();
+        for client in threads {
+            client.join().expect("client thread");
+        }
+    }
+}
+
+#[test]
+fn a_stdout_nobody_reads_never_stops_the_echo_and_drops_are_counted() {
+    for mode in EVERY_MODE {
+        // 20,000 report lines (about 6 MB) while stdout is not read: far past the pipe and the
+        // report's queue.
+        let (mut server, mut gate) = Server::start_with_stdout_unread(mode);
+        echo_many(&server, mode, 20, 1000);
+
+        // Once stdout is read again, the gap is said, with its size.
+        gate.read_again();
+        let note = server.wait_for_text("dropped: stdout is not keeping up");
+        let dropped: u64 = note
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{mode:?}: no count in {note:?}"));
+        assert!(dropped > 0, "{mode:?}: {note}");
+
+        // And the summary gives the total.
+        let (status, rest) = server.terminate();
+        assert!(status.success(), "{mode:?}: {status:?}");
+        let summary = rest.last().expect("a summary line");
+        assert!(
+            summary.starts_with("stopped: ")
+                && summary.ends_with("report lines dropped (stdout did not keep up)"),
+            "{mode:?}: {summary}"
+        );
+    }
+}
+
+#[test]
+fn sigterm_with_a_stuck_stdout_still_stops() {
+    for mode in EVERY_MODE {
+        let (mut server, mut gate) = Server::start_with_stdout_unread(mode);
+        echo_many(&server, mode, 2, 2000);
+        server.signal("TERM");
+        // The server waits a bounded time for stdout, then exits, with a word on stderr.
+        let status = server.wait_exit_status();
+        assert!(status.success(), "{mode:?}: {status:?}");
+        gate.read_again();
+        assert!(
+            server
+                .stderr()
+                .contains("stdout did not take the last report lines"),
+            "{mode:?}: {}",
+            server.stderr()
+        );
+    }
 }

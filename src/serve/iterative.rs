@@ -6,6 +6,15 @@
 //! stop signals, so Ctrl-C and SIGTERM are seen at once and the idle timeout is simply the poll's
 //! timeout. Listener events while a client is served change nothing: the next client is accepted
 //! when the current one leaves.
+//!
+//! The listener is edge-triggered: clients already waiting raise no new event. So after a client
+//! leaves, the loop goes on accepting until a client stays or none is waiting; a client that ends
+//! in its first pump (a port scan, `nc -z`, a reset in the queue) never leaves the ones behind it
+//! stranded. The accepts of one turn are bounded ([`ACCEPTS_PER_TURN`]) so that a flood of such
+//! clients cannot keep the loop from its signals; the next turn then polls without waiting.
+//!
+//! When accept fails (out of descriptors), accepting pauses for [`ACCEPT_RETRY`]; the failure is
+//! said once per episode, not once per retry.
 
 use std::{
     io,
@@ -18,7 +27,7 @@ use mio::{Events, Interest, Poll, Token, net::TcpListener};
 use super::{
     ACCEPT_RETRY,
     connection::{Connection, Progress, SCRATCH_SIZE},
-    finish,
+    finish, local_addr,
     report::{Leave, Report, Summary},
     watch_signals,
 };
@@ -28,24 +37,44 @@ const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
 const CLIENT: Token = Token(2);
 
-/// Serves clients one by one until SIGINT or SIGTERM; returns the totals.
+/// Clients accepted in one turn at most when each leaves in its first pump, before the loop
+/// looks at its signals again.
+const ACCEPTS_PER_TURN: usize = 64;
+
+/// Serves clients one by one until SIGINT or SIGTERM; returns the totals. Prints the `listening
+/// on` line once the loop is ready, signal watch included.
 pub fn serve(mut listener: TcpListener, args: &ServeArgs, report: &mut Report) -> Result<Summary> {
     let mut poll = Poll::new().context("cannot create the event poll")?;
     let mut signals = watch_signals(poll.registry(), SIGNALS)?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)
         .context("cannot watch the listener")?;
+    report.listening(local_addr(listener.local_addr())?);
 
     let mut events = Events::with_capacity(16);
     let mut scratch = vec![0; SCRATCH_SIZE];
     let mut summary = Summary::default();
     let mut client: Option<Connection> = None;
     let mut accept_after: Option<Instant> = None;
+    // An accept error was reported and no accept has succeeded since: the next one is not said.
+    let mut accept_failing = false;
+    // The last turn stopped accepting on its budget: clients may be waiting with no event to come.
+    let mut accept_more = false;
 
     loop {
-        report.flush();
-        let timeout = next_deadline(client.as_ref(), args.idle_timeout, accept_after)
-            .map(|at| at.saturating_duration_since(Instant::now()));
+        report.flush_if_due(Instant::now());
+        let timeout = if accept_more {
+            Some(Duration::ZERO)
+        } else {
+            [
+                next_deadline(client.as_ref(), args.idle_timeout, accept_after),
+                report.handover_due(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| at.saturating_duration_since(Instant::now()))
+        };
         match poll.poll(&mut events, timeout) {
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             result => result.context("cannot wait for events")?,
@@ -71,10 +100,19 @@ pub fn serve(mut listener: TcpListener, args: &ServeArgs, report: &mut Report) -
             }
         }
 
-        if client.is_none() && accept_after.is_none_or(|at| Instant::now() >= at) {
+        // Take the next client; if it leaves at once, the next, until one stays or none waits.
+        accept_more = false;
+        let mut accepts = 0;
+        while client.is_none() && accept_after.is_none_or(|at| Instant::now() >= at) {
+            if accepts == ACCEPTS_PER_TURN {
+                accept_more = true;
+                break;
+            }
+            accepts += 1;
             accept_after = None;
             match accept(&listener, &poll, report) {
                 Ok(Some(mut conn)) => {
+                    accept_failing = false;
                     if let Some(leave) = echo_until_blocked(&mut conn, &mut scratch, report) {
                         let _ = poll.registry().deregister(&mut conn.stream);
                         finish(conn, leave, &mut summary, report);
@@ -82,9 +120,16 @@ pub fn serve(mut listener: TcpListener, args: &ServeArgs, report: &mut Report) -
                         client = Some(conn);
                     }
                 }
-                Ok(None) => {}
+                Ok(None) => break,
                 Err(err) => {
-                    report.notice(format_args!("accept failed: {err}; retrying shortly"));
+                    if !accept_failing {
+                        accept_failing = true;
+                        report.notice(format_args!(
+                            "accept failed: {err}; retrying every {} ms (said once until an \
+                             accept succeeds)",
+                            ACCEPT_RETRY.as_millis()
+                        ));
+                    }
                     accept_after = Some(Instant::now() + ACCEPT_RETRY);
                 }
             }

@@ -3,13 +3,18 @@
 //!
 //! Every client is one descriptor. The soft `RLIMIT_NOFILE` is often 1024 while the hard limit is
 //! far higher, so the server raises the soft limit to the hard one first (an unprivileged
-//! process may), then derives its default `--max-connections` from what it got. Staying under
-//! the limit by choice means accept rarely fails with EMFILE; when it does anyway (another
-//! thread, a lower limit than expected, ENFILE for the whole system) the loop pauses accepting.
+//! process may), then derives its default `--max-connections` from what it got, less what the
+//! process and each worker loop hold for themselves. Staying under the limit by choice means
+//! accept rarely fails with EMFILE; when it does anyway (another thread, a lower limit than
+//! expected, ENFILE for the whole system) the loop pauses accepting.
 
-/// Descriptors kept back from clients: stdio, the poll, the signal pipes and each worker's
-/// listener and poll, with room to spare.
+/// Descriptors kept back from clients for the process as a whole: stdio, the UDP socket, what
+/// the runtime and libraries may open, with room to spare.
 pub const FD_RESERVE: u64 = 64;
+
+/// Descriptors each worker loop holds for itself: its listener, its poll, and the two ends of
+/// its signal pipe.
+pub const FDS_PER_WORKER: u64 = 4;
 
 /// Fewest clients the default allows, even when the descriptor limit is tiny.
 const MIN_DEFAULT_CONNECTIONS: u64 = 1;
@@ -28,10 +33,12 @@ pub fn raise_fd_limit() -> Result<u64, String> {
     }
 }
 
-/// The default `--max-connections` for a soft descriptor limit.
-pub fn default_max_connections(fd_limit: u64) -> u64 {
+/// The default `--max-connections` for a soft descriptor limit and `workers` loops: what is left
+/// once the process and every worker have their own descriptors.
+pub fn default_max_connections(fd_limit: u64, workers: u64) -> u64 {
     fd_limit
         .saturating_sub(FD_RESERVE)
+        .saturating_sub(FDS_PER_WORKER.saturating_mul(workers))
         .max(MIN_DEFAULT_CONNECTIONS)
 }
 
@@ -41,14 +48,26 @@ mod tests {
 
     #[test]
     fn default_keeps_a_reserve() {
-        assert_eq!(default_max_connections(20_000), 20_000 - FD_RESERVE);
-        assert_eq!(default_max_connections(1024), 1024 - FD_RESERVE);
+        assert_eq!(default_max_connections(20_000, 1), 20_000 - FD_RESERVE - 4);
+        assert_eq!(default_max_connections(1024, 1), 1024 - FD_RESERVE - 4);
+    }
+
+    #[test]
+    fn each_worker_descriptors_are_counted() {
+        assert_eq!(
+            default_max_connections(20_000, 8),
+            20_000 - FD_RESERVE - 8 * 4
+        );
+        assert_eq!(
+            default_max_connections(20_000, 1) - default_max_connections(20_000, 2),
+            FDS_PER_WORKER
+        );
     }
 
     #[test]
     fn default_never_drops_to_zero() {
-        assert_eq!(default_max_connections(10), 1);
-        assert_eq!(default_max_connections(0), 1);
+        assert_eq!(default_max_connections(10, 1), 1);
+        assert_eq!(default_max_connections(0, 1024), 1);
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //!
 //! What the loops need beyond the echo rules is here, once: binding, accepting a client
 //! (non-blocking, TCP_NODELAY), watching for the stop signals, and counting a client that left.
+//! Every loop reports through [`report`], which never makes a loop wait on stdout: lines that
+//! stdout cannot take in time are dropped and counted.
 
 pub mod connection;
 pub mod guard;
@@ -53,7 +55,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     if args.multiplex {
         return multiplex::run(args, &addrs);
     }
-    let mut report = Report::new(args.quiet, args.preview);
+    let mut report = Report::start(args.quiet, args.preview)?;
     if args.udp {
         let socket = bind_any(&addrs, "UDP", udp::bind)?;
         report.listening(local_addr(socket.local_addr())?);
@@ -62,7 +64,6 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         return Ok(());
     }
     let listener = bind_any(&addrs, "TCP", |addr| bind(addr, false))?;
-    report.listening(local_addr(listener.local_addr())?);
     let summary = iterative::serve(listener, args, &mut report)?;
     report.summary(&summary, true);
     Ok(())

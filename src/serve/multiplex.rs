@@ -6,7 +6,7 @@
 //! block. When a pump stops early on its read budget ([`Progress::Again`]), the client goes on
 //! the ready queue and is pumped again next turn without waiting for an event (none would come).
 //!
-//! The loop turn, in order: flush the report, poll (not waiting at all while the ready queue has
+//! The loop turn, in order: hand the report's lines over if they are due, poll (not waiting at all while the ready queue has
 //! work), handle events, pump the ready queue, expire idle clients, accept, and when stopping,
 //! close what has finished draining. Memory per client is the [`Connection`] in the slab plus,
 //! only while its echo is held up, one scratch buffer's worth of pending bytes; reading stops
@@ -14,14 +14,22 @@
 //!
 //! Limits: at `--max-connections` the loop stops accepting and new clients wait in the kernel's
 //! listen queue (said once per run). When accept fails (EMFILE, ENFILE...), the loop pauses
-//! accepting for [`ACCEPT_RETRY`] and tries again, so it neither spins nor stalls.
+//! accepting for [`ACCEPT_RETRY`] and tries again, so it neither spins nor stalls; the failure is
+//! said once per episode for the whole process, however many workers meet it. Idle timers of
+//! clients that left are compacted away ([`IdleTimers`]), so memory follows the live clients.
 //!
 //! On SIGINT/SIGTERM the loop closes its listener and closes every client with nothing in
 //! flight; the others, in the middle of an exchange, are served until they close, for up to
 //! `--drain-timeout`; then the loop closes the rest and returns.
 //!
 //! `--workers N` runs N such loops, each on its own thread with its own SO_REUSEPORT listener on
-//! the same address, its own signal watch and its own report buffer; the summary is their total.
+//! the same address, its own signal watch and its own report buffer; the summary is their total
+//! (a worker that fails says so at once, the others serve on, their totals make the summary and
+//! the exit status is 1). Each worker holds its own share of `--max-connections`, since the
+//! kernel hands each listener its own clients: so there may be no more workers than connections,
+//! and the first line after `listening on` gives the split. Only the loops of one process share
+//! the port: a probe bind without SO_REUSEPORT first makes a second server fail with "address
+//! already in use" ([`bind_listeners`]).
 //!
 //! With `--udp` the first loop also answers datagrams on the same port, as inetd does: the UDP
 //! socket is one more source of events, pumped like a client (with a budget, and a note that more
@@ -37,7 +45,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use mio::{
     Events, Interest, Poll, Token,
     net::{TcpListener, TcpStream},
@@ -50,11 +58,12 @@ use super::{
     connection::{Connection, Progress, SCRATCH_SIZE},
     finish,
     limits::{default_max_connections, raise_fd_limit},
+    local_addr,
     report::{Leave, Report, Summary, UdpTotals},
     udp::{self, UdpEcho},
     watch_signals,
 };
-use crate::cli::ServeArgs;
+use crate::{cli::ServeArgs, error::UsageError};
 
 /// The listener's token.
 const LISTENER: Token = Token(0);
@@ -75,19 +84,29 @@ const EVENTS_PER_POLL: usize = 1024;
 /// The open-file limit assumed when it cannot be read.
 const FALLBACK_FD_LIMIT: u64 = 1024;
 
+/// Idle timer entries, beyond twice the live clients, that may stay behind for clients that have
+/// left before the timers are compacted: spares a small server a compaction at every close.
+const TIMER_SLACK: usize = 64;
+
+/// Notices said once for the whole process, whichever worker meets the cause first.
+#[derive(Default)]
+struct SharedNotices {
+    /// The at-the-connection-limit notice was printed: it is said once per run.
+    limit_announced: AtomicBool,
+    /// An accept error was reported and no accept has succeeded since, in any worker: the
+    /// others' failures belong to the same episode and are not said again.
+    accept_failing: AtomicBool,
+}
+
 /// Runs the multiplexed server until SIGINT or SIGTERM, prints the summary.
 pub fn run(args: &ServeArgs, addrs: &[SocketAddr]) -> Result<()> {
-    let mut report = Report::new(args.quiet, args.preview);
-    let fd_limit = raise_fd_limit();
-    let max_connections = args.max_connections.map(u64::from).unwrap_or_else(|| {
-        default_max_connections(*fd_limit.as_ref().unwrap_or(&FALLBACK_FD_LIMIT))
-    });
     let workers = usize::from(args.workers);
+    let fd_limit = raise_fd_limit();
+    let max_connections = connection_limit(args.max_connections, workers, &fd_limit)?;
+    let mut report = Report::start(args.quiet, args.preview)?;
 
     let (first, mut udp_socket) = bind_listeners(addrs, workers > 1, args.udp)?;
-    let local = first
-        .local_addr()
-        .context("cannot read the listening address")?;
+    let local = local_addr(first.local_addr())?;
     let mut listeners = vec![first];
     for _ in 1..workers {
         // With --port 0 the first bind picked the port; the others share it.
@@ -98,7 +117,7 @@ pub fn run(args: &ServeArgs, addrs: &[SocketAddr]) -> Result<()> {
     }
 
     // Every loop is ready, signal watch included, before the first line says so.
-    let limit_announced = AtomicBool::new(false);
+    let notices = SharedNotices::default();
     let mut loops = Vec::with_capacity(workers);
     for (index, listener) in listeners.into_iter().enumerate() {
         let share = share_of(max_connections, workers, index);
@@ -110,63 +129,138 @@ pub fn run(args: &ServeArgs, addrs: &[SocketAddr]) -> Result<()> {
             udp,
             share,
             args,
-            &limit_announced,
+            report.for_another_loop(),
+            &notices,
         )?);
     }
 
     report.listening(local);
     match &fd_limit {
         Ok(limit) => report.notice(format_args!(
-            "multiplexing up to {max_connections} clients at once (open-file limit {limit}), \
-             {workers} {}",
-            if workers == 1 { "thread" } else { "threads" }
+            "multiplexing up to {max_connections} clients at once (open-file limit {limit}), {}",
+            split_in_words(max_connections, workers)
         )),
         Err(problem) => report.notice(format_args!("{problem}")),
     }
     report.flush();
 
-    let mut summary = Summary::default();
-    if let [single] = loops.as_mut_slice() {
-        summary = single.run()?;
-    } else {
-        let totals = thread::scope(|scope| {
-            // A worker whose loop fails says so at once; the others go on serving (the kernel
-            // spreads new clients over the listeners still open) until the stop signal, and the
-            // exit status then reports the failure.
+    // One loop runs on this thread: exactly one event loop thread by default.
+    let (summary, failure) = match <[EventLoop; 1]>::try_from(loops) {
+        Ok([only]) => total([Ok(serve_loop(only, 0))]),
+        Err(loops) => thread::scope(|scope| {
             let handles: Vec<_> = loops
                 .into_iter()
                 .enumerate()
-                .map(|(index, mut event_loop)| {
-                    scope.spawn(move || {
-                        event_loop.run().inspect_err(|err| {
-                            crate::status!(
-                                "netecho: worker {} stopped: {err:#}; the other workers go on",
-                                index + 1
-                            );
-                        })
-                    })
-                })
+                .map(|(index, event_loop)| scope.spawn(move || serve_loop(event_loop, index)))
                 .collect();
-            handles
-                .into_iter()
-                .map(|handle| {
-                    handle
-                        .join()
-                        .map_err(|_| anyhow!("a worker thread panicked"))?
-                })
-                .collect::<Result<Vec<Summary>>>()
-        })?;
-        for worker in &totals {
-            summary.add(worker);
+            total(handles.into_iter().map(|handle| handle.join()))
+        }),
+    };
+    // Every loop and its report are gone: the summary is the last line.
+    report.summary(&summary, true);
+    failure.map_or(Ok(()), Err)
+}
+
+/// What one worker's loop ends with: its totals, and its error if it failed.
+type WorkerOutcome = (Summary, Option<anyhow::Error>);
+
+/// Runs one loop to its end. A loop that fails says so at once and closes its clients, counted;
+/// the other workers go on serving (the kernel spreads new clients over the listeners still
+/// open) until the stop signal.
+fn serve_loop(mut event_loop: EventLoop<'_>, index: usize) -> WorkerOutcome {
+    match event_loop.run() {
+        Ok(()) => (event_loop.summary, None),
+        Err(err) => {
+            crate::status!(
+                "netecho: worker {} stopped: {err:#}; the other workers go on",
+                index + 1
+            );
+            event_loop.close_all();
+            (event_loop.summary, Some(err))
         }
     }
-    report.summary(&summary, true);
-    Ok(())
+}
+
+/// The totals of every worker that returned, failed or not, and the first failure: one failed
+/// worker does not discard what the others served.
+fn total(outcomes: impl IntoIterator<Item = thread::Result<WorkerOutcome>>) -> WorkerOutcome {
+    let mut summary = Summary::default();
+    let mut failure = None;
+    for outcome in outcomes {
+        let (totals, error) = match outcome {
+            Ok(outcome) => outcome,
+            Err(_) => (
+                Summary::default(),
+                Some(anyhow!("a worker thread panicked")),
+            ),
+        };
+        summary.add(&totals);
+        if failure.is_none() {
+            failure = error;
+        }
+    }
+    (summary, failure)
+}
+
+/// The most clients served at once: `--max-connections`, or else what the open-file limit
+/// allows. Each worker holds its own share and needs at least one, so more workers than that is
+/// an error (a usage error when the user set the limit).
+fn connection_limit(
+    max_connections: Option<u32>,
+    workers: usize,
+    fd_limit: &Result<u64, String>,
+) -> Result<u64> {
+    let workers_count = workers as u64;
+    match max_connections.map(u64::from) {
+        Some(max) if max < workers_count => Err(UsageError(format!(
+            "--max-connections {max} is fewer than --workers {workers}: each worker serves its \
+             own share of the connections, at least one; use --workers {max} or fewer"
+        ))
+        .into()),
+        Some(max) => Ok(max),
+        None => {
+            let limit = *fd_limit.as_ref().unwrap_or(&FALLBACK_FD_LIMIT);
+            let max = default_max_connections(limit, workers_count);
+            if max < workers_count {
+                bail!(
+                    "the open-file limit ({limit}) leaves room for only {max} clients, fewer \
+                     than --workers {workers}: raise it (ulimit -n) or run fewer workers"
+                );
+            }
+            Ok(max)
+        }
+    }
+}
+
+/// How the connection limit is split over the workers, in words.
+fn split_in_words(max_connections: u64, workers: usize) -> String {
+    if workers == 1 {
+        return "1 thread".to_owned();
+    }
+    let fewest = share_of(max_connections, workers, workers - 1);
+    let most = share_of(max_connections, workers, 0);
+    let each = if fewest == most {
+        format!("{most}")
+    } else {
+        format!("{fewest} or {most}")
+    };
+    format!(
+        "{workers} threads of {each} clients each (the kernel spreads new clients over them; a \
+         thread at its share leaves its own waiting)"
+    )
 }
 
 /// The first TCP listener and, with `--udp`, the UDP socket on the same port. When the kernel
 /// picks the port (`--port 0`), a port free for TCP but taken for UDP is given back and another
 /// tried.
+///
+/// With `reuse_port` (`--workers`), a probe socket without SO_REUSEPORT is bound first and held
+/// until the listeners listen: it conflicts with any listener already on the address, ours or
+/// another program's, SO_REUSEPORT or not, so a second server fails with "address already in
+/// use" instead of silently taking half the clients. The probe has SO_REUSEADDR, like the
+/// listeners, so it neither trips on old connections in TIME_WAIT nor on our own listeners
+/// before they listen. What remains is a race: two servers started within the same few
+/// microseconds can both pass their probe (neither listens yet) and then share the port.
 fn bind_listeners(
     addrs: &[SocketAddr],
     reuse_port: bool,
@@ -176,13 +270,22 @@ fn bind_listeners(
     let mut tries = 0;
     loop {
         tries += 1;
-        let listener = bind_any(addrs, "TCP", |addr| bind(addr, reuse_port))?;
+        let (listener, _probe) = if reuse_port {
+            let probe = bind_any(addrs, "TCP", probe_bind)?;
+            let addr = probe
+                .local_addr()
+                .ok()
+                .and_then(|addr| addr.as_socket())
+                .ok_or_else(|| anyhow!("cannot read the probe socket's address"))?;
+            let listener = bind(addr, true).map_err(|err| bind_error(addr, "TCP", &err))?;
+            (listener, Some(probe))
+        } else {
+            (bind_any(addrs, "TCP", |addr| bind(addr, false))?, None)
+        };
         if !with_udp {
             return Ok((listener, None));
         }
-        let local = listener
-            .local_addr()
-            .context("cannot read the listening address")?;
+        let local = local_addr(listener.local_addr())?;
         match udp::bind(local) {
             Ok(socket) => return Ok((listener, Some(socket))),
             Err(err)
@@ -192,6 +295,18 @@ fn bind_listeners(
             Err(err) => return Err(bind_error(local, "UDP", &err)),
         }
     }
+}
+
+/// A TCP socket bound to `addr` without SO_REUSEPORT and not listening: see [`bind_listeners`].
+fn probe_bind(addr: SocketAddr) -> io::Result<socket2::Socket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
 }
 
 /// Worker `index`'s part of the connection limit: an even split, the remainder to the first
@@ -235,24 +350,20 @@ struct EventLoop<'a> {
     next_serial: u64,
     /// Clients whose pump ran out of read budget: pumped again next turn, without an event.
     ready: VecDeque<(usize, u64)>,
-    /// Idle deadlines, earliest first: one entry per client, checked against its real last
-    /// progress when it comes due and pushed back if the client moved meanwhile.
-    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    /// Idle deadlines (`--idle-timeout`), earliest first.
+    timers: IdleTimers,
     /// The buffer every client reads into; only what a socket will not take is copied out.
     scratch: Vec<u8>,
-    /// This loop's lines, flushed once per turn.
+    /// This loop's lines, handed to the report writer once per turn.
     report: Report,
     /// Totals of the clients that left.
     summary: Summary,
     /// Most clients this loop holds at once (its share of `--max-connections`).
     max_clients: u64,
-    /// Whether the at-the-limit notice was printed, by any worker: it is said once per run.
-    limit_announced: &'a AtomicBool,
+    /// The notices said once for the whole process.
+    notices: &'a SharedNotices,
     /// Accepting is paused after an accept error until then.
     accept_paused_until: Option<Instant>,
-    /// An accept error was reported and no accept has succeeded since: report the next one only
-    /// after a success, not once per retry.
-    accept_failing: bool,
     /// `--idle-timeout`.
     idle_timeout: Option<Duration>,
     /// `--drain-timeout`.
@@ -267,7 +378,8 @@ impl<'a> EventLoop<'a> {
         mut udp: Option<UdpEcho>,
         max_clients: u64,
         args: &ServeArgs,
-        limit_announced: &'a AtomicBool,
+        report: Report,
+        notices: &'a SharedNotices,
     ) -> Result<Self> {
         let poll = Poll::new().context("cannot create the event poll")?;
         let signals = watch_signals(poll.registry(), SIGNALS)?;
@@ -295,26 +407,25 @@ impl<'a> EventLoop<'a> {
             clients: Slab::new(),
             next_serial: 0,
             ready: VecDeque::new(),
-            timers: BinaryHeap::new(),
+            timers: IdleTimers::default(),
             scratch: vec![0; SCRATCH_SIZE],
-            report: Report::new(args.quiet, args.preview),
+            report,
             summary,
             max_clients,
-            limit_announced,
+            notices,
             accept_paused_until: None,
-            accept_failing: false,
             idle_timeout: args.idle_timeout,
             drain_timeout: args.drain_timeout,
             drain_until: None,
         })
     }
 
-    /// Serves until a stop signal and the drain after it; returns this loop's totals.
-    fn run(&mut self) -> Result<Summary> {
+    /// Serves until a stop signal and the drain after it; the totals are in `summary`.
+    fn run(&mut self) -> Result<()> {
         // Outside `self`, so that handlers may borrow `self` while iterating; reused every turn.
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         loop {
-            self.report.flush();
+            self.report.flush_if_due(Instant::now());
             let timeout = self.poll_timeout();
             match self.poll.poll(&mut events, timeout) {
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
@@ -349,20 +460,22 @@ impl<'a> EventLoop<'a> {
             {
                 self.close_all();
                 self.report.flush();
-                return Ok(self.summary);
+                return Ok(());
             }
         }
     }
 
     /// How long the poll may wait: not at all with clients on the ready queue, else until the
-    /// next timer (idle deadline, accept retry, end of the drain), or for ever.
+    /// next timer (idle deadline, accept retry, end of the drain, report lines to hand over), or
+    /// for ever.
     fn poll_timeout(&self) -> Option<Duration> {
         if !self.ready.is_empty() || self.udp_ready {
             return Some(Duration::ZERO);
         }
-        let idle = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        let idle = self.timers.next_due();
         let retry = self.accept_paused_until.filter(|_| self.listener_ready);
-        [idle, retry, self.drain_until]
+        let report = self.report.handover_due();
+        [idle, retry, self.drain_until, report]
             .into_iter()
             .flatten()
             .min()
@@ -428,11 +541,7 @@ impl<'a> EventLoop<'a> {
             return;
         };
         let now = Instant::now();
-        while let Some(&Reverse((at, key, serial))) = self.timers.peek() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
+        while let Some((key, serial)) = self.timers.pop_due(now) {
             let Some(client) = self.clients.get(key).filter(|c| c.serial == serial) else {
                 continue; // that client has left
             };
@@ -441,7 +550,7 @@ impl<'a> EventLoop<'a> {
                 self.close(key, Leave::Idle(idle));
             } else {
                 let due = client.conn.last_progress + limit;
-                self.timers.push(Reverse((due, key, serial)));
+                self.timers.arm(due, key, serial);
             }
         }
     }
@@ -461,7 +570,7 @@ impl<'a> EventLoop<'a> {
             if self.clients.len() as u64 >= self.max_clients {
                 // The rest wait in the listen queue; `listener_ready` stays set so they are
                 // taken as soon as a client leaves.
-                if !self.limit_announced.swap(true, Ordering::Relaxed) {
+                if !self.notices.limit_announced.swap(true, Ordering::Relaxed) {
                     self.report.notice(format_args!(
                         "at the connection limit ({} clients): new clients wait in the listen \
                          queue until others leave (said once)",
@@ -475,7 +584,9 @@ impl<'a> EventLoop<'a> {
             };
             match accept(listener, &mut self.report) {
                 Ok(Some((stream, peer))) => {
-                    self.accept_failing = false;
+                    if self.notices.accept_failing.load(Ordering::Relaxed) {
+                        self.notices.accept_failing.store(false, Ordering::Relaxed);
+                    }
                     self.add(stream, peer);
                 }
                 Ok(None) => {
@@ -483,11 +594,11 @@ impl<'a> EventLoop<'a> {
                     return;
                 }
                 Err(err) => {
-                    if !self.accept_failing {
-                        self.accept_failing = true;
+                    if !self.notices.accept_failing.swap(true, Ordering::Relaxed) {
                         self.report.notice(format_args!(
                             "accept failed: {err}; pausing new clients, retrying every {} ms \
-                             (connected clients are still served)",
+                             (connected clients are still served; said once until an accept \
+                             succeeds)",
                             ACCEPT_RETRY.as_millis()
                         ));
                     }
@@ -516,8 +627,7 @@ impl<'a> EventLoop<'a> {
         let serial = self.next_serial;
         self.next_serial += 1;
         if let Some(limit) = self.idle_timeout {
-            self.timers
-                .push(Reverse((Instant::now() + limit, entry.key(), serial)));
+            self.timers.arm(Instant::now() + limit, entry.key(), serial);
         }
         entry.insert(Client {
             conn: Connection::new(stream, peer),
@@ -531,6 +641,10 @@ impl<'a> EventLoop<'a> {
         if let Some(client) = self.clients.try_remove(key) {
             // Dropping the stream closes it, which also removes it from the poll.
             finish(client.conn, why, &mut self.summary, &mut self.report);
+            let clients = &self.clients;
+            self.timers.forget_left(clients.len(), |key, serial| {
+                clients.get(key).is_some_and(|c| c.serial == serial)
+            });
         }
     }
 
@@ -569,6 +683,56 @@ impl<'a> EventLoop<'a> {
     }
 }
 
+/// Idle deadlines, earliest first: one entry per client, checked against its real last progress
+/// when it comes due and pushed back if the client moved meanwhile. A heap cannot drop the entry
+/// of a client that leaves, so entries of clients gone pile up until their deadline (an hour,
+/// with `--idle-timeout 1h`); [`IdleTimers::forget_left`] compacts them away once they outnumber
+/// the live clients, which keeps the heap O(live clients) at O(1) amortized cost per close.
+#[derive(Default)]
+struct IdleTimers {
+    /// (deadline, slab key, serial) of each client, and of clients gone not yet compacted.
+    heap: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+}
+
+impl IdleTimers {
+    /// Sets a deadline for a client.
+    fn arm(&mut self, at: Instant, key: usize, serial: u64) {
+        self.heap.push(Reverse((at, key, serial)));
+    }
+
+    /// The earliest deadline, if any.
+    fn next_due(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// Takes the earliest entry if it is due by `now`: the client's key and serial.
+    fn pop_due(&mut self, now: Instant) -> Option<(usize, u64)> {
+        let &Reverse((at, key, serial)) = self.heap.peek()?;
+        if at > now {
+            return None;
+        }
+        self.heap.pop();
+        Some((key, serial))
+    }
+
+    /// After a client left: when the entries exceed twice the `live` clients (plus
+    /// [`TIMER_SLACK`]), keeps only those `is_live` says belong to a client still here. A
+    /// compaction costs O(entries) and leaves about `live`, so at least half as many closes as
+    /// entries come before the next one: O(1) amortized per close.
+    fn forget_left(&mut self, live: usize, is_live: impl Fn(usize, u64) -> bool) {
+        if self.heap.len() > 2 * live + TIMER_SLACK {
+            self.heap
+                .retain(|&Reverse((_, key, serial))| is_live(key, serial));
+        }
+    }
+
+    /// Entries held, live or not.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.heap.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,8 +746,73 @@ mod tests {
     }
 
     #[test]
-    fn every_worker_gets_at_least_one() {
-        assert_eq!(share_of(1, 2, 0), 1);
-        assert_eq!(share_of(1, 2, 1), 1);
+    fn more_workers_than_connections_is_a_usage_error() {
+        let err = connection_limit(Some(1), 8, &Ok(20_000)).unwrap_err();
+        assert_eq!(crate::error::exit_code(&err), crate::error::EXIT_USAGE);
+        assert!(err.to_string().contains("--workers 1 or fewer"), "{err}");
+        assert_eq!(connection_limit(Some(8), 8, &Ok(20_000)).unwrap(), 8);
+        // The default too leaves at least one per worker, or says why not (exit 1).
+        let err = connection_limit(None, 8, &Ok(40)).unwrap_err();
+        assert_eq!(crate::error::exit_code(&err), crate::error::EXIT_FAILURE);
+    }
+
+    #[test]
+    fn the_split_is_announced() {
+        assert_eq!(split_in_words(10, 1), "1 thread");
+        assert!(split_in_words(10, 2).starts_with("2 threads of 5 clients each"));
+        assert!(split_in_words(10, 3).starts_with("3 threads of 3 or 4 clients each"));
+    }
+
+    #[test]
+    fn a_failed_worker_keeps_the_others_totals() {
+        let served = |clients| Summary {
+            clients,
+            echoed: clients * 10,
+            udp: None,
+        };
+        let (summary, failure) = total([
+            Ok((served(3), None)),
+            Ok((served(2), Some(anyhow!("poll failed")))),
+            Err(Box::new("panic") as Box<dyn std::any::Any + Send>),
+            Ok((served(4), None)),
+        ]);
+        assert_eq!(summary.clients, 9);
+        assert_eq!(summary.echoed, 90);
+        assert_eq!(failure.unwrap().to_string(), "poll failed");
+    }
+
+    #[test]
+    fn timers_of_clients_that_left_do_not_pile_up() {
+        // 60,000 clients connect and leave with an hour's idle timeout, ten live at a time: the
+        // heap stays within twice the live clients plus the slack, never one entry per client.
+        let mut timers = IdleTimers::default();
+        let in_an_hour = Instant::now() + Duration::from_secs(3600);
+        let mut live = VecDeque::new();
+        let mut most = 0;
+        for serial in 0..60_000u64 {
+            let key = (serial % 16) as usize;
+            timers.arm(in_an_hour, key, serial);
+            live.push_back(serial);
+            if live.len() > 10 {
+                live.pop_front();
+                timers.forget_left(live.len(), |_, s| live.contains(&s));
+            }
+            most = most.max(timers.len());
+        }
+        assert!(most <= 2 * 10 + TIMER_SLACK + 1, "{most} timer entries");
+    }
+
+    #[test]
+    fn due_timers_come_out_earliest_first() {
+        let mut timers = IdleTimers::default();
+        let now = Instant::now();
+        timers.arm(now + Duration::from_secs(2), 2, 2);
+        timers.arm(now, 0, 0);
+        timers.arm(now + Duration::from_secs(1), 1, 1);
+        assert_eq!(timers.next_due(), Some(now));
+        let later = now + Duration::from_secs(1);
+        assert_eq!(timers.pop_due(later), Some((0, 0)));
+        assert_eq!(timers.pop_due(later), Some((1, 1)));
+        assert_eq!(timers.pop_due(later), None);
     }
 }

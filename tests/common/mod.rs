@@ -280,3 +280,110 @@ pub fn unused_port() -> u16 {
 pub fn skip(why: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
 }
+
+/// Holds a server's stdout unread after its first line (see [`Server::start_with_stdout_unread`]):
+/// the pipe fills as a terminal that nobody scrolls, or `| less`, would.
+pub struct StdoutGate {
+    /// Dropping it lets the reader go on.
+    open: Option<std::sync::mpsc::Sender<()>>,
+}
+
+impl StdoutGate {
+    /// Starts reading the server's stdout again.
+    pub fn read_again(&mut self) {
+        self.open = None;
+    }
+}
+
+impl Server {
+    /// Starts `netecho serve --port 0` with extra arguments, reads its first line, and then
+    /// leaves its stdout unread until the gate opens.
+    pub fn start_with_stdout_unread(args: &[&str]) -> (Server, StdoutGate) {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .args(["--port", "0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start netecho serve");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let (open, gate) = channel::<()>();
+        let (tx, lines) = channel();
+        thread::spawn(move || {
+            let mut first = String::new();
+            if stdout.read_line(&mut first).is_err() || tx.send(first).is_err() {
+                return;
+            }
+            let _ = gate.recv(); // returns when the gate's sender is dropped
+            for line in stdout.lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().expect("stderr is piped");
+        let sink = Arc::clone(&stderr);
+        thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            sink.lock().unwrap().push_str(&text);
+        });
+        let first = lines.recv_timeout(TIMEOUT).unwrap_or_default();
+        let Some(addr) = first
+            .trim_end()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("first line is not 'listening on ADDR': {first:?}");
+        };
+        let server = Server {
+            child,
+            addr,
+            lines,
+            seen: Vec::new(),
+            stderr,
+        };
+        (server, StdoutGate { open: Some(open) })
+    }
+
+    /// Waits (bounded) for the server to exit by itself, without reading its stdout.
+    pub fn wait_exit_status(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the server process") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit within {TIMEOUT:?}"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Sends `message`, reads back exactly as many bytes, and checks them.
+pub fn echo_checked(stream: &mut TcpStream, message: &[u8]) {
+    stream.write_all(message).expect("send");
+    let mut reply = vec![0u8; message.len()];
+    stream.read_exact(&mut reply).expect("read the echo");
+    assert!(reply == message, "echo differs from what was sent");
+}
+
+/// The lowest descriptor number a process has free (`/proc/PID/fd`): with `ulimit -n` set to it,
+/// the process can open nothing more (descriptors inherited above it stay open).
+pub fn first_free_descriptor(pid: u32) -> usize {
+    let open: Vec<usize> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("list the descriptors")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    (0..)
+        .find(|fd| !open.contains(fd))
+        .expect("a free descriptor")
+}

@@ -19,8 +19,9 @@
 //! clients that left are compacted away ([`IdleTimers`]), so memory follows the live clients.
 //!
 //! On SIGINT/SIGTERM the loop closes its listener and closes every client with nothing in
-//! flight; the others, in the middle of an exchange, are served until they close, for up to
-//! `--drain-timeout`; then the loop closes the rest and returns.
+//! flight that has been quiet for [`DRAIN_QUIET`]; the others, in the middle of an exchange, are
+//! served until they close or fall quiet, for up to `--drain-timeout`; then the loop closes the
+//! rest and returns.
 //!
 //! `--workers N` runs N such loops, each on its own thread with its own SO_REUSEPORT listener on
 //! the same address, its own signal watch and its own report buffer; the summary is their total
@@ -80,6 +81,11 @@ const SHARED_PORT_TRIES: usize = 16;
 
 /// Events taken from the poll per turn; more simply wait for the next turn.
 const EVENTS_PER_POLL: usize = 1024;
+
+/// While draining, a client with nothing in flight that has moved no byte for this long is done
+/// and is closed; one that moved a byte more recently may be in the middle of a transfer. Short
+/// next to `--drain-timeout`, long next to the gaps between the writes of a streaming client.
+const DRAIN_QUIET: Duration = Duration::from_millis(200);
 
 /// The open-file limit assumed when it cannot be read.
 const FALLBACK_FD_LIMIT: u64 = 1024;
@@ -452,6 +458,8 @@ impl<'a> EventLoop<'a> {
             self.expire_idle();
             if stop && self.drain_until.is_none() {
                 self.start_drain();
+            } else if self.drain_until.is_some() {
+                self.close_quiet();
             }
             self.accept_waiting();
 
@@ -475,7 +483,9 @@ impl<'a> EventLoop<'a> {
         let idle = self.timers.next_due();
         let retry = self.accept_paused_until.filter(|_| self.listener_ready);
         let report = self.report.handover_due();
-        [idle, retry, self.drain_until, report]
+        // While draining, look for clients fallen quiet a few times per DRAIN_QUIET.
+        let quiet_check = self.drain_until.map(|_| Instant::now() + DRAIN_QUIET / 4);
+        [idle, retry, self.drain_until, report, quiet_check]
             .into_iter()
             .flatten()
             .min()
@@ -649,10 +659,11 @@ impl<'a> EventLoop<'a> {
     }
 
     /// Stops accepting (the listener closes) and pumps every client once more: those with
-    /// nothing in flight, not even unread bytes in the kernel, are closed at once. The others
-    /// are in the middle of an exchange: they are served as usual until they close or the drain
-    /// timeout. (Closing them as soon as the server holds nothing would race with bytes still
-    /// on their way, and the close would reset the client before its last echoes.)
+    /// nothing in flight, not even unread bytes in the kernel, and quiet for [`DRAIN_QUIET`] are
+    /// closed at once. The others are in the middle of an exchange: they are served as usual
+    /// until they close, fall quiet, or the drain times out. (Closing them as soon as the server
+    /// holds nothing would race with bytes still on their way, and the close would reset the
+    /// client before its last echoes.)
     fn start_drain(&mut self) {
         self.listener = None;
         // A datagram has no exchange to finish: UDP stops at once.
@@ -664,13 +675,27 @@ impl<'a> EventLoop<'a> {
         let keys: Vec<usize> = self.clients.iter().map(|(key, _)| key).collect();
         for key in keys {
             self.pump(key);
-            if self
-                .clients
-                .get(key)
-                .is_some_and(|c| c.conn.in_flight() == 0 && !c.queued)
-            {
-                self.close(key, Leave::Shutdown);
-            }
+        }
+        self.close_quiet();
+    }
+
+    /// While draining: closes the clients that hold nothing in flight and have been quiet for
+    /// [`DRAIN_QUIET`]. Nothing in flight alone is not enough: a client streaming data is
+    /// caught between two of its writes often, and closing it then would cut its transfer.
+    fn close_quiet(&mut self) {
+        let now = Instant::now();
+        let quiet: Vec<usize> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| {
+                c.conn.in_flight() == 0
+                    && !c.queued
+                    && now.saturating_duration_since(c.conn.last_progress) >= DRAIN_QUIET
+            })
+            .map(|(key, _)| key)
+            .collect();
+        for key in quiet {
+            self.close(key, Leave::Shutdown);
         }
     }
 

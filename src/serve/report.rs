@@ -344,8 +344,8 @@ impl Report {
         }
     }
 
-    /// Hands the lines gathered so far to the writer now, never waiting (the UDP-only loop calls
-    /// it every turn). When the queue is full the lines are dropped and counted.
+    /// Hands the lines gathered so far to the writer now, never waiting (the `listening on` line,
+    /// a full buffer, a due handover). When the queue is full the lines are dropped and counted.
     pub fn flush(&mut self) {
         if self.buffer.is_empty() {
             return;

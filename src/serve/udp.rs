@@ -120,9 +120,16 @@ pub fn serve(socket: UdpSocket, args: &ServeArgs, report: &mut Report) -> Result
     // A datagram may have come before the socket was registered: start by reading.
     let mut more = true;
     loop {
-        report.flush();
-        // With datagrams left over, only look for signals; otherwise wait for anything.
-        let timeout = more.then_some(Duration::ZERO);
+        report.flush_if_due(Instant::now());
+        // With datagrams left over, only look for signals; otherwise wait for anything, or
+        // until the report's lines are due at the writer.
+        let timeout = if more {
+            Some(Duration::ZERO)
+        } else {
+            report
+                .handover_due()
+                .map(|due| due.saturating_duration_since(Instant::now()))
+        };
         match poll.poll(&mut events, timeout) {
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             result => result.context("cannot wait for events")?,

@@ -67,14 +67,7 @@ impl Server {
                 }
             }
         });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().expect("stderr is piped");
-        let sink = Arc::clone(&stderr);
-        thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            sink.lock().unwrap().push_str(&text);
-        });
+        let stderr = collect_stderr(&mut child);
         let first = match lines.recv_timeout(TIMEOUT) {
             Ok(line) => line,
             Err(err) => {
@@ -202,6 +195,19 @@ impl Drop for Server {
     }
 }
 
+/// Reads a child's stderr to its end on a thread, into the shared string returned.
+fn collect_stderr(child: &mut Child) -> Arc<Mutex<String>> {
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let mut pipe = child.stderr.take().expect("stderr is piped");
+    let sink = Arc::clone(&stderr);
+    thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        sink.lock().unwrap().push_str(&text);
+    });
+    stderr
+}
+
 /// The classic assignment client: send, read 16-byte chunks until one is shorter, close without
 /// shutting down the sending side. Returns what came back.
 pub fn classic_client(server: SocketAddr, message: &[u8]) -> Vec<u8> {
@@ -324,14 +330,7 @@ impl Server {
                 }
             }
         });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().expect("stderr is piped");
-        let sink = Arc::clone(&stderr);
-        thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            sink.lock().unwrap().push_str(&text);
-        });
+        let stderr = collect_stderr(&mut child);
         let first = lines.recv_timeout(TIMEOUT).unwrap_or_default();
         let Some(addr) = first
             .trim_end()

@@ -1,10 +1,14 @@
-//! Errors that carry an exit code of their own.
+//! Errors that carry an exit code of their own, and OS errors in words.
 //!
 //! Every other error is a runtime failure (exit 1). A usage error found after clap has parsed the
 //! command line (a range given backwards, say) is wrapped in [`UsageError`] so it exits with 2,
-//! like the errors clap reports itself.
+//! and `main` renders it through clap, so it looks exactly like the errors clap
+//! reports itself: `error: …`, the command's usage, and the hint to `--help`.
+//!
+//! An [`io::Error`] shown to a user goes through [`describe`] at the edge where it is reported,
+//! so no message ends in the standard library's "(os error 2)".
 
-use std::fmt;
+use std::{fmt, io};
 
 /// Exit code of a runtime failure.
 pub const EXIT_FAILURE: u8 = 1;
@@ -25,9 +29,87 @@ impl std::error::Error for UsageError {}
 
 /// The exit code for an error that ends the program.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.chain().any(|cause| cause.is::<UsageError>()) {
+    if is_usage_error(err) {
         EXIT_USAGE
     } else {
         EXIT_FAILURE
+    }
+}
+
+/// Whether the error is, anywhere in its chain, a [`UsageError`].
+pub fn is_usage_error(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| cause.is::<UsageError>())
+}
+
+/// An OS error in words for a sentence, lower case and without the "(os error N)" that the
+/// standard library appends: `no such file`, `connection refused`. The caller names the thing
+/// and the fix around it.
+pub fn describe(err: &io::Error) -> String {
+    use io::ErrorKind as K;
+    let words = match err.kind() {
+        K::NotFound => "no such file or directory",
+        K::PermissionDenied => "permission denied",
+        K::ConnectionRefused => "connection refused",
+        K::ConnectionReset => "connection reset",
+        K::ConnectionAborted => "connection aborted",
+        K::NotConnected => "not connected",
+        K::AddrInUse => "address already in use",
+        K::AddrNotAvailable => "address not available",
+        K::BrokenPipe => "the other side closed the connection",
+        K::TimedOut | K::WouldBlock => "timed out",
+        K::IsADirectory => "it is a directory",
+        K::NotADirectory => "a part of the path is not a directory",
+        K::NetworkUnreachable => "network unreachable",
+        K::HostUnreachable => "host unreachable",
+        K::NetworkDown => "network down",
+        K::InvalidData => "invalid data",
+        K::UnexpectedEof => "it ended too early",
+        K::OutOfMemory => "out of memory",
+        K::StorageFull => "no space left on the device",
+        _ => return without_os_code(err),
+    };
+    words.to_owned()
+}
+
+/// The standard library's text for an error, without its " (os error N)" suffix and starting
+/// lower case, for the kinds [`describe`] has no words of its own for.
+fn without_os_code(err: &io::Error) -> String {
+    let text = err.to_string();
+    let text = match (text.rfind(" (os error "), text.ends_with(')')) {
+        (Some(at), true) => &text[..at],
+        _ => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => "unknown error".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_errors_lose_their_code() {
+        for code in [2, 13, 21, 98, 111, 104, 5, 24] {
+            let text = describe(&io::Error::from_raw_os_error(code));
+            assert!(!text.contains("os error"), "{code}: {text}");
+            assert!(!text.starts_with(char::is_uppercase), "{code}: {text}");
+        }
+        assert_eq!(
+            describe(&io::Error::from_raw_os_error(2)),
+            "no such file or directory"
+        );
+        assert_eq!(
+            describe(&io::Error::from_raw_os_error(111)),
+            "connection refused"
+        );
+        // EIO has no words of ours: the library's, trimmed.
+        assert_eq!(
+            describe(&io::Error::from_raw_os_error(5)),
+            "input/output error"
+        );
+        assert_eq!(describe(&io::Error::other("Custom words")), "custom words");
     }
 }

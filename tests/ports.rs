@@ -522,3 +522,30 @@ fn json_escapes_control_characters_its_own_way() {
     let value: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(value[0]["service"], "evil\x1b]0;owned\x07");
 }
+
+/// A usage error of ours (LOW above HIGH, found after parsing) and one of clap's (a value its
+/// parser refuses) look the same: `error: …`, then the hint to `--help`, exit 2, stdout empty.
+/// Ours also shows the command's usage, as clap's do for most errors.
+#[test]
+fn usage_errors_of_ours_and_of_clap_have_one_shape() {
+    let file = fixture(FIXTURE);
+    let shape = |args: &[&str]| {
+        let output = ports(file.path(), args).output().unwrap();
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(
+            stderr.ends_with("\n\nFor more information, try '--help'.\n"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("netecho: "), "{args:?}: {stderr}");
+        stderr
+    };
+    shape(&["65536"]);
+    let ours = shape(&["100", "10"]);
+    assert!(
+        ours.contains("LOW 100 is above HIGH 10") && ours.contains("\n\nUsage: netecho ports "),
+        "{ours}"
+    );
+}

@@ -150,6 +150,41 @@ fn bad_ports_and_timeouts_are_usage_errors() {
         ));
 }
 
+/// A bad `NETECHO_PORT` is named as the variable, not as a `--port` the user never typed; a bad
+/// `--port` is still named as the option, whatever the variable holds.
+#[test]
+fn a_bad_port_variable_is_named_as_the_variable() {
+    let output = Command::new(BIN)
+        .args(["send", "hi"])
+        .env("NETECHO_PORT", "ten")
+        .timeout(TIMEOUT)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "error: invalid value 'ten' in the environment variable NETECHO_PORT: 'ten' is not a port"
+        ) && stderr.contains("unset NETECHO_PORT")
+            && stderr.contains("Usage: netecho send"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("'--port <PORT>'"), "{stderr}");
+
+    for env in ["ten", "7"] {
+        Command::new(BIN)
+            .args(["send", "--port", "70000", "hi"])
+            .env("NETECHO_PORT", env)
+            .timeout(TIMEOUT)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(
+                "invalid value '70000' for '--port <PORT>'",
+            ))
+            .stderr(predicate::str::contains("NETECHO_PORT").not());
+    }
+}
+
 /// Runs a one-connection server written here; `handle` does what it likes with the client.
 fn odd_server(handle: impl FnOnce(TcpStream) + Send + 'static) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -40,8 +40,9 @@ impl Endpoint {
             .to_socket_addrs()
             .map_err(|err| {
                 anyhow!(
-                    "cannot resolve host '{}': {err} — check the name, or give an IP address",
-                    self.host
+                    "cannot resolve host '{}': {} — check the name, or give an IP address",
+                    self.host,
+                    crate::error::describe(&err)
                 )
             })?
             .collect();

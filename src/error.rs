@@ -41,6 +41,20 @@ pub fn is_usage_error(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| cause.is::<UsageError>())
 }
 
+/// The error and its causes, joined with `: ` as `{err:#}` does, but with every [`io::Error`]
+/// among them in words ([`describe`]): the last line of defence against "(os error N)" for the
+/// edges that have no sentence of their own.
+pub fn render(err: &anyhow::Error) -> String {
+    let parts: Vec<String> = err
+        .chain()
+        .map(|cause| match cause.downcast_ref::<io::Error>() {
+            Some(io) => describe(io),
+            None => cause.to_string(),
+        })
+        .collect();
+    parts.join(": ")
+}
+
 /// An OS error in words for a sentence, lower case and without the "(os error N)" that the
 /// standard library appends: `no such file`, `connection refused`. The caller names the thing
 /// and the fix around it.
@@ -89,6 +103,13 @@ fn without_os_code(err: &io::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rendered_chain_has_no_os_code() {
+        let err = anyhow::Error::new(io::Error::from_raw_os_error(2)).context("cannot read /x");
+        assert_eq!(render(&err), "cannot read /x: no such file or directory");
+        assert_eq!(render(&anyhow::anyhow!("plain")), "plain");
+    }
 
     #[test]
     fn os_errors_lose_their_code() {

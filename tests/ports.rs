@@ -549,3 +549,28 @@ fn usage_errors_of_ours_and_of_clap_have_one_shape() {
         "{ours}"
     );
 }
+
+/// No raw OS text: a services file that is missing or is a directory is named with the reason
+/// in words and what to do, without the library's "(os error N)".
+#[test]
+fn unreadable_files_are_explained_without_os_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-services");
+    let cases = [
+        (
+            missing.as_path(),
+            "no such file or directory — name a services(5) file",
+        ),
+        (dir.path(), "it is a directory — is it a services(5) file?"),
+    ];
+    for (path, words) in cases {
+        let output = ports(path, &[]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("cannot read {}: {words}", path.display())),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("os error"), "{stderr}");
+    }
+}

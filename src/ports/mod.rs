@@ -24,7 +24,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, anyhow, bail};
 use clap::ValueEnum;
 use serde::Serialize;
 
@@ -200,14 +200,25 @@ pub fn load(named: Option<&Path>, default: &Path) -> Result<(ServicesTable, Sour
         Err(err) if named.is_none() && err.kind() == io::ErrorKind::NotFound => {
             return Ok((builtin::table(), Source::Builtin));
         }
-        Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
+        Err(err) => bail!(
+            "cannot read {}: {} — name a services(5) file that exists and can be read, with \
+             --services-file or NETECHO_SERVICES (unset, netecho reads {DEFAULT_SERVICES_FILE})",
+            path.display(),
+            crate::error::describe(&err)
+        ),
     };
     // One byte past the limit tells a file at the limit from one over it, and stops reading
     // a device or pipe that never ends.
     let mut bytes = Vec::new();
     file.take(MAX_SERVICES_FILE + 1)
         .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+        .map_err(|err| {
+            anyhow!(
+                "cannot read {}: {} — is it a services(5) file?",
+                path.display(),
+                crate::error::describe(&err)
+            )
+        })?;
     if bytes.len() as u64 > MAX_SERVICES_FILE {
         bail!(
             "{} is larger than {} MiB, the most netecho reads as a services file (a real one is \

@@ -31,7 +31,7 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail};
 
 use super::{CHUNK, Payload, Status, first_difference, seconds};
-use crate::{cli::SendArgs, output::stdout_error};
+use crate::{cli::SendArgs, error::describe, output::stdout_error};
 
 /// Chunks handed over but not yet checked against the reply (at most 4 MiB in flight).
 const CHUNKS_IN_FLIGHT: usize = 64;
@@ -156,9 +156,9 @@ fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<(TcpStream, Socket
             seconds(timeout)
         ),
         io::ErrorKind::NetworkUnreachable | io::ErrorKind::HostUnreachable => {
-            format!("{err} — check the address and your network")
+            format!("{} — check the address and your network", describe(&err))
         }
-        _ => err.to_string(),
+        _ => describe(&err),
     };
     bail!("cannot connect to {addr}: {why}")
 }
@@ -207,9 +207,10 @@ fn send_payload(
                         let sent = written.load(Ordering::Relaxed);
                         return Err(SendFailure {
                             error: anyhow!(
-                                "cannot read standard input ({err}) after sending {sent} bytes — \
+                                "cannot read standard input ({}) after sending {sent} bytes — \
                                  redirect a file or a pipe into it ('netecho send < FILE'), or \
-                                 give the message as arguments"
+                                 give the message as arguments",
+                                describe(&err)
                             ),
                             cause: FailureCause::Input,
                         });
@@ -267,10 +268,10 @@ impl SendFailure {
                  that reads? (--timeout waits longer)",
                 seconds(to.timeout)
             )),
-            _ => SendFailure::socket(
-                anyhow::Error::new(err)
-                    .context(format!("sending to {server} failed after {sent} bytes")),
-            ),
+            _ => SendFailure::socket(anyhow!(
+                "sending to {server} failed after {sent} bytes: {}",
+                describe(&err)
+            )),
         }
     }
 }
@@ -338,8 +339,7 @@ impl Reader<'_> {
                     bail!("connection reset by {server} after {received} bytes of reply")
                 }
                 Err(err) => {
-                    return Err(err)
-                        .with_context(|| format!("cannot read the reply from {server}"));
+                    bail!("cannot read the reply from {server}: {}", describe(&err))
                 }
             };
             if n == 0 {

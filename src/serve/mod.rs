@@ -178,6 +178,6 @@ fn explain_bind_error(addr: SocketAddr, err: &io::Error) -> String {
              or 0.0.0.0",
             addr.ip()
         ),
-        _ => err.to_string(),
+        _ => crate::error::describe(err),
     }
 }

@@ -366,7 +366,8 @@ mod tests {
 #[command(
     long_about = "List the services registered for a range of ports, from /etc/services.\n\n\
         'netecho ports LOW HIGH' (or --low LOW --high HIGH) lists LOW to HIGH; 'netecho ports \
-        PORT' lists that one port; with no bounds it lists the IANA system ports, 0-1023. --low \
+        PORT' lists that one port; with no bounds it lists the IANA system ports, 0-1023 (with \
+        --name, all ports: a search by name looks everywhere). --low \
         alone runs up to 65535, --high alone starts at 0. Ports are 0-65535 and LOW <= HIGH.\n\n\
         The services come from --services-file, else NETECHO_SERVICES, else /etc/services; if \
         /etc/services does not exist (minimal containers), from a table built into netecho, \
@@ -378,7 +379,7 @@ mod tests {
     after_help = "Examples:\n  \
         netecho ports                                      # the system ports, 0-1023\n  \
         netecho ports 8000 8100 --protocol tcp             # TCP services in 8000-8100\n  \
-        netecho ports 0 65535 --name http --format json    # every http service, as JSON"
+        netecho ports --name http --format json            # every http service, as JSON"
 )]
 pub struct PortsArgs {
     /// First port of the range, or the one port to list [default: 0]
@@ -389,7 +390,7 @@ pub struct PortsArgs {
     )]
     pub low_arg: Option<u16>,
 
-    /// Last port of the range [default: LOW if given, else 1023]
+    /// Last port of the range [default: LOW if given, else 1023; with --name, 65535]
     #[arg(
         value_name = "HIGH",
         value_parser = address::parse_port,

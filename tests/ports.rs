@@ -235,7 +235,7 @@ fn empty_result_says_so_and_succeeds() {
         .assert()
         .success()
         .stderr(predicate::str::contains(
-            "no services matching 'nothing-like-this' in 0–1023",
+            "no services matching 'nothing-like-this' in 0–65535",
         ));
     ports(file.path(), &["5000", "--format", "json"])
         .assert()
@@ -573,4 +573,31 @@ fn unreadable_files_are_explained_without_os_codes() {
         );
         assert!(!stderr.contains("os error"), "{stderr}");
     }
+}
+
+/// A service name where a port belongs is taken for what it most likely is: the error suggests
+/// the search by name. A search by name without bounds looks at every port, not only 0–1023.
+#[test]
+fn a_name_instead_of_a_port_suggests_the_search_by_name_which_covers_all_ports() {
+    let file = fixture(FIXTURE);
+    ports(file.path(), &["http"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "'http' is not a port: ports are numbers 0–65535 — to find the port of a service by \
+             name: netecho ports --name http",
+        ));
+    ports(file.path(), &["--name", "top"])
+        .assert()
+        .success()
+        .stdout("65535\tudp\ttop\thighest\n")
+        .stderr(predicate::str::contains(
+            "1 service matching 'top' on 1 port in 0–65535",
+        ));
+    // Bounds still bound a search by name.
+    ports(file.path(), &["--name", "top", "0", "1023"])
+        .assert()
+        .success()
+        .stdout("");
 }

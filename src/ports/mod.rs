@@ -35,6 +35,9 @@ pub use services::ServicesTable;
 pub const DEFAULT_SERVICES_FILE: &str = "/etc/services";
 /// The range listed when no bound is given: the IANA system ports.
 pub const SYSTEM_PORTS: RangeInclusive<u16> = 0..=1023;
+/// The range searched when no bound is given with `--name`: a service looked up by name may be
+/// on any port (`http-alt` is on 8080), so the search is not cut at the system ports.
+pub const ALL_PORTS: RangeInclusive<u16> = 0..=u16::MAX;
 /// The largest services file read, in bytes (16 MiB). A real one is kilobytes (Debian's
 /// `/etc/services` is 13 kB); the limit leaves that a thousandfold room, while `/dev/zero`,
 /// `/dev/urandom` or an endless pipe named by mistake stops here instead of filling memory.
@@ -106,7 +109,11 @@ impl fmt::Display for Source {
 
 /// Runs `netecho ports`.
 pub fn run(args: &PortsArgs) -> Result<()> {
-    let range = port_range(args.low_arg, args.high_arg, args.low, args.high)?;
+    let unbounded = match args.name {
+        Some(_) => ALL_PORTS,
+        None => SYSTEM_PORTS,
+    };
+    let range = port_range(args.low_arg, args.high_arg, args.low, args.high, unbounded)?;
     let default = Path::new(DEFAULT_SERVICES_FILE);
     let (table, source) = load(args.services_file.as_deref(), default)?;
     if source == Source::Builtin {
@@ -159,13 +166,15 @@ pub fn run(args: &PortsArgs) -> Result<()> {
 }
 
 /// The range the bounds ask for: positional LOW/HIGH or `--low`/`--high`, each bound given at
-/// most one way. One positional port is that port alone; no bound at all is [`SYSTEM_PORTS`];
-/// `--low` alone runs to 65535 and `--high` alone starts at 0.
+/// most one way. One positional port is that port alone; no bound at all is `unbounded`
+/// ([`SYSTEM_PORTS`], or [`ALL_PORTS`] for a search by name); `--low` alone runs to 65535 and
+/// `--high` alone starts at 0.
 pub fn port_range(
     low_arg: Option<u16>,
     high_arg: Option<u16>,
     low_flag: Option<u16>,
     high_flag: Option<u16>,
+    unbounded: RangeInclusive<u16>,
 ) -> Result<RangeInclusive<u16>, UsageError> {
     if let (Some(arg), Some(flag)) = (low_arg, low_flag) {
         return Err(UsageError(format!(
@@ -178,7 +187,7 @@ pub fn port_range(
         )));
     }
     let (low, high) = match (low_arg.or(low_flag), high_arg.or(high_flag)) {
-        (None, None) => return Ok(SYSTEM_PORTS),
+        (None, None) => return Ok(unbounded),
         (Some(port), None) if low_arg.is_some() => (port, port),
         (low, high) => (low.unwrap_or(0), high.unwrap_or(u16::MAX)),
     };
@@ -318,40 +327,66 @@ mod tests {
 
     #[test]
     fn range_forms() {
-        assert_eq!(port_range(None, None, None, None).unwrap(), 0..=1023);
-        assert_eq!(port_range(Some(80), None, None, None).unwrap(), 80..=80);
         assert_eq!(
-            port_range(Some(0), Some(65535), None, None).unwrap(),
+            port_range(None, None, None, None, SYSTEM_PORTS).unwrap(),
+            0..=1023
+        );
+        assert_eq!(
+            port_range(Some(80), None, None, None, SYSTEM_PORTS).unwrap(),
+            80..=80
+        );
+        assert_eq!(
+            port_range(Some(0), Some(65535), None, None, SYSTEM_PORTS).unwrap(),
             0..=65535
         );
-        assert_eq!(port_range(None, None, Some(10), Some(20)).unwrap(), 10..=20);
         assert_eq!(
-            port_range(None, None, Some(5000), None).unwrap(),
+            port_range(None, None, Some(10), Some(20), SYSTEM_PORTS).unwrap(),
+            10..=20
+        );
+        assert_eq!(
+            port_range(None, None, Some(5000), None, SYSTEM_PORTS).unwrap(),
             5000..=65535
         );
-        assert_eq!(port_range(None, None, None, Some(100)).unwrap(), 0..=100);
-        assert_eq!(port_range(Some(80), None, None, Some(90)).unwrap(), 80..=90);
-        assert_eq!(port_range(Some(7), Some(7), None, None).unwrap(), 7..=7);
+        assert_eq!(
+            port_range(None, None, None, Some(100), SYSTEM_PORTS).unwrap(),
+            0..=100
+        );
+        assert_eq!(
+            port_range(Some(80), None, None, Some(90), SYSTEM_PORTS).unwrap(),
+            80..=90
+        );
+        assert_eq!(
+            port_range(Some(7), Some(7), None, None, SYSTEM_PORTS).unwrap(),
+            7..=7
+        );
+        assert_eq!(
+            port_range(None, None, None, None, ALL_PORTS).unwrap(),
+            0..=65535
+        );
+        assert_eq!(
+            port_range(Some(7), None, None, None, ALL_PORTS).unwrap(),
+            7..=7
+        );
     }
 
     #[test]
     fn range_errors_name_the_values() {
-        let backwards = usage(port_range(Some(2000), Some(1000), None, None));
+        let backwards = usage(port_range(Some(2000), Some(1000), None, None, SYSTEM_PORTS));
         assert!(
             backwards.contains("LOW 2000 is above HIGH 1000"),
             "{backwards}"
         );
-        let twice = usage(port_range(Some(80), None, Some(90), None));
+        let twice = usage(port_range(Some(80), None, Some(90), None, SYSTEM_PORTS));
         assert!(
             twice.contains("LOW 80") && twice.contains("--low 90"),
             "{twice}"
         );
-        let twice = usage(port_range(Some(1), Some(2), None, Some(3)));
+        let twice = usage(port_range(Some(1), Some(2), None, Some(3), SYSTEM_PORTS));
         assert!(
             twice.contains("HIGH 2") && twice.contains("--high 3"),
             "{twice}"
         );
-        assert!(port_range(Some(90), None, None, Some(80)).is_err());
+        assert!(port_range(Some(90), None, None, Some(80), SYSTEM_PORTS).is_err());
     }
 
     #[test]

@@ -165,7 +165,9 @@ pub struct ServeArgs {
     long_about = "Send a message (or stdin) to an echo server and print the reply.\n\n\
         The message is the arguments joined with single spaces; with no message, or '-', it is \
         all of stdin, binary-safe. netecho writes and reads at the same time, closes its sending \
-        side when done, and reads until the server closes. stdout carries the reply (for a \
+        side when done, and reads until the server closes. If the server closes first, even \
+        while stdin is still open, it ends at once and exits 1: the rest of stdin was never \
+        sent. stdout carries the reply (for a \
         message, the echoed text and a newline; for stdin, the exact bytes); status lines go to \
         stderr. If the reply differs from what was sent, it says where and exits 1.",
     after_help = "Examples:\n  \

@@ -532,3 +532,54 @@ fn udp_retries_up_to_u32_max_count_right() {
         assert!(still_running, "port {port}: ended early, {status:?}");
     }
 }
+
+/// `send` ends when the server closes, as ncat does, even while its stdin stays open (a pipe the
+/// test holds): the server's idle timeout drops it, and it says so and exits 1 at once, instead
+/// of waiting for stdin to end. Before, it waited for the end of stdin: here, forever.
+#[test]
+fn a_client_dropped_by_the_idle_timeout_ends_with_that_reason() {
+    let mut server = Server::start(&["--idle-timeout", "1"]);
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    writer.write_all(b"hello\n").unwrap();
+    let (output, took) = run_send(server.addr.port(), &["--timeout", "10"], reader.into());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(output.stdout, b"hello\n", "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "127.0.0.1:{} closed the connection while idle, before stdin ended: all 6 bytes sent \
+             so far came back",
+            server.addr.port()
+        )) && stderr.contains("idle timeout"),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    server.wait_for_text("idle");
+    drop(writer);
+}
+
+/// A server that closes while part of what was sent is still due and stdin is still open: the
+/// reply is cut short before stdin ended, said at once (not after --timeout).
+#[test]
+fn a_close_with_bytes_due_and_stdin_open_is_a_reply_cut_short() {
+    let port = odd_server(|mut stream| {
+        let mut first = [0u8; 10];
+        stream.read_exact(&mut first).unwrap();
+        stream.write_all(&first[..4]).unwrap();
+    });
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    writer.write_all(b"0123456789").unwrap();
+    let (output, took) = run_send(port, &["--timeout", "10"], reader.into());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(output.stdout, b"0123", "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "reply cut short: 127.0.0.1:{port} closed the connection after 4 of 10 bytes sent, \
+             before stdin ended"
+        )),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    drop(writer);
+}

@@ -8,8 +8,16 @@
 //!
 //! The reader is done when the writer said `Done` and the reply matched every byte: it does not
 //! wait for the server to close, so a server that echoes and keeps the connection open is fine.
-//! While everything sent so far has come back, the reader waits for the writer (stdin may be a
-//! person typing), not for the server, so `--timeout` bounds only waits for a reply that is due.
+//! While everything sent so far has come back, nothing is due and no timeout runs (stdin may be
+//! a person typing): the reader waits on the socket in short ticks ([`IDLE_TICK`]), taking the
+//! writer's next word between them, so a server that closes ends `send` at once, as with ncat,
+//! even while stdin stays open. `--timeout` bounds only waits for a reply that is due.
+//!
+//! When the server closes before the writer said `Done`, the reply cannot be complete for the
+//! whole input: if the writer is waiting on stdin ([`SendState::reading_stdin`]), the server
+//! closed before stdin ended and `send` says so at once, exit 1 (while idle, every byte sent so
+//! far having come back: the server's idle timeout, most likely); otherwise the writer is about
+//! to say what it did, and its word decides the message.
 //!
 //! When the writer fails (stdin cannot be read, the socket refuses a write) it shuts the socket
 //! at once, which wakes the reader, and its error is the one reported: the reply cut short after
@@ -21,8 +29,8 @@ use std::{
     net::{Shutdown, SocketAddr, TcpStream},
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
-        mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel},
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync_channel},
     },
     thread,
     time::{Duration, Instant},
@@ -35,6 +43,14 @@ use crate::{cli::SendArgs, error::describe, output::stdout_error};
 
 /// Chunks handed over but not yet checked against the reply (at most 4 MiB in flight).
 const CHUNKS_IN_FLIGHT: usize = 64;
+/// While nothing is due from the server, how long one wait on the socket lasts before the reader
+/// looks for the writer's next word: short enough that `Done` (or a chunk that now is due, with
+/// its timeout) is taken up without a noticeable delay, long enough to cost nothing (20 wake-ups
+/// a second while a person types).
+const IDLE_TICK: Duration = Duration::from_millis(50);
+/// While the reader waits for the writer's word after the server closed, how often it looks
+/// whether the writer went back to waiting on stdin (then no word is coming soon).
+const WORD_TICK: Duration = Duration::from_millis(10);
 
 /// What the writer tells the reader, in order.
 enum Handover {
@@ -68,6 +84,14 @@ enum FailureCause {
 /// What the writer and the reader share: the bytes the socket has accepted so far.
 type Written = Arc<AtomicU64>;
 
+/// What the writer is doing, for the reader to read when the server closes.
+#[derive(Default)]
+struct SendState {
+    /// The writer is inside a read of stdin (set just before, cleared just after): stdin has
+    /// not ended, and no word from the writer is coming until stdin gives it something.
+    reading_stdin: AtomicBool,
+}
+
 /// Sends the payload over TCP and checks the reply.
 pub fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<()> {
     status.line(format_args!("connecting to {}", args.endpoint.display()));
@@ -81,9 +105,11 @@ pub fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<()> {
     let newline = matches!(payload, Payload::Message(_));
     let (handover_tx, handover_rx) = sync_channel(CHUNKS_IN_FLIGHT);
     let written = Written::default();
+    let state = Arc::new(SendState::default());
     let write_half = stream.try_clone().context("cannot set up the connection")?;
     let writer = {
         let written = Arc::clone(&written);
+        let state = Arc::clone(&state);
         let (server, timeout) = (server, args.timeout);
         thread::spawn(move || {
             let to = Destination {
@@ -91,7 +117,7 @@ pub fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<()> {
                 server,
                 timeout,
             };
-            let word = match send_payload(payload, &to, &handover_tx, &written) {
+            let word = match send_payload(payload, &to, &handover_tx, &written, &state) {
                 Ok(()) => Handover::Done,
                 Err(failure) => {
                     // Wake the reader and tell the server at once; the reason follows.
@@ -109,6 +135,7 @@ pub fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<()> {
         server,
         timeout: args.timeout,
         written: &written,
+        state: &state,
     };
     let received = match reader.receive_and_check(handover_rx) {
         Ok(received) => received,
@@ -179,6 +206,7 @@ fn send_payload(
     to: &Destination<'_>,
     handover: &SyncSender<Handover>,
     written: &AtomicU64,
+    state: &SendState,
 ) -> Result<(), SendFailure> {
     let send_chunk = |chunk: Vec<u8>| -> Result<(), SendFailure> {
         if chunk.is_empty() {
@@ -199,7 +227,10 @@ fn send_payload(
             let mut stdin = io::stdin().lock();
             loop {
                 let mut chunk = vec![0; CHUNK];
-                let n = match stdin.read(&mut chunk) {
+                state.reading_stdin.store(true, Ordering::SeqCst);
+                let read = stdin.read(&mut chunk);
+                state.reading_stdin.store(false, Ordering::SeqCst);
+                let n = match read {
                     Ok(0) => break,
                     Ok(n) => n,
                     Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
@@ -286,6 +317,8 @@ struct Reader<'a> {
     timeout: Duration,
     /// The bytes the socket has accepted so far, for messages and the total.
     written: &'a AtomicU64,
+    /// What the writer is doing, for when the server closes.
+    state: &'a SendState,
 }
 
 impl Reader<'_> {
@@ -301,25 +334,41 @@ impl Reader<'_> {
         // Set once the whole reply has checked out: one look, without waiting, for bytes
         // beyond it that are already here.
         let mut last_look = false;
+        // Whether the socket's read timeout is the idle tick rather than `--timeout`.
+        let mut ticking = false;
         loop {
-            if expected.all_matched() {
-                if !expected.complete {
-                    // Nothing is due from the server: wait for the writer's next word.
-                    expected.next()?;
-                    continue;
-                }
-                if !last_look {
-                    socket
-                        .set_nonblocking(true)
-                        .context("cannot set up the connection")?;
-                    last_look = true;
-                }
+            let idle = expected.all_matched() && !expected.complete;
+            if idle && expected.try_next()? {
+                continue;
+            }
+            if idle != ticking {
+                // Nothing due: short waits that look for the writer's word between them.
+                let wait = if idle { IDLE_TICK } else { self.timeout };
+                socket
+                    .set_read_timeout(Some(wait))
+                    .context("cannot set up the connection")?;
+                ticking = idle;
+            }
+            if expected.all_matched() && expected.complete && !last_look {
+                socket
+                    .set_nonblocking(true)
+                    .context("cannot set up the connection")?;
+                last_look = true;
             }
             let n = match socket.read(&mut buf) {
                 Ok(n) => n,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 // The reply is complete and checked: nothing after it is our concern.
                 Err(_) if last_look => break,
+                Err(err)
+                    if idle
+                        && matches!(
+                            err.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                {
+                    continue;
+                }
                 Err(err)
                     if matches!(
                         err.kind(),
@@ -346,7 +395,9 @@ impl Reader<'_> {
                 if last_look {
                     break;
                 }
-                return Err(self.closed(&mut expected, received));
+                // The server closed: complete if everything was sent and came back.
+                self.closed(&mut expected, received)?;
+                break;
             }
             stdout.write_all(&buf[..n]).map_err(stdout_error)?;
             // Show the reply as it streams in, not only at the end.
@@ -363,43 +414,77 @@ impl Reader<'_> {
         self.written.load(Ordering::Relaxed)
     }
 
-    /// The error for a reply that ended (the server closed) before all of it came back. The
-    /// writer's word decides what it was: a failure of its own is the cause (it shut the socket,
-    /// or it saw the reset); otherwise the reply was cut short. The wait for that word is bounded
-    /// by the timeout, as stdin may be a person who has not finished typing.
-    fn closed(&self, expected: &mut Expected, received: u64) -> anyhow::Error {
+    /// The error for a reply that ended (the server closed) before all of it came back, or
+    /// before the writer was done. The writer's word decides what it was: a failure of its own is
+    /// the cause (it shut the socket, or it saw the reset); otherwise the reply was cut short.
+    /// While the writer waits on stdin no word is coming: the server closed before stdin ended,
+    /// said at once. Otherwise the wait for the word is bounded by the timeout. `Ok` when the
+    /// writer turns out to have been done and every byte came back: the reply is complete.
+    fn closed(&self, expected: &mut Expected, received: u64) -> Result<()> {
+        let server = self.server;
         let deadline = Instant::now() + self.timeout;
+        // A chunk handed over after the close: it will never come back.
+        let mut lost = false;
         while !expected.complete {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match expected.handover.recv_timeout(left) {
+            let word = match expected.handover.try_recv() {
+                Ok(word) => Ok(word),
+                Err(TryRecvError::Empty) if self.state.reading_stdin.load(Ordering::SeqCst) => {
+                    let written = self.written();
+                    return Err(if received >= written && !lost {
+                        anyhow!(
+                            "{server} closed the connection while idle, before stdin ended: all \
+                             {written} bytes sent so far came back, the rest of stdin was not sent \
+                             — did the server's idle timeout drop this connection?"
+                        )
+                    } else {
+                        anyhow!(
+                            "reply cut short: {server} closed the connection after {received} of \
+                             {written} bytes sent, before stdin ended (first missing byte: \
+                             {received})"
+                        )
+                    });
+                }
+                Err(TryRecvError::Empty) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match expected.handover.recv_timeout(left.min(WORD_TICK)) {
+                        Err(RecvTimeoutError::Timeout) if !left.is_zero() => continue,
+                        other => other,
+                    }
+                }
+                Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+            };
+            match word {
                 // Handed over, but the server is gone: it will never come back.
-                Ok(Handover::Chunk(_)) => {}
+                Ok(Handover::Chunk(_)) => lost = true,
                 Ok(Handover::Done) => expected.complete = true,
                 Ok(Handover::Failed(failure)) if failure.cause != FailureCause::Socket => {
-                    return failure.error;
+                    return Err(failure.error);
                 }
                 Ok(Handover::Failed(failure)) => {
-                    return anyhow!(
+                    bail!(
                         "reply cut short: the server closed the connection after {received} of \
                          {} bytes sent (first missing byte: {received}); sending then failed: {:#}",
                         self.written(),
                         failure.error
-                    );
+                    )
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    return anyhow!(
+                    bail!(
                         "reply cut short: the server closed the connection after {received} \
                          bytes of reply, while at least {} bytes had been sent and more were to \
                          come",
                         self.written()
-                    );
+                    )
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    return anyhow!("the sending thread stopped without saying why");
+                    bail!("the sending thread stopped without saying why");
                 }
             }
         }
-        anyhow!(
+        if expected.all_matched() && !lost {
+            return Ok(());
+        }
+        bail!(
             "reply cut short: the server closed the connection after {received} of {} bytes \
              (first missing byte: {received})",
             self.written()
@@ -438,10 +523,29 @@ impl Expected {
     /// failure is returned as the error, since it is the cause of whatever the reply does next.
     fn next(&mut self) -> Result<()> {
         match self.handover.recv() {
-            Ok(Handover::Chunk(chunk)) => (self.current, self.matched) = (chunk, 0),
-            Ok(Handover::Done) => self.complete = true,
-            Ok(Handover::Failed(failure)) => return Err(failure.error),
+            Ok(word) => self.take(word),
             Err(_) => bail!("the sending thread stopped without saying why"),
+        }
+    }
+
+    /// Takes the writer's next word if it has one now, as [`next`](Self::next) does; whether
+    /// there was one.
+    fn try_next(&mut self) -> Result<bool> {
+        match self.handover.try_recv() {
+            Ok(word) => self.take(word).map(|()| true),
+            Err(TryRecvError::Empty) => Ok(false),
+            Err(TryRecvError::Disconnected) => {
+                bail!("the sending thread stopped without saying why")
+            }
+        }
+    }
+
+    /// Takes one word of the writer's.
+    fn take(&mut self, word: Handover) -> Result<()> {
+        match word {
+            Handover::Chunk(chunk) => (self.current, self.matched) = (chunk, 0),
+            Handover::Done => self.complete = true,
+            Handover::Failed(failure) => return Err(failure.error),
         }
         Ok(())
     }

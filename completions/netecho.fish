@@ -33,7 +33,7 @@ complete -c netecho -n "__fish_netecho_needs_command" -f -a "bench" -d 'Load an 
 complete -c netecho -n "__fish_netecho_needs_command" -f -a "completions" -d 'Print the shell completion script for bash, zsh, fish, elvish or powershell'
 complete -c netecho -n "__fish_netecho_needs_command" -f -a "man" -d 'Print the man page of netecho or of one of its commands, or write them all into a folder'
 complete -c netecho -n "__fish_netecho_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c netecho -n "__fish_netecho_using_subcommand serve" -l host -d 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand serve" -l host -d 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)' -r -f -a "(__fish_print_hostnames)"
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -s p -l port -d 'Port, 0-65535, TCP or with --udp UDP (0 with serve: any free port, printed on the first line)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l preview -d 'Show at most N bytes of each read in its preview' -r
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l idle-timeout -d 'Drop a client that has made no progress for this long (e.g. 30, 1.5s, 2m) [default: off]' -r
@@ -45,7 +45,7 @@ complete -c netecho -n "__fish_netecho_using_subcommand serve" -s q -l quiet -d 
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l multiplex -d 'Serve all clients at once from one event loop (epoll/kqueue) instead of one at a time'
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l udp -d 'Serve UDP echo (RFC 862): each datagram back to its sender. With --multiplex: TCP and UDP on the same port; without: UDP only'
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c netecho -n "__fish_netecho_using_subcommand send" -l host -d 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand send" -l host -d 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)' -r -f -a "(__fish_print_hostnames)"
 complete -c netecho -n "__fish_netecho_using_subcommand send" -s p -l port -d 'Port, 0-65535, TCP or with --udp UDP (0 with serve: any free port, printed on the first line)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand send" -l timeout -d 'Give up connecting, or waiting for the server, after this long (e.g. 10, 1.5s, 2m)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand send" -l retries -d 'With --udp: send again this many times when no reply comes within --timeout' -r
@@ -66,7 +66,7 @@ plain\t'Tab-separated PORT, PROTOCOL, SERVICE, ALIASES lines, no header'
 json\t'An array of {port, protocol, service, aliases} objects'"
 complete -c netecho -n "__fish_netecho_using_subcommand ports" -l strict -d 'Fail on the first malformed line of the services file instead of skipping it'
 complete -c netecho -n "__fish_netecho_using_subcommand ports" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c netecho -n "__fish_netecho_using_subcommand bench" -l host -d 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -l host -d 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)' -r -f -a "(__fish_print_hostnames)"
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -s p -l port -d 'Port, 0-65535, TCP or with --udp UDP (0 with serve: any free port, printed on the first line)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -s c -l connections -d 'Connections to open (with --udp: sockets)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -s s -l size -d 'Bytes per message: 64, 1k, 64KiB, 1MiB (UDP: 12–65507)' -r
@@ -78,9 +78,9 @@ complete -c netecho -n "__fish_netecho_using_subcommand bench" -l timeout -d 'Gi
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l udp -d 'Over UDP: each message is a datagram; a reply not back within a few round trips counts as lost, and the load goes on'
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l json -d 'Print the report as one JSON object'
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c netecho -n "__fish_netecho_using_subcommand completions" -l out-dir -d 'Write the script(s) into DIR, created if missing, instead of printing' -r -F
+complete -c netecho -n "__fish_netecho_using_subcommand completions" -l out-dir -d 'Write the script(s) into DIR, created if missing, instead of printing' -r -f -a "(__fish_complete_directories)"
 complete -c netecho -n "__fish_netecho_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c netecho -n "__fish_netecho_using_subcommand man" -l out-dir -d 'Write netecho.1 and every netecho-COMMAND.1 into DIR, created if missing, instead of printing' -r -F
+complete -c netecho -n "__fish_netecho_using_subcommand man" -l out-dir -d 'Write netecho.1 and every netecho-COMMAND.1 into DIR, created if missing, instead of printing' -r -f -a "(__fish_complete_directories)"
 complete -c netecho -n "__fish_netecho_using_subcommand man" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench completions man help" -f -a "serve" -d 'Run a TCP echo server: every byte a client sends comes back, in order'
 complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench completions man help" -f -a "send" -d 'Send a message (or stdin) to an echo server and print the reply'
@@ -89,3 +89,5 @@ complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_see
 complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench completions man help" -f -a "completions" -d 'Print the shell completion script for bash, zsh, fish, elvish or powershell'
 complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench completions man help" -f -a "man" -d 'Print the man page of netecho or of one of its commands, or write them all into a folder'
 complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c netecho -n "__fish_netecho_using_subcommand completions" -f -a "bash elvish fish powershell zsh"
+complete -c netecho -n "__fish_netecho_using_subcommand man" -f -a "serve send ports bench completions man"

@@ -18,7 +18,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueHint};
 use clap_complete::Shell;
 
 use crate::{address, bench, duration, ports, serve::guard, size};
@@ -34,16 +34,22 @@ pub const DEFAULT_PORT: u16 = 10000;
     version,
     about = "A networking toolkit around an echo endpoint you can trust",
     long_about = "A networking toolkit around an echo endpoint you can trust.\n\n\
-        'netecho serve' runs a TCP echo server: every byte a client sends comes back, in order. \
-        'netecho send' is its client: it sends a message or stdin and prints the echoed reply, \
-        checking every byte. 'netecho completions' and 'netecho man' print the shell completions \
-        and man pages, generated from this same command line.\n\n\
+        'netecho serve' runs an echo server: every byte a client sends comes back, in order. \
+        It serves TCP one client at a time, or all at once from an event loop with --multiplex; \
+        --udp adds UDP echo (RFC 862), guarded against reflection. 'netecho send' is its client, \
+        over TCP or, with --udp, one datagram: it sends a message or stdin and prints the echoed \
+        reply, checking every byte. 'netecho bench' loads any echo server, TCP or UDP, with many \
+        connections and reports rate, latency and errors, checking every byte. 'netecho ports' \
+        lists the services registered for a range of ports, from /etc/services. 'netecho \
+        completions' and 'netecho man' print the shell completions and man pages, generated \
+        from this same command line.\n\n\
         Each command has its own --help with examples. Exit status: 0 ok, 1 runtime failure, \
-        2 usage error.",
+        2 usage error; 130 when a second Ctrl-C ends 'netecho bench' at once.",
     after_help = "Examples:\n  \
-        netecho serve                                  # echo server on 127.0.0.1:10000\n  \
+        netecho serve --multiplex --udp                # TCP and UDP echo on 127.0.0.1:10000\n  \
         netecho send \"This is a test message.\"         # send it, print the checked reply\n  \
-        cat file.bin | netecho send -q > echoed.bin    # a binary file, back byte for byte"
+        netecho bench -c 10 -d 5                       # load it for 5 s, checking every byte\n  \
+        netecho ports 7 10000                          # the services of ports 7 to 10000"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -64,7 +70,12 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct Endpoint {
     /// Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)
-    #[arg(long, env = "NETECHO_HOST", default_value = DEFAULT_HOST)]
+    #[arg(
+        long,
+        env = "NETECHO_HOST",
+        default_value = DEFAULT_HOST,
+        value_hint = ValueHint::Hostname
+    )]
     pub host: String,
 
     /// Port, 0-65535, TCP or with --udp UDP (0 with serve: any free port, printed on the first line)
@@ -221,7 +232,7 @@ pub struct CompletionsArgs {
     pub shell: Option<Shell>,
 
     /// Write the script(s) into DIR, created if missing, instead of printing
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub out_dir: Option<PathBuf>,
 }
 
@@ -237,16 +248,48 @@ pub struct CompletionsArgs {
     after_help = "Examples:\n  \
         netecho man | man -l -                                  # read netecho(1) now\n  \
         netecho man serve | man -l -                            # the page of one command\n  \
-        sudo netecho man --out-dir /usr/local/share/man/man1    # install every page"
+        netecho man --out-dir ~/.local/share/man/man1           # install every page, for you"
 )]
 pub struct ManArgs {
     /// The command whose page to print, e.g. serve [default: netecho itself]
-    #[arg(value_name = "COMMAND", conflicts_with = "out_dir")]
+    #[arg(value_name = "COMMAND", conflicts_with = "out_dir", value_parser = CommandName)]
     pub command: Option<String>,
 
     /// Write netecho.1 and every netecho-COMMAND.1 into DIR, created if missing, instead of printing
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub out_dir: Option<PathBuf>,
+}
+
+/// The value parser of `netecho man COMMAND`. It takes any text (`man.rs` says which names have
+/// a page, and also accepts a page's own name, `netecho-serve`), and offers the command names to
+/// shell completion and `--help`, read from this definition, so a new command is offered without
+/// a change here.
+#[derive(Debug, Clone, Copy)]
+struct CommandName;
+
+impl clap::builder::TypedValueParser for CommandName {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        clap::builder::StringValueParser::new().parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        use clap::CommandFactory;
+        let names: Vec<clap::builder::PossibleValue> = Cli::command()
+            .get_subcommands()
+            .filter(|sub| !sub.is_hide_set())
+            .map(|sub| clap::builder::PossibleValue::new(sub.get_name().to_owned()))
+            .collect();
+        Some(Box::new(names.into_iter()))
+    }
 }
 
 /// One example from a command's examples block.
@@ -321,9 +364,12 @@ mod tests {
                 "{name}: needs a long_about that says more than the summary"
             );
             let examples = examples(&cmd);
+            // netecho itself: one example for each of its four main commands.
+            let most = if cmd.get_name() == "netecho" { 4 } else { 3 };
             assert!(
-                (2..=3).contains(&examples.len()),
-                "{name}: needs 2 or 3 examples in after_help under {EXAMPLES_HEADING:?}, has {}",
+                (2..=most).contains(&examples.len()),
+                "{name}: needs 2 to {most} examples in after_help under {EXAMPLES_HEADING:?}, \
+                 has {}",
                 examples.len()
             );
             for example in &examples {
@@ -419,7 +465,12 @@ pub struct PortsArgs {
     pub high: Option<u16>,
 
     /// Read services from this file (services(5) format) [default: /etc/services]
-    #[arg(long, value_name = "PATH", env = "NETECHO_SERVICES")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "NETECHO_SERVICES",
+        value_hint = ValueHint::FilePath
+    )]
     pub services_file: Option<PathBuf>,
 
     /// Fail on the first malformed line of the services file instead of skipping it

@@ -4,11 +4,14 @@
 //!
 //! - [`cli`]: the whole command line, defined once with clap derive. Help, shell completions and
 //!   man pages are all generated from it.
-//! - [`serve`]: the TCP echo server. `serve/iterative.rs` serves one client at a time,
+//! - [`serve`]: the echo server, TCP and UDP. `serve/iterative.rs` serves one client at a time,
 //!   `serve/multiplex.rs` all of them at once from an event loop (`--multiplex`);
 //!   `serve/connection.rs` holds the echo rules (bounded buffer, half-close, errors) and
-//!   `serve/report.rs` the lines the server prints.
-//! - [`send`]: the client. It writes and reads at the same time and checks the reply byte for byte.
+//!   `serve/report.rs` the lines the server prints. `serve/udp.rs` is the UDP echo (`--udp`,
+//!   RFC 862), `serve/guard.rs` what it refuses to answer (reflection, rate per source), and
+//!   `serve/limits.rs` the open-file limit.
+//! - [`send`]: the client. It writes and reads at the same time and checks the reply byte for
+//!   byte; `send/tcp.rs` over a connection, `send/udp.rs` as one datagram with retries (`--udp`).
 //! - [`ports`]: the services of a port range, from `/etc/services` or a built-in table.
 //!   `ports/services.rs` is the services(5) parser, `ports/builtin.rs` the fallback table and
 //!   `ports/render.rs` the table, plain and JSON output.
@@ -27,7 +30,7 @@
 //! - [`output`]: quiet handling of a closed stdout (`netecho ... | head`).
 //!
 //! `main.rs` only parses the command line, calls [`run`], and maps the outcome to an exit code:
-//! 0 ok, 1 runtime failure, 2 usage error.
+//! 0 ok, 1 runtime failure, 2 usage error (and `bench` exits 130 at a second Ctrl-C).
 
 pub mod address;
 pub mod bench;

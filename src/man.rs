@@ -29,18 +29,35 @@ use crate::{
 /// The man section of every page: user commands.
 const SECTION: &str = "1";
 
-/// The EXIT STATUS section: what each exit code means, the same for every command.
-const EXIT_STATUS: [(u8, &str); 3] = [
-    (0, "Success."),
+/// The exit status of `netecho bench` when a second Ctrl-C (or SIGTERM) ends it at once: 128 +
+/// SIGINT, as a shell reports a process killed by Ctrl-C. Set in `bench/mod.rs`.
+const EXIT_INTERRUPTED: u8 = 130;
+
+/// The EXIT STATUS section: what each exit code means, and the one command it is limited to
+/// (`None`: every command). A page lists the codes of its command; netecho(1) lists them all.
+const EXIT_STATUS: [(u8, Option<&str>, &str); 4] = [
+    (
+        0,
+        None,
+        "Success; also when standard output is closed early (as by head(1)), and for serve when \
+         Ctrl-C or SIGTERM stops it.",
+    ),
     (
         EXIT_FAILURE,
+        None,
         "A runtime failure: a socket or file error, a timeout, a reply that differs from what \
-         was sent. The reason is printed on standard error.",
+         was sent or is lost. The reason is printed on standard error.",
     ),
     (
         EXIT_USAGE,
-        "A usage error: an unknown option, a missing or malformed value. The problem and the \
-         usage are printed on standard error.",
+        None,
+        "A usage error: an unknown option, a missing or malformed value, values that do not go \
+         together. The problem is printed on standard error.",
+    ),
+    (
+        EXIT_INTERRUPTED,
+        Some("bench"),
+        "bench only: a second Ctrl-C (or SIGTERM) ended the run at once, without a report.",
     ),
 ];
 
@@ -182,7 +199,13 @@ fn own_sections(cmd: &clap::Command, all: &[clap::Command]) -> Roff {
     let mut roff = Roff::new();
 
     roff.control("SH", ["EXIT STATUS"]);
-    for (code, meaning) in EXIT_STATUS {
+    let is_top = all
+        .first()
+        .is_none_or(|top| page_name(top) == page_name(cmd));
+    for (code, only_for, meaning) in EXIT_STATUS {
+        if only_for.is_some_and(|name| !is_top && name != cmd.get_name()) {
+            continue;
+        }
         roff.control("TP", []);
         roff.text([bold(code.to_string())]);
         roff.text([roman(meaning)]);
@@ -227,5 +250,36 @@ mod tests {
             ascii_roff("0–1023 ✓".as_bytes()),
             b"0\\[u2013]1023 \\[u2713]"
         );
+    }
+
+    /// The codes listed in a page's EXIT STATUS section.
+    fn exit_codes(name: &str) -> Vec<String> {
+        let all = pages();
+        let page = if name == "netecho" {
+            &all[0]
+        } else {
+            find(&all, name).expect("a page")
+        };
+        let text = own_sections(page, &all).render();
+        let section = text
+            .split(".SH \"EXIT STATUS\"")
+            .nth(1)
+            .and_then(|rest| rest.split(".SH").next())
+            .expect("an EXIT STATUS section");
+        section
+            .lines()
+            .filter_map(|line| line.strip_prefix("\\fB"))
+            .filter_map(|line| line.strip_suffix("\\fR"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn exit_status_lists_130_for_bench_and_netecho_only() {
+        assert_eq!(exit_codes("netecho"), ["0", "1", "2", "130"]);
+        assert_eq!(exit_codes("bench"), ["0", "1", "2", "130"]);
+        for name in ["serve", "send", "ports", "completions", "man"] {
+            assert_eq!(exit_codes(name), ["0", "1", "2"], "{name}");
+        }
     }
 }

@@ -286,8 +286,14 @@ fn never_reads(addr: SocketAddr, seed: u64) -> Option<Held> {
         match stream.write(&data[sent..]) {
             Ok(n) => sent += n,
             Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
-            // The iterative server's idle timeout dropped it while it was still sending.
-            Err(err) if err.kind() == ErrorKind::ConnectionReset => {
+            // The iterative server's idle timeout dropped it while it was still sending: the
+            // write sees the reset, or (if the reset came in before this write) a broken pipe.
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+                ) =>
+            {
                 dropped = true;
                 break;
             }

@@ -114,13 +114,14 @@ fn refused_connection_says_what_to_do() {
 #[test]
 fn unknown_host_is_a_clear_error() {
     Command::new(BIN)
-        .args(["send", "--host", "no-such-host.invalid", "hi"])
+        .args(["send", "--host", common::UNRESOLVABLE_HOST, "hi"])
         .timeout(TIMEOUT)
         .assert()
         .code(1)
-        .stderr(predicate::str::contains(
-            "cannot resolve host 'no-such-host.invalid'",
-        ));
+        .stderr(predicate::str::contains(format!(
+            "cannot resolve host '{}'",
+            common::UNRESOLVABLE_HOST
+        )));
 }
 
 #[test]
@@ -285,7 +286,45 @@ fn a_reset_by_the_server_is_reported() {
         .arg("reset me")
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("127.0.0.1"));
+        .stderr(predicate::str::contains(format!(
+            "connection reset by 127.0.0.1:{port} after 0 bytes of reply"
+        )));
+}
+
+/// Starts `socat TCP-LISTEN:PORT,fork PIPE` on a free loopback port; returns it and the port.
+///
+/// socat cannot report the port it got for port 0, so a port is picked as free and socat told to
+/// listen there; if another process takes it first, socat fails to bind and exits, and the next
+/// try picks another. socat prints nothing when ready: it is ready when it accepts, while it
+/// still runs (so the listener found is socat's, not a stranger's).
+fn socat_pipe() -> (std::process::Child, u16) {
+    for _ in 0..5 {
+        let port = unused_port();
+        let mut socat = StdCommand::new("socat")
+            .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"))
+            .arg("PIPE")
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start socat");
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if socat.try_wait().expect("poll socat").is_some() {
+                break; // it could not bind: try another port
+            }
+            if TcpStream::connect(("127.0.0.1", port))
+                .map(|s| s.shutdown(Shutdown::Both))
+                .is_ok()
+            {
+                if socat.try_wait().expect("poll socat").is_none() {
+                    return (socat, port);
+                }
+                break;
+            }
+            assert!(Instant::now() < deadline, "socat did not start listening");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    panic!("socat could not listen on any of 5 free ports");
 }
 
 #[test]
@@ -300,21 +339,7 @@ fn works_against_socat_pipe() {
         common::skip("socat is not installed");
         return;
     }
-    let port = unused_port();
-    let mut socat = StdCommand::new("socat")
-        .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"))
-        .arg("PIPE")
-        .spawn()
-        .unwrap();
-    // socat prints nothing when ready: wait until it accepts (bounded).
-    let deadline = Instant::now() + TIMEOUT;
-    while TcpStream::connect(("127.0.0.1", port))
-        .map(|s| s.shutdown(Shutdown::Both))
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "socat did not start listening");
-        thread::sleep(Duration::from_millis(20));
-    }
+    let (mut socat, port) = socat_pipe();
     let data = pseudo_random(1 << 20, 7);
     let result = send(port).arg("-q").write_stdin(data.clone()).output();
     let _ = socat.kill();

@@ -208,13 +208,14 @@ fn address_in_use_is_a_clear_error() {
 #[test]
 fn unresolvable_host_is_a_clear_error() {
     Command::new(common::BIN)
-        .args(["serve", "--host", "no-such-host.invalid", "--port", "0"])
+        .args(["serve", "--host", common::UNRESOLVABLE_HOST, "--port", "0"])
         .timeout(TIMEOUT)
         .assert()
         .code(1)
-        .stderr(predicate::str::contains(
-            "cannot resolve host 'no-such-host.invalid'",
-        ));
+        .stderr(predicate::str::contains(format!(
+            "cannot resolve host '{}'",
+            common::UNRESOLVABLE_HOST
+        )));
 }
 
 #[test]

@@ -22,6 +22,12 @@ use std::{
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_netecho");
 
+/// A host name no resolver can find, and none needs the network to refuse: its first label is
+/// 64 characters, one more than DNS allows, so the system resolver rejects it before it sends a
+/// query (`no-such-host.invalid` would wait for a DNS server, for seconds when offline).
+pub const UNRESOLVABLE_HOST: &str =
+    "no-such-host-whose-first-label-is-longer-than-dns-allows-64-chars.invalid";
+
 /// The bound on every wait in a test.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -275,7 +281,11 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-/// A port on loopback where nothing listens (bound, read, released).
+/// A port on loopback where nothing listens (bound, read, released), for tests whose point is a
+/// *closed* port (a refused connect). Another process may take the port between the release and
+/// the test's use; then the test sees a listener where it expected none and fails, it cannot pass
+/// wrongly. Where a port must be free to listen on, bind port 0 and read the address back
+/// instead (as `serve --port 0` does, and [`Server::start`] reads).
 pub fn unused_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local address").port()

@@ -393,6 +393,9 @@ fn run(case: &Case) -> Result<Outcome, String> {
         .env_remove("NETECHO_HOST")
         .env_remove("NETECHO_PORT")
         .env_remove("NETECHO_SERVICES")
+        // Host names like "bad host!" go to the resolver: offline, it must answer within the
+        // run's limit (glibc's default is 5 s a try, several tries).
+        .env("RES_OPTIONS", "timeout:1 attempts:1")
         .envs(case.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -46,7 +46,7 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::{cli::BenchArgs, duration, error::UsageError, output::stdout_error};
+use crate::{cli::BenchArgs, duration, error::UsageError, output::stdout_error, size};
 use gate::{StartGate, Ticket};
 use message::HEADER_LEN;
 use stats::{BenchReport, Settings, ThreadStats};
@@ -273,32 +273,17 @@ fn validate(args: &BenchArgs) -> Result<()> {
             "{} connections would need up to {} of buffers ({} each{}), more than the limit \
              of {}: {fix}",
             args.connections,
-            bytes(total),
-            bytes(per_connection),
+            size::describe(total),
+            size::describe(per_connection),
             if args.pipeline > 1 {
                 format!(" with --pipeline {}", args.pipeline)
             } else {
                 String::new()
             },
-            bytes(MAX_BUFFER_MEMORY),
+            size::describe(MAX_BUFFER_MEMORY),
         ));
     }
     Ok(())
-}
-
-/// A number of bytes for a message: `512 bytes`, `64.0 KiB`, `1.1 GiB`.
-fn bytes(count: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if count < 1024 {
-        return format!("{count} bytes");
-    }
-    let mut value = count as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// Parses `--rate`: messages per second, more than zero, at most [`MAX_RATE`]. Used as a clap
@@ -521,12 +506,5 @@ mod tests {
             later(now, Duration::from_secs(1)),
             now + Duration::from_secs(1)
         );
-    }
-
-    #[test]
-    fn byte_counts_in_words() {
-        assert_eq!(bytes(512), "512 bytes");
-        assert_eq!(bytes(64 << 10), "64.0 KiB");
-        assert_eq!(bytes(4 << 30), "4.0 GiB");
     }
 }

@@ -35,24 +35,28 @@ impl<'a> Preview<'a> {
     }
 
     /// How many bytes of the data are shown: as many as the limit allows and, with a width,
-    /// as fit in it beside the quotes and the note of what was left out.
+    /// as fit in it beside the quotes and the note of what was left out. Only the bytes that
+    /// can be shown are looked at, however long the read: this runs once per reported read.
     fn shown(&self) -> usize {
-        let by_limit = cut_at(self.data, self.limit, usize::MAX);
+        let limit = self.limit.min(self.data.len());
         let Some(width) = self.width else {
-            return by_limit;
+            return cut_at(self.window(limit), limit, usize::MAX);
         };
-        let whole = escaped_width(&self.data[..by_limit]);
-        let note = if by_limit < self.data.len() {
-            note_width(self.data.len() - by_limit)
-        } else {
-            0
-        };
-        if whole + 2 + note <= width {
-            return by_limit;
+        // Each shown piece is at most 4 bytes and at least one column.
+        let window = self.window(limit.min(width.saturating_mul(4)));
+        let whole = cut_at(window, limit, width.saturating_sub(2));
+        if whole == self.data.len() {
+            return whole; // all of it, with no note
         }
-        // Something is left out: room for the note of the most that could be.
+        // A note follows: leave room for the longest it can be.
         let room = width.saturating_sub(2 + note_width(self.data.len()));
-        cut_at(self.data, by_limit, room)
+        cut_at(window, limit, room)
+    }
+
+    /// The start of the data that holds every character of its first `bytes` bytes whole
+    /// (a character is at most 4 bytes): what a cut at `bytes` or before needs to look at.
+    fn window(&self, bytes: usize) -> &'a [u8] {
+        &self.data[..self.data.len().min(bytes.saturating_add(3))]
     }
 }
 
@@ -98,16 +102,6 @@ fn cut_at(data: &[u8], limit: usize, width: usize) -> usize {
         Ok(())
     });
     bytes
-}
-
-/// Columns the escapes of `data` take.
-fn escaped_width(data: &[u8]) -> usize {
-    let mut columns = 0;
-    let _ = for_each_piece(data, |piece| {
-        columns += piece.width();
-        Ok(())
-    });
-    columns
 }
 
 /// One unit of the data as the preview shows it.

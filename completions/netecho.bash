@@ -388,7 +388,7 @@ _netecho() {
             return 0
             ;;
         netecho__subcmd__serve)
-            opts="-p -q -h --host --port --quiet --preview --idle-timeout --multiplex --max-connections --drain-timeout --workers --udp --udp-rate --help"
+            opts="-p -q -h --host --port --quiet --preview --hex --idle-timeout --multiplex --max-connections --drain-timeout --workers --udp --udp-rate --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -35,13 +35,14 @@ complete -c netecho -n "__fish_netecho_needs_command" -f -a "man" -d 'Print the 
 complete -c netecho -n "__fish_netecho_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l host -d 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)' -r -f -a "(__fish_print_hostnames)"
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -s p -l port -d 'Port, 0-65535, TCP or with --udp UDP (0 with serve: any free port, printed on the first line)' -r
-complete -c netecho -n "__fish_netecho_using_subcommand serve" -l preview -d 'Show at most N bytes of each read in its preview' -r
+complete -c netecho -n "__fish_netecho_using_subcommand serve" -l preview -d 'Show at most N bytes of each read in its preview (or hex dump) [default: what fits in an 80-column line; with --hex, all]' -r
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l idle-timeout -d 'Drop a client that has made no progress for this long (e.g. 30, 1.5s, 2m) [default: off]' -r
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l max-connections -d 'With --multiplex: serve at most N clients at once (split evenly over --workers, at least one each); more wait in the listen queue [default: the open-file limit, raised to its hard maximum at start, minus a reserve of 64 and 4 per worker]' -r
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l drain-timeout -d 'With --multiplex: on SIGINT/SIGTERM, let in-flight echoes finish for up to this long (0: close at once)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l workers -d 'With --multiplex: run N independent event loops, each on its own thread with its own SO_REUSEPORT listener on the same address (the kernel spreads new clients over them)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l udp-rate -d 'Answer at most N datagrams per second to each source address (loopback sources are not limited: they cannot be forged from outside); 0: no limit' -r
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -s q -l quiet -d 'Do not print a line per read (connects, leaves and the summary are still shown)'
+complete -c netecho -n "__fish_netecho_using_subcommand serve" -l hex -d 'Show each read as a hex dump (offset, hex, ASCII) instead of a one-line preview'
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l multiplex -d 'Serve all clients at once from one event loop (epoll/kqueue) instead of one at a time'
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l udp -d 'Serve UDP echo (RFC 862): each datagram back to its sender. With --multiplex: TCP and UDP on the same port; without: UDP only'
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'

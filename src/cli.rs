@@ -114,9 +114,14 @@ pub struct ServeArgs {
     #[arg(short, long)]
     pub quiet: bool,
 
-    /// Show at most N bytes of each read in its preview
-    #[arg(long, value_name = "N", default_value_t = 64)]
-    pub preview: usize,
+    /// Show at most N bytes of each read in its preview (or hex dump) [default: what fits in an
+    /// 80-column line; with --hex, all]
+    #[arg(long, value_name = "N")]
+    pub preview: Option<usize>,
+
+    /// Show each read as a hex dump (offset, hex, ASCII) instead of a one-line preview
+    #[arg(long, conflicts_with = "quiet")]
+    pub hex: bool,
 
     /// Drop a client that has made no progress for this long (e.g. 30, 1.5s, 2m) [default: off]
     #[arg(long, value_name = "SECS", value_parser = duration::parse_positive)]

@@ -255,16 +255,29 @@ fn a_connection_dropped_mid_message_is_a_reset_with_a_lost_reply() {
             }
         }
     });
-    bench(port)
-        .args(["-d", "1", "-s", "64"])
-        .assert()
-        .code(1)
-        .stdout(predicate::str::contains("errors      reset 1; 1 reply lost"))
-        // Closed or reset, depending on whether the server had unread bytes when it closed.
-        .stdout(predicate::str::is_match(
+    let output = bench(port).args(["-d", "1", "-s", "64"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("1 reply lost"));
+    let stdout = unwrapped(&output.stdout);
+    assert!(
+        stdout.contains("errors      reset 1; 1 reply lost"),
+        "{stdout}"
+    );
+    // Closed or reset, depending on whether the server had unread bytes when it closed.
+    assert!(
+        predicate::str::is_match(
             r"\n  connection 0: (closed by the server|Connection reset by peer.*) after 1 reply; 1 reply owed\n",
-        ).unwrap())
-        .stderr(predicate::str::contains("1 reply lost"));
+        )
+        .unwrap()
+        .eval(&stdout),
+        "{stdout}"
+    );
+}
+
+/// The text report with each error detail on one line again (the report wraps them at 80
+/// columns, going on over lines indented by four spaces).
+fn unwrapped(stdout: &[u8]) -> String {
+    String::from_utf8_lossy(stdout).replace("\n    ", " ")
 }
 
 #[test]
@@ -418,15 +431,18 @@ fn ctrl_c_ends_the_run_early_with_a_report() {
     }
     let output = run.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Cut short: the report says so, and the status is a shell's for Ctrl-C.
+    assert_eq!(output.status.code(), Some(130), "{stdout}{stderr}");
     assert!(
         stdout.contains("msgs/s") && stdout.contains("errors      none"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("\nstopped     interrupted after "),
+        "{stdout}"
+    );
+    assert!(stderr.contains("interrupted"), "{stderr}");
 }
 
 #[test]
@@ -541,4 +557,50 @@ fn buffers_beyond_the_memory_limit_are_a_usage_error() {
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(report["messages"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn the_text_report_fits_in_80_columns_with_one_latency_unit_a_line() {
+    let server = Server::start(&["-q"]);
+    let output = bench(server.addr.port())
+        .args(["-d", "300ms", "-s", "3MiB"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{stdout}");
+    for line in stdout.lines() {
+        assert!(line.chars().count() <= 80, "{} columns: {line}", line.len());
+    }
+    let latency = stdout
+        .lines()
+        .find(|line| line.starts_with("latency"))
+        .unwrap();
+    let units = ["µs", "ms", " s"]
+        .iter()
+        .map(|unit| latency.matches(unit).count())
+        .sum::<usize>();
+    assert_eq!(units, 1, "{latency}");
+    assert!(
+        predicate::str::is_match(r"\nload        closed loop, 3\.0 MiB per message\n")
+            .unwrap()
+            .eval(&stdout),
+        "{stdout}"
+    );
+    assert!(
+        predicate::str::is_match(r"\nbytes       \d+\.\d [KMG]iB each way: ")
+            .unwrap()
+            .eval(&stdout),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn json_counts_bytes_exactly_and_names_one_protocol() {
+    let server = Server::start(&["-q"]);
+    let (code, report, stderr) = bench_json(server.addr.port(), &["-d", "300ms", "-s", "1000"]);
+    assert_eq!(code, 0, "{stderr}");
+    let messages = report["messages"].as_u64().unwrap();
+    assert_eq!(report["bytes"].as_u64(), Some(messages * 1000), "{report}");
+    assert_eq!(report["interrupted"], false);
+    assert_eq!(report["protocol"], "tcp");
 }

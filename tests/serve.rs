@@ -387,3 +387,102 @@ fn sigterm_with_a_stuck_stdout_still_stops() {
         );
     }
 }
+
+#[test]
+fn ipv6_peers_print_as_the_socket_does() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        common::skip("no IPv6 loopback on this machine");
+        return;
+    }
+    let mut server = Server::start(&["--host", "::1"]);
+    let mut client = server.connect();
+    let peer = client.local_addr().unwrap();
+    let line = server.wait_for_text("connected");
+    assert_eq!(line, format!("{peer} connected"));
+    assert!(line.starts_with("[::1]:"), "{line}");
+    client.write_all(b"six").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    read_to_end(&mut client);
+    let left = server.wait_for_text("closed");
+    assert_eq!(
+        left,
+        format!("{peer} closed: received 3 bytes, echoed 3"),
+        "no brackets around the brackets"
+    );
+}
+
+#[test]
+fn reads_show_printable_ascii_only_and_fit_in_80_columns() {
+    let mut server = Server::start(&[]);
+    let mut client = server.connect();
+    let mut message = "é\u{202e}x\u{1b}[2J".as_bytes().to_vec();
+    message.extend_from_slice(&[b'a'; 200]);
+    client.write_all(&message).unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    read_to_end(&mut client);
+    let line = server.wait_for_text(" received ");
+    assert!(
+        line.contains(r#"bytes: "\u{e9}\u{202e}x\u{1b}[2Jaaa"#),
+        "{line}"
+    );
+    let (shown, note) = line.split_once('…').expect("a note of what was left out");
+    assert!(shown.is_ascii(), "{line:?}");
+    assert!(note.starts_with(" (+"), "{line:?}");
+    assert!(line.chars().count() <= 80, "{} columns: {line}", line.len());
+    // --preview N asks for N bytes, whatever the width.
+    let mut server = Server::start(&["--preview", "100"]);
+    let mut client = server.connect();
+    client.write_all(&[b'b'; 150]).unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    read_to_end(&mut client);
+    let line = server.wait_for_text(" received ");
+    let shown = format!("\"{}\"… (+50 bytes)", "b".repeat(100));
+    assert!(line.ends_with(&shown), "{line}");
+}
+
+#[test]
+fn the_summary_counts_bytes_in_binary_units() {
+    let mut server = Server::start(&["-q"]);
+    let mut client = server.connect();
+    let payload = pseudo_random(3 << 20, 5);
+    let writer = {
+        let mut client = client.try_clone().unwrap();
+        let payload = payload.clone();
+        thread::spawn(move || {
+            client.write_all(&payload).unwrap();
+            client.shutdown(Shutdown::Write).unwrap();
+        })
+    };
+    assert_eq!(read_to_end(&mut client).len(), payload.len());
+    writer.join().unwrap();
+    server.wait_for_text("closed");
+    let (status, rest) = server.terminate();
+    assert!(status.success());
+    assert_eq!(
+        rest.last().map(String::as_str),
+        Some("stopped: served 1 client, echoed 3.0 MiB")
+    );
+}
+
+#[test]
+fn hex_shows_each_read_as_a_dump() {
+    let mut server = Server::start(&["--hex"]);
+    let mut client = server.connect();
+    let peer = client.local_addr().unwrap();
+    client.write_all(b"hello, \xff\x00 world!\n").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    read_to_end(&mut client);
+    let line = server.wait_for_text(" received ");
+    assert_eq!(line, format!("{peer} received 17 bytes:"));
+    let first = server.wait_for(|_| true);
+    assert_eq!(
+        first,
+        "  00000000  68 65 6c 6c 6f 2c 20 ff  00 20 77 6f 72 6c 64 21  |hello, .. world!|"
+    );
+    let second = server.wait_for(|_| true);
+    assert_eq!(
+        second,
+        "  00000010  0a                                                |.|"
+    );
+    server.wait_for_text("closed");
+}

@@ -46,8 +46,8 @@ fn short_and_maximum_datagrams_come_back_whole() {
     assert_eq!(
         rest.last().unwrap(),
         &format!(
-            "stopped: echoed 3 datagrams ({} bytes), dropped 0",
-            MAX_DATAGRAM + 4
+            "stopped: echoed 3 datagrams ({}), dropped 0",
+            netecho::size::describe(MAX_DATAGRAM as u64 + 4)
         )
     );
 }
@@ -58,9 +58,9 @@ fn each_datagram_is_reported_with_a_preview() {
     let socket = client(server.addr);
     socket.send(b"hello\0udp").unwrap();
     socket.recv(&mut [0; 64]).unwrap();
-    let line = server.wait_for_text("udp] received");
+    let line = server.wait_for_text("(udp) received");
     assert!(
-        line.ends_with(r#"udp] received 9 bytes: "hello\0udp""#),
+        line.ends_with(r#" (udp) received 9 bytes: "hello\0udp""#),
         "{line}"
     );
 }
@@ -204,8 +204,8 @@ fn loopback_clients_are_not_rate_limited() {
         assert_eq!(
             rest.last().unwrap(),
             &format!(
-                "stopped: echoed {COUNT} datagrams ({} bytes), dropped 0",
-                COUNT * 4
+                "stopped: echoed {COUNT} datagrams ({}), dropped 0",
+                netecho::size::describe(COUNT as u64 * 4)
             ),
             "{client_ip}"
         );
@@ -458,4 +458,43 @@ fn multiplex_serves_tcp_and_udp_side_by_side_on_one_port() {
     );
     assert!(summary.contains("; echoed 250 datagrams ("), "{summary}");
     assert!(summary.ends_with("), dropped 0"), "{summary}");
+}
+
+/// The first line of `netecho serve` with `args`, read from the real binary (then killed).
+fn first_line(args: &[&str]) -> String {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(BIN)
+        .args(["serve", "--port", "0"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let read = std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+    let _ = child.kill();
+    let _ = child.wait();
+    read.unwrap();
+    line.trim_end().to_string()
+}
+
+#[test]
+fn the_first_line_says_what_is_served() {
+    for (args, served) in [
+        (&["--udp"][..], " (udp)"),
+        (&["--multiplex", "--udp"][..], " (tcp+udp)"),
+        (&[][..], ""),
+        (&["--multiplex"][..], ""),
+    ] {
+        let line = first_line(args);
+        let addr = line
+            .strip_prefix("listening on 127.0.0.1:")
+            .and_then(|rest| rest.strip_suffix(served))
+            .unwrap_or_else(|| panic!("{args:?}: {line:?}"));
+        assert!(addr.parse::<u16>().is_ok(), "{args:?}: {line:?}");
+        assert_eq!(
+            common::listening_addr(&line).unwrap().ip().to_string(),
+            "127.0.0.1"
+        );
+    }
 }

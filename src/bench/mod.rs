@@ -17,8 +17,8 @@
 //! together), and through two relaxed counters that feed the progress bar. A thread that cannot
 //! start (its spawn fails, its setup errors, it panics) abandons the gate: the others return
 //! without loading and the run ends at once with that thread's error. Ctrl-C (or SIGTERM) sets a
-//! flag that ends the load early, as the end of `--duration` would: owed replies are awaited and
-//! the report is printed; a second Ctrl-C exits at once.
+//! flag that ends the load early, as the end of `--duration` would: owed replies are awaited, the
+//! report says "interrupted" and the exit status is 130; a second Ctrl-C exits at once.
 //!
 //! Memory is bounded before anything is allocated: [`buffer_bytes`] is what a connection may
 //! come to hold, and a run whose connections together would need more than
@@ -46,7 +46,7 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::{cli::BenchArgs, duration, error::UsageError, output::stdout_error};
+use crate::{cli::BenchArgs, duration, error::UsageError, output::stdout_error, size};
 use gate::{StartGate, Ticket};
 use message::HEADER_LEN;
 use stats::{BenchReport, Settings, ThreadStats};
@@ -71,6 +71,9 @@ pub const MAX_BUFFER_MEMORY: u64 = 4 << 30;
 pub const MAX_TCP_SIZE: usize = 1 << 30;
 /// Largest UDP message: the most an IPv4 datagram can carry.
 pub const MAX_UDP_SIZE: usize = 65_507;
+/// Exit status of a run cut short by Ctrl-C or SIGTERM (after its report), and of a second
+/// Ctrl-C (at once): 128 + SIGINT, as a shell reports a process ended by Ctrl-C.
+pub const EXIT_INTERRUPTED: i32 = 130;
 /// Connects under way at once, over all threads, so a server's listen backlog is not overrun.
 const CONNECT_WINDOW: usize = 256;
 /// File descriptors beyond one per connection: stdio, the polls, their wakers.
@@ -151,7 +154,7 @@ fn stop_on_signals(interrupted: &Arc<AtomicBool>) -> Result<()> {
     };
     for signal in [SIGINT, SIGTERM] {
         // Registered first, so it sees the flag as it was before this signal set it.
-        flag::register_conditional_shutdown(signal, 130, Arc::clone(interrupted))
+        flag::register_conditional_shutdown(signal, EXIT_INTERRUPTED, Arc::clone(interrupted))
             .and_then(|_| flag::register(signal, Arc::clone(interrupted)))
             .context("cannot install signal handlers")?;
     }
@@ -204,7 +207,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         threads,
         duration_s: plan.duration.as_secs_f64(),
     };
-    let report = BenchReport::new(settings, stats)?;
+    let interrupted = live.is_interrupted();
+    let report = BenchReport::new(settings, stats, interrupted)?;
     let mut stdout = io::stdout().lock();
     if args.json {
         report.write_json(&mut stdout).map_err(stdout_error)?;
@@ -212,7 +216,18 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         report.write_text(&mut stdout).map_err(stdout_error)?;
     }
     stdout.flush().map_err(stdout_error)?;
-    match report.failure() {
+    let failure = report.failure();
+    if interrupted {
+        // Cut short by Ctrl-C or SIGTERM: the report is out; exit as a shell reports a process
+        // ended by SIGINT, whether or not the part that ran was clean. Nothing is left to drop:
+        // the threads have ended and stdout is flushed.
+        if let Some(why) = failure {
+            crate::status!("netecho: bench failed: {why}");
+        }
+        crate::status!("netecho: bench interrupted");
+        std::process::exit(EXIT_INTERRUPTED);
+    }
+    match failure {
         Some(why) => bail!("bench failed: {why}"),
         None => Ok(()),
     }
@@ -273,32 +288,17 @@ fn validate(args: &BenchArgs) -> Result<()> {
             "{} connections would need up to {} of buffers ({} each{}), more than the limit \
              of {}: {fix}",
             args.connections,
-            bytes(total),
-            bytes(per_connection),
+            size::describe(total),
+            size::describe(per_connection),
             if args.pipeline > 1 {
                 format!(" with --pipeline {}", args.pipeline)
             } else {
                 String::new()
             },
-            bytes(MAX_BUFFER_MEMORY),
+            size::describe(MAX_BUFFER_MEMORY),
         ));
     }
     Ok(())
-}
-
-/// A number of bytes for a message: `512 bytes`, `64.0 KiB`, `1.1 GiB`.
-fn bytes(count: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if count < 1024 {
-        return format!("{count} bytes");
-    }
-    let mut value = count as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// Parses `--rate`: messages per second, more than zero, at most [`MAX_RATE`]. Used as a clap
@@ -521,12 +521,5 @@ mod tests {
             later(now, Duration::from_secs(1)),
             now + Duration::from_secs(1)
         );
-    }
-
-    #[test]
-    fn byte_counts_in_words() {
-        assert_eq!(bytes(512), "512 bytes");
-        assert_eq!(bytes(64 << 10), "64.0 KiB");
-        assert_eq!(bytes(4 << 30), "4.0 GiB");
     }
 }

@@ -14,6 +14,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::message::Mismatch;
+use crate::size;
 
 /// Largest latency the histogram tells apart (one hour); longer ones are recorded as one hour.
 const LATENCY_MAX_NS: u64 = 3_600_000_000_000;
@@ -259,6 +260,10 @@ pub struct BenchReport {
     pub lost_wait_s: f64,
     /// Replies received in full and verified.
     pub messages: u64,
+    /// Bytes of the verified replies: exactly as many were sent and came back.
+    pub bytes: u64,
+    /// The load was cut short by Ctrl-C or SIGTERM: the numbers cover the part that ran.
+    pub interrupted: bool,
     /// Verified replies per second.
     pub msgs_per_sec: f64,
     /// Verified bytes per second, in MiB (each way: as many were sent).
@@ -277,8 +282,8 @@ pub struct BenchReport {
 }
 
 impl BenchReport {
-    /// Merges the threads' stats into the report.
-    pub fn new(settings: Settings, threads: Vec<ThreadStats>) -> Result<Self> {
+    /// Merges the threads' stats into the report; `interrupted`: the load was cut short.
+    pub fn new(settings: Settings, threads: Vec<ThreadStats>, interrupted: bool) -> Result<Self> {
         let mut total = ThreadStats::new()?;
         for stats in threads {
             total.merge(stats)?;
@@ -295,7 +300,7 @@ impl BenchReport {
             max: micros(latency.max()),
             mean: latency.mean() / 1000.0,
         };
-        let bytes = total.messages as f64 * settings.size as f64;
+        let bytes = total.messages.saturating_mul(settings.size as u64);
         Ok(BenchReport {
             connected: total.connected,
             failed_connections: total.failed_connections,
@@ -304,7 +309,9 @@ impl BenchReport {
             lost_wait_s: total.lost_wait.as_secs_f64(),
             messages: total.messages,
             msgs_per_sec: per_second(total.messages as f64),
-            mib_per_sec: per_second(bytes) / (1024.0 * 1024.0),
+            bytes,
+            interrupted,
+            mib_per_sec: per_second(bytes as f64) / (1024.0 * 1024.0),
             latency_us,
             errors: total.errors,
             lost: total.lost,
@@ -339,9 +346,20 @@ impl BenchReport {
         writeln!(out)
     }
 
-    /// Writes the report as text, one labelled line per aspect.
+    /// Writes the report as text, one labelled line per aspect, each within [`TEXT_WIDTH`]
+    /// columns (a long list of errors goes on over indented lines).
     pub fn write_text(&self, out: &mut impl Write) -> io::Result<()> {
         let s = &self.settings;
+        let target = format!(
+            "{} ({}), {} {}, {} {}",
+            s.target,
+            s.protocol.to_uppercase(),
+            s.connections,
+            plural(u64::from(s.connections), "connection", "connections"),
+            s.threads,
+            plural(u64::from(s.threads), "thread", "threads"),
+        );
+        write_wrapped(out, "target      ", "            ", &target)?;
         let load = match (s.rate, s.pipeline) {
             (Some(rate), _) => format!("open loop at {} msgs/s", number(rate)),
             (None, Some(1) | None) => "closed loop".to_string(),
@@ -349,14 +367,8 @@ impl BenchReport {
         };
         writeln!(
             out,
-            "target      {} ({}), {} {} of {} bytes, {load}, {} {}",
-            s.target,
-            s.protocol.to_uppercase(),
-            s.connections,
-            plural(u64::from(s.connections), "connection", "connections"),
-            s.size,
-            s.threads,
-            plural(u64::from(s.threads), "thread", "threads"),
+            "load        {load}, {} per message",
+            size::describe(s.size as u64)
         )?;
         let failed = match self.failed_connections {
             0 => String::new(),
@@ -367,34 +379,48 @@ impl BenchReport {
             "connected   {} of {} in {:.1} ms{failed}",
             self.connected, s.connections, self.connect_ms
         )?;
-        let waited = if self.lost_wait_s > 0.0 {
-            format!(
-                " (not counting {:.2} s of waits for lost replies)",
-                self.lost_wait_s
-            )
-        } else {
-            String::new()
-        };
+        if self.interrupted {
+            writeln!(
+                out,
+                "stopped     interrupted after {:.2} s of {} s: the numbers cover that part",
+                self.elapsed_s,
+                number(s.duration_s)
+            )?;
+        }
         writeln!(
             out,
-            "messages    {} in {:.2} s: {} msgs/s, {:.2} MiB/s each way{waited}",
+            "messages    {} in {:.2} s: {} msgs/s",
             self.messages,
             self.elapsed_s,
             number(self.msgs_per_sec),
+        )?;
+        writeln!(
+            out,
+            "bytes       {} each way: {:.2} MiB/s",
+            size::describe(self.bytes),
             self.mib_per_sec
         )?;
+        if self.lost_wait_s > 0.0 {
+            writeln!(
+                out,
+                "waited      {:.2} s for lost replies, not counted in the rates",
+                self.lost_wait_s
+            )?;
+        }
         let l = &self.latency_us;
         if self.messages == 0 {
             writeln!(out, "latency     none: no reply came back")?;
         } else {
+            let unit = LatencyUnit::for_max(l.max);
             writeln!(
                 out,
-                "latency     p50 {}, p90 {}, p99 {}, p99.9 {}, max {}",
-                micros(l.p50),
-                micros(l.p90),
-                micros(l.p99),
-                micros(l.p99_9),
-                micros(l.max)
+                "latency     p50 {}, p90 {}, p99 {}, p99.9 {}, max {} {}",
+                unit.show(l.p50),
+                unit.show(l.p90),
+                unit.show(l.p99),
+                unit.show(l.p99_9),
+                unit.show(l.max),
+                unit.name()
             )?;
         }
         let mut errors = match self.errors.total() {
@@ -415,11 +441,79 @@ impl BenchReport {
                 plural(self.late, "reply", "replies")
             ));
         }
-        writeln!(out, "errors      {errors}")?;
+        write_wrapped(out, "errors      ", "            ", &errors)?;
         for detail in &self.error_details {
-            writeln!(out, "  {detail}")?;
+            write_wrapped(out, "  ", "    ", detail)?;
         }
         Ok(())
+    }
+}
+
+/// Columns a line of the text report fits in.
+const TEXT_WIDTH: usize = 80;
+
+/// Writes `first` then `text`, broken at spaces into lines of at most [`TEXT_WIDTH`] columns,
+/// the lines after the first indented by `next`. A word longer than a line stays whole.
+fn write_wrapped(out: &mut impl Write, first: &str, next: &str, text: &str) -> io::Result<()> {
+    let mut line = String::from(first);
+    let mut empty = true;
+    for word in text.split(' ') {
+        let columns = line.chars().count() + usize::from(!empty) + word.chars().count();
+        if !empty && columns > TEXT_WIDTH {
+            writeln!(out, "{line}")?;
+            line.clear();
+            line.push_str(next);
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+        }
+        line.push_str(word);
+        empty = false;
+    }
+    writeln!(out, "{line}")
+}
+
+/// The one unit of a latency line, chosen by its largest value so the line never mixes units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LatencyUnit {
+    Micros,
+    Millis,
+    Seconds,
+}
+
+impl LatencyUnit {
+    /// µs below 10 ms, ms below 10 s, else s: at most five digits before the point.
+    fn for_max(max_us: f64) -> Self {
+        if max_us < 10_000.0 {
+            LatencyUnit::Micros
+        } else if max_us < 10_000_000.0 {
+            LatencyUnit::Millis
+        } else {
+            LatencyUnit::Seconds
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            LatencyUnit::Micros => "µs",
+            LatencyUnit::Millis => "ms",
+            LatencyUnit::Seconds => "s",
+        }
+    }
+
+    /// A latency given in µs, in this unit, without false precision.
+    fn show(self, us: f64) -> String {
+        let value = match self {
+            LatencyUnit::Micros => us,
+            LatencyUnit::Millis => us / 1e3,
+            LatencyUnit::Seconds => us / 1e6,
+        };
+        if value >= 100.0 {
+            format!("{value:.0}")
+        } else {
+            format!("{value:.1}")
+        }
     }
 }
 
@@ -433,17 +527,6 @@ fn number(value: f64) -> String {
         format!("{value:.0}")
     } else {
         format!("{value:.1}")
-    }
-}
-
-/// A latency in µs, switching to ms from 10 ms on.
-fn micros(us: f64) -> String {
-    if us >= 10_000.0 {
-        format!("{:.1} ms", us / 1000.0)
-    } else if us >= 100.0 {
-        format!("{us:.0} µs")
-    } else {
-        format!("{us:.1} µs")
     }
 }
 
@@ -473,7 +556,7 @@ mod tests {
         for us in 1..=1000 {
             stats.reply(Duration::from_micros(us));
         }
-        let report = BenchReport::new(settings(), vec![stats]).unwrap();
+        let report = BenchReport::new(settings(), vec![stats], false).unwrap();
         assert_eq!(report.messages, 1000);
         assert!((report.msgs_per_sec - 500.0).abs() < 1e-9);
         assert!(
@@ -503,7 +586,7 @@ mod tests {
         let mut b = ThreadStats::new().unwrap();
         b.error(ErrorKind::Reset, || "connection 1 reset".to_string());
         b.reply(Duration::from_micros(5));
-        let report = BenchReport::new(settings(), vec![a, b]).unwrap();
+        let report = BenchReport::new(settings(), vec![a, b], false).unwrap();
         assert_eq!(report.errors.mismatch, 1);
         assert_eq!(report.errors.reset, 1);
         assert_eq!(report.error_details.len(), 2);
@@ -521,5 +604,62 @@ mod tests {
         assert_eq!(kind(io::ErrorKind::BrokenPipe), ErrorKind::Reset);
         assert_eq!(kind(io::ErrorKind::TimedOut), ErrorKind::Timeout);
         assert_eq!(kind(io::ErrorKind::AddrNotAvailable), ErrorKind::Other);
+    }
+
+    #[test]
+    fn a_latency_line_has_one_unit_and_every_line_fits_in_80_columns() {
+        let mut stats = ThreadStats::new().unwrap();
+        stats.connected = 2;
+        stats.load_time = Duration::from_secs(1);
+        stats.lost_wait = Duration::from_millis(300);
+        for us in [50, 60, 70, 25_000] {
+            stats.reply(Duration::from_micros(us));
+        }
+        for conn in 0..12 {
+            stats.error(ErrorKind::Mismatch, || {
+                format!(
+                    "connection {conn}, message 123456789, byte 65506 of 65507: sent 0xff, \
+                     received 0x00, and then some more words to wrap"
+                )
+            });
+        }
+        stats.lost = 123_456;
+        stats.late = 7;
+        let mut settings = settings();
+        settings.target = "[2001:db8:1234:5678:9abc:def0:1234:5678]:65535".to_string();
+        settings.pipeline = Some(65_536);
+        settings.connections = 1_000_000;
+        settings.threads = 256;
+        let report = BenchReport::new(settings, vec![stats], true).unwrap();
+        let mut text = Vec::new();
+        report.write_text(&mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        for line in text.lines() {
+            assert!(line.chars().count() <= 80, "{}: {line}", line.len());
+        }
+        let latency = text.lines().find(|l| l.starts_with("latency")).unwrap();
+        assert_eq!(
+            latency,
+            "latency     p50 0.1, p90 25.0, p99 25.0, p99.9 25.0, max 25.0 ms"
+        );
+        assert!(
+            text.contains("stopped     interrupted after 1.00 s"),
+            "{text}"
+        );
+        assert!(text.contains("bytes       256 bytes each way: "), "{text}");
+        assert!(
+            text.contains("received\n    0x00, and"),
+            "details wrap: {text}"
+        );
+    }
+
+    #[test]
+    fn latency_units_follow_the_largest_value() {
+        assert_eq!(LatencyUnit::for_max(9_999.0), LatencyUnit::Micros);
+        assert_eq!(LatencyUnit::for_max(10_000.0), LatencyUnit::Millis);
+        assert_eq!(LatencyUnit::for_max(10_000_000.0), LatencyUnit::Seconds);
+        assert_eq!(LatencyUnit::Micros.show(52.24), "52.2");
+        assert_eq!(LatencyUnit::Micros.show(2953.4), "2953");
+        assert_eq!(LatencyUnit::Millis.show(52.0), "0.1");
     }
 }

@@ -28,7 +28,7 @@ use super::{
     ACCEPT_RETRY,
     connection::{Connection, Progress, SCRATCH_SIZE},
     finish, local_addr,
-    report::{Leave, Report, Summary},
+    report::{Leave, Report, Served, Summary},
     watch_signals,
 };
 use crate::cli::ServeArgs;
@@ -49,7 +49,7 @@ pub fn serve(mut listener: TcpListener, args: &ServeArgs, report: &mut Report) -
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)
         .context("cannot watch the listener")?;
-    report.listening(local_addr(listener.local_addr())?);
+    report.listening(local_addr(listener.local_addr())?, Served::Tcp);
 
     let mut events = Events::with_capacity(16);
     let mut scratch = vec![0; SCRATCH_SIZE];

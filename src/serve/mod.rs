@@ -39,7 +39,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::cli::ServeArgs;
 use connection::Connection;
-use report::{Leave, Report, Summary};
+use report::{Leave, ReadView, Report, Served, Summary};
 
 /// Length of the kernel's queue of connections not yet accepted (capped by `somaxconn`).
 const LISTEN_BACKLOG: i32 = 1024;
@@ -55,10 +55,10 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     if args.multiplex {
         return multiplex::run(args, &addrs);
     }
-    let mut report = Report::start(args.quiet, args.preview)?;
+    let mut report = Report::start(ReadView::of(args.quiet, args.hex, args.preview))?;
     if args.udp {
         let socket = bind_any(&addrs, "UDP", udp::bind)?;
-        report.listening(local_addr(socket.local_addr())?);
+        report.listening(local_addr(socket.local_addr())?, Served::Udp);
         let summary = udp::serve(socket, args, &mut report)?;
         report.summary(&summary, false);
         return Ok(());
@@ -137,7 +137,7 @@ pub fn accept(
         };
         // Small echoes must not wait for Nagle's algorithm to meet a delayed ACK.
         if let Err(err) = stream.set_nodelay(true) {
-            report.notice(format_args!("[{peer}] cannot set TCP_NODELAY: {err}"));
+            report.notice(format_args!("{peer} cannot set TCP_NODELAY: {err}"));
         }
         return Ok(Some((stream, peer)));
     }

@@ -60,7 +60,7 @@ use super::{
     finish,
     limits::{default_max_connections, raise_fd_limit},
     local_addr,
-    report::{Leave, Report, Summary, UdpTotals},
+    report::{Leave, ReadView, Report, Served, Summary, UdpTotals},
     udp::{self, UdpEcho},
     watch_signals,
 };
@@ -109,7 +109,7 @@ pub fn run(args: &ServeArgs, addrs: &[SocketAddr]) -> Result<()> {
     let workers = usize::from(args.workers);
     let fd_limit = raise_fd_limit();
     let max_connections = connection_limit(args.max_connections, workers, &fd_limit)?;
-    let mut report = Report::start(args.quiet, args.preview)?;
+    let mut report = Report::start(ReadView::of(args.quiet, args.hex, args.preview))?;
 
     let (first, mut udp_socket) = bind_listeners(addrs, workers > 1, args.udp)?;
     let local = local_addr(first.local_addr())?;
@@ -140,7 +140,12 @@ pub fn run(args: &ServeArgs, addrs: &[SocketAddr]) -> Result<()> {
         )?);
     }
 
-    report.listening(local);
+    let served = if args.udp {
+        Served::TcpAndUdp
+    } else {
+        Served::Tcp
+    };
+    report.listening(local, served);
     match &fd_limit {
         Ok(limit) => report.notice(format_args!(
             "multiplexing up to {max_connections} clients at once (open-file limit {limit}), {}",
@@ -630,7 +635,7 @@ impl<'a> EventLoop<'a> {
             Interest::READABLE | Interest::WRITABLE,
         ) {
             self.report
-                .notice(format_args!("[{peer}] cannot watch the connection: {err}"));
+                .notice(format_args!("{peer} cannot watch the connection: {err}"));
             return; // dropping the stream closes it
         }
         self.report.connected(peer);

@@ -36,7 +36,10 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use crate::preview::preview;
+use crate::{
+    preview::{HexDump, Preview},
+    size,
+};
 
 /// Bytes of lines a loop gathers before it hands them over, even within a loop turn: a bound on
 /// its buffer, and on how often a busy loop wakes the writer (a few hundred times a second at
@@ -66,6 +69,9 @@ const SPARE_BUFFERS: usize = 2;
 /// per turn, thousands a second); this way it costs next to nothing, and lines reach stdout at
 /// most 5 ms later.
 const HANDOVER_DELAY: Duration = Duration::from_millis(5);
+
+/// Columns a report line should fit in: the default preview is cut to what is left of them.
+pub const LINE_WIDTH: usize = 80;
 
 /// How long the server waits at exit for the writer to write what is queued and the summary.
 /// Long enough for any stdout that is being read; a stdout nobody reads must not hold the exit.
@@ -183,17 +189,46 @@ pub struct Report {
     backlog: Arc<Backlog>,
     /// Only in the process's first report: how to end the writer at exit.
     exit: Option<WriterExit>,
-    /// Whether to skip the per-read lines.
-    quiet: bool,
-    /// How many bytes of each read to preview.
-    preview_limit: usize,
+    /// What the line per read shows.
+    reads: ReadView,
+}
+
+/// What the report shows of each read (and datagram).
+#[derive(Debug, Clone, Copy)]
+pub enum ReadView {
+    /// Nothing: no line per read (`--quiet`).
+    Hidden,
+    /// A one-line escaped preview: at most this many bytes (`--preview N`), or by default as
+    /// many as fit in [`LINE_WIDTH`].
+    Preview(Option<usize>),
+    /// A hex dump under the line (`--hex`): at most this many bytes (`--preview N`), or all.
+    Hex(Option<usize>),
+}
+
+impl ReadView {
+    /// The view `serve`'s options ask for.
+    pub fn of(quiet: bool, hex: bool, preview: Option<usize>) -> Self {
+        match (quiet, hex) {
+            (true, _) => ReadView::Hidden,
+            (false, true) => ReadView::Hex(preview),
+            (false, false) => ReadView::Preview(preview),
+        }
+    }
+}
+
+/// What the server serves, for the `listening on` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    Tcp,
+    Udp,
+    TcpAndUdp,
 }
 
 impl Report {
     /// Starts the report writer thread, which owns stdout from now on, and returns the first
     /// report. Reports for other loops come from [`Report::for_another_loop`]. Dropping this one
     /// ends the writer: it gets [`DRAIN_AT_EXIT`] to write what is left.
-    pub fn start(quiet: bool, preview_limit: usize) -> Result<Report> {
+    pub fn start(reads: ReadView) -> Result<Report> {
         let (to_writer, batches) = mpsc::sync_channel(QUEUE_BATCHES);
         let (last_tx, last_rx) = mpsc::channel();
         let (done_tx, done_rx) = mpsc::channel();
@@ -212,7 +247,7 @@ impl Report {
                 );
             })
             .context("cannot start the report writer thread")?;
-        let mut report = Report::with_writer(Some(to_writer), backlog, quiet, preview_limit);
+        let mut report = Report::with_writer(Some(to_writer), backlog, reads);
         report.exit = Some(WriterExit {
             last: last_tx,
             done: done_rx,
@@ -225,16 +260,14 @@ impl Report {
         Report::with_writer(
             self.to_writer.clone(),
             Arc::clone(&self.backlog),
-            self.quiet,
-            self.preview_limit,
+            self.reads,
         )
     }
 
     fn with_writer(
         to_writer: Option<SyncSender<Batch>>,
         backlog: Arc<Backlog>,
-        quiet: bool,
-        preview_limit: usize,
+        reads: ReadView,
     ) -> Report {
         let (home, returned) = mpsc::channel();
         Report {
@@ -247,45 +280,72 @@ impl Report {
             home,
             backlog,
             exit: None,
-            quiet,
-            preview_limit,
+            reads,
         }
     }
 
-    /// The first line, handed over at once: scripts and tests wait for it.
-    pub fn listening(&mut self, addr: SocketAddr) {
-        self.line(format_args!("listening on {addr}"));
+    /// The first line, handed over at once: scripts and tests wait for it. The address comes
+    /// first after `listening on `, then, when UDP is served, the protocols in parentheses
+    /// (`listening on 127.0.0.1:7 (tcp+udp)`): a script takes the address up to the first space.
+    pub fn listening(&mut self, addr: SocketAddr, served: Served) {
+        match served {
+            Served::Tcp => self.line(format_args!("listening on {addr}")),
+            Served::Udp => self.line(format_args!("listening on {addr} (udp)")),
+            Served::TcpAndUdp => self.line(format_args!("listening on {addr} (tcp+udp)")),
+        }
         self.flush();
     }
 
+    // Lines about a client start with its address as the socket prints it: `127.0.0.1:5`,
+    // `[::1]:5` (the brackets belong to IPv6 alone, never added around an address).
+
     pub fn connected(&mut self, peer: SocketAddr) {
-        self.line(format_args!("[{peer}] connected"));
+        self.line(format_args!("{peer} connected"));
     }
 
     /// A read from a TCP client.
     pub fn received(&mut self, peer: SocketAddr, data: &[u8]) {
-        self.data_line(format_args!("{peer}"), data);
+        self.data_line(peer, "", data);
     }
 
     /// A datagram from a UDP client.
     pub fn datagram(&mut self, peer: SocketAddr, data: &[u8]) {
-        self.data_line(format_args!("{peer} udp"), data);
+        self.data_line(peer, " (udp)", data);
     }
 
-    /// The per-read line, unless quiet: who, how many bytes, and their preview.
-    fn data_line(&mut self, who: fmt::Arguments<'_>, data: &[u8]) {
-        if !self.quiet && self.to_writer.is_some() {
-            let shown = preview(data, self.preview_limit);
-            self.line(format_args!(
-                "[{who}] received {} bytes: {shown}",
-                data.len()
-            ));
+    /// The per-read line, unless quiet: who, how many bytes, and their preview or hex dump.
+    /// Written straight into the batch: the default preview is cut to what the line's start
+    /// leaves of [`LINE_WIDTH`], measured in the buffer itself.
+    fn data_line(&mut self, peer: SocketAddr, what: &str, data: &[u8]) {
+        if matches!(self.reads, ReadView::Hidden) || self.to_writer.is_none() {
+            return;
         }
+        self.start_line();
+        let start = self.buffer.len();
+        // Writing into a Vec cannot fail.
+        let _ = write!(self.buffer, "{peer}{what} received {} bytes:", data.len());
+        match self.reads {
+            ReadView::Hidden => {}
+            ReadView::Preview(limit) => {
+                // The line so far is ASCII: its bytes are its columns.
+                let room = LINE_WIDTH.saturating_sub(self.buffer.len() - start + 1);
+                let width = limit.is_none().then_some(room);
+                let shown = Preview::new(data, limit.unwrap_or(usize::MAX), width);
+                let _ = writeln!(self.buffer, " {shown}");
+            }
+            ReadView::Hex(limit) => {
+                let dump = HexDump::new(data, limit.unwrap_or(usize::MAX));
+                let _ = write!(self.buffer, "\n{dump}");
+                // The dump's lines, for the count of lines dropped.
+                self.buffered_lines += dump.lines() as u64;
+            }
+        }
+        self.end_line();
     }
 
     pub fn left(&mut self, peer: SocketAddr, received: u64, echoed: u64, why: &Leave) {
         self.line(format_args!(
-            "[{peer}] {why}: received {received} bytes, echoed {echoed}"
+            "{peer} {why}: received {received} bytes, echoed {echoed}"
         ));
     }
 
@@ -301,7 +361,10 @@ impl Report {
         let clients = summary.clients;
         let tcp_part = tcp.then(|| {
             let noun = if clients == 1 { "client" } else { "clients" };
-            format!("served {clients} {noun}, echoed {} bytes", summary.echoed)
+            format!(
+                "served {clients} {noun}, echoed {}",
+                size::describe(summary.echoed)
+            )
         });
         let udp_part = summary.udp.map(|udp| {
             let noun = if udp.echoed == 1 {
@@ -310,8 +373,10 @@ impl Report {
                 "datagrams"
             };
             format!(
-                "echoed {} {noun} ({} bytes), dropped {}",
-                udp.echoed, udp.bytes, udp.dropped
+                "echoed {} {noun} ({}), dropped {}",
+                udp.echoed,
+                size::describe(udp.bytes),
+                udp.dropped
             )
         });
         let dropped = self.backlog.total_dropped.load(Relaxed);
@@ -433,11 +498,21 @@ impl Report {
         if self.to_writer.is_none() {
             return;
         }
+        self.start_line();
+        // Writing into a Vec cannot fail.
+        let _ = writeln!(self.buffer, "{text}");
+        self.end_line();
+    }
+
+    /// Before a line is written into the buffer.
+    fn start_line(&mut self) {
         if self.gathering_since.is_none() {
             self.gathering_since = Some(Instant::now());
         }
-        // Writing into a Vec cannot fail.
-        let _ = writeln!(self.buffer, "{text}");
+    }
+
+    /// After a whole line (or a read's lines) is in the buffer.
+    fn end_line(&mut self) {
         self.buffered_lines += 1;
         if self.buffer.len() >= REPORT_BUFFER {
             self.flush();

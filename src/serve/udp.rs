@@ -74,7 +74,7 @@ impl UdpEcho {
                             peer.ip().to_string()
                         };
                         report.notice(format_args!(
-                            "[{peer} udp] not answered: {why}; further drops from {from} are only counted"
+                            "{peer} (udp) not answered: {why}; further drops from {from} are only counted"
                         ));
                     }
                 }

@@ -85,9 +85,7 @@ impl Server {
                 );
             }
         };
-        let addr = first
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok())
+        let addr = listening_addr(&first)
             .unwrap_or_else(|| panic!("first line is not 'listening on ADDR': {first:?}"));
         Server {
             child,
@@ -199,6 +197,13 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The address in a server's first line: `listening on ADDR`, maybe followed by a space and what
+/// it serves (`listening on 127.0.0.1:7 (tcp+udp)`).
+pub fn listening_addr(first: &str) -> Option<SocketAddr> {
+    let rest = first.strip_prefix("listening on ")?;
+    rest.split(' ').next()?.parse().ok()
 }
 
 /// Reads a child's stderr to its end on a thread, into the shared string returned.
@@ -342,11 +347,7 @@ impl Server {
         });
         let stderr = collect_stderr(&mut child);
         let first = lines.recv_timeout(TIMEOUT).unwrap_or_default();
-        let Some(addr) = first
-            .trim_end()
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok())
-        else {
+        let Some(addr) = listening_addr(first.trim_end()) else {
             let _ = child.kill();
             let _ = child.wait();
             panic!("first line is not 'listening on ADDR': {first:?}");

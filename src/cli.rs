@@ -44,7 +44,7 @@ pub const DEFAULT_PORT: u16 = 10000;
         completions' and 'netecho man' print the shell completions and man pages, generated \
         from this same command line.\n\n\
         Each command has its own --help with examples. Exit status: 0 ok, 1 runtime failure, \
-        2 usage error; 130 when a second Ctrl-C ends 'netecho bench' at once.",
+        2 usage error; 130 when Ctrl-C cuts 'netecho bench' short.",
     after_help = "Examples:\n  \
         netecho serve --multiplex --udp                # TCP and UDP echo on 127.0.0.1:10000\n  \
         netecho send \"This is a test message.\"         # send it, print the checked reply\n  \

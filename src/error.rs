@@ -31,10 +31,28 @@ impl std::error::Error for UsageError {}
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     if is_usage_error(err) {
         EXIT_USAGE
+    } else if err.chain().any(|cause| cause.is::<Interrupted>()) {
+        EXIT_INTERRUPTED
     } else {
         EXIT_FAILURE
     }
 }
+
+/// Exit code of a run cut short by Ctrl-C or SIGTERM (`bench`), as a shell reports a process
+/// that SIGINT ended.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// A run cut short by Ctrl-C or SIGTERM after it reported what it did; exit 130.
+#[derive(Debug)]
+pub struct Interrupted(pub &'static str);
+
+impl fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} interrupted", self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 /// Whether the error is, anywhere in its chain, a [`UsageError`].
 pub fn is_usage_error(err: &anyhow::Error) -> bool {

@@ -22,16 +22,12 @@ use clap_mangen::{
 
 use crate::{
     cli::{self, Cli, ManArgs},
-    error::{EXIT_FAILURE, EXIT_USAGE, UsageError},
+    error::{EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, UsageError},
     output,
 };
 
 /// The man section of every page: user commands.
 const SECTION: &str = "1";
-
-/// The exit status of `netecho bench` when a second Ctrl-C (or SIGTERM) ends it at once: 128 +
-/// SIGINT, as a shell reports a process killed by Ctrl-C. Set in `bench/mod.rs`.
-const EXIT_INTERRUPTED: u8 = 130;
 
 /// The EXIT STATUS section: what each exit code means, and the one command it is limited to
 /// (`None`: every command). A page lists the codes of its command; netecho(1) lists them all.
@@ -57,7 +53,8 @@ const EXIT_STATUS: [(u8, Option<&str>, &str); 4] = [
     (
         EXIT_INTERRUPTED,
         Some("bench"),
-        "bench only: a second Ctrl-C (or SIGTERM) ended the run at once, without a report.",
+        "bench only: Ctrl-C (or SIGTERM) cut the run short; the report of what ran is printed. \
+         A second Ctrl-C ends it at once, without a report.",
     ),
 ];
 

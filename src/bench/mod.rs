@@ -46,7 +46,13 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::{cli::BenchArgs, duration, error::UsageError, output::stdout_error, size};
+use crate::{
+    cli::BenchArgs,
+    duration,
+    error::{EXIT_INTERRUPTED, Interrupted, UsageError},
+    output::stdout_error,
+    size,
+};
 use gate::{StartGate, Ticket};
 use message::HEADER_LEN;
 use stats::{BenchReport, Settings, ThreadStats};
@@ -71,9 +77,9 @@ pub const MAX_BUFFER_MEMORY: u64 = 4 << 30;
 pub const MAX_TCP_SIZE: usize = 1 << 30;
 /// Largest UDP message: the most an IPv4 datagram can carry.
 pub const MAX_UDP_SIZE: usize = 65_507;
-/// Exit status of a run cut short by Ctrl-C or SIGTERM (after its report), and of a second
-/// Ctrl-C (at once): 128 + SIGINT, as a shell reports a process ended by Ctrl-C.
-pub const EXIT_INTERRUPTED: i32 = 130;
+/// Exit status of a second Ctrl-C (at once), the same as a run cut short by the first one
+/// (after its report): 128 + SIGINT, as a shell reports a process ended by Ctrl-C.
+const EXIT_AT_ONCE: i32 = EXIT_INTERRUPTED as i32;
 /// Connects under way at once, over all threads, so a server's listen backlog is not overrun.
 const CONNECT_WINDOW: usize = 256;
 /// File descriptors beyond one per connection: stdio, the polls, their wakers.
@@ -154,7 +160,7 @@ fn stop_on_signals(interrupted: &Arc<AtomicBool>) -> Result<()> {
     };
     for signal in [SIGINT, SIGTERM] {
         // Registered first, so it sees the flag as it was before this signal set it.
-        flag::register_conditional_shutdown(signal, EXIT_INTERRUPTED, Arc::clone(interrupted))
+        flag::register_conditional_shutdown(signal, EXIT_AT_ONCE, Arc::clone(interrupted))
             .and_then(|_| flag::register(signal, Arc::clone(interrupted)))
             .context("cannot install signal handlers")?;
     }
@@ -218,14 +224,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     stdout.flush().map_err(stdout_error)?;
     let failure = report.failure();
     if interrupted {
-        // Cut short by Ctrl-C or SIGTERM: the report is out; exit as a shell reports a process
-        // ended by SIGINT, whether or not the part that ran was clean. Nothing is left to drop:
-        // the threads have ended and stdout is flushed.
+        // Cut short by Ctrl-C or SIGTERM: the report is out; exit 130 as a shell reports a
+        // process ended by SIGINT, whether or not the part that ran was clean.
         if let Some(why) = failure {
             crate::status!("netecho: bench failed: {why}");
         }
-        crate::status!("netecho: bench interrupted");
-        std::process::exit(EXIT_INTERRUPTED);
+        return Err(Interrupted("bench").into());
     }
     match failure {
         Some(why) => bail!("bench failed: {why}"),

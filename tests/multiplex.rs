@@ -423,18 +423,23 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
+/// `serve --multiplex -q --max-connections 1000` with `args`, under a hard limit of 40
+/// descriptors: a connection limit it cannot reach, so accept fails with EMFILE first.
+fn start_with_40_descriptors(args: &[&str]) -> Server {
+    Server::start_with(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(r#"ulimit -n 40 && exec "$0" serve --port 0 --multiplex -q --max-connections 1000 "$@""#)
+            .arg(common::BIN)
+            .args(args),
+    )
+}
+
 #[test]
 fn out_of_descriptors_pauses_accepting_without_spinning_or_stalling() {
     // A hard limit of 40 descriptors, and a connection limit the server cannot reach: accept
     // fails with EMFILE once the descriptors run out.
-    let mut server = Server::start_with(
-        std::process::Command::new("sh")
-            .arg("-c")
-            .arg(
-                r#"ulimit -n 40 && exec "$0" serve --port 0 --multiplex -q --max-connections 1000"#,
-            )
-            .arg(common::BIN),
-    );
+    let mut server = start_with_40_descriptors(&[]);
     let mut held: Vec<TcpStream> = Vec::new();
     let notice = loop {
         let mut client = server.connect();
@@ -528,14 +533,7 @@ fn the_split_of_the_limit_over_workers_is_announced() {
 
 #[test]
 fn out_of_descriptors_is_said_once_for_every_worker() {
-    let mut server = Server::start_with(
-        std::process::Command::new("sh")
-            .arg("-c")
-            .arg(
-                r#"ulimit -n 40 && exec "$0" serve --port 0 --multiplex -q --workers 2 --max-connections 1000"#,
-            )
-            .arg(common::BIN),
-    );
+    let mut server = start_with_40_descriptors(&["--workers", "2"]);
     // Clients spread over both workers' listeners until the descriptors run out; both workers
     // then fail at every retry.
     let mut held: Vec<TcpStream> = Vec::new();

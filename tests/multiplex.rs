@@ -238,7 +238,7 @@ fn idle_clients_are_dropped_busy_ones_kept() {
 
 #[test]
 fn at_the_connection_limit_new_clients_wait_and_it_is_said_once() {
-    let mut server = Server::start(&["--multiplex", "--max-connections", "2"]);
+    let server = Server::start(&["--multiplex", "--max-connections", "2"]);
     let mut first = server.connect();
     let mut second = server.connect();
     exchange(&mut first, b"first");
@@ -264,15 +264,8 @@ fn at_the_connection_limit_new_clients_wait_and_it_is_said_once() {
         assert_eq!(&reply, b"third");
     }
 
-    server.signal("TERM");
-    let (status, _) = server.wait_exit();
-    assert!(status.success());
-    let notices = server
-        .seen()
-        .iter()
-        .filter(|l| l.contains("connection limit"))
-        .count();
-    assert_eq!(notices, 1, "{:#?}", server.seen());
+    let notices = server.stop_and_find("connection limit");
+    assert_eq!(notices.len(), 1, "{notices:#?}");
 }
 
 #[test]
@@ -474,15 +467,8 @@ fn out_of_descriptors_pauses_accepting_without_spinning_or_stalling() {
     assert_eq!(&reply, b"x");
 
     // Said once per episode of failures, not once per retry (there were at least five).
-    server.signal("TERM");
-    let (status, _) = server.wait_exit();
-    assert!(status.success(), "{status:?}");
-    let notices = server
-        .seen()
-        .iter()
-        .filter(|l| l.contains("accept failed"))
-        .count();
-    assert!(notices <= 2, "{:#?}", server.seen());
+    let notices = server.stop_and_find("accept failed");
+    assert!(notices.len() <= 2, "{notices:#?}");
 }
 
 #[test]
@@ -544,13 +530,6 @@ fn out_of_descriptors_is_said_once_for_every_worker() {
     }
     server.wait_for_text("accept failed");
     thread::sleep(Duration::from_millis(500));
-    server.signal("TERM");
-    let (status, _) = server.wait_exit();
-    assert!(status.success(), "{status:?}");
-    let notices = server
-        .seen()
-        .iter()
-        .filter(|l| l.contains("accept failed"))
-        .count();
-    assert_eq!(notices, 1, "{:#?}", server.seen());
+    let notices = server.stop_and_find("accept failed");
+    assert_eq!(notices.len(), 1, "{notices:#?}");
 }

@@ -279,15 +279,8 @@ fn out_of_descriptors_is_said_once_not_at_every_retry() {
     let notice = server.wait_for_text("accept failed");
     assert!(notice.contains("retrying"), "{notice}");
     thread::sleep(Duration::from_millis(600)); // about six retries, all failing
-    server.signal("TERM");
-    let (status, _) = server.wait_exit();
-    assert!(status.success(), "{status:?}");
-    let notices = server
-        .seen()
-        .iter()
-        .filter(|l| l.contains("accept failed"))
-        .count();
-    assert_eq!(notices, 1, "{:#?}", server.seen());
+    let notices = server.stop_and_find("accept failed");
+    assert_eq!(notices.len(), 1, "{notices:#?}");
 }
 
 /// The server modes whose loop prints the report: iterative, multiplexed, two workers, UDP.

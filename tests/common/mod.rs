@@ -168,6 +168,18 @@ impl Server {
         self.wait_exit()
     }
 
+    /// Stops the server with SIGTERM, asserts that it exits 0, and returns the lines of its whole
+    /// run that contain `text` (a notice that must be said once, say).
+    pub fn stop_and_find(mut self, text: &str) -> Vec<String> {
+        self.signal("TERM");
+        let (status, _) = self.wait_exit();
+        assert!(status.success(), "{status:?}");
+        std::mem::take(&mut self.seen)
+            .into_iter()
+            .filter(|line| line.contains(text))
+            .collect()
+    }
+
     /// Waits (bounded) for the server to exit by itself; returns the status and the stdout lines
     /// not yet waited for.
     pub fn wait_exit(&mut self) -> (ExitStatus, Vec<String>) {

@@ -99,8 +99,10 @@ const TIMER_SLACK: usize = 64;
 struct SharedNotices {
     /// The at-the-connection-limit notice was printed: it is said once per run.
     limit_announced: AtomicBool,
-    /// An accept error was reported and no accept has succeeded since, in any worker: the
-    /// others' failures belong to the same episode and are not said again.
+    /// An accept error was reported and no worker that met one has accepted since: the others'
+    /// failures belong to the same episode and are not said again. Only a worker that failed
+    /// ends the episode, by a success on its retry: another's success may just have taken the
+    /// last descriptor, and ending the episode then would say it twice.
     accept_failing: AtomicBool,
 }
 
@@ -375,6 +377,8 @@ struct EventLoop<'a> {
     notices: &'a SharedNotices,
     /// Accepting is paused after an accept error until then.
     accept_paused_until: Option<Instant>,
+    /// This loop's last accept failed: its next success ends the episode of failures.
+    accept_failed_here: bool,
     /// `--idle-timeout`.
     idle_timeout: Option<Duration>,
     /// `--drain-timeout`.
@@ -425,6 +429,7 @@ impl<'a> EventLoop<'a> {
             max_clients,
             notices,
             accept_paused_until: None,
+            accept_failed_here: false,
             idle_timeout: args.idle_timeout,
             drain_timeout: args.drain_timeout,
             drain_until: None,
@@ -599,7 +604,8 @@ impl<'a> EventLoop<'a> {
             };
             match accept(listener, &mut self.report) {
                 Ok(Some((stream, peer))) => {
-                    if self.notices.accept_failing.load(Ordering::Relaxed) {
+                    if self.accept_failed_here {
+                        self.accept_failed_here = false;
                         self.notices.accept_failing.store(false, Ordering::Relaxed);
                     }
                     self.add(stream, peer);
@@ -609,6 +615,7 @@ impl<'a> EventLoop<'a> {
                     return;
                 }
                 Err(err) => {
+                    self.accept_failed_here = true;
                     if !self.notices.accept_failing.swap(true, Ordering::Relaxed) {
                         self.report.notice(format_args!(
                             "accept failed: {err}; pausing new clients, retrying every {} ms \

@@ -64,7 +64,7 @@ ddp\t'AppleTalk Datagram Delivery Protocol: its numbers are not IP ports, so it 
 complete -c netecho -n "__fish_netecho_using_subcommand ports" -l name -d 'Only services whose name or an alias contains PATTERN (case-insensitive)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand ports" -l format -d 'Output format [default: table on a terminal, plain otherwise]' -r -f -a "table\t'A table with borders that fits the terminal width'
 plain\t'Tab-separated PORT, PROTOCOL, SERVICE, ALIASES lines, no header'
-json\t'An array of {port, protocol, service, aliases} objects'"
+json\t'An array of {port, protocol, service, aliases} objects, one per protocol'"
 complete -c netecho -n "__fish_netecho_using_subcommand ports" -l strict -d 'Fail on the first malformed line of the services file instead of skipping it'
 complete -c netecho -n "__fish_netecho_using_subcommand ports" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l host -d 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)' -r -f -a "(__fish_print_hostnames)"

@@ -249,13 +249,30 @@ fn json_parses() {
     let text = stdout_of(file.path(), &["0", "65535", "--format", "json"]);
     let value: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
     let rows = value.as_array().expect("an array");
-    assert_eq!(rows.len(), 8);
-    assert_eq!(
-        rows[3],
-        serde_json::json!({
-            "port": 9, "protocol": "tcp/udp", "service": "discard", "aliases": ["sink", "null"]
-        })
+    // 8 services, 3 of them on both tcp and udp: one object per protocol, never "tcp/udp".
+    assert_eq!(rows.len(), 11);
+    for (index, protocol) in [(4, "tcp"), (5, "udp")] {
+        assert_eq!(
+            rows[index],
+            serde_json::json!({
+                "port": 9, "protocol": protocol, "service": "discard", "aliases": ["sink", "null"]
+            })
+        );
+    }
+    assert!(
+        rows.iter()
+            .all(|row| ["tcp", "udp"].contains(&row["protocol"].as_str().unwrap_or("?"))),
+        "{text}"
     );
+}
+
+/// The plain lines, read by people as much as by tools, keep one line per service with its
+/// protocols merged, as the table does; only JSON splits them.
+#[test]
+fn plain_keeps_protocols_merged() {
+    let file = fixture(FIXTURE);
+    let text = stdout_of(file.path(), &["9", "--format", "plain"]);
+    assert_eq!(text, "9\ttcp/udp\tdiscard\tsink null\n");
 }
 
 #[test]

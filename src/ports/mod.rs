@@ -50,7 +50,7 @@ pub enum Format {
     Table,
     /// Tab-separated PORT, PROTOCOL, SERVICE, ALIASES lines, no header
     Plain,
-    /// An array of {port, protocol, service, aliases} objects
+    /// An array of {port, protocol, service, aliases} objects, one per protocol
     Json,
 }
 
@@ -79,14 +79,43 @@ impl Protocol {
     }
 }
 
-/// One line of output: a service on a port, with the protocols that were asked for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One service on a port, with the protocols that were asked for. The table and plain lines
+/// show it as one line, its protocols merged (`tcp/udp`), which reads well; JSON, read by
+/// programs, makes it one object per protocol ([`Row::records`]), so `"protocol"` is always one
+/// protocol a program can compare.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
     pub port: u16,
-    /// The protocols joined with `/`, e.g. `tcp/udp`.
-    pub protocol: String,
+    /// The protocols, in the table's order (tcp, udp, sctp, dccp, then the rest).
+    pub protocols: Vec<String>,
     pub service: String,
     pub aliases: Vec<String>,
+}
+
+/// One object of the JSON output: a service on a port for one protocol.
+#[derive(Debug, Serialize)]
+pub struct Record<'a> {
+    pub port: u16,
+    pub protocol: &'a str,
+    pub service: &'a str,
+    pub aliases: &'a [String],
+}
+
+impl Row {
+    /// The protocols as one field for people: `tcp/udp`.
+    pub fn merged_protocols(&self) -> String {
+        self.protocols.join("/")
+    }
+
+    /// The row as JSON records, one per protocol.
+    pub fn records(&self) -> impl Iterator<Item = Record<'_>> {
+        self.protocols.iter().map(|protocol| Record {
+            port: self.port,
+            protocol,
+            service: &self.service,
+            aliases: &self.aliases,
+        })
+    }
 }
 
 /// Where the services came from.
@@ -258,14 +287,14 @@ pub fn select(
     let mut rows = Vec::new();
     for (port, services) in table.range(range) {
         for service in services {
-            let protocols: Vec<&str> = service
+            let protocols: Vec<String> = service
                 .protocols
                 .iter()
-                .map(String::as_str)
-                .filter(|&p| match protocol {
-                    Some(wanted) => p == wanted.as_str(),
-                    None => p != Protocol::Ddp.as_str(),
+                .filter(|p| match protocol {
+                    Some(wanted) => *p == wanted.as_str(),
+                    None => *p != Protocol::Ddp.as_str(),
                 })
+                .cloned()
                 .collect();
             if protocols.is_empty()
                 || !(matches(&service.name) || service.aliases.iter().any(|a| matches(a)))
@@ -274,7 +303,7 @@ pub fn select(
             }
             rows.push(Row {
                 port,
-                protocol: protocols.join("/"),
+                protocols,
                 service: service.name.clone(),
                 aliases: service.aliases.clone(),
             });
@@ -423,12 +452,20 @@ mod tests {
             b"echo 7/tcp\necho 7/udp\necho 4/ddp\nhttp 80/tcp www\nhttp 80/udp\nbiff 512/udp comsat\n",
         );
         let all = select(&table, 0..=1023, None, None);
-        let shown: Vec<(u16, &str)> = all.iter().map(|r| (r.port, r.protocol.as_str())).collect();
-        assert_eq!(shown, [(7, "tcp/udp"), (80, "tcp/udp"), (512, "udp")]);
+        let shown: Vec<(u16, String)> =
+            all.iter().map(|r| (r.port, r.merged_protocols())).collect();
+        assert_eq!(
+            shown,
+            [
+                (7, "tcp/udp".into()),
+                (80, "tcp/udp".into()),
+                (512, "udp".into())
+            ]
+        );
 
         let tcp = select(&table, 0..=1023, Some(Protocol::Tcp), None);
         assert_eq!(tcp.len(), 2);
-        assert!(tcp.iter().all(|r| r.protocol == "tcp"));
+        assert!(tcp.iter().all(|r| r.protocols == ["tcp"]));
 
         let ddp = select(&table, 0..=1023, Some(Protocol::Ddp), None);
         assert_eq!(ddp.len(), 1);
@@ -444,7 +481,7 @@ mod tests {
     fn summary_lines() {
         let row = |port| Row {
             port,
-            protocol: "tcp".into(),
+            protocols: vec!["tcp".into()],
             service: "x".into(),
             aliases: vec![],
         };

@@ -2,8 +2,10 @@
 //!
 //! Plain output has no header so that `grep`, `cut -f` and `sort` see only data; its four
 //! tab-separated fields are always present (an empty ALIASES field still ends with a tab before
-//! it), and several aliases are separated by spaces. JSON is an array with one object per line,
-//! so it is valid JSON and still readable with line tools.
+//! it), and several aliases are separated by spaces. The table and plain lines show a service on
+//! several protocols once, its protocols merged (`tcp/udp`); JSON is for programs and has one
+//! object per protocol, so `"protocol"` is always one protocol. JSON is an array with one object
+//! per line, so it is valid JSON and still readable with line tools.
 //!
 //! The names come from a file anyone may have written. The table and plain lines show them with
 //! control and bidi characters escaped ([`escape_text`], the rule of the server's preview), so a
@@ -56,7 +58,7 @@ pub fn table(rows: &[Row], styled: bool) -> Table {
         let service = Cell::new(escape_text(&row.service));
         table.add_row(vec![
             Cell::new(row.port),
-            Cell::new(escape_text(&row.protocol)),
+            Cell::new(escape_text(&row.merged_protocols())),
             if styled {
                 service.fg(Color::Cyan)
             } else {
@@ -75,7 +77,7 @@ pub fn plain(out: &mut impl Write, rows: &[Row]) -> io::Result<()> {
             out,
             "{}\t{}\t{}\t{}",
             row.port,
-            escape_text(&row.protocol),
+            escape_text(&row.merged_protocols()),
             escape_text(&row.service),
             shown_aliases(row)
         )?;
@@ -89,15 +91,18 @@ fn shown_aliases(row: &Row) -> String {
     aliases.join(" ")
 }
 
-/// Writes a JSON array of `{port, protocol, service, aliases}` objects, one per line.
+/// Writes a JSON array of `{port, protocol, service, aliases}` objects, one per line and one
+/// per protocol of a row.
 pub fn json(out: &mut impl Write, rows: &[Row]) -> io::Result<()> {
     out.write_all(b"[")?;
-    for (i, row) in rows.iter().enumerate() {
-        out.write_all(if i == 0 { b"\n  " } else { b",\n  " })?;
+    let mut empty = true;
+    for record in rows.iter().flat_map(Row::records) {
+        out.write_all(if empty { b"\n  " } else { b",\n  " })?;
+        empty = false;
         // serde_json hands back an I/O error as it was, so a closed stdout stays recognisable.
-        serde_json::to_writer(&mut *out, row)?;
+        serde_json::to_writer(&mut *out, &record)?;
     }
-    out.write_all(if rows.is_empty() { b"]\n" } else { b"\n]\n" })
+    out.write_all(if empty { b"]\n" } else { b"\n]\n" })
 }
 
 #[cfg(test)]
@@ -108,13 +113,13 @@ mod tests {
         vec![
             Row {
                 port: 7,
-                protocol: "tcp/udp".into(),
+                protocols: vec!["tcp".into(), "udp".into()],
                 service: "echo".into(),
                 aliases: vec![],
             },
             Row {
                 port: 9,
-                protocol: "udp".into(),
+                protocols: vec!["udp".into()],
                 service: "discard".into(),
                 aliases: vec!["sink".into(), "null".into()],
             },
@@ -137,14 +142,19 @@ mod tests {
     }
 
     #[test]
-    fn json_is_an_array_of_objects() {
+    fn json_is_an_array_of_objects_one_per_protocol() {
         let json_text = text(|out| json(out, &rows()));
         let value: serde_json::Value = serde_json::from_str(&json_text).unwrap();
-        assert_eq!(value[1]["port"], 9);
+        assert_eq!(value[0]["port"], 7);
+        assert_eq!(value[0]["protocol"], "tcp");
+        assert_eq!(value[1]["port"], 7);
         assert_eq!(value[1]["protocol"], "udp");
-        assert_eq!(value[1]["service"], "discard");
-        assert_eq!(value[1]["aliases"], serde_json::json!(["sink", "null"]));
-        assert_eq!(json_text.lines().count(), 4);
+        assert_eq!(value[1]["service"], "echo");
+        assert_eq!(value[2]["port"], 9);
+        assert_eq!(value[2]["protocol"], "udp");
+        assert_eq!(value[2]["service"], "discard");
+        assert_eq!(value[2]["aliases"], serde_json::json!(["sink", "null"]));
+        assert_eq!(json_text.lines().count(), 5);
         assert_eq!(text(|out| json(out, &[])), "[]\n");
     }
 
@@ -166,7 +176,7 @@ mod tests {
     fn hostile_row() -> Row {
         Row {
             port: 6,
-            protocol: "tcp/x\u{1b}[2J".into(),
+            protocols: vec!["tcp".into(), "x\u{1b}[2J".into()],
             service: "evil\u{1b}]0;owned\u{7}".into(),
             aliases: vec!["a\u{202e}b".into(), "c\u{9b}2J".into()],
         }

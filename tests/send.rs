@@ -608,3 +608,63 @@ fn a_close_with_bytes_due_and_stdin_open_is_a_reply_cut_short() {
     assert!(took < Duration::from_secs(5), "took {took:?}");
     drop(writer);
 }
+
+/// Runs `netecho send --port PORT MESSAGE` on a terminal (a pty, through util-linux `script`)
+/// and returns what the terminal showed, stdout and stderr together; `None` (a visible skip)
+/// when `script` is not installed.
+fn send_on_a_terminal(port: u16, message: &str) -> Option<String> {
+    if StdCommand::new("script")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_err()
+    {
+        assert!(std::env::var_os("CI").is_none(), "CI has util-linux script");
+        common::skip("script (util-linux) is not installed: no pty to test on");
+        return None;
+    }
+    let output = Command::new("script")
+        .args(["-q", "-e", "-c"])
+        .arg(format!("{BIN} send --port {port} '{message}'"))
+        .arg("/dev/null")
+        .timeout(TIMEOUT)
+        .output()
+        .expect("run script");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    Some(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// On a terminal, a reply that differs still ends its line before the error, so neither the
+/// error nor the shell prompt lands in the middle of it. (Into a pipe stdout stays the bytes
+/// received, as `a_reply_cut_short_is_reported` checks.)
+#[test]
+fn a_differing_reply_ends_its_line_on_a_terminal() {
+    let port = odd_server(|mut stream| {
+        let mut data = read_request(&mut stream);
+        data[6] ^= 0x20;
+        stream.write_all(&data).unwrap();
+    });
+    let Some(shown) = send_on_a_terminal(port, "hello world") else {
+        return;
+    };
+    assert!(
+        shown.contains("hello World\r\nnetecho: reply differs"),
+        "{shown:?}"
+    );
+}
+
+/// The same for a reply cut short by the server's close.
+#[test]
+fn a_reply_cut_short_ends_its_line_on_a_terminal() {
+    let port = odd_server(|mut stream| {
+        let data = read_request(&mut stream);
+        stream.write_all(&data[..4]).unwrap();
+    });
+    let Some(shown) = send_on_a_terminal(port, "truncated") else {
+        return;
+    };
+    assert!(
+        shown.contains("trun\r\nnetecho: reply cut short"),
+        "{shown:?}"
+    );
+}

@@ -71,6 +71,14 @@ fn first_difference(sent: &[u8], received: &[u8], offset: u64) -> Option<String>
     ))
 }
 
+/// Whether stdout needs a newline of ours after a reply that failed its check (it differs, or
+/// was cut short): on a terminal, when what was printed last did not end a line, so that the
+/// error and the shell prompt do not land in the middle of it. Into a pipe or a file stdout stays
+/// exactly the bytes received; nothing printed, nothing to end.
+fn line_left_open(on_terminal: bool, last_printed: Option<u8>) -> bool {
+    on_terminal && last_printed.is_some_and(|byte| byte != b'\n')
+}
+
 /// A duration as the user wrote it, in seconds.
 fn seconds(duration: Duration) -> String {
     format!("{}s", duration.as_secs_f64())
@@ -88,6 +96,14 @@ mod tests {
             panic!("a message")
         };
         assert_eq!(m, b"a b");
+    }
+
+    #[test]
+    fn a_failed_reply_ends_its_line_only_on_a_terminal() {
+        assert!(line_left_open(true, Some(b'x')));
+        assert!(!line_left_open(true, Some(b'\n')));
+        assert!(!line_left_open(true, None));
+        assert!(!line_left_open(false, Some(b'x')));
     }
 
     #[test]

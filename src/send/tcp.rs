@@ -25,7 +25,7 @@
 //! reported as a reset, never as a close. The byte count is what the socket really accepted.
 
 use std::{
-    io::{self, BufWriter, Read, Write},
+    io::{self, BufWriter, IsTerminal, Read, Write},
     net::{Shutdown, SocketAddr, TcpStream},
     sync::{
         Arc,
@@ -38,7 +38,7 @@ use std::{
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::{CHUNK, Payload, Status, first_difference, seconds};
+use super::{CHUNK, Payload, Status, first_difference, line_left_open, seconds};
 use crate::{cli::SendArgs, error::describe, output::stdout_error};
 
 /// Chunks handed over but not yet checked against the reply (at most 4 MiB in flight).
@@ -323,11 +323,30 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     /// Reads the reply until it matches everything sent and the writer is done (or the server
-    /// closes), printing it as it streams in. Returns the number of bytes received.
+    /// closes), printing it as it streams in. Returns the number of bytes received. When the
+    /// reply fails (it differs, it is cut short) and a terminal was left mid-line, the line is
+    /// ended before the error is said ([`line_left_open`]).
     fn receive_and_check(&self, handover: Receiver<Handover>) -> Result<u64> {
+        let mut stdout = BufWriter::with_capacity(CHUNK, io::stdout().lock());
+        let mut last_printed = None;
+        let result = self.receive(handover, &mut stdout, &mut last_printed);
+        if result.is_err() && line_left_open(stdout.get_ref().is_terminal(), last_printed) {
+            // The reply's own failure is the error to report; a failed newline adds nothing.
+            let _ = stdout.write_all(b"\n").and_then(|()| stdout.flush());
+        }
+        result
+    }
+
+    /// The body of [`receive_and_check`](Self::receive_and_check): `last_printed` is the last
+    /// byte written to `stdout`.
+    fn receive(
+        &self,
+        handover: Receiver<Handover>,
+        stdout: &mut impl Write,
+        last_printed: &mut Option<u8>,
+    ) -> Result<u64> {
         let server = self.server;
         let mut socket = self.socket;
-        let mut stdout = BufWriter::with_capacity(CHUNK, io::stdout().lock());
         let mut expected = Expected::new(handover);
         let mut buf = vec![0; CHUNK];
         let mut received = 0u64;
@@ -400,6 +419,7 @@ impl Reader<'_> {
                 break;
             }
             stdout.write_all(&buf[..n]).map_err(stdout_error)?;
+            *last_printed = buf[..n].last().copied();
             // Show the reply as it streams in, not only at the end.
             stdout.flush().map_err(stdout_error)?;
             expected.check(&buf[..n], received)?;

@@ -7,13 +7,13 @@
 //! a refusal ends the retries at once, since another try would only be refused again.
 
 use std::{
-    io::{self, Read, Write},
+    io::{self, IsTerminal, Read, Write},
     net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
 };
 
 use anyhow::{Context, Result, bail};
 
-use super::{Payload, Status, first_difference, seconds};
+use super::{Payload, Status, first_difference, line_left_open, seconds};
 use crate::{cli::SendArgs, error::UsageError, output::stdout_error};
 
 /// The largest UDP payload over IPv4 (65,535 − 8 bytes of UDP header − 20 of IP header).
@@ -106,26 +106,30 @@ pub fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<()> {
 
 /// Prints the reply and checks it against what was sent.
 fn finish(sent: &[u8], reply: &[u8], newline: bool, status: Status) -> Result<()> {
+    let common = sent.len().min(reply.len());
+    let difference = first_difference(&sent[..common], &reply[..common], 0).or_else(|| {
+        (reply.len() != sent.len()).then(|| {
+            format!(
+                "reply differs from what was sent: {} bytes sent, {} received",
+                sent.len(),
+                reply.len()
+            )
+        })
+    });
     let mut stdout = io::stdout().lock();
+    let end_line = newline
+        || (difference.is_some() && line_left_open(stdout.is_terminal(), reply.last().copied()));
     stdout.write_all(reply).map_err(stdout_error)?;
-    if newline {
+    if end_line {
         stdout.write_all(b"\n").map_err(stdout_error)?;
     }
     stdout.flush().map_err(stdout_error)?;
     status.line(format_args!("sent {} bytes", sent.len()));
     status.line(format_args!("received {} bytes", reply.len()));
-    let common = sent.len().min(reply.len());
-    if let Some(difference) = first_difference(&sent[..common], &reply[..common], 0) {
-        bail!("{difference}");
+    match difference {
+        Some(difference) => bail!("{difference}"),
+        None => Ok(()),
     }
-    if reply.len() != sent.len() {
-        bail!(
-            "reply differs from what was sent: {} bytes sent, {} received",
-            sent.len(),
-            reply.len()
-        );
-    }
-    Ok(())
 }
 
 /// Reads stdin, but no more than one byte past what a datagram can hold.

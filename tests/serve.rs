@@ -479,3 +479,45 @@ fn hex_shows_each_read_as_a_dump() {
     );
     server.wait_for_text("closed");
 }
+
+/// Every line a server prints by default, on stdout and stderr, fits in 80 columns, in every
+/// mode (`--multiplex --workers 2` announced its split in one line of about 200): its notices,
+/// a read of random bytes, a client that closes, one that resets, and the stop by SIGTERM.
+#[test]
+fn every_line_fits_in_80_columns() {
+    for mode in EVERY_MODE {
+        let mut server = Server::start(mode);
+        let data = pseudo_random(1000, 11);
+        if mode.contains(&"--udp") {
+            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+            socket.send_to(&data, server.addr).unwrap();
+            let mut reply = [0u8; 2000];
+            assert_eq!(socket.recv(&mut reply).unwrap(), data.len(), "{mode:?}");
+        } else {
+            let mut client = server.connect();
+            echo_checked(&mut client, &data);
+            client.shutdown(Shutdown::Write).unwrap();
+            assert_eq!(read_to_end(&mut client), b"", "{mode:?}");
+            let mut resetting = server.connect();
+            let peer = resetting.local_addr().unwrap().to_string();
+            echo_checked(&mut resetting, b"0123456789");
+            reset(resetting);
+            server.wait_for(|line| line.starts_with(&peer) && line.contains("echoed 10"));
+        }
+        server.signal("TERM");
+        let (status, _) = server.wait_exit();
+        assert!(status.success(), "{mode:?}");
+        let mut lines = server.seen().to_vec();
+        lines.extend(server.stderr().lines().map(str::to_owned));
+        assert!(
+            lines.iter().any(|line| line.starts_with("stopped:")),
+            "{mode:?}: {lines:#?}"
+        );
+        let long: Vec<&String> = lines.iter().filter(|l| l.chars().count() > 80).collect();
+        assert!(
+            long.is_empty(),
+            "{mode:?}: lines over 80 columns: {long:#?}"
+        );
+    }
+}

@@ -321,9 +321,11 @@ fn a_burst_past_the_rate_limit_from_a_non_loopback_source_is_dropped_and_counted
             .success()
             .stdout("marker\n");
         let line = server.wait_for_text("not answered");
+        assert!(line.contains("over the reply rate"), "{mode:?}: {line}");
+        let next = server.wait_for_text("further drops");
         assert!(
-            line.contains("over the reply rate") && line.contains("further drops from 192.0.2.1"),
-            "{mode:?}: {line}"
+            next.contains("further drops from 192.0.2.1"),
+            "{mode:?}: {next}"
         );
         let (status, rest) = server.terminate();
         assert!(status.success());

@@ -73,14 +73,14 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Refusal::PortZero => f.write_str("source port 0 is never a real client"),
-            Refusal::SelfAnsweringPort(port) => write!(
-                f,
-                "source port {port} belongs to a service that answers by itself (a reply could loop)"
-            ),
-            Refusal::NotUnicast => {
-                f.write_str("the source is a broadcast, multicast or unspecified address")
+            Refusal::SelfAnsweringPort(port) => {
+                write!(
+                    f,
+                    "source port {port} answers by itself, a reply could loop"
+                )
             }
-            Refusal::RateLimited => f.write_str("over the reply rate for this source (--udp-rate)"),
+            Refusal::NotUnicast => f.write_str("not a unicast source"),
+            Refusal::RateLimited => f.write_str("over the reply rate (--udp-rate)"),
         }
     }
 }

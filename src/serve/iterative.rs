@@ -125,8 +125,8 @@ pub fn serve(mut listener: TcpListener, args: &ServeArgs, report: &mut Report) -
                     if !accept_failing {
                         accept_failing = true;
                         report.notice(format_args!(
-                            "accept failed: {err}; retrying every {} ms (said once until an \
-                             accept succeeds)",
+                            "accept failed: {}; retrying every {} ms (said once)",
+                            crate::error::describe(&err),
                             ACCEPT_RETRY.as_millis()
                         ));
                     }

@@ -64,7 +64,10 @@ use super::{
     udp::{self, UdpEcho},
     watch_signals,
 };
-use crate::{cli::ServeArgs, error::UsageError};
+use crate::{
+    cli::ServeArgs,
+    error::{UsageError, describe},
+};
 
 /// The listener's token.
 const LISTENER: Token = Token(0);
@@ -148,12 +151,17 @@ pub fn run(args: &ServeArgs, addrs: &[SocketAddr]) -> Result<()> {
         Served::Tcp
     };
     report.listening(local, served);
+    // Each notice on a line of its own, every line within LINE_WIDTH for typical numbers.
     match &fd_limit {
         Ok(limit) => report.notice(format_args!(
-            "multiplexing up to {max_connections} clients at once (open-file limit {limit}), {}",
-            split_in_words(max_connections, workers)
+            "multiplexing up to {max_connections} clients at once (open-file limit {limit})"
         )),
         Err(problem) => report.notice(format_args!("{problem}")),
+    }
+    if workers > 1 {
+        for line in split_in_words(max_connections, workers) {
+            report.notice(format_args!("{line}"));
+        }
     }
     report.flush();
 
@@ -245,11 +253,8 @@ fn connection_limit(
     }
 }
 
-/// How the connection limit is split over the workers, in words.
-fn split_in_words(max_connections: u64, workers: usize) -> String {
-    if workers == 1 {
-        return "1 thread".to_owned();
-    }
+/// How the connection limit is split over several workers, in words: two lines of the report.
+fn split_in_words(max_connections: u64, workers: usize) -> [String; 2] {
     let fewest = share_of(max_connections, workers, workers - 1);
     let most = share_of(max_connections, workers, 0);
     let each = if fewest == most {
@@ -257,10 +262,10 @@ fn split_in_words(max_connections: u64, workers: usize) -> String {
     } else {
         format!("{fewest} or {most}")
     };
-    format!(
-        "{workers} threads of {each} clients each (the kernel spreads new clients over them; a \
-         thread at its share leaves its own waiting)"
-    )
+    [
+        format!("{workers} threads of {each} clients each, new clients spread by the kernel"),
+        "(a thread at its share leaves the new clients it is given waiting)".to_owned(),
+    ]
 }
 
 /// The first TCP listener and, with `--udp`, the UDP socket on the same port. When the kernel
@@ -592,8 +597,7 @@ impl<'a> EventLoop<'a> {
                 // taken as soon as a client leaves.
                 if !self.notices.limit_announced.swap(true, Ordering::Relaxed) {
                     self.report.notice(format_args!(
-                        "at the connection limit ({} clients): new clients wait in the listen \
-                         queue until others leave (said once)",
+                        "at the connection limit, {} clients: new ones wait in the queue (said once)",
                         self.clients.len()
                     ));
                 }
@@ -618,10 +622,12 @@ impl<'a> EventLoop<'a> {
                     self.accept_failed_here = true;
                     if !self.notices.accept_failing.swap(true, Ordering::Relaxed) {
                         self.report.notice(format_args!(
-                            "accept failed: {err}; pausing new clients, retrying every {} ms \
-                             (connected clients are still served; said once until an accept \
-                             succeeds)",
+                            "accept failed: {}; new clients wait, retrying every {} ms",
+                            describe(&err),
                             ACCEPT_RETRY.as_millis()
+                        ));
+                        self.report.notice(format_args!(
+                            "connected clients are still served; said once until an accept works"
                         ));
                     }
                     self.accept_paused_until = Some(Instant::now() + ACCEPT_RETRY);
@@ -795,9 +801,12 @@ mod tests {
 
     #[test]
     fn the_split_is_announced() {
-        assert_eq!(split_in_words(10, 1), "1 thread");
-        assert!(split_in_words(10, 2).starts_with("2 threads of 5 clients each"));
-        assert!(split_in_words(10, 3).starts_with("3 threads of 3 or 4 clients each"));
+        assert!(split_in_words(10, 2)[0].starts_with("2 threads of 5 clients each"));
+        assert!(split_in_words(10, 3)[0].starts_with("3 threads of 3 or 4 clients each"));
+        // Within the report's width even for a million clients over 64 threads.
+        for line in split_in_words(1_048_000, 64) {
+            assert!(line.len() <= crate::serve::report::LINE_WIDTH, "{line}");
+        }
     }
 
     #[test]

@@ -116,7 +116,7 @@ impl fmt::Display for Leave {
         match self {
             Leave::Closed => f.write_str("closed"),
             Leave::Idle(after) => write!(f, "dropped after {:.1}s idle", after.as_secs_f64()),
-            Leave::Error(err) => write!(f, "error: {err}"),
+            Leave::Error(err) => write!(f, "error: {}", crate::error::describe(err)),
             Leave::Shutdown => f.write_str("closed by shutdown"),
         }
     }
@@ -538,7 +538,7 @@ impl Drop for Report {
         // The writer now drains the queue, writes the last lines and ends.
         if let Err(RecvTimeoutError::Timeout) = exit.done.recv_timeout(DRAIN_AT_EXIT) {
             crate::status!(
-                "netecho: stdout did not take the last report lines within {} s; exiting without them",
+                "netecho: stdout did not take the last report lines in {} s; exiting",
                 DRAIN_AT_EXIT.as_secs()
             );
         }

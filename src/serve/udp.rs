@@ -73,9 +73,9 @@ impl UdpEcho {
                         } else {
                             peer.ip().to_string()
                         };
-                        report.notice(format_args!(
-                            "{peer} (udp) not answered: {why}; further drops from {from} are only counted"
-                        ));
+                        // Two lines, each within the report's width.
+                        report.notice(format_args!("{peer} (udp) not answered: {why}"));
+                        report.notice(format_args!("further drops from {from} are only counted"));
                     }
                 }
             }

@@ -389,14 +389,31 @@ impl Reader<'_> {
                     continue;
                 }
                 Err(err)
+                    if received == 0
+                        && matches!(
+                            err.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                {
+                    bail!(
+                        "no reply from {server} within {} (at least {} bytes sent) — is it an \
+                         echo server? (--timeout waits longer)",
+                        seconds(self.timeout),
+                        self.written()
+                    )
+                }
+                // It did echo, then stopped with bytes due: a server stuck mid-stream (socat's
+                // PIPE can deadlock on itself, see the README), not one that never echoes.
+                Err(err)
                     if matches!(
                         err.kind(),
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
                 {
                     bail!(
-                        "no reply from {server} within {} (received {received} of at least {} \
-                         bytes sent) — is it an echo server? (--timeout waits longer)",
+                        "the echo stopped: nothing more from {server} for {} after {received} of \
+                         at least {} bytes sent came back — is the server stuck? (--timeout \
+                         waits longer)",
                         seconds(self.timeout),
                         self.written()
                     )

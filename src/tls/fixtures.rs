@@ -133,3 +133,42 @@ fn name(common_name: &str) -> DistinguishedName {
     name.push(DnType::CommonName, common_name);
     name
 }
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use super::*;
+
+    /// `openssl verify -CAfile ca.crt FILE`: its output, or None when openssl is not installed.
+    fn openssl_verify(ca: &Path, cert: &Path) -> Option<String> {
+        let out = Command::new("openssl")
+            .args(["verify", "-CAfile"])
+            .arg(ca)
+            .arg(cert)
+            .output()
+            .ok()?;
+        Some(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+
+    #[test]
+    fn openssl_agrees_with_the_fixtures() {
+        let dir = tempfile::tempdir().unwrap();
+        let fx = Fixtures::write_to(dir.path()).unwrap();
+        let Some(server) = openssl_verify(&fx.ca_cert, &fx.server_cert) else {
+            eprintln!("openssl is not installed: skipped");
+            return;
+        };
+        assert!(server.contains(": OK"), "{server}");
+        let client = openssl_verify(&fx.ca_cert, &fx.client_cert).unwrap();
+        assert!(client.contains(": OK"), "{client}");
+        let expired = openssl_verify(&fx.ca_cert, &fx.expired_cert).unwrap();
+        assert!(expired.contains("certificate has expired"), "{expired}");
+        let other = openssl_verify(&fx.ca_cert, &fx.rsa_cert).unwrap();
+        assert!(!other.contains(": OK"), "{other}");
+    }
+}

@@ -20,7 +20,7 @@
 //! Edge-triggered polling: a read shorter than what rustls asked for emptied the socket's receive
 //! queue, so the pump stops there (a wrapper around the socket sees the length asked for); after
 //! an event that said the peer closed or the socket failed it reads on to the end, and it yields
-//! after [`READS_PER_PUMP`] reads with [`Progress::Again`], as `Connection::pump` does.
+//! after `READS_PER_PUMP` reads with [`Progress::Again`], as `Connection::pump` does.
 //!
 //! Closing: the peer's `close_notify` or its TCP EOF ends the input; once everything received
 //! has been echoed and flushed, the pump sends our `close_notify`, flushes it and says
@@ -140,8 +140,11 @@ pub struct TlsEcho {
     pub received: u64,
     /// Total plaintext bytes echoed (their records fully written to the socket).
     pub echoed: u64,
-    /// When the connection last moved a byte either way, for the idle and handshake timeouts.
+    /// When the connection last moved a byte either way, for the idle timeout.
     pub last_progress: Instant,
+    /// When the session began (at accept), for the handshake timeout: a client that drips its
+    /// handshake a byte at a time must not keep it alive.
+    pub started: Instant,
     /// The client's input has ended (close_notify, or TCP EOF) and all of it has been echoed.
     input_ended: bool,
     /// The socket said EOF: no more `read_tls`.
@@ -166,6 +169,7 @@ impl TlsEcho {
             received: 0,
             echoed: 0,
             last_progress: Instant::now(),
+            started: Instant::now(),
             input_ended: false,
             tcp_eof: false,
             close_sent: false,
@@ -181,9 +185,15 @@ impl TlsEcho {
         }
     }
 
-    /// The handshake is still under way (for the handshake timeout).
+    /// The handshake is still under way (for the handshake timeout, and to report a client that
+    /// left before it ended).
     pub fn is_handshaking(&self) -> bool {
         self.conn.is_handshaking()
+    }
+
+    /// The handshake has taken longer than `timeout` since accept: drop the client.
+    pub fn handshake_overdue(&self, timeout: std::time::Duration) -> bool {
+        self.conn.is_handshaking() && self.started.elapsed() > timeout
     }
 
     /// Plaintext received but not yet echoed to the socket.
@@ -258,7 +268,9 @@ impl TlsEcho {
                 continue;
             }
             if self.input_ended {
-                if self.close_sent {
+                // A client gone before the handshake ended gets no close_notify: it could not
+                // read it, and the loop reports it by `is_handshaking()`.
+                if self.close_sent || self.conn.is_handshaking() {
                     return Ok(Progress::Finished);
                 }
                 self.conn.send_close_notify();

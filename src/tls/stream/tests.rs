@@ -508,3 +508,69 @@ fn pin_and_insecure_accept_what_roots_refuse() {
     );
     assert_eq!(outcome.client.expect("insecure client").received, b"anyway");
 }
+
+#[test]
+fn a_client_gone_mid_handshake_finishes_quietly() {
+    let (_dir, fx) = fixtures();
+    let server = server_config(&server_options(&fx)).unwrap();
+    let (client, mut socket) = socket_pair();
+    drop(client);
+    let mut echo = TlsEcho::new(server.config).unwrap();
+    let mut scratch = vec![0u8; 4096];
+    let start = Instant::now();
+    loop {
+        assert!(start.elapsed() < DEADLINE, "no verdict");
+        match echo.pump(&mut socket, &mut scratch, &mut |_| {}) {
+            Ok(Progress::Finished) => break,
+            Ok(_) => std::thread::sleep(Duration::from_millis(1)),
+            Err(err) => panic!("{err}"),
+        }
+    }
+    assert!(echo.is_handshaking());
+    assert!(echo.handshake_info().is_none());
+    assert!(!echo.handshake_overdue(Duration::from_secs(60)));
+    assert!(echo.handshake_overdue(Duration::ZERO));
+}
+
+#[test]
+fn tcp_eof_without_close_notify_still_echoes_everything() {
+    let (_dir, fx) = fixtures();
+    let server = server_config(&server_options(&fx)).unwrap();
+    let client = client_config(&client_options(&fx)).unwrap();
+    let (client_socket, mut server_socket) = socket_pair();
+    let mut client = Client::new(
+        client.config,
+        server_name("localhost", None).unwrap(),
+        client_socket,
+    );
+    let mut echo = TlsEcho::new(server.config).unwrap();
+    let mut scratch = vec![0u8; 256 * 1024];
+    let mut rng = Rng(3);
+    let start = Instant::now();
+    while client.conn.is_handshaking() || echo.is_handshaking() {
+        assert!(start.elapsed() < DEADLINE);
+        client.step(&[], &mut rng, true).unwrap();
+        echo.pump(&mut server_socket, &mut scratch, &mut |_| {})
+            .unwrap();
+    }
+    client.conn.writer().write_all(b"last words").unwrap();
+    while client.conn.wants_write() {
+        client.conn.write_tls(&mut client.socket).unwrap();
+    }
+    client.socket.shutdown(std::net::Shutdown::Write).unwrap();
+    loop {
+        assert!(start.elapsed() < DEADLINE, "no finish");
+        match echo.pump(&mut server_socket, &mut scratch, &mut |_| {}) {
+            Ok(Progress::Finished) => break,
+            Ok(_) => std::thread::sleep(Duration::from_millis(1)),
+            Err(err) => panic!("{err}"),
+        }
+    }
+    assert_eq!((echo.received, echo.echoed), (10, 10));
+    drop(server_socket);
+    while !client.closed {
+        assert!(start.elapsed() < DEADLINE, "no close_notify");
+        client.step(&[], &mut rng, true).unwrap();
+    }
+    assert_eq!(client.received, b"last words");
+}

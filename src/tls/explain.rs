@@ -172,6 +172,9 @@ pub fn server_reason(err: &TlsError, handshaking: bool) -> String {
         TlsError::InvalidCertificate(
             CertificateError::Expired | CertificateError::ExpiredContext { .. },
         ) => "client certificate expired".to_string(),
+        TlsError::InvalidCertificate(CertificateError::Other(other)) => {
+            format!("client certificate refused: {}", other.0)
+        }
         TlsError::InvalidCertificate(other) => format!("client certificate refused: {other}"),
         TlsError::AlertReceived(
             alert @ (AlertDescription::BadCertificate

@@ -5,7 +5,10 @@
 //! Public (but hidden from the docs) so the end-to-end tests in `tests/` can use the same files
 //! with `openssl s_server`, `socat` or `ncat`. rcgen with ring cannot make RSA keys, and does not
 //! write SEC1, so those two are checked in (`testdata/`, made once with `openssl genrsa
-//! -traditional` and `openssl ecparam -genkey`, valid for a hundred years).
+//! -traditional 2048` and `openssl ecparam -name prime256v1 -genkey -noout`, and certificates
+//! from `openssl x509 -req -signkey KEY -days 36500` with an extfile of subjectAltName,
+//! `basicConstraints=critical,CA:FALSE` and `extendedKeyUsage=serverAuth,clientAuth`: leaf
+//! certificates valid for a hundred years).
 
 use std::{
     fs,

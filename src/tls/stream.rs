@@ -34,7 +34,7 @@ use std::{
 };
 
 use mio::event::Event;
-use rustls::{Error as TlsError, HandshakeKind, ServerConfig, ServerConnection};
+use rustls::{CommonState, Error as TlsError, HandshakeKind, ServerConfig, ServerConnection};
 
 use super::{explain, subject_line};
 
@@ -108,10 +108,42 @@ pub struct HandshakeInfo {
     pub cipher_suite: String,
     /// The ALPN protocol agreed on, if any (escaped if not printable).
     pub alpn: Option<String>,
-    /// The client certificate's subject (mTLS), `CN=..., O=...`.
-    pub client_subject: Option<String>,
+    /// The peer certificate's subject, `CN=..., O=...`: on the server the client's (mTLS), on
+    /// the client the server's.
+    pub peer_subject: Option<String>,
     /// The client resumed an earlier session (no certificate exchanged).
     pub resumed: bool,
+}
+
+impl HandshakeInfo {
+    /// What a completed handshake settled, from either side's connection (a `ServerConnection`
+    /// or a `ClientConnection` derefs to the state).
+    pub fn of(state: &CommonState) -> HandshakeInfo {
+        let version = match state.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLS 1.3".to_string(),
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLS 1.2".to_string(),
+            Some(other) => format!("{other:?}"),
+            None => "TLS".to_string(),
+        };
+        let cipher_suite = state
+            .negotiated_cipher_suite()
+            .map(|suite| format!("{:?}", suite.suite()))
+            .unwrap_or_default();
+        let alpn = state
+            .alpn_protocol()
+            .map(|proto| proto.escape_ascii().to_string());
+        let peer_subject = state
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(subject_line);
+        HandshakeInfo {
+            version,
+            cipher_suite,
+            alpn,
+            peer_subject,
+            resumed: state.handshake_kind() == Some(HandshakeKind::Resumed),
+        }
+    }
 }
 
 impl fmt::Display for HandshakeInfo {
@@ -123,8 +155,8 @@ impl fmt::Display for HandshakeInfo {
         if self.resumed {
             f.write_str(" resumed")?;
         }
-        if let Some(subject) = &self.client_subject {
-            write!(f, " client=\"{subject}\"")?;
+        if let Some(subject) = &self.peer_subject {
+            write!(f, " subject=\"{subject}\"")?;
         }
         Ok(())
     }
@@ -218,33 +250,7 @@ impl TlsEcho {
             return None;
         }
         self.handshake_reported = true;
-        let version = match self.conn.protocol_version() {
-            Some(rustls::ProtocolVersion::TLSv1_3) => "TLS 1.3".to_string(),
-            Some(rustls::ProtocolVersion::TLSv1_2) => "TLS 1.2".to_string(),
-            Some(other) => format!("{other:?}"),
-            None => "TLS".to_string(),
-        };
-        let cipher_suite = self
-            .conn
-            .negotiated_cipher_suite()
-            .map(|suite| format!("{:?}", suite.suite()))
-            .unwrap_or_default();
-        let alpn = self
-            .conn
-            .alpn_protocol()
-            .map(|proto| proto.escape_ascii().to_string());
-        let client_subject = self
-            .conn
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .and_then(subject_line);
-        Some(HandshakeInfo {
-            version,
-            cipher_suite,
-            alpn,
-            client_subject,
-            resumed: self.conn.handshake_kind() == Some(HandshakeKind::Resumed),
-        })
+        Some(HandshakeInfo::of(&self.conn))
     }
 
     /// Echoes as much as the socket allows now. `on_plaintext` sees each piece of received

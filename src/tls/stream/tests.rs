@@ -227,11 +227,20 @@ fn echoes_one_mebibyte_in_random_pieces_byte_for_byte() {
     );
     let client = outcome.client.expect("client");
     let info = outcome.server.expect("server").expect("handshake info");
+    let seen = HandshakeInfo::of(&client.conn);
+    assert_eq!(
+        seen.peer_subject.as_deref(),
+        Some("CN=localhost, O=netecho tests")
+    );
+    assert_eq!(
+        (&seen.version, &seen.cipher_suite),
+        (&info.version, &info.cipher_suite)
+    );
     assert!(client.closed, "the server's close_notify arrived");
     assert_eq!(client.received.len(), data.len());
     assert!(client.received == data, "every byte echoed as sent");
     assert_eq!(info.version, "TLS 1.3");
-    assert_eq!(info.client_subject, None);
+    assert_eq!(info.peer_subject, None);
 }
 
 /// A client config for TLS 1.2 only, trusting the test CA, with the test client certificate.
@@ -276,13 +285,13 @@ fn mtls_over_tls12_reports_version_alpn_and_client_subject() {
     assert_eq!(info.version, "TLS 1.2");
     assert_eq!(info.alpn.as_deref(), Some("echo"));
     assert_eq!(
-        info.client_subject.as_deref(),
+        info.peer_subject.as_deref(),
         Some("CN=netecho test client, O=netecho tests")
     );
     let line = info.to_string();
     assert!(line.starts_with("TLS 1.2 TLS_ECDHE_ECDSA_WITH_"), "{line}");
     assert!(
-        line.ends_with("alpn=echo client=\"CN=netecho test client, O=netecho tests\""),
+        line.ends_with("alpn=echo subject=\"CN=netecho test client, O=netecho tests\""),
         "{line}"
     );
 }
@@ -302,7 +311,7 @@ fn mtls_over_tls13_with_client_options() {
     assert_eq!(outcome.client.expect("client").received, b"x");
     let info = outcome.server.expect("server").expect("info");
     assert_eq!(info.version, "TLS 1.3");
-    assert!(info.client_subject.is_some());
+    assert!(info.peer_subject.is_some());
 }
 
 #[test]
@@ -573,4 +582,81 @@ fn tcp_eof_without_close_notify_still_echoes_everything() {
         client.step(&[], &mut rng, true).unwrap();
     }
     assert_eq!(client.received, b"last words");
+}
+
+#[test]
+fn mtls_refusals_over_tls12_and_with_a_foreign_client_certificate() {
+    let (_dir, fx) = fixtures();
+    let name = server_name("localhost", None).unwrap();
+
+    // TLS 1.2 without a client certificate.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in crate::tls::pem::load_certs(&fx.ca_cert, "CA").unwrap() {
+        roots.add(cert).unwrap();
+    }
+    let no_cert = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let outcome = exchange(mtls_server(&fx), Arc::new(no_cert), name.clone(), b"x");
+    assert_eq!(
+        outcome.server.expect_err("refused").reason(),
+        "no client certificate (--client-ca requires one)"
+    );
+    let said = explain::client_error(&outcome.client.err().expect("client told"), &name);
+    assert!(said.contains("--cert FILE --key FILE"), "{said}");
+
+    // A client certificate the CA did not sign (self-signed).
+    let foreign = rcgen::generate_simple_self_signed(vec!["foreign.test".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("c.crt"), dir.path().join("c.key"));
+    std::fs::write(&cert, foreign.cert.pem()).unwrap();
+    std::fs::write(&key, foreign.signing_key.serialize_pem()).unwrap();
+    let mut options = client_options(&fx);
+    options.cert_and_key = Some((cert, key));
+    let client = client_config(&options).unwrap();
+    let outcome = exchange(mtls_server(&fx), client.config, name.clone(), b"x");
+    assert_eq!(
+        outcome.server.expect_err("refused").reason(),
+        "client certificate not signed by the --client-ca"
+    );
+    let said = explain::client_error(&outcome.client.err().expect("client told"), &name);
+    assert!(
+        said.starts_with("the server refused the client certificate"),
+        "{said}"
+    );
+}
+
+#[test]
+fn every_key_type_serves_a_pinned_client_over_both_versions() {
+    let (_dir, fx) = fixtures();
+    for (cert, key) in [
+        (&fx.rsa_cert, &fx.rsa_pkcs1_key),
+        (&fx.ec_cert, &fx.ec_sec1_key),
+        (&fx.ed25519_cert, &fx.ed25519_key),
+    ] {
+        let server = server_config(&ServerOptions {
+            identity: Identity::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            client_ca: None,
+            alpn: vec![],
+        })
+        .unwrap();
+        let mut options = client_options(&fx);
+        options.verification = Verification::Pin(server.fingerprint);
+        let client = client_config(&options).unwrap();
+        let outcome = exchange(
+            server.config.clone(),
+            client.config,
+            server_name("localhost", None).unwrap(),
+            b"key types",
+        );
+        let info = outcome.server.expect("server").expect("info");
+        assert_eq!(info.version, "TLS 1.3", "{}", cert.display());
+        assert_eq!(outcome.client.expect("client").received, b"key types");
+    }
 }

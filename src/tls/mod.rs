@@ -13,6 +13,8 @@
 //!   short reason for the server's report ("not TLS (plain TCP to a TLS port?)").
 //! - [`stream`]: [`TlsEcho`], the echo rules of `serve/connection.rs` over a rustls connection,
 //!   sans-I/O: the loops hand it their socket and scratch buffer on each readiness event.
+//! - [`ClientStream`] (`client_stream.rs`): the client's session read and written like a
+//!   non-blocking socket, for the loops of `send` and `bench`.
 //! - `pem.rs`: certificates and keys read from PEM files, with errors that name the file.
 //! - [`Fingerprint`] (`fingerprint.rs`): SHA-256 of a certificate, as printed and as `--pin` takes it.
 //! - `subject.rs`: a certificate's subject as a short line for the report (`CN=alice, O=Example`).
@@ -22,6 +24,7 @@
 //! uses it too, so one crypto library serves both. Both TLS 1.2 and 1.3 are offered.
 
 mod client;
+mod client_stream;
 pub mod explain;
 mod fingerprint;
 #[doc(hidden)]
@@ -36,6 +39,7 @@ use std::sync::Arc;
 use rustls::crypto::CryptoProvider;
 
 pub use client::{ClientOptions, ClientSetup, Verification, client_config, server_name};
+pub use client_stream::{ClientStream, rustls_error};
 pub use fingerprint::Fingerprint;
 pub use server::{Identity, ServerOptions, ServerSetup, server_config};
 pub use stream::{EchoError, HandshakeInfo, Progress, TlsEcho};

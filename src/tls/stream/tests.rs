@@ -660,3 +660,78 @@ fn every_key_type_serves_a_pinned_client_over_both_versions() {
         assert_eq!(outcome.client.expect("client").received, b"key types");
     }
 }
+
+/// Drives a [`crate::tls::ClientStream`] against a [`TlsEcho`]: writes `data` in random pieces,
+/// reads the echo, sends close_notify at the end. Returns what came back, or the client's error.
+fn client_stream_exchange(
+    server_config: Arc<rustls::ServerConfig>,
+    client_config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+    data: &[u8],
+) -> io::Result<Vec<u8>> {
+    let (client_socket, mut server_socket) = socket_pair();
+    let conn = ClientConnection::new(client_config, name).unwrap();
+    let mut client = crate::tls::ClientStream::new(conn, client_socket);
+    let mut echo = TlsEcho::new(server_config).unwrap();
+    let mut scratch = vec![0u8; 256 * 1024];
+    let mut buf = vec![0u8; 40 * 1024];
+    let mut rng = Rng(11);
+    let (mut sent, mut received, mut closing, mut server_done) = (0, Vec::new(), false, false);
+    let start = Instant::now();
+    loop {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the exchange did not finish in time"
+        );
+        match client.flush_tls() {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(err) => return Err(err),
+        }
+        if sent < data.len() {
+            let end = (sent + (rng.next() % 100_000 + 1) as usize).min(data.len());
+            match client.write(&data[sent..end]) {
+                Ok(n) => sent += n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(err) => return Err(err),
+            }
+        } else if !closing {
+            client.send_close_notify()?;
+            closing = true;
+        }
+        match client.read(&mut buf) {
+            Ok(0) => return Ok(received),
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(err) => return Err(err),
+        }
+        if !server_done {
+            match echo.pump(&mut server_socket, &mut scratch, &mut |_| {}) {
+                Ok(Progress::Finished) | Err(_) => server_done = true,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+#[test]
+fn client_stream_echoes_one_mebibyte_and_reports_refusals() {
+    let (_dir, fx) = fixtures();
+    let server = server_config(&server_options(&fx)).unwrap();
+    let client = client_config(&client_options(&fx)).unwrap();
+    let mut rng = Rng(99);
+    let data: Vec<u8> = (0..1024 * 1024).map(|_| rng.next() as u8).collect();
+    let name = server_name("localhost", None).unwrap();
+    let back =
+        client_stream_exchange(server.config.clone(), client.config, name.clone(), &data).unwrap();
+    assert!(back == data, "every byte echoed as sent");
+
+    let other = Fingerprint::of(&rustls::pki_types::CertificateDer::from(vec![1u8]));
+    let mut pinned = client_options(&fx);
+    pinned.verification = Verification::Pin(other);
+    let client = client_config(&pinned).unwrap();
+    let err = client_stream_exchange(server.config, client.config, name.clone(), b"x").unwrap_err();
+    let tls = crate::tls::rustls_error(&err).expect("a rustls error inside");
+    let said = explain::client_error(tls, &name);
+    assert!(said.contains("not the pinned"), "{said}");
+}

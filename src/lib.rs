@@ -28,6 +28,8 @@
 //! - [`duration`]: parsing of `--timeout`-style durations (`10`, `1.5s`, `2m`, `500ms`).
 //! - [`error`]: the error types that carry an exit code other than 1.
 //! - [`output`]: quiet handling of a closed stdout (`netecho ... | head`).
+//! - [`tls`]: TLS on rustls for every command: server and client configs, the echo over TLS, and
+//!   failed handshakes explained.
 //!
 //! `main.rs` only parses the command line, calls [`run`], and maps the outcome to an exit code:
 //! 0 ok, 1 runtime failure, 2 usage error (and `bench` exits 130 at a second Ctrl-C).
@@ -45,6 +47,7 @@ pub mod preview;
 pub mod send;
 pub mod serve;
 pub mod size;
+pub mod tls;
 
 use anyhow::Result;
 

@@ -8,8 +8,7 @@
 //!   `serve/multiplex.rs` all of them at once from an event loop (`--multiplex`);
 //!   `serve/connection.rs` holds the echo rules (bounded buffer, half-close, errors) and
 //!   `serve/report.rs` the lines the server prints. `serve/udp.rs` is the UDP echo (`--udp`,
-//!   RFC 862), `serve/guard.rs` what it refuses to answer (reflection, rate per source), and
-//!   `serve/limits.rs` the open-file limit.
+//!   RFC 862), and `serve/guard.rs` what it refuses to answer (reflection, rate per source).
 //! - [`send`]: the client. It writes and reads at the same time and checks the reply byte for
 //!   byte; `send/tcp.rs` over a connection, `send/udp.rs` as one datagram with retries (`--udp`).
 //! - [`ports`]: the services of a port range, from `/etc/services` or a built-in table.
@@ -24,8 +23,9 @@
 //!   they resolve.
 //! - [`preview`]: the printable, escaped preview of received bytes (safe for binary data), and
 //!   the same escaping for text read from files (`ports`), so nothing reaches the terminal raw.
-//! - [`size`]: parsing of `--size`-style byte counts (`64`, `1k`, `64KiB`).
-//! - [`duration`]: parsing of `--timeout`-style durations (`10`, `1.5s`, `2m`, `500ms`).
+//! - [`parse`]: the value parsers of the command line (port, size, duration, rate), a leaf.
+//! - [`size`]: byte counts for people (`64.0 KiB`), in the units `parse` reads.
+//! - [`fd_limit`]: the open-file limit, raised for `serve --multiplex` and `bench`.
 //! - [`error`]: the error types that carry an exit code other than 1.
 //! - [`output`]: quiet handling of a closed stdout (`netecho ... | head`).
 //!
@@ -36,10 +36,11 @@ pub mod address;
 pub mod bench;
 pub mod cli;
 pub mod completions;
-pub mod duration;
 pub mod error;
+pub mod fd_limit;
 pub mod man;
 pub mod output;
+pub mod parse;
 pub mod ports;
 pub mod preview;
 pub mod send;

@@ -47,43 +47,22 @@ use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::{
-    cli::BenchArgs,
-    duration,
+    cli::{BenchArgs, MAX_BUFFER_MEMORY, MAX_DATAGRAM, MAX_TCP_SIZE},
     error::{EXIT_INTERRUPTED, Interrupted, UsageError},
+    fd_limit,
     output::stdout_error,
+    parse::MAX_DURATION,
     size,
 };
 use gate::{StartGate, Ticket};
 use message::HEADER_LEN;
 use stats::{BenchReport, Settings, ThreadStats};
 
-/// Most connections one run may ask for (each is a file descriptor and an ephemeral port).
-pub const MAX_CONNECTIONS: u32 = 1_000_000;
-/// Most messages in flight per connection with `--pipeline`.
-pub const MAX_PIPELINE: u32 = 65_536;
-/// Most event-loop threads.
-pub const MAX_THREADS: u32 = 256;
-/// Fastest `--rate`, in messages per second: one per nanosecond, far beyond what any thread can
-/// send, so no real run is refused, and small enough that a schedule of [`duration::MAX`] counts
-/// its messages exactly in an `f64` (2.6e15 < 2^53).
-pub const MAX_RATE: f64 = 1e9;
-/// [`MAX_RATE`] as the user would type it.
-pub const MAX_RATE_TEXT: &str = "1e9 (1000000000)";
-/// Most memory the connections' buffers may come to hold, over the whole run: 4 GiB. Past this
-/// the run is refused before it allocates anything, rather than swapping the machine or being
-/// killed mid-run (`-c 10000 --pipeline 65536` asked for 11 GB).
-pub const MAX_BUFFER_MEMORY: u64 = 4 << 30;
-/// Largest TCP message (each connection buffers at most 64 KiB of it at a time).
-pub const MAX_TCP_SIZE: usize = 1 << 30;
-/// Largest UDP message: the most an IPv4 datagram can carry.
-pub const MAX_UDP_SIZE: usize = 65_507;
 /// Exit status of a second Ctrl-C (at once), the same as a run cut short by the first one
 /// (after its report): 128 + SIGINT, as a shell reports a process ended by Ctrl-C.
 const EXIT_AT_ONCE: i32 = EXIT_INTERRUPTED as i32;
 /// Connects under way at once, over all threads, so a server's listen backlog is not overrun.
 const CONNECT_WINDOW: usize = 256;
-/// File descriptors beyond one per connection: stdio, the polls, their wakers.
-const SPARE_FDS: u64 = 64;
 /// How often the progress bar is redrawn.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -237,11 +216,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
 }
 
-/// `at + wait` for the deadlines of a run. `wait` is clamped to [`duration::MAX`] (30 days, no
+/// `at + wait` for the deadlines of a run. `wait` is clamped to [`MAX_DURATION`] (30 days, no
 /// option is longer) and an `Instant` of this process plus 30 days is always representable, so
 /// this cannot overflow, whatever a computation (a schedule at a huge rate) made of `wait`.
 pub fn later(at: Instant, wait: Duration) -> Instant {
-    at + wait.min(duration::MAX)
+    at + wait.min(MAX_DURATION)
 }
 
 /// Bytes of buffers one connection (UDP: socket) of the run may come to hold: its write buffer
@@ -261,9 +240,9 @@ fn validate(args: &BenchArgs) -> Result<()> {
     if args.size == 0 {
         return usage("--size must be at least 1 byte".to_string());
     }
-    if args.udp && !(HEADER_LEN..=MAX_UDP_SIZE).contains(&args.size) {
+    if args.udp && !(HEADER_LEN..=MAX_DATAGRAM).contains(&args.size) {
         return usage(format!(
-            "--size with --udp must be {HEADER_LEN}–{MAX_UDP_SIZE} bytes: each datagram carries \
+            "--size with --udp must be {HEADER_LEN}–{MAX_DATAGRAM} bytes: each datagram carries \
              its connection and sequence number, and must fit in one IP packet"
         ));
     }
@@ -305,20 +284,6 @@ fn validate(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Parses `--rate`: messages per second, more than zero, at most [`MAX_RATE`]. Used as a clap
-/// value parser.
-pub fn parse_rate(text: &str) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(rate) if rate.is_finite() && rate > MAX_RATE => Err(format!(
-            "'{text}' is too fast: --rate is at most {MAX_RATE_TEXT} messages per second"
-        )),
-        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
-        _ => Err(format!(
-            "'{text}' is not a rate: give messages per second, more than zero (e.g. 1000)"
-        )),
-    }
-}
-
 /// The address to benchmark. A name with several addresses (`localhost`: `::1` and
 /// `127.0.0.1`) is probed once over TCP and the first that accepts is used by all connections.
 fn pick_target(args: &BenchArgs) -> Result<SocketAddr> {
@@ -337,9 +302,8 @@ fn pick_target(args: &BenchArgs) -> Result<SocketAddr> {
 
 /// Raises the soft limit on open files to what the run needs, up to the hard limit.
 fn raise_fd_limit(connections: u32) -> Result<()> {
-    let needed = u64::from(connections) + SPARE_FDS;
-    let limit = rlimit::increase_nofile_limit(needed)
-        .context("cannot read or raise the limit on open files")?;
+    let needed = u64::from(connections) + fd_limit::RESERVE;
+    let limit = fd_limit::raise(needed).map_err(|why| anyhow!(why))?;
     if limit < needed {
         bail!(
             "{connections} connections need {needed} file descriptors, but the limit is {limit} \
@@ -506,21 +470,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rates_are_positive_numbers() {
-        assert_eq!(parse_rate("1000"), Ok(1000.0));
-        assert_eq!(parse_rate("0.5"), Ok(0.5));
-        for text in ["0", "-1", "fast", "inf", "NaN", ""] {
-            assert!(parse_rate(text).is_err(), "{text}");
-        }
-        assert_eq!(parse_rate("1e9"), Ok(MAX_RATE));
-        let err = parse_rate("1e12").unwrap_err();
-        assert!(err.contains("at most 1e9"), "{err}");
-    }
-
-    #[test]
     fn deadlines_never_overflow() {
         let now = Instant::now();
-        assert_eq!(later(now, Duration::MAX), now + duration::MAX);
+        assert_eq!(later(now, Duration::MAX), now + MAX_DURATION);
         assert_eq!(
             later(now, Duration::from_secs(1)),
             now + Duration::from_secs(1)

@@ -13,8 +13,8 @@
 //! back once per message that came due, so a rate far beyond what the thread could send
 //! (`--rate 1e12`) made one turn of the loop last forever, deaf to `--duration` and Ctrl-C.
 //!
-//! The rate is at most [`MAX_RATE`](super::MAX_RATE) and a duration at most
-//! [`duration::MAX`](crate::duration::MAX), so a thread has at most 2.6e15 messages, all exact in
+//! The rate is at most [`MAX_RATE`](crate::parse::MAX_RATE) and a duration at most
+//! [`MAX_DURATION`](crate::parse::MAX_DURATION), so a thread has at most 2.6e15 messages, all exact in
 //! an `f64`; the arithmetic is checked anyway, so no rate can overflow an `Instant`.
 
 use std::time::{Duration, Instant};
@@ -178,11 +178,11 @@ mod tests {
     fn a_huge_backlog_is_caught_up_at_once() {
         // The fastest rate for the longest run: 2.6e15 messages, almost all due at once.
         let start = Instant::now();
-        let duration = crate::duration::MAX;
-        let mut schedule = Schedule::new(start, duration, super::super::MAX_RATE, 3);
+        let duration = crate::parse::MAX_DURATION;
+        let mut schedule = Schedule::new(start, duration, crate::parse::MAX_RATE, 3);
         let total = schedule.total();
         assert!(
-            (total as f64 - duration.as_secs_f64() * super::super::MAX_RATE).abs() <= 1.0,
+            (total as f64 - duration.as_secs_f64() * crate::parse::MAX_RATE).abs() <= 1.0,
             "{total}"
         );
         let began = Instant::now();

@@ -25,10 +25,13 @@ use std::{
 };
 
 use anyhow::{Result, anyhow, bail};
-use clap::ValueEnum;
 use serde::Serialize;
 
-use crate::{cli::PortsArgs, error::UsageError, output::stdout_error};
+use crate::{
+    cli::{Format, PortsArgs, Protocol},
+    error::UsageError,
+    output::stdout_error,
+};
 pub use services::ServicesTable;
 
 /// The services file read when none is named.
@@ -42,42 +45,6 @@ pub const ALL_PORTS: RangeInclusive<u16> = 0..=u16::MAX;
 /// `/etc/services` is 13 kB); the limit leaves that a thousandfold room, while `/dev/zero`,
 /// `/dev/urandom` or an endless pipe named by mistake stops here instead of filling memory.
 pub const MAX_SERVICES_FILE: u64 = 16 << 20;
-
-/// How the rows are written to stdout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// A table with borders that fits the terminal width
-    Table,
-    /// Tab-separated PORT, PROTOCOL, SERVICE, ALIASES lines, no header
-    Plain,
-    /// An array of {port, protocol, service, aliases} objects
-    Json,
-}
-
-/// The protocols a service can be registered for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Protocol {
-    Tcp,
-    Udp,
-    Sctp,
-    Dccp,
-    /// AppleTalk Datagram Delivery Protocol: its numbers are not IP ports, so it is only listed
-    /// when asked for
-    Ddp,
-}
-
-impl Protocol {
-    /// The protocol as services(5) spells it.
-    fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-            Protocol::Sctp => "sctp",
-            Protocol::Dccp => "dccp",
-            Protocol::Ddp => "ddp",
-        }
-    }
-}
 
 /// One line of output: a service on a port, with the protocols that were asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

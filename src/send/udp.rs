@@ -14,10 +14,11 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use super::{Payload, Status, first_difference, seconds};
-use crate::{cli::SendArgs, error::UsageError, output::stdout_error};
-
-/// The largest UDP payload over IPv4 (65,535 − 8 bytes of UDP header − 20 of IP header).
-pub const MAX_DATAGRAM: usize = 65_507;
+use crate::{
+    cli::{MAX_DATAGRAM, SendArgs},
+    error::UsageError,
+    output::stdout_error,
+};
 
 /// Why a try got no reply.
 enum Silence {

@@ -8,7 +8,7 @@
 //!
 //! Sockets are non-blocking and events edge-triggered, so [`Connection::pump`] reads and writes
 //! until the socket would block; it stops early only after a fixed read budget, so that one busy
-//! client cannot starve the others, and then says so ([`Progress::Again`]) because no new event
+//! client cannot starve the others, and then says so ([`PumpOutcome::Again`]) because no new event
 //! will come for the bytes it left behind.
 //!
 //! A read shorter than the scratch buffer emptied the socket's receive queue, so the pump stops
@@ -39,7 +39,7 @@ const READS_PER_PUMP: usize = 4;
 
 /// What a connection needs next, after a pump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Progress {
+pub enum PumpOutcome {
     /// The socket would block: wait for its next event.
     Blocked,
     /// The read budget ran out with more possibly waiting: pump again without an event.
@@ -100,18 +100,18 @@ impl Connection {
 
     /// Echoes as much as the socket allows now. An error means the connection is broken (reset,
     /// for example) and should be closed; it never concerns any other connection.
-    pub fn pump(&mut self, scratch: &mut [u8], report: &mut Report) -> io::Result<Progress> {
+    pub fn pump(&mut self, scratch: &mut [u8], report: &mut Report) -> io::Result<PumpOutcome> {
         for _ in 0..READS_PER_PUMP {
             if !self.flush_pending()? {
-                return Ok(Progress::Blocked);
+                return Ok(PumpOutcome::Blocked);
             }
             if self.eof {
-                return Ok(Progress::Finished);
+                return Ok(PumpOutcome::Finished);
             }
             let n = match self.stream.read(scratch) {
                 Ok(n) => n,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    return Ok(Progress::Blocked);
+                    return Ok(PumpOutcome::Blocked);
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(err) => return Err(err),
@@ -126,10 +126,10 @@ impl Connection {
             self.echo(&scratch[..n])?;
             if n < scratch.len() && !self.read_to_the_end {
                 // The receive queue is empty: the next byte brings a new event.
-                return Ok(Progress::Blocked);
+                return Ok(PumpOutcome::Blocked);
             }
         }
-        Ok(Progress::Again)
+        Ok(PumpOutcome::Again)
     }
 
     /// Writes freshly read bytes back, keeping what the socket would not take.

@@ -48,9 +48,6 @@ use std::{
 /// variant answers), daytime, qotd, chargen, time. Replying to them can start a loop.
 pub const SELF_ANSWERING_PORTS: [u16; 6] = [7, 9, 13, 17, 19, 37];
 
-/// Default replies per second to one source address; the burst is one second's worth.
-pub const DEFAULT_RATE: u32 = 1000;
-
 /// The most source addresses tracked at once; a new source then takes the slot of the one seen
 /// least recently. About 7 MiB when full: 4 MiB of slots (64 bytes each) and 3 MiB of index
 /// (131,072 hash buckets of 25 bytes).
@@ -589,7 +586,7 @@ mod tests {
         const ROUNDS: usize = 7;
         let mut per_datagram = Vec::new();
         for round in 0..ROUNDS {
-            let mut guard = Guard::new(DEFAULT_RATE);
+            let mut guard = Guard::new(crate::cli::DEFAULT_UDP_RATE);
             let now = Instant::now();
             for i in 0..MAX_SOURCES as u32 {
                 guard.check(nth_source(i), now);

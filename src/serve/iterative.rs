@@ -26,7 +26,7 @@ use mio::{Events, Interest, Poll, Token, net::TcpListener};
 
 use super::{
     ACCEPT_RETRY,
-    connection::{Connection, Progress, SCRATCH_SIZE},
+    connection::{Connection, PumpOutcome, SCRATCH_SIZE},
     finish, local_addr,
     report::{Leave, Report, Served, Summary},
     watch_signals,
@@ -145,9 +145,9 @@ fn echo_until_blocked(
 ) -> Option<Leave> {
     loop {
         match conn.pump(scratch, report) {
-            Ok(Progress::Again) => continue,
-            Ok(Progress::Blocked) => return None,
-            Ok(Progress::Finished) => return Some(Leave::Closed),
+            Ok(PumpOutcome::Again) => continue,
+            Ok(PumpOutcome::Blocked) => return None,
+            Ok(PumpOutcome::Finished) => return Some(Leave::Closed),
             Err(err) => return Some(Leave::Error(err)),
         }
     }

@@ -4,8 +4,8 @@
 //! echo rules of [`connection`] and the lines of [`report`]:
 //!
 //! - [`iterative`]: one client at a time, the classic echo server.
-//! - [`multiplex`]: every client at once from one event loop per thread (`--multiplex`), with
-//!   [`limits`] deriving how many clients the open-file limit allows.
+//! - [`multiplex`]: every client at once from one event loop per thread (`--multiplex`), as
+//!   many as the open-file limit allows ([`fd_limit`](crate::fd_limit)).
 //! - [`udp`]: UDP echo (`--udp`), with the reflection [`guard`]; alone, or inside the
 //!   multiplexed loop beside TCP on the same port.
 //!
@@ -17,7 +17,6 @@
 pub mod connection;
 pub mod guard;
 pub mod iterative;
-pub mod limits;
 pub mod multiplex;
 pub mod report;
 pub mod udp;

@@ -499,7 +499,9 @@ pub const MAX_BUFFER_MEMORY: u64 = 4 << 30;
         leaving the other cores to the server; --threads N uses more.\n\n\
         The report gives connect time and failed connections, messages/s, MiB/s, latency \
         percentiles and errors by kind (refused, reset, timeout, mismatch); --json prints it as \
-        one JSON object. A progress bar shows the live rate when stdout and stderr are terminals. \
+        one JSON object. The rates are over the time of the load and the replies to it, never \
+        the final wait for replies that do not come. When some connections are answered and \
+        others never are, the server likely serves one client at a time, and the report says so. A progress bar shows the live rate when stdout and stderr are terminals. \
         Ctrl-C ends the run early and still prints the report (a second Ctrl-C exits at once). \
         Exit status 1 if any reply differs, is lost or never comes, or any connection fails.",
     after_help = "Examples:\n  \

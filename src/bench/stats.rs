@@ -127,10 +127,16 @@ pub struct ThreadStats {
     pub connected: u64,
     /// Connections that could not be set up.
     pub failed_connections: u64,
+    /// TCP: connections that got at least one reply.
+    pub answered: u64,
+    /// TCP: connections set up that never got a reply within `--timeout`. Beside connections
+    /// that were answered, the sign of a server that serves one client at a time.
+    pub unanswered: u64,
     /// How long this thread took to set up its connections.
     pub connect_time: Duration,
-    /// How long this thread's load was measured: from its start to the last reply or the drain
-    /// deadline, less `lost_wait`.
+    /// How long this thread's load was measured: from its start to the end of `--duration` (or
+    /// Ctrl-C), or to the last reply after it, less `lost_wait`. The wait for replies that never
+    /// come is not measured: it would only lower the rate.
     pub load_time: Duration,
     /// UDP closed loop: time spent waiting for nothing but replies that were lost, left out of
     /// `load_time` so the rate says how fast the server answered.
@@ -149,6 +155,8 @@ impl ThreadStats {
             details: Vec::new(),
             connected: 0,
             failed_connections: 0,
+            answered: 0,
+            unanswered: 0,
             connect_time: Duration::ZERO,
             load_time: Duration::ZERO,
             lost_wait: Duration::ZERO,
@@ -192,6 +200,8 @@ impl ThreadStats {
         self.details.extend(other.details.into_iter().take(room));
         self.connected += other.connected;
         self.failed_connections += other.failed_connections;
+        self.answered += other.answered;
+        self.unanswered += other.unanswered;
         self.connect_time = self.connect_time.max(other.connect_time);
         self.load_time = self.load_time.max(other.load_time);
         self.lost_wait = self.lost_wait.max(other.lost_wait);
@@ -250,10 +260,15 @@ pub struct BenchReport {
     pub connected: u64,
     /// Connections that could not be set up.
     pub failed_connections: u64,
+    /// TCP: connections that got at least one reply.
+    pub answered: u64,
+    /// TCP: connections set up that never got a reply within `--timeout`.
+    pub unanswered: u64,
     /// Milliseconds it took to set up all connections.
     pub connect_ms: f64,
-    /// Seconds the load was measured over (the rates are per these): from its start to the last
-    /// reply (or the drain deadline), less `lost_wait_s`; the longest of the threads.
+    /// Seconds the load was measured over (the rates are per these): from its start to the end
+    /// of the load, or to the last reply after it (never the wait for replies that do not come),
+    /// less `lost_wait_s`; the longest of the threads.
     pub elapsed_s: f64,
     /// UDP closed loop: seconds spent waiting for nothing but replies that were lost (the
     /// longest of the threads), left out of `elapsed_s`.
@@ -304,6 +319,8 @@ impl BenchReport {
         Ok(BenchReport {
             connected: total.connected,
             failed_connections: total.failed_connections,
+            answered: total.answered,
+            unanswered: total.unanswered,
             connect_ms: total.connect_time.as_secs_f64() * 1000.0,
             elapsed_s: elapsed,
             lost_wait_s: total.lost_wait.as_secs_f64(),
@@ -321,9 +338,29 @@ impl BenchReport {
         })
     }
 
-    /// Why the run failed, if it did: any error or lost reply fails it.
+    /// Why the run failed, if it did: any error or lost reply fails it. When some connections
+    /// were answered and others, set up as well, never got a reply within `--timeout`, the
+    /// server most likely serves one client at a time (an iterative server: the others wait in
+    /// its listen queue), and the reason says so first.
     pub fn failure(&self) -> Option<String> {
         let mut parts = Vec::new();
+        if self.settings.protocol == "udp" && self.connected == 0 && self.errors.refused > 0 {
+            parts.push(format!(
+                "{} refused (connection refused / port unreachable): is a UDP echo server \
+                 running there?",
+                self.settings.target
+            ));
+        }
+        if self.answered > 0 && self.unanswered > 0 {
+            parts.push(format!(
+                "only {} of {} connections {} answered: is the server iterative? try -c {} or \
+                 serve --multiplex",
+                self.answered,
+                self.connected,
+                if self.answered == 1 { "was" } else { "were" },
+                self.answered,
+            ));
+        }
         if self.errors.total() > 0 {
             parts.push(format!("errors: {}", self.errors.describe()));
         }

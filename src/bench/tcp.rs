@@ -283,6 +283,10 @@ struct Run<'a> {
     end: Instant,
     /// Set once `end` has passed: the loop only waits for replies owed, until the deadline.
     drain_deadline: Option<Instant>,
+    /// When the load stopped (`end`, or Ctrl-C): the drain began.
+    drain_start: Instant,
+    /// When the thread last completed a reply.
+    last_reply: Instant,
     /// Open loop: when messages are due.
     schedule: Option<Schedule>,
     /// When the last stall check ran.
@@ -303,6 +307,8 @@ impl<'a> Run<'a> {
             stats,
             end: later(start, plan.duration),
             drain_deadline: None,
+            drain_start: start,
+            last_reply: start,
             schedule: share
                 .rate
                 .map(|rate| Schedule::new(start, plan.duration, rate, share.ids.len())),
@@ -329,6 +335,7 @@ impl<'a> Run<'a> {
             if self.drain_deadline.is_none()
                 && (now >= self.end || self.share.live.is_interrupted())
             {
+                self.drain_start = now;
                 self.drain_deadline = Some(later(now, self.share.plan.timeout));
             }
             if let Some(schedule) = &mut self.schedule {
@@ -345,13 +352,13 @@ impl<'a> Run<'a> {
             }
             if connections.iter().all(Option::is_none) {
                 // Nothing left to measure: every connection failed to connect or was dropped.
-                self.finished = now;
+                self.finished = self.measured_until(now);
                 break;
             }
             if let Some(deadline) = self.drain_deadline {
                 let owing = connections.iter().flatten().any(Connection::busy);
                 if !owing || now >= deadline {
-                    self.finished = now;
+                    self.finished = self.measured_until(now);
                     self.give_up(connections);
                     break;
                 }
@@ -532,12 +539,27 @@ impl<'a> Run<'a> {
                         origin.map_or(Duration::ZERO, |at| now.saturating_duration_since(at)),
                     );
                     self.unreported += 1;
+                    self.last_reply = now;
+                    if c.reply.seq == 0 {
+                        self.stats.answered += 1;
+                    }
                     c.reply = Message::new(c.id, c.reply.seq + 1, c.size);
                     c.reply_offset = 0;
                 }
             }
             c.received += n as u64;
             c.last_progress = now;
+        }
+    }
+
+    /// Where the measured time ends, the loop ending at `now`. Once the load has stopped, the
+    /// wait for replies owed counts only up to the last reply that came: the wait for replies
+    /// that never come (up to `--timeout`) would only lower the rate.
+    fn measured_until(&self, now: Instant) -> Instant {
+        if self.drain_deadline.is_some() {
+            self.drain_start.max(self.last_reply).min(now)
+        } else {
+            now
         }
     }
 
@@ -596,6 +618,9 @@ impl<'a> Run<'a> {
         let Some(c) = connections[index].take() else {
             return;
         };
+        if failure.kind == ErrorKind::Timeout && c.received == 0 {
+            self.stats.unanswered += 1;
+        }
         let mut lost = c.started() - c.reply.seq;
         if failure.kind == ErrorKind::Mismatch {
             // The message with the altered byte is counted as a mismatch, not as lost.

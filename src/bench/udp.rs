@@ -47,6 +47,7 @@ use super::{
     schedule::Schedule,
     stats::{ErrorKind, ThreadStats, describe_mismatch},
 };
+use crate::error::describe;
 
 /// Open loop: most datagrams in flight per socket; further due ones wait (their latency still
 /// counts from when they were due).
@@ -163,6 +164,10 @@ struct Flow {
     round_trip: RoundTrip,
     /// The socket said WouldBlock; wait for a writable event.
     write_blocked: bool,
+    /// A reply has come: the target answers, so a later "refused" is a loss, not a refusal.
+    answered: bool,
+    /// Refused before any reply: nothing listens there. The loop drops the socket.
+    refused: bool,
 }
 
 /// Runs this thread's sockets to the end and returns what they measured. An error before the
@@ -190,6 +195,8 @@ pub fn run(
                     presumed: VecDeque::new(),
                     round_trip: RoundTrip::default(),
                     write_blocked: false,
+                    answered: false,
+                    refused: false,
                 }));
             }
             Err(err) => {
@@ -295,14 +302,18 @@ impl Run<'_> {
                 schedule.advance(now, |_| {});
             }
             let mut next_expiry: Option<Instant> = None;
-            for flow in flows.iter_mut().flatten() {
+            for slot in flows.iter_mut() {
+                let Some(flow) = slot else { continue };
                 if let Some(expiry) = self.expire(flow, now) {
                     next_expiry = Some(next_expiry.map_or(expiry, |next| next.min(expiry)));
                 }
                 self.send(flow, now, stopping);
+                if flow.refused {
+                    *slot = None;
+                }
             }
             if flows.iter().all(Option::is_none) {
-                // Nothing to measure: no socket could be set up.
+                // Nothing to measure: no socket could be set up, or every one was refused.
                 return Ok(now);
             }
             if let Some(deadline) = drain_deadline {
@@ -342,14 +353,18 @@ impl Run<'_> {
                 return Err(err).context("the event loop failed");
             }
             for event in events.iter() {
-                let Some(flow) = flows.get_mut(event.token().0).and_then(Option::as_mut) else {
+                let Some(slot) = flows.get_mut(event.token().0) else {
                     continue;
                 };
+                let Some(flow) = slot else { continue };
                 if event.is_writable() {
                     flow.write_blocked = false;
                 }
                 if event.is_readable() || event.is_error() {
                     self.receive(flow);
+                }
+                if flow.refused {
+                    *slot = None;
                 }
             }
         }
@@ -420,6 +435,7 @@ impl Run<'_> {
                 }
             };
             let now = Instant::now();
+            flow.answered = true;
             let header = Message::parse_header(&self.input[..n]);
             let seq = match header {
                 Some((conn, seq)) if conn == flow.id && seq < flow.next_seq => seq,
@@ -567,17 +583,32 @@ impl Run<'_> {
         }
     }
 
-    /// An error on a socket. "Refused" (ICMP port unreachable) means the oldest datagram in
-    /// flight will not come back: it is counted lost at once instead of after the loss wait.
+    /// An error on a socket. "Refused" (ICMP port unreachable) before any reply means nothing
+    /// listens there: the socket is counted as not set up, as a refused TCP connect is, and the
+    /// loop drops it. After a reply, it means the oldest datagram in flight will not come back:
+    /// it is counted lost at once instead of after the loss wait.
     fn socket_error(&mut self, flow: &mut Flow, err: &io::Error) {
         let kind = ErrorKind::of(err);
+        let id = flow.id;
+        let target = self.share.plan.target;
+        if kind == ErrorKind::Refused && !flow.answered {
+            flow.refused = true;
+            flow.window.clear();
+            self.stats.connected = self.stats.connected.saturating_sub(1);
+            self.stats.failed_connections += 1;
+            self.error(kind, || {
+                format!(
+                    "socket {id}: {target} refused (connection refused / port unreachable): is a \
+                     UDP echo server running there?"
+                )
+            });
+            return;
+        }
         if kind == ErrorKind::Refused && flow.window.pop_front().is_some() {
             flow.first_seq += 1;
             self.stats.lost += 1;
         }
-        let id = flow.id;
-        let target = self.share.plan.target;
-        self.error(kind, || format!("socket {id}: {target}: {err}"));
+        self.error(kind, || format!("socket {id}: {target}: {}", describe(err)));
     }
 
     fn error(&mut self, kind: ErrorKind, detail: impl FnOnce() -> String) {

@@ -5,9 +5,11 @@
 //!
 //! - [`message`]: what message `seq` of connection `conn` contains, and its verification.
 //! - [`schedule`]: when each message is due in the open loop (`--rate`).
-//! - [`tcp`]: the event loop (mio) of one thread over TCP: connect in a bounded window, then a
-//!   state machine per connection with a write buffer of due messages and a read cursor that
-//!   checks bytes as they arrive.
+//! - [`run_loop`]: the event loop (mio) of one thread, written once: when the load stops, the
+//!   drain, the schedule, the progress counters, the wait on the poll. The two transports plug
+//!   into it:
+//! - [`tcp`]: connect in a bounded window, then a state machine per connection with a write
+//!   buffer of due messages and a read cursor that checks bytes as they arrive;
 //! - [`udp`]: the same over datagrams, counting losses instead of failing the connection.
 //! - [`stats`]: latency histogram, errors by kind, and the text and JSON report.
 //! - [`gate`]: where the threads meet once set up; one that fails to start releases the others.
@@ -27,6 +29,7 @@
 
 pub mod gate;
 pub mod message;
+pub mod run_loop;
 pub mod schedule;
 pub mod stats;
 pub mod tcp;

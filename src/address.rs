@@ -16,7 +16,7 @@ impl Endpoint {
     }
 
     /// The endpoint as a user writes it: `host:port`, with IPv6 literals in brackets.
-    pub fn display(&self) -> String {
+    pub(crate) fn display(&self) -> String {
         let host = self.bare_host();
         if host.contains(':') {
             format!("[{host}]:{}", self.port)
@@ -26,7 +26,7 @@ impl Endpoint {
     }
 
     /// Resolves the endpoint to its socket addresses, IP literals without a lookup.
-    pub fn resolve(&self) -> Result<Vec<SocketAddr>> {
+    pub(crate) fn resolve(&self) -> Result<Vec<SocketAddr>> {
         let addrs: Vec<SocketAddr> = (self.bare_host(), self.port)
             .to_socket_addrs()
             .map_err(|err| {

@@ -311,19 +311,19 @@ impl clap::builder::TypedValueParser for CommandName {
 
 /// One example from a command's examples block.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Example {
+pub(crate) struct Example {
     /// The command line, as a user types it.
-    pub command: String,
+    pub(crate) command: String,
     /// What it does: the text after `  # `, if any.
-    pub comment: Option<String>,
+    pub(crate) comment: Option<String>,
 }
 
 /// The heading line that opens an examples block in `after_help`.
-pub const EXAMPLES_HEADING: &str = "Examples:";
+pub(crate) const EXAMPLES_HEADING: &str = "Examples:";
 
 /// The examples in a command's `after_help`: the indented lines under `Examples:`, each split at
 /// `  # ` (two spaces) into the command line and its comment. Empty when there is no such block.
-pub fn examples(cmd: &clap::Command) -> Vec<Example> {
+pub(crate) fn examples(cmd: &clap::Command) -> Vec<Example> {
     let Some(after_help) = cmd.get_after_help() else {
         return Vec::new();
     };
@@ -372,7 +372,7 @@ pub enum Protocol {
 
 impl Protocol {
     /// The protocol as services(5) spells it.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",

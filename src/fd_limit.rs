@@ -12,11 +12,11 @@
 /// Descriptors kept back from clients (or `bench` connections) for the process as a whole:
 /// stdio, the polls and their wakers, the UDP socket, what the libraries may open, with room to
 /// spare.
-pub const RESERVE: u64 = 64;
+pub(crate) const RESERVE: u64 = 64;
 
 /// Descriptors each worker loop holds for itself: its listener, its poll, and the two ends of
 /// its signal pipe.
-pub const FDS_PER_WORKER: u64 = 4;
+const FDS_PER_WORKER: u64 = 4;
 
 /// Fewest clients the default allows, even when the descriptor limit is tiny.
 const MIN_DEFAULT_CONNECTIONS: u64 = 1;
@@ -24,7 +24,7 @@ const MIN_DEFAULT_CONNECTIONS: u64 = 1;
 /// Raises the soft open-file limit towards `wanted`, up to the hard limit (`u64::MAX`: to the hard
 /// limit); returns the soft limit now in force, or an error in words when it could be neither
 /// raised nor read.
-pub fn raise(wanted: u64) -> Result<u64, String> {
+pub(crate) fn raise(wanted: u64) -> Result<u64, String> {
     match rlimit::increase_nofile_limit(wanted) {
         Ok(limit) => Ok(limit),
         Err(err) => match rlimit::getrlimit(rlimit::Resource::NOFILE) {
@@ -38,7 +38,7 @@ pub fn raise(wanted: u64) -> Result<u64, String> {
 
 /// The default `--max-connections` for a soft descriptor limit and `workers` loops: what is left
 /// once the process and every worker have their own descriptors.
-pub fn default_max_connections(fd_limit: u64, workers: u64) -> u64 {
+pub(crate) fn default_max_connections(fd_limit: u64, workers: u64) -> u64 {
     fd_limit
         .saturating_sub(RESERVE)
         .saturating_sub(FDS_PER_WORKER.saturating_mul(workers))

@@ -32,19 +32,19 @@
 //! `main.rs` only parses the command line, calls [`run`], and maps the outcome to an exit code:
 //! 0 ok, 1 runtime failure, 2 usage error (and `bench` exits 130 at a second Ctrl-C).
 
-pub mod address;
-pub mod bench;
+mod address;
+mod bench;
 pub mod cli;
-pub mod completions;
+mod completions;
 pub mod error;
-pub mod fd_limit;
-pub mod man;
+mod fd_limit;
+mod man;
 pub mod output;
 pub mod parse;
-pub mod ports;
-pub mod preview;
-pub mod send;
-pub mod serve;
+mod ports;
+mod preview;
+mod send;
+mod serve;
 pub mod size;
 
 use anyhow::Result;

@@ -14,7 +14,7 @@ use std::time::Duration;
 /// The longest duration any option accepts: 30 days. Longer than any test or soak run, and far
 /// from the overflow of `Instant + Duration` (which panics), so the loops may add any duration
 /// parsed here to `Instant::now()`.
-pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// [`MAX_DURATION`] in words, for the error message and the help.
 const MAX_DURATION_TEXT: &str = "30 days (30d)";
@@ -22,7 +22,7 @@ const MAX_DURATION_TEXT: &str = "30 days (30d)";
 /// Fastest rate, in messages per second: one per nanosecond, far beyond what any thread can
 /// send, so no real run is refused, and small enough that a schedule of [`MAX_DURATION`] counts
 /// its messages exactly in an `f64` (2.6e15 < 2^53).
-pub const MAX_RATE: f64 = 1e9;
+pub(crate) const MAX_RATE: f64 = 1e9;
 
 /// [`MAX_RATE`] as the user would type it.
 const MAX_RATE_TEXT: &str = "1e9 (1000000000)";
@@ -54,7 +54,7 @@ fn looks_like_a_service_name(text: &str) -> bool {
 
 /// Parses a size in bytes with an optional binary unit: `64` (bytes), `1k` or `1KiB` (1024),
 /// `2m` or `2MiB`, `1g` or `1GiB`.
-pub fn size(text: &str) -> Result<usize, String> {
+pub(crate) fn size(text: &str) -> Result<usize, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
@@ -82,7 +82,7 @@ pub fn size(text: &str) -> Result<usize, String> {
 
 /// Parses a duration, at most [`MAX_DURATION`]: `10` (seconds), `1.5s`, `500ms`, `2m`, `1h`,
 /// `2d`.
-pub fn duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -110,7 +110,7 @@ pub fn duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Like [`duration`], but zero is refused: for timeouts, where zero would mean "fail at once".
-pub fn positive_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn positive_duration(text: &str) -> Result<Duration, String> {
     let parsed = duration(text)?;
     if parsed.is_zero() {
         return Err(format!("'{text}' must be more than zero"));
@@ -119,7 +119,7 @@ pub fn positive_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Parses a rate: messages per second, more than zero, at most [`MAX_RATE`].
-pub fn rate(text: &str) -> Result<f64, String> {
+pub(crate) fn rate(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(rate) if rate.is_finite() && rate > MAX_RATE => Err(format!(
             "'{text}' is too fast: --rate is at most {MAX_RATE_TEXT} messages per second"

@@ -27,13 +27,13 @@
 //! [`MAX_BUFFER_MEMORY`] is a usage error. Deadlines are computed with [`later`], which cannot
 //! overflow.
 
-pub mod gate;
-pub mod message;
-pub mod run_loop;
-pub mod schedule;
-pub mod stats;
-pub mod tcp;
-pub mod udp;
+pub(crate) mod gate;
+pub(crate) mod message;
+pub(crate) mod run_loop;
+pub(crate) mod schedule;
+pub(crate) mod stats;
+pub(crate) mod tcp;
+pub(crate) mod udp;
 
 use std::{
     io::{self, IsTerminal, Write},
@@ -71,7 +71,7 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 
 /// How messages are paced.
 #[derive(Debug, Clone, Copy)]
-pub enum Load {
+pub(crate) enum Load {
     /// Each connection keeps this many messages in flight and sends the next when one returns.
     Closed { pipeline: u32 },
     /// Messages are due on a fixed schedule at this many per second (over all connections);
@@ -81,54 +81,54 @@ pub enum Load {
 
 /// The validated options of a run.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Where to connect.
-    pub target: SocketAddr,
+    pub(crate) target: SocketAddr,
     /// Number of connections (UDP: sockets).
-    pub connections: u32,
+    pub(crate) connections: u32,
     /// Bytes per message.
-    pub size: usize,
+    pub(crate) size: usize,
     /// How long to send.
-    pub duration: Duration,
+    pub(crate) duration: Duration,
     /// Pacing.
-    pub load: Load,
+    pub(crate) load: Load,
     /// Over UDP instead of TCP.
-    pub udp: bool,
+    pub(crate) udp: bool,
     /// Event-loop threads (never more than connections).
-    pub threads: u32,
+    pub(crate) threads: u32,
     /// Bound on a connect, on a wait for replies, and on the final drain.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 /// What a thread needs to run its share.
-pub struct ThreadPlan<'a> {
+pub(crate) struct ThreadPlan<'a> {
     /// The whole run.
-    pub plan: &'a Plan,
+    pub(crate) plan: &'a Plan,
     /// The ids of this thread's connections (they number the connections in messages and
     /// errors).
-    pub ids: Vec<u32>,
+    pub(crate) ids: Vec<u32>,
     /// Open loop: this thread's share of the rate.
-    pub rate: Option<f64>,
+    pub(crate) rate: Option<f64>,
     /// Connects this thread may have under way at once.
-    pub connect_window: usize,
+    pub(crate) connect_window: usize,
     /// Counters for the progress bar.
-    pub live: &'a Live,
+    pub(crate) live: &'a Live,
 }
 
 /// Totals the progress bar shows while the run goes on.
 #[derive(Debug, Default)]
-pub struct Live {
+pub(crate) struct Live {
     /// Replies verified so far.
-    pub messages: AtomicU64,
+    pub(crate) messages: AtomicU64,
     /// Errors so far.
-    pub errors: AtomicU64,
+    pub(crate) errors: AtomicU64,
     /// Set by Ctrl-C or SIGTERM: end the load now, as if `--duration` were over.
-    pub interrupted: Arc<AtomicBool>,
+    pub(crate) interrupted: Arc<AtomicBool>,
 }
 
 impl Live {
     /// Whether the run was interrupted and should stop loading.
-    pub fn is_interrupted(&self) -> bool {
+    pub(crate) fn is_interrupted(&self) -> bool {
         self.interrupted.load(Ordering::Relaxed)
     }
 }
@@ -150,7 +150,7 @@ fn stop_on_signals(interrupted: &Arc<AtomicBool>) -> Result<()> {
 }
 
 /// Runs `netecho bench`.
-pub fn run(args: &BenchArgs) -> Result<()> {
+pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     validate(args)?;
     let target = pick_target(args)?;
     let threads = args.threads.min(args.connections);
@@ -222,13 +222,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 /// `at + wait` for the deadlines of a run. `wait` is clamped to [`MAX_DURATION`] (30 days, no
 /// option is longer) and an `Instant` of this process plus 30 days is always representable, so
 /// this cannot overflow, whatever a computation (a schedule at a huge rate) made of `wait`.
-pub fn later(at: Instant, wait: Duration) -> Instant {
+pub(crate) fn later(at: Instant, wait: Duration) -> Instant {
     at + wait.min(MAX_DURATION)
 }
 
 /// Bytes of buffers one connection (UDP: socket) of the run may come to hold: its write buffer
 /// and what it keeps per message in flight.
-pub fn buffer_bytes(args: &BenchArgs) -> u64 {
+pub(crate) fn buffer_bytes(args: &BenchArgs) -> u64 {
     if args.udp {
         udp::buffer_bytes(args.pipeline, args.rate.is_some())
     } else {
@@ -390,7 +390,7 @@ fn run_share(
 }
 
 /// The progress bar with the live rate, drawn only when both stdout and stderr are terminals.
-pub struct Progress<'a> {
+pub(crate) struct Progress<'a> {
     /// The bar (hidden when not on a terminal); its length is the run's duration in ms.
     bar: ProgressBar,
     /// The counters the threads update.
@@ -428,19 +428,19 @@ impl<'a> Progress<'a> {
     }
 
     /// Marks the start of the load.
-    pub fn start(&mut self, now: Instant) {
+    pub(crate) fn start(&mut self, now: Instant) {
         self.started = Some(now);
         self.last = (0, now);
         self.next = later(now, PROGRESS_INTERVAL);
     }
 
     /// When the event loop should wake to redraw.
-    pub fn deadline(&self) -> Instant {
+    pub(crate) fn deadline(&self) -> Instant {
         self.next
     }
 
     /// Redraws if it is time.
-    pub fn tick(&mut self, now: Instant) {
+    pub(crate) fn tick(&mut self, now: Instant) {
         let Some(started) = self.started else { return };
         if now < self.next {
             return;

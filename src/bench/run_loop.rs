@@ -34,34 +34,38 @@ use super::{
 };
 
 /// Events handled per poll.
-pub const EVENTS_CAPACITY: usize = 1024;
+pub(crate) const EVENTS_CAPACITY: usize = 1024;
 
 /// What the loop and a transport share while a thread's load runs.
-pub struct Core<'a> {
+pub(crate) struct Core<'a> {
     /// This thread's share of the run.
-    pub share: &'a ThreadPlan<'a>,
+    pub(crate) share: &'a ThreadPlan<'a>,
     /// What this thread measures.
-    pub stats: &'a mut ThreadStats,
+    pub(crate) stats: &'a mut ThreadStats,
     /// Open loop: when messages are due.
-    pub schedule: Option<Schedule>,
+    pub(crate) schedule: Option<Schedule>,
     /// No message starts at or after this.
-    pub end: Instant,
+    pub(crate) end: Instant,
     /// Set once the load has stopped: the loop only waits for replies owed, until this.
-    pub drain_deadline: Option<Instant>,
+    pub(crate) drain_deadline: Option<Instant>,
     /// When the load stopped (`end`, or Ctrl-C) and the drain began.
-    pub drain_start: Instant,
+    pub(crate) drain_start: Instant,
     /// When the thread last received a reply.
-    pub last_reply: Instant,
+    pub(crate) last_reply: Instant,
     /// Open loop: connections the schedule made due since the last turn (indexes, no
     /// duplicates). A transport that reads the due counts itself may ignore it.
-    pub dirty: Vec<usize>,
+    pub(crate) dirty: Vec<usize>,
     /// Replies verified since the progress counter was last updated.
     unreported: u64,
 }
 
 impl<'a> Core<'a> {
     /// The shared state of a load that starts at `start`.
-    pub fn new(share: &'a ThreadPlan<'a>, start: Instant, stats: &'a mut ThreadStats) -> Self {
+    pub(crate) fn new(
+        share: &'a ThreadPlan<'a>,
+        start: Instant,
+        stats: &'a mut ThreadStats,
+    ) -> Self {
         let plan = share.plan;
         Core {
             share,
@@ -79,23 +83,23 @@ impl<'a> Core<'a> {
     }
 
     /// Whether the load has stopped: no new message starts.
-    pub fn stopping(&self) -> bool {
+    pub(crate) fn stopping(&self) -> bool {
         self.drain_deadline.is_some()
     }
 
     /// A connection's index in this thread, from its id (ids are dealt round robin).
-    pub fn index_of(&self, id: u32) -> usize {
+    pub(crate) fn index_of(&self, id: u32) -> usize {
         id as usize / self.share.plan.threads as usize
     }
 
     /// Counts a verified reply and its latency.
-    pub fn reply(&mut self, latency: Duration) {
+    pub(crate) fn reply(&mut self, latency: Duration) {
         self.stats.reply(latency);
         self.unreported += 1;
     }
 
     /// Counts an error, in the stats and on the progress bar.
-    pub fn error(&mut self, kind: ErrorKind, detail: impl FnOnce() -> String) {
+    pub(crate) fn error(&mut self, kind: ErrorKind, detail: impl FnOnce() -> String) {
         self.stats.error(kind, detail);
         self.share.live.errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -103,7 +107,7 @@ impl<'a> Core<'a> {
     /// Where the measured time ends, the loop having ended at `now`. Once the load has stopped,
     /// the wait for replies owed counts only up to the last reply that came: the wait for
     /// replies that never come (up to `--timeout`) would only lower the rate.
-    pub fn measured_until(&self, now: Instant) -> Instant {
+    pub(crate) fn measured_until(&self, now: Instant) -> Instant {
         if self.stopping() {
             self.drain_start.max(self.last_reply).min(now)
         } else {
@@ -123,7 +127,7 @@ impl<'a> Core<'a> {
 }
 
 /// What differs between TCP and UDP: the connections, and what is done with them.
-pub trait Transport<'a> {
+pub(crate) trait Transport<'a> {
     /// A connection (TCP) or a connected socket (UDP).
     type Conn;
 
@@ -147,7 +151,7 @@ pub trait Transport<'a> {
 
 /// Waits at the start gate; once every thread is ready, the load starts now (the progress bar
 /// with it). `None` when another thread could not start: its error ends the run.
-pub fn start(ticket: Ticket, progress: Option<&mut Progress>) -> Option<Instant> {
+pub(crate) fn start(ticket: Ticket, progress: Option<&mut Progress>) -> Option<Instant> {
     if !ticket.ready() {
         return None;
     }
@@ -159,7 +163,7 @@ pub fn start(ticket: Ticket, progress: Option<&mut Progress>) -> Option<Instant>
 }
 
 /// Runs the load and the drain over `conns`; returns when the loop ended.
-pub fn run<'a, T: Transport<'a>>(
+pub(crate) fn run<'a, T: Transport<'a>>(
     transport: &mut T,
     poll: &mut Poll,
     conns: &mut [Option<T::Conn>],

@@ -49,7 +49,7 @@ const STALL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Bytes one connection may come to hold: its write buffer and, in a closed loop, the send time
 /// of each message in flight.
-pub fn buffer_bytes(size: usize, pipeline: u32, open: bool) -> u64 {
+pub(crate) fn buffer_bytes(size: usize, pipeline: u32, open: bool) -> u64 {
     let (buffered, in_flight) = if open {
         (OPEN_LOOP_BUFFERED, 0)
     } else {
@@ -61,7 +61,7 @@ pub fn buffer_bytes(size: usize, pipeline: u32, open: bool) -> u64 {
 
 /// Runs this thread's connections to the end and returns what they measured. An error before the
 /// load (or a panic) drops `ticket`, which stops the other threads at the gate.
-pub fn run(
+pub(crate) fn run(
     share: &ThreadPlan,
     ticket: Ticket,
     mut progress: Option<&mut Progress>,

@@ -55,10 +55,10 @@ use crate::error::describe;
 const OPEN_LOOP_IN_FLIGHT: usize = 1024;
 /// Shortest loss wait: longer than a loaded machine's scheduling hiccups on loopback, short
 /// enough that a lost datagram costs a closed loop a few ms, not seconds.
-pub const LOSS_WAIT_MIN: Duration = Duration::from_millis(5);
+const LOSS_WAIT_MIN: Duration = Duration::from_millis(5);
 /// Loss wait before the socket has timed a reply (RFC 6298's initial RTO), or `--timeout` if
 /// that is shorter.
-pub const LOSS_WAIT_INITIAL: Duration = Duration::from_secs(1);
+const LOSS_WAIT_INITIAL: Duration = Duration::from_secs(1);
 /// Most doublings of the loss wait while losses go on with no reply (64 × the wait, within
 /// `--timeout`).
 const MAX_BACKOFF: u32 = 6;
@@ -68,7 +68,7 @@ const PRESUMED_MAX: usize = 4096;
 
 /// Bytes one socket may come to hold: its window of datagrams in flight and its memory of those
 /// presumed lost. (The datagram buffers are the thread's, one of each.)
-pub fn buffer_bytes(pipeline: u32, open: bool) -> u64 {
+pub(crate) fn buffer_bytes(pipeline: u32, open: bool) -> u64 {
     let in_flight = if open {
         OPEN_LOOP_IN_FLIGHT
     } else {
@@ -102,7 +102,7 @@ struct Presumed {
 
 /// A socket's estimate of its round trip, for the loss wait (RFC 6298).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RoundTrip {
+struct RoundTrip {
     /// Smoothed round trip; `None` until a reply has been timed.
     srtt: Option<Duration>,
     /// Smoothed deviation of the round trip.
@@ -113,7 +113,7 @@ pub struct RoundTrip {
 
 impl RoundTrip {
     /// Takes in the round trip of a reply, and ends any backoff.
-    pub fn sample(&mut self, rtt: Duration) {
+    pub(crate) fn sample(&mut self, rtt: Duration) {
         match self.srtt {
             None => {
                 self.srtt = Some(rtt);
@@ -130,12 +130,12 @@ impl RoundTrip {
     }
 
     /// A check found a loss: the next wait is twice as long, up to [`MAX_BACKOFF`] doublings.
-    pub fn back_off(&mut self) {
+    fn back_off(&mut self) {
         self.backoff = (self.backoff + 1).min(MAX_BACKOFF);
     }
 
     /// How long a reply is waited for before its datagram is presumed lost.
-    pub fn loss_wait(&self, timeout: Duration) -> Duration {
+    fn loss_wait(&self, timeout: Duration) -> Duration {
         let base = match self.srtt {
             None => LOSS_WAIT_INITIAL,
             Some(srtt) => srtt.saturating_add(self.rttvar.saturating_mul(4)),
@@ -171,7 +171,7 @@ struct Flow {
 
 /// Runs this thread's sockets to the end and returns what they measured. An error before the
 /// load (or a panic) drops `ticket`, which stops the other threads at the gate.
-pub fn run(
+pub(crate) fn run(
     share: &ThreadPlan,
     ticket: Ticket,
     mut progress: Option<&mut Progress>,

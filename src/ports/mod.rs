@@ -14,7 +14,7 @@
 
 mod builtin;
 mod render;
-pub mod services;
+pub(crate) mod services;
 
 use std::{
     fmt,
@@ -32,33 +32,33 @@ use crate::{
     error::UsageError,
     output::stdout_error,
 };
-pub use services::ServicesTable;
+pub(crate) use services::ServicesTable;
 
 /// The services file read when none is named.
-pub const DEFAULT_SERVICES_FILE: &str = "/etc/services";
+const DEFAULT_SERVICES_FILE: &str = "/etc/services";
 /// The range listed when no bound is given: the IANA system ports.
-pub const SYSTEM_PORTS: RangeInclusive<u16> = 0..=1023;
+const SYSTEM_PORTS: RangeInclusive<u16> = 0..=1023;
 /// The range searched when no bound is given with `--name`: a service looked up by name may be
 /// on any port (`http-alt` is on 8080), so the search is not cut at the system ports.
-pub const ALL_PORTS: RangeInclusive<u16> = 0..=u16::MAX;
+const ALL_PORTS: RangeInclusive<u16> = 0..=u16::MAX;
 /// The largest services file read, in bytes (16 MiB). A real one is kilobytes (Debian's
 /// `/etc/services` is 13 kB); the limit leaves that a thousandfold room, while `/dev/zero`,
 /// `/dev/urandom` or an endless pipe named by mistake stops here instead of filling memory.
-pub const MAX_SERVICES_FILE: u64 = 16 << 20;
+const MAX_SERVICES_FILE: u64 = 16 << 20;
 
 /// One line of output: a service on a port, with the protocols that were asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Row {
-    pub port: u16,
+pub(crate) struct Row {
+    pub(crate) port: u16,
     /// The protocols joined with `/`, e.g. `tcp/udp`.
-    pub protocol: String,
-    pub service: String,
-    pub aliases: Vec<String>,
+    pub(crate) protocol: String,
+    pub(crate) service: String,
+    pub(crate) aliases: Vec<String>,
 }
 
 /// Where the services came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// A services file, named or the default.
     File(PathBuf),
     /// The table built into netecho, because the default file does not exist.
@@ -75,7 +75,7 @@ impl fmt::Display for Source {
 }
 
 /// Runs `netecho ports`.
-pub fn run(args: &PortsArgs) -> Result<()> {
+pub(crate) fn run(args: &PortsArgs) -> Result<()> {
     let unbounded = match args.name {
         Some(_) => ALL_PORTS,
         None => SYSTEM_PORTS,
@@ -136,7 +136,7 @@ pub fn run(args: &PortsArgs) -> Result<()> {
 /// most one way. One positional port is that port alone; no bound at all is `unbounded`
 /// ([`SYSTEM_PORTS`], or [`ALL_PORTS`] for a search by name); `--low` alone runs to 65535 and
 /// `--high` alone starts at 0.
-pub fn port_range(
+fn port_range(
     low_arg: Option<u16>,
     high_arg: Option<u16>,
     low_flag: Option<u16>,
@@ -169,7 +169,7 @@ pub fn port_range(
 /// Parses the named services file, or the default one, or, when the default one does not
 /// exist, takes the built-in table. Only a missing *default* falls back; any other failure to
 /// read, or a file over [`MAX_SERVICES_FILE`], is an error naming the path.
-pub fn load(named: Option<&Path>, default: &Path) -> Result<(ServicesTable, Source)> {
+pub(crate) fn load(named: Option<&Path>, default: &Path) -> Result<(ServicesTable, Source)> {
     let path = named.unwrap_or(default);
     let file = match File::open(path) {
         Ok(file) => file,
@@ -210,7 +210,7 @@ pub fn load(named: Option<&Path>, default: &Path) -> Result<(ServicesTable, Sour
 /// The rows for the ports of `range`, in port order. With a protocol, only services registered
 /// for it, showing only it; without, every protocol but AppleTalk `ddp`. With a name pattern,
 /// only services whose name or an alias contains it, ignoring case.
-pub fn select(
+fn select(
     table: &ServicesTable,
     range: RangeInclusive<u16>,
     protocol: Option<Protocol>,
@@ -251,7 +251,7 @@ pub fn select(
 }
 
 /// The line for stderr: `42 services on 37 ports in 0–1023`, or `no services in 5000–5000`.
-pub fn summary(
+pub(crate) fn summary(
     rows: &[Row],
     range: &RangeInclusive<u16>,
     protocol: Option<Protocol>,

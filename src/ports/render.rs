@@ -27,7 +27,7 @@ const HEADER: [&str; 4] = ["PORT", "PROTOCOL", "SERVICE", "ALIASES"];
 
 /// The rows as a table that wraps its cells to fit the terminal width (comfy-table finds the
 /// width when stdout is a terminal). `styled`: bold headings and coloured service names.
-pub fn table(rows: &[Row], styled: bool) -> Table {
+pub(crate) fn table(rows: &[Row], styled: bool) -> Table {
     let mut table = Table::new();
     table
         .load_style(presets::UTF8_FULL_CONDENSED)
@@ -69,7 +69,7 @@ pub fn table(rows: &[Row], styled: bool) -> Table {
 }
 
 /// Writes `PORT\tPROTOCOL\tSERVICE\tALIASES` lines, no header.
-pub fn plain(out: &mut impl Write, rows: &[Row]) -> io::Result<()> {
+pub(crate) fn plain(out: &mut impl Write, rows: &[Row]) -> io::Result<()> {
     for row in rows {
         writeln!(
             out,
@@ -90,7 +90,7 @@ fn shown_aliases(row: &Row) -> String {
 }
 
 /// Writes a JSON array of `{port, protocol, service, aliases}` objects, one per line.
-pub fn json(out: &mut impl Write, rows: &[Row]) -> io::Result<()> {
+pub(crate) fn json(out: &mut impl Write, rows: &[Row]) -> io::Result<()> {
     out.write_all(b"[")?;
     for (i, row) in rows.iter().enumerate() {
         out.write_all(if i == 0 { b"\n  " } else { b",\n  " })?;

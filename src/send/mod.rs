@@ -17,7 +17,7 @@ use crate::cli::SendArgs;
 const CHUNK: usize = 64 * 1024;
 
 /// What to send.
-pub enum Payload {
+pub(crate) enum Payload {
     /// A message from the command line, printed back with a newline.
     Message(Vec<u8>),
     /// All of stdin, printed back byte for byte.
@@ -36,7 +36,7 @@ impl Payload {
 
 /// The status lines on stderr, unless `--quiet`.
 #[derive(Clone, Copy)]
-pub struct Status {
+pub(crate) struct Status {
     quiet: bool,
 }
 
@@ -49,7 +49,7 @@ impl Status {
 }
 
 /// Runs `netecho send`.
-pub fn run(args: &SendArgs) -> Result<()> {
+pub(crate) fn run(args: &SendArgs) -> Result<()> {
     let payload = Payload::from_args(&args.message);
     let status = Status { quiet: args.quiet };
     if args.udp {

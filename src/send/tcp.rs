@@ -93,7 +93,7 @@ struct SendState {
 }
 
 /// Sends the payload over TCP and checks the reply.
-pub fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<()> {
+pub(crate) fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<()> {
     status.line(format_args!("connecting to {}", args.endpoint.display()));
     let (stream, server) = connect(&args.endpoint.resolve()?, args.timeout)?;
     stream

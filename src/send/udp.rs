@@ -29,7 +29,7 @@ enum Silence {
 }
 
 /// Sends the payload as one datagram and checks the reply.
-pub fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<()> {
+pub(crate) fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<()> {
     let (data, newline) = match payload {
         Payload::Message(message) => (message, true),
         Payload::Stdin => (read_stdin()?, false),

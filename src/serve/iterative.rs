@@ -43,7 +43,11 @@ const ACCEPTS_PER_TURN: usize = 64;
 
 /// Serves clients one by one until SIGINT or SIGTERM; returns the totals. Prints the `listening
 /// on` line once the loop is ready, signal watch included.
-pub fn serve(mut listener: TcpListener, args: &ServeArgs, report: &mut Report) -> Result<Summary> {
+pub(crate) fn serve(
+    mut listener: TcpListener,
+    args: &ServeArgs,
+    report: &mut Report,
+) -> Result<Summary> {
     let mut poll = Poll::new().context("cannot create the event poll")?;
     let mut signals = watch_signals(poll.registry(), SIGNALS)?;
     poll.registry()

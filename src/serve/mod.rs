@@ -14,12 +14,12 @@
 //! Every loop reports through [`report`], which never makes a loop wait on stdout: lines that
 //! stdout cannot take in time are dropped and counted.
 
-pub mod connection;
-pub mod guard;
-pub mod iterative;
-pub mod multiplex;
-pub mod report;
-pub mod udp;
+pub(crate) mod connection;
+pub(crate) mod guard;
+pub(crate) mod iterative;
+pub(crate) mod multiplex;
+pub(crate) mod report;
+pub(crate) mod udp;
 
 use std::{
     io,
@@ -46,10 +46,10 @@ const LISTEN_BACKLOG: i32 = 1024;
 /// How long a loop waits before accepting again after accept failed (out of descriptors, say):
 /// long enough not to spin on an error that persists, short enough that waiting clients are
 /// taken soon after descriptors free up.
-pub const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+pub(crate) const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// Runs the server until SIGINT or SIGTERM.
-pub fn run(args: &ServeArgs) -> Result<()> {
+pub(crate) fn run(args: &ServeArgs) -> Result<()> {
     let addrs = args.endpoint.resolve()?;
     if args.multiplex {
         return multiplex::run(args, &addrs);
@@ -101,7 +101,7 @@ fn bind_error(addr: SocketAddr, protocol: &str, err: &io::Error) -> anyhow::Erro
 /// while old connections linger in TIME_WAIT. With `reuse_port` (SO_REUSEPORT), several
 /// listeners share the address and the kernel spreads new connections over them: one per
 /// `--workers` loop.
-pub fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+pub(crate) fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     if reuse_port {
@@ -116,7 +116,7 @@ pub fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
 /// Accepts the next waiting client, if any (`None`: none waiting), with TCP_NODELAY set. Clients
 /// that gave up before we got to them are skipped. An error is the listener's (out of
 /// descriptors, say): the caller pauses accepting for [`ACCEPT_RETRY`].
-pub fn accept(
+pub(crate) fn accept(
     listener: &TcpListener,
     report: &mut Report,
 ) -> io::Result<Option<(TcpStream, SocketAddr)>> {
@@ -144,7 +144,7 @@ pub fn accept(
 
 /// Installs the SIGINT/SIGTERM handlers and watches them on a poll: a stop request becomes an
 /// ordinary event of the loop, with no handler code of ours.
-pub fn watch_signals(registry: &Registry, token: Token) -> Result<Signals> {
+pub(crate) fn watch_signals(registry: &Registry, token: Token) -> Result<Signals> {
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
     registry
         .register(&mut signals, token, Interest::READABLE)
@@ -153,7 +153,7 @@ pub fn watch_signals(registry: &Registry, token: Token) -> Result<Signals> {
 }
 
 /// Closes a client (by dropping it), counts it and reports why it left.
-pub fn finish(conn: Connection, why: Leave, summary: &mut Summary, report: &mut Report) {
+pub(crate) fn finish(conn: Connection, why: Leave, summary: &mut Summary, report: &mut Report) {
     summary.clients += 1;
     summary.echoed += conn.echoed;
     report.left(conn.peer, conn.received, conn.echoed, &why);

@@ -109,7 +109,7 @@ struct SharedNotices {
 }
 
 /// Runs the multiplexed server until SIGINT or SIGTERM, prints the summary.
-pub fn run(args: &ServeArgs, addrs: &[SocketAddr]) -> Result<()> {
+pub(crate) fn run(args: &ServeArgs, addrs: &[SocketAddr]) -> Result<()> {
     let workers = usize::from(args.workers);
     let fd_limit = fd_limit::raise(u64::MAX);
     let max_connections = connection_limit(args.max_connections, workers, &fd_limit)?;

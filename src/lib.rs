@@ -16,10 +16,11 @@
 //!   `ports/services.rs` is the services(5) parser, `ports/builtin.rs` the fallback table and
 //!   `ports/render.rs` the table, plain and JSON output.
 //! - `bench`: the load generator. `bench/run_loop.rs` is the event loop of one thread, written
-//!   once; `bench/tcp.rs` and `bench/udp.rs` are its two transports. `bench/message.rs` is what
-//!   each message contains and how replies are checked, `bench/schedule.rs` when messages are
-//!   due at a fixed rate, `bench/gate.rs` where the threads meet to start, and `bench/stats.rs`
-//!   the histogram, the errors by kind and the report.
+//!   once; `bench/tcp.rs` and `bench/udp.rs` are its two transports. `bench/plan.rs` is what a
+//!   run and each thread are asked to do, `bench/message.rs` what each message contains and how
+//!   replies are checked, `bench/schedule.rs` when messages are due at a fixed rate,
+//!   `bench/gate.rs` where the threads meet to start, `bench/progress.rs` the progress bar and
+//!   `bench/stats.rs` the histogram, the errors by kind and the report.
 //! - `completions`: `netecho completions`, the shell completion scripts.
 //! - `man`: `netecho man`, the man pages, with EXAMPLES read from each command's `--help`.
 //!

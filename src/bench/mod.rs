@@ -1,16 +1,20 @@
 //! `netecho bench`: a load generator that verifies every echoed byte.
 //!
 //! This module checks the options, raises the fd limit, splits the connections over the threads
-//! and prints the report. The work is in its own files:
+//! and prints the report. The work is in its own files, each importing only those below it
+//! (this module, at the top, imports them all):
 //!
+//! - [`tcp`] and [`udp`]: the two transports that the event loop drives. TCP connects in a
+//!   bounded window, then runs a state machine per connection with a write buffer of due
+//!   messages and a read cursor that checks bytes as they arrive; UDP does the same over
+//!   datagrams, counting losses instead of failing the connection.
+//! - [`run_loop`]: the event loop (mio) of one thread, written once: when the load stops, the
+//!   drain, the schedule, the progress counters, the wait on the poll.
+//! - [`plan`]: what the run and each thread are asked to do, the live counters, and
+//!   [`later`](plan::later).
+//! - [`progress`]: the progress bar with the live rate.
 //! - [`message`]: what message `seq` of connection `conn` contains, and its verification.
 //! - [`schedule`]: when each message is due in the open loop (`--rate`).
-//! - [`run_loop`]: the event loop (mio) of one thread, written once: when the load stops, the
-//!   drain, the schedule, the progress counters, the wait on the poll. The two transports plug
-//!   into it:
-//! - [`tcp`]: connect in a bounded window, then a state machine per connection with a write
-//!   buffer of due messages and a read cursor that checks bytes as they arrive;
-//! - [`udp`]: the same over datagrams, counting losses instead of failing the connection.
 //! - [`stats`]: latency histogram, errors by kind, and the text and JSON report.
 //! - [`gate`]: where the threads meet once set up; one that fails to start releases the others.
 //!
@@ -24,41 +28,39 @@
 //!
 //! Memory is bounded before anything is allocated: [`buffer_bytes`] is what a connection may
 //! come to hold, and a run whose connections together would need more than
-//! [`MAX_BUFFER_MEMORY`] is a usage error. Deadlines are computed with [`later`], which cannot
-//! overflow.
+//! [`MAX_BUFFER_MEMORY`] is a usage error. Deadlines are computed with [`later`](plan::later),
+//! which cannot overflow.
 
-pub(crate) mod gate;
-pub(crate) mod message;
-pub(crate) mod run_loop;
-pub(crate) mod schedule;
-pub(crate) mod stats;
-pub(crate) mod tcp;
-pub(crate) mod udp;
+mod gate;
+mod message;
+mod plan;
+mod progress;
+mod run_loop;
+mod schedule;
+mod stats;
+mod tcp;
+mod udp;
 
 use std::{
-    io::{self, IsTerminal, Write},
+    io::{self, Write},
     net::{SocketAddr, TcpStream},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
+    sync::{Arc, atomic::AtomicBool},
     thread,
-    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, anyhow, bail};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::{
     cli::{BenchArgs, MAX_BUFFER_MEMORY, MAX_DATAGRAM, MAX_TCP_SIZE},
     error::{EXIT_INTERRUPTED, Interrupted, UsageError},
     fd_limit,
     output::stdout_error,
-    parse::MAX_DURATION,
     size,
 };
 use gate::{StartGate, Ticket};
 use message::HEADER_LEN;
+use plan::{Live, Load, Plan, ThreadPlan};
+use progress::Progress;
 use stats::{BenchReport, Settings, ThreadStats};
 
 /// Exit status of a second Ctrl-C (at once), the same as a run cut short by the first one
@@ -66,72 +68,6 @@ use stats::{BenchReport, Settings, ThreadStats};
 const EXIT_AT_ONCE: i32 = EXIT_INTERRUPTED as i32;
 /// Connects under way at once, over all threads, so a server's listen backlog is not overrun.
 const CONNECT_WINDOW: usize = 256;
-/// How often the progress bar is redrawn.
-const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
-
-/// How messages are paced.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Load {
-    /// Each connection keeps this many messages in flight and sends the next when one returns.
-    Closed { pipeline: u32 },
-    /// Messages are due on a fixed schedule at this many per second (over all connections);
-    /// latency counts from when each was due, so a stalled server cannot hide its stall.
-    Open { rate: f64 },
-}
-
-/// The validated options of a run.
-#[derive(Debug, Clone)]
-pub(crate) struct Plan {
-    /// Where to connect.
-    pub(crate) target: SocketAddr,
-    /// Number of connections (UDP: sockets).
-    pub(crate) connections: u32,
-    /// Bytes per message.
-    pub(crate) size: usize,
-    /// How long to send.
-    pub(crate) duration: Duration,
-    /// Pacing.
-    pub(crate) load: Load,
-    /// Over UDP instead of TCP.
-    pub(crate) udp: bool,
-    /// Event-loop threads (never more than connections).
-    pub(crate) threads: u32,
-    /// Bound on a connect, on a wait for replies, and on the final drain.
-    pub(crate) timeout: Duration,
-}
-
-/// What a thread needs to run its share.
-pub(crate) struct ThreadPlan<'a> {
-    /// The whole run.
-    pub(crate) plan: &'a Plan,
-    /// The ids of this thread's connections (they number the connections in messages and
-    /// errors).
-    pub(crate) ids: Vec<u32>,
-    /// Open loop: this thread's share of the rate.
-    pub(crate) rate: Option<f64>,
-    /// Connects this thread may have under way at once.
-    pub(crate) connect_window: usize,
-    /// Counters for the progress bar.
-    pub(crate) live: &'a Live,
-}
-
-/// Totals the progress bar shows while the run goes on.
-#[derive(Debug, Default)]
-pub(crate) struct Live {
-    /// Replies verified so far.
-    pub(crate) messages: AtomicU64,
-    /// Errors so far.
-    pub(crate) errors: AtomicU64,
-    /// Set by Ctrl-C or SIGTERM: end the load now, as if `--duration` were over.
-    pub(crate) interrupted: Arc<AtomicBool>,
-}
-
-impl Live {
-    /// Whether the run was interrupted and should stop loading.
-    pub(crate) fn is_interrupted(&self) -> bool {
-        self.interrupted.load(Ordering::Relaxed)
-    }
-}
 
 /// Ctrl-C and SIGTERM end the load early with a report; a second one exits at once (status 130,
 /// as a shell reports a process killed by SIGINT).
@@ -217,13 +153,6 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
         Some(why) => bail!("bench failed: {why}"),
         None => Ok(()),
     }
-}
-
-/// `at + wait` for the deadlines of a run. `wait` is clamped to [`MAX_DURATION`] (30 days, no
-/// option is longer) and an `Instant` of this process plus 30 days is always representable, so
-/// this cannot overflow, whatever a computation (a schedule at a huge rate) made of `wait`.
-pub(crate) fn later(at: Instant, wait: Duration) -> Instant {
-    at + wait.min(MAX_DURATION)
 }
 
 /// Bytes of buffers one connection (UDP: socket) of the run may come to hold: its write buffer
@@ -386,99 +315,5 @@ fn run_share(
         udp::run(share, ticket, progress)
     } else {
         tcp::run(share, ticket, progress)
-    }
-}
-
-/// The progress bar with the live rate, drawn only when both stdout and stderr are terminals.
-pub(crate) struct Progress<'a> {
-    /// The bar (hidden when not on a terminal); its length is the run's duration in ms.
-    bar: ProgressBar,
-    /// The counters the threads update.
-    live: &'a Live,
-    /// When the load started, once it has.
-    started: Option<Instant>,
-    /// The next redraw.
-    next: Instant,
-    /// Replies at the last redraw, and when it was: the live rate is the difference.
-    last: (u64, Instant),
-}
-
-impl<'a> Progress<'a> {
-    fn new(duration: Duration, live: &'a Live) -> Self {
-        let on_terminal = io::stdout().is_terminal() && io::stderr().is_terminal();
-        let length = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
-        let bar = if on_terminal {
-            ProgressBar::new(length)
-        } else {
-            ProgressBar::hidden()
-        };
-        // The template is a constant; should it ever be refused, the default style is fine.
-        if let Ok(style) = ProgressStyle::with_template("{elapsed:>4} [{bar:30.cyan/blue}] {msg}") {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_message("connecting");
-        let now = Instant::now();
-        Progress {
-            bar,
-            live,
-            started: None,
-            next: now,
-            last: (0, now),
-        }
-    }
-
-    /// Marks the start of the load.
-    pub(crate) fn start(&mut self, now: Instant) {
-        self.started = Some(now);
-        self.last = (0, now);
-        self.next = later(now, PROGRESS_INTERVAL);
-    }
-
-    /// When the event loop should wake to redraw.
-    pub(crate) fn deadline(&self) -> Instant {
-        self.next
-    }
-
-    /// Redraws if it is time.
-    pub(crate) fn tick(&mut self, now: Instant) {
-        let Some(started) = self.started else { return };
-        if now < self.next {
-            return;
-        }
-        self.next = later(now, PROGRESS_INTERVAL);
-        let messages = self.live.messages.load(Ordering::Relaxed);
-        let errors = self.live.errors.load(Ordering::Relaxed);
-        let (last_messages, last_time) = self.last;
-        let seconds = now.duration_since(last_time).as_secs_f64();
-        let rate = if seconds > 0.0 {
-            (messages - last_messages) as f64 / seconds
-        } else {
-            0.0
-        };
-        self.last = (messages, now);
-        let elapsed = u64::try_from(now.duration_since(started).as_millis()).unwrap_or(u64::MAX);
-        self.bar.set_position(elapsed);
-        self.bar.set_message(format!(
-            "{rate:.0} msgs/s, {messages} replies, {errors} errors"
-        ));
-    }
-
-    fn finish(&self) {
-        self.bar.finish_and_clear();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deadlines_never_overflow() {
-        let now = Instant::now();
-        assert_eq!(later(now, Duration::MAX), now + MAX_DURATION);
-        assert_eq!(
-            later(now, Duration::from_secs(1)),
-            now + Duration::from_secs(1)
-        );
     }
 }

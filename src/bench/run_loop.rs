@@ -26,9 +26,9 @@ use anyhow::{Context, Result};
 use mio::{Events, Poll, event::Event};
 
 use super::{
-    Progress, ThreadPlan,
     gate::Ticket,
-    later,
+    plan::{ThreadPlan, later},
+    progress::Progress,
     schedule::Schedule,
     stats::{ErrorKind, ThreadStats},
 };

@@ -19,7 +19,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::later;
+use super::plan::later;
 
 /// One thread's schedule.
 #[derive(Debug, Clone)]

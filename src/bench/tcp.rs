@@ -30,10 +30,10 @@ use anyhow::{Context, Result};
 use mio::{Events, Interest, Poll, Token, event::Event, net::TcpStream};
 
 use super::{
-    Load, Progress, ThreadPlan,
     gate::Ticket,
-    later,
     message::Message,
+    plan::{Load, ThreadPlan, later},
+    progress::Progress,
     run_loop::{self, Core, EVENTS_CAPACITY, Transport},
     stats::{ErrorKind, ThreadStats, describe_mismatch},
 };
@@ -230,7 +230,7 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(stream: TcpStream, id: u32, plan: &super::Plan) -> Self {
+    fn new(stream: TcpStream, id: u32, plan: &super::plan::Plan) -> Self {
         let buffered = match plan.load {
             Load::Closed { pipeline } => pipeline as usize,
             Load::Open { .. } => OPEN_LOOP_BUFFERED,

@@ -41,10 +41,10 @@ use anyhow::{Context, Result};
 use mio::{Interest, Poll, Token, event::Event, net::UdpSocket};
 
 use super::{
-    Load, Progress, ThreadPlan,
     gate::Ticket,
-    later,
     message::Message,
+    plan::{Load, ThreadPlan, later},
+    progress::Progress,
     run_loop::{self, Core, Transport},
     stats::{ErrorKind, ThreadStats, describe_mismatch},
 };

@@ -2,16 +2,20 @@
 //!
 //! The crate is laid out one module per job, in layers. Dependencies run one way, downwards:
 //! `main → lib::run → commands → cli → parse`; no module imports one that imports it back.
+//! Inside a command too: its `mod.rs` runs it and imports its files, and none of them imports
+//! `mod.rs` (what they share is in a file of its own, below them).
 //!
 //! **The commands**, one module each, dispatched by [`run`]:
 //!
 //! - `serve`: the echo server, TCP and UDP. `serve/iterative.rs` serves one client at a time,
 //!   `serve/multiplex.rs` all of them at once from an event loop (`--multiplex`);
-//!   `serve/connection.rs` holds the echo rules (bounded buffer, half-close, errors) and
-//!   `serve/report.rs` the lines the server prints. `serve/udp.rs` is the UDP echo (`--udp`,
-//!   RFC 862), and `serve/guard.rs` what it refuses to answer (reflection, rate per source).
+//!   `serve/connection.rs` holds the echo rules (bounded buffer, half-close, errors),
+//!   `serve/listen.rs` binding, accepting and the stop signals, and `serve/report.rs` the lines
+//!   the server prints. `serve/udp.rs` is the UDP echo (`--udp`, RFC 862), and
+//!   `serve/guard.rs` what it refuses to answer (reflection, rate per source).
 //! - `send`: the client. It writes and reads at the same time and checks the reply byte for
-//!   byte; `send/tcp.rs` over a connection, `send/udp.rs` as one datagram with retries (`--udp`).
+//!   byte; `send/tcp.rs` over a connection, `send/udp.rs` as one datagram with retries (`--udp`),
+//!   `send/exchange.rs` what both share (the payload, the status lines, a difference in words).
 //! - `ports`: the services of a port range, from `/etc/services` or a built-in table.
 //!   `ports/services.rs` is the services(5) parser, `ports/builtin.rs` the fallback table and
 //!   `ports/render.rs` the table, plain and JSON output.

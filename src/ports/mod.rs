@@ -2,7 +2,7 @@
 //!
 //! The data path in one read: the command line becomes a port range ([`port_range`]); the
 //! services file (or the built-in table when `/etc/services` is missing) is parsed once into a
-//! [`ServicesTable`] ([`load`]); the ports of the range become [`Row`]s, filtered by protocol and
+//! [`ServicesTable`] ([`load`]); the ports of the range become [`Row`](render::Row)s, filtered by protocol and
 //! name ([`select`]); [`render`] writes them to stdout; the summary goes to stderr.
 //!
 //! A services file is read up to [`MAX_SERVICES_FILE`] bytes and refused beyond, so naming
@@ -24,14 +24,13 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{Result, anyhow, bail};
-use serde::Serialize;
-
 use crate::{
     cli::{Format, PortsArgs, Protocol},
     error::UsageError,
     output::stdout_error,
 };
+use anyhow::{Result, anyhow, bail};
+use render::Row;
 pub(crate) use services::ServicesTable;
 
 /// The services file read when none is named.
@@ -45,16 +44,6 @@ const ALL_PORTS: RangeInclusive<u16> = 0..=u16::MAX;
 /// `/etc/services` is 13 kB); the limit leaves that a thousandfold room, while `/dev/zero`,
 /// `/dev/urandom` or an endless pipe named by mistake stops here instead of filling memory.
 const MAX_SERVICES_FILE: u64 = 16 << 20;
-
-/// One line of output: a service on a port, with the protocols that were asked for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct Row {
-    pub(crate) port: u16,
-    /// The protocols joined with `/`, e.g. `tcp/udp`.
-    pub(crate) protocol: String,
-    pub(crate) service: String,
-    pub(crate) aliases: Vec<String>,
-}
 
 /// Where the services came from.
 #[derive(Debug, Clone, PartialEq, Eq)]

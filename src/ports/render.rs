@@ -19,8 +19,19 @@ use comfy_table::{
     Attribute, Cell, CellAlignment, Color, ColumnConstraint, ContentArrangement, Table, presets,
 };
 
-use super::Row;
+use serde::Serialize;
+
 use crate::preview::escape_text;
+
+/// One line of output: a service on a port, with the protocols that were asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Row {
+    pub(crate) port: u16,
+    /// The protocols joined with `/`, e.g. `tcp/udp`.
+    pub(crate) protocol: String,
+    pub(crate) service: String,
+    pub(crate) aliases: Vec<String>,
+}
 
 /// Column headings of the table.
 const HEADER: [&str; 4] = ["PORT", "PROTOCOL", "SERVICE", "ALIASES"];

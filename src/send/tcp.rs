@@ -38,7 +38,7 @@ use std::{
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::{CHUNK, Payload, Status, first_difference, seconds};
+use super::exchange::{CHUNK, Payload, Status, first_difference, seconds};
 use crate::{cli::SendArgs, error::describe, output::stdout_error};
 
 /// Chunks handed over but not yet checked against the reply (at most 4 MiB in flight).

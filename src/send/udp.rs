@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use super::{Payload, Status, first_difference, seconds};
+use super::exchange::{Payload, Status, first_difference, seconds};
 use crate::{
     cli::{MAX_DATAGRAM, SendArgs},
     error::UsageError,

@@ -26,7 +26,7 @@ use std::{
 
 use mio::{event::Event, net::TcpStream};
 
-use super::report::Report;
+use super::report::{Leave, Report, Summary};
 
 /// Size of the shared scratch buffer each loop reads into, and so the most a connection keeps
 /// while its client does not read. 256 KiB rather than 64: on loopback, bulk echo ran about 1.4×
@@ -159,6 +159,13 @@ impl Connection {
         self.pending = Vec::new();
         self.pending_written = 0;
         Ok(true)
+    }
+
+    /// Closes the client (by dropping it), counts it and reports why it left.
+    pub(crate) fn finish(self, why: Leave, summary: &mut Summary, report: &mut Report) {
+        summary.clients += 1;
+        summary.echoed += self.echoed;
+        report.left(self.peer, self.received, self.echoed, &why);
     }
 }
 

@@ -25,11 +25,9 @@ use anyhow::{Context, Result};
 use mio::{Events, Interest, Poll, Token, net::TcpListener};
 
 use super::{
-    ACCEPT_RETRY,
     connection::{Connection, PumpOutcome, SCRATCH_SIZE},
-    finish, local_addr,
+    listen::{self, ACCEPT_RETRY, local_addr, watch_signals},
     report::{Leave, Report, Served, Summary},
-    watch_signals,
 };
 use crate::cli::ServeArgs;
 
@@ -85,7 +83,7 @@ pub(crate) fn serve(
         }
         if events.iter().any(|e| e.token() == SIGNALS) && signals.pending().next().is_some() {
             if let Some(conn) = client.take() {
-                finish(conn, Leave::Shutdown, &mut summary, report);
+                conn.finish(Leave::Shutdown, &mut summary, report);
             }
             return Ok(summary);
         }
@@ -100,7 +98,7 @@ pub(crate) fn serve(
                 && let Some(mut conn) = client.take()
             {
                 let _ = poll.registry().deregister(&mut conn.stream);
-                finish(conn, leave, &mut summary, report);
+                conn.finish(leave, &mut summary, report);
             }
         }
 
@@ -119,7 +117,7 @@ pub(crate) fn serve(
                     accept_failing = false;
                     if let Some(leave) = echo_until_blocked(&mut conn, &mut scratch, report) {
                         let _ = poll.registry().deregister(&mut conn.stream);
-                        finish(conn, leave, &mut summary, report);
+                        conn.finish(leave, &mut summary, report);
                     } else {
                         client = Some(conn);
                     }
@@ -163,7 +161,7 @@ fn accept(
     poll: &Poll,
     report: &mut Report,
 ) -> io::Result<Option<Connection>> {
-    let Some((mut stream, peer)) = super::accept(listener, report)? else {
+    let Some((mut stream, peer)) = listen::accept(listener, report)? else {
         return Ok(None);
     };
     poll.registry()

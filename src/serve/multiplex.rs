@@ -55,12 +55,10 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use super::{
-    ACCEPT_RETRY, accept, bind, bind_any, bind_error,
     connection::{Connection, PumpOutcome, SCRATCH_SIZE},
-    finish, local_addr,
+    listen::{ACCEPT_RETRY, accept, bind, bind_any, bind_error, local_addr, watch_signals},
     report::{Leave, ReadView, Report, Served, Summary, UdpTotals},
     udp::{self, UdpEcho},
-    watch_signals,
 };
 use crate::{
     cli::ServeArgs,
@@ -664,7 +662,7 @@ impl<'a> EventLoop<'a> {
     fn close(&mut self, key: usize, why: Leave) {
         if let Some(client) = self.clients.try_remove(key) {
             // Dropping the stream closes it, which also removes it from the poll.
-            finish(client.conn, why, &mut self.summary, &mut self.report);
+            client.conn.finish(why, &mut self.summary, &mut self.report);
             let clients = &self.clients;
             self.timers.forget_left(clients.len(), |key, serial| {
                 clients.get(key).is_some_and(|c| c.serial == serial)

@@ -23,8 +23,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{
     guard::{self, Guard, Verdict},
+    listen::watch_signals,
     report::{Report, Summary, UdpTotals},
-    watch_signals,
 };
 use crate::cli::ServeArgs;
 

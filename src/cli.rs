@@ -638,6 +638,35 @@ mod tests {
         }
     }
 
+    /// The help states some limits in words (a doc comment cannot print a constant): they must
+    /// be the limits enforced.
+    #[test]
+    fn the_limits_in_the_help_are_the_limits_enforced() {
+        let cli = Cli::command();
+        let help = |command: &str, arg: Option<&str>| -> String {
+            let sub = cli.find_subcommand(command).expect(command);
+            match arg {
+                Some(id) => sub
+                    .get_arguments()
+                    .find(|a| a.get_id() == id)
+                    .and_then(|a| a.get_help())
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                None => sub
+                    .get_long_about()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            }
+        };
+        let datagram = MAX_DATAGRAM.to_string();
+        assert!(help("send", Some("udp")).contains(&datagram));
+        assert!(help("bench", Some("size")).contains(&datagram));
+        assert_eq!(MAX_BUFFER_MEMORY, 4 << 30);
+        assert!(help("bench", None).contains("more than 4 GiB"));
+        assert_eq!(parse::MAX_RATE, 1e9);
+        assert!(help("bench", Some("rate")).contains("at most 1e9"));
+    }
+
     #[test]
     fn examples_are_read_from_the_block_only() {
         let cmd = clap::Command::new("x").after_help(

@@ -9,6 +9,8 @@
 //! accept rarely fails with EMFILE; when it does anyway (another thread, a lower limit than
 //! expected, ENFILE for the whole system) the loop pauses accepting.
 
+use crate::error::describe;
+
 /// Descriptors kept back from clients (or `bench` connections) for the process as a whole:
 /// stdio, the polls and their wakers, the UDP socket, what the libraries may open, with room to
 /// spare.
@@ -29,9 +31,13 @@ pub(crate) fn raise(wanted: u64) -> Result<u64, String> {
         Ok(limit) => Ok(limit),
         Err(err) => match rlimit::getrlimit(rlimit::Resource::NOFILE) {
             Ok((soft, _hard)) => Err(format!(
-                "cannot raise the open-file limit ({err}); it stays at {soft}"
+                "cannot raise the open-file limit ({}); it stays at {soft}",
+                describe(&err)
             )),
-            Err(read_err) => Err(format!("cannot read the open-file limit: {read_err}")),
+            Err(read_err) => Err(format!(
+                "cannot read the open-file limit: {}",
+                describe(&read_err)
+            )),
         },
     }
 }

@@ -4,6 +4,11 @@
 //! these types, so this file is the single source of truth. Commands get their own module
 //! (`serve`, `send`, ...) and receive their `*Args` struct from here.
 //!
+//! Dependencies run one way: the commands import this module, and it imports only the value
+//! parsers of [`parse`], a leaf. So the limits an argument enforces (`MAX_CONNECTIONS`,
+//! `MAX_DATAGRAM`, ...) and its value enums ([`Protocol`], [`Format`]) live here, beside the
+//! argument, and the commands read them from here.
+//!
 //! Every command teaches in the same way: a one-line `about` (the doc comment), a `long_about`
 //! with the details, defaults shown by clap as `[default: ...]`, and an `after_help` that is its
 //! examples block, in the one format [`examples`] reads:
@@ -18,15 +23,18 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use clap::{Args, Parser, Subcommand, ValueHint};
+use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
 use clap_complete::Shell;
 
-use crate::{address, bench, duration, ports, serve::guard, size};
+use crate::parse;
 
 /// The default host: loopback, so a server started without thought is not exposed.
 pub const DEFAULT_HOST: &str = "127.0.0.1";
 /// The default port: the one of the classic classroom echo assignment, so its clients work.
 pub const DEFAULT_PORT: u16 = 10000;
+/// The largest UDP payload, `send --udp` and `bench --udp`: the most an IPv4 datagram can carry
+/// (65,535 less 20 bytes of IP header and 8 of UDP header).
+pub const MAX_DATAGRAM: usize = 65_507;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -84,11 +92,15 @@ pub struct Endpoint {
         long,
         env = "NETECHO_PORT",
         default_value_t = DEFAULT_PORT,
-        value_parser = address::parse_port,
+        value_parser = parse::port,
         allow_negative_numbers = true
     )]
     pub port: u16,
 }
+
+/// Default `--udp-rate`: replies per second to one source address; the burst is one second's
+/// worth.
+pub const DEFAULT_UDP_RATE: u32 = 1000;
 
 /// Run a TCP echo server: every byte a client sends comes back, in order
 #[derive(Debug, Args)]
@@ -124,7 +136,7 @@ pub struct ServeArgs {
     pub hex: bool,
 
     /// Drop a client that has made no progress for this long (e.g. 30, 1.5s, 2m) [default: off]
-    #[arg(long, value_name = "SECS", value_parser = duration::parse_positive)]
+    #[arg(long, value_name = "SECS", value_parser = parse::positive_duration)]
     pub idle_timeout: Option<Duration>,
 
     /// Serve all clients at once from one event loop (epoll/kqueue) instead of one at a time
@@ -148,7 +160,7 @@ pub struct ServeArgs {
         long,
         value_name = "SECS",
         default_value = "5",
-        value_parser = duration::parse,
+        value_parser = parse::duration,
         requires = "multiplex"
     )]
     pub drain_timeout: Duration,
@@ -171,7 +183,7 @@ pub struct ServeArgs {
 
     /// Answer at most N datagrams per second to each source address (loopback sources are not
     /// limited: they cannot be forged from outside); 0: no limit
-    #[arg(long, value_name = "N", default_value_t = guard::DEFAULT_RATE, requires = "udp")]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_UDP_RATE, requires = "udp")]
     pub udp_rate: u32,
 }
 
@@ -204,7 +216,7 @@ pub struct SendArgs {
     pub quiet: bool,
 
     /// Give up connecting, or waiting for the server, after this long (e.g. 10, 1.5s, 2m)
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = duration::parse_positive)]
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse::positive_duration)]
     pub timeout: Duration,
 
     /// Send the message as one UDP datagram (at most 65507 bytes) instead of over TCP
@@ -299,19 +311,19 @@ impl clap::builder::TypedValueParser for CommandName {
 
 /// One example from a command's examples block.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Example {
+pub(crate) struct Example {
     /// The command line, as a user types it.
-    pub command: String,
+    pub(crate) command: String,
     /// What it does: the text after `  # `, if any.
-    pub comment: Option<String>,
+    pub(crate) comment: Option<String>,
 }
 
 /// The heading line that opens an examples block in `after_help`.
-pub const EXAMPLES_HEADING: &str = "Examples:";
+pub(crate) const EXAMPLES_HEADING: &str = "Examples:";
 
 /// The examples in a command's `after_help`: the indented lines under `Examples:`, each split at
 /// `  # ` (two spaces) into the command line and its comment. Empty when there is no such block.
-pub fn examples(cmd: &clap::Command) -> Vec<Example> {
+pub(crate) fn examples(cmd: &clap::Command) -> Vec<Example> {
     let Some(after_help) = cmd.get_after_help() else {
         return Vec::new();
     };
@@ -335,15 +347,249 @@ pub fn examples(cmd: &clap::Command) -> Vec<Example> {
         .collect()
 }
 
+/// How `ports` writes its rows to stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A table with borders that fits the terminal width
+    Table,
+    /// Tab-separated PORT, PROTOCOL, SERVICE, ALIASES lines, no header
+    Plain,
+    /// An array of {port, protocol, service, aliases} objects, one per protocol
+    Json,
+}
+
+/// The protocols a service can be registered for (`ports --protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+    Dccp,
+    /// AppleTalk Datagram Delivery Protocol: its numbers are not IP ports, so it is only listed
+    /// when asked for
+    Ddp,
+}
+
+impl Protocol {
+    /// The protocol as services(5) spells it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+            Protocol::Dccp => "dccp",
+            Protocol::Ddp => "ddp",
+        }
+    }
+}
+
+/// List the services registered for a range of ports, from /etc/services
+#[derive(Debug, Args)]
+#[command(
+    long_about = "List the services registered for a range of ports, from /etc/services.\n\n\
+        'netecho ports LOW HIGH' (or --low LOW --high HIGH) lists LOW to HIGH; 'netecho ports \
+        PORT' lists that one port; with no bounds it lists the IANA system ports, 0-1023 (with \
+        --name, all ports: a search by name looks everywhere). --low \
+        alone runs up to 65535, --high alone starts at 0. Ports are 0-65535 and LOW <= HIGH.\n\n\
+        The services come from --services-file, else NETECHO_SERVICES, else /etc/services; if \
+        /etc/services does not exist (minimal containers), from a table built into netecho, \
+        which says so on stderr. Malformed lines are skipped and counted (--strict: an error \
+        naming the line). AppleTalk ddp entries are left out unless --protocol ddp.\n\n\
+        Output is one row per port and service, protocols merged (tcp/udp): a table on a \
+        terminal, otherwise plain tab-separated lines PORT, PROTOCOL, SERVICE, ALIASES (aliases \
+        space-separated, no header), or --format json. A summary goes to stderr.",
+    after_help = "Examples:\n  \
+        netecho ports                                      # the system ports, 0-1023\n  \
+        netecho ports 8000 8100 --protocol tcp             # TCP services in 8000-8100\n  \
+        netecho ports --name http --format json            # every http service, as JSON"
+)]
+pub struct PortsArgs {
+    /// First port of the range, or the one port to list [default: 0]
+    #[arg(
+        value_name = "LOW",
+        value_parser = parse::port,
+        allow_negative_numbers = true
+    )]
+    pub low_arg: Option<u16>,
+
+    /// Last port of the range [default: LOW if given, else 1023; with --name, 65535]
+    #[arg(
+        value_name = "HIGH",
+        value_parser = parse::port,
+        allow_negative_numbers = true
+    )]
+    pub high_arg: Option<u16>,
+
+    /// First port of the range, instead of the LOW argument
+    #[arg(
+        long,
+        value_name = "LOW",
+        value_parser = parse::port,
+        allow_negative_numbers = true
+    )]
+    pub low: Option<u16>,
+
+    /// Last port of the range, instead of the HIGH argument [default with --low: 65535]
+    #[arg(
+        long,
+        value_name = "HIGH",
+        value_parser = parse::port,
+        allow_negative_numbers = true
+    )]
+    pub high: Option<u16>,
+
+    /// Read services from this file (services(5) format) [default: /etc/services]
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "NETECHO_SERVICES",
+        value_hint = ValueHint::FilePath
+    )]
+    pub services_file: Option<PathBuf>,
+
+    /// Fail on the first malformed line of the services file instead of skipping it
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Only services registered for this protocol
+    #[arg(long, value_enum)]
+    pub protocol: Option<Protocol>,
+
+    /// Only services whose name or an alias contains PATTERN (case-insensitive)
+    #[arg(long, value_name = "PATTERN")]
+    pub name: Option<String>,
+
+    /// Output format [default: table on a terminal, plain otherwise]
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+}
+
+/// Most connections `bench` may open (each is a file descriptor and an ephemeral port).
+pub const MAX_CONNECTIONS: u32 = 1_000_000;
+/// Most messages in flight per connection with `bench --pipeline`.
+pub const MAX_PIPELINE: u32 = 65_536;
+/// Most event-loop threads of `bench`.
+pub const MAX_THREADS: u32 = 256;
+/// Largest `bench` message over TCP (each connection buffers at most 64 KiB of it at a time).
+pub const MAX_TCP_SIZE: usize = 1 << 30;
+/// Most memory the connections' buffers of a `bench` run may come to hold, over the whole run:
+/// 4 GiB. Past this the run is refused before it allocates anything, rather than swapping the
+/// machine or being killed mid-run (`-c 10000 --pipeline 65536` asked for 11 GB).
+pub const MAX_BUFFER_MEMORY: u64 = 4 << 30;
+
+/// Load an echo server with many connections and check every echoed byte
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Load an echo server with many connections and check every echoed byte.\n\n\
+        Opens --connections connections (default 1) and sends --size-byte messages (default 64) \
+        for --duration (default 10s). Each message names its connection and sequence number, and \
+        every byte of every reply is checked. By default the load is a closed loop: each \
+        connection sends its next message when the reply to the last has come back; \
+        --pipeline K keeps K in flight. --rate R runs an open loop instead: R messages per \
+        second in total (at most 1e9), on a fixed schedule, with latency counted from when each \
+        message was due, so a server that stalls cannot hide the stall. A run whose connections' \
+        buffers would need more than 4 GiB in all (--connections × --pipeline or --size) is \
+        refused.\n\n\
+        With --udp, a reply not back within a short wait derived from the round trips timed so \
+        far (TCP's retransmission timeout: srtt + 4 × rttvar, at least 5 ms, at most --timeout) \
+        counts as lost and the load goes on; one that comes later withdraws the loss and counts \
+        as late. The rate is over the time measured, without the waits for lost replies.\n\n\
+        Connections are opened at most 256 at a time, so a listen backlog is not overrun, and \
+        the limit on open files is raised as needed. One thread runs everything (event-driven), \
+        leaving the other cores to the server; --threads N uses more.\n\n\
+        The report gives connect time and failed connections, messages/s, MiB/s, latency \
+        percentiles and errors by kind (refused, reset, timeout, mismatch); --json prints it as \
+        one JSON object. The rates are over the time of the load and the replies to it, never \
+        the final wait for replies that do not come. When some connections are answered and \
+        others never are, the server likely serves one client at a time, and the report says so. A progress bar shows the live rate when stdout and stderr are terminals. \
+        Ctrl-C ends the run early and still prints the report (a second Ctrl-C exits at once). \
+        Exit status 1 if any reply differs, is lost or never comes, or any connection fails.",
+    after_help = "Examples:\n  \
+        netecho bench -c 100 -s 1k -d 30s              # 100 connections of 1 KiB messages\n  \
+        netecho bench -c 50 --rate 20000 --json        # open loop, 20000 msgs/s in total\n  \
+        netecho bench --udp -c 4 --size 512            # UDP echo, counting losses"
+)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub endpoint: Endpoint,
+
+    /// Connections to open (with --udp: sockets)
+    #[arg(
+        short,
+        long,
+        value_name = "C",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CONNECTIONS))
+    )]
+    pub connections: u32,
+
+    /// Bytes per message: 64, 1k, 64KiB, 1MiB (UDP: 12–65507)
+    #[arg(short, long, value_name = "BYTES", default_value = "64", value_parser = parse::size)]
+    pub size: usize,
+
+    /// How long to send (e.g. 10, 10s, 2m, 500ms)
+    #[arg(short, long, value_name = "SECS", default_value = "10", value_parser = parse::positive_duration)]
+    pub duration: Duration,
+
+    /// Messages in flight per connection (closed loop)
+    #[arg(
+        long,
+        value_name = "K",
+        default_value_t = 1,
+        conflicts_with = "rate",
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PIPELINE))
+    )]
+    pub pipeline: u32,
+
+    /// Open loop: send R messages per second in total (at most 1e9), whatever the server does
+    /// [default: off]
+    #[arg(long, value_name = "R", value_parser = parse::rate)]
+    pub rate: Option<f64>,
+
+    /// Over UDP: each message is a datagram; a reply not back within a few round trips counts as
+    /// lost, and the load goes on
+    #[arg(long)]
+    pub udp: bool,
+
+    /// Event-loop threads, each with its share of the connections
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_THREADS))
+    )]
+    pub threads: u32,
+
+    /// Give up on a connect, or on a reply, after this long (UDP: the longest wait before a reply
+    /// counts as lost)
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse::positive_duration)]
+    pub timeout: Duration,
+
+    /// Print the report as one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
 
     use super::*;
 
-    /// Every command and its subcommands, as the man pages see them.
+    /// Every command and its subcommands, as the man pages see them (`man::pages`, which this
+    /// module cannot use: `man` is above it).
     fn all_commands() -> Vec<clap::Command> {
-        crate::man::pages()
+        fn walk(cmd: &clap::Command, found: &mut Vec<clap::Command>) {
+            found.push(cmd.clone());
+            for sub in cmd.get_subcommands().filter(|sub| !sub.is_hide_set()) {
+                walk(sub, found);
+            }
+        }
+        let mut top = Cli::command().disable_help_subcommand(true);
+        top.build();
+        let mut found = Vec::new();
+        walk(&top, &mut found);
+        found
     }
 
     #[test]
@@ -392,6 +638,35 @@ mod tests {
         }
     }
 
+    /// The help states some limits in words (a doc comment cannot print a constant): they must
+    /// be the limits enforced.
+    #[test]
+    fn the_limits_in_the_help_are_the_limits_enforced() {
+        let cli = Cli::command();
+        let help = |command: &str, arg: Option<&str>| -> String {
+            let sub = cli.find_subcommand(command).expect(command);
+            match arg {
+                Some(id) => sub
+                    .get_arguments()
+                    .find(|a| a.get_id() == id)
+                    .and_then(|a| a.get_help())
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                None => sub
+                    .get_long_about()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            }
+        };
+        let datagram = MAX_DATAGRAM.to_string();
+        assert!(help("send", Some("udp")).contains(&datagram));
+        assert!(help("bench", Some("size")).contains(&datagram));
+        assert_eq!(MAX_BUFFER_MEMORY, 4 << 30);
+        assert!(help("bench", None).contains("more than 4 GiB"));
+        assert_eq!(parse::MAX_RATE, 1e9);
+        assert!(help("bench", Some("rate")).contains("at most 1e9"));
+    }
+
     #[test]
     fn examples_are_read_from_the_block_only() {
         let cmd = clap::Command::new("x").after_help(
@@ -412,176 +687,4 @@ mod tests {
         );
         assert!(examples(&clap::Command::new("y")).is_empty());
     }
-}
-
-/// List the services registered for a range of ports, from /etc/services
-#[derive(Debug, Args)]
-#[command(
-    long_about = "List the services registered for a range of ports, from /etc/services.\n\n\
-        'netecho ports LOW HIGH' (or --low LOW --high HIGH) lists LOW to HIGH; 'netecho ports \
-        PORT' lists that one port; with no bounds it lists the IANA system ports, 0-1023 (with \
-        --name, all ports: a search by name looks everywhere). --low \
-        alone runs up to 65535, --high alone starts at 0. Ports are 0-65535 and LOW <= HIGH.\n\n\
-        The services come from --services-file, else NETECHO_SERVICES, else /etc/services; if \
-        /etc/services does not exist (minimal containers), from a table built into netecho, \
-        which says so on stderr. Malformed lines are skipped and counted (--strict: an error \
-        naming the line). AppleTalk ddp entries are left out unless --protocol ddp.\n\n\
-        Output is one row per port and service, protocols merged (tcp/udp): a table on a \
-        terminal, otherwise plain tab-separated lines PORT, PROTOCOL, SERVICE, ALIASES (aliases \
-        space-separated, no header), or --format json. A summary goes to stderr.",
-    after_help = "Examples:\n  \
-        netecho ports                                      # the system ports, 0-1023\n  \
-        netecho ports 8000 8100 --protocol tcp             # TCP services in 8000-8100\n  \
-        netecho ports --name http --format json            # every http service, as JSON"
-)]
-pub struct PortsArgs {
-    /// First port of the range, or the one port to list [default: 0]
-    #[arg(
-        value_name = "LOW",
-        value_parser = address::parse_port,
-        allow_negative_numbers = true
-    )]
-    pub low_arg: Option<u16>,
-
-    /// Last port of the range [default: LOW if given, else 1023; with --name, 65535]
-    #[arg(
-        value_name = "HIGH",
-        value_parser = address::parse_port,
-        allow_negative_numbers = true
-    )]
-    pub high_arg: Option<u16>,
-
-    /// First port of the range, instead of the LOW argument
-    #[arg(
-        long,
-        value_name = "LOW",
-        value_parser = address::parse_port,
-        allow_negative_numbers = true
-    )]
-    pub low: Option<u16>,
-
-    /// Last port of the range, instead of the HIGH argument [default with --low: 65535]
-    #[arg(
-        long,
-        value_name = "HIGH",
-        value_parser = address::parse_port,
-        allow_negative_numbers = true
-    )]
-    pub high: Option<u16>,
-
-    /// Read services from this file (services(5) format) [default: /etc/services]
-    #[arg(
-        long,
-        value_name = "PATH",
-        env = "NETECHO_SERVICES",
-        value_hint = ValueHint::FilePath
-    )]
-    pub services_file: Option<PathBuf>,
-
-    /// Fail on the first malformed line of the services file instead of skipping it
-    #[arg(long)]
-    pub strict: bool,
-
-    /// Only services registered for this protocol
-    #[arg(long, value_enum)]
-    pub protocol: Option<ports::Protocol>,
-
-    /// Only services whose name or an alias contains PATTERN (case-insensitive)
-    #[arg(long, value_name = "PATTERN")]
-    pub name: Option<String>,
-
-    /// Output format [default: table on a terminal, plain otherwise]
-    #[arg(long, value_enum)]
-    pub format: Option<ports::Format>,
-}
-
-/// Load an echo server with many connections and check every echoed byte
-#[derive(Debug, Args)]
-#[command(
-    long_about = "Load an echo server with many connections and check every echoed byte.\n\n\
-        Opens --connections connections (default 1) and sends --size-byte messages (default 64) \
-        for --duration (default 10s). Each message names its connection and sequence number, and \
-        every byte of every reply is checked. By default the load is a closed loop: each \
-        connection sends its next message when the reply to the last has come back; \
-        --pipeline K keeps K in flight. --rate R runs an open loop instead: R messages per \
-        second in total (at most 1e9), on a fixed schedule, with latency counted from when each \
-        message was due, so a server that stalls cannot hide the stall. A run whose connections' \
-        buffers would need more than 4 GiB in all (--connections × --pipeline or --size) is \
-        refused.\n\n\
-        With --udp, a reply not back within a short wait derived from the round trips timed so \
-        far (TCP's retransmission timeout: srtt + 4 × rttvar, at least 5 ms, at most --timeout) \
-        counts as lost and the load goes on; one that comes later withdraws the loss and counts \
-        as late. The rate is over the time measured, without the waits for lost replies.\n\n\
-        Connections are opened at most 256 at a time, so a listen backlog is not overrun, and \
-        the limit on open files is raised as needed. One thread runs everything (event-driven), \
-        leaving the other cores to the server; --threads N uses more.\n\n\
-        The report gives connect time and failed connections, messages/s, MiB/s, latency \
-        percentiles and errors by kind (refused, reset, timeout, mismatch); --json prints it as \
-        one JSON object. A progress bar shows the live rate when stdout and stderr are terminals. \
-        Ctrl-C ends the run early and still prints the report (a second Ctrl-C exits at once). \
-        Exit status 1 if any reply differs, is lost or never comes, or any connection fails.",
-    after_help = "Examples:\n  \
-        netecho bench -c 100 -s 1k -d 30s              # 100 connections of 1 KiB messages\n  \
-        netecho bench -c 50 --rate 20000 --json        # open loop, 20000 msgs/s in total\n  \
-        netecho bench --udp -c 4 --size 512            # UDP echo, counting losses"
-)]
-pub struct BenchArgs {
-    #[command(flatten)]
-    pub endpoint: Endpoint,
-
-    /// Connections to open (with --udp: sockets)
-    #[arg(
-        short,
-        long,
-        value_name = "C",
-        default_value_t = 1,
-        value_parser = clap::value_parser!(u32).range(1..=i64::from(bench::MAX_CONNECTIONS))
-    )]
-    pub connections: u32,
-
-    /// Bytes per message: 64, 1k, 64KiB, 1MiB (UDP: 12–65507)
-    #[arg(short, long, value_name = "BYTES", default_value = "64", value_parser = size::parse)]
-    pub size: usize,
-
-    /// How long to send (e.g. 10, 10s, 2m, 500ms)
-    #[arg(short, long, value_name = "SECS", default_value = "10", value_parser = duration::parse_positive)]
-    pub duration: Duration,
-
-    /// Messages in flight per connection (closed loop)
-    #[arg(
-        long,
-        value_name = "K",
-        default_value_t = 1,
-        conflicts_with = "rate",
-        value_parser = clap::value_parser!(u32).range(1..=i64::from(bench::MAX_PIPELINE))
-    )]
-    pub pipeline: u32,
-
-    /// Open loop: send R messages per second in total (at most 1e9), whatever the server does
-    /// [default: off]
-    #[arg(long, value_name = "R", value_parser = bench::parse_rate)]
-    pub rate: Option<f64>,
-
-    /// Over UDP: each message is a datagram; a reply not back within a few round trips counts as
-    /// lost, and the load goes on
-    #[arg(long)]
-    pub udp: bool,
-
-    /// Event-loop threads, each with its share of the connections
-    #[arg(
-        long,
-        value_name = "N",
-        default_value_t = 1,
-        value_parser = clap::value_parser!(u32).range(1..=i64::from(bench::MAX_THREADS))
-    )]
-    pub threads: u32,
-
-    /// Give up on a connect, or on a reply, after this long (UDP: the longest wait before a reply
-    /// counts as lost)
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = duration::parse_positive)]
-    pub timeout: Duration,
-
-    /// Print the report as one JSON object
-    #[arg(long)]
-    pub json: bool,
 }

@@ -27,7 +27,7 @@ use crate::{
 };
 
 /// Runs `netecho completions`.
-pub fn run(args: &CompletionsArgs) -> Result<()> {
+pub(crate) fn run(args: &CompletionsArgs) -> Result<()> {
     match (&args.out_dir, args.shell) {
         (Some(dir), Some(shell)) => write_to(dir, &[shell]),
         (Some(dir), None) => write_to(dir, Shell::value_variants()),
@@ -41,7 +41,7 @@ pub fn run(args: &CompletionsArgs) -> Result<()> {
 }
 
 /// The completion script for one shell.
-pub fn script(shell: Shell) -> Vec<u8> {
+pub(crate) fn script(shell: Shell) -> Vec<u8> {
     let mut cmd = Cli::command();
     let name = cmd.get_name().to_owned();
     let mut script = Vec::new();

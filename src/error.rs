@@ -11,9 +11,9 @@
 use std::{fmt, io};
 
 /// Exit code of a runtime failure.
-pub const EXIT_FAILURE: u8 = 1;
+pub(crate) const EXIT_FAILURE: u8 = 1;
 /// Exit code of a usage error, the same that clap uses.
-pub const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_USAGE: u8 = 2;
 
 /// A command line that parsed but makes no sense; reported like a clap error, exit 2.
 #[derive(Debug)]
@@ -40,11 +40,11 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
 
 /// Exit code of a run cut short by Ctrl-C or SIGTERM (`bench`), as a shell reports a process
 /// that SIGINT ended.
-pub const EXIT_INTERRUPTED: u8 = 130;
+pub(crate) const EXIT_INTERRUPTED: u8 = 130;
 
 /// A run cut short by Ctrl-C or SIGTERM after it reported what it did; exit 130.
 #[derive(Debug)]
-pub struct Interrupted(pub &'static str);
+pub(crate) struct Interrupted(pub(crate) &'static str);
 
 impl fmt::Display for Interrupted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -76,7 +76,7 @@ pub fn render(err: &anyhow::Error) -> String {
 /// An OS error in words for a sentence, lower case and without the "(os error N)" that the
 /// standard library appends: `no such file`, `connection refused`. The caller names the thing
 /// and the fix around it.
-pub fn describe(err: &io::Error) -> String {
+pub(crate) fn describe(err: &io::Error) -> String {
     use io::ErrorKind as K;
     let words = match err.kind() {
         K::NotFound => "no such file or directory",

@@ -1,51 +1,75 @@
 //! netecho: a networking toolkit built around an echo endpoint you can trust.
 //!
-//! The crate is laid out one module per job:
+//! The crate is laid out one module per job, in layers. Dependencies run one way, downwards:
+//! `main → lib::run → commands → cli → parse`; no module imports one that imports it back.
+//! Inside a command too: its `mod.rs` runs it and imports its files, and none of them imports
+//! `mod.rs` (what they share is in a file of its own, below them).
 //!
-//! - [`cli`]: the whole command line, defined once with clap derive. Help, shell completions and
-//!   man pages are all generated from it.
-//! - [`serve`]: the echo server, TCP and UDP. `serve/iterative.rs` serves one client at a time,
+//! **The commands**, one module each, dispatched by [`run`]:
+//!
+//! - `serve`: the echo server, TCP and UDP. `serve/iterative.rs` serves one client at a time,
 //!   `serve/multiplex.rs` all of them at once from an event loop (`--multiplex`);
-//!   `serve/connection.rs` holds the echo rules (bounded buffer, half-close, errors) and
-//!   `serve/report.rs` the lines the server prints. `serve/udp.rs` is the UDP echo (`--udp`,
-//!   RFC 862), `serve/guard.rs` what it refuses to answer (reflection, rate per source), and
-//!   `serve/limits.rs` the open-file limit.
-//! - [`send`]: the client. It writes and reads at the same time and checks the reply byte for
-//!   byte; `send/tcp.rs` over a connection, `send/udp.rs` as one datagram with retries (`--udp`).
-//! - [`ports`]: the services of a port range, from `/etc/services` or a built-in table.
+//!   `serve/connection.rs` holds the echo rules (bounded buffer, half-close, errors),
+//!   `serve/listen.rs` binding, accepting and the stop signals, and `serve/report.rs` the lines
+//!   the server prints. `serve/udp.rs` is the UDP echo (`--udp`, RFC 862), and
+//!   `serve/guard.rs` what it refuses to answer (reflection, rate per source).
+//! - `send`: the client. It writes and reads at the same time and checks the reply byte for
+//!   byte; `send/tcp.rs` over a connection, `send/udp.rs` as one datagram with retries (`--udp`),
+//!   `send/exchange.rs` what both share (the payload, the status lines, a difference in words).
+//! - `ports`: the services of a port range, from `/etc/services` or a built-in table.
 //!   `ports/services.rs` is the services(5) parser, `ports/builtin.rs` the fallback table and
 //!   `ports/render.rs` the table, plain and JSON output.
-//! - [`completions`]: `netecho completions`, the shell completion scripts.
-//! - [`man`]: `netecho man`, the man pages, with EXAMPLES read from each command's `--help`.
-//! - [`bench`]: the load generator. `bench/tcp.rs` and `bench/udp.rs` are the event loops,
-//!   `bench/message.rs` what each message contains and how replies are checked,
+//! - `bench`: the load generator. `bench/run_loop.rs` is the event loop of one thread, written
+//!   once; `bench/tcp.rs` and `bench/udp.rs` are its two transports. `bench/plan.rs` is what a
+//!   run and each thread are asked to do, `bench/message.rs` what each message contains and how
+//!   replies are checked, `bench/schedule.rs` when messages are due at a fixed rate,
+//!   `bench/gate.rs` where the threads meet to start, `bench/progress.rs` the progress bar and
 //!   `bench/stats.rs` the histogram, the errors by kind and the report.
-//! - [`address`]: the `--host`/`--port` options shared by the server and the client, and how
-//!   they resolve.
-//! - [`preview`]: the printable, escaped preview of received bytes (safe for binary data), and
+//! - `completions`: `netecho completions`, the shell completion scripts.
+//! - `man`: `netecho man`, the man pages, with EXAMPLES read from each command's `--help`.
+//!
+//! **What the commands share**, below them:
+//!
+//! - `address`: how a `--host`/`--port` [`Endpoint`](cli::Endpoint) resolves and prints.
+//! - `preview`: the printable, escaped preview of received bytes (safe for binary data), and
 //!   the same escaping for text read from files (`ports`), so nothing reaches the terminal raw.
-//! - [`size`]: parsing of `--size`-style byte counts (`64`, `1k`, `64KiB`).
-//! - [`duration`]: parsing of `--timeout`-style durations (`10`, `1.5s`, `2m`, `500ms`).
-//! - [`error`]: the error types that carry an exit code other than 1.
-//! - [`output`]: quiet handling of a closed stdout (`netecho ... | head`).
+//! - `fd_limit`: the open-file limit, raised in one place for `serve --multiplex` and `bench`.
 //! - [`tls`]: TLS on rustls for every command: server and client configs, the echo over TLS, and
 //!   failed handshakes explained.
 //!
+//! **The command line**, which imports nothing from the commands:
+//!
+//! - [`cli`]: the whole command line, defined once with clap derive, with the limits and value
+//!   enums of its arguments beside them. Help, shell completions and man pages are all
+//!   generated from it.
+//! - [`parse`]: the value parsers of the command line (port, size, duration, rate).
+//!
+//! **Leaves**, which import nothing from the crate:
+//!
+//! - [`parse`] (above), [`size`]: byte counts for people (`64.0 KiB`), in the units `parse`
+//!   reads.
+//! - [`error`]: the error types that carry an exit code other than 1, and OS errors in words.
+//! - [`output`]: quiet handling of a closed stdout (`netecho ... | head`), and [`status!`], the
+//!   one way to write a line to stderr.
+//!
 //! `main.rs` only parses the command line, calls [`run`], and maps the outcome to an exit code:
-//! 0 ok, 1 runtime failure, 2 usage error (and `bench` exits 130 at a second Ctrl-C).
+//! 0 ok, 1 runtime failure, 2 usage error, 130 when Ctrl-C cuts `bench` short. It and the tests
+//! use the public modules ([`cli`], [`error`], [`output`], [`parse`], [`size`]); every other
+//! module is private to the crate, so what no one uses shows as dead code.
 
-pub mod address;
-pub mod bench;
+mod address;
+mod bench;
 pub mod cli;
-pub mod completions;
-pub mod duration;
+mod completions;
 pub mod error;
-pub mod man;
+mod fd_limit;
+mod man;
 pub mod output;
-pub mod ports;
-pub mod preview;
-pub mod send;
-pub mod serve;
+pub mod parse;
+mod ports;
+mod preview;
+mod send;
+mod serve;
 pub mod size;
 pub mod tls;
 

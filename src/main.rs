@@ -12,7 +12,7 @@ use clap::{
     CommandFactory, FromArgMatches,
     error::{ContextKind, ContextValue, ErrorKind},
 };
-use netecho::{address, cli::Cli, error, output};
+use netecho::{cli::Cli, error, output, parse};
 
 /// The environment variable that gives `--port` its value when the option is not given.
 const PORT_VARIABLE: &str = "NETECHO_PORT";
@@ -76,7 +76,7 @@ fn bad_port_variable(err: &clap::Error, args: &[OsString]) -> Option<clap::Error
         Err(_) => None,
     };
     let value = value.to_string_lossy();
-    let why = address::parse_port(&value)
+    let why = parse::port(&value)
         .err()
         .unwrap_or_else(|| "it is not a port".to_owned());
     Some(usage_error(

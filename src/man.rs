@@ -59,7 +59,7 @@ const EXIT_STATUS: [(u8, Option<&str>, &str); 4] = [
 ];
 
 /// Runs `netecho man`.
-pub fn run(args: &ManArgs) -> Result<()> {
+pub(crate) fn run(args: &ManArgs) -> Result<()> {
     let pages = pages();
     if let Some(dir) = &args.out_dir {
         return write_to(dir, &pages);
@@ -77,7 +77,7 @@ pub fn run(args: &ManArgs) -> Result<()> {
 
 /// Every page: netecho itself first, then each subcommand (depth first), built so that each
 /// knows its full name (`netecho-serve`). clap's generated `help` command has no page.
-pub fn pages() -> Vec<clap::Command> {
+pub(crate) fn pages() -> Vec<clap::Command> {
     fn walk(cmd: &clap::Command, found: &mut Vec<clap::Command>) {
         found.push(cmd.clone());
         for sub in cmd.get_subcommands().filter(|sub| !sub.is_hide_set()) {
@@ -125,7 +125,7 @@ fn write_to(dir: &Path, pages: &[clap::Command]) -> Result<()> {
 
 /// Renders one page. `all` is every page: netecho itself first (its name and version go into the
 /// page footer), then the others, for SEE ALSO.
-pub fn render(cmd: &clap::Command, all: &[clap::Command]) -> Result<Vec<u8>> {
+pub(crate) fn render(cmd: &clap::Command, all: &[clap::Command]) -> Result<Vec<u8>> {
     let man = Man::new(cmd.clone()).section(SECTION);
     let has_options = cmd.get_arguments().any(|arg| !arg.is_hide_set());
     let has_subcommands = cmd.get_subcommands().any(|sub| !sub.is_hide_set());

@@ -18,7 +18,7 @@ use std::{
 
 /// Standard output was closed by its reader.
 #[derive(Debug)]
-pub struct ClosedStdout;
+struct ClosedStdout;
 
 impl fmt::Display for ClosedStdout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -29,7 +29,7 @@ impl fmt::Display for ClosedStdout {
 impl std::error::Error for ClosedStdout {}
 
 /// The error for a failed write to standard output.
-pub fn stdout_error(err: io::Error) -> anyhow::Error {
+pub(crate) fn stdout_error(err: io::Error) -> anyhow::Error {
     if err.kind() == io::ErrorKind::BrokenPipe {
         anyhow::Error::new(ClosedStdout)
     } else {

@@ -23,14 +23,14 @@ use std::{
 
 /// The preview of up to `limit` bytes of `data`, in double quotes, at most `width` columns wide
 /// when a width is given (the note of what was left out included).
-pub struct Preview<'a> {
+pub(crate) struct Preview<'a> {
     data: &'a [u8],
     limit: usize,
     width: Option<usize>,
 }
 
 impl<'a> Preview<'a> {
-    pub fn new(data: &'a [u8], limit: usize, width: Option<usize>) -> Self {
+    pub(crate) fn new(data: &'a [u8], limit: usize, width: Option<usize>) -> Self {
         Preview { data, limit, width }
     }
 
@@ -71,11 +71,6 @@ impl fmt::Display for Preview<'_> {
         }
         Ok(())
     }
-}
-
-/// The preview of `data`, showing at most `limit` bytes of it, quoted.
-pub fn preview(data: &[u8], limit: usize) -> String {
-    Preview::new(data, limit, None).to_string()
 }
 
 /// Columns of the note `… (+N bytes)`.
@@ -170,18 +165,18 @@ const HEX_LINE: usize = 16;
 /// Up to `limit` bytes of `data` as a hex dump: per 16 bytes an offset, the bytes in hex, and
 /// the printable ASCII ones (others as `.`), each line indented by two spaces and ended by a
 /// newline; then the note of what was left out, if anything was. 80 columns a line.
-pub struct HexDump<'a> {
+pub(crate) struct HexDump<'a> {
     data: &'a [u8],
     limit: usize,
 }
 
 impl<'a> HexDump<'a> {
-    pub fn new(data: &'a [u8], limit: usize) -> Self {
+    pub(crate) fn new(data: &'a [u8], limit: usize) -> Self {
         HexDump { data, limit }
     }
 
     /// How many lines the dump has.
-    pub fn lines(&self) -> usize {
+    pub(crate) fn lines(&self) -> usize {
         let shown = self.limit.min(self.data.len());
         shown.div_ceil(HEX_LINE) + usize::from(shown < self.data.len())
     }
@@ -230,7 +225,7 @@ fn is_unprintable(c: char) -> bool {
 /// `text` with every unprintable character escaped the way the preview escapes it (`\u{1b}`,
 /// `\t`, `\u{202e}`), for text from a file shown on a terminal. Borrowed when there is nothing
 /// to escape, which is the usual case.
-pub fn escape_text(text: &str) -> Cow<'_, str> {
+pub(crate) fn escape_text(text: &str) -> Cow<'_, str> {
     if !text.chars().any(is_unprintable) {
         return Cow::Borrowed(text);
     }
@@ -248,6 +243,11 @@ pub fn escape_text(text: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The preview of `data`, showing at most `limit` bytes of it, quoted.
+    fn preview(data: &[u8], limit: usize) -> String {
+        Preview::new(data, limit, None).to_string()
+    }
 
     #[test]
     fn text_is_quoted() {

@@ -294,6 +294,88 @@ fn a_server_that_never_answers_is_a_timeout() {
 }
 
 #[test]
+fn many_connections_to_the_iterative_server_say_it_serves_one_at_a_time() {
+    // The real `netecho serve` without --multiplex: it serves the first connection for the
+    // whole run; the other three are set up (they wait in its listen queue) and never answered.
+    let server = Server::start(&["-q"]);
+    let output = bench(server.addr.port())
+        .args(["-c", "4", "-d", "500ms", "--timeout", "500ms", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["connected"], 4);
+    assert_eq!(report["answered"], 1);
+    assert_eq!(report["unanswered"], 3);
+    assert_eq!(report["errors"]["timeout"], 3);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with(
+            "netecho: bench failed: only 1 of 4 connections was answered: is the server \
+             iterative? try -c 1 or serve --multiplex"
+        ),
+        "{stderr}"
+    );
+
+    // Not said when no connection was answered at all: that is a server that never answers.
+    let silent = threaded_server(|mut stream| {
+        let mut sink = [0u8; 1024];
+        while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+    });
+    let (code, report, stderr) =
+        bench_json(silent, &["-c", "2", "-d", "300ms", "--timeout", "300ms"]);
+    assert_eq!(code, 1);
+    assert_eq!(report["answered"], 0);
+    assert!(!stderr.contains("iterative"), "{stderr}");
+}
+
+#[test]
+fn the_tcp_rate_leaves_out_the_final_wait_for_replies_that_never_come() {
+    // Echoes the first message, then reads on and never answers again.
+    let port = threaded_server(|mut stream| {
+        let mut buffer = [0u8; 64];
+        if stream.read_exact(&mut buffer).is_ok() && stream.write_all(&buffer).is_ok() {
+            while matches!(stream.read(&mut buffer), Ok(n) if n > 0) {}
+        }
+    });
+    let (code, report, stderr) = bench_json(port, &["-d", "500ms", "--timeout", "1500ms"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(report["messages"], 1);
+    assert_eq!(report["errors"]["timeout"], 1);
+    // The run lasts until the stalled connection is given up on (1.5 s after its one reply);
+    // the time measured is the 500 ms of load.
+    let elapsed = report["elapsed_s"].as_f64().unwrap();
+    assert!((0.5..1.0).contains(&elapsed), "elapsed_s {elapsed}");
+}
+
+#[test]
+fn udp_to_a_closed_port_is_refused_not_connected() {
+    let port = unused_port();
+    let output = bench(port)
+        .args(["--udp", "-c", "2", "-d", "5"])
+        .timeout(Duration::from_secs(4)) // refused at once: no load phase
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = unwrapped(&output.stdout);
+    assert!(stdout.contains("connected   0 of 2 in"), "{stdout}");
+    assert!(stdout.contains(", 2 failed"), "{stdout}");
+    assert!(stdout.contains("errors      refused 2\n"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "socket 0: 127.0.0.1:{port} refused (connection refused / port unreachable): is a \
+             UDP echo server running there?"
+        )),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("is a UDP echo server running there?; errors: refused 2"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn refused_connections_are_counted_and_reported() {
     let port = unused_port();
     bench(port)

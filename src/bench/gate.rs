@@ -12,7 +12,7 @@ use std::sync::{Condvar, Mutex, PoisonError};
 
 /// The meeting point of a run's threads.
 #[derive(Debug)]
-pub struct StartGate {
+pub(crate) struct StartGate {
     /// Who has arrived, and whether a thread gave up.
     state: Mutex<GateState>,
     /// Signalled when the last thread arrives or one gives up.
@@ -31,7 +31,7 @@ struct GateState {
 
 /// One thread's place at the gate. Dropping it without [`Ticket::ready`] abandons the gate.
 #[derive(Debug)]
-pub struct Ticket<'a> {
+pub(crate) struct Ticket<'a> {
     /// The gate this ticket opens.
     gate: &'a StartGate,
     /// `ready` was called: the drop must not abandon the gate.
@@ -40,7 +40,7 @@ pub struct Ticket<'a> {
 
 impl StartGate {
     /// A gate for `threads` threads; take their tickets with [`StartGate::ticket`].
-    pub fn new(threads: usize) -> Self {
+    pub(crate) fn new(threads: usize) -> Self {
         StartGate {
             state: Mutex::new(GateState {
                 expected: threads,
@@ -52,7 +52,7 @@ impl StartGate {
     }
 
     /// A ticket for one of the threads (take exactly as many as the gate expects).
-    pub fn ticket(&self) -> Ticket<'_> {
+    pub(crate) fn ticket(&self) -> Ticket<'_> {
         Ticket {
             gate: self,
             used: false,
@@ -62,7 +62,7 @@ impl StartGate {
     /// Releases everyone waiting, telling them not to start. Idempotent, so the spawner may call
     /// it for a thread that failed to start even though that thread's ticket also abandons the
     /// gate when it is dropped.
-    pub fn abandon(&self) {
+    pub(crate) fn abandon(&self) {
         // The state is three plain values, consistent after any panic: a poisoned lock is fine.
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.abandoned = true;
@@ -88,7 +88,7 @@ impl StartGate {
 impl Ticket<'_> {
     /// Says this thread is set up and waits for the others. `true`: start the load; `false`: a
     /// thread gave up, so this one should return without loading.
-    pub fn ready(mut self) -> bool {
+    pub(crate) fn ready(mut self) -> bool {
         self.used = true;
         self.gate.arrive_and_wait()
     }

@@ -10,18 +10,16 @@
 //! message differs in its header or its pattern.
 
 /// Bytes of the header: connection id (u32) and sequence number (u64).
-pub const HEADER_LEN: usize = 12;
+pub(crate) const HEADER_LEN: usize = 12;
 
 /// Bytes compared per step by [`Message::check`] (a stack buffer, so no allocation).
 const CHECK_CHUNK: usize = 4096;
 
 /// One message: which connection sent it and its place in that connection's sequence.
 #[derive(Debug, Clone, Copy)]
-pub struct Message {
-    /// The sending connection, as numbered in the report.
-    pub conn: u32,
+pub(crate) struct Message {
     /// The message's sequence number on its connection, from 0.
-    pub seq: u64,
+    pub(crate) seq: u64,
     /// The header bytes, computed once.
     header: [u8; HEADER_LEN],
     /// How many of the header bytes the message carries: all, or none if it is too short.
@@ -32,23 +30,22 @@ pub struct Message {
 
 /// A byte of a reply that is not the byte sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Mismatch {
+pub(crate) struct Mismatch {
     /// Offset of the byte in its message.
-    pub offset: usize,
+    pub(crate) offset: usize,
     /// The byte sent.
-    pub sent: u8,
+    pub(crate) sent: u8,
     /// The byte received instead.
-    pub received: u8,
+    pub(crate) received: u8,
 }
 
 impl Message {
     /// Message `seq` of connection `conn`, `size` bytes long.
-    pub fn new(conn: u32, seq: u64, size: usize) -> Self {
+    pub(crate) fn new(conn: u32, seq: u64, size: usize) -> Self {
         let mut header = [0; HEADER_LEN];
         header[..4].copy_from_slice(&conn.to_le_bytes());
         header[4..].copy_from_slice(&seq.to_le_bytes());
         Message {
-            conn,
             seq,
             header,
             header_len: if size >= HEADER_LEN { HEADER_LEN } else { 0 },
@@ -57,7 +54,7 @@ impl Message {
     }
 
     /// Reads the header of a received message; `None` if it is shorter than a header.
-    pub fn parse_header(bytes: &[u8]) -> Option<(u32, u64)> {
+    pub(crate) fn parse_header(bytes: &[u8]) -> Option<(u32, u64)> {
         let conn = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?);
         let seq = u64::from_le_bytes(bytes.get(4..HEADER_LEN)?.try_into().ok()?);
         Some((conn, seq))
@@ -68,7 +65,7 @@ impl Message {
     /// Byte `i` of the pattern is byte `i % 8` (little endian) of the word
     /// `mix(seed ^ (i / 8) * GOLDEN)`, so whole aligned words are written eight bytes at a time:
     /// byte by byte, this was the limit of a bulk benchmark (~500 MiB/s on one core).
-    pub fn fill(&self, offset: usize, out: &mut [u8]) {
+    pub(crate) fn fill(&self, offset: usize, out: &mut [u8]) {
         let mut i = offset;
         let mut out = out;
         // The header, and the bytes before the next word boundary, one at a time.
@@ -103,7 +100,7 @@ impl Message {
     }
 
     /// Compares `received`, which starts at byte `offset` of the message, with what was sent.
-    pub fn check(&self, offset: usize, received: &[u8]) -> Result<(), Mismatch> {
+    pub(crate) fn check(&self, offset: usize, received: &[u8]) -> Result<(), Mismatch> {
         let mut expected = [0u8; CHECK_CHUNK];
         for (index, chunk) in received.chunks(CHECK_CHUNK).enumerate() {
             let start = offset + index * CHECK_CHUNK;

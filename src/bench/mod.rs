@@ -1,14 +1,20 @@
 //! `netecho bench`: a load generator that verifies every echoed byte.
 //!
 //! This module checks the options, raises the fd limit, splits the connections over the threads
-//! and prints the report. The work is in its own files:
+//! and prints the report. The work is in its own files, each importing only those below it
+//! (this module, at the top, imports them all):
 //!
+//! - [`tcp`] and [`udp`]: the two transports that the event loop drives. TCP connects in a
+//!   bounded window, then runs a state machine per connection with a write buffer of due
+//!   messages and a read cursor that checks bytes as they arrive; UDP does the same over
+//!   datagrams, counting losses instead of failing the connection.
+//! - [`run_loop`]: the event loop (mio) of one thread, written once: when the load stops, the
+//!   drain, the schedule, the progress counters, the wait on the poll.
+//! - [`plan`]: what the run and each thread are asked to do, the live counters, and
+//!   [`later`](plan::later).
+//! - [`progress`]: the progress bar with the live rate.
 //! - [`message`]: what message `seq` of connection `conn` contains, and its verification.
 //! - [`schedule`]: when each message is due in the open loop (`--rate`).
-//! - [`tcp`]: the event loop (mio) of one thread over TCP: connect in a bounded window, then a
-//!   state machine per connection with a write buffer of due messages and a read cursor that
-//!   checks bytes as they arrive.
-//! - [`udp`]: the same over datagrams, counting losses instead of failing the connection.
 //! - [`stats`]: latency histogram, errors by kind, and the text and JSON report.
 //! - [`gate`]: where the threads meet once set up; one that fails to start releases the others.
 //!
@@ -22,134 +28,46 @@
 //!
 //! Memory is bounded before anything is allocated: [`buffer_bytes`] is what a connection may
 //! come to hold, and a run whose connections together would need more than
-//! [`MAX_BUFFER_MEMORY`] is a usage error. Deadlines are computed with [`later`], which cannot
-//! overflow.
+//! [`MAX_BUFFER_MEMORY`] is a usage error. Deadlines are computed with [`later`](plan::later),
+//! which cannot overflow.
 
-pub mod gate;
-pub mod message;
-pub mod schedule;
-pub mod stats;
-pub mod tcp;
-pub mod udp;
+mod gate;
+mod message;
+mod plan;
+mod progress;
+mod run_loop;
+mod schedule;
+mod stats;
+mod tcp;
+mod udp;
 
 use std::{
-    io::{self, IsTerminal, Write},
+    io::{self, Write},
     net::{SocketAddr, TcpStream},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
+    sync::{Arc, atomic::AtomicBool},
     thread,
-    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, anyhow, bail};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::{
-    cli::BenchArgs,
-    duration,
+    cli::{BenchArgs, MAX_BUFFER_MEMORY, MAX_DATAGRAM, MAX_TCP_SIZE},
     error::{EXIT_INTERRUPTED, Interrupted, UsageError},
+    fd_limit,
     output::stdout_error,
     size,
 };
 use gate::{StartGate, Ticket};
 use message::HEADER_LEN;
+use plan::{Live, Load, Plan, ThreadPlan};
+use progress::Progress;
 use stats::{BenchReport, Settings, ThreadStats};
 
-/// Most connections one run may ask for (each is a file descriptor and an ephemeral port).
-pub const MAX_CONNECTIONS: u32 = 1_000_000;
-/// Most messages in flight per connection with `--pipeline`.
-pub const MAX_PIPELINE: u32 = 65_536;
-/// Most event-loop threads.
-pub const MAX_THREADS: u32 = 256;
-/// Fastest `--rate`, in messages per second: one per nanosecond, far beyond what any thread can
-/// send, so no real run is refused, and small enough that a schedule of [`duration::MAX`] counts
-/// its messages exactly in an `f64` (2.6e15 < 2^53).
-pub const MAX_RATE: f64 = 1e9;
-/// [`MAX_RATE`] as the user would type it.
-pub const MAX_RATE_TEXT: &str = "1e9 (1000000000)";
-/// Most memory the connections' buffers may come to hold, over the whole run: 4 GiB. Past this
-/// the run is refused before it allocates anything, rather than swapping the machine or being
-/// killed mid-run (`-c 10000 --pipeline 65536` asked for 11 GB).
-pub const MAX_BUFFER_MEMORY: u64 = 4 << 30;
-/// Largest TCP message (each connection buffers at most 64 KiB of it at a time).
-pub const MAX_TCP_SIZE: usize = 1 << 30;
-/// Largest UDP message: the most an IPv4 datagram can carry.
-pub const MAX_UDP_SIZE: usize = 65_507;
 /// Exit status of a second Ctrl-C (at once), the same as a run cut short by the first one
 /// (after its report): 128 + SIGINT, as a shell reports a process ended by Ctrl-C.
 const EXIT_AT_ONCE: i32 = EXIT_INTERRUPTED as i32;
 /// Connects under way at once, over all threads, so a server's listen backlog is not overrun.
 const CONNECT_WINDOW: usize = 256;
-/// File descriptors beyond one per connection: stdio, the polls, their wakers.
-const SPARE_FDS: u64 = 64;
-/// How often the progress bar is redrawn.
-const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
-
-/// How messages are paced.
-#[derive(Debug, Clone, Copy)]
-pub enum Load {
-    /// Each connection keeps this many messages in flight and sends the next when one returns.
-    Closed { pipeline: u32 },
-    /// Messages are due on a fixed schedule at this many per second (over all connections);
-    /// latency counts from when each was due, so a stalled server cannot hide its stall.
-    Open { rate: f64 },
-}
-
-/// The validated options of a run.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    /// Where to connect.
-    pub target: SocketAddr,
-    /// Number of connections (UDP: sockets).
-    pub connections: u32,
-    /// Bytes per message.
-    pub size: usize,
-    /// How long to send.
-    pub duration: Duration,
-    /// Pacing.
-    pub load: Load,
-    /// Over UDP instead of TCP.
-    pub udp: bool,
-    /// Event-loop threads (never more than connections).
-    pub threads: u32,
-    /// Bound on a connect, on a wait for replies, and on the final drain.
-    pub timeout: Duration,
-}
-
-/// What a thread needs to run its share.
-pub struct ThreadPlan<'a> {
-    /// The whole run.
-    pub plan: &'a Plan,
-    /// The ids of this thread's connections (they number the connections in messages and
-    /// errors).
-    pub ids: Vec<u32>,
-    /// Open loop: this thread's share of the rate.
-    pub rate: Option<f64>,
-    /// Connects this thread may have under way at once.
-    pub connect_window: usize,
-    /// Counters for the progress bar.
-    pub live: &'a Live,
-}
-
-/// Totals the progress bar shows while the run goes on.
-#[derive(Debug, Default)]
-pub struct Live {
-    /// Replies verified so far.
-    pub messages: AtomicU64,
-    /// Errors so far.
-    pub errors: AtomicU64,
-    /// Set by Ctrl-C or SIGTERM: end the load now, as if `--duration` were over.
-    pub interrupted: Arc<AtomicBool>,
-}
-
-impl Live {
-    /// Whether the run was interrupted and should stop loading.
-    pub fn is_interrupted(&self) -> bool {
-        self.interrupted.load(Ordering::Relaxed)
-    }
-}
 
 /// Ctrl-C and SIGTERM end the load early with a report; a second one exits at once (status 130,
 /// as a shell reports a process killed by SIGINT).
@@ -168,7 +86,7 @@ fn stop_on_signals(interrupted: &Arc<AtomicBool>) -> Result<()> {
 }
 
 /// Runs `netecho bench`.
-pub fn run(args: &BenchArgs) -> Result<()> {
+pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     validate(args)?;
     let target = pick_target(args)?;
     let threads = args.threads.min(args.connections);
@@ -237,16 +155,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
 }
 
-/// `at + wait` for the deadlines of a run. `wait` is clamped to [`duration::MAX`] (30 days, no
-/// option is longer) and an `Instant` of this process plus 30 days is always representable, so
-/// this cannot overflow, whatever a computation (a schedule at a huge rate) made of `wait`.
-pub fn later(at: Instant, wait: Duration) -> Instant {
-    at + wait.min(duration::MAX)
-}
-
 /// Bytes of buffers one connection (UDP: socket) of the run may come to hold: its write buffer
 /// and what it keeps per message in flight.
-pub fn buffer_bytes(args: &BenchArgs) -> u64 {
+pub(crate) fn buffer_bytes(args: &BenchArgs) -> u64 {
     if args.udp {
         udp::buffer_bytes(args.pipeline, args.rate.is_some())
     } else {
@@ -261,9 +172,9 @@ fn validate(args: &BenchArgs) -> Result<()> {
     if args.size == 0 {
         return usage("--size must be at least 1 byte".to_string());
     }
-    if args.udp && !(HEADER_LEN..=MAX_UDP_SIZE).contains(&args.size) {
+    if args.udp && !(HEADER_LEN..=MAX_DATAGRAM).contains(&args.size) {
         return usage(format!(
-            "--size with --udp must be {HEADER_LEN}–{MAX_UDP_SIZE} bytes: each datagram carries \
+            "--size with --udp must be {HEADER_LEN}–{MAX_DATAGRAM} bytes: each datagram carries \
              its connection and sequence number, and must fit in one IP packet"
         ));
     }
@@ -305,20 +216,6 @@ fn validate(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Parses `--rate`: messages per second, more than zero, at most [`MAX_RATE`]. Used as a clap
-/// value parser.
-pub fn parse_rate(text: &str) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(rate) if rate.is_finite() && rate > MAX_RATE => Err(format!(
-            "'{text}' is too fast: --rate is at most {MAX_RATE_TEXT} messages per second"
-        )),
-        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
-        _ => Err(format!(
-            "'{text}' is not a rate: give messages per second, more than zero (e.g. 1000)"
-        )),
-    }
-}
-
 /// The address to benchmark. A name with several addresses (`localhost`: `::1` and
 /// `127.0.0.1`) is probed once over TCP and the first that accepts is used by all connections.
 fn pick_target(args: &BenchArgs) -> Result<SocketAddr> {
@@ -337,9 +234,8 @@ fn pick_target(args: &BenchArgs) -> Result<SocketAddr> {
 
 /// Raises the soft limit on open files to what the run needs, up to the hard limit.
 fn raise_fd_limit(connections: u32) -> Result<()> {
-    let needed = u64::from(connections) + SPARE_FDS;
-    let limit = rlimit::increase_nofile_limit(needed)
-        .context("cannot read or raise the limit on open files")?;
+    let needed = u64::from(connections) + fd_limit::RESERVE;
+    let limit = fd_limit::raise(needed).map_err(|why| anyhow!(why))?;
     if limit < needed {
         bail!(
             "{connections} connections need {needed} file descriptors, but the limit is {limit} \
@@ -419,111 +315,5 @@ fn run_share(
         udp::run(share, ticket, progress)
     } else {
         tcp::run(share, ticket, progress)
-    }
-}
-
-/// The progress bar with the live rate, drawn only when both stdout and stderr are terminals.
-pub struct Progress<'a> {
-    /// The bar (hidden when not on a terminal); its length is the run's duration in ms.
-    bar: ProgressBar,
-    /// The counters the threads update.
-    live: &'a Live,
-    /// When the load started, once it has.
-    started: Option<Instant>,
-    /// The next redraw.
-    next: Instant,
-    /// Replies at the last redraw, and when it was: the live rate is the difference.
-    last: (u64, Instant),
-}
-
-impl<'a> Progress<'a> {
-    fn new(duration: Duration, live: &'a Live) -> Self {
-        let on_terminal = io::stdout().is_terminal() && io::stderr().is_terminal();
-        let length = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
-        let bar = if on_terminal {
-            ProgressBar::new(length)
-        } else {
-            ProgressBar::hidden()
-        };
-        // The template is a constant; should it ever be refused, the default style is fine.
-        if let Ok(style) = ProgressStyle::with_template("{elapsed:>4} [{bar:30.cyan/blue}] {msg}") {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_message("connecting");
-        let now = Instant::now();
-        Progress {
-            bar,
-            live,
-            started: None,
-            next: now,
-            last: (0, now),
-        }
-    }
-
-    /// Marks the start of the load.
-    pub fn start(&mut self, now: Instant) {
-        self.started = Some(now);
-        self.last = (0, now);
-        self.next = later(now, PROGRESS_INTERVAL);
-    }
-
-    /// When the event loop should wake to redraw.
-    pub fn deadline(&self) -> Instant {
-        self.next
-    }
-
-    /// Redraws if it is time.
-    pub fn tick(&mut self, now: Instant) {
-        let Some(started) = self.started else { return };
-        if now < self.next {
-            return;
-        }
-        self.next = later(now, PROGRESS_INTERVAL);
-        let messages = self.live.messages.load(Ordering::Relaxed);
-        let errors = self.live.errors.load(Ordering::Relaxed);
-        let (last_messages, last_time) = self.last;
-        let seconds = now.duration_since(last_time).as_secs_f64();
-        let rate = if seconds > 0.0 {
-            (messages - last_messages) as f64 / seconds
-        } else {
-            0.0
-        };
-        self.last = (messages, now);
-        let elapsed = u64::try_from(now.duration_since(started).as_millis()).unwrap_or(u64::MAX);
-        self.bar.set_position(elapsed);
-        self.bar.set_message(format!(
-            "{rate:.0} msgs/s, {messages} replies, {errors} errors"
-        ));
-    }
-
-    fn finish(&self) {
-        self.bar.finish_and_clear();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rates_are_positive_numbers() {
-        assert_eq!(parse_rate("1000"), Ok(1000.0));
-        assert_eq!(parse_rate("0.5"), Ok(0.5));
-        for text in ["0", "-1", "fast", "inf", "NaN", ""] {
-            assert!(parse_rate(text).is_err(), "{text}");
-        }
-        assert_eq!(parse_rate("1e9"), Ok(MAX_RATE));
-        let err = parse_rate("1e12").unwrap_err();
-        assert!(err.contains("at most 1e9"), "{err}");
-    }
-
-    #[test]
-    fn deadlines_never_overflow() {
-        let now = Instant::now();
-        assert_eq!(later(now, Duration::MAX), now + duration::MAX);
-        assert_eq!(
-            later(now, Duration::from_secs(1)),
-            now + Duration::from_secs(1)
-        );
     }
 }

@@ -13,17 +13,17 @@
 //! back once per message that came due, so a rate far beyond what the thread could send
 //! (`--rate 1e12`) made one turn of the loop last forever, deaf to `--duration` and Ctrl-C.
 //!
-//! The rate is at most [`MAX_RATE`](super::MAX_RATE) and a duration at most
-//! [`duration::MAX`](crate::duration::MAX), so a thread has at most 2.6e15 messages, all exact in
+//! The rate is at most [`MAX_RATE`](crate::parse::MAX_RATE) and a duration at most
+//! [`MAX_DURATION`](crate::parse::MAX_DURATION), so a thread has at most 2.6e15 messages, all exact in
 //! an `f64`; the arithmetic is checked anyway, so no rate can overflow an `Instant`.
 
 use std::time::{Duration, Instant};
 
-use super::later;
+use super::plan::later;
 
 /// One thread's schedule.
 #[derive(Debug, Clone)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     /// When message 0 is due.
     start: Instant,
     /// No message is due at or after this.
@@ -40,7 +40,7 @@ pub struct Schedule {
 
 impl Schedule {
     /// A schedule of `rate` messages per second over `connections`, from `start` for `duration`.
-    pub fn new(start: Instant, duration: Duration, rate: f64, connections: usize) -> Self {
+    pub(crate) fn new(start: Instant, duration: Duration, rate: f64, connections: usize) -> Self {
         let mut schedule = Schedule {
             start,
             end: later(start, duration),
@@ -59,7 +59,7 @@ impl Schedule {
     }
 
     /// When message `seq` of connection `index` (of this thread) is due.
-    pub fn due(&self, index: usize, seq: u64) -> Instant {
+    pub(crate) fn due(&self, index: usize, seq: u64) -> Instant {
         self.at(seq
             .saturating_mul(self.connections)
             .saturating_add(index as u64))
@@ -91,7 +91,7 @@ impl Schedule {
     /// Brings the schedule up to `now` in O(1), then calls `touched(index)` once for each
     /// connection that got new messages due (at most once per connection, so the caller may push
     /// the index to a list without checking for duplicates).
-    pub fn advance(&mut self, now: Instant, mut touched: impl FnMut(usize)) {
+    pub(crate) fn advance(&mut self, now: Instant, mut touched: impl FnMut(usize)) {
         if now < self.start {
             return;
         }
@@ -110,19 +110,14 @@ impl Schedule {
     }
 
     /// Messages of connection `index` due so far: its share of the thread's `next`.
-    pub fn due_count(&self, index: usize) -> u64 {
+    pub(crate) fn due_count(&self, index: usize) -> u64 {
         let (n, index) = (self.connections, index as u64);
         self.next / n + u64::from(index < self.next % n)
     }
 
     /// When the next message is due; `None` once the schedule is over.
-    pub fn next_due(&self) -> Option<Instant> {
+    pub(crate) fn next_due(&self) -> Option<Instant> {
         (self.next < self.total).then(|| self.at(self.next))
-    }
-
-    /// Messages in the whole schedule.
-    pub fn total(&self) -> u64 {
-        self.total
     }
 }
 
@@ -140,7 +135,7 @@ mod tests {
     fn connections_take_turns_at_the_rate() {
         let start = Instant::now();
         let mut schedule = Schedule::new(start, Duration::from_secs(1), 100.0, 3);
-        assert_eq!(schedule.total(), 100);
+        assert_eq!(schedule.total, 100);
         // Due at 0, 10, 20, 30, 40 ms: two each for connections 0 and 1, one for 2.
         assert_eq!(
             advance(&mut schedule, start + Duration::from_millis(45)),
@@ -178,11 +173,11 @@ mod tests {
     fn a_huge_backlog_is_caught_up_at_once() {
         // The fastest rate for the longest run: 2.6e15 messages, almost all due at once.
         let start = Instant::now();
-        let duration = crate::duration::MAX;
-        let mut schedule = Schedule::new(start, duration, super::super::MAX_RATE, 3);
-        let total = schedule.total();
+        let duration = crate::parse::MAX_DURATION;
+        let mut schedule = Schedule::new(start, duration, crate::parse::MAX_RATE, 3);
+        let total = schedule.total;
         assert!(
-            (total as f64 - duration.as_secs_f64() * super::super::MAX_RATE).abs() <= 1.0,
+            (total as f64 - duration.as_secs_f64() * crate::parse::MAX_RATE).abs() <= 1.0,
             "{total}"
         );
         let began = Instant::now();

@@ -25,7 +25,7 @@ const MAX_ERROR_DETAILS: usize = 10;
 
 /// The kinds of error the report counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
+pub(crate) enum ErrorKind {
     /// Nothing listens there (TCP RST to the SYN, or ICMP port unreachable for UDP).
     Refused,
     /// The server reset or closed a connection that still owed replies.
@@ -40,7 +40,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// The kind of a socket error.
-    pub fn of(err: &io::Error) -> Self {
+    pub(crate) fn of(err: &io::Error) -> Self {
         match err.kind() {
             io::ErrorKind::ConnectionRefused => ErrorKind::Refused,
             io::ErrorKind::ConnectionReset
@@ -55,17 +55,17 @@ impl ErrorKind {
 
 /// Errors counted by kind.
 #[derive(Debug, Default, Clone, Copy, Serialize)]
-pub struct ErrorCounts {
+pub(crate) struct ErrorCounts {
     /// Connections (or datagrams) refused.
-    pub refused: u64,
+    pub(crate) refused: u64,
     /// Connections reset or closed by the server while replies were due.
-    pub reset: u64,
+    pub(crate) reset: u64,
     /// Connects or replies that did not come in time (TCP; over UDP those are `lost`).
-    pub timeout: u64,
+    pub(crate) timeout: u64,
     /// Replies that differ from what was sent.
-    pub mismatch: u64,
+    pub(crate) mismatch: u64,
     /// Other failures.
-    pub other: u64,
+    pub(crate) other: u64,
 }
 
 impl ErrorCounts {
@@ -88,7 +88,7 @@ impl ErrorCounts {
         self.other += other.other;
     }
 
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.refused + self.reset + self.timeout + self.mismatch + self.other
     }
 
@@ -110,35 +110,41 @@ impl ErrorCounts {
 }
 
 /// What one thread measured.
-pub struct ThreadStats {
+pub(crate) struct ThreadStats {
     /// Latency of every verified reply, in nanoseconds.
     latency: Histogram<u64>,
     /// Replies received in full and verified.
-    pub messages: u64,
+    pub(crate) messages: u64,
     /// Errors by kind.
-    pub errors: ErrorCounts,
+    pub(crate) errors: ErrorCounts,
     /// Messages sent whose reply never came back in full (connection lost, timeout, datagram lost).
-    pub lost: u64,
+    pub(crate) lost: u64,
     /// UDP: replies that came after their datagram was counted lost, or twice.
-    pub late: u64,
+    pub(crate) late: u64,
     /// The first errors in words, for the report.
     details: Vec<String>,
     /// Connections (UDP: sockets) set up.
-    pub connected: u64,
+    pub(crate) connected: u64,
     /// Connections that could not be set up.
-    pub failed_connections: u64,
+    pub(crate) failed_connections: u64,
+    /// TCP: connections that got at least one reply.
+    pub(crate) answered: u64,
+    /// TCP: connections set up that never got a reply within `--timeout`. Beside connections
+    /// that were answered, the sign of a server that serves one client at a time.
+    pub(crate) unanswered: u64,
     /// How long this thread took to set up its connections.
-    pub connect_time: Duration,
-    /// How long this thread's load was measured: from its start to the last reply or the drain
-    /// deadline, less `lost_wait`.
-    pub load_time: Duration,
+    pub(crate) connect_time: Duration,
+    /// How long this thread's load was measured: from its start to the end of `--duration` (or
+    /// Ctrl-C), or to the last reply after it, less `lost_wait`. The wait for replies that never
+    /// come is not measured: it would only lower the rate.
+    pub(crate) load_time: Duration,
     /// UDP closed loop: time spent waiting for nothing but replies that were lost, left out of
     /// `load_time` so the rate says how fast the server answered.
-    pub lost_wait: Duration,
+    pub(crate) lost_wait: Duration,
 }
 
 impl ThreadStats {
-    pub fn new() -> Result<Self> {
+    pub(crate) fn new() -> Result<Self> {
         Ok(ThreadStats {
             latency: Histogram::new_with_bounds(1, LATENCY_MAX_NS, LATENCY_SIGFIG)
                 .context("cannot set up the latency histogram")?,
@@ -149,6 +155,8 @@ impl ThreadStats {
             details: Vec::new(),
             connected: 0,
             failed_connections: 0,
+            answered: 0,
+            unanswered: 0,
             connect_time: Duration::ZERO,
             load_time: Duration::ZERO,
             lost_wait: Duration::ZERO,
@@ -156,20 +164,20 @@ impl ThreadStats {
     }
 
     /// Counts a verified reply and its latency.
-    pub fn reply(&mut self, latency: Duration) {
+    pub(crate) fn reply(&mut self, latency: Duration) {
         self.messages += 1;
         self.record_latency(latency);
     }
 
     /// Records a latency without counting a reply (UDP: a reply that came late is counted apart,
     /// but its latency belongs in the histogram: a slow server must not hide its slow replies).
-    pub fn record_latency(&mut self, latency: Duration) {
+    pub(crate) fn record_latency(&mut self, latency: Duration) {
         let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
         self.latency.saturating_record(nanos.max(1));
     }
 
     /// Counts an error; `detail` is only called while the report still wants descriptions.
-    pub fn error(&mut self, kind: ErrorKind, detail: impl FnOnce() -> String) {
+    pub(crate) fn error(&mut self, kind: ErrorKind, detail: impl FnOnce() -> String) {
         self.errors.add(kind);
         if self.details.len() < MAX_ERROR_DETAILS {
             // The same error over and over (a refusing UDP port) is worth one line.
@@ -192,6 +200,8 @@ impl ThreadStats {
         self.details.extend(other.details.into_iter().take(room));
         self.connected += other.connected;
         self.failed_connections += other.failed_connections;
+        self.answered += other.answered;
+        self.unanswered += other.unanswered;
         self.connect_time = self.connect_time.max(other.connect_time);
         self.load_time = self.load_time.max(other.load_time);
         self.lost_wait = self.lost_wait.max(other.lost_wait);
@@ -200,7 +210,7 @@ impl ThreadStats {
 }
 
 /// A mismatch in words: which connection, message and byte, and the values.
-pub fn describe_mismatch(conn: u32, seq: u64, size: usize, mismatch: &Mismatch) -> String {
+pub(crate) fn describe_mismatch(conn: u32, seq: u64, size: usize, mismatch: &Mismatch) -> String {
     format!(
         "connection {conn}, message {seq}, byte {} of {size}: sent 0x{:02x}, received 0x{:02x}",
         mismatch.offset, mismatch.sent, mismatch.received
@@ -209,81 +219,90 @@ pub fn describe_mismatch(conn: u32, seq: u64, size: usize, mismatch: &Mismatch) 
 
 /// What was asked for, as the report repeats it.
 #[derive(Debug, Clone, Serialize)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// The address benchmarked.
-    pub target: String,
+    pub(crate) target: String,
     /// `tcp` or `udp`.
-    pub protocol: &'static str,
+    pub(crate) protocol: &'static str,
     /// Connections asked for (UDP: sockets).
-    pub connections: u32,
+    pub(crate) connections: u32,
     /// Bytes per message.
-    pub size: usize,
+    pub(crate) size: usize,
     /// `closed` (each connection waits for its replies) or `open` (messages sent on a schedule).
-    pub mode: &'static str,
+    pub(crate) mode: &'static str,
     /// Closed loop: messages in flight per connection.
-    pub pipeline: Option<u32>,
+    pub(crate) pipeline: Option<u32>,
     /// Open loop: messages per second asked for, in total.
-    pub rate: Option<f64>,
+    pub(crate) rate: Option<f64>,
     /// Event-loop threads.
-    pub threads: u32,
+    pub(crate) threads: u32,
     /// Seconds of load asked for.
-    pub duration_s: f64,
+    pub(crate) duration_s: f64,
 }
 
 /// Latency percentiles, in microseconds.
 #[derive(Debug, Serialize)]
-pub struct Latency {
-    pub p50: f64,
-    pub p90: f64,
-    pub p99: f64,
-    pub p99_9: f64,
-    pub max: f64,
-    pub mean: f64,
+pub(crate) struct Latency {
+    pub(crate) p50: f64,
+    pub(crate) p90: f64,
+    pub(crate) p99: f64,
+    pub(crate) p99_9: f64,
+    pub(crate) max: f64,
+    pub(crate) mean: f64,
 }
 
 /// The whole result of a benchmark; `--json` prints exactly this.
 #[derive(Debug, Serialize)]
-pub struct BenchReport {
+pub(crate) struct BenchReport {
     #[serde(flatten)]
-    pub settings: Settings,
+    pub(crate) settings: Settings,
     /// Connections (UDP: sockets) set up.
-    pub connected: u64,
+    pub(crate) connected: u64,
     /// Connections that could not be set up.
-    pub failed_connections: u64,
+    pub(crate) failed_connections: u64,
+    /// TCP: connections that got at least one reply.
+    pub(crate) answered: u64,
+    /// TCP: connections set up that never got a reply within `--timeout`.
+    pub(crate) unanswered: u64,
     /// Milliseconds it took to set up all connections.
-    pub connect_ms: f64,
-    /// Seconds the load was measured over (the rates are per these): from its start to the last
-    /// reply (or the drain deadline), less `lost_wait_s`; the longest of the threads.
-    pub elapsed_s: f64,
+    pub(crate) connect_ms: f64,
+    /// Seconds the load was measured over (the rates are per these): from its start to the end
+    /// of the load, or to the last reply after it (never the wait for replies that do not come),
+    /// less `lost_wait_s`; the longest of the threads.
+    pub(crate) elapsed_s: f64,
     /// UDP closed loop: seconds spent waiting for nothing but replies that were lost (the
     /// longest of the threads), left out of `elapsed_s`.
-    pub lost_wait_s: f64,
+    pub(crate) lost_wait_s: f64,
     /// Replies received in full and verified.
-    pub messages: u64,
+    pub(crate) messages: u64,
     /// Bytes of the verified replies: exactly as many were sent and came back.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// The load was cut short by Ctrl-C or SIGTERM: the numbers cover the part that ran.
-    pub interrupted: bool,
+    pub(crate) interrupted: bool,
     /// Verified replies per second.
-    pub msgs_per_sec: f64,
+    pub(crate) msgs_per_sec: f64,
     /// Verified bytes per second, in MiB (each way: as many were sent).
-    pub mib_per_sec: f64,
+    pub(crate) mib_per_sec: f64,
     /// Latency of the verified replies; all zero if there were none.
-    pub latency_us: Latency,
+    pub(crate) latency_us: Latency,
     /// Errors by kind.
-    pub errors: ErrorCounts,
+    pub(crate) errors: ErrorCounts,
     /// Messages whose reply never came back in full.
-    pub lost: u64,
+    pub(crate) lost: u64,
     /// UDP: replies that came after their datagram was presumed lost (the loss withdrawn), or
     /// twice, or after `--timeout`.
-    pub late: u64,
+    pub(crate) late: u64,
     /// The first errors in words.
-    pub error_details: Vec<String>,
+    pub(crate) error_details: Vec<String>,
 }
 
 impl BenchReport {
     /// Merges the threads' stats into the report; `interrupted`: the load was cut short.
-    pub fn new(settings: Settings, threads: Vec<ThreadStats>, interrupted: bool) -> Result<Self> {
+    pub(crate) fn new(
+        settings: Settings,
+        threads: Vec<ThreadStats>,
+        interrupted: bool,
+    ) -> Result<Self> {
         let mut total = ThreadStats::new()?;
         for stats in threads {
             total.merge(stats)?;
@@ -304,6 +323,8 @@ impl BenchReport {
         Ok(BenchReport {
             connected: total.connected,
             failed_connections: total.failed_connections,
+            answered: total.answered,
+            unanswered: total.unanswered,
             connect_ms: total.connect_time.as_secs_f64() * 1000.0,
             elapsed_s: elapsed,
             lost_wait_s: total.lost_wait.as_secs_f64(),
@@ -321,9 +342,29 @@ impl BenchReport {
         })
     }
 
-    /// Why the run failed, if it did: any error or lost reply fails it.
-    pub fn failure(&self) -> Option<String> {
+    /// Why the run failed, if it did: any error or lost reply fails it. When some connections
+    /// were answered and others, set up as well, never got a reply within `--timeout`, the
+    /// server most likely serves one client at a time (an iterative server: the others wait in
+    /// its listen queue), and the reason says so first.
+    pub(crate) fn failure(&self) -> Option<String> {
         let mut parts = Vec::new();
+        if self.settings.protocol == "udp" && self.connected == 0 && self.errors.refused > 0 {
+            parts.push(format!(
+                "{} refused (connection refused / port unreachable): is a UDP echo server \
+                 running there?",
+                self.settings.target
+            ));
+        }
+        if self.answered > 0 && self.unanswered > 0 {
+            parts.push(format!(
+                "only {} of {} connections {} answered: is the server iterative? try -c {} or \
+                 serve --multiplex",
+                self.answered,
+                self.connected,
+                if self.answered == 1 { "was" } else { "were" },
+                self.answered,
+            ));
+        }
         if self.errors.total() > 0 {
             parts.push(format!("errors: {}", self.errors.describe()));
         }
@@ -341,14 +382,14 @@ impl BenchReport {
     }
 
     /// Writes the report as one JSON object and a newline.
-    pub fn write_json(&self, out: &mut impl Write) -> io::Result<()> {
+    pub(crate) fn write_json(&self, out: &mut impl Write) -> io::Result<()> {
         serde_json::to_writer(&mut *out, self)?;
         writeln!(out)
     }
 
     /// Writes the report as text, one labelled line per aspect, each within [`TEXT_WIDTH`]
     /// columns (a long list of errors goes on over indented lines).
-    pub fn write_text(&self, out: &mut impl Write) -> io::Result<()> {
+    pub(crate) fn write_text(&self, out: &mut impl Write) -> io::Result<()> {
         let s = &self.settings;
         let target = format!(
             "{} ({}), {} {}, {} {}",

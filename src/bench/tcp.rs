@@ -1,4 +1,5 @@
-//! One thread of `netecho bench` over TCP: a mio event loop over its share of the connections.
+//! One thread of `netecho bench` over TCP: the transport that the shared event loop
+//! ([`run_loop`]) drives over the thread's share of the connections.
 //!
 //! First it connects, keeping at most `connect_window` connects under way so a server's listen
 //! backlog is not overrun, then waits at the start gate for the other threads. Then each
@@ -26,14 +27,14 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use mio::{Events, Interest, Poll, Token, net::TcpStream};
+use mio::{Events, Interest, Poll, Token, event::Event, net::TcpStream};
 
 use super::{
-    Load, Progress, ThreadPlan,
     gate::Ticket,
-    later,
     message::Message,
-    schedule::Schedule,
+    plan::{Load, ThreadPlan, later},
+    progress::Progress,
+    run_loop::{self, Core, EVENTS_CAPACITY, Transport},
     stats::{ErrorKind, ThreadStats, describe_mismatch},
 };
 
@@ -45,12 +46,10 @@ const WRITE_BUFFER_MAX: usize = 64 * 1024;
 const OPEN_LOOP_BUFFERED: usize = 16;
 /// How often connections are checked for a stall (no progress within `--timeout`).
 const STALL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
-/// Events handled per poll.
-const EVENTS_CAPACITY: usize = 1024;
 
 /// Bytes one connection may come to hold: its write buffer and, in a closed loop, the send time
 /// of each message in flight.
-pub fn buffer_bytes(size: usize, pipeline: u32, open: bool) -> u64 {
+pub(crate) fn buffer_bytes(size: usize, pipeline: u32, open: bool) -> u64 {
     let (buffered, in_flight) = if open {
         (OPEN_LOOP_BUFFERED, 0)
     } else {
@@ -62,7 +61,7 @@ pub fn buffer_bytes(size: usize, pipeline: u32, open: bool) -> u64 {
 
 /// Runs this thread's connections to the end and returns what they measured. An error before the
 /// load (or a panic) drops `ticket`, which stops the other threads at the gate.
-pub fn run(
+pub(crate) fn run(
     share: &ThreadPlan,
     ticket: Ticket,
     mut progress: Option<&mut Progress>,
@@ -70,18 +69,20 @@ pub fn run(
     let mut stats = ThreadStats::new()?;
     let mut poll = Poll::new().context("cannot create the event loop")?;
     let mut connections = connect_all(share, &mut poll, &mut stats)?;
-    if !ticket.ready() {
+    let Some(start) = run_loop::start(ticket, progress.as_deref_mut()) else {
         // Another thread could not start; its error ends the run.
         return Ok(stats);
-    }
-
-    let start = Instant::now();
-    if let Some(progress) = progress.as_deref_mut() {
-        progress.start(start);
-    }
-    let mut run = Run::new(share, start, &mut stats);
-    run.go(&mut poll, &mut connections, progress)?;
-    stats.load_time = run.finished.duration_since(start);
+    };
+    let mut run = Run {
+        core: Core::new(share, start, &mut stats),
+        last_stall_check: start,
+        buffer: vec![0; READ_BUFFER].into_boxed_slice(),
+    };
+    // The first turn sends what the load allows on every connection.
+    run.core.dirty.extend(0..connections.len());
+    let ended = run_loop::run(&mut run, &mut poll, &mut connections, progress)?;
+    let finished = run.core.measured_until(ended);
+    stats.load_time = finished.duration_since(start);
     Ok(stats)
 }
 
@@ -229,7 +230,7 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(stream: TcpStream, id: u32, plan: &super::Plan) -> Self {
+    fn new(stream: TcpStream, id: u32, plan: &super::plan::Plan) -> Self {
         let buffered = match plan.load {
             Load::Closed { pipeline } => pipeline as usize,
             Load::Open { .. } => OPEN_LOOP_BUFFERED,
@@ -275,127 +276,79 @@ struct Failure {
     detail: String,
 }
 
-/// The load phase of one thread.
+/// The load phase of one thread over TCP: the transport the shared loop drives.
 struct Run<'a> {
-    share: &'a ThreadPlan<'a>,
-    stats: &'a mut ThreadStats,
-    /// No message starts at or after this.
-    end: Instant,
-    /// Set once `end` has passed: the loop only waits for replies owed, until the deadline.
-    drain_deadline: Option<Instant>,
-    /// Open loop: when messages are due.
-    schedule: Option<Schedule>,
+    core: Core<'a>,
     /// When the last stall check ran.
     last_stall_check: Instant,
-    /// Replies verified since the progress counter was last updated.
-    unreported: u64,
-    /// When the load ended.
-    finished: Instant,
-    /// Connections to pump after the schedule made messages due (indexes, no duplicates).
-    dirty: Vec<usize>,
+    /// The thread's read buffer, shared by its connections.
+    buffer: Box<[u8]>,
 }
 
-impl<'a> Run<'a> {
-    fn new(share: &'a ThreadPlan<'a>, start: Instant, stats: &'a mut ThreadStats) -> Self {
-        let plan = share.plan;
-        Run {
-            share,
-            stats,
-            end: later(start, plan.duration),
-            drain_deadline: None,
-            schedule: share
-                .rate
-                .map(|rate| Schedule::new(start, plan.duration, rate, share.ids.len())),
-            last_stall_check: start,
-            unreported: 0,
-            finished: start,
-            dirty: Vec::new(),
-        }
+impl<'a> Transport<'a> for Run<'a> {
+    type Conn = Connection;
+
+    fn core(&mut self) -> &mut Core<'a> {
+        &mut self.core
     }
 
-    fn go(
-        &mut self,
-        poll: &mut Poll,
-        connections: &mut [Option<Connection>],
-        mut progress: Option<&mut Progress>,
-    ) -> Result<()> {
-        let mut events = Events::with_capacity(EVENTS_CAPACITY);
-        let mut buffer = vec![0u8; READ_BUFFER];
+    fn turn(&mut self, connections: &mut [Option<Connection>], now: Instant) -> Option<Instant> {
+        while let Some(index) = self.core.dirty.pop() {
+            self.pump(connections, index, now);
+        }
+        if now.duration_since(self.last_stall_check) >= STALL_CHECK_INTERVAL {
+            self.last_stall_check = now;
+            self.drop_stalled(connections, now);
+        }
+        Some(later(self.last_stall_check, STALL_CHECK_INTERVAL))
+    }
+
+    fn owing(connection: &Connection) -> bool {
+        connection.busy()
+    }
+
+    /// At the drain deadline: the connections still owed replies time out.
+    fn give_up(&mut self, connections: &mut [Option<Connection>], _now: Instant) {
+        let timeout = self.core.share.plan.timeout;
         for index in 0..connections.len() {
-            self.pump(connections, index, Instant::now());
-        }
-        loop {
-            let now = Instant::now();
-            if self.drain_deadline.is_none()
-                && (now >= self.end || self.share.live.is_interrupted())
-            {
-                self.drain_deadline = Some(later(now, self.share.plan.timeout));
-            }
-            if let Some(schedule) = &mut self.schedule {
-                // O(1) however far behind, and each connection at most once.
-                let dirty = &mut self.dirty;
-                schedule.advance(now, |index| dirty.push(index));
-                while let Some(index) = self.dirty.pop() {
-                    self.pump(connections, index, now);
-                }
-            }
-            if now.duration_since(self.last_stall_check) >= STALL_CHECK_INTERVAL {
-                self.last_stall_check = now;
-                self.drop_stalled(connections, now);
-            }
-            if connections.iter().all(Option::is_none) {
-                // Nothing left to measure: every connection failed to connect or was dropped.
-                self.finished = now;
-                break;
-            }
-            if let Some(deadline) = self.drain_deadline {
-                let owing = connections.iter().flatten().any(Connection::busy);
-                if !owing || now >= deadline {
-                    self.finished = now;
-                    self.give_up(connections);
-                    break;
-                }
-            }
-            self.report_progress();
-            if let Some(progress) = progress.as_deref_mut() {
-                progress.tick(now);
-            }
-
-            let mut wake = self.drain_deadline.unwrap_or(self.end);
-            wake = wake.min(later(self.last_stall_check, STALL_CHECK_INTERVAL));
-            if let Some(due) = self.schedule.as_ref().and_then(Schedule::next_due) {
-                wake = wake.min(due);
-            }
-            if let Some(progress) = progress.as_deref() {
-                wake = wake.min(progress.deadline());
-            }
-            let timeout = wake.saturating_duration_since(Instant::now());
-            poll.poll(&mut events, Some(timeout))
-                .or_else(ignore_interrupt)
-                .context("the event loop failed")?;
-            for event in events.iter() {
-                let index = event.token().0;
-                let Some(connection) = connections.get_mut(index).and_then(Option::as_mut) else {
-                    continue;
+            let Some(c) = connections[index].as_ref() else {
+                continue;
+            };
+            if c.busy() {
+                let failure = Failure {
+                    kind: ErrorKind::Timeout,
+                    detail: format!(
+                        "connection {}: replies still owed {:?} after the end{}",
+                        c.id,
+                        timeout,
+                        owed(c)
+                    ),
                 };
-                if event.is_writable() {
-                    connection.write_blocked = false;
-                }
-                let read = if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    self.read(connection, &mut buffer)
-                } else {
-                    Ok(())
-                };
-                match read {
-                    Ok(()) => self.pump(connections, index, Instant::now()),
-                    Err(failure) => self.fail(connections, index, failure),
-                }
+                self.fail(connections, index, failure);
             }
         }
-        self.report_progress();
-        Ok(())
     }
 
+    fn event(&mut self, connections: &mut [Option<Connection>], index: usize, event: &Event) {
+        let Some(connection) = connections.get_mut(index).and_then(Option::as_mut) else {
+            return;
+        };
+        if event.is_writable() {
+            connection.write_blocked = false;
+        }
+        let read = if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.read(connection)
+        } else {
+            Ok(())
+        };
+        match read {
+            Ok(()) => self.pump(connections, index, Instant::now()),
+            Err(failure) => self.fail(connections, index, failure),
+        }
+    }
+}
+
+impl Run<'_> {
     /// Starts the messages the load allows and writes what the socket takes.
     fn pump(&mut self, connections: &mut [Option<Connection>], index: usize, now: Instant) {
         let Some(connection) = connections[index].as_mut() else {
@@ -415,9 +368,10 @@ impl<'a> Run<'a> {
     }
 
     fn send(&self, c: &mut Connection, now: Instant) -> io::Result<()> {
-        let stopping = self.drain_deadline.is_some();
-        let due = match &self.schedule {
-            Some(schedule) => schedule.due_count(self.index_of(c.id)),
+        let core = &self.core;
+        let stopping = core.stopping();
+        let due = match &core.schedule {
+            Some(schedule) => schedule.due_count(core.index_of(c.id)),
             None => 0,
         };
         loop {
@@ -426,7 +380,7 @@ impl<'a> Run<'a> {
             }
             while c.out_end < c.out.len() {
                 if c.next_offset == 0 {
-                    let allowed = match self.share.plan.load {
+                    let allowed = match core.share.plan.load {
                         Load::Closed { pipeline } => c.next.seq < c.reply.seq + u64::from(pipeline),
                         Load::Open { .. } => c.next.seq < due,
                     };
@@ -437,7 +391,7 @@ impl<'a> Run<'a> {
                         // From now on a reply is owed: the stall clock starts.
                         c.last_progress = now;
                     }
-                    if self.schedule.is_none() {
+                    if core.schedule.is_none() {
                         c.sent_at.push_back(now);
                     }
                 }
@@ -471,9 +425,9 @@ impl<'a> Run<'a> {
     }
 
     /// Reads until the socket is drained, checking every byte and timing every reply.
-    fn read(&mut self, c: &mut Connection, buffer: &mut [u8]) -> Result<(), Failure> {
+    fn read(&mut self, c: &mut Connection) -> Result<(), Failure> {
         loop {
-            let n = match c.stream.read(buffer) {
+            let n = match c.stream.read(&mut self.buffer) {
                 Ok(0) => {
                     return Err(Failure {
                         kind: ErrorKind::Reset,
@@ -511,7 +465,7 @@ impl<'a> Run<'a> {
                     ),
                 });
             }
-            let mut data = &buffer[..n];
+            let mut data = &self.buffer[..n];
             while !data.is_empty() {
                 let take = (c.size - c.reply_offset).min(data.len());
                 if let Err(mismatch) = c.reply.check(c.reply_offset, &data[..take]) {
@@ -523,15 +477,19 @@ impl<'a> Run<'a> {
                 c.reply_offset += take;
                 data = &data[take..];
                 if c.reply_offset == c.size {
-                    let origin = match &self.schedule {
-                        Some(schedule) => Some(schedule.due(self.index_of(c.id), c.reply.seq)),
+                    let core = &mut self.core;
+                    let origin = match &core.schedule {
+                        Some(schedule) => Some(schedule.due(core.index_of(c.id), c.reply.seq)),
                         // A whole reply is one to a message started, so its time is queued.
                         None => c.sent_at.pop_front(),
                     };
-                    self.stats.reply(
+                    core.reply(
                         origin.map_or(Duration::ZERO, |at| now.saturating_duration_since(at)),
                     );
-                    self.unreported += 1;
+                    core.last_reply = now;
+                    if c.reply.seq == 0 {
+                        core.stats.answered += 1;
+                    }
                     c.reply = Message::new(c.id, c.reply.seq + 1, c.size);
                     c.reply_offset = 0;
                 }
@@ -541,14 +499,9 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// A connection's index in this thread, from its id (ids are dealt round robin).
-    fn index_of(&self, id: u32) -> usize {
-        id as usize / self.share.plan.threads as usize
-    }
-
     /// Drops the connections that owe replies and made no progress within `--timeout`.
     fn drop_stalled(&mut self, connections: &mut [Option<Connection>], now: Instant) {
-        let timeout = self.share.plan.timeout;
+        let timeout = self.core.share.plan.timeout;
         for index in 0..connections.len() {
             let Some(c) = connections[index].as_ref() else {
                 continue;
@@ -569,51 +522,21 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// At the drain deadline: the connections still owed replies time out.
-    fn give_up(&mut self, connections: &mut [Option<Connection>]) {
-        let timeout = self.share.plan.timeout;
-        for index in 0..connections.len() {
-            let Some(c) = connections[index].as_ref() else {
-                continue;
-            };
-            if c.busy() {
-                let failure = Failure {
-                    kind: ErrorKind::Timeout,
-                    detail: format!(
-                        "connection {}: replies still owed {:?} after the end{}",
-                        c.id,
-                        timeout,
-                        owed(c)
-                    ),
-                };
-                self.fail(connections, index, failure);
-            }
-        }
-    }
-
     /// Counts a failure and the replies it lost, and drops the connection.
     fn fail(&mut self, connections: &mut [Option<Connection>], index: usize, failure: Failure) {
         let Some(c) = connections[index].take() else {
             return;
         };
+        if failure.kind == ErrorKind::Timeout && c.received == 0 {
+            self.core.stats.unanswered += 1;
+        }
         let mut lost = c.started() - c.reply.seq;
         if failure.kind == ErrorKind::Mismatch {
             // The message with the altered byte is counted as a mismatch, not as lost.
             lost = lost.saturating_sub(1);
         }
-        self.stats.lost += lost;
-        self.stats.error(failure.kind, || failure.detail);
-        self.share.live.errors.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn report_progress(&mut self) {
-        if self.unreported > 0 {
-            self.share
-                .live
-                .messages
-                .fetch_add(self.unreported, Ordering::Relaxed);
-            self.unreported = 0;
-        }
+        self.core.stats.lost += lost;
+        self.core.error(failure.kind, || failure.detail);
     }
 }
 

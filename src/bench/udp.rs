@@ -1,4 +1,5 @@
-//! One thread of `netecho bench --udp`: the same load over datagrams, counting losses.
+//! One thread of `netecho bench --udp`: the same load over datagrams, counting losses; the
+//! transport that the shared event loop ([`run_loop`]) drives.
 //!
 //! Each "connection" is a UDP socket connected to the target, so the kernel filters out
 //! datagrams from elsewhere and reports ICMP port unreachable as "refused". A message is one
@@ -37,38 +38,37 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use mio::{Events, Interest, Poll, Token, net::UdpSocket};
+use mio::{Interest, Poll, Token, event::Event, net::UdpSocket};
 
 use super::{
-    Load, Progress, ThreadPlan,
     gate::Ticket,
-    later,
     message::Message,
-    schedule::Schedule,
+    plan::{Load, ThreadPlan, later},
+    progress::Progress,
+    run_loop::{self, Core, Transport},
     stats::{ErrorKind, ThreadStats, describe_mismatch},
 };
+use crate::error::describe;
 
 /// Open loop: most datagrams in flight per socket; further due ones wait (their latency still
 /// counts from when they were due).
 const OPEN_LOOP_IN_FLIGHT: usize = 1024;
 /// Shortest loss wait: longer than a loaded machine's scheduling hiccups on loopback, short
 /// enough that a lost datagram costs a closed loop a few ms, not seconds.
-pub const LOSS_WAIT_MIN: Duration = Duration::from_millis(5);
+const LOSS_WAIT_MIN: Duration = Duration::from_millis(5);
 /// Loss wait before the socket has timed a reply (RFC 6298's initial RTO), or `--timeout` if
 /// that is shorter.
-pub const LOSS_WAIT_INITIAL: Duration = Duration::from_secs(1);
+const LOSS_WAIT_INITIAL: Duration = Duration::from_secs(1);
 /// Most doublings of the loss wait while losses go on with no reply (64 × the wait, within
 /// `--timeout`).
 const MAX_BACKOFF: u32 = 6;
 /// Datagrams presumed lost that a socket remembers, so a late reply withdraws its loss; older
 /// ones (or beyond `--timeout`) are lost for good.
 const PRESUMED_MAX: usize = 4096;
-/// Events handled per poll.
-const EVENTS_CAPACITY: usize = 1024;
 
 /// Bytes one socket may come to hold: its window of datagrams in flight and its memory of those
 /// presumed lost. (The datagram buffers are the thread's, one of each.)
-pub fn buffer_bytes(pipeline: u32, open: bool) -> u64 {
+pub(crate) fn buffer_bytes(pipeline: u32, open: bool) -> u64 {
     let in_flight = if open {
         OPEN_LOOP_IN_FLIGHT
     } else {
@@ -102,7 +102,7 @@ struct Presumed {
 
 /// A socket's estimate of its round trip, for the loss wait (RFC 6298).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RoundTrip {
+struct RoundTrip {
     /// Smoothed round trip; `None` until a reply has been timed.
     srtt: Option<Duration>,
     /// Smoothed deviation of the round trip.
@@ -113,7 +113,7 @@ pub struct RoundTrip {
 
 impl RoundTrip {
     /// Takes in the round trip of a reply, and ends any backoff.
-    pub fn sample(&mut self, rtt: Duration) {
+    pub(crate) fn sample(&mut self, rtt: Duration) {
         match self.srtt {
             None => {
                 self.srtt = Some(rtt);
@@ -130,12 +130,12 @@ impl RoundTrip {
     }
 
     /// A check found a loss: the next wait is twice as long, up to [`MAX_BACKOFF`] doublings.
-    pub fn back_off(&mut self) {
+    fn back_off(&mut self) {
         self.backoff = (self.backoff + 1).min(MAX_BACKOFF);
     }
 
     /// How long a reply is waited for before its datagram is presumed lost.
-    pub fn loss_wait(&self, timeout: Duration) -> Duration {
+    fn loss_wait(&self, timeout: Duration) -> Duration {
         let base = match self.srtt {
             None => LOSS_WAIT_INITIAL,
             Some(srtt) => srtt.saturating_add(self.rttvar.saturating_mul(4)),
@@ -163,11 +163,15 @@ struct Flow {
     round_trip: RoundTrip,
     /// The socket said WouldBlock; wait for a writable event.
     write_blocked: bool,
+    /// A reply has come: the target answers, so a later "refused" is a loss, not a refusal.
+    answered: bool,
+    /// Refused before any reply: nothing listens there. The loop drops the socket.
+    refused: bool,
 }
 
 /// Runs this thread's sockets to the end and returns what they measured. An error before the
 /// load (or a panic) drops `ticket`, which stops the other threads at the gate.
-pub fn run(
+pub(crate) fn run(
     share: &ThreadPlan,
     ticket: Ticket,
     mut progress: Option<&mut Progress>,
@@ -190,6 +194,8 @@ pub fn run(
                     presumed: VecDeque::new(),
                     round_trip: RoundTrip::default(),
                     write_blocked: false,
+                    answered: false,
+                    refused: false,
                 }));
             }
             Err(err) => {
@@ -203,29 +209,18 @@ pub fn run(
         }
     }
     stats.connect_time = started.elapsed();
-    if !ticket.ready() {
+    let Some(start) = run_loop::start(ticket, progress.as_deref_mut()) else {
         // Another thread could not start; its error ends the run.
         return Ok(stats);
-    }
-
-    let start = Instant::now();
-    if let Some(progress) = progress.as_deref_mut() {
-        progress.start(start);
-    }
+    };
     let mut run = Run {
-        share,
-        stats: &mut stats,
-        schedule: share
-            .rate
-            .map(|rate| Schedule::new(start, plan.duration, rate, share.ids.len())),
+        core: Core::new(share, start, &mut stats),
         out: vec![0; plan.size],
         input: vec![0; plan.size + 1],
-        unreported: 0,
-        last_reply: start,
         waited_until: start,
         lost_wait: Duration::ZERO,
     };
-    let finished = run.go(&mut poll, &mut flows, start, progress)?;
+    let finished = run_loop::run(&mut run, &mut poll, &mut flows, progress)?;
     let lost_wait = run.lost_wait;
     let elapsed = finished.duration_since(start);
     stats.lost_wait = lost_wait.min(elapsed);
@@ -250,116 +245,86 @@ fn open(poll: &Poll, target: SocketAddr, index: usize) -> io::Result<UdpSocket> 
     Ok(socket)
 }
 
-/// The load phase of one thread.
+/// The load phase of one thread over UDP: the transport the shared loop drives.
 struct Run<'a> {
-    share: &'a ThreadPlan<'a>,
-    stats: &'a mut ThreadStats,
-    /// Open loop: when datagrams are due.
-    schedule: Option<Schedule>,
+    core: Core<'a>,
     /// The datagram being sent (generated in place, reused).
     out: Vec<u8>,
     /// The datagram received; one byte longer than a message, so a longer reply shows.
     input: Vec<u8>,
-    /// Replies verified since the progress counter was last updated.
-    unreported: u64,
-    /// When the thread last received a reply: a closed loop waiting since then, when a loss is
-    /// presumed, was waiting for nothing but that loss.
-    last_reply: Instant,
     /// The end of the waits already left out, so overlapping losses are not left out twice.
     waited_until: Instant,
-    /// Closed loop: time spent waiting for nothing but replies that were lost.
+    /// Closed loop: time spent waiting for nothing but replies that were lost (from the last
+    /// reply, [`Core::last_reply`], to when the loss was presumed).
     lost_wait: Duration,
 }
 
-impl Run<'_> {
-    /// Runs until the end and the drain; returns when the load ended.
-    fn go(
-        &mut self,
-        poll: &mut Poll,
-        flows: &mut [Option<Flow>],
-        start: Instant,
-        mut progress: Option<&mut Progress>,
-    ) -> Result<Instant> {
-        let plan = self.share.plan;
-        let end = later(start, plan.duration);
-        let mut drain_deadline = None;
-        let mut events = Events::with_capacity(EVENTS_CAPACITY);
-        loop {
-            let now = Instant::now();
-            if drain_deadline.is_none() && (now >= end || self.share.live.is_interrupted()) {
-                drain_deadline = Some(later(now, plan.timeout));
-            }
-            let stopping = drain_deadline.is_some();
-            if let Some(schedule) = &mut self.schedule {
-                // O(1) however far behind; each socket's due count comes from the schedule.
-                schedule.advance(now, |_| {});
-            }
-            let mut next_expiry: Option<Instant> = None;
-            for flow in flows.iter_mut().flatten() {
-                if let Some(expiry) = self.expire(flow, now) {
-                    next_expiry = Some(next_expiry.map_or(expiry, |next| next.min(expiry)));
-                }
-                self.send(flow, now, stopping);
-            }
-            if flows.iter().all(Option::is_none) {
-                // Nothing to measure: no socket could be set up.
-                return Ok(now);
-            }
-            if let Some(deadline) = drain_deadline {
-                let owing = flows.iter().flatten().any(|f| !f.window.is_empty());
-                if !owing || now >= deadline {
-                    for flow in flows.iter_mut().flatten() {
-                        while let Some(slot) = flow.window.pop_front() {
-                            if !slot.done {
-                                self.presume_lost(flow.first_seq, &slot, now, None);
-                            }
-                            flow.first_seq += 1;
-                        }
-                    }
-                    self.report_progress();
-                    return Ok(now);
-                }
-            }
-            self.report_progress();
-            if let Some(progress) = progress.as_deref_mut() {
-                progress.tick(now);
-            }
+impl<'a> Transport<'a> for Run<'a> {
+    type Conn = Flow;
 
-            let mut wake = drain_deadline.unwrap_or(end);
-            if let Some(expiry) = next_expiry {
-                wake = wake.min(expiry);
+    fn core(&mut self) -> &mut Core<'a> {
+        &mut self.core
+    }
+
+    /// Presumes lost what is overdue and sends what the load allows, on every socket; returns
+    /// when the next datagram in flight will be presumed lost.
+    fn turn(&mut self, flows: &mut [Option<Flow>], now: Instant) -> Option<Instant> {
+        // Each socket's due count comes from the schedule: which ones fell due is not needed.
+        self.core.dirty.clear();
+        let stopping = self.core.stopping();
+        let mut next_expiry: Option<Instant> = None;
+        for slot in flows.iter_mut() {
+            let Some(flow) = slot else { continue };
+            if let Some(expiry) = self.expire(flow, now) {
+                next_expiry = Some(next_expiry.map_or(expiry, |next| next.min(expiry)));
             }
-            if let Some(due) = self.schedule.as_ref().and_then(Schedule::next_due) {
-                wake = wake.min(due);
+            self.send(flow, now, stopping);
+            if flow.refused {
+                *slot = None;
             }
-            if let Some(progress) = progress.as_deref() {
-                wake = wake.min(progress.deadline());
-            }
-            let timeout = wake.saturating_duration_since(Instant::now());
-            if let Err(err) = poll.poll(&mut events, Some(timeout))
-                && err.kind() != io::ErrorKind::Interrupted
-            {
-                return Err(err).context("the event loop failed");
-            }
-            for event in events.iter() {
-                let Some(flow) = flows.get_mut(event.token().0).and_then(Option::as_mut) else {
-                    continue;
-                };
-                if event.is_writable() {
-                    flow.write_blocked = false;
+        }
+        next_expiry
+    }
+
+    fn owing(flow: &Flow) -> bool {
+        !flow.window.is_empty()
+    }
+
+    /// The drain is over: what is still in flight is presumed lost, with no further wait.
+    fn give_up(&mut self, flows: &mut [Option<Flow>], now: Instant) {
+        for flow in flows.iter_mut().flatten() {
+            while let Some(slot) = flow.window.pop_front() {
+                if !slot.done {
+                    self.presume_lost(flow.first_seq, &slot, now, None);
                 }
-                if event.is_readable() || event.is_error() {
-                    self.receive(flow);
-                }
+                flow.first_seq += 1;
             }
         }
     }
 
+    fn event(&mut self, flows: &mut [Option<Flow>], index: usize, event: &Event) {
+        let Some(slot) = flows.get_mut(index) else {
+            return;
+        };
+        let Some(flow) = slot else { return };
+        if event.is_writable() {
+            flow.write_blocked = false;
+        }
+        if event.is_readable() || event.is_error() {
+            self.receive(flow);
+        }
+        if flow.refused {
+            *slot = None;
+        }
+    }
+}
+
+impl Run<'_> {
     /// Sends the datagrams the load allows, until the socket would block.
     fn send(&mut self, flow: &mut Flow, now: Instant, stopping: bool) {
-        let plan = self.share.plan;
-        let due = match &self.schedule {
-            Some(schedule) => schedule.due_count(self.index_of(flow.id)),
+        let plan = self.core.share.plan;
+        let due = match &self.core.schedule {
+            Some(schedule) => schedule.due_count(self.core.index_of(flow.id)),
             None => 0,
         };
         while !stopping && !flow.write_blocked {
@@ -374,8 +339,8 @@ impl Run<'_> {
             Message::new(flow.id, seq, plan.size).fill(0, &mut self.out);
             match flow.socket.send(&self.out) {
                 Ok(n) if n == self.out.len() => {
-                    let origin = match &self.schedule {
-                        Some(schedule) => schedule.due(self.index_of(flow.id), seq),
+                    let origin = match &self.core.schedule {
+                        Some(schedule) => schedule.due(self.core.index_of(flow.id), seq),
                         None => now,
                     };
                     if flow.window.is_empty() {
@@ -389,7 +354,7 @@ impl Run<'_> {
                     flow.next_seq += 1;
                 }
                 Ok(n) => {
-                    self.error(ErrorKind::Other, || {
+                    self.core.error(ErrorKind::Other, || {
                         format!(
                             "socket {}: sent only {n} of {} bytes of a datagram",
                             flow.id, plan.size
@@ -420,12 +385,13 @@ impl Run<'_> {
                 }
             };
             let now = Instant::now();
+            flow.answered = true;
             let header = Message::parse_header(&self.input[..n]);
             let seq = match header {
                 Some((conn, seq)) if conn == flow.id && seq < flow.next_seq => seq,
                 _ => {
                     let id = flow.id;
-                    self.error(ErrorKind::Mismatch, || match header {
+                    self.core.error(ErrorKind::Mismatch, || match header {
                         Some((conn, seq)) => format!(
                             "socket {id}: a datagram of {n} bytes that was never sent (its \
                              header says connection {conn}, message {seq})"
@@ -448,10 +414,9 @@ impl Run<'_> {
                     let (origin, sent_at) = (slot.origin, slot.sent_at);
                     flow.round_trip
                         .sample(now.saturating_duration_since(sent_at));
-                    self.last_reply = now;
+                    self.core.last_reply = now;
                     if self.verify(flow.id, seq, n) {
-                        self.stats.reply(now.saturating_duration_since(origin));
-                        self.unreported += 1;
+                        self.core.reply(now.saturating_duration_since(origin));
                     }
                     while flow.window.front().is_some_and(|slot| slot.done) {
                         flow.window.pop_front();
@@ -459,25 +424,26 @@ impl Run<'_> {
                     }
                 }
                 // Answered already: a duplicate.
-                Some(_) => self.stats.late += 1,
+                Some(_) => self.core.stats.late += 1,
                 None => match flow.presumed.binary_search_by_key(&seq, |p| p.seq) {
                     Ok(position) => {
                         // Presumed lost, and back after all: late, not lost.
                         let presumed = flow.presumed.remove(position);
-                        self.stats.lost = self.stats.lost.saturating_sub(1);
-                        self.stats.late += 1;
-                        self.last_reply = now;
+                        self.core.stats.lost = self.core.stats.lost.saturating_sub(1);
+                        self.core.stats.late += 1;
+                        self.core.last_reply = now;
                         if let Some(presumed) = presumed {
                             flow.round_trip
                                 .sample(now.saturating_duration_since(presumed.sent_at));
                             if self.verify(flow.id, seq, n) {
-                                self.stats
+                                self.core
+                                    .stats
                                     .record_latency(now.saturating_duration_since(presumed.origin));
                             }
                         }
                     }
                     // Answered already, or lost for good (after --timeout).
-                    Err(_) => self.stats.late += 1,
+                    Err(_) => self.core.stats.late += 1,
                 },
             }
         }
@@ -486,7 +452,7 @@ impl Run<'_> {
     /// Checks the `n` bytes of the datagram in `input` against message `seq` of socket `id`;
     /// counts a mismatch if they differ.
     fn verify(&mut self, id: u32, seq: u64, n: usize) -> bool {
-        let size = self.share.plan.size;
+        let size = self.core.share.plan.size;
         let check = if n == size {
             Message::new(id, seq, size).check(0, &self.input[..n])
         } else {
@@ -494,13 +460,13 @@ impl Run<'_> {
         };
         match check {
             Ok(()) if n == size => return true,
-            Ok(()) => self.error(ErrorKind::Mismatch, || {
+            Ok(()) => self.core.error(ErrorKind::Mismatch, || {
                 format!(
                     "socket {id}, message {seq}: the reply has {n} bytes{}, {size} were sent",
                     if n > size { " or more" } else { "" }
                 )
             }),
-            Err(mismatch) => self.error(ErrorKind::Mismatch, || {
+            Err(mismatch) => self.core.error(ErrorKind::Mismatch, || {
                 describe_mismatch(id, seq, size, &mismatch)
             }),
         }
@@ -511,7 +477,7 @@ impl Run<'_> {
     /// forgets those presumed lost more than `--timeout` ago. Returns when the next datagram in
     /// flight will be presumed lost, if no reply comes.
     fn expire(&mut self, flow: &mut Flow, now: Instant) -> Option<Instant> {
-        let timeout = self.share.plan.timeout;
+        let timeout = self.core.share.plan.timeout;
         let wait = flow.round_trip.loss_wait(timeout);
         let mut lost_any = false;
         while let Some(slot) = flow.window.front().copied() {
@@ -549,7 +515,7 @@ impl Run<'_> {
         now: Instant,
         presumed: Option<&mut VecDeque<Presumed>>,
     ) {
-        self.stats.lost += 1;
+        self.core.stats.lost += 1;
         if let Some(presumed) = presumed {
             if presumed.len() >= PRESUMED_MAX {
                 presumed.pop_front();
@@ -560,44 +526,44 @@ impl Run<'_> {
                 sent_at: slot.sent_at,
             });
         }
-        if matches!(self.share.plan.load, Load::Closed { .. }) {
-            let from = self.last_reply.max(slot.sent_at).max(self.waited_until);
+        if matches!(self.core.share.plan.load, Load::Closed { .. }) {
+            let from = self
+                .core
+                .last_reply
+                .max(slot.sent_at)
+                .max(self.waited_until);
             self.lost_wait += now.saturating_duration_since(from);
             self.waited_until = self.waited_until.max(now);
         }
     }
 
-    /// An error on a socket. "Refused" (ICMP port unreachable) means the oldest datagram in
-    /// flight will not come back: it is counted lost at once instead of after the loss wait.
+    /// An error on a socket. "Refused" (ICMP port unreachable) before any reply means nothing
+    /// listens there: the socket is counted as not set up, as a refused TCP connect is, and the
+    /// loop drops it. After a reply, it means the oldest datagram in flight will not come back:
+    /// it is counted lost at once instead of after the loss wait.
     fn socket_error(&mut self, flow: &mut Flow, err: &io::Error) {
         let kind = ErrorKind::of(err);
+        let id = flow.id;
+        let target = self.core.share.plan.target;
+        if kind == ErrorKind::Refused && !flow.answered {
+            flow.refused = true;
+            flow.window.clear();
+            self.core.stats.connected = self.core.stats.connected.saturating_sub(1);
+            self.core.stats.failed_connections += 1;
+            self.core.error(kind, || {
+                format!(
+                    "socket {id}: {target} refused (connection refused / port unreachable): is a \
+                     UDP echo server running there?"
+                )
+            });
+            return;
+        }
         if kind == ErrorKind::Refused && flow.window.pop_front().is_some() {
             flow.first_seq += 1;
-            self.stats.lost += 1;
+            self.core.stats.lost += 1;
         }
-        let id = flow.id;
-        let target = self.share.plan.target;
-        self.error(kind, || format!("socket {id}: {target}: {err}"));
-    }
-
-    fn error(&mut self, kind: ErrorKind, detail: impl FnOnce() -> String) {
-        self.stats.error(kind, detail);
-        self.share.live.errors.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A socket's index in this thread, from its id (ids are dealt round robin).
-    fn index_of(&self, id: u32) -> usize {
-        id as usize / self.share.plan.threads as usize
-    }
-
-    fn report_progress(&mut self) {
-        if self.unreported > 0 {
-            self.share
-                .live
-                .messages
-                .fetch_add(self.unreported, Ordering::Relaxed);
-            self.unreported = 0;
-        }
+        self.core
+            .error(kind, || format!("socket {id}: {target}: {}", describe(err)));
     }
 }
 

@@ -293,7 +293,7 @@ const ENTRIES: &[Entry] = &[
 ];
 
 /// The built-in table, as a [`ServicesTable`] like one parsed from a file.
-pub fn table() -> ServicesTable {
+pub(crate) fn table() -> ServicesTable {
     let mut table = TableBuilder::default();
     for &(name, port, protocol, aliases) in ENTRIES {
         table.insert(port, name, protocol, aliases.iter().copied());

@@ -2,7 +2,7 @@
 //!
 //! The data path in one read: the command line becomes a port range ([`port_range`]); the
 //! services file (or the built-in table when `/etc/services` is missing) is parsed once into a
-//! [`ServicesTable`] ([`load`]); the ports of the range become [`Row`]s, filtered by protocol and
+//! [`ServicesTable`] ([`load`]); the ports of the range become [`Row`](render::Row)s, filtered by protocol and
 //! name ([`select`]); [`render`] writes them to stdout; the summary goes to stderr.
 //!
 //! A services file is read up to [`MAX_SERVICES_FILE`] bytes and refused beyond, so naming
@@ -14,7 +14,7 @@
 
 mod builtin;
 mod render;
-pub mod services;
+pub(crate) mod services;
 
 use std::{
     fmt,
@@ -24,103 +24,30 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use crate::{
+    cli::{Format, PortsArgs, Protocol},
+    error::UsageError,
+    output::stdout_error,
+};
 use anyhow::{Result, anyhow, bail};
-use clap::ValueEnum;
-use serde::Serialize;
-
-use crate::{cli::PortsArgs, error::UsageError, output::stdout_error};
-pub use services::ServicesTable;
+use render::Row;
+pub(crate) use services::ServicesTable;
 
 /// The services file read when none is named.
-pub const DEFAULT_SERVICES_FILE: &str = "/etc/services";
+const DEFAULT_SERVICES_FILE: &str = "/etc/services";
 /// The range listed when no bound is given: the IANA system ports.
-pub const SYSTEM_PORTS: RangeInclusive<u16> = 0..=1023;
+const SYSTEM_PORTS: RangeInclusive<u16> = 0..=1023;
 /// The range searched when no bound is given with `--name`: a service looked up by name may be
 /// on any port (`http-alt` is on 8080), so the search is not cut at the system ports.
-pub const ALL_PORTS: RangeInclusive<u16> = 0..=u16::MAX;
+const ALL_PORTS: RangeInclusive<u16> = 0..=u16::MAX;
 /// The largest services file read, in bytes (16 MiB). A real one is kilobytes (Debian's
 /// `/etc/services` is 13 kB); the limit leaves that a thousandfold room, while `/dev/zero`,
 /// `/dev/urandom` or an endless pipe named by mistake stops here instead of filling memory.
-pub const MAX_SERVICES_FILE: u64 = 16 << 20;
-
-/// How the rows are written to stdout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// A table with borders that fits the terminal width
-    Table,
-    /// Tab-separated PORT, PROTOCOL, SERVICE, ALIASES lines, no header
-    Plain,
-    /// An array of {port, protocol, service, aliases} objects, one per protocol
-    Json,
-}
-
-/// The protocols a service can be registered for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Protocol {
-    Tcp,
-    Udp,
-    Sctp,
-    Dccp,
-    /// AppleTalk Datagram Delivery Protocol: its numbers are not IP ports, so it is only listed
-    /// when asked for
-    Ddp,
-}
-
-impl Protocol {
-    /// The protocol as services(5) spells it.
-    fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-            Protocol::Sctp => "sctp",
-            Protocol::Dccp => "dccp",
-            Protocol::Ddp => "ddp",
-        }
-    }
-}
-
-/// One service on a port, with the protocols that were asked for. The table and plain lines
-/// show it as one line, its protocols merged (`tcp/udp`), which reads well; JSON, read by
-/// programs, makes it one object per protocol ([`Row::records`]), so `"protocol"` is always one
-/// protocol a program can compare.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Row {
-    pub port: u16,
-    /// The protocols, in the table's order (tcp, udp, sctp, dccp, then the rest).
-    pub protocols: Vec<String>,
-    pub service: String,
-    pub aliases: Vec<String>,
-}
-
-/// One object of the JSON output: a service on a port for one protocol.
-#[derive(Debug, Serialize)]
-pub struct Record<'a> {
-    pub port: u16,
-    pub protocol: &'a str,
-    pub service: &'a str,
-    pub aliases: &'a [String],
-}
-
-impl Row {
-    /// The protocols as one field for people: `tcp/udp`.
-    pub fn merged_protocols(&self) -> String {
-        self.protocols.join("/")
-    }
-
-    /// The row as JSON records, one per protocol.
-    pub fn records(&self) -> impl Iterator<Item = Record<'_>> {
-        self.protocols.iter().map(|protocol| Record {
-            port: self.port,
-            protocol,
-            service: &self.service,
-            aliases: &self.aliases,
-        })
-    }
-}
+const MAX_SERVICES_FILE: u64 = 16 << 20;
 
 /// Where the services came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// A services file, named or the default.
     File(PathBuf),
     /// The table built into netecho, because the default file does not exist.
@@ -137,7 +64,7 @@ impl fmt::Display for Source {
 }
 
 /// Runs `netecho ports`.
-pub fn run(args: &PortsArgs) -> Result<()> {
+pub(crate) fn run(args: &PortsArgs) -> Result<()> {
     let unbounded = match args.name {
         Some(_) => ALL_PORTS,
         None => SYSTEM_PORTS,
@@ -198,7 +125,7 @@ pub fn run(args: &PortsArgs) -> Result<()> {
 /// most one way. One positional port is that port alone; no bound at all is `unbounded`
 /// ([`SYSTEM_PORTS`], or [`ALL_PORTS`] for a search by name); `--low` alone runs to 65535 and
 /// `--high` alone starts at 0.
-pub fn port_range(
+fn port_range(
     low_arg: Option<u16>,
     high_arg: Option<u16>,
     low_flag: Option<u16>,
@@ -231,7 +158,7 @@ pub fn port_range(
 /// Parses the named services file, or the default one, or, when the default one does not
 /// exist, takes the built-in table. Only a missing *default* falls back; any other failure to
 /// read, or a file over [`MAX_SERVICES_FILE`], is an error naming the path.
-pub fn load(named: Option<&Path>, default: &Path) -> Result<(ServicesTable, Source)> {
+pub(crate) fn load(named: Option<&Path>, default: &Path) -> Result<(ServicesTable, Source)> {
     let path = named.unwrap_or(default);
     let file = match File::open(path) {
         Ok(file) => file,
@@ -272,7 +199,7 @@ pub fn load(named: Option<&Path>, default: &Path) -> Result<(ServicesTable, Sour
 /// The rows for the ports of `range`, in port order. With a protocol, only services registered
 /// for it, showing only it; without, every protocol but AppleTalk `ddp`. With a name pattern,
 /// only services whose name or an alias contains it, ignoring case.
-pub fn select(
+fn select(
     table: &ServicesTable,
     range: RangeInclusive<u16>,
     protocol: Option<Protocol>,
@@ -313,7 +240,7 @@ pub fn select(
 }
 
 /// The line for stderr: `42 services on 37 ports in 0–1023`, or `no services in 5000–5000`.
-pub fn summary(
+pub(crate) fn summary(
     rows: &[Row],
     range: &RangeInclusive<u16>,
     protocol: Option<Protocol>,

@@ -21,15 +21,55 @@ use comfy_table::{
     Attribute, Cell, CellAlignment, Color, ColumnConstraint, ContentArrangement, Table, presets,
 };
 
-use super::Row;
+use serde::Serialize;
+
 use crate::preview::escape_text;
+
+/// One service on a port, with the protocols that were asked for. The table and plain lines
+/// show it as one line, its protocols merged (`tcp/udp`), which reads well; JSON, read by
+/// programs, makes it one object per protocol ([`Row::records`]), so `"protocol"` is always one
+/// protocol a program can compare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Row {
+    pub(crate) port: u16,
+    /// The protocols, in the table's order (tcp, udp, sctp, dccp, then the rest).
+    pub(crate) protocols: Vec<String>,
+    pub(crate) service: String,
+    pub(crate) aliases: Vec<String>,
+}
+
+/// One object of the JSON output: a service on a port for one protocol.
+#[derive(Debug, Serialize)]
+struct Record<'a> {
+    port: u16,
+    protocol: &'a str,
+    service: &'a str,
+    aliases: &'a [String],
+}
+
+impl Row {
+    /// The protocols as one field for people: `tcp/udp`.
+    pub(crate) fn merged_protocols(&self) -> String {
+        self.protocols.join("/")
+    }
+
+    /// The row as JSON records, one per protocol.
+    fn records(&self) -> impl Iterator<Item = Record<'_>> {
+        self.protocols.iter().map(|protocol| Record {
+            port: self.port,
+            protocol,
+            service: &self.service,
+            aliases: &self.aliases,
+        })
+    }
+}
 
 /// Column headings of the table.
 const HEADER: [&str; 4] = ["PORT", "PROTOCOL", "SERVICE", "ALIASES"];
 
 /// The rows as a table that wraps its cells to fit the terminal width (comfy-table finds the
 /// width when stdout is a terminal). `styled`: bold headings and coloured service names.
-pub fn table(rows: &[Row], styled: bool) -> Table {
+pub(crate) fn table(rows: &[Row], styled: bool) -> Table {
     let mut table = Table::new();
     table
         .load_style(presets::UTF8_FULL_CONDENSED)
@@ -71,7 +111,7 @@ pub fn table(rows: &[Row], styled: bool) -> Table {
 }
 
 /// Writes `PORT\tPROTOCOL\tSERVICE\tALIASES` lines, no header.
-pub fn plain(out: &mut impl Write, rows: &[Row]) -> io::Result<()> {
+pub(crate) fn plain(out: &mut impl Write, rows: &[Row]) -> io::Result<()> {
     for row in rows {
         writeln!(
             out,
@@ -93,7 +133,7 @@ fn shown_aliases(row: &Row) -> String {
 
 /// Writes a JSON array of `{port, protocol, service, aliases}` objects, one per line and one
 /// per protocol of a row.
-pub fn json(out: &mut impl Write, rows: &[Row]) -> io::Result<()> {
+pub(crate) fn json(out: &mut impl Write, rows: &[Row]) -> io::Result<()> {
     out.write_all(b"[")?;
     let mut empty = true;
     for record in rows.iter().flat_map(Row::records) {

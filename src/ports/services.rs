@@ -34,36 +34,36 @@ const MAX_QUOTED_CHARS: usize = 80;
 
 /// The malformed lines kept with their text; later ones are only counted. The caller shows the
 /// first one, and a file of millions of bad lines must cost a counter, not a record each.
-pub const MAX_MALFORMED_KEPT: usize = 100;
+const MAX_MALFORMED_KEPT: usize = 100;
 
 /// One service on one port: a name with the protocols it is registered for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Service {
+pub(crate) struct Service {
     /// The service name, the first field of the line (`http`).
-    pub name: String,
+    pub(crate) name: String,
     /// The protocols, lowercase, deduplicated, in the order tcp, udp, sctp, dccp, then the rest
     /// alphabetically, so two lines `http 80/udp` and `http 80/tcp` show as `tcp/udp`.
-    pub protocols: Vec<String>,
+    pub(crate) protocols: Vec<String>,
     /// The other names of the service, in first-seen order, merged over all its lines.
-    pub aliases: Vec<String>,
+    pub(crate) aliases: Vec<String>,
 }
 
 /// A line that was skipped because it is not a services(5) entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Malformed {
+pub(crate) struct Malformed {
     /// The line number, counting from 1.
-    pub line: usize,
+    pub(crate) line: usize,
     /// What is wrong with it, e.g. `port 99999 is out of range`; a field it quotes is cut and
     /// escaped like `text`.
-    pub reason: String,
+    pub(crate) reason: String,
     /// The line without its comment, decoded lossily, cut to a readable length, with control
     /// characters escaped so it is safe to print on a terminal.
-    pub text: String,
+    pub(crate) text: String,
 }
 
 /// The services of every port, built once from a services file or the built-in table.
 #[derive(Debug, Clone, Default)]
-pub struct ServicesTable {
+pub(crate) struct ServicesTable {
     /// Port → its services in first-seen order. Only ports with services have an entry.
     ports: BTreeMap<u16, Vec<Service>>,
     /// The first [`MAX_MALFORMED_KEPT`] lines skipped while parsing, in file order.
@@ -74,7 +74,7 @@ pub struct ServicesTable {
 
 /// Builds a [`ServicesTable`] one registration at a time, in time linear in what it is given.
 #[derive(Debug, Default)]
-pub struct TableBuilder {
+pub(crate) struct TableBuilder {
     /// The table so far; its protocols are put in order by [`TableBuilder::finish`].
     table: ServicesTable,
     /// (port, name) → what is known of that service while building: a lookup instead of a scan
@@ -96,7 +96,7 @@ struct Merged {
 
 impl TableBuilder {
     /// Adds one registration, merging it with an earlier one of the same name on the same port.
-    pub fn insert<'a>(
+    pub(crate) fn insert<'a>(
         &mut self,
         port: u16,
         name: &str,
@@ -142,7 +142,7 @@ impl TableBuilder {
     }
 
     /// The finished table, each service's protocols in their display order.
-    pub fn finish(mut self) -> ServicesTable {
+    pub(crate) fn finish(mut self) -> ServicesTable {
         for services in self.table.ports.values_mut() {
             for service in services {
                 service
@@ -156,29 +156,33 @@ impl TableBuilder {
 
 impl ServicesTable {
     /// The ports in `range` that have services, in ascending order, with their services.
-    pub fn range(&self, range: RangeInclusive<u16>) -> impl Iterator<Item = (u16, &[Service])> {
+    pub(crate) fn range(
+        &self,
+        range: RangeInclusive<u16>,
+    ) -> impl Iterator<Item = (u16, &[Service])> {
         self.ports
             .range(range)
             .map(|(&port, services)| (port, services.as_slice()))
     }
 
-    /// The services on one port (empty if none).
-    pub fn services(&self, port: u16) -> &[Service] {
+    /// The services on one port (empty if none); the tests look entries up with it.
+    #[cfg(test)]
+    pub(crate) fn services(&self, port: u16) -> &[Service] {
         self.ports.get(&port).map_or(&[], Vec::as_slice)
     }
 
     /// The first lines skipped while parsing (at most [`MAX_MALFORMED_KEPT`]), in file order.
-    pub fn malformed(&self) -> &[Malformed] {
+    pub(crate) fn malformed(&self) -> &[Malformed] {
         &self.malformed
     }
 
     /// How many lines were skipped while parsing, including those not kept.
-    pub fn malformed_count(&self) -> usize {
+    pub(crate) fn malformed_count(&self) -> usize {
         self.malformed_count
     }
 
     /// The number of services (one per name and port) in the table.
-    pub fn service_count(&self) -> usize {
+    pub(crate) fn service_count(&self) -> usize {
         self.ports.values().map(Vec::len).sum()
     }
 }
@@ -197,7 +201,7 @@ fn protocol_order(protocol: &str) -> (u8, &str) {
 
 /// Parses a services(5) file. Never fails: unreadable lines are skipped and listed in
 /// [`ServicesTable::malformed`].
-pub fn parse(text: &[u8]) -> ServicesTable {
+pub(crate) fn parse(text: &[u8]) -> ServicesTable {
     let mut table = TableBuilder::default();
     for (index, line) in text.split(|&b| b == b'\n').enumerate() {
         let line = match line.iter().position(|&b| b == b'#') {

@@ -38,7 +38,7 @@ use std::{
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::{CHUNK, Payload, Status, first_difference, line_left_open, seconds};
+use super::exchange::{CHUNK, Payload, Status, first_difference, line_left_open, seconds};
 use crate::{cli::SendArgs, error::describe, output::stdout_error};
 
 /// Chunks handed over but not yet checked against the reply (at most 4 MiB in flight).
@@ -93,7 +93,7 @@ struct SendState {
 }
 
 /// Sends the payload over TCP and checks the reply.
-pub fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<()> {
+pub(crate) fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<()> {
     status.line(format_args!("connecting to {}", args.endpoint.display()));
     let (stream, server) = connect(&args.endpoint.resolve()?, args.timeout)?;
     stream

@@ -13,11 +13,12 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use super::{Payload, Status, first_difference, line_left_open, seconds};
-use crate::{cli::SendArgs, error::UsageError, output::stdout_error};
-
-/// The largest UDP payload over IPv4 (65,535 − 8 bytes of UDP header − 20 of IP header).
-pub const MAX_DATAGRAM: usize = 65_507;
+use super::exchange::{Payload, Status, first_difference, line_left_open, seconds};
+use crate::{
+    cli::{MAX_DATAGRAM, SendArgs},
+    error::UsageError,
+    output::stdout_error,
+};
 
 /// Why a try got no reply.
 enum Silence {
@@ -28,7 +29,7 @@ enum Silence {
 }
 
 /// Sends the payload as one datagram and checks the reply.
-pub fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<()> {
+pub(crate) fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<()> {
     let (data, newline) = match payload {
         Payload::Message(message) => (message, true),
         Payload::Stdin => (read_stdin()?, false),

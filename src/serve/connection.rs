@@ -8,7 +8,7 @@
 //!
 //! Sockets are non-blocking and events edge-triggered, so [`Connection::pump`] reads and writes
 //! until the socket would block; it stops early only after a fixed read budget, so that one busy
-//! client cannot starve the others, and then says so ([`Progress::Again`]) because no new event
+//! client cannot starve the others, and then says so ([`PumpOutcome::Again`]) because no new event
 //! will come for the bytes it left behind.
 //!
 //! A read shorter than the scratch buffer emptied the socket's receive queue, so the pump stops
@@ -26,20 +26,20 @@ use std::{
 
 use mio::{event::Event, net::TcpStream};
 
-use super::report::Report;
+use super::report::{Leave, Report, Summary};
 
 /// Size of the shared scratch buffer each loop reads into, and so the most a connection keeps
 /// while its client does not read. 256 KiB rather than 64: on loopback, bulk echo ran about 1.4×
 /// faster with it (issue #3's benchmark), while idle clients still hold nothing and a stalled one
 /// at most this.
-pub const SCRATCH_SIZE: usize = 256 * 1024;
+pub(crate) const SCRATCH_SIZE: usize = 256 * 1024;
 
 /// Reads one pump may do before it yields to other connections (4 × 256 KiB = 1 MiB).
 const READS_PER_PUMP: usize = 4;
 
 /// What a connection needs next, after a pump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Progress {
+pub(crate) enum PumpOutcome {
     /// The socket would block: wait for its next event.
     Blocked,
     /// The read budget ran out with more possibly waiting: pump again without an event.
@@ -49,30 +49,30 @@ pub enum Progress {
 }
 
 /// One client of the echo server.
-pub struct Connection {
+pub(crate) struct Connection {
     /// The client's socket, non-blocking.
-    pub stream: TcpStream,
+    pub(crate) stream: TcpStream,
     /// The client's address, for the report.
-    pub peer: SocketAddr,
+    pub(crate) peer: SocketAddr,
     /// Bytes read but not yet written back. Empty, with no allocation, while nothing is in flight.
     pending: Vec<u8>,
     /// How much of `pending` has been written already.
     pending_written: usize,
     /// Total bytes read from the client.
-    pub received: u64,
+    pub(crate) received: u64,
     /// Total bytes written back to the client.
-    pub echoed: u64,
+    pub(crate) echoed: u64,
     /// The client has closed its sending side (read returned 0).
     eof: bool,
     /// When the connection last moved a byte either way, for the idle timeout.
-    pub last_progress: Instant,
+    pub(crate) last_progress: Instant,
     /// An event said the peer closed or the socket failed: read until the socket itself says
     /// WouldBlock, EOF or the error, never stop at a short read (no further event will come).
     read_to_the_end: bool,
 }
 
 impl Connection {
-    pub fn new(stream: TcpStream, peer: SocketAddr) -> Self {
+    pub(crate) fn new(stream: TcpStream, peer: SocketAddr) -> Self {
         Connection {
             stream,
             peer,
@@ -87,31 +87,35 @@ impl Connection {
     }
 
     /// Takes note of an event for this connection, before pumping it.
-    pub fn saw_event(&mut self, event: &Event) {
+    pub(crate) fn saw_event(&mut self, event: &Event) {
         if event.is_read_closed() || event.is_error() {
             self.read_to_the_end = true;
         }
     }
 
     /// Bytes received but not yet echoed.
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.pending.len() - self.pending_written
     }
 
     /// Echoes as much as the socket allows now. An error means the connection is broken (reset,
     /// for example) and should be closed; it never concerns any other connection.
-    pub fn pump(&mut self, scratch: &mut [u8], report: &mut Report) -> io::Result<Progress> {
+    pub(crate) fn pump(
+        &mut self,
+        scratch: &mut [u8],
+        report: &mut Report,
+    ) -> io::Result<PumpOutcome> {
         for _ in 0..READS_PER_PUMP {
             if !self.flush_pending()? {
-                return Ok(Progress::Blocked);
+                return Ok(PumpOutcome::Blocked);
             }
             if self.eof {
-                return Ok(Progress::Finished);
+                return Ok(PumpOutcome::Finished);
             }
             let n = match self.stream.read(scratch) {
                 Ok(n) => n,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    return Ok(Progress::Blocked);
+                    return Ok(PumpOutcome::Blocked);
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(err) => return Err(err),
@@ -126,10 +130,10 @@ impl Connection {
             self.echo(&scratch[..n])?;
             if n < scratch.len() && !self.read_to_the_end {
                 // The receive queue is empty: the next byte brings a new event.
-                return Ok(Progress::Blocked);
+                return Ok(PumpOutcome::Blocked);
             }
         }
-        Ok(Progress::Again)
+        Ok(PumpOutcome::Again)
     }
 
     /// Writes freshly read bytes back, keeping what the socket would not take.
@@ -155,6 +159,13 @@ impl Connection {
         self.pending = Vec::new();
         self.pending_written = 0;
         Ok(true)
+    }
+
+    /// Closes the client (by dropping it), counts it and reports why it left.
+    pub(crate) fn finish(self, why: Leave, summary: &mut Summary, report: &mut Report) {
+        summary.clients += 1;
+        summary.echoed += self.echoed;
+        report.left(self.peer, self.received, self.echoed, &why);
     }
 }
 

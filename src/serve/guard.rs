@@ -10,7 +10,7 @@
 //! - broadcast, multicast and unspecified source addresses, which no single host owns,
 //!
 //! whatever the source, and limits the replies to each other source address with a token
-//! bucket, so that whoever forges an address gets at most [`Guard::rate`] replies a second sent
+//! bucket, so that whoever forges an address gets at most `--udp-rate` replies a second sent
 //! there.
 //!
 //! **Loopback sources are not rate-limited** (and get no entry in the table): reflection needs a
@@ -46,19 +46,16 @@ use std::{
 
 /// Ports of the RFC 862–865/868 services that answer any datagram: echo, discard (in case a
 /// variant answers), daytime, qotd, chargen, time. Replying to them can start a loop.
-pub const SELF_ANSWERING_PORTS: [u16; 6] = [7, 9, 13, 17, 19, 37];
-
-/// Default replies per second to one source address; the burst is one second's worth.
-pub const DEFAULT_RATE: u32 = 1000;
+const SELF_ANSWERING_PORTS: [u16; 6] = [7, 9, 13, 17, 19, 37];
 
 /// The most source addresses tracked at once; a new source then takes the slot of the one seen
 /// least recently. About 7 MiB when full: 4 MiB of slots (64 bytes each) and 3 MiB of index
 /// (131,072 hash buckets of 25 bytes).
-pub const MAX_SOURCES: usize = 65_536;
+const MAX_SOURCES: usize = 65_536;
 
 /// Why a datagram gets no reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// Source port 0.
     PortZero,
     /// A source port of a service that answers by itself.
@@ -124,7 +121,7 @@ impl Source {
 
 /// The verdict on one datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Echo it.
     Answer,
     /// Drop it; `first` is true for the first drop from this source (for loopback: from any
@@ -133,7 +130,7 @@ pub enum Verdict {
 }
 
 /// The per-server guard state.
-pub struct Guard {
+pub(crate) struct Guard {
     /// Replies per second per source; 0 means no limit.
     rate: u32,
     /// Token buckets by source address (the IP, not the port: one host, one budget); never
@@ -146,7 +143,7 @@ pub struct Guard {
 
 impl Guard {
     /// A guard allowing `rate` replies per second per source address (0: unlimited).
-    pub fn new(rate: u32) -> Self {
+    pub(crate) fn new(rate: u32) -> Self {
         Guard {
             rate,
             sources: SourceTable::new(MAX_SOURCES),
@@ -154,14 +151,9 @@ impl Guard {
         }
     }
 
-    /// The reply rate per source, 0 for none.
-    pub fn rate(&self) -> u32 {
-        self.rate
-    }
-
     /// Decides about a datagram from `source` arriving at `now`: one lookup in the table of
     /// sources at most, whatever the table holds.
-    pub fn check(&mut self, source: SocketAddr, now: Instant) -> Verdict {
+    pub(crate) fn check(&mut self, source: SocketAddr, now: Instant) -> Verdict {
         let refusal = refuse_source(source);
         if is_loopback(source.ip()) {
             return match refusal {
@@ -189,7 +181,7 @@ impl Guard {
 
 /// Whether `ip` is a loopback address no remote host can send from: 127/8 or `::1`, but not
 /// IPv4-mapped `::ffff:127.x` (see the module comment).
-pub fn is_loopback(ip: IpAddr) -> bool {
+pub(crate) fn is_loopback(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(ip) => ip.is_loopback(),
         IpAddr::V6(ip) => ip.is_loopback(),
@@ -197,7 +189,7 @@ pub fn is_loopback(ip: IpAddr) -> bool {
 }
 
 /// The refusal for a source no reply should ever go to, whatever the rate.
-pub fn refuse_source(source: SocketAddr) -> Option<Refusal> {
+fn refuse_source(source: SocketAddr) -> Option<Refusal> {
     if source.port() == 0 {
         return Some(Refusal::PortZero);
     }
@@ -589,7 +581,7 @@ mod tests {
         const ROUNDS: usize = 7;
         let mut per_datagram = Vec::new();
         for round in 0..ROUNDS {
-            let mut guard = Guard::new(DEFAULT_RATE);
+            let mut guard = Guard::new(crate::cli::DEFAULT_UDP_RATE);
             let now = Instant::now();
             for i in 0..MAX_SOURCES as u32 {
                 guard.check(nth_source(i), now);

@@ -25,11 +25,9 @@ use anyhow::{Context, Result};
 use mio::{Events, Interest, Poll, Token, net::TcpListener};
 
 use super::{
-    ACCEPT_RETRY,
-    connection::{Connection, Progress, SCRATCH_SIZE},
-    finish, local_addr,
+    connection::{Connection, PumpOutcome, SCRATCH_SIZE},
+    listen::{self, ACCEPT_RETRY, local_addr, watch_signals},
     report::{Leave, Report, Served, Summary},
-    watch_signals,
 };
 use crate::cli::ServeArgs;
 
@@ -43,7 +41,11 @@ const ACCEPTS_PER_TURN: usize = 64;
 
 /// Serves clients one by one until SIGINT or SIGTERM; returns the totals. Prints the `listening
 /// on` line once the loop is ready, signal watch included.
-pub fn serve(mut listener: TcpListener, args: &ServeArgs, report: &mut Report) -> Result<Summary> {
+pub(crate) fn serve(
+    mut listener: TcpListener,
+    args: &ServeArgs,
+    report: &mut Report,
+) -> Result<Summary> {
     let mut poll = Poll::new().context("cannot create the event poll")?;
     let mut signals = watch_signals(poll.registry(), SIGNALS)?;
     poll.registry()
@@ -81,7 +83,7 @@ pub fn serve(mut listener: TcpListener, args: &ServeArgs, report: &mut Report) -
         }
         if events.iter().any(|e| e.token() == SIGNALS) && signals.pending().next().is_some() {
             if let Some(conn) = client.take() {
-                finish(conn, Leave::Shutdown, &mut summary, report);
+                conn.finish(Leave::Shutdown, &mut summary, report);
             }
             return Ok(summary);
         }
@@ -96,7 +98,7 @@ pub fn serve(mut listener: TcpListener, args: &ServeArgs, report: &mut Report) -
                 && let Some(mut conn) = client.take()
             {
                 let _ = poll.registry().deregister(&mut conn.stream);
-                finish(conn, leave, &mut summary, report);
+                conn.finish(leave, &mut summary, report);
             }
         }
 
@@ -115,7 +117,7 @@ pub fn serve(mut listener: TcpListener, args: &ServeArgs, report: &mut Report) -
                     accept_failing = false;
                     if let Some(leave) = echo_until_blocked(&mut conn, &mut scratch, report) {
                         let _ = poll.registry().deregister(&mut conn.stream);
-                        finish(conn, leave, &mut summary, report);
+                        conn.finish(leave, &mut summary, report);
                     } else {
                         client = Some(conn);
                     }
@@ -145,9 +147,9 @@ fn echo_until_blocked(
 ) -> Option<Leave> {
     loop {
         match conn.pump(scratch, report) {
-            Ok(Progress::Again) => continue,
-            Ok(Progress::Blocked) => return None,
-            Ok(Progress::Finished) => return Some(Leave::Closed),
+            Ok(PumpOutcome::Again) => continue,
+            Ok(PumpOutcome::Blocked) => return None,
+            Ok(PumpOutcome::Finished) => return Some(Leave::Closed),
             Err(err) => return Some(Leave::Error(err)),
         }
     }
@@ -159,7 +161,7 @@ fn accept(
     poll: &Poll,
     report: &mut Report,
 ) -> io::Result<Option<Connection>> {
-    let Some((mut stream, peer)) = super::accept(listener, report)? else {
+    let Some((mut stream, peer)) = listen::accept(listener, report)? else {
         return Ok(None);
     };
     poll.registry()

@@ -1,56 +1,37 @@
 //! `netecho serve`: the echo server, over TCP and UDP.
 //!
-//! This module binds the listener and reports; the loops live in their own files and share the
-//! echo rules of [`connection`] and the lines of [`report`]:
+//! This module picks the loop and runs it; the loops live in their own files and share the echo
+//! rules of [`connection`], the sockets of [`listen`] and the lines of [`report`]. Each file
+//! imports only those below it in this list; this module, at the top, imports them:
 //!
 //! - [`iterative`]: one client at a time, the classic echo server.
-//! - [`multiplex`]: every client at once from one event loop per thread (`--multiplex`), with
-//!   [`limits`] deriving how many clients the open-file limit allows.
+//! - [`multiplex`]: every client at once from one event loop per thread (`--multiplex`), as
+//!   many as the open-file limit allows ([`fd_limit`](crate::fd_limit)).
 //! - [`udp`]: UDP echo (`--udp`), with the reflection [`guard`]; alone, or inside the
 //!   multiplexed loop beside TCP on the same port.
 //!
-//! What the loops need beyond the echo rules is here, once: binding, accepting a client
-//! (non-blocking, TCP_NODELAY), watching for the stop signals, and counting a client that left.
-//! Every loop reports through [`report`], which never makes a loop wait on stdout: lines that
-//! stdout cannot take in time are dropped and counted.
+//! - [`connection`]: the echo rules of one TCP client, and counting a client that left.
+//! - [`listen`]: what the loops need beyond the echo rules, once: binding, accepting a client
+//!   (non-blocking, TCP_NODELAY), watching for the stop signals.
+//! - [`report`]: every line the server prints. It never makes a loop wait on stdout: lines that
+//!   stdout cannot take in time are dropped and counted.
 
-pub mod connection;
-pub mod guard;
-pub mod iterative;
-pub mod limits;
-pub mod multiplex;
-pub mod report;
-pub mod udp;
+mod connection;
+mod guard;
+mod iterative;
+mod listen;
+mod multiplex;
+mod report;
+mod udp;
 
-use std::{
-    io,
-    net::{SocketAddr, TcpListener as StdTcpListener},
-    time::Duration,
-};
-
-use anyhow::{Context, Result, anyhow};
-use mio::{
-    Interest, Registry, Token,
-    net::{TcpListener, TcpStream},
-};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook_mio::v1_0::Signals;
-use socket2::{Domain, Protocol, Socket, Type};
+use anyhow::Result;
 
 use crate::cli::ServeArgs;
-use connection::Connection;
-use report::{Leave, ReadView, Report, Served, Summary};
-
-/// Length of the kernel's queue of connections not yet accepted (capped by `somaxconn`).
-const LISTEN_BACKLOG: i32 = 1024;
-
-/// How long a loop waits before accepting again after accept failed (out of descriptors, say):
-/// long enough not to spin on an error that persists, short enough that waiting clients are
-/// taken soon after descriptors free up.
-pub const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+use listen::{bind, bind_any, local_addr};
+use report::{ReadView, Report, Served};
 
 /// Runs the server until SIGINT or SIGTERM.
-pub fn run(args: &ServeArgs) -> Result<()> {
+pub(crate) fn run(args: &ServeArgs) -> Result<()> {
     let addrs = args.endpoint.resolve()?;
     if args.multiplex {
         return multiplex::run(args, &addrs);
@@ -67,117 +48,4 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     let summary = iterative::serve(listener, args, &mut report)?;
     report.summary(&summary, true);
     Ok(())
-}
-
-/// The address a socket is bound to, with the port the kernel chose for port 0.
-fn local_addr(addr: io::Result<SocketAddr>) -> Result<SocketAddr> {
-    addr.context("cannot read the listening address")
-}
-
-/// Binds the first of `addrs` that works with `bind`; the error names the address, the
-/// protocol and the likely fix.
-fn bind_any<S>(
-    addrs: &[SocketAddr],
-    protocol: &str,
-    bind: impl Fn(SocketAddr) -> io::Result<S>,
-) -> Result<S> {
-    let mut last_error = None;
-    for &addr in addrs {
-        match bind(addr) {
-            Ok(socket) => return Ok(socket),
-            Err(err) => last_error = Some((addr, err)),
-        }
-    }
-    let (addr, err) = last_error.ok_or_else(|| anyhow!("no address to listen on"))?;
-    Err(bind_error(addr, protocol, &err))
-}
-
-/// The error for a failed bind: the address, the protocol and the likely fix.
-fn bind_error(addr: SocketAddr, protocol: &str, err: &io::Error) -> anyhow::Error {
-    let why = explain_bind_error(addr, err);
-    anyhow!("cannot listen on {addr} ({protocol}): {why}")
-}
-
-/// A non-blocking listener with SO_REUSEADDR, so a restart right after a stop can bind again
-/// while old connections linger in TIME_WAIT. With `reuse_port` (SO_REUSEPORT), several
-/// listeners share the address and the kernel spreads new connections over them: one per
-/// `--workers` loop.
-pub fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    if reuse_port {
-        socket.set_reuse_port(true)?;
-    }
-    socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    socket.set_nonblocking(true)?;
-    Ok(TcpListener::from_std(StdTcpListener::from(socket)))
-}
-
-/// Accepts the next waiting client, if any (`None`: none waiting), with TCP_NODELAY set. Clients
-/// that gave up before we got to them are skipped. An error is the listener's (out of
-/// descriptors, say): the caller pauses accepting for [`ACCEPT_RETRY`].
-pub fn accept(
-    listener: &TcpListener,
-    report: &mut Report,
-) -> io::Result<Option<(TcpStream, SocketAddr)>> {
-    loop {
-        let (stream, peer) = match listener.accept() {
-            Ok(accepted) => accepted,
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue;
-            }
-            Err(err) => return Err(err),
-        };
-        // Small echoes must not wait for Nagle's algorithm to meet a delayed ACK.
-        if let Err(err) = stream.set_nodelay(true) {
-            report.notice(format_args!("{peer} cannot set TCP_NODELAY: {err}"));
-        }
-        return Ok(Some((stream, peer)));
-    }
-}
-
-/// Installs the SIGINT/SIGTERM handlers and watches them on a poll: a stop request becomes an
-/// ordinary event of the loop, with no handler code of ours.
-pub fn watch_signals(registry: &Registry, token: Token) -> Result<Signals> {
-    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
-    registry
-        .register(&mut signals, token, Interest::READABLE)
-        .context("cannot watch for signals")?;
-    Ok(signals)
-}
-
-/// Closes a client (by dropping it), counts it and reports why it left.
-pub fn finish(conn: Connection, why: Leave, summary: &mut Summary, report: &mut Report) {
-    summary.clients += 1;
-    summary.echoed += conn.echoed;
-    report.left(conn.peer, conn.received, conn.echoed, &why);
-}
-
-/// The bind error in words, with what to do about it.
-fn explain_bind_error(addr: SocketAddr, err: &io::Error) -> String {
-    match err.kind() {
-        io::ErrorKind::AddrInUse => format!(
-            "address already in use — is another server running on port {}? Stop it, or pick \
-             another port with --port (--port 0 picks any free one)",
-            addr.port()
-        ),
-        io::ErrorKind::PermissionDenied => format!(
-            "permission denied — ports below 1024 need root (or CAP_NET_BIND_SERVICE); use a \
-             port above 1023, such as --port {}",
-            crate::cli::DEFAULT_PORT
-        ),
-        io::ErrorKind::AddrNotAvailable => format!(
-            "address not available — {} is not an address of this machine; use 127.0.0.1, ::1 \
-             or 0.0.0.0",
-            addr.ip()
-        ),
-        _ => crate::error::describe(err),
-    }
 }

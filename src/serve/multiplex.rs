@@ -3,7 +3,7 @@
 //! One thread runs one `mio` poll (epoll, kqueue) that watches the listener, the stop signals and
 //! every client. Clients are registered once, READABLE | WRITABLE and edge-triggered, and never
 //! re-registered: after an event, [`Connection::pump`] reads and writes until the socket would
-//! block. When a pump stops early on its read budget ([`Progress::Again`]), the client goes on
+//! block. When a pump stops early on its read budget ([`PumpOutcome::Again`]), the client goes on
 //! the ready queue and is pumped again next turn without waiting for an event (none would come).
 //!
 //! The loop turn, in order: hand the report's lines over if they are due, poll (not waiting at all while the ready queue has
@@ -55,18 +55,15 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use super::{
-    ACCEPT_RETRY, accept, bind, bind_any, bind_error,
-    connection::{Connection, Progress, SCRATCH_SIZE},
-    finish,
-    limits::{default_max_connections, raise_fd_limit},
-    local_addr,
+    connection::{Connection, PumpOutcome, SCRATCH_SIZE},
+    listen::{ACCEPT_RETRY, accept, bind, bind_any, bind_error, local_addr, watch_signals},
     report::{Leave, ReadView, Report, Served, Summary, UdpTotals},
     udp::{self, UdpEcho},
-    watch_signals,
 };
 use crate::{
     cli::ServeArgs,
     error::{UsageError, describe},
+    fd_limit::{self, default_max_connections},
 };
 
 /// The listener's token.
@@ -110,9 +107,9 @@ struct SharedNotices {
 }
 
 /// Runs the multiplexed server until SIGINT or SIGTERM, prints the summary.
-pub fn run(args: &ServeArgs, addrs: &[SocketAddr]) -> Result<()> {
+pub(crate) fn run(args: &ServeArgs, addrs: &[SocketAddr]) -> Result<()> {
     let workers = usize::from(args.workers);
-    let fd_limit = raise_fd_limit();
+    let fd_limit = fd_limit::raise(u64::MAX);
     let max_connections = connection_limit(args.max_connections, workers, &fd_limit)?;
     let mut report = Report::start(ReadView::of(args.quiet, args.hex, args.preview))?;
 
@@ -513,15 +510,15 @@ impl<'a> EventLoop<'a> {
             return; // closed earlier in this turn
         };
         let leave = match client.conn.pump(&mut self.scratch, &mut self.report) {
-            Ok(Progress::Blocked) => None,
-            Ok(Progress::Again) => {
+            Ok(PumpOutcome::Blocked) => None,
+            Ok(PumpOutcome::Again) => {
                 if !client.queued {
                     client.queued = true;
                     self.ready.push_back((key, client.serial));
                 }
                 None
             }
-            Ok(Progress::Finished) => Some(Leave::Closed),
+            Ok(PumpOutcome::Finished) => Some(Leave::Closed),
             Err(err) => Some(Leave::Error(err)),
         };
         if let Some(leave) = leave {
@@ -668,7 +665,7 @@ impl<'a> EventLoop<'a> {
     fn close(&mut self, key: usize, why: Leave) {
         if let Some(client) = self.clients.try_remove(key) {
             // Dropping the stream closes it, which also removes it from the poll.
-            finish(client.conn, why, &mut self.summary, &mut self.report);
+            client.conn.finish(why, &mut self.summary, &mut self.report);
             let clients = &self.clients;
             self.timers.forget_left(clients.len(), |key, serial| {
                 clients.get(key).is_some_and(|c| c.serial == serial)

@@ -71,36 +71,36 @@ const SPARE_BUFFERS: usize = 2;
 const HANDOVER_DELAY: Duration = Duration::from_millis(5);
 
 /// Columns a report line should fit in: the default preview is cut to what is left of them.
-pub const LINE_WIDTH: usize = 80;
+pub(crate) const LINE_WIDTH: usize = 80;
 
 /// How long the server waits at exit for the writer to write what is queued and the summary.
 /// Long enough for any stdout that is being read; a stdout nobody reads must not hold the exit.
-pub const DRAIN_AT_EXIT: Duration = Duration::from_secs(2);
+const DRAIN_AT_EXIT: Duration = Duration::from_secs(2);
 
 /// Totals for the summary line.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// TCP clients that connected and have left.
-    pub clients: u64,
+    pub(crate) clients: u64,
     /// Bytes written back to TCP clients.
-    pub echoed: u64,
+    pub(crate) echoed: u64,
     /// UDP totals; `None` when UDP was not served.
-    pub udp: Option<UdpTotals>,
+    pub(crate) udp: Option<UdpTotals>,
 }
 
 /// Totals of the UDP echo.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct UdpTotals {
+pub(crate) struct UdpTotals {
     /// Datagrams answered.
-    pub echoed: u64,
+    pub(crate) echoed: u64,
     /// Bytes in the datagrams answered.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// Datagrams not answered: refused by the guard, or the socket could not take the reply.
-    pub dropped: u64,
+    pub(crate) dropped: u64,
 }
 
 /// Why a client left.
-pub enum Leave {
+pub(crate) enum Leave {
     /// It closed its sending side and got all its echoes.
     Closed,
     /// It made no progress for the idle timeout.
@@ -124,7 +124,7 @@ impl fmt::Display for Leave {
 
 impl Summary {
     /// Adds another loop's totals (`--workers`).
-    pub fn add(&mut self, other: &Summary) {
+    pub(crate) fn add(&mut self, other: &Summary) {
         self.clients += other.clients;
         self.echoed += other.echoed;
         if let Some(theirs) = other.udp {
@@ -168,7 +168,7 @@ struct WriterExit {
 }
 
 /// One loop's report: its lines, gathered and handed to the writer in batches.
-pub struct Report {
+pub(crate) struct Report {
     /// Whole lines not yet handed over.
     buffer: Vec<u8>,
     /// How many lines `buffer` holds, to count them if the batch is dropped.
@@ -195,7 +195,7 @@ pub struct Report {
 
 /// What the report shows of each read (and datagram).
 #[derive(Debug, Clone, Copy)]
-pub enum ReadView {
+pub(crate) enum ReadView {
     /// Nothing: no line per read (`--quiet`).
     Hidden,
     /// A one-line escaped preview: at most this many bytes (`--preview N`), or by default as
@@ -207,7 +207,7 @@ pub enum ReadView {
 
 impl ReadView {
     /// The view `serve`'s options ask for.
-    pub fn of(quiet: bool, hex: bool, preview: Option<usize>) -> Self {
+    pub(crate) fn of(quiet: bool, hex: bool, preview: Option<usize>) -> Self {
         match (quiet, hex) {
             (true, _) => ReadView::Hidden,
             (false, true) => ReadView::Hex(preview),
@@ -218,7 +218,7 @@ impl ReadView {
 
 /// What the server serves, for the `listening on` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Served {
+pub(crate) enum Served {
     Tcp,
     Udp,
     TcpAndUdp,
@@ -228,7 +228,7 @@ impl Report {
     /// Starts the report writer thread, which owns stdout from now on, and returns the first
     /// report. Reports for other loops come from [`Report::for_another_loop`]. Dropping this one
     /// ends the writer: it gets [`DRAIN_AT_EXIT`] to write what is left.
-    pub fn start(reads: ReadView) -> Result<Report> {
+    pub(crate) fn start(reads: ReadView) -> Result<Report> {
         let (to_writer, batches) = mpsc::sync_channel(QUEUE_BATCHES);
         let (last_tx, last_rx) = mpsc::channel();
         let (done_tx, done_rx) = mpsc::channel();
@@ -256,7 +256,7 @@ impl Report {
     }
 
     /// A report for another loop (`--workers`), writing through the same writer.
-    pub fn for_another_loop(&self) -> Report {
+    pub(crate) fn for_another_loop(&self) -> Report {
         Report::with_writer(
             self.to_writer.clone(),
             Arc::clone(&self.backlog),
@@ -287,7 +287,7 @@ impl Report {
     /// The first line, handed over at once: scripts and tests wait for it. The address comes
     /// first after `listening on `, then, when UDP is served, the protocols in parentheses
     /// (`listening on 127.0.0.1:7 (tcp+udp)`): a script takes the address up to the first space.
-    pub fn listening(&mut self, addr: SocketAddr, served: Served) {
+    pub(crate) fn listening(&mut self, addr: SocketAddr, served: Served) {
         match served {
             Served::Tcp => self.line(format_args!("listening on {addr}")),
             Served::Udp => self.line(format_args!("listening on {addr} (udp)")),
@@ -299,17 +299,17 @@ impl Report {
     // Lines about a client start with its address as the socket prints it: `127.0.0.1:5`,
     // `[::1]:5` (the brackets belong to IPv6 alone, never added around an address).
 
-    pub fn connected(&mut self, peer: SocketAddr) {
+    pub(crate) fn connected(&mut self, peer: SocketAddr) {
         self.line(format_args!("{peer} connected"));
     }
 
     /// A read from a TCP client.
-    pub fn received(&mut self, peer: SocketAddr, data: &[u8]) {
+    pub(crate) fn received(&mut self, peer: SocketAddr, data: &[u8]) {
         self.data_line(peer, "", data);
     }
 
     /// A datagram from a UDP client.
-    pub fn datagram(&mut self, peer: SocketAddr, data: &[u8]) {
+    pub(crate) fn datagram(&mut self, peer: SocketAddr, data: &[u8]) {
         self.data_line(peer, " (udp)", data);
     }
 
@@ -343,21 +343,21 @@ impl Report {
         self.end_line();
     }
 
-    pub fn left(&mut self, peer: SocketAddr, received: u64, echoed: u64, why: &Leave) {
+    pub(crate) fn left(&mut self, peer: SocketAddr, received: u64, echoed: u64, why: &Leave) {
         self.line(format_args!(
             "{peer} {why}: received {received} bytes, echoed {echoed}"
         ));
     }
 
     /// A line about the server itself (limits, accept errors), not about one client.
-    pub fn notice(&mut self, message: fmt::Arguments<'_>) {
+    pub(crate) fn notice(&mut self, message: fmt::Arguments<'_>) {
         self.line(message);
     }
 
     /// The last line: totals of TCP, of UDP, or of both when both were served, and the report
     /// lines dropped if any. Then the writer is ended (see [`Report::start`]); call it once every
     /// other loop's report is gone, so that their lines come first.
-    pub fn summary(mut self, summary: &Summary, tcp: bool) {
+    pub(crate) fn summary(mut self, summary: &Summary, tcp: bool) {
         let clients = summary.clients;
         let tcp_part = tcp.then(|| {
             let noun = if clients == 1 { "client" } else { "clients" };
@@ -397,13 +397,13 @@ impl Report {
 
     /// When the loop must hand its lines over at the latest ([`Report::flush_if_due`]): its poll
     /// waits no longer than that.
-    pub fn handover_due(&self) -> Option<Instant> {
+    pub(crate) fn handover_due(&self) -> Option<Instant> {
         self.gathering_since.map(|since| since + HANDOVER_DELAY)
     }
 
     /// Hands the lines over if they have waited [`HANDOVER_DELAY`]: called once per loop turn,
     /// before the loop polls.
-    pub fn flush_if_due(&mut self, now: Instant) {
+    pub(crate) fn flush_if_due(&mut self, now: Instant) {
         if self.handover_due().is_some_and(|due| now >= due) {
             self.flush();
         }
@@ -411,7 +411,7 @@ impl Report {
 
     /// Hands the lines gathered so far to the writer now, never waiting (the `listening on` line,
     /// a full buffer, a due handover). When the queue is full the lines are dropped and counted.
-    pub fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         if self.buffer.is_empty() {
             return;
         }

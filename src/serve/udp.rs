@@ -23,8 +23,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{
     guard::{self, Guard, Verdict},
+    listen::watch_signals,
     report::{Report, Summary, UdpTotals},
-    watch_signals,
 };
 use crate::cli::ServeArgs;
 
@@ -32,17 +32,17 @@ use crate::cli::ServeArgs;
 const DATAGRAMS_PER_PUMP: usize = 64;
 
 /// The UDP side of the echo server.
-pub struct UdpEcho {
+pub(crate) struct UdpEcho {
     /// The bound, non-blocking socket.
-    pub socket: UdpSocket,
+    pub(crate) socket: UdpSocket,
     /// Decides which datagrams get an answer.
     guard: Guard,
     /// Datagrams echoed and dropped so far.
-    pub totals: UdpTotals,
+    pub(crate) totals: UdpTotals,
 }
 
 impl UdpEcho {
-    pub fn new(socket: UdpSocket, rate: u32) -> Self {
+    pub(crate) fn new(socket: UdpSocket, rate: u32) -> Self {
         UdpEcho {
             socket,
             guard: Guard::new(rate),
@@ -52,7 +52,7 @@ impl UdpEcho {
 
     /// Answers waiting datagrams until the socket would block (false) or the budget is used
     /// (true: more may be waiting, and no new event will say so).
-    pub fn pump(&mut self, scratch: &mut [u8], report: &mut Report) -> io::Result<bool> {
+    pub(crate) fn pump(&mut self, scratch: &mut [u8], report: &mut Report) -> io::Result<bool> {
         for _ in 0..DATAGRAMS_PER_PUMP {
             let (len, peer) = match self.socket.recv_from(scratch) {
                 Ok(received) => received,
@@ -97,7 +97,7 @@ impl UdpEcho {
 
 /// A non-blocking UDP socket bound to `addr`, alone: no SO_REUSEADDR (see the module comment),
 /// so a port another socket holds fails with `AddrInUse`.
-pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+pub(crate) fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     socket.bind(&addr.into())?;
     socket.set_nonblocking(true)?;
@@ -108,7 +108,7 @@ const SOCKET: Token = Token(0);
 const SIGNALS: Token = Token(1);
 
 /// `serve --udp` without `--multiplex`: answers datagrams until SIGINT or SIGTERM.
-pub fn serve(socket: UdpSocket, args: &ServeArgs, report: &mut Report) -> Result<Summary> {
+pub(crate) fn serve(socket: UdpSocket, args: &ServeArgs, report: &mut Report) -> Result<Summary> {
     let mut poll = Poll::new().context("cannot create the event poll")?;
     let mut signals = watch_signals(poll.registry(), SIGNALS)?;
     let mut echo = UdpEcho::new(socket, args.udp_rate);

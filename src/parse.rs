@@ -1,0 +1,244 @@
+//! The value parsers of the command line: ports, sizes, durations and rates.
+//!
+//! A leaf: it imports nothing from the crate, so `cli.rs` can use it without a circle. Each
+//! parser has the signature clap wants of a `value_parser` (`&str` to `Result<T, String>`), and
+//! its error is a sentence that names the value and what would be accepted. A limit that belongs
+//! to a kind of value, whatever the option ([`MAX_DURATION`], [`MAX_RATE`]), is enforced here;
+//! the limits of one option are in `cli.rs` beside it.
+//!
+//! Units are binary only for sizes: decimal spellings (`kB`, `MB`) are refused rather than
+//! guessed, so a benchmark never runs with a message size other than the one the user meant.
+
+use std::time::Duration;
+
+/// The longest duration any option accepts: 30 days. Longer than any test or soak run, and far
+/// from the overflow of `Instant + Duration` (which panics), so the loops may add any duration
+/// parsed here to `Instant::now()`.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// [`MAX_DURATION`] in words, for the error message and the help.
+const MAX_DURATION_TEXT: &str = "30 days (30d)";
+
+/// Fastest rate, in messages per second: one per nanosecond, far beyond what any thread can
+/// send, so no real run is refused, and small enough that a schedule of [`MAX_DURATION`] counts
+/// its messages exactly in an `f64` (2.6e15 < 2^53).
+pub(crate) const MAX_RATE: f64 = 1e9;
+
+/// [`MAX_RATE`] as the user would type it.
+const MAX_RATE_TEXT: &str = "1e9 (1000000000)";
+
+/// Parses a port number, 0-65535, with an error that names the value and the valid range. A
+/// word where a number belongs (`http`) is most likely a service name: the error says how to
+/// look its port up (`netecho ports --name http`).
+pub fn port(text: &str) -> Result<u16, String> {
+    let text = text.trim();
+    match text.parse::<i64>() {
+        Ok(n) => u16::try_from(n).map_err(|_| format!("{n} is not a port: ports are 0–65535")),
+        Err(_) if looks_like_a_service_name(text) => Err(format!(
+            "'{text}' is not a port: ports are numbers 0–65535 — to find the port of a service by \
+             name: netecho ports --name {text}"
+        )),
+        Err(_) => Err(format!("'{text}' is not a port: ports are numbers 0–65535")),
+    }
+}
+
+/// Whether `text` could be a services(5) name: a letter, then letters, digits, `-`, `_`, `.`,
+/// `+` or `/` (as in `sun-sr-https`, `z39.50`, `kerberos_master`, `cisco-sccp`). Nothing else is
+/// suggested, so the suggestion never echoes odd input into a command line.
+fn looks_like_a_service_name(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && text.len() <= 64
+        && chars.all(|c| c.is_ascii_alphanumeric() || "-_.+/".contains(c))
+}
+
+/// Parses a size in bytes with an optional binary unit: `64` (bytes), `1k` or `1KiB` (1024),
+/// `2m` or `2MiB`, `1g` or `1GiB`.
+pub(crate) fn size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale: usize = match unit.trim() {
+        "" | "b" | "B" => 1,
+        "k" | "K" | "KiB" | "kiB" => 1 << 10,
+        "m" | "M" | "MiB" => 1 << 20,
+        "g" | "G" | "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{text}': use a number of bytes or k/KiB, m/MiB \
+                 (e.g. 64, 1k, 64KiB)"
+            ));
+        }
+    };
+    let value: usize = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size: use e.g. 64, 1k, 64KiB"))?;
+    value
+        .checked_mul(scale)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+/// Parses a duration, at most [`MAX_DURATION`]: `10` (seconds), `1.5s`, `500ms`, `2m`, `1h`,
+/// `2d`.
+pub(crate) fn duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale = match unit.trim() {
+        "" | "s" | "sec" | "secs" => 1.0,
+        "ms" => 0.001,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{text}': use a number of seconds or ms, s, m, h, d (e.g. 10, 1.5s, 2m)"
+            ));
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration: use e.g. 10, 1.5s, 500ms, 2m"))?;
+    Duration::try_from_secs_f64(value * scale)
+        .ok()
+        .filter(|&duration| duration <= MAX_DURATION)
+        .ok_or_else(|| format!("'{text}' is too long: a duration is at most {MAX_DURATION_TEXT}"))
+}
+
+/// Like [`duration`], but zero is refused: for timeouts, where zero would mean "fail at once".
+pub(crate) fn positive_duration(text: &str) -> Result<Duration, String> {
+    let parsed = duration(text)?;
+    if parsed.is_zero() {
+        return Err(format!("'{text}' must be more than zero"));
+    }
+    Ok(parsed)
+}
+
+/// Parses a rate: messages per second, more than zero, at most [`MAX_RATE`].
+pub(crate) fn rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > MAX_RATE => Err(format!(
+            "'{text}' is too fast: --rate is at most {MAX_RATE_TEXT} messages per second"
+        )),
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "'{text}' is not a rate: give messages per second, more than zero (e.g. 1000)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_in_range() {
+        assert_eq!(port("0"), Ok(0));
+        assert_eq!(port("10000"), Ok(10000));
+        assert_eq!(port("65535"), Ok(65535));
+    }
+
+    #[test]
+    fn ports_out_of_range_name_the_value() {
+        assert_eq!(
+            port("70000"),
+            Err("70000 is not a port: ports are 0–65535".to_string())
+        );
+        assert!(port("-1").unwrap_err().contains("-1 is not a port"));
+        assert!(port("http").unwrap_err().contains("'http' is not a port"));
+        assert!(port("").is_err());
+    }
+
+    #[test]
+    fn a_name_instead_of_a_port_suggests_looking_it_up() {
+        assert!(
+            port("http")
+                .unwrap_err()
+                .ends_with("— to find the port of a service by name: netecho ports --name http")
+        );
+        for odd in ["2x", "-x", "a b", "$(x)", "é"] {
+            assert!(!port(odd).unwrap_err().contains("--name"), "{odd}");
+        }
+    }
+
+    #[test]
+    fn bare_sizes_are_bytes() {
+        assert_eq!(size("64"), Ok(64));
+        assert_eq!(size("0"), Ok(0));
+        assert_eq!(size("100B"), Ok(100));
+    }
+
+    #[test]
+    fn sizes_in_binary_units() {
+        assert_eq!(size("1k"), Ok(1024));
+        assert_eq!(size("1K"), Ok(1024));
+        assert_eq!(size("64KiB"), Ok(64 * 1024));
+        assert_eq!(size("2m"), Ok(2 << 20));
+        assert_eq!(size("1MiB"), Ok(1 << 20));
+    }
+
+    #[test]
+    fn sizes_refuse_nonsense_and_decimal_units() {
+        for text in [
+            "",
+            "k",
+            "1.5k",
+            "-1",
+            "1kB",
+            "1MB",
+            "ten",
+            "99999999999999999999",
+        ] {
+            assert!(size(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn bare_durations_are_seconds() {
+        assert_eq!(duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(duration("1.5"), Ok(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn duration_units() {
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(duration("3s"), Ok(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn durations_are_at_most_the_maximum() {
+        assert_eq!(duration("30d"), Ok(MAX_DURATION));
+        assert_eq!(duration("720h"), Ok(MAX_DURATION));
+        for long in ["31d", "721h", "10000000000000000000", &"9".repeat(400)] {
+            let err = duration(long).expect_err(long);
+            assert!(err.contains("at most 30 days"), "{long}: {err}");
+        }
+    }
+
+    #[test]
+    fn durations_refuse_nonsense() {
+        assert!(duration("").is_err());
+        assert!(duration("abc").is_err());
+        assert!(duration("10x").is_err());
+        assert!(duration("-1").is_err());
+        assert!(positive_duration("0").is_err());
+    }
+
+    #[test]
+    fn rates_are_positive_numbers() {
+        assert_eq!(rate("1000"), Ok(1000.0));
+        assert_eq!(rate("0.5"), Ok(0.5));
+        for text in ["0", "-1", "fast", "inf", "NaN", ""] {
+            assert!(rate(text).is_err(), "{text}");
+        }
+        assert_eq!(rate("1e9"), Ok(MAX_RATE));
+        let err = rate("1e12").unwrap_err();
+        assert!(err.contains("at most 1e9"), "{err}");
+    }
+}

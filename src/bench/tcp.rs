@@ -37,6 +37,7 @@ use super::{
     run_loop::{self, Core, EVENTS_CAPACITY, Transport},
     stats::{ErrorKind, ThreadStats, describe_mismatch},
 };
+use crate::error::describe;
 
 /// Size of the thread's read buffer, shared by its connections.
 const READ_BUFFER: usize = 64 * 1024;
@@ -102,7 +103,11 @@ fn connect_all(
         stats.failed_connections += 1;
         share.live.errors.fetch_add(1, Ordering::Relaxed);
         stats.error(ErrorKind::of(err), || {
-            format!("connection {id}: cannot connect to {}: {err}", plan.target)
+            format!(
+                "connection {id}: cannot connect to {}: {}",
+                plan.target,
+                describe(err)
+            )
         });
     };
     loop {
@@ -358,9 +363,10 @@ impl Run<'_> {
             let failure = Failure {
                 kind: ErrorKind::of(&err),
                 detail: format!(
-                    "connection {}: sending failed after {}: {err}",
+                    "connection {}: sending failed after {}: {}",
                     connection.id,
-                    replies(connection.reply.seq)
+                    replies(connection.reply.seq),
+                    describe(&err)
                 ),
             };
             self.fail(connections, index, failure);
@@ -446,8 +452,9 @@ impl Run<'_> {
                     return Err(Failure {
                         kind: ErrorKind::of(&err),
                         detail: format!(
-                            "connection {}: {err} after {}{}",
+                            "connection {}: {} after {}{}",
                             c.id,
+                            describe(&err),
                             replies(c.reply.seq),
                             owed(c)
                         ),

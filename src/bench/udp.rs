@@ -202,7 +202,11 @@ pub(crate) fn run(
                 stats.failed_connections += 1;
                 share.live.errors.fetch_add(1, Ordering::Relaxed);
                 stats.error(ErrorKind::of(&err), || {
-                    format!("socket {id}: cannot set up UDP to {}: {err}", plan.target)
+                    format!(
+                        "socket {id}: cannot set up UDP to {}: {}",
+                        plan.target,
+                        describe(&err)
+                    )
                 });
                 flows.push(None);
             }

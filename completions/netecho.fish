@@ -41,17 +41,31 @@ complete -c netecho -n "__fish_netecho_using_subcommand serve" -l max-connection
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l drain-timeout -d 'With --multiplex: on SIGINT/SIGTERM, let in-flight echoes finish for up to this long (0: close at once)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l workers -d 'With --multiplex: run N independent event loops, each on its own thread with its own SO_REUSEPORT listener on the same address (the kernel spreads new clients over them)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l udp-rate -d 'Answer at most N datagrams per second to each source address (loopback sources are not limited: they cannot be forged from outside); 0: no limit' -r
+complete -c netecho -n "__fish_netecho_using_subcommand serve" -l cert -d 'With --tls: the certificate chain to present (PEM, the server\'s certificate first)' -r -F
+complete -c netecho -n "__fish_netecho_using_subcommand serve" -l key -d 'With --tls: the private key of --cert (PEM; PKCS#8, PKCS#1 or SEC1; RSA, ECDSA or Ed25519)' -r -F
+complete -c netecho -n "__fish_netecho_using_subcommand serve" -l client-ca -d 'With --tls: require a client certificate signed by a CA in FILE (PEM), mutual TLS; the client\'s subject is shown on its connect line' -r -F
+complete -c netecho -n "__fish_netecho_using_subcommand serve" -l alpn -d 'With --tls: the ALPN protocols to offer, comma-separated, most preferred first (e.g. h2,http/1.1); the echo is the same whichever is chosen [default: none]' -r
+complete -c netecho -n "__fish_netecho_using_subcommand serve" -l handshake-timeout -d 'With --tls: drop a client whose handshake has not finished this long after it connected' -r
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -s q -l quiet -d 'Do not print a line per read (connects, leaves and the summary are still shown)'
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l hex -d 'Show each read as a hex dump (offset, hex, ASCII) instead of a one-line preview'
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l multiplex -d 'Serve all clients at once from one event loop (epoll/kqueue) instead of one at a time'
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l udp -d 'Serve UDP echo (RFC 862): each datagram back to its sender. With --multiplex: TCP and UDP on the same port; without: UDP only'
+complete -c netecho -n "__fish_netecho_using_subcommand serve" -l tls -d 'Speak TLS 1.2/1.3 to every client, in every TCP mode. Without --cert/--key, a throwaway self-signed certificate is made at start and its SHA-256 fingerprint printed on the second line, for \'send --tls --pin\''
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c netecho -n "__fish_netecho_using_subcommand send" -l host -d 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)' -r -f -a "(__fish_print_hostnames)"
 complete -c netecho -n "__fish_netecho_using_subcommand send" -s p -l port -d 'Port, 0-65535, TCP or with --udp UDP (0 with serve: any free port, printed on the first line)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand send" -l timeout -d 'Give up connecting, or waiting for the server, after this long (e.g. 10, 1.5s, 2m)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand send" -l retries -d 'With --udp: send again this many times when no reply comes within --timeout' -r
+complete -c netecho -n "__fish_netecho_using_subcommand send" -l ca -d 'With --tls: also trust the CA certificates in FILE (PEM)' -r -F
+complete -c netecho -n "__fish_netecho_using_subcommand send" -l pin -d 'With --tls: accept exactly the server certificate with this SHA-256 fingerprint, whatever its names and dates (as \'serve --tls\' prints it; colons and the sha256: prefix optional)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand send" -l sni -d 'With --tls: the server name to ask for (SNI) and to verify the certificate against [default: --host]' -r -f -a "(__fish_print_hostnames)"
+complete -c netecho -n "__fish_netecho_using_subcommand send" -l cert -d 'With --tls: present this client certificate chain (PEM), for servers that require one' -r -F
+complete -c netecho -n "__fish_netecho_using_subcommand send" -l key -d 'With --tls: the private key of --cert (PEM)' -r -F
+complete -c netecho -n "__fish_netecho_using_subcommand send" -l alpn -d 'With --tls: the ALPN protocols to offer, comma-separated (e.g. h2,http/1.1) [default: none]' -r
 complete -c netecho -n "__fish_netecho_using_subcommand send" -s q -l quiet -d 'Do not print status lines on stderr'
 complete -c netecho -n "__fish_netecho_using_subcommand send" -l udp -d 'Send the message as one UDP datagram (at most 65507 bytes) instead of over TCP'
+complete -c netecho -n "__fish_netecho_using_subcommand send" -l tls -d 'Speak TLS to the server, verifying its certificate against the system\'s CAs (and --ca)'
+complete -c netecho -n "__fish_netecho_using_subcommand send" -l insecure -d 'With --tls: do not verify the server\'s certificate at all (a warning on stderr says so)'
 complete -c netecho -n "__fish_netecho_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c netecho -n "__fish_netecho_using_subcommand ports" -l low -d 'First port of the range, instead of the LOW argument' -r
 complete -c netecho -n "__fish_netecho_using_subcommand ports" -l high -d 'Last port of the range, instead of the HIGH argument [default with --low: 65535]' -r
@@ -76,8 +90,18 @@ complete -c netecho -n "__fish_netecho_using_subcommand bench" -l pipeline -d 'M
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l rate -d 'Open loop: send R messages per second in total (at most 1e9), whatever the server does [default: off]' -r
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l threads -d 'Event-loop threads, each with its share of the connections' -r
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l timeout -d 'Give up on a connect, or on a reply, after this long (UDP: the longest wait before a reply counts as lost)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -l reconnect -d 'Close each connection after N messages and open a new one in its place (1: a new connection, and with --tls a new handshake, for every message) [default: never]' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -l ca -d 'With --tls: also trust the CA certificates in FILE (PEM)' -r -F
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -l pin -d 'With --tls: accept exactly the server certificate with this SHA-256 fingerprint, whatever its names and dates (as \'serve --tls\' prints it; colons and the sha256: prefix optional)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -l sni -d 'With --tls: the server name to ask for (SNI) and to verify the certificate against [default: --host]' -r -f -a "(__fish_print_hostnames)"
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -l cert -d 'With --tls: present this client certificate chain (PEM), for servers that require one' -r -F
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -l key -d 'With --tls: the private key of --cert (PEM)' -r -F
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -l alpn -d 'With --tls: the ALPN protocols to offer, comma-separated (e.g. h2,http/1.1) [default: none]' -r
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l udp -d 'Over UDP: each message is a datagram; a reply not back within a few round trips counts as lost, and the load goes on'
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l json -d 'Print the report as one JSON object'
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -l tls -d 'Speak TLS to the server, verifying its certificate against the system\'s CAs (and --ca)'
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -l insecure -d 'With --tls: do not verify the server\'s certificate at all (a warning on stderr says so)'
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -l no-resumption -d 'With --tls: make every handshake a full one, never resuming an earlier session'
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c netecho -n "__fish_netecho_using_subcommand completions" -l out-dir -d 'Write the script(s) into DIR, created if missing, instead of printing' -r -f -a "(__fish_complete_directories)"
 complete -c netecho -n "__fish_netecho_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'

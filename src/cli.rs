@@ -185,6 +185,96 @@ pub struct ServeArgs {
     /// limited: they cannot be forged from outside); 0: no limit
     #[arg(long, value_name = "N", default_value_t = DEFAULT_UDP_RATE, requires = "udp")]
     pub udp_rate: u32,
+
+    #[command(flatten)]
+    pub tls: ServeTls,
+}
+
+/// The default `serve --handshake-timeout`.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: &str = "10";
+
+/// TLS options of `serve`.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "TLS")]
+pub struct ServeTls {
+    /// Speak TLS 1.2/1.3 to every client, in every TCP mode. Without --cert/--key, a throwaway
+    /// self-signed certificate is made at start and its SHA-256 fingerprint printed on the
+    /// second line, for 'send --tls --pin'
+    #[arg(long = "tls", id = "tls")]
+    pub enabled: bool,
+
+    /// With --tls: the certificate chain to present (PEM, the server's certificate first)
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "key"], value_hint = ValueHint::FilePath)]
+    pub cert: Option<PathBuf>,
+
+    /// With --tls: the private key of --cert (PEM; PKCS#8, PKCS#1 or SEC1; RSA, ECDSA or Ed25519)
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "cert"], value_hint = ValueHint::FilePath)]
+    pub key: Option<PathBuf>,
+
+    /// With --tls: require a client certificate signed by a CA in FILE (PEM), mutual TLS; the
+    /// client's subject is shown on its connect line
+    #[arg(long, value_name = "FILE", requires = "tls", value_hint = ValueHint::FilePath)]
+    pub client_ca: Option<PathBuf>,
+
+    /// With --tls: the ALPN protocols to offer, comma-separated, most preferred first (e.g.
+    /// h2,http/1.1); the echo is the same whichever is chosen [default: none]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', requires = "tls")]
+    pub alpn: Vec<String>,
+
+    /// With --tls: drop a client whose handshake has not finished this long after it connected
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = DEFAULT_HANDSHAKE_TIMEOUT,
+        value_parser = parse::positive_duration,
+        requires = "tls"
+    )]
+    pub handshake_timeout: Duration,
+}
+
+/// TLS options of the clients, `send` and `bench`.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "TLS")]
+pub struct ClientTls {
+    /// Speak TLS to the server, verifying its certificate against the system's CAs (and --ca)
+    #[arg(long = "tls", id = "tls")]
+    pub enabled: bool,
+
+    /// With --tls: also trust the CA certificates in FILE (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls", value_hint = ValueHint::FilePath)]
+    pub ca: Option<PathBuf>,
+
+    /// With --tls: accept exactly the server certificate with this SHA-256 fingerprint, whatever
+    /// its names and dates (as 'serve --tls' prints it; colons and the sha256: prefix optional)
+    #[arg(
+        long,
+        value_name = "SHA256",
+        requires = "tls",
+        conflicts_with_all = ["ca", "insecure"],
+        value_parser = parse::fingerprint
+    )]
+    pub pin: Option<[u8; 32]>,
+
+    /// With --tls: do not verify the server's certificate at all (a warning on stderr says so)
+    #[arg(long, requires = "tls", conflicts_with = "ca")]
+    pub insecure: bool,
+
+    /// With --tls: the server name to ask for (SNI) and to verify the certificate against
+    /// [default: --host]
+    #[arg(long, value_name = "NAME", requires = "tls", value_hint = ValueHint::Hostname)]
+    pub sni: Option<String>,
+
+    /// With --tls: present this client certificate chain (PEM), for servers that require one
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "key"], value_hint = ValueHint::FilePath)]
+    pub cert: Option<PathBuf>,
+
+    /// With --tls: the private key of --cert (PEM)
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "cert"], value_hint = ValueHint::FilePath)]
+    pub key: Option<PathBuf>,
+
+    /// With --tls: the ALPN protocols to offer, comma-separated (e.g. h2,http/1.1) [default: none]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', requires = "tls")]
+    pub alpn: Vec<String>,
 }
 
 /// Send a message (or stdin) to an echo server and print the reply
@@ -226,6 +316,9 @@ pub struct SendArgs {
     /// With --udp: send again this many times when no reply comes within --timeout
     #[arg(long, value_name = "N", default_value_t = 2, requires = "udp")]
     pub retries: u32,
+
+    #[command(flatten)]
+    pub tls: ClientTls,
 }
 
 /// Print the shell completion script for bash, zsh, fish, elvish or powershell
@@ -568,6 +661,23 @@ pub struct BenchArgs {
     /// Print the report as one JSON object
     #[arg(long)]
     pub json: bool,
+
+    /// Close each connection after N messages and open a new one in its place (1: a new
+    /// connection, and with --tls a new handshake, for every message) [default: never]
+    #[arg(
+        long,
+        value_name = "N",
+        conflicts_with = "udp",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub reconnect: Option<u32>,
+
+    #[command(flatten)]
+    pub tls: ClientTls,
+
+    /// With --tls: make every handshake a full one, never resuming an earlier session
+    #[arg(long, requires = "tls", help_heading = "TLS")]
+    pub no_resumption: bool,
 }
 
 #[cfg(test)]

@@ -154,7 +154,10 @@ mod tests {
     #[test]
     fn the_host_options_are_found_in_the_definition() {
         let options = host_options(&Cli::command());
-        assert_eq!(options, BTreeSet::from(["--host".to_owned()]));
+        assert_eq!(
+            options,
+            BTreeSet::from(["--host".to_owned(), "--sni".to_owned()])
+        );
     }
 
     #[test]

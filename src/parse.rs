@@ -27,6 +27,32 @@ pub(crate) const MAX_RATE: f64 = 1e9;
 /// [`MAX_RATE`] as the user would type it.
 const MAX_RATE_TEXT: &str = "1e9 (1000000000)";
 
+/// Parses a SHA-256 certificate fingerprint: 64 hex digits, any case, with or without colons
+/// between the bytes (as `openssl x509 -fingerprint -sha256` prints them) and a `sha256:` prefix.
+pub fn fingerprint(text: &str) -> Result<[u8; 32], String> {
+    let trimmed = text.trim();
+    let hex = match trimmed.get(..7) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("sha256:") => &trimmed[7..],
+        _ => trimmed,
+    };
+    let digits: Vec<u8> = hex.bytes().filter(|&b| b != b':').collect();
+    let not_one = || {
+        format!(
+            "'{text}' is not a SHA-256 fingerprint: give 64 hex digits, with or without colons \
+             and the 'sha256:' prefix, as 'netecho serve --tls' prints it"
+        )
+    };
+    if digits.len() != 64 || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return Err(not_one());
+    }
+    let mut bytes = [0u8; 32];
+    for (byte, pair) in bytes.iter_mut().zip(digits.chunks(2)) {
+        let pair = std::str::from_utf8(pair).map_err(|_| not_one())?;
+        *byte = u8::from_str_radix(pair, 16).map_err(|_| not_one())?;
+    }
+    Ok(bytes)
+}
+
 /// Parses a port number, 0-65535, with an error that names the value and the valid range. A
 /// word where a number belongs (`http`) is most likely a service name: the error says how to
 /// look its port up (`netecho ports --name http`).
@@ -133,6 +159,28 @@ pub(crate) fn rate(text: &str) -> Result<f64, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn fingerprints_in_every_spelling() {
+        let hex = "0123456789abcdef".repeat(4);
+        let want = super::fingerprint(&hex).unwrap();
+        assert_eq!(want[0], 0x01);
+        assert_eq!(want[31], 0xef);
+        let colons = want.map(|b| format!("{b:02X}")).join(":");
+        assert_eq!(super::fingerprint(&colons), Ok(want));
+        assert_eq!(super::fingerprint(&format!(" SHA256:{colons} ")), Ok(want));
+        assert_eq!(super::fingerprint(&format!("sha256:{hex}")), Ok(want));
+        for bad in [
+            "",
+            "sha256:",
+            &hex[..62],
+            &format!("{hex}00"),
+            &"+a".repeat(32),
+            &"zz".repeat(32),
+        ] {
+            assert!(super::fingerprint(bad).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use rustls::pki_types::CertificateDer;
 
 /// Bytes in a SHA-256 digest.
@@ -29,36 +29,20 @@ impl Fingerprint {
 
     /// Parses a fingerprint as `--pin` takes it (see the module's notes for the forms).
     pub fn parse(text: &str) -> Result<Self> {
-        let trimmed = text.trim();
-        let hex = match trimmed.get(..7) {
-            Some(prefix) if prefix.eq_ignore_ascii_case("sha256:") => &trimmed[7..],
-            _ => trimmed,
-        };
-        let digits: Vec<u8> = hex.bytes().filter(|&b| b != b':').collect();
-        if digits.len() != 2 * SHA256_LEN || !digits.iter().all(u8::is_ascii_hexdigit) {
-            bail!(
-                "'{text}' is not a SHA-256 fingerprint: give 64 hex digits, with or without \
-                 colons and the 'sha256:' prefix, as 'netecho serve --tls' prints it"
-            );
-        }
-        let mut bytes = [0u8; SHA256_LEN];
-        for (byte, pair) in bytes.iter_mut().zip(digits.chunks(2)) {
-            *byte = (hex_value(pair[0]) << 4) | hex_value(pair[1]);
-        }
-        Ok(Fingerprint(bytes))
+        crate::parse::fingerprint(text)
+            .map(Fingerprint)
+            .map_err(anyhow::Error::msg)
+    }
+
+    /// The fingerprint of the given digest (`--pin`, parsed by [`crate::parse::fingerprint`]).
+    pub fn from_bytes(bytes: [u8; SHA256_LEN]) -> Self {
+        Fingerprint(bytes)
     }
 
     /// The digest itself.
     pub fn as_bytes(&self) -> &[u8; SHA256_LEN] {
         &self.0
     }
-}
-
-/// The value of one hex digit (already checked to be one, so never the 0 of the fallback).
-fn hex_value(digit: u8) -> u8 {
-    char::from(digit)
-        .to_digit(16)
-        .map_or(0, |value| value as u8)
 }
 
 impl fmt::Display for Fingerprint {

@@ -680,27 +680,28 @@ pub struct BenchArgs {
     pub no_resumption: bool,
 }
 
+/// Every command, netecho itself first, then each subcommand (depth first), built so that each
+/// knows its full name (`netecho serve`); clap's generated `help` command is left out. The man
+/// pages are these, one each.
+pub(crate) fn commands() -> Vec<clap::Command> {
+    fn walk(cmd: &clap::Command, found: &mut Vec<clap::Command>) {
+        found.push(cmd.clone());
+        for sub in cmd.get_subcommands().filter(|sub| !sub.is_hide_set()) {
+            walk(sub, found);
+        }
+    }
+    let mut top = <Cli as clap::CommandFactory>::command().disable_help_subcommand(true);
+    top.build();
+    let mut found = Vec::new();
+    walk(&top, &mut found);
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
 
     use super::*;
-
-    /// Every command and its subcommands, as the man pages see them (`man::pages`, which this
-    /// module cannot use: `man` is above it).
-    fn all_commands() -> Vec<clap::Command> {
-        fn walk(cmd: &clap::Command, found: &mut Vec<clap::Command>) {
-            found.push(cmd.clone());
-            for sub in cmd.get_subcommands().filter(|sub| !sub.is_hide_set()) {
-                walk(sub, found);
-            }
-        }
-        let mut top = Cli::command().disable_help_subcommand(true);
-        top.build();
-        let mut found = Vec::new();
-        walk(&top, &mut found);
-        found
-    }
 
     #[test]
     fn the_definition_is_consistent() {
@@ -709,7 +710,7 @@ mod tests {
 
     #[test]
     fn every_command_has_a_summary_a_description_and_examples() {
-        for cmd in all_commands() {
+        for cmd in commands() {
             let name = cmd.get_name();
             let about = cmd.get_about().map(ToString::to_string).unwrap_or_default();
             assert!(

@@ -14,14 +14,13 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use clap::CommandFactory;
 use clap_mangen::{
     Man,
     roff::{Roff, bold, roman},
 };
 
 use crate::{
-    cli::{self, Cli, ManArgs},
+    cli::{self, ManArgs},
     error::{EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, UsageError},
     output,
 };
@@ -75,20 +74,9 @@ pub(crate) fn run(args: &ManArgs) -> Result<()> {
         .map_err(output::stdout_error)
 }
 
-/// Every page: netecho itself first, then each subcommand (depth first), built so that each
-/// knows its full name (`netecho-serve`). clap's generated `help` command has no page.
+/// Every page: one per command ([`cli::commands`]), netecho itself first.
 pub(crate) fn pages() -> Vec<clap::Command> {
-    fn walk(cmd: &clap::Command, found: &mut Vec<clap::Command>) {
-        found.push(cmd.clone());
-        for sub in cmd.get_subcommands().filter(|sub| !sub.is_hide_set()) {
-            walk(sub, found);
-        }
-    }
-    let mut top = Cli::command().disable_help_subcommand(true);
-    top.build();
-    let mut found = Vec::new();
-    walk(&top, &mut found);
-    found
+    cli::commands()
 }
 
 /// The page's name: `netecho`, `netecho-serve`, ...

@@ -500,3 +500,34 @@ fn tls_over_udp_is_a_usage_error() {
         .code(2)
         .stderr(predicates::str::contains("DTLS"));
 }
+
+/// A server that accepts and says nothing: the handshake is due, so --timeout ends the wait,
+/// naming the handshake rather than the reply.
+#[test]
+fn a_silent_server_is_named_as_giving_no_handshake() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    thread::spawn(move || {
+        if let Ok((stream, _)) = listener.accept() {
+            // Hold the connection open, silent, until the test is over.
+            let _ = done_rx.recv_timeout(TIMEOUT);
+            drop(stream);
+        }
+    });
+    let started = Instant::now();
+    let output = send_tls(port)
+        .args(["--insecure", "--timeout", "0.5", "anyone?"])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "no TLS handshake from 127.0.0.1:{port} within 0.5s"
+        )),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(done_tx);
+}

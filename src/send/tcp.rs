@@ -118,6 +118,7 @@ pub(crate) fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<(
         input_ended: false,
         sending_closed: false,
         send_failed: None,
+        tls_waiting: false,
         handshake_said: false,
         last_progress: Instant::now(),
     };
@@ -244,6 +245,8 @@ struct Exchange {
     sending_closed: bool,
     /// A write failed (not a reset): nothing more is written, the reply is read to its end.
     send_failed: Option<io::Error>,
+    /// TLS holds records the socket has not taken yet (handshake, close_notify).
+    tls_waiting: bool,
     /// The handshake's lines were said.
     handshake_said: bool,
     /// The last time bytes moved, or something became due: the start of `--timeout`.
@@ -285,12 +288,12 @@ impl Exchange {
             }
             let wrote = self.write_some()?;
             let read = self.read_some(&mut buf, stdout, last_printed)?;
-            let flushed = self.flush()?;
+            self.tls_waiting = !self.flush()?;
             self.say_handshake();
             if read == ReadOutcome::Closed {
                 return self.closed();
             }
-            if self.complete() && flushed && read == ReadOutcome::Drained {
+            if self.complete() && !self.tls_waiting && read == ReadOutcome::Drained {
                 return Ok(());
             }
             let wait = if wrote || read == ReadOutcome::More {
@@ -319,9 +322,9 @@ impl Exchange {
     /// `--timeout` runs.
     fn is_due(&self) -> bool {
         self.transport.is_handshaking()
+            || self.tls_waiting
             || self.checked < self.written
             || self.unwritten().is_some()
-            || (self.sending_closed && !self.surplus.is_empty())
     }
 
     /// Every byte of the input was sent, our side is closed and the reply matched it all.
@@ -412,9 +415,15 @@ impl Exchange {
         while self.send_failed.is_none() && !self.sending_closed {
             let Some((index, offset)) = self.unwritten() else {
                 if self.input_ended {
-                    self.transport
-                        .finish_sending()
-                        .map_err(|err| self.socket_error(err, "cannot close the sending side"))?;
+                    match self.transport.finish_sending() {
+                        Ok(()) => {}
+                        Err(err) if self.transport.explain(&err).is_some() => {
+                            return Err(self.socket_error(err, "cannot close the sending side"));
+                        }
+                        // The connection is gone already (a reset makes the shutdown fail
+                        // with ENOTCONN): the read that follows says how.
+                        Err(err) => self.send_failed = Some(err),
+                    }
                     self.sending_closed = true;
                     moved = true;
                 }
@@ -615,6 +624,13 @@ impl Exchange {
     /// word decides, waited for at most `--timeout`.
     fn closed(&mut self) -> Result<()> {
         let (server, received) = (self.server, self.checked);
+        let all_back = |this: &Self| {
+            this.unwritten().is_none() && this.checked == this.written && this.surplus.is_empty()
+        };
+        if self.input_ended && all_back(self) {
+            // Everything was sent and came back: how our side closed no longer matters.
+            return Ok(());
+        }
         if let Some(err) = &self.send_failed {
             bail!(
                 "reply cut short: the server closed the connection after {received} of {} bytes \
@@ -657,11 +673,7 @@ impl Exchange {
                 ),
             }
         }
-        if !lost
-            && self.unwritten().is_none()
-            && received == self.written
-            && self.surplus.is_empty()
-        {
+        if !lost && all_back(self) {
             return Ok(());
         }
         bail!(

@@ -8,10 +8,11 @@
 //! would make the blocking read hold up every write), while a poll drives it naturally.
 //!
 //! What to send comes from an [`Input`]: the message, or stdin read by a thread into a bounded
-//! channel that wakes the poll. The loop takes a chunk only while less than [`IN_FLIGHT_LIMIT`]
-//! is in flight (taken and not yet echoed back), so memory stays bounded however large the input.
-//! Every chunk is kept until its echo checked out, so the loop always knows what an echoed byte
-//! should be.
+//! channel that wakes the poll. The loop takes a chunk only while [`InFlight`] has room (4 MiB
+//! taken and not yet echoed back), so memory stays bounded however large the input; every chunk
+//! is kept until its echo checked out, so the loop always knows what an echoed byte should be.
+//! The reply goes to stdout as it comes, in blocking writes: stdout is what `send` is for, and a
+//! reader that stops (`| less`) holds the exchange, as it did with the writer thread.
 //!
 //! `send` is done when the input ended, every byte was written, our side was closed (TCP
 //! half-close, or close_notify then the half-close), and the reply matched every byte: it does
@@ -28,7 +29,6 @@
 //! idle timeout, most likely); otherwise the input's next word decides the message.
 
 use std::{
-    collections::VecDeque,
     io::{self, BufWriter, IsTerminal, Write},
     net::{SocketAddr, TcpStream as StdTcpStream},
     sync::Arc,
@@ -40,7 +40,8 @@ use mio::{Events, Interest, Poll, Token, Waker, net::TcpStream};
 use rustls::ClientConnection;
 
 use super::{
-    exchange::{CHUNK, Payload, Status, first_difference, line_left_open, seconds},
+    exchange::{CHUNK, Payload, Status, line_left_open, seconds},
+    in_flight::InFlight,
     input::{AfterClose, Input, Word},
     transport::Transport,
 };
@@ -51,9 +52,6 @@ use crate::{
     tls::{self, ClientOptions, ClientStream, Fingerprint, Verification},
 };
 
-/// Bytes taken from the input and not yet echoed back, at most (plus one chunk): what the
-/// server may hold in its buffers at once. 4 MiB, as many as 64 chunks.
-const IN_FLIGHT_LIMIT: usize = 64 * CHUNK;
 /// Reads in one turn of the loop before it writes again: a server that floods cannot starve
 /// the writes. The loop does not wait in its poll while reads are left.
 const READS_PER_TURN: usize = 16;
@@ -108,13 +106,8 @@ pub(crate) fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<(
         timeout: args.timeout,
         status,
         input,
-        in_flight: VecDeque::new(),
-        in_flight_start: 0,
-        in_flight_bytes: 0,
-        written: 0,
-        checked: 0,
+        in_flight: InFlight::default(),
         received: 0,
-        surplus: Vec::new(),
         input_ended: false,
         sending_closed: false,
         send_failed: None,
@@ -130,7 +123,7 @@ pub(crate) fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<(
             .and_then(|()| stdout.flush())
             .map_err(stdout_error)?;
     }
-    status.line(format_args!("sent {} bytes", exchange.written));
+    status.line(format_args!("sent {} bytes", exchange.in_flight.written()));
     status.line(format_args!("received {received} bytes"));
     Ok(())
 }
@@ -223,22 +216,10 @@ struct Exchange {
     status: Status,
     /// What to send.
     input: Input,
-    /// Chunks taken from the input whose echo has not all come back (or that are not all
-    /// written yet), oldest first: the reply is checked against them.
-    in_flight: VecDeque<Vec<u8>>,
-    /// The position in the whole payload of the first byte of `in_flight`.
-    in_flight_start: u64,
-    /// The bytes in `in_flight`, for [`IN_FLIGHT_LIMIT`].
-    in_flight_bytes: usize,
-    /// The bytes of the payload the connection has accepted (the count said at the end).
-    written: u64,
-    /// The bytes of the reply that matched what was sent.
-    checked: u64,
+    /// What was taken from the input, written, and checked against the reply.
+    in_flight: InFlight,
     /// The bytes of the reply received (printed), checked or not.
     received: u64,
-    /// Reply bytes beyond everything taken from the input so far: checked when more is taken.
-    /// While there are any, the socket is not read (at most one read's worth is held).
-    surplus: Vec<u8>,
     /// The input said it ended: `in_flight` holds the last of it.
     input_ended: bool,
     /// Our side is closed (half-close, or close_notify on its way): nothing more to write.
@@ -323,25 +304,18 @@ impl Exchange {
     fn is_due(&self) -> bool {
         self.transport.is_handshaking()
             || self.tls_waiting
-            || self.checked < self.written
-            || self.unwritten().is_some()
+            || self.in_flight.checked() < self.in_flight.written()
+            || self.in_flight.unwritten().is_some()
     }
 
     /// Every byte of the input was sent, our side is closed and the reply matched it all.
     fn complete(&self) -> bool {
-        self.input_ended
-            && self.sending_closed
-            && self.unwritten().is_none()
-            && self.checked == self.written
-            && self.surplus.is_empty()
+        self.input_ended && self.sending_closed && self.in_flight.all_back()
     }
 
     /// Takes the input's words while there is room in flight.
     fn take_input(&mut self) -> Result<()> {
-        while !self.input_ended
-            && self.send_failed.is_none()
-            && self.in_flight_bytes < IN_FLIGHT_LIMIT
-        {
+        while !self.input_ended && self.send_failed.is_none() && self.in_flight.has_room() {
             let Some(word) = self.input.try_next()? else {
                 break;
             };
@@ -353,59 +327,16 @@ impl Exchange {
     /// Takes one word of the input.
     fn take(&mut self, word: Word) -> Result<()> {
         match word {
-            Word::Chunk(chunk) if chunk.is_empty() => {}
-            Word::Chunk(chunk) => {
-                self.in_flight_bytes += chunk.len();
-                self.in_flight.push_back(chunk);
-                if !self.surplus.is_empty() {
-                    // The reply ran ahead of the input: check it now.
-                    let surplus = std::mem::take(&mut self.surplus);
-                    let taken = self.check(&surplus)?;
-                    self.surplus = surplus[taken..].to_vec();
-                }
-            }
+            Word::Chunk(chunk) => self.in_flight.push(chunk)?,
             Word::End => self.input_ended = true,
             Word::Failed(err) => bail!(
                 "cannot read standard input ({}) after sending {} bytes — redirect a file or a \
                  pipe into it ('netecho send < FILE'), or give the message as arguments",
                 describe(&err),
-                self.written
+                self.in_flight.written()
             ),
         }
         Ok(())
-    }
-
-    /// Where byte `position` of the payload is in `in_flight`: the chunk and the offset in it.
-    fn locate(&self, position: u64) -> Option<(usize, usize)> {
-        let mut start = self.in_flight_start;
-        for (index, chunk) in self.in_flight.iter().enumerate() {
-            let end = start + chunk.len() as u64;
-            if position < end {
-                // Below `end`, so within this chunk's length.
-                return Some((index, (position - start) as usize));
-            }
-            start = end;
-        }
-        None
-    }
-
-    /// The first chunk with bytes not yet written, and where they start.
-    fn unwritten(&self) -> Option<(usize, usize)> {
-        self.locate(self.written)
-    }
-
-    /// Drops the chunks that were written and whose echo checked out.
-    fn retire(&mut self) {
-        let done = self.written.min(self.checked);
-        while let Some(front) = self.in_flight.front() {
-            let end = self.in_flight_start + front.len() as u64;
-            if end > done {
-                break;
-            }
-            self.in_flight_start = end;
-            self.in_flight_bytes -= front.len();
-            self.in_flight.pop_front();
-        }
     }
 
     /// Writes what the socket takes; closes our side once the input ended and all is written.
@@ -413,7 +344,7 @@ impl Exchange {
     fn write_some(&mut self) -> Result<bool> {
         let mut moved = false;
         while self.send_failed.is_none() && !self.sending_closed {
-            let Some((index, offset)) = self.unwritten() else {
+            let Some(unwritten) = self.in_flight.unwritten() else {
                 if self.input_ended {
                     match self.transport.finish_sending() {
                         Ok(()) => {}
@@ -429,10 +360,10 @@ impl Exchange {
                 }
                 break;
             };
-            match self.transport.write(&self.in_flight[index][offset..]) {
+            match self.transport.write(unwritten) {
                 Ok(0) => self.send_failed = Some(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
-                    self.written += n as u64;
+                    self.in_flight.wrote(n);
                     self.last_progress = Instant::now();
                     moved = true;
                 }
@@ -441,7 +372,7 @@ impl Exchange {
                 Err(err) if err.kind() == io::ErrorKind::ConnectionReset => bail!(
                     "connection reset by {} while sending, after {} bytes sent",
                     self.server,
-                    self.written
+                    self.in_flight.written()
                 ),
                 Err(err) if self.transport.explain(&err).is_some() => {
                     return Err(self.socket_error(err, "cannot send"));
@@ -450,7 +381,6 @@ impl Exchange {
                 Err(err) => self.send_failed = Some(err),
             }
         }
-        self.retire();
         Ok(moved)
     }
 
@@ -463,7 +393,7 @@ impl Exchange {
         last_printed: &mut Option<u8>,
     ) -> Result<ReadOutcome> {
         for _ in 0..READS_PER_TURN {
-            if !self.surplus.is_empty() {
+            if self.in_flight.is_ahead() {
                 // Held until the input catches up; the socket keeps the rest.
                 return Ok(ReadOutcome::Drained);
             }
@@ -495,38 +425,9 @@ impl Exchange {
             // Show the reply as it streams in, not only at the end.
             stdout.flush().map_err(stdout_error)?;
             self.received += n as u64;
-            let taken = self.check(reply)?;
-            self.surplus.extend_from_slice(&reply[taken..]);
+            self.in_flight.check(reply, self.input_ended)?;
         }
         Ok(ReadOutcome::More)
-    }
-
-    /// Compares `reply`, the bytes after the `checked` ones, with what was sent; returns how
-    /// many it could check (the rest ran ahead of the input). A difference is the error.
-    fn check(&mut self, reply: &[u8]) -> Result<usize> {
-        let mut taken = 0;
-        while taken < reply.len() {
-            let Some((index, offset)) = self.locate(self.checked) else {
-                if self.input_ended {
-                    bail!(
-                        "reply differs from what was sent: it is longer; everything was sent by \
-                         byte {}, yet more came back",
-                        self.checked
-                    );
-                }
-                break;
-            };
-            let want = &self.in_flight[index][offset..];
-            let rest = &reply[taken..];
-            let len = want.len().min(rest.len());
-            if let Some(difference) = first_difference(&want[..len], &rest[..len], self.checked) {
-                bail!("{difference}");
-            }
-            self.checked += len as u64;
-            taken += len;
-        }
-        self.retire();
-        Ok(taken)
     }
 
     /// Sends what TLS holds back; whether nothing is left waiting.
@@ -581,6 +482,7 @@ impl Exchange {
     /// `--timeout` ran out while something was due: what was awaited, in words.
     fn timed_out(&self) -> anyhow::Error {
         let (server, waited) = (self.server, seconds(self.timeout));
+        let (written, checked) = (self.in_flight.written(), self.in_flight.checked());
         if self.transport.is_handshaking() {
             return anyhow!(
                 "no TLS handshake from {server} within {waited} — is a TLS server listening on \
@@ -590,31 +492,31 @@ impl Exchange {
         if let Some(err) = &self.send_failed {
             return anyhow!(
                 "sending to {server} failed after {} bytes: {}",
-                self.written,
+                written,
                 describe(err)
             );
         }
-        if self.checked < self.written && self.received == 0 {
+        if checked < written && self.received == 0 {
             return anyhow!(
                 "no reply from {server} within {waited} (at least {} bytes sent) — is it an echo \
                  server? (--timeout waits longer)",
-                self.written
+                written
             );
         }
-        if self.checked < self.written {
+        if checked < written {
             // It did echo, then stopped with bytes due: a server stuck mid-stream (socat's
             // PIPE can deadlock on itself, see the README), not one that never echoes.
             return anyhow!(
                 "the echo stopped: nothing more from {server} for {waited} after {} of at least \
                  {} bytes sent came back — is the server stuck? (--timeout waits longer)",
                 self.received,
-                self.written
+                written
             );
         }
         anyhow!(
             "{server} took no data for {waited} after {} bytes sent — is it an echo server that \
              reads? (--timeout waits longer)",
-            self.written
+            written
         )
     }
 
@@ -623,11 +525,8 @@ impl Exchange {
     /// stdin, the server closed before stdin ended, said at once; otherwise the input's next
     /// word decides, waited for at most `--timeout`.
     fn closed(&mut self) -> Result<()> {
-        let (server, received) = (self.server, self.checked);
-        let all_back = |this: &Self| {
-            this.unwritten().is_none() && this.checked == this.written && this.surplus.is_empty()
-        };
-        if self.input_ended && all_back(self) {
+        let (server, received) = (self.server, self.in_flight.checked());
+        if self.input_ended && self.in_flight.all_back() {
             // Everything was sent and came back: how our side closed no longer matters.
             return Ok(());
         }
@@ -636,8 +535,8 @@ impl Exchange {
                 "reply cut short: the server closed the connection after {received} of {} bytes \
                  sent (first missing byte: {received}); sending then failed: sending to {server} \
                  failed after {} bytes: {}",
-                self.written,
-                self.written,
+                self.in_flight.written(),
+                self.in_flight.written(),
                 describe(err)
             );
         }
@@ -649,37 +548,35 @@ impl Exchange {
                 AfterClose::Word(Word::Chunk(chunk)) => lost |= !chunk.is_empty(),
                 AfterClose::Word(word) => self.take(word)?,
                 AfterClose::StdinOpen => {
-                    let written = self.written;
-                    bail!(
-                        if received >= written && !lost && self.unwritten().is_none() {
-                            format!(
-                                "{server} closed the connection while idle, before stdin ended: \
+                    let written = self.in_flight.written();
+                    bail!(if !lost && self.in_flight.all_back() {
+                        format!(
+                            "{server} closed the connection while idle, before stdin ended: \
                                  all {written} bytes sent so far came back, the rest of stdin was \
                                  not sent — did the server's idle timeout drop this connection?"
-                            )
-                        } else {
-                            format!(
-                                "reply cut short: {server} closed the connection after {received} \
+                        )
+                    } else {
+                        format!(
+                            "reply cut short: {server} closed the connection after {received} \
                                  of {written} bytes sent, before stdin ended (first missing byte: \
                                  {received})"
-                            )
-                        }
-                    );
+                        )
+                    });
                 }
                 AfterClose::Silent => bail!(
                     "reply cut short: the server closed the connection after {received} bytes \
                      of reply, while at least {} bytes had been sent and more were to come",
-                    self.written
+                    self.in_flight.written()
                 ),
             }
         }
-        if !lost && all_back(self) {
+        if !lost && self.in_flight.all_back() {
             return Ok(());
         }
         bail!(
             "reply cut short: the server closed the connection after {received} of {} bytes \
              (first missing byte: {received})",
-            self.written
+            self.in_flight.written()
         )
     }
 }

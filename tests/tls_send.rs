@@ -101,13 +101,19 @@ fn start_peer(make: impl Fn(u16) -> StdCommand) -> Peer {
 /// `client_ca` requires client certificates signed by it. `-b 4096`: socat's PIPE deadlocks
 /// with its default 8 KiB blocks on large transfers (see tests/send.rs, `socat_pipe`).
 fn socat(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Peer {
+    socat_with(&[], cert, key, client_ca)
+}
+
+/// [`socat`] with more of socat's options before the addresses (`-T 1`: close after a second
+/// of inactivity).
+fn socat_with(options: &[&str], cert: &Path, key: &Path, client_ca: Option<&Path>) -> Peer {
     let verify = match client_ca {
         Some(ca) => format!("verify=1,cafile={}", path(ca)),
         None => "verify=0".to_string(),
     };
     start_peer(|port| {
         let mut command = StdCommand::new("socat");
-        command.args(["-b", "4096"]).arg(format!(
+        command.args(["-b", "4096"]).args(options).arg(format!(
             "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={},key={},{verify}",
             path(cert),
             path(key)
@@ -530,4 +536,53 @@ fn a_silent_server_is_named_as_giving_no_handshake() {
     );
     assert!(started.elapsed() < Duration::from_secs(5));
     drop(done_tx);
+}
+
+/// The server closes while stdin is open and idle (socat's inactivity timeout, `-T 1`): send
+/// ends at once with that reason, as over plain TCP, with no timer of its own running.
+#[test]
+fn a_close_while_stdin_is_idle_ends_send_at_once_over_tls() {
+    if !have("socat", "-V") {
+        return;
+    }
+    let (_dir, files) = fixtures();
+    let peer = socat_with(&["-T", "1"], &files.server_cert, &files.server_key, None);
+    let child = StdCommand::new(BIN)
+        .args(["send", "--tls", "--port", &peer.port.to_string()])
+        .args(["--ca", path(&files.ca_cert), "--timeout", "10"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start netecho send");
+    let mut send = Peer {
+        port: peer.port,
+        child,
+    };
+    let mut stdin = send.child.stdin.take().expect("stdin is piped");
+    std::io::Write::write_all(&mut stdin, b"hello\n").unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = send.child.try_wait().expect("poll netecho send") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < TIMEOUT,
+            "send did not end after the server closed"
+        );
+        thread::sleep(Duration::from_millis(10));
+    };
+    let took = started.elapsed();
+    let mut stdout = Vec::new();
+    let mut stderr = String::new();
+    let _ = std::io::Read::read_to_end(&mut send.child.stdout.take().unwrap(), &mut stdout);
+    let _ = std::io::Read::read_to_string(&mut send.child.stderr.take().unwrap(), &mut stderr);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(stdout, b"hello\n", "{stderr}");
+    assert!(
+        stderr.contains("closed the connection while idle, before stdin ended: all 6 bytes"),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    drop(stdin);
 }

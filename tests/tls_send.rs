@@ -448,10 +448,11 @@ fn mutual_tls_with_a_client_certificate_and_refused_without() {
     );
 }
 
-/// `openssl s_server` picks the protocol offered; it does not echo, so send fails (the reply is
-/// cut short, or does not come within --timeout) after saying what the handshake settled.
+/// `openssl s_server -rev` picks the ALPN protocol offered and sends each line back reversed:
+/// the handshake line names the protocol, and the reply's check, the same as over plain TCP,
+/// finds where it differs.
 #[test]
-fn the_alpn_protocol_the_server_picked_is_shown() {
+fn the_alpn_protocol_is_shown_and_a_differing_reply_found() {
     if !have("openssl", "version") {
         return;
     }
@@ -463,6 +464,7 @@ fn the_alpn_protocol_the_server_picked_is_shown() {
             .args([
                 "s_server",
                 "-quiet",
+                "-rev",
                 "-accept",
                 &format!("127.0.0.1:{port}"),
             ])
@@ -471,12 +473,17 @@ fn the_alpn_protocol_the_server_picked_is_shown() {
     });
     let output = send_tls(peer.port)
         .args(["--ca", path(&files.ca_cert), "--alpn", "h2,echo"])
-        .args(["--timeout", "0.5", "which protocol?"])
+        .write_stdin("abcd\n")
         .output()
         .unwrap();
-    let (_, stderr) = text(&output);
+    let (stdout, stderr) = text(&output);
     assert!(stderr.contains(", alpn echo"), "{stderr}");
     assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stdout, "dcba\n", "{stderr}");
+    assert!(
+        stderr.contains("reply differs from what was sent at byte 0: sent 0x61, received 0x64"),
+        "{stderr}"
+    );
 }
 
 #[test]

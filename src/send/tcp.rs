@@ -419,6 +419,8 @@ impl Exchange {
                 Err(err) => return Err(self.socket_error(err, "cannot read the reply")),
             };
             self.last_progress = Instant::now();
+            // Before the reply and whatever it turns out to be, as the first thing learned.
+            self.say_handshake();
             let reply = &buf[..n];
             stdout.write_all(reply).map_err(stdout_error)?;
             *last_printed = reply.last().copied();

@@ -14,8 +14,10 @@
 //!   the server prints. `serve/udp.rs` is the UDP echo (`--udp`, RFC 862), and
 //!   `serve/guard.rs` what it refuses to answer (reflection, rate per source).
 //! - `send`: the client. It writes and reads at the same time and checks the reply byte for
-//!   byte; `send/tcp.rs` over a connection, `send/udp.rs` as one datagram with retries (`--udp`),
-//!   `send/exchange.rs` what both share (the payload, the status lines, a difference in words).
+//!   byte; `send/tcp.rs` over a connection, one poll loop for plain TCP and TLS alike
+//!   (`send/transport.rs` is where they differ, `send/input.rs` the message or stdin, read by a
+//!   thread), `send/udp.rs` as one datagram with retries (`--udp`), `send/exchange.rs` what both
+//!   share (the payload, the status lines, a difference in words).
 //! - `ports`: the services of a port range, from `/etc/services` or a built-in table.
 //!   `ports/services.rs` is the services(5) parser, `ports/builtin.rs` the fallback table and
 //!   `ports/render.rs` the table, plain and JSON output.

@@ -1,154 +1,121 @@
-//! `netecho send` over TCP.
+//! `netecho send` over a connection: plain TCP, or TLS with `--tls`.
 //!
-//! Writing and reading happen at the same time (a writer thread and the main thread), so a
-//! payload far larger than the socket buffers comes back without deadlock. The writer tells the
-//! reader everything over a bounded channel ([`Handover`]): each chunk *before* it is written, so
-//! the reader always knows what an echoed byte should be and memory stays bounded however large
-//! the payload; then `Done` once all of it is written, or `Failed` with the reason.
+//! One thread runs one loop on a non-blocking socket (a mio poll), writing and reading as the
+//! socket allows, so a payload far larger than the socket buffers comes back without deadlock.
+//! The socket is a [`Transport`]: plain or TLS, read and written alike, so the checks and the
+//! messages below are written once for both. Why one loop and not the writer thread of old: a
+//! rustls session is one state machine that cannot be split over two threads (a lock around it
+//! would make the blocking read hold up every write), while a poll drives it naturally.
 //!
-//! The reader is done when the writer said `Done` and the reply matched every byte: it does not
-//! wait for the server to close, so a server that echoes and keeps the connection open is fine.
-//! While everything sent so far has come back, nothing is due and no timeout runs (stdin may be
-//! a person typing): the reader waits on the socket in short ticks ([`IDLE_TICK`]), taking the
-//! writer's next word between them, so a server that closes ends `send` at once, as with ncat,
-//! even while stdin stays open. `--timeout` bounds only waits for a reply that is due.
+//! What to send comes from an [`Input`]: the message, or stdin read by a thread into a bounded
+//! channel that wakes the poll. The loop takes a chunk only while [`InFlight`] has room (4 MiB
+//! taken and not yet echoed back), so memory stays bounded however large the input; every chunk
+//! is kept until its echo checked out, so the loop always knows what an echoed byte should be.
+//! The reply goes to stdout as it comes, in blocking writes: stdout is what `send` is for, and a
+//! reader that stops (`| less`) holds the exchange, as it did with the writer thread.
 //!
-//! When the server closes before the writer said `Done`, the reply cannot be complete for the
-//! whole input: if the writer is waiting on stdin ([`SendState::reading_stdin`]), the server
-//! closed before stdin ended and `send` says so at once, exit 1 (while idle, every byte sent so
-//! far having come back: the server's idle timeout, most likely); otherwise the writer is about
-//! to say what it did, and its word decides the message.
+//! `send` is done when the input ended, every byte was written, our side was closed (TCP
+//! half-close, or close_notify then the half-close), and the reply matched every byte: it does
+//! not wait for the server to close, so a server that echoes and keeps the connection open is
+//! fine. While everything sent so far has come back, nothing is due and no timeout runs (stdin
+//! may be a person typing): the poll waits for the socket or the input, with no timer, so a
+//! server that closes ends `send` at once, as with ncat, even while stdin stays open.
+//! `--timeout` bounds only waits while something is due: a TLS handshake, a reply, a write the
+//! socket refuses.
 //!
-//! When the writer fails (stdin cannot be read, the socket refuses a write) it shuts the socket
-//! at once, which wakes the reader, and its error is the one reported: the reply cut short after
-//! that is a consequence, not the cause. An RST that the writer's `write` happened to see is
-//! reported as a reset, never as a close. The byte count is what the socket really accepted.
+//! When the server closes before the input ended, the reply cannot be complete for the whole
+//! input: if the input thread waits on stdin, the server closed before stdin ended and `send`
+//! says so at once, exit 1 (while idle, every byte sent so far having come back: the server's
+//! idle timeout, most likely); otherwise the input's next word decides the message.
 
 use std::{
-    io::{self, BufWriter, IsTerminal, Read, Write},
-    net::{Shutdown, SocketAddr, TcpStream},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync_channel},
-    },
-    thread,
+    io::{self, BufWriter, IsTerminal, Write},
+    net::{SocketAddr, TcpStream as StdTcpStream},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, anyhow, bail};
+use mio::{Events, Interest, Poll, Token, Waker, net::TcpStream};
+use rustls::ClientConnection;
 
-use super::exchange::{CHUNK, Payload, Status, first_difference, line_left_open, seconds};
-use crate::{cli::SendArgs, error::describe, output::stdout_error};
+use super::{
+    exchange::{CHUNK, Payload, Status, line_left_open, seconds},
+    in_flight::InFlight,
+    input::{AfterClose, Input, Word},
+    transport::Transport,
+};
+use crate::{
+    cli::SendArgs,
+    error::describe,
+    output::stdout_error,
+    tls::{self, ClientOptions, ClientStream, Fingerprint, Verification},
+};
 
-/// Chunks handed over but not yet checked against the reply (at most 4 MiB in flight).
-const CHUNKS_IN_FLIGHT: usize = 64;
-/// While nothing is due from the server, how long one wait on the socket lasts before the reader
-/// looks for the writer's next word: short enough that `Done` (or a chunk that now is due, with
-/// its timeout) is taken up without a noticeable delay, long enough to cost nothing (20 wake-ups
-/// a second while a person types).
-const IDLE_TICK: Duration = Duration::from_millis(50);
-/// While the reader waits for the writer's word after the server closed, how often it looks
-/// whether the writer went back to waiting on stdin (then no word is coming soon).
-const WORD_TICK: Duration = Duration::from_millis(10);
+/// Reads in one turn of the loop before it writes again: a server that floods cannot starve
+/// the writes. The loop does not wait in its poll while reads are left.
+const READS_PER_TURN: usize = 16;
+/// The poll's token for the socket.
+const SOCKET: Token = Token(0);
+/// The poll's token for the input thread's wake-ups.
+const INPUT: Token = Token(1);
 
-/// What the writer tells the reader, in order.
-enum Handover {
-    /// A chunk about to be written: the reply must contain it next.
-    Chunk(Vec<u8>),
-    /// Every byte was written and the sending side is shut: nothing more will be sent.
-    Done,
-    /// Sending stopped early, and the socket is already shut down.
-    Failed(SendFailure),
-}
-
-/// Why the writer stopped early.
-struct SendFailure {
-    /// The error as the user should see it.
-    error: anyhow::Error,
-    /// What failed, which decides whether a close seen by the reader hides it.
-    cause: FailureCause,
-}
-
-/// What made the writer stop.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum FailureCause {
-    /// Standard input could not be read: the user's side, reported before anything else.
-    Input,
-    /// The server reset the connection, seen by a write rather than by a read.
-    Reset,
-    /// Any other failure to send.
-    Socket,
-}
-
-/// What the writer and the reader share: the bytes the socket has accepted so far.
-type Written = Arc<AtomicU64>;
-
-/// What the writer is doing, for the reader to read when the server closes.
-#[derive(Default)]
-struct SendState {
-    /// The writer is inside a read of stdin (set just before, cleared just after): stdin has
-    /// not ended, and no word from the writer is coming until stdin gives it something.
-    reading_stdin: AtomicBool,
-}
-
-/// Sends the payload over TCP and checks the reply.
+/// Sends the payload over TCP (or TLS) and checks the reply.
 pub(crate) fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<()> {
+    // Certificates and keys are read, and their errors said, before connecting.
+    let tls = tls_setup(args)?;
     status.line(format_args!("connecting to {}", args.endpoint.display()));
     let (stream, server) = connect(&args.endpoint.resolve()?, args.timeout)?;
     stream
         .set_nodelay(true)
-        .and_then(|()| stream.set_read_timeout(Some(args.timeout)))
-        .and_then(|()| stream.set_write_timeout(Some(args.timeout)))
+        .and_then(|()| stream.set_nonblocking(true))
         .context("cannot set up the connection")?;
-
-    let newline = matches!(payload, Payload::Message(_));
-    let (handover_tx, handover_rx) = sync_channel(CHUNKS_IN_FLIGHT);
-    let written = Written::default();
-    let state = Arc::new(SendState::default());
-    let write_half = stream.try_clone().context("cannot set up the connection")?;
-    let writer = {
-        let written = Arc::clone(&written);
-        let state = Arc::clone(&state);
-        let (server, timeout) = (server, args.timeout);
-        thread::spawn(move || {
-            let to = Destination {
-                socket: &write_half,
-                server,
-                timeout,
-            };
-            let word = match send_payload(payload, &to, &handover_tx, &written, &state) {
-                Ok(()) => Handover::Done,
-                Err(failure) => {
-                    // Wake the reader and tell the server at once; the reason follows.
-                    let _ = write_half.shutdown(Shutdown::Both);
-                    Handover::Failed(failure)
-                }
-            };
-            // An error means the reader already stopped: it has its own reason.
-            let _ = handover_tx.send(word);
-        })
-    };
-
-    let reader = Reader {
-        socket: &stream,
-        server,
-        timeout: args.timeout,
-        written: &written,
-        state: &state,
-    };
-    let received = match reader.receive_and_check(handover_rx) {
-        Ok(received) => received,
-        Err(err) => {
-            // Unblock the writer if it is stuck on the socket; it ends with the process.
-            let _ = stream.shutdown(Shutdown::Both);
-            return Err(err);
+    let socket = TcpStream::from_std(stream);
+    let mut transport = match tls {
+        None => Transport::Plain(socket),
+        Some((config, name)) => {
+            let conn = ClientConnection::new(config, name.clone())
+                .context("cannot start the TLS session")?;
+            Transport::Tls {
+                stream: Box::new(ClientStream::new(conn, socket)),
+                name,
+                shutdown_pending: false,
+            }
         }
     };
-    // `Done` was the writer's last word, so this returns at once.
-    writer
-        .join()
-        .map_err(|_| anyhow!("the sending thread panicked"))?;
+
+    let poll = Poll::new().context("cannot set up the connection")?;
+    poll.registry()
+        .register(
+            transport.socket_mut(),
+            SOCKET,
+            Interest::READABLE | Interest::WRITABLE,
+        )
+        .context("cannot set up the connection")?;
+    let newline = matches!(payload, Payload::Message(_));
+    let input = match payload {
+        Payload::Message(message) => Input::message(message),
+        Payload::Stdin => Input::stdin(
+            Waker::new(poll.registry(), INPUT).context("cannot set up the connection")?,
+        ),
+    };
+
+    let mut exchange = Exchange {
+        transport,
+        server,
+        timeout: args.timeout,
+        status,
+        input,
+        in_flight: InFlight::default(),
+        received: 0,
+        input_ended: false,
+        sending_closed: false,
+        send_failed: None,
+        tls_waiting: false,
+        handshake_said: false,
+        last_progress: Instant::now(),
+    };
+    let received = exchange.run_and_check(poll)?;
     if newline {
         let mut stdout = io::stdout().lock();
         stdout
@@ -156,19 +123,55 @@ pub(crate) fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<(
             .and_then(|()| stdout.flush())
             .map_err(stdout_error)?;
     }
-    status.line(format_args!(
-        "sent {} bytes",
-        written.load(Ordering::Relaxed)
-    ));
+    status.line(format_args!("sent {} bytes", exchange.in_flight.written()));
     status.line(format_args!("received {received} bytes"));
     Ok(())
 }
 
+/// With `--tls`: the client configuration and the name the certificate is checked against;
+/// warns (even with `-q`) when `--insecure` turns verification off.
+fn tls_setup(
+    args: &SendArgs,
+) -> Result<
+    Option<(
+        Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+> {
+    let options = &args.tls;
+    if !options.enabled {
+        return Ok(None);
+    }
+    let verification = match (options.pin, options.insecure) {
+        (Some(pin), _) => Verification::Pin(Fingerprint::from_bytes(pin)),
+        (None, true) => Verification::Insecure,
+        (None, false) => Verification::Roots {
+            extra_ca: options.ca.clone(),
+        },
+    };
+    let setup = tls::client_config(&ClientOptions {
+        verification,
+        cert_and_key: options.cert.clone().zip(options.key.clone()),
+        alpn: options.alpn.clone(),
+        // One connection: nothing to resume.
+        resumption: false,
+    })?;
+    if setup.insecure {
+        // Not a status line: it shows with -q too.
+        crate::status!(
+            "warning: --insecure: the server's certificate is not verified; anyone on the path \
+             could read or change this connection"
+        );
+    }
+    let name = tls::server_name(&args.endpoint.host, options.sni.as_deref())?;
+    Ok(Some((setup.config, name)))
+}
+
 /// Connects to the first address that answers, each attempt bounded by `timeout`.
-fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<(TcpStream, SocketAddr)> {
+fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<(StdTcpStream, SocketAddr)> {
     let mut last_error = None;
     for &addr in addrs {
-        match TcpStream::connect_timeout(&addr, timeout) {
+        match StdTcpStream::connect_timeout(&addr, timeout) {
             Ok(stream) => return Ok((stream, addr)),
             Err(err) => last_error = Some((addr, err)),
         }
@@ -190,424 +193,392 @@ fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<(TcpStream, Socket
     bail!("cannot connect to {addr}: {why}")
 }
 
-/// Where the writer writes, and what its messages name.
-struct Destination<'a> {
-    /// The writer's clone of the connection.
-    socket: &'a TcpStream,
+/// What one turn of reading found.
+#[derive(PartialEq, Eq)]
+enum ReadOutcome {
+    /// The socket has nothing more now.
+    Drained,
+    /// Reads are left for the next turn ([`READS_PER_TURN`]).
+    More,
+    /// The server closed.
+    Closed,
+}
+
+/// The exchange with the server: what was taken from the input, written, received and checked.
+struct Exchange {
+    /// The connection.
+    transport: Transport,
     /// The server, for messages.
     server: SocketAddr,
-    /// The write timeout, for messages.
+    /// How long to wait while something is due.
     timeout: Duration,
+    /// The status lines (the handshake's).
+    status: Status,
+    /// What to send.
+    input: Input,
+    /// What was taken from the input, written, and checked against the reply.
+    in_flight: InFlight,
+    /// The bytes of the reply received (printed), checked or not.
+    received: u64,
+    /// The input said it ended: `in_flight` holds the last of it.
+    input_ended: bool,
+    /// Our side is closed (half-close, or close_notify on its way): nothing more to write.
+    sending_closed: bool,
+    /// A write failed (not a reset): nothing more is written, the reply is read to its end.
+    send_failed: Option<io::Error>,
+    /// TLS holds records the socket has not taken yet (handshake, close_notify).
+    tls_waiting: bool,
+    /// The handshake's lines were said.
+    handshake_said: bool,
+    /// The last time bytes moved, or something became due: the start of `--timeout`.
+    last_progress: Instant,
 }
 
-/// The writer thread: hands each chunk to the reader, then writes it; half-closes at the end.
-fn send_payload(
-    payload: Payload,
-    to: &Destination<'_>,
-    handover: &SyncSender<Handover>,
-    written: &AtomicU64,
-    state: &SendState,
-) -> Result<(), SendFailure> {
-    let send_chunk = |chunk: Vec<u8>| -> Result<(), SendFailure> {
-        if chunk.is_empty() {
-            return Ok(());
-        }
-        // The chunk goes to the reader first: it may see the echo before the write returns.
-        let to_write = chunk.clone();
-        if handover.send(Handover::Chunk(chunk)).is_err() {
-            // The reader stopped and reports why; this error is never shown.
-            return Err(SendFailure::socket(anyhow!("the reply check stopped")));
-        }
-        write_counted(to.socket, &to_write, written)
-            .map_err(|err| SendFailure::from_write(err, written.load(Ordering::Relaxed), to))
-    };
-    match payload {
-        Payload::Message(message) => send_chunk(message)?,
-        Payload::Stdin => {
-            let mut stdin = io::stdin().lock();
-            loop {
-                let mut chunk = vec![0; CHUNK];
-                state.reading_stdin.store(true, Ordering::SeqCst);
-                let read = stdin.read(&mut chunk);
-                state.reading_stdin.store(false, Ordering::SeqCst);
-                let n = match read {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(err) => {
-                        let sent = written.load(Ordering::Relaxed);
-                        return Err(SendFailure {
-                            error: anyhow!(
-                                "cannot read standard input ({}) after sending {sent} bytes — \
-                                 redirect a file or a pipe into it ('netecho send < FILE'), or \
-                                 give the message as arguments",
-                                describe(&err)
-                            ),
-                            cause: FailureCause::Input,
-                        });
-                    }
-                };
-                chunk.truncate(n);
-                send_chunk(chunk)?;
-            }
-        }
-    }
-    to.socket.shutdown(Shutdown::Write).map_err(|err| {
-        SendFailure::socket(
-            anyhow::Error::new(err).context("cannot close the sending side of the connection"),
-        )
-    })
-}
-
-/// Writes all of `data`, adding to `written` what each write really sent, so a failed write
-/// leaves the exact count (`write_all` would lose how much of the chunk went out).
-fn write_counted(mut socket: &TcpStream, mut data: &[u8], written: &AtomicU64) -> io::Result<()> {
-    while !data.is_empty() {
-        match socket.write(data) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                written.fetch_add(n as u64, Ordering::Relaxed);
-                data = &data[n..];
-            }
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(())
-}
-
-impl SendFailure {
-    fn socket(error: anyhow::Error) -> Self {
-        SendFailure {
-            error,
-            cause: FailureCause::Socket,
-        }
-    }
-
-    /// A failed write, `sent` bytes into the payload.
-    fn from_write(err: io::Error, sent: u64, to: &Destination<'_>) -> Self {
-        let server = to.server;
-        match err.kind() {
-            io::ErrorKind::ConnectionReset => SendFailure {
-                error: anyhow!(
-                    "connection reset by {server} while sending, after {sent} bytes sent"
-                ),
-                cause: FailureCause::Reset,
-            },
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => SendFailure::socket(anyhow!(
-                "{server} took no data for {} after {sent} bytes sent — is it an echo server \
-                 that reads? (--timeout waits longer)",
-                seconds(to.timeout)
-            )),
-            _ => SendFailure::socket(anyhow!(
-                "sending to {server} failed after {sent} bytes: {}",
-                describe(&err)
-            )),
-        }
-    }
-}
-
-/// The main thread's side: reads the reply, prints it, and checks it against what was sent.
-struct Reader<'a> {
-    /// The connection, read here while the writer writes to its clone.
-    socket: &'a TcpStream,
-    /// For messages.
-    server: SocketAddr,
-    /// How long to wait for a reply that is due.
-    timeout: Duration,
-    /// The bytes the socket has accepted so far, for messages and the total.
-    written: &'a AtomicU64,
-    /// What the writer is doing, for when the server closes.
-    state: &'a SendState,
-}
-
-impl Reader<'_> {
-    /// Reads the reply until it matches everything sent and the writer is done (or the server
-    /// closes), printing it as it streams in. Returns the number of bytes received. When the
-    /// reply fails (it differs, it is cut short) and a terminal was left mid-line, the line is
-    /// ended before the error is said ([`line_left_open`]).
-    fn receive_and_check(&self, handover: Receiver<Handover>) -> Result<u64> {
+impl Exchange {
+    /// Runs the exchange to its end, printing the reply as it streams in. Returns the number of
+    /// bytes received. When the reply fails (it differs, it is cut short) and a terminal was left
+    /// mid-line, the line is ended before the error is said ([`line_left_open`]).
+    fn run_and_check(&mut self, poll: Poll) -> Result<u64> {
         let mut stdout = BufWriter::with_capacity(CHUNK, io::stdout().lock());
         let mut last_printed = None;
-        let result = self.receive(handover, &mut stdout, &mut last_printed);
+        let result = self.run_loop(poll, &mut stdout, &mut last_printed);
         if result.is_err() && line_left_open(stdout.get_ref().is_terminal(), last_printed) {
             // The reply's own failure is the error to report; a failed newline adds nothing.
             let _ = stdout.write_all(b"\n").and_then(|()| stdout.flush());
         }
-        result
+        result?;
+        stdout.flush().map_err(stdout_error)?;
+        Ok(self.received)
     }
 
-    /// The body of [`receive_and_check`](Self::receive_and_check): `last_printed` is the last
-    /// byte written to `stdout`.
-    fn receive(
-        &self,
-        handover: Receiver<Handover>,
+    /// The loop: take input, write, read, flush; then wait for the socket or the input.
+    fn run_loop(
+        &mut self,
+        mut poll: Poll,
         stdout: &mut impl Write,
         last_printed: &mut Option<u8>,
-    ) -> Result<u64> {
-        let server = self.server;
-        let mut socket = self.socket;
-        let mut expected = Expected::new(handover);
+    ) -> Result<()> {
+        let mut events = Events::with_capacity(4);
         let mut buf = vec![0; CHUNK];
-        let mut received = 0u64;
-        // Set once the whole reply has checked out: one look, without waiting, for bytes
-        // beyond it that are already here.
-        let mut last_look = false;
-        // Whether the socket's read timeout is the idle tick rather than `--timeout`.
-        let mut ticking = false;
         loop {
-            let idle = expected.all_matched() && !expected.complete;
-            if idle && expected.try_next()? {
-                continue;
+            let was_due = self.is_due();
+            self.take_input()?;
+            if !was_due && self.is_due() {
+                // Something became due now: its --timeout starts now.
+                self.last_progress = Instant::now();
             }
-            if idle != ticking {
-                // Nothing due: short waits that look for the writer's word between them.
-                let wait = if idle { IDLE_TICK } else { self.timeout };
-                socket
-                    .set_read_timeout(Some(wait))
-                    .context("cannot set up the connection")?;
-                ticking = idle;
+            let wrote = self.write_some()?;
+            let read = self.read_some(&mut buf, stdout, last_printed)?;
+            self.tls_waiting = !self.flush()?;
+            self.say_handshake();
+            if read == ReadOutcome::Closed {
+                return self.closed();
             }
-            if expected.all_matched() && expected.complete && !last_look {
-                socket
-                    .set_nonblocking(true)
-                    .context("cannot set up the connection")?;
-                last_look = true;
+            if self.complete() && !self.tls_waiting && read == ReadOutcome::Drained {
+                return Ok(());
             }
-            let n = match socket.read(&mut buf) {
-                Ok(n) => n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                // The reply is complete and checked: nothing after it is our concern.
-                Err(_) if last_look => break,
-                Err(err)
-                    if idle
-                        && matches!(
-                            err.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                        ) =>
-                {
-                    continue;
+            let wait = if wrote || read == ReadOutcome::More {
+                Some(Duration::ZERO)
+            } else if self.is_due() {
+                let left =
+                    (self.last_progress + self.timeout).saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(self.timed_out());
                 }
-                Err(err)
-                    if received == 0
-                        && matches!(
-                            err.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                        ) =>
-                {
-                    bail!(
-                        "no reply from {server} within {} (at least {} bytes sent) — is it an \
-                         echo server? (--timeout waits longer)",
-                        seconds(self.timeout),
-                        self.written()
-                    )
-                }
-                // It did echo, then stopped with bytes due: a server stuck mid-stream (socat's
-                // PIPE can deadlock on itself, see the README), not one that never echoes.
-                Err(err)
-                    if matches!(
-                        err.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    bail!(
-                        "the echo stopped: nothing more from {server} for {} after {received} of \
-                         at least {} bytes sent came back — is the server stuck? (--timeout \
-                         waits longer)",
-                        seconds(self.timeout),
-                        self.written()
-                    )
-                }
-                // No count of bytes sent here: the writer may be inside a write the server
-                // already took, so what it has counted could be short of the truth.
-                Err(err) if err.kind() == io::ErrorKind::ConnectionReset => {
-                    bail!("connection reset by {server} after {received} bytes of reply")
-                }
-                Err(err) => {
-                    bail!("cannot read the reply from {server}: {}", describe(&err))
-                }
+                Some(left)
+            } else {
+                None
             };
-            if n == 0 {
-                if last_look {
-                    break;
+            match poll.poll(&mut events, wait) {
+                Ok(()) => {}
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    return Err(anyhow::Error::new(err).context("cannot wait on the socket"));
                 }
-                // The server closed: complete if everything was sent and came back.
-                self.closed(&mut expected, received)?;
-                break;
             }
-            stdout.write_all(&buf[..n]).map_err(stdout_error)?;
-            *last_printed = buf[..n].last().copied();
+        }
+    }
+
+    /// Whether the server owes us something, or the socket something we wrote: then
+    /// `--timeout` runs.
+    fn is_due(&self) -> bool {
+        self.transport.is_handshaking()
+            || self.tls_waiting
+            || self.in_flight.checked() < self.in_flight.written()
+            || self.in_flight.unwritten().is_some()
+    }
+
+    /// Every byte of the input was sent, our side is closed and the reply matched it all.
+    fn complete(&self) -> bool {
+        self.input_ended && self.sending_closed && self.in_flight.all_back()
+    }
+
+    /// Takes the input's words while there is room in flight.
+    fn take_input(&mut self) -> Result<()> {
+        while !self.input_ended && self.send_failed.is_none() && self.in_flight.has_room() {
+            let Some(word) = self.input.try_next()? else {
+                break;
+            };
+            self.take(word)?;
+        }
+        Ok(())
+    }
+
+    /// Takes one word of the input.
+    fn take(&mut self, word: Word) -> Result<()> {
+        match word {
+            Word::Chunk(chunk) => self.in_flight.push(chunk)?,
+            Word::End => self.input_ended = true,
+            Word::Failed(err) => bail!(
+                "cannot read standard input ({}) after sending {} bytes — redirect a file or a \
+                 pipe into it ('netecho send < FILE'), or give the message as arguments",
+                describe(&err),
+                self.in_flight.written()
+            ),
+        }
+        Ok(())
+    }
+
+    /// Writes what the socket takes; closes our side once the input ended and all is written.
+    /// Whether anything moved.
+    fn write_some(&mut self) -> Result<bool> {
+        let mut moved = false;
+        while self.send_failed.is_none() && !self.sending_closed {
+            let Some(unwritten) = self.in_flight.unwritten() else {
+                if self.input_ended {
+                    match self.transport.finish_sending() {
+                        Ok(()) => {}
+                        Err(err) if self.transport.explain(&err).is_some() => {
+                            return Err(self.socket_error(err, "cannot close the sending side"));
+                        }
+                        // The connection is gone already (a reset makes the shutdown fail
+                        // with ENOTCONN): the read that follows says how.
+                        Err(err) => self.send_failed = Some(err),
+                    }
+                    self.sending_closed = true;
+                    moved = true;
+                }
+                break;
+            };
+            match self.transport.write(unwritten) {
+                Ok(0) => self.send_failed = Some(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.in_flight.wrote(n);
+                    self.last_progress = Instant::now();
+                    moved = true;
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) if err.kind() == io::ErrorKind::ConnectionReset => bail!(
+                    "connection reset by {} while sending, after {} bytes sent",
+                    self.server,
+                    self.in_flight.written()
+                ),
+                Err(err) if self.transport.explain(&err).is_some() => {
+                    return Err(self.socket_error(err, "cannot send"));
+                }
+                // The reply is read to its end; the close, or the timeout, says what happened.
+                Err(err) => self.send_failed = Some(err),
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Reads the reply, prints it and checks it, until the socket has nothing more (or for
+    /// [`READS_PER_TURN`] reads).
+    fn read_some(
+        &mut self,
+        buf: &mut [u8],
+        stdout: &mut impl Write,
+        last_printed: &mut Option<u8>,
+    ) -> Result<ReadOutcome> {
+        for _ in 0..READS_PER_TURN {
+            if self.in_flight.is_ahead() {
+                // Held until the input catches up; the socket keeps the rest.
+                return Ok(ReadOutcome::Drained);
+            }
+            let n = match self.transport.read(buf) {
+                Ok(0) => return Ok(ReadOutcome::Closed),
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(ReadOutcome::Drained);
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                // TLS without close_notify: most echo servers (socat, ncat) end that way.
+                Err(err)
+                    if err.kind() == io::ErrorKind::UnexpectedEof
+                        && !self.transport.is_handshaking() =>
+                {
+                    return Ok(ReadOutcome::Closed);
+                }
+                Err(err) if err.kind() == io::ErrorKind::ConnectionReset => bail!(
+                    "connection reset by {} after {} bytes of reply",
+                    self.server,
+                    self.received
+                ),
+                Err(err) => return Err(self.socket_error(err, "cannot read the reply")),
+            };
+            self.last_progress = Instant::now();
+            // Before the reply and whatever it turns out to be, as the first thing learned.
+            self.say_handshake();
+            let reply = &buf[..n];
+            stdout.write_all(reply).map_err(stdout_error)?;
+            *last_printed = reply.last().copied();
             // Show the reply as it streams in, not only at the end.
             stdout.flush().map_err(stdout_error)?;
-            expected.check(&buf[..n], received)?;
-            received += n as u64;
+            self.received += n as u64;
+            self.in_flight.check(reply, self.input_ended)?;
         }
-        stdout.flush().map_err(stdout_error)?;
-        Ok(received)
+        Ok(ReadOutcome::More)
     }
 
-    /// The bytes the socket has accepted so far.
-    fn written(&self) -> u64 {
-        self.written.load(Ordering::Relaxed)
+    /// Sends what TLS holds back; whether nothing is left waiting.
+    fn flush(&mut self) -> Result<bool> {
+        match self.transport.flush() {
+            Ok(flushed) => Ok(flushed),
+            Err(err) if err.kind() == io::ErrorKind::ConnectionReset => bail!(
+                "connection reset by {} after {} bytes of reply",
+                self.server,
+                self.received
+            ),
+            Err(err) => Err(self.socket_error(err, "cannot send")),
+        }
     }
 
-    /// The error for a reply that ended (the server closed) before all of it came back, or
-    /// before the writer was done. The writer's word decides what it was: a failure of its own is
-    /// the cause (it shut the socket, or it saw the reset); otherwise the reply was cut short.
-    /// While the writer waits on stdin no word is coming: the server closed before stdin ended,
-    /// said at once. Otherwise the wait for the word is bounded by the timeout. `Ok` when the
-    /// writer turns out to have been done and every byte came back: the reply is complete.
-    fn closed(&self, expected: &mut Expected, received: u64) -> Result<()> {
+    /// Says what the TLS handshake settled, once it is over.
+    fn say_handshake(&mut self) {
+        if self.handshake_said || self.transport.is_handshaking() {
+            return;
+        }
+        self.handshake_said = true;
+        if let Some(lines) = self.transport.handshake_lines() {
+            for line in lines {
+                self.status.line(format_args!("{line}"));
+            }
+        }
+    }
+
+    /// An error of the socket or the TLS session, in words: a TLS failure as the sentence that
+    /// names its fix, an OS error after `what`.
+    fn socket_error(&self, err: io::Error, what: &str) -> anyhow::Error {
         let server = self.server;
+        if let Some(sentence) = self.transport.explain(&err) {
+            return if self.transport.is_handshaking() || self.received == 0 {
+                anyhow!("TLS handshake with {server} failed: {sentence}")
+            } else {
+                anyhow!(
+                    "TLS error from {server} after {} bytes of reply: {sentence}",
+                    self.received
+                )
+            };
+        }
+        if err.kind() == io::ErrorKind::UnexpectedEof && self.transport.is_handshaking() {
+            return anyhow!(
+                "{server} closed the connection during the TLS handshake — is it speaking TLS on \
+                 this port? (drop --tls?)"
+            );
+        }
+        anyhow!("{what} ({server}): {}", describe(&err))
+    }
+
+    /// `--timeout` ran out while something was due: what was awaited, in words.
+    fn timed_out(&self) -> anyhow::Error {
+        let (server, waited) = (self.server, seconds(self.timeout));
+        let (written, checked) = (self.in_flight.written(), self.in_flight.checked());
+        if self.transport.is_handshaking() {
+            return anyhow!(
+                "no TLS handshake from {server} within {waited} — is a TLS server listening on \
+                 this port? (--timeout waits longer)"
+            );
+        }
+        if let Some(err) = &self.send_failed {
+            return anyhow!(
+                "sending to {server} failed after {} bytes: {}",
+                written,
+                describe(err)
+            );
+        }
+        if checked < written && self.received == 0 {
+            return anyhow!(
+                "no reply from {server} within {waited} (at least {} bytes sent) — is it an echo \
+                 server? (--timeout waits longer)",
+                written
+            );
+        }
+        if checked < written {
+            // It did echo, then stopped with bytes due: a server stuck mid-stream (socat's
+            // PIPE can deadlock on itself, see the README), not one that never echoes.
+            return anyhow!(
+                "the echo stopped: nothing more from {server} for {waited} after {} of at least \
+                 {} bytes sent came back — is the server stuck? (--timeout waits longer)",
+                self.received,
+                written
+            );
+        }
+        anyhow!(
+            "{server} took no data for {waited} after {} bytes sent — is it an echo server that \
+             reads? (--timeout waits longer)",
+            written
+        )
+    }
+
+    /// The server closed. `Ok` when the reply is complete (the input ended and every byte came
+    /// back); otherwise the error that says how it fell short. While the input thread waits on
+    /// stdin, the server closed before stdin ended, said at once; otherwise the input's next
+    /// word decides, waited for at most `--timeout`.
+    fn closed(&mut self) -> Result<()> {
+        let (server, received) = (self.server, self.in_flight.checked());
+        if self.input_ended && self.in_flight.all_back() {
+            // Everything was sent and came back: how our side closed no longer matters.
+            return Ok(());
+        }
+        if let Some(err) = &self.send_failed {
+            bail!(
+                "reply cut short: the server closed the connection after {received} of {} bytes \
+                 sent (first missing byte: {received}); sending then failed: sending to {server} \
+                 failed after {} bytes: {}",
+                self.in_flight.written(),
+                self.in_flight.written(),
+                describe(err)
+            );
+        }
         let deadline = Instant::now() + self.timeout;
-        // A chunk handed over after the close: it will never come back.
+        // Input taken after the close: it will never come back.
         let mut lost = false;
-        while !expected.complete {
-            let word = match expected.handover.try_recv() {
-                Ok(word) => Ok(word),
-                Err(TryRecvError::Empty) if self.state.reading_stdin.load(Ordering::SeqCst) => {
-                    let written = self.written();
-                    return Err(if received >= written && !lost {
-                        anyhow!(
-                            "{server} closed the connection while idle, before stdin ended: all \
-                             {written} bytes sent so far came back, the rest of stdin was not sent \
-                             — did the server's idle timeout drop this connection?"
+        while !self.input_ended {
+            match self.input.after_close(deadline)? {
+                AfterClose::Word(Word::Chunk(chunk)) => lost |= !chunk.is_empty(),
+                AfterClose::Word(word) => self.take(word)?,
+                AfterClose::StdinOpen => {
+                    let written = self.in_flight.written();
+                    bail!(if !lost && self.in_flight.all_back() {
+                        format!(
+                            "{server} closed the connection while idle, before stdin ended: \
+                                 all {written} bytes sent so far came back, the rest of stdin was \
+                                 not sent — did the server's idle timeout drop this connection?"
                         )
                     } else {
-                        anyhow!(
-                            "reply cut short: {server} closed the connection after {received} of \
-                             {written} bytes sent, before stdin ended (first missing byte: \
-                             {received})"
+                        format!(
+                            "reply cut short: {server} closed the connection after {received} \
+                                 of {written} bytes sent, before stdin ended (first missing byte: \
+                                 {received})"
                         )
                     });
                 }
-                Err(TryRecvError::Empty) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    match expected.handover.recv_timeout(left.min(WORD_TICK)) {
-                        Err(RecvTimeoutError::Timeout) if !left.is_zero() => continue,
-                        other => other,
-                    }
-                }
-                Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
-            };
-            match word {
-                // Handed over, but the server is gone: it will never come back.
-                Ok(Handover::Chunk(_)) => lost = true,
-                Ok(Handover::Done) => expected.complete = true,
-                Ok(Handover::Failed(failure)) if failure.cause != FailureCause::Socket => {
-                    return Err(failure.error);
-                }
-                Ok(Handover::Failed(failure)) => {
-                    bail!(
-                        "reply cut short: the server closed the connection after {received} of \
-                         {} bytes sent (first missing byte: {received}); sending then failed: {:#}",
-                        self.written(),
-                        failure.error
-                    )
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    bail!(
-                        "reply cut short: the server closed the connection after {received} \
-                         bytes of reply, while at least {} bytes had been sent and more were to \
-                         come",
-                        self.written()
-                    )
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    bail!("the sending thread stopped without saying why");
-                }
+                AfterClose::Silent => bail!(
+                    "reply cut short: the server closed the connection after {received} bytes \
+                     of reply, while at least {} bytes had been sent and more were to come",
+                    self.in_flight.written()
+                ),
             }
         }
-        if expected.all_matched() && !lost {
+        if !lost && self.in_flight.all_back() {
             return Ok(());
         }
         bail!(
             "reply cut short: the server closed the connection after {received} of {} bytes \
              (first missing byte: {received})",
-            self.written()
+            self.in_flight.written()
         )
-    }
-}
-
-/// The bytes the reply should contain next, fed by the writer thread.
-struct Expected {
-    /// The writer's words, in order.
-    handover: Receiver<Handover>,
-    /// The chunk being compared.
-    current: Vec<u8>,
-    /// How much of `current` has matched.
-    matched: usize,
-    /// The writer said `Done`: `current` is the last chunk.
-    complete: bool,
-}
-
-impl Expected {
-    fn new(handover: Receiver<Handover>) -> Self {
-        Expected {
-            handover,
-            current: Vec::new(),
-            matched: 0,
-            complete: false,
-        }
-    }
-
-    /// Whether every byte handed over so far has come back.
-    fn all_matched(&self) -> bool {
-        self.matched == self.current.len()
-    }
-
-    /// Waits for the writer's next word: a chunk becomes `current`; `Done` sets `complete`; a
-    /// failure is returned as the error, since it is the cause of whatever the reply does next.
-    fn next(&mut self) -> Result<()> {
-        match self.handover.recv() {
-            Ok(word) => self.take(word),
-            Err(_) => bail!("the sending thread stopped without saying why"),
-        }
-    }
-
-    /// Takes the writer's next word if it has one now, as [`next`](Self::next) does; whether
-    /// there was one.
-    fn try_next(&mut self) -> Result<bool> {
-        match self.handover.try_recv() {
-            Ok(word) => self.take(word).map(|()| true),
-            Err(TryRecvError::Empty) => Ok(false),
-            Err(TryRecvError::Disconnected) => {
-                bail!("the sending thread stopped without saying why")
-            }
-        }
-    }
-
-    /// Takes one word of the writer's.
-    fn take(&mut self, word: Handover) -> Result<()> {
-        match word {
-            Handover::Chunk(chunk) => (self.current, self.matched) = (chunk, 0),
-            Handover::Done => self.complete = true,
-            Handover::Failed(failure) => return Err(failure.error),
-        }
-        Ok(())
-    }
-
-    /// Compares `reply`, which starts at byte `offset` of the whole reply, with what was sent.
-    fn check(&mut self, mut reply: &[u8], mut offset: u64) -> Result<()> {
-        while !reply.is_empty() {
-            while self.all_matched() {
-                if self.complete {
-                    bail!(
-                        "reply differs from what was sent: it is longer; everything was sent by \
-                         byte {offset}, yet more came back"
-                    );
-                }
-                self.next()?;
-            }
-            let want = &self.current[self.matched..];
-            let len = want.len().min(reply.len());
-            if let Some(difference) = first_difference(&want[..len], &reply[..len], offset) {
-                bail!("{difference}");
-            }
-            self.matched += len;
-            offset += len as u64;
-            reply = &reply[len..];
-        }
-        Ok(())
     }
 }

@@ -8,7 +8,7 @@
 //! exact `--pin` to use.
 
 use rustls::{
-    AlertDescription, CertificateError, Error as TlsError, PeerIncompatible,
+    AlertDescription, CertificateError, Error as TlsError, HandshakeType, PeerIncompatible,
     pki_types::{ServerName, UnixTime},
 };
 
@@ -63,6 +63,13 @@ pub fn client_error(err: &TlsError, server: &ServerName<'_>) -> String {
             }
             other => format!("the server ended the handshake with the alert {other:?}"),
         },
+        // Our own hello came back: a plain echo server.
+        TlsError::InappropriateHandshakeMessage {
+            got_type: HandshakeType::ClientHello,
+            ..
+        } => "the server is not speaking TLS: it sent our own TLS hello back (a plain echo \
+             server?) — drop --tls?"
+            .to_string(),
         TlsError::InvalidMessage(_)
         | TlsError::InappropriateMessage { .. }
         | TlsError::PeerSentOversizedRecord => "the server does not speak TLS on this port \

@@ -133,6 +133,17 @@ fn refused_certificate(error: &CertificateError, server: &ServerName<'_>, pin: &
              use a server certificate, or --pin it"
                 .to_string()
         }
+        CertificateError::Other(other)
+            if matches!(
+                other.0.downcast_ref::<webpki::Error>(),
+                Some(webpki::Error::CaUsedAsEndEntity)
+            ) =>
+        {
+            format!(
+                "the server presents a CA certificate (CA:TRUE) as its own: give the server a \
+                 certificate signed by that CA, or --pin {pin} to trust this one"
+            )
+        }
         other => format!("the server's certificate was refused ({other}): --pin {pin} to trust it"),
     }
 }
@@ -232,6 +243,17 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ca_certificate_as_the_servers_own_is_named() {
+        let error = CertificateError::Other(rustls::OtherError(std::sync::Arc::new(
+            webpki::Error::CaUsedAsEndEntity,
+        )));
+        let server = ServerName::try_from("localhost").unwrap();
+        let said = refused_certificate(&error, &server, "sha256:AB");
+        assert!(said.contains("a CA certificate (CA:TRUE)"), "{said}");
+        assert!(said.contains("--pin sha256:AB"), "{said}");
+    }
 
     #[test]
     fn presented_names_lose_their_debug_form() {

@@ -39,6 +39,7 @@ use anyhow::{Context, Result};
 use crate::{
     preview::{HexDump, Preview},
     size,
+    tls::{Fingerprint, HandshakeInfo},
 };
 
 /// Bytes of lines a loop gathers before it hands them over, even within a loop turn: a bound on
@@ -77,6 +78,15 @@ pub(crate) const LINE_WIDTH: usize = 80;
 /// Long enough for any stdout that is being read; a stdout nobody reads must not hold the exit.
 const DRAIN_AT_EXIT: Duration = Duration::from_secs(2);
 
+/// A cipher suite's name without the prefix that repeats the version: `TLS13_AES_128_GCM_SHA256`
+/// is `AES_128_GCM_SHA256`, `TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256` is
+/// `ECDHE_RSA_WITH_AES_128_GCM_SHA256`.
+fn short_suite(name: &str) -> &str {
+    name.strip_prefix("TLS13_")
+        .or_else(|| name.strip_prefix("TLS_"))
+        .unwrap_or(name)
+}
+
 /// Totals for the summary line.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Summary {
@@ -109,6 +119,25 @@ pub(crate) enum Leave {
     Error(io::Error),
     /// The server is stopping.
     Shutdown,
+    /// Its TLS session failed after the handshake (a corrupt record, an alert): the reason.
+    Tls(String),
+    /// TLS: its handshake failed (not TLS at all, no client certificate...): the reason.
+    HandshakeFailed(String),
+    /// TLS: its handshake had not finished this long (`--handshake-timeout`) after accept.
+    HandshakeTimeout(Duration),
+    /// TLS: it closed the connection before its handshake finished (a port scan, say).
+    NoHandshake,
+}
+
+impl Leave {
+    /// The client never completed a TLS handshake: it had no connect line, and its leave line
+    /// is the only one it gets, without byte counts (there were none).
+    fn before_handshake(&self) -> bool {
+        matches!(
+            self,
+            Leave::HandshakeFailed(_) | Leave::HandshakeTimeout(_) | Leave::NoHandshake
+        )
+    }
 }
 
 impl fmt::Display for Leave {
@@ -118,6 +147,12 @@ impl fmt::Display for Leave {
             Leave::Idle(after) => write!(f, "dropped after {:.1}s idle", after.as_secs_f64()),
             Leave::Error(err) => write!(f, "error: {}", crate::error::describe(err)),
             Leave::Shutdown => f.write_str("closed by shutdown"),
+            Leave::Tls(reason) => write!(f, "TLS error: {reason}"),
+            Leave::HandshakeFailed(reason) => write!(f, "handshake failed: {reason}"),
+            Leave::HandshakeTimeout(after) => {
+                write!(f, "handshake timed out after {}s", after.as_secs_f64())
+            }
+            Leave::NoHandshake => f.write_str("closed before the TLS handshake"),
         }
     }
 }
@@ -303,6 +338,47 @@ impl Report {
         self.line(format_args!("{peer} connected"));
     }
 
+    /// A TLS client's connect line, once its handshake completed: the version, the cipher suite
+    /// without the `TLS13_`/`TLS_` prefix the version already says (so a typical line fits in
+    /// [`LINE_WIDTH`]), the ALPN protocol, `resumed`, and with mTLS the client's subject:
+    /// `127.0.0.1:41234 connected: TLS 1.3 AES_128_GCM_SHA256 alpn h2 client CN=alice`.
+    pub(crate) fn tls_connected(&mut self, peer: SocketAddr, info: &HandshakeInfo) {
+        let suite = short_suite(&info.cipher_suite);
+        let alpn = info
+            .alpn
+            .as_ref()
+            .map(|alpn| format!(" alpn {alpn}"))
+            .unwrap_or_default();
+        let resumed = if info.resumed { " resumed" } else { "" };
+        let client = info
+            .peer_subject
+            .as_ref()
+            .map(|subject| format!(" client {subject}"))
+            .unwrap_or_default();
+        self.line(format_args!(
+            "{peer} connected: {} {suite}{alpn}{resumed}{client}",
+            info.version
+        ));
+    }
+
+    /// The lines after `listening on` with `--tls`: the certificate's fingerprint in the compact
+    /// form `--pin` takes (`cert sha256:` and 64 hex digits, 76 columns), and for a throwaway
+    /// certificate the names it is for. Handed over at once, like the first line.
+    pub(crate) fn certificate(
+        &mut self,
+        fingerprint: &Fingerprint,
+        self_signed_for: Option<&[String]>,
+    ) {
+        self.line(format_args!("cert {}", fingerprint.compact()));
+        if let Some(names) = self_signed_for {
+            self.line(format_args!(
+                "self-signed, made at start, for {}",
+                names.join(", ")
+            ));
+        }
+        self.flush();
+    }
+
     /// A read from a TCP client.
     pub(crate) fn received(&mut self, peer: SocketAddr, data: &[u8]) {
         self.data_line(peer, "", data);
@@ -344,6 +420,10 @@ impl Report {
     }
 
     pub(crate) fn left(&mut self, peer: SocketAddr, received: u64, echoed: u64, why: &Leave) {
+        if why.before_handshake() {
+            self.line(format_args!("{peer} {why}"));
+            return;
+        }
         self.line(format_args!(
             "{peer} {why}: received {received} bytes, echoed {echoed}"
         ));

@@ -17,6 +17,18 @@
 //! exception is an event that said the peer closed or the socket failed: that edge has been
 //! delivered already, so after it the pump reads on until the socket reports EOF, the error or
 //! WouldBlock itself. The loops pass each event on with [`Connection::saw_event`].
+//!
+//! With `--tls` the same connection carries a TLS echo instead ([`TlsEcho`], `tls/stream.rs`):
+//! records in, plaintext through the same scratch buffer and back into rustls, records out, with
+//! the same read budget, short-read rule and backpressure (what the socket refuses stays as at
+//! most one 64 KiB chunk of records, and nothing more is read meanwhile). The loops see one
+//! `Connection` either way; only [`Echo`] differs. Its state is boxed so a plain connection does
+//! not grow, and an idle TLS client holds no plaintext (the scratch buffer is the loop's).
+//!
+//! The time limits live here too, in one place for every loop: [`Connection::deadline`] is when
+//! the loop must look at the connection again, [`Connection::overdue`] why it must go now: no
+//! progress for `--idle-timeout`, or a TLS handshake unfinished `--handshake-timeout` after
+//! accept (so half-open handshakes cannot hold the iterative queue or fill the event loop).
 
 use std::{
     io::{self, Read, Write},

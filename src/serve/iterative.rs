@@ -13,6 +13,10 @@
 //! stranded. The accepts of one turn are bounded ([`ACCEPTS_PER_TURN`]) so that a flood of such
 //! clients cannot keep the loop from its signals; the next turn then polls without waiting.
 //!
+//! With `--tls` the client's handshake is part of serving it: a client that connects and sends
+//! no ClientHello is dropped after `--handshake-timeout` (a deadline of the poll, like the idle
+//! timeout), so it holds the queue behind it no longer than that.
+//!
 //! When accept fails (out of descriptors), accepting pauses for [`ACCEPT_RETRY`]; the failure is
 //! said once per episode, not once per retry.
 

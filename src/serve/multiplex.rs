@@ -35,6 +35,12 @@
 //! With `--udp` the first loop also answers datagrams on the same port, as inetd does: the UDP
 //! socket is one more source of events, pumped like a client (with a budget, and a note that more
 //! may be waiting). One socket in one loop keeps the per-source reply rate exact.
+//!
+//! With `--tls` every client's TLS lives in this same loop: rustls is sans-I/O, so a pump moves
+//! records with `read_tls`/`process_new_packets`/`write_tls` per readiness event
+//! ([`Connection`] carries the TLS echo), with the same bounded memory and backpressure. The
+//! config is built once and shared by every worker. The handshake timeout rides on the idle
+//! timers: a client's timer is due at its earliest deadline ([`Connection::deadline`]).
 
 use std::{
     cmp::Reverse,
@@ -738,8 +744,9 @@ impl<'a> EventLoop<'a> {
     }
 }
 
-/// Idle deadlines, earliest first: one entry per client, checked against its real last progress
-/// when it comes due and pushed back if the client moved meanwhile. A heap cannot drop the entry
+/// Client deadlines (idle, handshake), earliest first: one entry per client, checked against the
+/// client when it comes due ([`Connection::overdue`]) and pushed back to its next deadline if it
+/// moved meanwhile. A heap cannot drop the entry
 /// of a client that leaves, so entries of clients gone pile up until their deadline (an hour,
 /// with `--idle-timeout 1h`); [`IdleTimers::forget_left`] compacts them away once they outnumber
 /// the live clients, which keeps the heap O(live clients) at O(1) amortized cost per close.

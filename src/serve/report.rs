@@ -1,6 +1,12 @@
 //! What the server prints: the `listening on` line, a line per connect, per read and per leave,
 //! and the summary.
 //!
+//! With `--tls`, the line after `listening on` is the certificate's fingerprint as `--pin` takes
+//! it (`cert sha256:HEX`), then for a throwaway certificate the names it is for; a client's
+//! connect line comes when its handshake completes and says what it settled, and a client that
+//! never completes one gets a single line saying why (`handshake failed: not TLS (plain TCP to a
+//! TLS port?)`, `handshake timed out after 10s`). Received bytes are the plaintext.
+//!
 //! Serving never waits on stdout. Each loop gathers whole lines in its own [`Report`] and hands
 //! them as one batch (at most [`HANDOVER_DELAY`] after the first, or when [`REPORT_BUFFER`] is
 //! reached; the loops put that moment in their poll timeout) to the process's report writer

@@ -12,6 +12,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
+use rustls::pki_types::ServerName;
 
 use crate::{
     cli::ServeArgs,
@@ -97,11 +98,14 @@ fn throwaway_names(host: &str, addrs: &[SocketAddr], hostname: Option<String>) -
     names
 }
 
-/// The machine's host name, if the kernel says one (not empty, not `(none)`).
+/// The machine's host name, if the kernel says one that a certificate can carry (a valid DNS
+/// name: not empty, not `(none)`); a name it cannot carry is left out rather than failing the start.
 fn local_hostname() -> Option<String> {
     let name = fs::read_to_string(HOSTNAME_FILE).ok()?;
     let name = name.trim();
-    (!name.is_empty() && name != "(none)").then(|| name.to_string())
+    ServerName::try_from(name)
+        .is_ok_and(|parsed| matches!(parsed, ServerName::DnsName(_)))
+        .then(|| name.to_string())
 }
 
 #[cfg(test)]

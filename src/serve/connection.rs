@@ -229,6 +229,7 @@ impl Connection {
                     Err(EchoError::Io(err)) if tls.is_handshaking() => {
                         Err(Leave::HandshakeFailed(crate::error::describe(&err)))
                     }
+                    Err(EchoError::Io(err)) => Err(Leave::Error(err)),
                     Err(err) => Err(Leave::Tls(err.reason())),
                 }
             }

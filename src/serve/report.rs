@@ -694,6 +694,72 @@ fn count_lines(count: u64, noun: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The lines a report hands over, as text.
+    fn lines_of(write: impl FnOnce(&mut Report)) -> Vec<String> {
+        let (to_writer, batches) = mpsc::sync_channel(16);
+        let mut report = Report::with_writer(
+            Some(to_writer),
+            Arc::new(Backlog::default()),
+            ReadView::Hidden,
+        );
+        write(&mut report);
+        report.flush();
+        let text: String = batches
+            .try_iter()
+            .map(|batch| String::from_utf8(batch.lines).unwrap())
+            .collect();
+        text.lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn tls_lines_fit_the_width_and_say_what_was_settled() {
+        let peer: SocketAddr = "127.0.0.1:41234".parse().unwrap();
+        let fingerprint = Fingerprint::from_bytes([0xab; 32]);
+        let lines = lines_of(|report| {
+            report.certificate(&fingerprint, Some(&["localhost".into(), "::1".into()]));
+            for (suite, alpn, subject) in [
+                ("TLS13_AES_128_GCM_SHA256", Some("h2"), Some("CN=alice")),
+                ("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", None, None),
+            ] {
+                report.tls_connected(
+                    peer,
+                    &HandshakeInfo {
+                        version: "TLS 1.3".into(),
+                        cipher_suite: suite.into(),
+                        alpn: alpn.map(str::to_owned),
+                        peer_subject: subject.map(str::to_owned),
+                        resumed: false,
+                    },
+                );
+            }
+            report.left(
+                peer,
+                0,
+                0,
+                &Leave::HandshakeTimeout(Duration::from_secs(10)),
+            );
+            report.left(peer, 0, 0, &Leave::HandshakeFailed("not TLS".into()));
+            report.left(peer, 5, 5, &Leave::Tls("corrupt record".into()));
+        });
+        assert_eq!(
+            lines,
+            [
+                format!("cert sha256:{}", "ab".repeat(32)),
+                "self-signed, made at start, for localhost, ::1".to_owned(),
+                "127.0.0.1:41234 connected: TLS 1.3 AES_128_GCM_SHA256 alpn h2 client CN=alice"
+                    .to_owned(),
+                "127.0.0.1:41234 connected: TLS 1.3 ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"
+                    .to_owned(),
+                "127.0.0.1:41234 handshake timed out after 10s".to_owned(),
+                "127.0.0.1:41234 handshake failed: not TLS".to_owned(),
+                "127.0.0.1:41234 TLS error: corrupt record: received 5 bytes, echoed 5".to_owned(),
+            ]
+        );
+        for line in &lines {
+            assert!(line.len() <= LINE_WIDTH, "{line:?}");
+        }
+    }
+
     #[test]
     fn dropped_lines_read_as_a_count() {
         assert_eq!(count_lines(1, "report line"), "1 report line");

@@ -236,6 +236,21 @@ fn openssl_s_client_verifies_the_given_certificate_with_the_ca() {
     assert_eq!(out, "verified\n");
     let line = server.wait_for(|_| true);
     assert!(line.contains(" connected: TLS 1.3 "), "{line}");
+    // TLS 1.2 too, with its suite named without the TLS_ prefix.
+    let out = outside_client(
+        &mut s_client(
+            server.addr,
+            &["-CAfile", ca, "-verify_return_error", "-tls1_2"],
+        ),
+        b"twelve\n",
+        "twelve\n",
+    );
+    assert_eq!(out, "twelve\n");
+    let line = server.wait_for_text("connected:");
+    assert!(
+        line.contains(" connected: TLS 1.2 ECDHE_ECDSA_WITH_"),
+        "{line}"
+    );
     // The printed fingerprint is openssl's, in another spelling.
     let openssl = Command::new("openssl")
         .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])

@@ -28,7 +28,6 @@ use std::{
 
 use anyhow::{Context, Result};
 use mio::{Events, Interest, Poll, Token, net::TcpListener};
-
 use rustls::ServerConfig;
 
 use super::{

@@ -60,10 +60,9 @@ use mio::{
     Events, Interest, Poll, Token,
     net::{TcpListener, TcpStream},
 };
+use rustls::ServerConfig;
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
-
-use rustls::ServerConfig;
 
 use super::{
     certificate::ServerTls,

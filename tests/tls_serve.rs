@@ -587,3 +587,57 @@ fn a_key_that_is_not_the_certificates_fails_before_listening() {
         }
     }
 }
+
+#[test]
+fn idle_timeout_connection_limit_and_hex_dump_work_as_for_plain_tcp() {
+    let (mut server, fingerprint) = start_tls(&[
+        "--multiplex",
+        "--idle-timeout",
+        "1",
+        "--max-connections",
+        "1",
+        "--hex",
+    ]);
+    let mut first =
+        connect(server.addr, config(Verification::Pin(fingerprint), None)).expect("handshake");
+    echo_checked(&mut first, b"hi\xff\n");
+    // The dump is of the plaintext, not of the records.
+    server.wait_for_text("received 4 bytes:");
+    let dump = server.wait_for(|_| true);
+    assert!(
+        dump.contains("68 69 ff 0a") && dump.ends_with("|hi..|"),
+        "{dump}"
+    );
+    // At the limit: the next client waits in the queue until the idle one is dropped.
+    let addr = server.addr;
+    let second = thread::spawn(move || {
+        let mut client = connect(addr, config(Verification::Pin(fingerprint), None))?;
+        echo_checked(&mut client, b"next\n");
+        close(client);
+        Ok::<_, io::Error>(())
+    });
+    let line = server.wait_for_text("idle");
+    assert!(line.contains(" dropped after 1."), "{line}");
+    assert!(line.ends_with("received 4 bytes, echoed 4"), "{line}");
+    second
+        .join()
+        .expect("client thread")
+        .expect("served once the idle one left");
+    let mut lines = server.seen().to_vec();
+    let (status, rest) = server.terminate();
+    assert!(status.success());
+    lines.extend(rest);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("at the connection limit, 1 clients")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("served 2 clients, echoed 9 bytes")),
+        "{lines:?}"
+    );
+    drop(first);
+}

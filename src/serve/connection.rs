@@ -367,3 +367,71 @@ fn write_some(stream: &mut TcpStream, data: &[u8]) -> io::Result<usize> {
     }
     Ok(written)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::{Identity, ServerOptions, server_config};
+
+    /// A connection on a real loopback socket (its peer is left unused), plain or TLS.
+    fn connection(tls: bool) -> (Connection, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, peer) = listener.accept().unwrap();
+        let config = tls.then(|| {
+            server_config(&ServerOptions {
+                identity: Identity::SelfSigned { names: vec![] },
+                client_ca: None,
+                alpn: vec![],
+            })
+            .unwrap()
+            .config
+        });
+        let mut report = Report::discarding();
+        let conn = Connection::open(
+            TcpStream::from_std(stream),
+            peer,
+            config.as_ref(),
+            &mut report,
+        )
+        .unwrap();
+        (conn, client)
+    }
+
+    #[test]
+    fn a_handshake_past_its_timeout_goes_whatever_the_idle_timeout_says() {
+        let limits = Limits {
+            idle: Some(Duration::from_secs(60)),
+            handshake: Some(Duration::from_secs(1)),
+        };
+        let (conn, _client) = connection(true);
+        let started = conn.handshake_started().unwrap();
+        assert_eq!(
+            conn.deadline(&limits),
+            Some(started + Duration::from_secs(1))
+        );
+        assert!(conn.overdue(started, &limits).is_none());
+        let later = started + Duration::from_millis(1500);
+        assert!(matches!(
+            conn.overdue(later, &limits),
+            Some(Leave::HandshakeTimeout(limit)) if limit == Duration::from_secs(1)
+        ));
+    }
+
+    #[test]
+    fn a_plain_connection_has_no_handshake_deadline() {
+        let limits = Limits {
+            idle: None,
+            handshake: Some(Duration::from_secs(1)),
+        };
+        let (conn, _client) = connection(false);
+        assert_eq!(conn.deadline(&limits), None);
+        let later = Instant::now() + Duration::from_secs(5);
+        assert!(conn.overdue(later, &limits).is_none());
+        let idle = Limits {
+            idle: Some(Duration::from_secs(2)),
+            handshake: None,
+        };
+        assert!(matches!(conn.overdue(later, &idle), Some(Leave::Idle(_))));
+    }
+}

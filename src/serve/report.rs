@@ -305,6 +305,12 @@ impl Report {
         )
     }
 
+    /// A report that prints nothing, for unit tests of what reports.
+    #[cfg(test)]
+    pub(crate) fn discarding() -> Report {
+        Report::with_writer(None, Arc::new(Backlog::default()), ReadView::Hidden)
+    }
+
     fn with_writer(
         to_writer: Option<SyncSender<Batch>>,
         backlog: Arc<Backlog>,

@@ -416,7 +416,12 @@ fn udp_against_a_udp_echo_has_no_losses() {
     let port = udp_echo(|_| true);
     let (code, report, stderr) = bench_json(port, &["--udp", "--rate", "300", "-d", "1"]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(report["messages"], 300);
+    // 300 on a quiet machine. Messages due just before the end are not sent when the bench's
+    // thread wakes only after it (a busy machine, as under a parallel `cargo test`): the load
+    // ends at the end, as it must for a rate that can never be met. Never more than the schedule.
+    let messages = report["messages"].as_u64().unwrap();
+    assert!((200..=300).contains(&messages), "{messages} messages");
+    assert_eq!(report["lost"], 0);
 }
 
 #[test]

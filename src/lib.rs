@@ -12,7 +12,9 @@
 //!   `serve/connection.rs` holds the echo rules (bounded buffer, half-close, errors),
 //!   `serve/listen.rs` binding, accepting and the stop signals, and `serve/report.rs` the lines
 //!   the server prints. `serve/udp.rs` is the UDP echo (`--udp`, RFC 862), and
-//!   `serve/guard.rs` what it refuses to answer (reflection, rate per source).
+//!   `serve/guard.rs` what it refuses to answer (reflection, rate per source). With `--tls`,
+//!   `serve/certificate.rs` builds the TLS configuration every loop shares (or a throwaway
+//!   certificate) and `serve/connection.rs` carries a plain or a TLS echo.
 //! - `send`: the client. It writes and reads at the same time and checks the reply byte for
 //!   byte; `send/tcp.rs` over a connection, one poll loop for plain TCP and TLS alike
 //!   (`send/transport.rs` is where they differ, `send/input.rs` the message or stdin, read by a

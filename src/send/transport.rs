@@ -116,27 +116,11 @@ impl Transport {
             return None;
         };
         let conn = stream.conn();
-        let info = HandshakeInfo::of(conn);
-        let alpn = info.alpn.as_deref().unwrap_or("none");
-        let mut first = format!("{} {}, alpn {alpn}", info.version, info.cipher_suite);
-        if info.resumed {
-            first.push_str(", resumed");
-        }
+        let first = HandshakeInfo::of(conn).to_string();
         let second = match conn.peer_certificates().and_then(|chain| chain.first()) {
-            Some(cert) => format!("cert {}", compact(&Fingerprint::of(cert))),
+            Some(cert) => format!("cert {}", Fingerprint::of(cert)),
             None => "no certificate (resumed session)".to_string(),
         };
         Some([first, second])
     }
-}
-
-/// A fingerprint as `--pin` takes it, without the colons, so the line fits in 80 columns
-/// (`sha256:` and 64 hex digits).
-fn compact(fingerprint: &Fingerprint) -> String {
-    let hex: String = fingerprint
-        .as_bytes()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
-    format!("sha256:{hex}")
 }

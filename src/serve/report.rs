@@ -84,15 +84,6 @@ pub(crate) const LINE_WIDTH: usize = 80;
 /// Long enough for any stdout that is being read; a stdout nobody reads must not hold the exit.
 const DRAIN_AT_EXIT: Duration = Duration::from_secs(2);
 
-/// A cipher suite's name without the prefix that repeats the version: `TLS13_AES_128_GCM_SHA256`
-/// is `AES_128_GCM_SHA256`, `TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256` is
-/// `ECDHE_RSA_WITH_AES_128_GCM_SHA256`.
-fn short_suite(name: &str) -> &str {
-    name.strip_prefix("TLS13_")
-        .or_else(|| name.strip_prefix("TLS_"))
-        .unwrap_or(name)
-}
-
 /// Totals for the summary line.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Summary {
@@ -350,27 +341,17 @@ impl Report {
         self.line(format_args!("{peer} connected"));
     }
 
-    /// A TLS client's connect line, once its handshake completed: the version, the cipher suite
-    /// without the `TLS13_`/`TLS_` prefix the version already says (so a typical line fits in
-    /// [`LINE_WIDTH`]), the ALPN protocol, `resumed`, and with mTLS the client's subject:
-    /// `127.0.0.1:41234 connected: TLS 1.3 AES_128_GCM_SHA256 alpn h2 client CN=alice`.
+    /// A TLS client's connect line, once its handshake completed: what it settled (version,
+    /// short cipher suite, ALPN, `resumed`: [`HandshakeInfo`]'s one form), and with mTLS the
+    /// client's subject: `127.0.0.1:41234 connected: TLS 1.3 AES_128_GCM_SHA256 alpn h2 client
+    /// CN=alice`.
     pub(crate) fn tls_connected(&mut self, peer: SocketAddr, info: &HandshakeInfo) {
-        let suite = short_suite(&info.cipher_suite);
-        let alpn = info
-            .alpn
-            .as_ref()
-            .map(|alpn| format!(" alpn {alpn}"))
-            .unwrap_or_default();
-        let resumed = if info.resumed { " resumed" } else { "" };
         let client = info
             .peer_subject
             .as_ref()
             .map(|subject| format!(" client {subject}"))
             .unwrap_or_default();
-        self.line(format_args!(
-            "{peer} connected: {} {suite}{alpn}{resumed}{client}",
-            info.version
-        ));
+        self.line(format_args!("{peer} connected: {info}{client}"));
     }
 
     /// The lines after `listening on` with `--tls`: the certificate's fingerprint in the compact
@@ -381,7 +362,7 @@ impl Report {
         fingerprint: &Fingerprint,
         self_signed_for: Option<&[String]>,
     ) {
-        self.line(format_args!("cert {}", fingerprint.compact()));
+        self.line(format_args!("cert {fingerprint}"));
         if let Some(names) = self_signed_for {
             self.line(format_args!(
                 "self-signed, made at start, for {}",
@@ -724,8 +705,8 @@ mod tests {
         let lines = lines_of(|report| {
             report.certificate(&fingerprint, Some(&["localhost".into(), "::1".into()]));
             for (suite, alpn, subject) in [
-                ("TLS13_AES_128_GCM_SHA256", Some("h2"), Some("CN=alice")),
-                ("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", None, None),
+                ("AES_128_GCM_SHA256", Some("h2"), Some("CN=alice")),
+                ("ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", None, None),
             ] {
                 report.tls_connected(
                     peer,

@@ -1,9 +1,9 @@
 //! The SHA-256 fingerprint of a certificate: what `serve --tls` prints and `--pin` accepts.
 //!
-//! Printed as `sha256:` then colon-separated upper-case hex, the way `openssl x509 -fingerprint
-//! -sha256` shows it (`sha256:AB:CD:...`), so the two can be compared by eye. Parsed leniently:
-//! with or without the `sha256:` prefix (any case), with or without colons, upper or lower case,
-//! so a fingerprint pasted from openssl (after its `=`) or from another tool works as is.
+//! Printed as `sha256:` then 64 lower-case hex digits, short enough for an 80-column line.
+//! Parsed leniently (by `parse::fingerprint`): with or without the `sha256:` prefix (any case),
+//! with or without colons, upper or lower case, so a fingerprint pasted from `openssl x509
+//! -fingerprint -sha256` (after its `=`) or from another tool works as is.
 
 use std::fmt;
 
@@ -39,28 +39,20 @@ impl Fingerprint {
         Fingerprint(bytes)
     }
 
-    /// The compact form, `sha256:` and 64 lower-case hex digits without colons (71 columns
-    /// against the 102 of the display form): what `serve --tls` prints, so its line fits in 80
-    /// columns, and what `--pin` takes as it is.
-    pub fn compact(&self) -> String {
-        let hex: String = self.0.iter().map(|byte| format!("{byte:02x}")).collect();
-        format!("sha256:{hex}")
-    }
-
     /// The digest itself.
     pub fn as_bytes(&self) -> &[u8; SHA256_LEN] {
         &self.0
     }
 }
 
+/// `sha256:` and 64 lower-case hex digits, the one printed form (`serve --tls`, `send --tls`,
+/// the error messages): 71 columns, where openssl's colon-separated form takes 102 and would
+/// push the line past 80. `--pin` takes it as it is, and openssl's form too.
 impl fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("sha256:")?;
-        for (i, byte) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(":")?;
-            }
-            write!(f, "{byte:02X}")?;
+        for byte in self.0 {
+            write!(f, "{byte:02x}")?;
         }
         Ok(())
     }
@@ -77,20 +69,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn display_is_prefixed_colon_hex_and_parses_back() {
+    fn display_is_prefixed_hex_and_parses_back() {
         let fp = Fingerprint::of(&CertificateDer::from(b"not really a certificate".to_vec()));
         let shown = fp.to_string();
         assert!(shown.starts_with("sha256:"));
-        assert_eq!(shown.len(), 7 + 64 + 31);
+        assert_eq!(shown.len(), 7 + 64);
         assert_eq!(Fingerprint::parse(&shown).unwrap(), fp);
-    }
-
-    #[test]
-    fn compact_form_is_short_and_parses_back() {
-        let fp = Fingerprint::of(&CertificateDer::from(vec![9, 8, 7]));
-        let compact = fp.compact();
-        assert_eq!(compact.len(), 7 + 64);
-        assert_eq!(Fingerprint::parse(&compact).unwrap(), fp);
     }
 
     #[test]
@@ -99,7 +83,7 @@ mod tests {
         let plain: String = fp.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(Fingerprint::parse(&plain).unwrap(), fp);
         assert_eq!(Fingerprint::parse(&plain.to_uppercase()).unwrap(), fp);
-        let openssl = fp.to_string()[7..].to_string();
+        let openssl = fp.as_bytes().map(|b| format!("{b:02X}")).join(":");
         assert_eq!(Fingerprint::parse(&openssl).unwrap(), fp);
         assert_eq!(
             Fingerprint::parse(&format!(" SHA256:{plain} ")).unwrap(),

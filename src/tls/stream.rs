@@ -107,7 +107,9 @@ impl From<io::Error> for EchoError {
 pub struct HandshakeInfo {
     /// `TLS 1.3` or `TLS 1.2`.
     pub version: String,
-    /// The cipher suite's IANA name, as rustls spells it (`TLS13_AES_256_GCM_SHA384`).
+    /// The cipher suite's IANA name without the prefix the version already says:
+    /// `TLS13_AES_128_GCM_SHA256` is `AES_128_GCM_SHA256`, `TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256`
+    /// is `ECDHE_RSA_WITH_AES_128_GCM_SHA256` (so a connect line fits in 80 columns).
     pub cipher_suite: String,
     /// The ALPN protocol agreed on, if any (escaped if not printable).
     pub alpn: Option<String>,
@@ -130,7 +132,14 @@ impl HandshakeInfo {
         };
         let cipher_suite = state
             .negotiated_cipher_suite()
-            .map(|suite| format!("{:?}", suite.suite()))
+            .map(|suite| {
+                let name = format!("{:?}", suite.suite());
+                let short = name
+                    .strip_prefix("TLS13_")
+                    .or_else(|| name.strip_prefix("TLS_"))
+                    .unwrap_or(&name);
+                short.to_string()
+            })
             .unwrap_or_default();
         let alpn = state
             .alpn_protocol()
@@ -149,17 +158,16 @@ impl HandshakeInfo {
     }
 }
 
+/// `TLS 1.3 AES_128_GCM_SHA256 alpn h2 resumed`: the one way both the server's connect line and
+/// `send` say what was settled (the peer's subject is the caller's to add, in its own words).
 impl fmt::Display for HandshakeInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.version, self.cipher_suite)?;
         if let Some(alpn) = &self.alpn {
-            write!(f, " alpn={alpn}")?;
+            write!(f, " alpn {alpn}")?;
         }
         if self.resumed {
             f.write_str(" resumed")?;
-        }
-        if let Some(subject) = &self.peer_subject {
-            write!(f, " subject=\"{subject}\"")?;
         }
         Ok(())
     }

@@ -289,11 +289,8 @@ fn mtls_over_tls12_reports_version_alpn_and_client_subject() {
         Some("CN=netecho test client, O=netecho tests")
     );
     let line = info.to_string();
-    assert!(line.starts_with("TLS 1.2 TLS_ECDHE_ECDSA_WITH_"), "{line}");
-    assert!(
-        line.ends_with("alpn=echo subject=\"CN=netecho test client, O=netecho tests\""),
-        "{line}"
-    );
+    assert!(line.starts_with("TLS 1.2 ECDHE_ECDSA_WITH_"), "{line}");
+    assert!(line.ends_with(" alpn echo"), "{line}");
 }
 
 #[test]

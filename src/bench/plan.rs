@@ -13,6 +13,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use rustls::{ClientConfig, pki_types::ServerName};
+
 use crate::parse::MAX_DURATION;
 
 /// How messages are paced.
@@ -44,6 +46,20 @@ pub(crate) struct Plan {
     pub(crate) threads: u32,
     /// Bound on a connect, on a wait for replies, and on the final drain.
     pub(crate) timeout: Duration,
+    /// `--reconnect N`: each connection closes after N messages and a new one takes its place.
+    pub(crate) reconnect: Option<u32>,
+    /// `--tls`: every connection does a TLS handshake before its first message.
+    pub(crate) tls: Option<TlsPlan>,
+}
+
+/// How the connections of a `--tls` run speak TLS.
+#[derive(Debug, Clone)]
+pub(crate) struct TlsPlan {
+    /// Shared by every connection of the run, and with it the session cache that resumption
+    /// draws on (rustls guards it with a mutex, taken once per handshake: off the message path).
+    pub(crate) config: Arc<ClientConfig>,
+    /// The name sent (SNI) and checked against the certificate.
+    pub(crate) name: ServerName<'static>,
 }
 
 /// What a thread needs to run its share.

@@ -14,6 +14,12 @@
 //!   times that grows with the messages actually in flight, up to `--pipeline`) or due (open
 //!   loop: computed from the schedule).
 //!
+//! A connection sends over a [`Link`]: a socket, or with `--tls` a TLS session on one, set up
+//! (connected, handshaken) before its first message. With `--reconnect N` a link starts no
+//! message after its N-th; once their replies are in, it closes and a new link takes its place
+//! under the same connection id, so the sequence of messages, and their check, go on across
+//! links. The time each link took to set up is recorded apart from message latency.
+//!
 //! At the end of `--duration` no new message starts; the loop waits (up to `--timeout`) for the
 //! replies still owed, then closes everything. A connection that fails (reset, closed, altered
 //! byte, no progress within `--timeout`) is counted by kind and dropped; the others go on.

@@ -378,8 +378,9 @@ impl Run<'_> {
         }
         if connection.next.seq >= connection.link_end && !connection.busy() {
             // The link carried its --reconnect messages and owes nothing: a new one takes its
-            // place (none once the load has stopped).
+            // place (none once the load is over: it would carry no message).
             if !self.core.stopping()
+                && now < self.core.end
                 && let Err(err) = self.reopen(connection, index)
             {
                 let plan = self.core.share.plan;

@@ -269,9 +269,9 @@ fn reconnect_resumes_sessions_by_default() {
     if !installed("socat") {
         return;
     }
-    // OpenSSL issues TLS 1.3 session tickets by default.
+    // OpenSSL issues TLS 1.3 session tickets by default. Each thread has its own session cache.
     let server = start(Peer::Socat, &certs.files);
-    let args = ["-c", "2", "-d", "1", "--reconnect", "1"];
+    let args = ["-c", "2", "--threads", "2", "-d", "1", "--reconnect", "1"];
     let (code, report, stderr) = bench_tls(server.port, &certs.files, &args);
     assert_eq!(code, 0, "{report}\n{stderr}");
     let resumed = count(&report, "resumed");

@@ -264,6 +264,7 @@ fn tls_plan(args: &BenchArgs) -> Result<Option<TlsPlan>> {
     Ok(Some(TlsPlan {
         config: setup.config,
         name,
+        resumption: !args.no_resumption,
     }))
 }
 
@@ -319,6 +320,7 @@ fn run_threads(plan: &Plan, live: &Live, progress: &mut Progress) -> Result<Vec<
                 rate,
                 connect_window: (CONNECT_WINDOW / threads).max(1),
                 live,
+                tls: plan.tls.as_ref().map(TlsPlan::for_thread),
             }
         })
         .collect();

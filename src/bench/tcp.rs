@@ -110,7 +110,7 @@ fn connect_all(
     let mut slots: Vec<Option<Connection>> = Vec::with_capacity(share.ids.len());
     let mut pending: Vec<(usize, Instant)> = Vec::new();
     let mut events = Events::with_capacity(EVENTS_CAPACITY);
-    let tls = plan.tls.as_ref();
+    let tls = share.tls.as_ref();
     let fail = |stats: &mut ThreadStats, id: u32, connected: bool, err: &io::Error| {
         stats.failed_connections += 1;
         share.live.errors.fetch_add(1, Ordering::Relaxed);
@@ -346,7 +346,7 @@ impl<'a> Transport<'a> for Run<'a> {
                 }
                 Err(err) => {
                     let plan = self.core.share.plan;
-                    let why = link.setup_failure(&err, plan.target, plan.tls.as_ref());
+                    let why = link.setup_failure(&err, plan.target, self.core.share.tls.as_ref());
                     self.fail_setup(connections, index, why);
                 }
             }
@@ -384,7 +384,7 @@ impl Run<'_> {
                 && let Err(err) = self.reopen(connection, index)
             {
                 let plan = self.core.share.plan;
-                let why = setup_failure(false, &err, plan.target, plan.tls.as_ref());
+                let why = setup_failure(false, &err, plan.target, self.core.share.tls.as_ref());
                 self.fail_setup(connections, index, why);
             }
             return;
@@ -407,7 +407,12 @@ impl Run<'_> {
     fn reopen(&self, c: &mut Connection, index: usize) -> io::Result<()> {
         let plan = self.core.share.plan;
         c.link.close();
-        c.link = Link::open(&self.registry, plan.target, Token(index), plan.tls.as_ref())?;
+        c.link = Link::open(
+            &self.registry,
+            plan.target,
+            Token(index),
+            self.core.share.tls.as_ref(),
+        )?;
         let per_link = plan.reconnect.map_or(u64::MAX, u64::from);
         c.link_end = c.link_end.saturating_add(per_link);
         c.write_blocked = false;
@@ -562,7 +567,9 @@ impl Run<'_> {
                     io::ErrorKind::TimedOut,
                     format!("no answer within {timeout:?}"),
                 );
-                let why = c.link.setup_failure(&err, plan.target, plan.tls.as_ref());
+                let why = c
+                    .link
+                    .setup_failure(&err, plan.target, self.core.share.tls.as_ref());
                 self.fail_setup(connections, index, why);
                 continue;
             }

@@ -331,3 +331,37 @@ fn reconnect_opens_a_connection_per_n_messages_over_plain_tcp() {
     assert_eq!(count(&report, "handshakes"), 0);
     assert_eq!(report["tls"], false);
 }
+
+#[test]
+fn a_server_that_never_answers_the_handshake_fails_it_within_the_timeout() {
+    // Accepts and holds the connections, reads nothing, sends nothing.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let started = Instant::now();
+    let (code, report, _) = bench_json(
+        port,
+        &[
+            "--tls",
+            "--insecure",
+            "-c",
+            "2",
+            "-d",
+            "1",
+            "--timeout",
+            "1",
+        ],
+    );
+    assert_eq!(code, 1, "{report}");
+    assert!(started.elapsed() < TIMEOUT);
+    assert_eq!(count(&report, "failed_connections"), 2, "{report}");
+    assert_eq!(report["errors"]["timeout"], 2, "{report}");
+    let details = report["error_details"].to_string();
+    assert!(details.contains("TLS handshake with"), "{details}");
+    assert!(details.contains("no answer within 1s"), "{details}");
+}

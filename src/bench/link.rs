@@ -199,6 +199,8 @@ pub(crate) fn setup_failure(
     }
     let why = match err.kind() {
         io::ErrorKind::UnexpectedEof => "the server closed the connection".to_string(),
+        // Our own timeout, which says how long it waited.
+        io::ErrorKind::TimedOut if err.get_ref().is_some() => format!("{err} (is it TLS?)"),
         _ => describe(err),
     };
     (

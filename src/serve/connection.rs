@@ -17,16 +17,34 @@
 //! exception is an event that said the peer closed or the socket failed: that edge has been
 //! delivered already, so after it the pump reads on until the socket reports EOF, the error or
 //! WouldBlock itself. The loops pass each event on with [`Connection::saw_event`].
+//!
+//! With `--tls` the same connection carries a TLS echo instead ([`TlsEcho`], `tls/stream.rs`):
+//! records in, plaintext through the same scratch buffer and back into rustls, records out, with
+//! the same read budget, short-read rule and backpressure (what the socket refuses stays as at
+//! most one 64 KiB chunk of records, and nothing more is read meanwhile). The loops see one
+//! `Connection` either way; only [`Echo`] differs. Its state is boxed so a plain connection does
+//! not grow, and an idle TLS client holds no plaintext (the scratch buffer is the loop's).
+//!
+//! The time limits live here too, in one place for every loop: [`Connection::deadline`] is when
+//! the loop must look at the connection again, [`Connection::overdue`] why it must go now: no
+//! progress for `--idle-timeout`, or a TLS handshake unfinished `--handshake-timeout` after
+//! accept (so half-open handshakes cannot hold the iterative queue or fill the event loop).
 
 use std::{
     io::{self, Read, Write},
     net::SocketAddr,
-    time::Instant,
+    sync::Arc,
+    time::{Duration, Instant},
 };
 
 use mio::{event::Event, net::TcpStream};
+use rustls::ServerConfig;
 
 use super::report::{Leave, Report, Summary};
+use crate::{
+    cli::ServeArgs,
+    tls::{EchoError, Progress, TlsEcho, explain},
+};
 
 /// Size of the shared scratch buffer each loop reads into, and so the most a connection keeps
 /// while its client does not read. 256 KiB rather than 64: on loopback, bulk echo ran about 1.4×
@@ -48,34 +66,210 @@ pub(crate) enum PumpOutcome {
     Finished,
 }
 
-/// One client of the echo server.
+/// One client of the echo server: its socket and the echo over it, plain or TLS.
 pub(crate) struct Connection {
     /// The client's socket, non-blocking.
     pub(crate) stream: TcpStream,
     /// The client's address, for the report.
     pub(crate) peer: SocketAddr,
+    /// Where the echo stands; the one part that differs between plain TCP and TLS.
+    echo: Echo,
+}
+
+/// The echo of one connection over its transport. The TLS state is boxed: a plain connection
+/// stays as small as it was, and a TLS one pays for rustls's session once, on the heap.
+enum Echo {
+    /// Bytes straight from the socket back to it.
+    Plain(PlainEcho),
+    /// Records in, plaintext echoed through rustls, records out ([`TlsEcho`]).
+    Tls(Box<TlsEcho>),
+}
+
+/// The time limits a connection is held to.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Limits {
+    /// `--idle-timeout`: no byte moved either way for this long.
+    pub(crate) idle: Option<Duration>,
+    /// `--handshake-timeout` (with `--tls`): the handshake not finished this long after accept.
+    pub(crate) handshake: Option<Duration>,
+}
+
+impl Limits {
+    /// The limits `serve`'s options ask for.
+    pub(crate) fn of(args: &ServeArgs) -> Self {
+        Limits {
+            idle: args.idle_timeout,
+            handshake: args.tls.enabled.then_some(args.tls.handshake_timeout),
+        }
+    }
+
+    /// Whether any limit applies, so the loop keeps a timer per client.
+    pub(crate) fn any(&self) -> bool {
+        self.idle.is_some() || self.handshake.is_some()
+    }
+}
+
+impl Connection {
+    /// A newly accepted client, plain or (with a TLS config) TLS. A plain client's connect line
+    /// is printed now; a TLS client's when its handshake completes, with what it settled, so a
+    /// client that fails its handshake makes one line only. `None` if rustls cannot start a
+    /// session (said in the report; dropping the stream closes it).
+    pub(crate) fn open(
+        stream: TcpStream,
+        peer: SocketAddr,
+        tls: Option<&Arc<ServerConfig>>,
+        report: &mut Report,
+    ) -> Option<Self> {
+        let echo = match tls {
+            None => {
+                report.connected(peer);
+                Echo::Plain(PlainEcho::default())
+            }
+            Some(config) => match TlsEcho::new(Arc::clone(config)) {
+                Ok(tls) => Echo::Tls(Box::new(tls)),
+                Err(err) => {
+                    report.notice(format_args!("{peer} cannot start a TLS session: {err}"));
+                    return None;
+                }
+            },
+        };
+        Some(Connection { stream, peer, echo })
+    }
+
+    /// Takes note of an event for this connection, before pumping it.
+    pub(crate) fn saw_event(&mut self, event: &Event) {
+        match &mut self.echo {
+            Echo::Plain(plain) => {
+                if event.is_read_closed() || event.is_error() {
+                    plain.read_to_the_end = true;
+                }
+            }
+            Echo::Tls(tls) => tls.saw_event(event),
+        }
+    }
+
+    /// Bytes received but not yet echoed.
+    pub(crate) fn in_flight(&self) -> u64 {
+        match &self.echo {
+            Echo::Plain(plain) => plain.in_flight() as u64,
+            Echo::Tls(tls) => tls.in_flight(),
+        }
+    }
+
+    /// When the connection last moved a byte either way, for the idle timeout and the drain.
+    pub(crate) fn last_progress(&self) -> Instant {
+        match &self.echo {
+            Echo::Plain(plain) => plain.last_progress,
+            Echo::Tls(tls) => tls.last_progress,
+        }
+    }
+
+    /// When the handshake began, if it is still under way (TLS only).
+    fn handshake_started(&self) -> Option<Instant> {
+        match &self.echo {
+            Echo::Tls(tls) if tls.is_handshaking() => Some(tls.started),
+            _ => None,
+        }
+    }
+
+    /// The earliest moment one of `limits` may run out for this connection.
+    pub(crate) fn deadline(&self, limits: &Limits) -> Option<Instant> {
+        let idle = limits.idle.map(|limit| self.last_progress() + limit);
+        let handshake = limits
+            .handshake
+            .zip(self.handshake_started())
+            .map(|(limit, started)| started + limit);
+        idle.into_iter().chain(handshake).min()
+    }
+
+    /// Why the connection must go now, if one of `limits` has run out: the handshake timeout
+    /// first (a client that drips its handshake byte by byte is not idle, yet must not stay).
+    pub(crate) fn overdue(&self, now: Instant, limits: &Limits) -> Option<Leave> {
+        if let Some((limit, started)) = limits.handshake.zip(self.handshake_started())
+            && now.saturating_duration_since(started) >= limit
+        {
+            return Some(Leave::HandshakeTimeout(limit));
+        }
+        let idle = now.saturating_duration_since(self.last_progress());
+        limits
+            .idle
+            .filter(|&limit| idle >= limit)
+            .map(|_| Leave::Idle(idle))
+    }
+
+    /// Echoes as much as the socket allows now. `Err` says why the connection must close (it
+    /// broke, or its TLS failed); it never concerns any other connection.
+    pub(crate) fn pump(
+        &mut self,
+        scratch: &mut [u8],
+        report: &mut Report,
+    ) -> Result<PumpOutcome, Leave> {
+        let peer = self.peer;
+        match &mut self.echo {
+            Echo::Plain(plain) => plain
+                .pump(&mut self.stream, peer, scratch, report)
+                .map_err(Leave::Error),
+            Echo::Tls(tls) => {
+                let progress = tls.pump(&mut self.stream, scratch, &mut |data| {
+                    report.received(peer, data)
+                });
+                if let Some(info) = tls.handshake_info() {
+                    report.tls_connected(peer, &info);
+                }
+                match progress {
+                    Ok(Progress::Blocked) => Ok(PumpOutcome::Blocked),
+                    Ok(Progress::Again) => Ok(PumpOutcome::Again),
+                    // Gone before the handshake ended: a port scan, a client that gave up.
+                    Ok(Progress::Finished) if tls.is_handshaking() => Err(Leave::NoHandshake),
+                    Ok(Progress::Finished) => Ok(PumpOutcome::Finished),
+                    Err(EchoError::Tls {
+                        error,
+                        handshaking: true,
+                    }) => Err(Leave::HandshakeFailed(explain::server_reason(&error, true))),
+                    Err(EchoError::Io(err)) if tls.is_handshaking() => {
+                        Err(Leave::HandshakeFailed(crate::error::describe(&err)))
+                    }
+                    Err(EchoError::Io(err)) => Err(Leave::Error(err)),
+                    Err(err) => Err(Leave::Tls(err.reason())),
+                }
+            }
+        }
+    }
+
+    /// Closes the client (by dropping it), counts it and reports why it left.
+    pub(crate) fn finish(self, why: Leave, summary: &mut Summary, report: &mut Report) {
+        let (received, echoed) = match &self.echo {
+            Echo::Plain(plain) => (plain.received, plain.echoed),
+            Echo::Tls(tls) => (tls.received, tls.echoed),
+        };
+        summary.clients += 1;
+        summary.echoed += echoed;
+        report.left(self.peer, received, echoed, &why);
+    }
+}
+
+/// The echo of a plain TCP connection.
+struct PlainEcho {
     /// Bytes read but not yet written back. Empty, with no allocation, while nothing is in flight.
     pending: Vec<u8>,
     /// How much of `pending` has been written already.
     pending_written: usize,
     /// Total bytes read from the client.
-    pub(crate) received: u64,
+    received: u64,
     /// Total bytes written back to the client.
-    pub(crate) echoed: u64,
+    echoed: u64,
     /// The client has closed its sending side (read returned 0).
     eof: bool,
     /// When the connection last moved a byte either way, for the idle timeout.
-    pub(crate) last_progress: Instant,
+    last_progress: Instant,
     /// An event said the peer closed or the socket failed: read until the socket itself says
     /// WouldBlock, EOF or the error, never stop at a short read (no further event will come).
     read_to_the_end: bool,
 }
 
-impl Connection {
-    pub(crate) fn new(stream: TcpStream, peer: SocketAddr) -> Self {
-        Connection {
-            stream,
-            peer,
+impl Default for PlainEcho {
+    fn default() -> Self {
+        PlainEcho {
             pending: Vec::new(),
             pending_written: 0,
             received: 0,
@@ -85,34 +279,31 @@ impl Connection {
             read_to_the_end: false,
         }
     }
+}
 
-    /// Takes note of an event for this connection, before pumping it.
-    pub(crate) fn saw_event(&mut self, event: &Event) {
-        if event.is_read_closed() || event.is_error() {
-            self.read_to_the_end = true;
-        }
-    }
-
+impl PlainEcho {
     /// Bytes received but not yet echoed.
-    pub(crate) fn in_flight(&self) -> usize {
+    fn in_flight(&self) -> usize {
         self.pending.len() - self.pending_written
     }
 
     /// Echoes as much as the socket allows now. An error means the connection is broken (reset,
-    /// for example) and should be closed; it never concerns any other connection.
-    pub(crate) fn pump(
+    /// for example) and should be closed.
+    fn pump(
         &mut self,
+        stream: &mut TcpStream,
+        peer: SocketAddr,
         scratch: &mut [u8],
         report: &mut Report,
     ) -> io::Result<PumpOutcome> {
         for _ in 0..READS_PER_PUMP {
-            if !self.flush_pending()? {
+            if !self.flush_pending(stream)? {
                 return Ok(PumpOutcome::Blocked);
             }
             if self.eof {
                 return Ok(PumpOutcome::Finished);
             }
-            let n = match self.stream.read(scratch) {
+            let n = match stream.read(scratch) {
                 Ok(n) => n,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     return Ok(PumpOutcome::Blocked);
@@ -126,8 +317,8 @@ impl Connection {
                 continue;
             }
             self.received += n as u64;
-            report.received(self.peer, &scratch[..n]);
-            self.echo(&scratch[..n])?;
+            report.received(peer, &scratch[..n]);
+            self.echo(stream, &scratch[..n])?;
             if n < scratch.len() && !self.read_to_the_end {
                 // The receive queue is empty: the next byte brings a new event.
                 return Ok(PumpOutcome::Blocked);
@@ -137,17 +328,17 @@ impl Connection {
     }
 
     /// Writes freshly read bytes back, keeping what the socket would not take.
-    fn echo(&mut self, data: &[u8]) -> io::Result<()> {
-        let written = write_some(&mut self.stream, data)?;
+    fn echo(&mut self, stream: &mut TcpStream, data: &[u8]) -> io::Result<()> {
+        let written = write_some(stream, data)?;
         self.echoed += written as u64;
         self.pending.extend_from_slice(&data[written..]);
         Ok(())
     }
 
     /// Writes pending bytes; true when none are left.
-    fn flush_pending(&mut self) -> io::Result<bool> {
+    fn flush_pending(&mut self, stream: &mut TcpStream) -> io::Result<bool> {
         while self.in_flight() > 0 {
-            let written = write_some(&mut self.stream, &self.pending[self.pending_written..])?;
+            let written = write_some(stream, &self.pending[self.pending_written..])?;
             if written == 0 {
                 return Ok(false);
             }
@@ -159,13 +350,6 @@ impl Connection {
         self.pending = Vec::new();
         self.pending_written = 0;
         Ok(true)
-    }
-
-    /// Closes the client (by dropping it), counts it and reports why it left.
-    pub(crate) fn finish(self, why: Leave, summary: &mut Summary, report: &mut Report) {
-        summary.clients += 1;
-        summary.echoed += self.echoed;
-        report.left(self.peer, self.received, self.echoed, &why);
     }
 }
 
@@ -182,4 +366,72 @@ fn write_some(stream: &mut TcpStream, data: &[u8]) -> io::Result<usize> {
         }
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::{Identity, ServerOptions, server_config};
+
+    /// A connection on a real loopback socket (its peer is left unused), plain or TLS.
+    fn connection(tls: bool) -> (Connection, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, peer) = listener.accept().unwrap();
+        let config = tls.then(|| {
+            server_config(&ServerOptions {
+                identity: Identity::SelfSigned { names: vec![] },
+                client_ca: None,
+                alpn: vec![],
+            })
+            .unwrap()
+            .config
+        });
+        let mut report = Report::discarding();
+        let conn = Connection::open(
+            TcpStream::from_std(stream),
+            peer,
+            config.as_ref(),
+            &mut report,
+        )
+        .unwrap();
+        (conn, client)
+    }
+
+    #[test]
+    fn a_handshake_past_its_timeout_goes_whatever_the_idle_timeout_says() {
+        let limits = Limits {
+            idle: Some(Duration::from_secs(60)),
+            handshake: Some(Duration::from_secs(1)),
+        };
+        let (conn, _client) = connection(true);
+        let started = conn.handshake_started().unwrap();
+        assert_eq!(
+            conn.deadline(&limits),
+            Some(started + Duration::from_secs(1))
+        );
+        assert!(conn.overdue(started, &limits).is_none());
+        let later = started + Duration::from_millis(1500);
+        assert!(matches!(
+            conn.overdue(later, &limits),
+            Some(Leave::HandshakeTimeout(limit)) if limit == Duration::from_secs(1)
+        ));
+    }
+
+    #[test]
+    fn a_plain_connection_has_no_handshake_deadline() {
+        let limits = Limits {
+            idle: None,
+            handshake: Some(Duration::from_secs(1)),
+        };
+        let (conn, _client) = connection(false);
+        assert_eq!(conn.deadline(&limits), None);
+        let later = Instant::now() + Duration::from_secs(5);
+        assert!(conn.overdue(later, &limits).is_none());
+        let idle = Limits {
+            idle: Some(Duration::from_secs(2)),
+            handshake: None,
+        };
+        assert!(matches!(conn.overdue(later, &idle), Some(Leave::Idle(_))));
+    }
 }

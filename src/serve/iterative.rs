@@ -13,19 +13,26 @@
 //! stranded. The accepts of one turn are bounded ([`ACCEPTS_PER_TURN`]) so that a flood of such
 //! clients cannot keep the loop from its signals; the next turn then polls without waiting.
 //!
+//! With `--tls` the client's handshake is part of serving it: a client that connects and sends
+//! no ClientHello is dropped after `--handshake-timeout` (a deadline of the poll, like the idle
+//! timeout), so it holds the queue behind it no longer than that.
+//!
 //! When accept fails (out of descriptors), accepting pauses for [`ACCEPT_RETRY`]; the failure is
 //! said once per episode, not once per retry.
 
 use std::{
     io,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result};
 use mio::{Events, Interest, Poll, Token, net::TcpListener};
+use rustls::ServerConfig;
 
 use super::{
-    connection::{Connection, PumpOutcome, SCRATCH_SIZE},
+    certificate::ServerTls,
+    connection::{Connection, Limits, PumpOutcome, SCRATCH_SIZE},
     listen::{self, ACCEPT_RETRY, local_addr, watch_signals},
     report::{Leave, Report, Served, Summary},
 };
@@ -44,6 +51,7 @@ const ACCEPTS_PER_TURN: usize = 64;
 pub(crate) fn serve(
     mut listener: TcpListener,
     args: &ServeArgs,
+    tls: Option<&ServerTls>,
     report: &mut Report,
 ) -> Result<Summary> {
     let mut poll = Poll::new().context("cannot create the event poll")?;
@@ -52,6 +60,11 @@ pub(crate) fn serve(
         .register(&mut listener, LISTENER, Interest::READABLE)
         .context("cannot watch the listener")?;
     report.listening(local_addr(listener.local_addr())?, Served::Tcp);
+    if let Some(tls) = tls {
+        report.certificate(&tls.setup.fingerprint, tls.self_signed_for.as_deref());
+    }
+    let config = tls.map(|tls| &tls.setup.config);
+    let limits = Limits::of(args);
 
     let mut events = Events::with_capacity(16);
     let mut scratch = vec![0; SCRATCH_SIZE];
@@ -69,7 +82,8 @@ pub(crate) fn serve(
             Some(Duration::ZERO)
         } else {
             [
-                next_deadline(client.as_ref(), args.idle_timeout, accept_after),
+                client.as_ref().and_then(|conn| conn.deadline(&limits)),
+                accept_after,
                 report.handover_due(),
             ]
             .into_iter()
@@ -93,7 +107,7 @@ pub(crate) fn serve(
                 conn.saw_event(event);
             }
             let leave = echo_until_blocked(conn, &mut scratch, report);
-            let leave = leave.or_else(|| idle_for(conn, args.idle_timeout).map(Leave::Idle));
+            let leave = leave.or_else(|| conn.overdue(Instant::now(), &limits));
             if let Some(leave) = leave
                 && let Some(mut conn) = client.take()
             {
@@ -112,8 +126,9 @@ pub(crate) fn serve(
             }
             accepts += 1;
             accept_after = None;
-            match accept(&listener, &poll, report) {
-                Ok(Some(mut conn)) => {
+            match accept(&listener, &poll, config, report) {
+                Ok(Some(None)) => {} // could not be served: closed, and said
+                Ok(Some(Some(mut conn))) => {
                     accept_failing = false;
                     if let Some(leave) = echo_until_blocked(&mut conn, &mut scratch, report) {
                         let _ = poll.registry().deregister(&mut conn.stream);
@@ -150,43 +165,23 @@ fn echo_until_blocked(
             Ok(PumpOutcome::Again) => continue,
             Ok(PumpOutcome::Blocked) => return None,
             Ok(PumpOutcome::Finished) => return Some(Leave::Closed),
-            Err(err) => return Some(Leave::Error(err)),
+            Err(leave) => return Some(leave),
         }
     }
 }
 
-/// Accepts the next waiting client, if any, and watches it.
+/// Accepts the next waiting client, if any (`None`), and watches it; `Some(None)` if it could
+/// not be served (rustls could not start a session: said in the report).
 fn accept(
     listener: &TcpListener,
     poll: &Poll,
+    tls: Option<&Arc<ServerConfig>>,
     report: &mut Report,
-) -> io::Result<Option<Connection>> {
+) -> io::Result<Option<Option<Connection>>> {
     let Some((mut stream, peer)) = listen::accept(listener, report)? else {
         return Ok(None);
     };
     poll.registry()
         .register(&mut stream, CLIENT, Interest::READABLE | Interest::WRITABLE)?;
-    report.connected(peer);
-    Ok(Some(Connection::new(stream, peer)))
-}
-
-/// How long the client has been idle, if that is past the timeout.
-fn idle_for(conn: &Connection, idle_timeout: Option<Duration>) -> Option<Duration> {
-    let idle = conn.last_progress.elapsed();
-    idle_timeout.filter(|&limit| idle >= limit).map(|_| idle)
-}
-
-/// The earliest moment the loop must wake without an event.
-fn next_deadline(
-    client: Option<&Connection>,
-    idle_timeout: Option<Duration>,
-    accept_after: Option<Instant>,
-) -> Option<Instant> {
-    let idle = client
-        .zip(idle_timeout)
-        .map(|(conn, limit)| conn.last_progress + limit);
-    match (idle, accept_after) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    Ok(Some(Connection::open(stream, peer, tls, report)))
 }

@@ -10,12 +10,15 @@
 //! - [`udp`]: UDP echo (`--udp`), with the reflection [`guard`]; alone, or inside the
 //!   multiplexed loop beside TCP on the same port.
 //!
-//! - [`connection`]: the echo rules of one TCP client, and counting a client that left.
+//! - [`connection`]: the echo rules of one TCP client, plain or TLS, and counting a client that
+//!   left.
+//! - [`certificate`]: with `--tls`, the TLS configuration every loop shares, built at start.
 //! - [`listen`]: what the loops need beyond the echo rules, once: binding, accepting a client
 //!   (non-blocking, TCP_NODELAY), watching for the stop signals.
 //! - [`report`]: every line the server prints. It never makes a loop wait on stdout: lines that
 //!   stdout cannot take in time are dropped and counted.
 
+mod certificate;
 mod connection;
 mod guard;
 mod iterative;
@@ -26,15 +29,26 @@ mod udp;
 
 use anyhow::Result;
 
-use crate::cli::ServeArgs;
+use crate::{cli::ServeArgs, error::UsageError};
+use certificate::server_tls;
 use listen::{bind, bind_any, local_addr};
 use report::{ReadView, Report, Served};
 
 /// Runs the server until SIGINT or SIGTERM.
 pub(crate) fn run(args: &ServeArgs) -> Result<()> {
+    if args.udp && args.tls.enabled {
+        return Err(UsageError(
+            "--tls cannot be used with --udp: DTLS (TLS over UDP) is not supported; serve TLS \
+             over TCP (drop --udp), and UDP echo from a second server without --tls"
+                .to_string(),
+        )
+        .into());
+    }
     let addrs = args.endpoint.resolve()?;
+    // Built once, before anything listens: a bad --cert or --key fails the start.
+    let tls = server_tls(args, &addrs)?;
     if args.multiplex {
-        return multiplex::run(args, &addrs);
+        return multiplex::run(args, &addrs, tls.as_ref());
     }
     let mut report = Report::start(ReadView::of(args.quiet, args.hex, args.preview))?;
     if args.udp {
@@ -45,7 +59,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<()> {
         return Ok(());
     }
     let listener = bind_any(&addrs, "TCP", |addr| bind(addr, false))?;
-    let summary = iterative::serve(listener, args, &mut report)?;
+    let summary = iterative::serve(listener, args, tls.as_ref(), &mut report)?;
     report.summary(&summary, true);
     Ok(())
 }

@@ -35,13 +35,22 @@
 //! With `--udp` the first loop also answers datagrams on the same port, as inetd does: the UDP
 //! socket is one more source of events, pumped like a client (with a budget, and a note that more
 //! may be waiting). One socket in one loop keeps the per-source reply rate exact.
+//!
+//! With `--tls` every client's TLS lives in this same loop: rustls is sans-I/O, so a pump moves
+//! records with `read_tls`/`process_new_packets`/`write_tls` per readiness event
+//! ([`Connection`] carries the TLS echo), with the same bounded memory and backpressure. The
+//! config is built once and shared by every worker. The handshake timeout rides on the idle
+//! timers: a client's timer is due at its earliest deadline ([`Connection::deadline`]).
 
 use std::{
     cmp::Reverse,
     collections::{BinaryHeap, VecDeque},
     io,
     net::SocketAddr,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -51,11 +60,13 @@ use mio::{
     Events, Interest, Poll, Token,
     net::{TcpListener, TcpStream},
 };
+use rustls::ServerConfig;
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use super::{
-    connection::{Connection, PumpOutcome, SCRATCH_SIZE},
+    certificate::ServerTls,
+    connection::{Connection, Limits, PumpOutcome, SCRATCH_SIZE},
     listen::{ACCEPT_RETRY, accept, bind, bind_any, bind_error, local_addr, watch_signals},
     report::{Leave, ReadView, Report, Served, Summary, UdpTotals},
     udp::{self, UdpEcho},
@@ -107,7 +118,7 @@ struct SharedNotices {
 }
 
 /// Runs the multiplexed server until SIGINT or SIGTERM, prints the summary.
-pub(crate) fn run(args: &ServeArgs, addrs: &[SocketAddr]) -> Result<()> {
+pub(crate) fn run(args: &ServeArgs, addrs: &[SocketAddr], tls: Option<&ServerTls>) -> Result<()> {
     let workers = usize::from(args.workers);
     let fd_limit = fd_limit::raise(u64::MAX);
     let max_connections = connection_limit(args.max_connections, workers, &fd_limit)?;
@@ -139,6 +150,7 @@ pub(crate) fn run(args: &ServeArgs, addrs: &[SocketAddr]) -> Result<()> {
             args,
             report.for_another_loop(),
             &notices,
+            tls.map(|tls| Arc::clone(&tls.setup.config)),
         )?);
     }
 
@@ -148,6 +160,9 @@ pub(crate) fn run(args: &ServeArgs, addrs: &[SocketAddr]) -> Result<()> {
         Served::Tcp
     };
     report.listening(local, served);
+    if let Some(tls) = tls {
+        report.certificate(&tls.setup.fingerprint, tls.self_signed_for.as_deref());
+    }
     // Each notice on a line of its own, every line within LINE_WIDTH for typical numbers.
     match &fd_limit {
         Ok(limit) => report.notice(format_args!(
@@ -365,8 +380,10 @@ struct EventLoop<'a> {
     next_serial: u64,
     /// Clients whose pump ran out of read budget: pumped again next turn, without an event.
     ready: VecDeque<(usize, u64)>,
-    /// Idle deadlines (`--idle-timeout`), earliest first.
+    /// Deadlines of the clients (`--idle-timeout`, `--handshake-timeout`), earliest first.
     timers: IdleTimers,
+    /// With `--tls`: the configuration of every client's session, shared by all loops.
+    tls: Option<Arc<ServerConfig>>,
     /// The buffer every client reads into; only what a socket will not take is copied out.
     scratch: Vec<u8>,
     /// This loop's lines, handed to the report writer once per turn.
@@ -381,8 +398,8 @@ struct EventLoop<'a> {
     accept_paused_until: Option<Instant>,
     /// This loop's last accept failed: its next success ends the episode of failures.
     accept_failed_here: bool,
-    /// `--idle-timeout`.
-    idle_timeout: Option<Duration>,
+    /// `--idle-timeout` and `--handshake-timeout`.
+    limits: Limits,
     /// `--drain-timeout`.
     drain_timeout: Duration,
     /// Set when a stop signal came: the moment draining ends.
@@ -397,6 +414,7 @@ impl<'a> EventLoop<'a> {
         args: &ServeArgs,
         report: Report,
         notices: &'a SharedNotices,
+        tls: Option<Arc<ServerConfig>>,
     ) -> Result<Self> {
         let poll = Poll::new().context("cannot create the event poll")?;
         let signals = watch_signals(poll.registry(), SIGNALS)?;
@@ -425,6 +443,7 @@ impl<'a> EventLoop<'a> {
             next_serial: 0,
             ready: VecDeque::new(),
             timers: IdleTimers::default(),
+            tls,
             scratch: vec![0; SCRATCH_SIZE],
             report,
             summary,
@@ -432,7 +451,7 @@ impl<'a> EventLoop<'a> {
             notices,
             accept_paused_until: None,
             accept_failed_here: false,
-            idle_timeout: args.idle_timeout,
+            limits: Limits::of(args),
             drain_timeout: args.drain_timeout,
             drain_until: None,
         })
@@ -519,7 +538,7 @@ impl<'a> EventLoop<'a> {
                 None
             }
             Ok(PumpOutcome::Finished) => Some(Leave::Closed),
-            Err(err) => Some(Leave::Error(err)),
+            Err(leave) => Some(leave),
         };
         if let Some(leave) = leave {
             self.close(key, leave);
@@ -557,21 +576,20 @@ impl<'a> EventLoop<'a> {
         };
     }
 
-    /// Drops the clients idle past `--idle-timeout`; re-arms the timers of those that moved.
+    /// Drops the clients idle past `--idle-timeout` or whose TLS handshake has taken longer
+    /// than `--handshake-timeout`; re-arms the timers of the others at their next deadline.
     fn expire_idle(&mut self) {
-        let Some(limit) = self.idle_timeout else {
+        if !self.limits.any() {
             return;
-        };
+        }
         let now = Instant::now();
         while let Some((key, serial)) = self.timers.pop_due(now) {
             let Some(client) = self.clients.get(key).filter(|c| c.serial == serial) else {
                 continue; // that client has left
             };
-            let idle = now.saturating_duration_since(client.conn.last_progress);
-            if idle >= limit {
-                self.close(key, Leave::Idle(idle));
-            } else {
-                let due = client.conn.last_progress + limit;
+            if let Some(leave) = client.conn.overdue(now, &self.limits) {
+                self.close(key, leave);
+            } else if let Some(due) = client.conn.deadline(&self.limits) {
                 self.timers.arm(due, key, serial);
             }
         }
@@ -648,14 +666,16 @@ impl<'a> EventLoop<'a> {
                 .notice(format_args!("{peer} cannot watch the connection: {err}"));
             return; // dropping the stream closes it
         }
-        self.report.connected(peer);
+        let Some(conn) = Connection::open(stream, peer, self.tls.as_ref(), &mut self.report) else {
+            return; // said in the report; dropping the stream closes it
+        };
         let serial = self.next_serial;
         self.next_serial += 1;
-        if let Some(limit) = self.idle_timeout {
-            self.timers.arm(Instant::now() + limit, entry.key(), serial);
+        if let Some(due) = conn.deadline(&self.limits) {
+            self.timers.arm(due, entry.key(), serial);
         }
         entry.insert(Client {
-            conn: Connection::new(stream, peer),
+            conn,
             serial,
             queued: false,
         });
@@ -705,7 +725,7 @@ impl<'a> EventLoop<'a> {
             .filter(|(_, c)| {
                 c.conn.in_flight() == 0
                     && !c.queued
-                    && now.saturating_duration_since(c.conn.last_progress) >= DRAIN_QUIET
+                    && now.saturating_duration_since(c.conn.last_progress()) >= DRAIN_QUIET
             })
             .map(|(key, _)| key)
             .collect();
@@ -723,8 +743,9 @@ impl<'a> EventLoop<'a> {
     }
 }
 
-/// Idle deadlines, earliest first: one entry per client, checked against its real last progress
-/// when it comes due and pushed back if the client moved meanwhile. A heap cannot drop the entry
+/// Client deadlines (idle, handshake), earliest first: one entry per client, checked against the
+/// client when it comes due ([`Connection::overdue`]) and pushed back to its next deadline if it
+/// moved meanwhile. A heap cannot drop the entry
 /// of a client that leaves, so entries of clients gone pile up until their deadline (an hour,
 /// with `--idle-timeout 1h`); [`IdleTimers::forget_left`] compacts them away once they outnumber
 /// the live clients, which keeps the heap O(live clients) at O(1) amortized cost per close.

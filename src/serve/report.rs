@@ -1,6 +1,12 @@
 //! What the server prints: the `listening on` line, a line per connect, per read and per leave,
 //! and the summary.
 //!
+//! With `--tls`, the line after `listening on` is the certificate's fingerprint as `--pin` takes
+//! it (`cert sha256:HEX`), then for a throwaway certificate the names it is for; a client's
+//! connect line comes when its handshake completes and says what it settled, and a client that
+//! never completes one gets a single line saying why (`handshake failed: not TLS (plain TCP to a
+//! TLS port?)`, `handshake timed out after 10s`). Received bytes are the plaintext.
+//!
 //! Serving never waits on stdout. Each loop gathers whole lines in its own [`Report`] and hands
 //! them as one batch (at most [`HANDOVER_DELAY`] after the first, or when [`REPORT_BUFFER`] is
 //! reached; the loops put that moment in their poll timeout) to the process's report writer
@@ -39,6 +45,7 @@ use anyhow::{Context, Result};
 use crate::{
     preview::{HexDump, Preview},
     size,
+    tls::{Fingerprint, HandshakeInfo},
 };
 
 /// Bytes of lines a loop gathers before it hands them over, even within a loop turn: a bound on
@@ -77,6 +84,15 @@ pub(crate) const LINE_WIDTH: usize = 80;
 /// Long enough for any stdout that is being read; a stdout nobody reads must not hold the exit.
 const DRAIN_AT_EXIT: Duration = Duration::from_secs(2);
 
+/// A cipher suite's name without the prefix that repeats the version: `TLS13_AES_128_GCM_SHA256`
+/// is `AES_128_GCM_SHA256`, `TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256` is
+/// `ECDHE_RSA_WITH_AES_128_GCM_SHA256`.
+fn short_suite(name: &str) -> &str {
+    name.strip_prefix("TLS13_")
+        .or_else(|| name.strip_prefix("TLS_"))
+        .unwrap_or(name)
+}
+
 /// Totals for the summary line.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Summary {
@@ -109,6 +125,25 @@ pub(crate) enum Leave {
     Error(io::Error),
     /// The server is stopping.
     Shutdown,
+    /// Its TLS session failed after the handshake (a corrupt record, an alert): the reason.
+    Tls(String),
+    /// TLS: its handshake failed (not TLS at all, no client certificate...): the reason.
+    HandshakeFailed(String),
+    /// TLS: its handshake had not finished this long (`--handshake-timeout`) after accept.
+    HandshakeTimeout(Duration),
+    /// TLS: it closed the connection before its handshake finished (a port scan, say).
+    NoHandshake,
+}
+
+impl Leave {
+    /// The client never completed a TLS handshake: it had no connect line, and its leave line
+    /// is the only one it gets, without byte counts (there were none).
+    fn before_handshake(&self) -> bool {
+        matches!(
+            self,
+            Leave::HandshakeFailed(_) | Leave::HandshakeTimeout(_) | Leave::NoHandshake
+        )
+    }
 }
 
 impl fmt::Display for Leave {
@@ -118,6 +153,12 @@ impl fmt::Display for Leave {
             Leave::Idle(after) => write!(f, "dropped after {:.1}s idle", after.as_secs_f64()),
             Leave::Error(err) => write!(f, "error: {}", crate::error::describe(err)),
             Leave::Shutdown => f.write_str("closed by shutdown"),
+            Leave::Tls(reason) => write!(f, "TLS error: {reason}"),
+            Leave::HandshakeFailed(reason) => write!(f, "handshake failed: {reason}"),
+            Leave::HandshakeTimeout(after) => {
+                write!(f, "handshake timed out after {}s", after.as_secs_f64())
+            }
+            Leave::NoHandshake => f.write_str("closed before the TLS handshake"),
         }
     }
 }
@@ -264,6 +305,12 @@ impl Report {
         )
     }
 
+    /// A report that prints nothing, for unit tests of what reports.
+    #[cfg(test)]
+    pub(crate) fn discarding() -> Report {
+        Report::with_writer(None, Arc::new(Backlog::default()), ReadView::Hidden)
+    }
+
     fn with_writer(
         to_writer: Option<SyncSender<Batch>>,
         backlog: Arc<Backlog>,
@@ -301,6 +348,47 @@ impl Report {
 
     pub(crate) fn connected(&mut self, peer: SocketAddr) {
         self.line(format_args!("{peer} connected"));
+    }
+
+    /// A TLS client's connect line, once its handshake completed: the version, the cipher suite
+    /// without the `TLS13_`/`TLS_` prefix the version already says (so a typical line fits in
+    /// [`LINE_WIDTH`]), the ALPN protocol, `resumed`, and with mTLS the client's subject:
+    /// `127.0.0.1:41234 connected: TLS 1.3 AES_128_GCM_SHA256 alpn h2 client CN=alice`.
+    pub(crate) fn tls_connected(&mut self, peer: SocketAddr, info: &HandshakeInfo) {
+        let suite = short_suite(&info.cipher_suite);
+        let alpn = info
+            .alpn
+            .as_ref()
+            .map(|alpn| format!(" alpn {alpn}"))
+            .unwrap_or_default();
+        let resumed = if info.resumed { " resumed" } else { "" };
+        let client = info
+            .peer_subject
+            .as_ref()
+            .map(|subject| format!(" client {subject}"))
+            .unwrap_or_default();
+        self.line(format_args!(
+            "{peer} connected: {} {suite}{alpn}{resumed}{client}",
+            info.version
+        ));
+    }
+
+    /// The lines after `listening on` with `--tls`: the certificate's fingerprint in the compact
+    /// form `--pin` takes (`cert sha256:` and 64 hex digits, 76 columns), and for a throwaway
+    /// certificate the names it is for. Handed over at once, like the first line.
+    pub(crate) fn certificate(
+        &mut self,
+        fingerprint: &Fingerprint,
+        self_signed_for: Option<&[String]>,
+    ) {
+        self.line(format_args!("cert {}", fingerprint.compact()));
+        if let Some(names) = self_signed_for {
+            self.line(format_args!(
+                "self-signed, made at start, for {}",
+                names.join(", ")
+            ));
+        }
+        self.flush();
     }
 
     /// A read from a TCP client.
@@ -344,6 +432,10 @@ impl Report {
     }
 
     pub(crate) fn left(&mut self, peer: SocketAddr, received: u64, echoed: u64, why: &Leave) {
+        if why.before_handshake() {
+            self.line(format_args!("{peer} {why}"));
+            return;
+        }
         self.line(format_args!(
             "{peer} {why}: received {received} bytes, echoed {echoed}"
         ));
@@ -607,6 +699,72 @@ fn count_lines(count: u64, noun: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lines a report hands over, as text.
+    fn lines_of(write: impl FnOnce(&mut Report)) -> Vec<String> {
+        let (to_writer, batches) = mpsc::sync_channel(16);
+        let mut report = Report::with_writer(
+            Some(to_writer),
+            Arc::new(Backlog::default()),
+            ReadView::Hidden,
+        );
+        write(&mut report);
+        report.flush();
+        let text: String = batches
+            .try_iter()
+            .map(|batch| String::from_utf8(batch.lines).unwrap())
+            .collect();
+        text.lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn tls_lines_fit_the_width_and_say_what_was_settled() {
+        let peer: SocketAddr = "127.0.0.1:41234".parse().unwrap();
+        let fingerprint = Fingerprint::from_bytes([0xab; 32]);
+        let lines = lines_of(|report| {
+            report.certificate(&fingerprint, Some(&["localhost".into(), "::1".into()]));
+            for (suite, alpn, subject) in [
+                ("TLS13_AES_128_GCM_SHA256", Some("h2"), Some("CN=alice")),
+                ("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", None, None),
+            ] {
+                report.tls_connected(
+                    peer,
+                    &HandshakeInfo {
+                        version: "TLS 1.3".into(),
+                        cipher_suite: suite.into(),
+                        alpn: alpn.map(str::to_owned),
+                        peer_subject: subject.map(str::to_owned),
+                        resumed: false,
+                    },
+                );
+            }
+            report.left(
+                peer,
+                0,
+                0,
+                &Leave::HandshakeTimeout(Duration::from_secs(10)),
+            );
+            report.left(peer, 0, 0, &Leave::HandshakeFailed("not TLS".into()));
+            report.left(peer, 5, 5, &Leave::Tls("corrupt record".into()));
+        });
+        assert_eq!(
+            lines,
+            [
+                format!("cert sha256:{}", "ab".repeat(32)),
+                "self-signed, made at start, for localhost, ::1".to_owned(),
+                "127.0.0.1:41234 connected: TLS 1.3 AES_128_GCM_SHA256 alpn h2 client CN=alice"
+                    .to_owned(),
+                "127.0.0.1:41234 connected: TLS 1.3 ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"
+                    .to_owned(),
+                "127.0.0.1:41234 handshake timed out after 10s".to_owned(),
+                "127.0.0.1:41234 handshake failed: not TLS".to_owned(),
+                "127.0.0.1:41234 TLS error: corrupt record: received 5 bytes, echoed 5".to_owned(),
+            ]
+        );
+        for line in &lines {
+            assert!(line.len() <= LINE_WIDTH, "{line:?}");
+        }
+    }
 
     #[test]
     fn dropped_lines_read_as_a_count() {

@@ -39,6 +39,14 @@ impl Fingerprint {
         Fingerprint(bytes)
     }
 
+    /// The compact form, `sha256:` and 64 lower-case hex digits without colons (71 columns
+    /// against the 102 of the display form): what `serve --tls` prints, so its line fits in 80
+    /// columns, and what `--pin` takes as it is.
+    pub fn compact(&self) -> String {
+        let hex: String = self.0.iter().map(|byte| format!("{byte:02x}")).collect();
+        format!("sha256:{hex}")
+    }
+
     /// The digest itself.
     pub fn as_bytes(&self) -> &[u8; SHA256_LEN] {
         &self.0
@@ -75,6 +83,14 @@ mod tests {
         assert!(shown.starts_with("sha256:"));
         assert_eq!(shown.len(), 7 + 64 + 31);
         assert_eq!(Fingerprint::parse(&shown).unwrap(), fp);
+    }
+
+    #[test]
+    fn compact_form_is_short_and_parses_back() {
+        let fp = Fingerprint::of(&CertificateDer::from(vec![9, 8, 7]));
+        let compact = fp.compact();
+        assert_eq!(compact.len(), 7 + 64);
+        assert_eq!(Fingerprint::parse(&compact).unwrap(), fp);
     }
 
     #[test]

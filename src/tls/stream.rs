@@ -20,7 +20,9 @@
 //! Edge-triggered polling: a read shorter than what rustls asked for emptied the socket's receive
 //! queue, so the pump stops there (a wrapper around the socket sees the length asked for); after
 //! an event that said the peer closed or the socket failed it reads on to the end, and it yields
-//! after `READS_PER_PUMP` reads with [`Progress::Again`], as `Connection::pump` does.
+//! after `READS_PER_PUMP` reads with [`Progress::Again`], as `Connection::pump` does. It also
+//! yields with `Again` once, the moment the handshake completes, so the loop prints the connect
+//! line ([`TlsEcho::handshake_info`]) before the first plaintext, even one in the same read.
 //!
 //! Closing: the peer's `close_notify` or its TCP EOF ends the input; once everything received
 //! has been echoed and flushed, the pump sends our `close_notify`, flushes it and says
@@ -55,7 +57,8 @@ const READS_PER_PUMP: usize = 64;
 pub enum Progress {
     /// The socket would block: wait for its next event.
     Blocked,
-    /// The read budget ran out with more possibly waiting: pump again without an event.
+    /// The read budget ran out with more possibly waiting, or the handshake has just completed:
+    /// pump again without an event.
     Again,
     /// The client ended its input and everything has been echoed and close_notify sent: close.
     Finished,
@@ -310,6 +313,12 @@ impl TlsEcho {
                 // Best effort: the alert rustls queued tells the client why.
                 let _ = self.flush(socket);
                 return Err(EchoError::Tls { error, handshaking });
+            }
+            if handshaking && !self.conn.is_handshaking() {
+                // The handshake just completed: yield before any plaintext is handed out, so
+                // the loop can say so (`handshake_info`) before the first received bytes, which
+                // may have come in the same read. The next pump goes on from here.
+                return Ok(Progress::Again);
             }
         }
     }

@@ -365,3 +365,35 @@ fn a_server_that_never_answers_the_handshake_fails_it_within_the_timeout() {
     assert!(details.contains("TLS handshake with"), "{details}");
     assert!(details.contains("no answer within 1s"), "{details}");
 }
+
+#[test]
+fn against_serve_tls_with_its_printed_pin_sessions_resume_unless_told_not_to() {
+    let mut server = Server::start(&["--tls", "--multiplex", "-q"]);
+    let line = server.wait_for(|_| true);
+    let pin = line
+        .strip_prefix("cert ")
+        .unwrap_or_else(|| panic!("no certificate line: {line:?}"))
+        .to_string();
+    let port = server.addr.port();
+    let base = [
+        "--tls",
+        "--pin",
+        &pin,
+        "-c",
+        "2",
+        "-d",
+        "1",
+        "--reconnect",
+        "1",
+    ];
+    let (code, report, stderr) = bench_json(port, &base);
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    assert!(count(&report, "resumed") > 0, "rustls tickets: {report}");
+
+    let mut full = base.to_vec();
+    full.push("--no-resumption");
+    let (code, report, stderr) = bench_json(port, &full);
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    assert_eq!(count(&report, "resumed"), 0, "{report}");
+    assert!(count(&report, "handshakes") >= count(&report, "messages"));
+}

@@ -24,7 +24,8 @@
 //!   `ports/services.rs` is the services(5) parser, `ports/builtin.rs` the fallback table and
 //!   `ports/render.rs` the table, plain and JSON output.
 //! - `bench`: the load generator. `bench/run_loop.rs` is the event loop of one thread, written
-//!   once; `bench/tcp.rs` and `bench/udp.rs` are its two transports. `bench/plan.rs` is what a
+//!   once; `bench/tcp.rs` and `bench/udp.rs` are its two transports, and `bench/link.rs` what a
+//!   TCP connection sends over (a socket, or a TLS session on it). `bench/plan.rs` is what a
 //!   run and each thread are asked to do, `bench/message.rs` what each message contains and how
 //!   replies are checked, `bench/schedule.rs` when messages are due at a fixed rate,
 //!   `bench/gate.rs` where the threads meet to start, `bench/progress.rs` the progress bar and

@@ -6,8 +6,11 @@
 //!
 //! - [`tcp`] and [`udp`]: the two transports that the event loop drives. TCP connects in a
 //!   bounded window, then runs a state machine per connection with a write buffer of due
-//!   messages and a read cursor that checks bytes as they arrive; UDP does the same over
-//!   datagrams, counting losses instead of failing the connection.
+//!   messages and a read cursor that checks bytes as they arrive, and with `--reconnect`
+//!   replaces each connection after N messages; UDP does the same over datagrams, counting
+//!   losses instead of failing the connection.
+//! - [`link`]: what a TCP connection sends over, a socket or a TLS session on it (`--tls`):
+//!   the connect and the handshake, timed, and a failed handshake in words.
 //! - [`run_loop`]: the event loop (mio) of one thread, written once: when the load stops, the
 //!   drain, the schedule, the progress counters, the wait on the poll.
 //! - [`plan`]: what the run and each thread are asked to do, the live counters, and
@@ -32,6 +35,7 @@
 //! which cannot overflow.
 
 mod gate;
+mod link;
 mod message;
 mod plan;
 mod progress;
@@ -56,10 +60,11 @@ use crate::{
     fd_limit,
     output::stdout_error,
     size,
+    tls::{self, ClientOptions, Fingerprint, Verification},
 };
 use gate::{StartGate, Ticket};
 use message::HEADER_LEN;
-use plan::{Live, Load, Plan, ThreadPlan};
+use plan::{Live, Load, Plan, ThreadPlan, TlsPlan};
 use progress::Progress;
 use stats::{BenchReport, Settings, ThreadStats};
 
@@ -88,6 +93,7 @@ fn stop_on_signals(interrupted: &Arc<AtomicBool>) -> Result<()> {
 /// Runs `netecho bench`.
 pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     validate(args)?;
+    let tls = tls_plan(args)?;
     let target = pick_target(args)?;
     let threads = args.threads.min(args.connections);
     let plan = Plan {
@@ -104,6 +110,8 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
         udp: args.udp,
         threads,
         timeout: args.timeout,
+        reconnect: args.reconnect,
+        tls,
     };
     raise_fd_limit(plan.connections)?;
 
@@ -130,6 +138,9 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
         rate: args.rate,
         threads,
         duration_s: plan.duration.as_secs_f64(),
+        tls: plan.tls.is_some(),
+        reconnect: plan.reconnect,
+        resumption: plan.tls.is_some().then_some(!args.no_resumption),
     };
     let interrupted = live.is_interrupted();
     let report = BenchReport::new(settings, stats, interrupted)?;
@@ -169,6 +180,12 @@ pub(crate) fn buffer_bytes(args: &BenchArgs) -> u64 {
 /// memory the connections would need.
 fn validate(args: &BenchArgs) -> Result<()> {
     let usage = |message: String| Err(anyhow!(UsageError(message)));
+    if args.udp && args.tls.enabled {
+        return usage(
+            "--tls with --udp: DTLS is not supported; drop --udp to benchmark TLS over TCP"
+                .to_string(),
+        );
+    }
     if args.size == 0 {
         return usage("--size must be at least 1 byte".to_string());
     }
@@ -214,6 +231,41 @@ fn validate(args: &BenchArgs) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// With `--tls`, the client configuration every connection shares (and with it the session
+/// cache that resumption draws on) and the server name to verify; with `--insecure`, the
+/// warning.
+fn tls_plan(args: &BenchArgs) -> Result<Option<TlsPlan>> {
+    let options = &args.tls;
+    if !options.enabled {
+        return Ok(None);
+    }
+    let verification = match (options.pin, options.insecure) {
+        (Some(pin), _) => Verification::Pin(Fingerprint::from_bytes(pin)),
+        (None, true) => Verification::Insecure,
+        (None, false) => Verification::Roots {
+            extra_ca: options.ca.clone(),
+        },
+    };
+    let setup = tls::client_config(&ClientOptions {
+        verification,
+        cert_and_key: options.cert.clone().zip(options.key.clone()),
+        alpn: options.alpn.clone(),
+        resumption: !args.no_resumption,
+    })?;
+    if setup.insecure {
+        crate::status!(
+            "netecho: warning: --insecure: the server's certificate is not verified, so anyone \
+             on the path could stand in for it"
+        );
+    }
+    let name = tls::server_name(&args.endpoint.host, options.sni.as_deref())?;
+    Ok(Some(TlsPlan {
+        config: setup.config,
+        name,
+        resumption: !args.no_resumption,
+    }))
 }
 
 /// The address to benchmark. A name with several addresses (`localhost`: `::1` and
@@ -268,6 +320,7 @@ fn run_threads(plan: &Plan, live: &Live, progress: &mut Progress) -> Result<Vec<
                 rate,
                 connect_window: (CONNECT_WINDOW / threads).max(1),
                 live,
+                tls: plan.tls.as_ref().map(TlsPlan::for_thread),
             }
         })
         .collect();

@@ -13,6 +13,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use rustls::{ClientConfig, client::Resumption, pki_types::ServerName};
+
 use crate::parse::MAX_DURATION;
 
 /// How messages are paced.
@@ -44,6 +46,41 @@ pub(crate) struct Plan {
     pub(crate) threads: u32,
     /// Bound on a connect, on a wait for replies, and on the final drain.
     pub(crate) timeout: Duration,
+    /// `--reconnect N`: each connection closes after N messages and a new one takes its place.
+    pub(crate) reconnect: Option<u32>,
+    /// `--tls`: every connection does a TLS handshake before its first message.
+    pub(crate) tls: Option<TlsPlan>,
+}
+
+/// How the connections of a `--tls` run speak TLS.
+#[derive(Debug, Clone)]
+pub(crate) struct TlsPlan {
+    /// Shared by the connections of a thread ([`TlsPlan::for_thread`]), and with it the
+    /// session cache that resumption draws on.
+    pub(crate) config: Arc<ClientConfig>,
+    /// The name sent (SNI) and checked against the certificate.
+    pub(crate) name: ServerName<'static>,
+    /// Sessions are resumed (not `--no-resumption`).
+    pub(crate) resumption: bool,
+}
+
+/// Sessions a thread remembers for resumption, per server name (bench talks to one).
+const SESSION_CACHE_SIZE: usize = 256;
+
+impl TlsPlan {
+    /// The same configuration for one thread, with a session cache of its own when resumption
+    /// is on: threads share nothing on the hot path, not even the cache's mutex.
+    pub(crate) fn for_thread(&self) -> TlsPlan {
+        let mut config = ClientConfig::clone(&self.config);
+        if self.resumption {
+            config.resumption = Resumption::in_memory_sessions(SESSION_CACHE_SIZE);
+        }
+        TlsPlan {
+            config: Arc::new(config),
+            name: self.name.clone(),
+            resumption: self.resumption,
+        }
+    }
 }
 
 /// What a thread needs to run its share.
@@ -59,6 +96,8 @@ pub(crate) struct ThreadPlan<'a> {
     pub(crate) connect_window: usize,
     /// Counters for the progress bar.
     pub(crate) live: &'a Live,
+    /// With `--tls`: this thread's TLS configuration and session cache.
+    pub(crate) tls: Option<TlsPlan>,
 }
 
 /// Totals the progress bar shows while the run goes on.

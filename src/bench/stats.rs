@@ -34,6 +34,8 @@ pub(crate) enum ErrorKind {
     Timeout,
     /// A reply byte differs from the byte sent.
     Mismatch,
+    /// A TLS handshake failed (a refused certificate, an alert from the server, not TLS).
+    Tls,
     /// Anything else (out of ports, out of file descriptors, ...).
     Other,
 }
@@ -64,6 +66,8 @@ pub(crate) struct ErrorCounts {
     pub(crate) timeout: u64,
     /// Replies that differ from what was sent.
     pub(crate) mismatch: u64,
+    /// TLS handshakes that failed.
+    pub(crate) tls: u64,
     /// Other failures.
     pub(crate) other: u64,
 }
@@ -75,6 +79,7 @@ impl ErrorCounts {
             ErrorKind::Reset => &mut self.reset,
             ErrorKind::Timeout => &mut self.timeout,
             ErrorKind::Mismatch => &mut self.mismatch,
+            ErrorKind::Tls => &mut self.tls,
             ErrorKind::Other => &mut self.other,
         };
         *count += 1;
@@ -85,11 +90,12 @@ impl ErrorCounts {
         self.reset += other.reset;
         self.timeout += other.timeout;
         self.mismatch += other.mismatch;
+        self.tls += other.tls;
         self.other += other.other;
     }
 
     pub(crate) fn total(&self) -> u64 {
-        self.refused + self.reset + self.timeout + self.mismatch + self.other
+        self.refused + self.reset + self.timeout + self.mismatch + self.tls + self.other
     }
 
     /// The non-zero counts in words, e.g. `reset 1, mismatch 2`.
@@ -99,6 +105,7 @@ impl ErrorCounts {
             ("reset", self.reset),
             ("timeout", self.timeout),
             ("mismatch", self.mismatch),
+            ("tls", self.tls),
             ("other", self.other),
         ]
         .iter()
@@ -113,6 +120,19 @@ impl ErrorCounts {
 pub(crate) struct ThreadStats {
     /// Latency of every verified reply, in nanoseconds.
     latency: Histogram<u64>,
+    /// Time from the start of each connect to the end of its TLS handshake (without TLS: to
+    /// the end of the connect), in nanoseconds, for every connection set up.
+    handshake_latency: Histogram<u64>,
+    /// Connections set up, those of the start and those that replaced one (`--reconnect`).
+    pub(crate) opened: u64,
+    /// Of `opened`, those set up while the load ran: the rate of new connections counts these.
+    pub(crate) reopened: u64,
+    /// TLS handshakes completed.
+    pub(crate) handshakes: u64,
+    /// Of `handshakes`, those that resumed an earlier session.
+    pub(crate) resumed: u64,
+    /// Full (not resumed) handshakes completed while the load ran.
+    pub(crate) full_in_load: u64,
     /// Replies received in full and verified.
     pub(crate) messages: u64,
     /// Errors by kind.
@@ -148,6 +168,13 @@ impl ThreadStats {
         Ok(ThreadStats {
             latency: Histogram::new_with_bounds(1, LATENCY_MAX_NS, LATENCY_SIGFIG)
                 .context("cannot set up the latency histogram")?,
+            handshake_latency: Histogram::new_with_bounds(1, LATENCY_MAX_NS, LATENCY_SIGFIG)
+                .context("cannot set up the handshake histogram")?,
+            opened: 0,
+            reopened: 0,
+            handshakes: 0,
+            resumed: 0,
+            full_in_load: 0,
             messages: 0,
             errors: ErrorCounts::default(),
             lost: 0,
@@ -167,6 +194,21 @@ impl ThreadStats {
     pub(crate) fn reply(&mut self, latency: Duration) {
         self.messages += 1;
         self.record_latency(latency);
+    }
+
+    /// Counts a connection set up (connected and, with TLS, handshaken) `latency` after its
+    /// connect began. `resumed`: with TLS, whether the handshake resumed a session (`None`
+    /// without TLS); `during_load`: it replaced a connection while the load ran.
+    pub(crate) fn opened(&mut self, latency: Duration, resumed: Option<bool>, during_load: bool) {
+        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        self.handshake_latency.saturating_record(nanos.max(1));
+        self.opened += 1;
+        self.reopened += u64::from(during_load);
+        if let Some(resumed) = resumed {
+            self.handshakes += 1;
+            self.resumed += u64::from(resumed);
+            self.full_in_load += u64::from(during_load && !resumed);
+        }
     }
 
     /// Records a latency without counting a reply (UDP: a reply that came late is counted apart,
@@ -192,6 +234,14 @@ impl ThreadStats {
         self.latency
             .add(&other.latency)
             .context("cannot merge latency histograms")?;
+        self.handshake_latency
+            .add(&other.handshake_latency)
+            .context("cannot merge handshake histograms")?;
+        self.opened += other.opened;
+        self.reopened += other.reopened;
+        self.handshakes += other.handshakes;
+        self.resumed += other.resumed;
+        self.full_in_load += other.full_in_load;
         self.messages += other.messages;
         self.errors.merge(&other.errors);
         self.lost += other.lost;
@@ -238,6 +288,12 @@ pub(crate) struct Settings {
     pub(crate) threads: u32,
     /// Seconds of load asked for.
     pub(crate) duration_s: f64,
+    /// `--tls`: every connection does a TLS handshake.
+    pub(crate) tls: bool,
+    /// `--reconnect N`: each connection is replaced after N messages.
+    pub(crate) reconnect: Option<u32>,
+    /// With `--tls`: whether sessions may be resumed (off with `--no-resumption`).
+    pub(crate) resumption: Option<bool>,
 }
 
 /// Latency percentiles, in microseconds.
@@ -249,6 +305,37 @@ pub(crate) struct Latency {
     pub(crate) p99_9: f64,
     pub(crate) max: f64,
     pub(crate) mean: f64,
+}
+
+impl Latency {
+    /// The percentiles of a histogram of nanoseconds.
+    fn of(histogram: &Histogram<u64>) -> Self {
+        let micros = |nanos: u64| nanos as f64 / 1000.0;
+        Latency {
+            p50: micros(histogram.value_at_quantile(0.50)),
+            p90: micros(histogram.value_at_quantile(0.90)),
+            p99: micros(histogram.value_at_quantile(0.99)),
+            p99_9: micros(histogram.value_at_quantile(0.999)),
+            max: micros(histogram.max()),
+            mean: histogram.mean() / 1000.0,
+        }
+    }
+
+    /// `LABEL       p50 1.0, p90 2.0, p99 3.0, p99.9 4.0, max 5.0 µs`: one unit, chosen by the
+    /// largest value (at most 67 columns after a 12-column label).
+    fn write_line(&self, out: &mut impl Write, label: &str) -> io::Result<()> {
+        let unit = LatencyUnit::for_max(self.max);
+        writeln!(
+            out,
+            "{label:<12}p50 {}, p90 {}, p99 {}, p99.9 {}, max {} {}",
+            unit.show(self.p50),
+            unit.show(self.p90),
+            unit.show(self.p99),
+            unit.show(self.p99_9),
+            unit.show(self.max),
+            unit.name()
+        )
+    }
 }
 
 /// The whole result of a benchmark; `--json` prints exactly this.
@@ -285,6 +372,20 @@ pub(crate) struct BenchReport {
     pub(crate) mib_per_sec: f64,
     /// Latency of the verified replies; all zero if there were none.
     pub(crate) latency_us: Latency,
+    /// Connections set up: those of the start and, with `--reconnect`, those that replaced
+    /// them (connected and, with TLS, handshaken; failures are in `failed_connections`).
+    pub(crate) connections_opened: u64,
+    /// Connections set up per second while the load ran (those of the start are not in it).
+    pub(crate) connections_per_sec: f64,
+    /// TLS handshakes completed (0 without `--tls`).
+    pub(crate) handshakes: u64,
+    /// Of `handshakes`, those that resumed an earlier session.
+    pub(crate) resumed: u64,
+    /// Full (not resumed) TLS handshakes per second while the load ran.
+    pub(crate) full_handshakes_per_sec: f64,
+    /// From the start of each connect to the end of its TLS handshake (without TLS: of the
+    /// connect alone), over every connection set up.
+    pub(crate) handshake_latency_us: Latency,
     /// Errors by kind.
     pub(crate) errors: ErrorCounts,
     /// Messages whose reply never came back in full.
@@ -309,16 +410,7 @@ impl BenchReport {
         }
         let elapsed = total.load_time.as_secs_f64();
         let per_second = |count: f64| if elapsed > 0.0 { count / elapsed } else { 0.0 };
-        let micros = |nanos: u64| nanos as f64 / 1000.0;
-        let latency = &total.latency;
-        let latency_us = Latency {
-            p50: micros(latency.value_at_quantile(0.50)),
-            p90: micros(latency.value_at_quantile(0.90)),
-            p99: micros(latency.value_at_quantile(0.99)),
-            p99_9: micros(latency.value_at_quantile(0.999)),
-            max: micros(latency.max()),
-            mean: latency.mean() / 1000.0,
-        };
+        let latency_us = Latency::of(&total.latency);
         let bytes = total.messages.saturating_mul(settings.size as u64);
         Ok(BenchReport {
             connected: total.connected,
@@ -334,6 +426,12 @@ impl BenchReport {
             interrupted,
             mib_per_sec: per_second(bytes as f64) / (1024.0 * 1024.0),
             latency_us,
+            connections_opened: total.opened,
+            connections_per_sec: per_second(total.reopened as f64),
+            handshakes: total.handshakes,
+            resumed: total.resumed,
+            full_handshakes_per_sec: per_second(total.full_in_load as f64),
+            handshake_latency_us: Latency::of(&total.handshake_latency),
             errors: total.errors,
             lost: total.lost,
             late: total.late,
@@ -394,7 +492,11 @@ impl BenchReport {
         let target = format!(
             "{} ({}), {} {}, {} {}",
             s.target,
-            s.protocol.to_uppercase(),
+            if s.tls {
+                "TLS".to_string()
+            } else {
+                s.protocol.to_uppercase()
+            },
             s.connections,
             plural(u64::from(s.connections), "connection", "connections"),
             s.threads,
@@ -448,21 +550,39 @@ impl BenchReport {
                 self.lost_wait_s
             )?;
         }
-        let l = &self.latency_us;
+        if let Some(n) = s.reconnect {
+            let opened = format!(
+                "{} opened, a new one every {n} {}: {} per second",
+                self.connections_opened,
+                plural(u64::from(n), "message", "messages"),
+                number(self.connections_per_sec)
+            );
+            write_wrapped(out, "connections ", "            ", &opened)?;
+        }
+        if s.tls {
+            let resumption = match s.resumption {
+                Some(false) => " (resumption off)",
+                _ => "",
+            };
+            let rate = if s.reconnect.is_some() {
+                format!(": {} full per second", number(self.full_handshakes_per_sec))
+            } else {
+                String::new()
+            };
+            let handshakes = format!(
+                "{}, {} resumed{resumption}{rate}",
+                self.handshakes, self.resumed
+            );
+            write_wrapped(out, "handshakes  ", "            ", &handshakes)?;
+        }
         if self.messages == 0 {
             writeln!(out, "latency     none: no reply came back")?;
         } else {
-            let unit = LatencyUnit::for_max(l.max);
-            writeln!(
-                out,
-                "latency     p50 {}, p90 {}, p99 {}, p99.9 {}, max {} {}",
-                unit.show(l.p50),
-                unit.show(l.p90),
-                unit.show(l.p99),
-                unit.show(l.p99_9),
-                unit.show(l.max),
-                unit.name()
-            )?;
+            self.latency_us.write_line(out, "latency")?;
+        }
+        if self.connections_opened > 0 && (s.tls || s.reconnect.is_some()) {
+            let label = if s.tls { "handshake" } else { "connect" };
+            self.handshake_latency_us.write_line(out, label)?;
         }
         let mut errors = match self.errors.total() {
             0 => "none".to_string(),
@@ -586,6 +706,9 @@ mod tests {
             rate: None,
             threads: 1,
             duration_s: 1.0,
+            tls: false,
+            reconnect: None,
+            resumption: None,
         }
     }
 
@@ -692,6 +815,63 @@ mod tests {
             text.contains("received\n    0x00, and"),
             "details wrap: {text}"
         );
+    }
+
+    #[test]
+    fn a_tls_run_reports_handshakes_beside_messages_within_80_columns() {
+        let mut stats = ThreadStats::new().unwrap();
+        stats.connected = 2;
+        stats.load_time = Duration::from_secs(2);
+        stats.opened(Duration::from_micros(900), Some(false), false);
+        stats.opened(Duration::from_micros(1100), Some(false), false);
+        for _ in 0..3 {
+            stats.opened(Duration::from_micros(400), Some(true), true);
+        }
+        stats.opened(Duration::from_micros(20_000), Some(false), true);
+        stats.reply(Duration::from_micros(50));
+        let mut settings = settings();
+        settings.tls = true;
+        settings.reconnect = Some(4_000_000_000);
+        settings.resumption = Some(true);
+        let mut other = ThreadStats::new().unwrap();
+        other.opened = 1_234_567_890;
+        other.handshakes = 1_234_567_890;
+        other.resumed = 1_234_567_890;
+        let report = BenchReport::new(settings, vec![stats, other], false).unwrap();
+        assert_eq!(report.handshakes, 1_234_567_896);
+        assert_eq!(report.resumed, 1_234_567_893);
+        assert!((report.connections_per_sec - 2.0).abs() < 1e-9);
+        assert!((report.full_handshakes_per_sec - 0.5).abs() < 1e-9);
+        assert!((report.handshake_latency_us.max - 20_000.0).abs() < 20.0);
+        let mut text = Vec::new();
+        report.write_text(&mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        for line in text.lines() {
+            assert!(line.chars().count() <= 80, "{}: {line}", line.len());
+        }
+        assert!(text.contains("(TLS), 2 connections"), "{text}");
+        assert!(
+            text.contains("handshakes  1234567896, 1234567893 resumed: 0.5 full per second"),
+            "{text}"
+        );
+        assert!(
+            text.contains("handshake   p50 0.4, p90 20.0, p99 20.0, p99.9 20.0, max 20.0 ms"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        for field in [
+            "connections_opened",
+            "connections_per_sec",
+            "handshakes",
+            "resumed",
+            "full_handshakes_per_sec",
+            "handshake_latency_us",
+            "tls",
+            "reconnect",
+            "resumption",
+        ] {
+            assert!(json.get(field).is_some(), "{field} missing: {json}");
+        }
     }
 
     #[test]

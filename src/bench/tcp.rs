@@ -14,6 +14,12 @@
 //!   times that grows with the messages actually in flight, up to `--pipeline`) or due (open
 //!   loop: computed from the schedule).
 //!
+//! A connection sends over a [`Link`]: a socket, or with `--tls` a TLS session on one, set up
+//! (connected, handshaken) before its first message. With `--reconnect N` a link starts no
+//! message after its N-th; once their replies are in, it closes and a new link takes its place
+//! under the same connection id, so the sequence of messages, and their check, go on across
+//! links. The time each link took to set up is recorded apart from message latency.
+//!
 //! At the end of `--duration` no new message starts; the loop waits (up to `--timeout`) for the
 //! replies still owed, then closes everything. A connection that fails (reset, closed, altered
 //! byte, no progress within `--timeout`) is counted by kind and dropped; the others go on.
@@ -21,16 +27,16 @@
 use std::{
     collections::VecDeque,
     io::{self, Read, Write},
-    net::SocketAddr,
     sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result};
-use mio::{Events, Interest, Poll, Token, event::Event, net::TcpStream};
+use mio::{Events, Poll, Registry, Token, event::Event};
 
 use super::{
     gate::Ticket,
+    link::{Link, setup_failure},
     message::Message,
     plan::{Load, ThreadPlan, later},
     progress::Progress,
@@ -74,10 +80,15 @@ pub(crate) fn run(
         // Another thread could not start; its error ends the run.
         return Ok(stats);
     };
+    let registry = poll
+        .registry()
+        .try_clone()
+        .context("cannot set up the event loop")?;
     let mut run = Run {
         core: Core::new(share, start, &mut stats),
         last_stall_check: start,
         buffer: vec![0; READ_BUFFER].into_boxed_slice(),
+        registry,
     };
     // The first turn sends what the load allows on every connection.
     run.core.dirty.extend(0..connections.len());
@@ -99,29 +110,25 @@ fn connect_all(
     let mut slots: Vec<Option<Connection>> = Vec::with_capacity(share.ids.len());
     let mut pending: Vec<(usize, Instant)> = Vec::new();
     let mut events = Events::with_capacity(EVENTS_CAPACITY);
-    let fail = |stats: &mut ThreadStats, id: u32, err: &io::Error| {
+    let tls = share.tls.as_ref();
+    let fail = |stats: &mut ThreadStats, id: u32, connected: bool, err: &io::Error| {
         stats.failed_connections += 1;
         share.live.errors.fetch_add(1, Ordering::Relaxed);
-        stats.error(ErrorKind::of(err), || {
-            format!(
-                "connection {id}: cannot connect to {}: {}",
-                plan.target,
-                describe(err)
-            )
-        });
+        let (kind, why) = setup_failure(connected, err, plan.target, tls);
+        stats.error(kind, || format!("connection {id}: {why}"));
     };
     loop {
         while pending.len() < share.connect_window && slots.len() < share.ids.len() {
             let index = slots.len();
             let id = share.ids[index];
-            match start_connect(poll, plan.target, index) {
-                Ok(stream) => {
-                    slots.push(Some(Connection::new(stream, id, plan)));
+            match Link::open(poll.registry(), plan.target, Token(index), tls) {
+                Ok(link) => {
+                    slots.push(Some(Connection::new(link, id, plan)));
                     pending.push((index, Instant::now()));
                 }
                 Err(err) => {
                     slots.push(None);
-                    fail(stats, id, &err);
+                    fail(stats, id, false, &err);
                 }
             }
         }
@@ -139,15 +146,18 @@ fn connect_all(
             if !pending.iter().any(|(i, _)| *i == index) {
                 continue;
             }
-            match connect_result(&connection.stream) {
+            let link = &mut connection.link;
+            match link.establish() {
                 Ok(false) => continue,
                 Ok(true) => {
-                    // Small messages go out at once, not after Nagle's wait for a full packet.
-                    let _ = connection.stream.set_nodelay(true);
                     stats.connected += 1;
+                    stats.opened(link.opened_at.elapsed(), link.resumed(), false);
                 }
                 Err(err) => {
-                    fail(stats, connection.id, &err);
+                    let (kind, why) = link.setup_failure(&err, plan.target, tls);
+                    stats.failed_connections += 1;
+                    share.live.errors.fetch_add(1, Ordering::Relaxed);
+                    stats.error(kind, || format!("connection {}: {why}", connection.id));
                     slots[index] = None;
                 }
             }
@@ -163,35 +173,13 @@ fn connect_all(
                     io::ErrorKind::TimedOut,
                     format!("no answer within {:?}", plan.timeout),
                 );
-                fail(stats, connection.id, &err);
+                fail(stats, connection.id, connection.link.is_connected(), &err);
             }
             false
         });
     }
     stats.connect_time = started.elapsed();
     Ok(slots)
-}
-
-fn start_connect(poll: &Poll, target: SocketAddr, index: usize) -> io::Result<TcpStream> {
-    let mut stream = TcpStream::connect(target)?;
-    poll.registry().register(
-        &mut stream,
-        Token(index),
-        Interest::READABLE | Interest::WRITABLE,
-    )?;
-    Ok(stream)
-}
-
-/// Whether a non-blocking connect has finished: `Ok(true)` connected, `Ok(false)` not yet.
-fn connect_result(stream: &TcpStream) -> io::Result<bool> {
-    if let Some(err) = stream.take_error()? {
-        return Err(err);
-    }
-    match stream.peer_addr() {
-        Ok(_) => Ok(true),
-        Err(err) if err.kind() == io::ErrorKind::NotConnected => Ok(false),
-        Err(err) => Err(err),
-    }
 }
 
 fn ignore_interrupt(err: io::Error) -> io::Result<()> {
@@ -204,9 +192,14 @@ fn ignore_interrupt(err: io::Error) -> io::Result<()> {
 
 /// One connection's state.
 struct Connection {
-    stream: TcpStream,
-    /// The connection's number, carried in its messages.
+    /// The socket, or the TLS session over it; replaced every `--reconnect` messages.
+    link: Link,
+    /// The connection's number, carried in its messages. It stays when the link is replaced,
+    /// and so does the sequence of messages: every link carries the next ones.
     id: u32,
+    /// The link starts no message numbered this or later (`u64::MAX` without `--reconnect`);
+    /// once its replies are in, a new link takes its place.
+    link_end: u64,
     /// Bytes per message.
     size: usize,
     /// The message being generated into `out`.
@@ -235,7 +228,7 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(stream: TcpStream, id: u32, plan: &super::plan::Plan) -> Self {
+    fn new(link: Link, id: u32, plan: &super::plan::Plan) -> Self {
         let buffered = match plan.load {
             Load::Closed { pipeline } => pipeline as usize,
             Load::Open { .. } => OPEN_LOOP_BUFFERED,
@@ -246,8 +239,9 @@ impl Connection {
             .clamp(1, WRITE_BUFFER_MAX);
         let now = Instant::now();
         Connection {
-            stream,
+            link,
             id,
+            link_end: plan.reconnect.map_or(u64::MAX, u64::from),
             size: plan.size,
             next: Message::new(id, 0, plan.size),
             next_offset: 0,
@@ -288,6 +282,8 @@ struct Run<'a> {
     last_stall_check: Instant,
     /// The thread's read buffer, shared by its connections.
     buffer: Box<[u8]>,
+    /// Where new links (`--reconnect`) are registered.
+    registry: Registry,
 }
 
 impl<'a> Transport<'a> for Run<'a> {
@@ -338,6 +334,24 @@ impl<'a> Transport<'a> for Run<'a> {
         let Some(connection) = connections.get_mut(index).and_then(Option::as_mut) else {
             return;
         };
+        if !connection.link.is_ready() {
+            let link = &mut connection.link;
+            match link.establish() {
+                Ok(false) => {}
+                Ok(true) => {
+                    let during_load = true;
+                    let (latency, resumed) = (link.opened_at.elapsed(), link.resumed());
+                    self.core.stats.opened(latency, resumed, during_load);
+                    self.pump(connections, index, Instant::now());
+                }
+                Err(err) => {
+                    let plan = self.core.share.plan;
+                    let why = link.setup_failure(&err, plan.target, self.core.share.tls.as_ref());
+                    self.fail_setup(connections, index, why);
+                }
+            }
+            return;
+        }
         if event.is_writable() {
             connection.write_blocked = false;
         }
@@ -359,6 +373,22 @@ impl Run<'_> {
         let Some(connection) = connections[index].as_mut() else {
             return;
         };
+        if !connection.link.is_ready() {
+            return;
+        }
+        if connection.next.seq >= connection.link_end && !connection.busy() {
+            // The link carried its --reconnect messages and owes nothing: a new one takes its
+            // place (none once the load is over: it would carry no message).
+            if !self.core.stopping()
+                && now < self.core.end
+                && let Err(err) = self.reopen(connection, index)
+            {
+                let plan = self.core.share.plan;
+                let why = setup_failure(false, &err, plan.target, self.core.share.tls.as_ref());
+                self.fail_setup(connections, index, why);
+            }
+            return;
+        }
         if let Err(err) = self.send(connection, now) {
             let failure = Failure {
                 kind: ErrorKind::of(&err),
@@ -373,8 +403,26 @@ impl Run<'_> {
         }
     }
 
+    /// Replaces a connection's link by a new one, connecting (`--reconnect`).
+    fn reopen(&self, c: &mut Connection, index: usize) -> io::Result<()> {
+        let plan = self.core.share.plan;
+        c.link.close();
+        c.link = Link::open(
+            &self.registry,
+            plan.target,
+            Token(index),
+            self.core.share.tls.as_ref(),
+        )?;
+        let per_link = plan.reconnect.map_or(u64::MAX, u64::from);
+        c.link_end = c.link_end.saturating_add(per_link);
+        c.write_blocked = false;
+        Ok(())
+    }
+
     fn send(&self, c: &mut Connection, now: Instant) -> io::Result<()> {
         let core = &self.core;
+        // With TLS, records rustls holds go out first, on every event.
+        c.link.flush_tls()?;
         let stopping = core.stopping();
         let due = match &core.schedule {
             Some(schedule) => schedule.due_count(core.index_of(c.id)),
@@ -389,7 +437,7 @@ impl Run<'_> {
                     let allowed = match core.share.plan.load {
                         Load::Closed { pipeline } => c.next.seq < c.reply.seq + u64::from(pipeline),
                         Load::Open { .. } => c.next.seq < due,
-                    };
+                    } && c.next.seq < c.link_end;
                     if stopping || !allowed {
                         break;
                     }
@@ -414,7 +462,7 @@ impl Run<'_> {
             if c.out_start == c.out_end || c.write_blocked {
                 return Ok(());
             }
-            match c.stream.write(&c.out[c.out_start..c.out_end]) {
+            match c.link.write(&c.out[c.out_start..c.out_end]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     c.out_start += n;
@@ -433,7 +481,7 @@ impl Run<'_> {
     /// Reads until the socket is drained, checking every byte and timing every reply.
     fn read(&mut self, c: &mut Connection) -> Result<(), Failure> {
         loop {
-            let n = match c.stream.read(&mut self.buffer) {
+            let n = match c.link.read(&mut self.buffer) {
                 Ok(0) => {
                     return Err(Failure {
                         kind: ErrorKind::Reset,
@@ -513,6 +561,18 @@ impl Run<'_> {
             let Some(c) = connections[index].as_ref() else {
                 continue;
             };
+            if !c.link.is_ready() && now.duration_since(c.link.opened_at) >= timeout {
+                let plan = self.core.share.plan;
+                let err = io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no answer within {timeout:?}"),
+                );
+                let why = c
+                    .link
+                    .setup_failure(&err, plan.target, self.core.share.tls.as_ref());
+                self.fail_setup(connections, index, why);
+                continue;
+            }
             if c.busy() && now.duration_since(c.last_progress) >= timeout {
                 let failure = Failure {
                     kind: ErrorKind::Timeout,
@@ -527,6 +587,21 @@ impl Run<'_> {
                 self.fail(connections, index, failure);
             }
         }
+    }
+
+    /// Counts a connection that could not be set up (`--reconnect`: a new link), and drops it.
+    fn fail_setup(
+        &mut self,
+        connections: &mut [Option<Connection>],
+        index: usize,
+        (kind, why): (ErrorKind, String),
+    ) {
+        let Some(c) = connections[index].as_ref() else {
+            return;
+        };
+        self.core.stats.failed_connections += 1;
+        let detail = format!("connection {}: {why}", c.id);
+        self.fail(connections, index, Failure { kind, detail });
     }
 
     /// Counts a failure and the replies it lost, and drops the connection.

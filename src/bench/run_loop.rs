@@ -50,6 +50,9 @@ pub(crate) struct Core<'a> {
     pub(crate) drain_deadline: Option<Instant>,
     /// When the load stopped (`end`, or Ctrl-C) and the drain began.
     pub(crate) drain_start: Instant,
+    /// Open loop, the one turn in which the load stops at its end: the messages that fell due
+    /// before the end and are not sent yet still go out (see [`Core::may_start`]).
+    last_call: bool,
     /// When the thread last received a reply.
     pub(crate) last_reply: Instant,
     /// Open loop: connections the schedule made due since the last turn (indexes, no
@@ -76,6 +79,7 @@ impl<'a> Core<'a> {
             end: later(start, plan.duration),
             drain_deadline: None,
             drain_start: start,
+            last_call: false,
             last_reply: start,
             dirty: Vec::new(),
             unreported: 0,
@@ -85,6 +89,15 @@ impl<'a> Core<'a> {
     /// Whether the load has stopped: no new message starts.
     pub(crate) fn stopping(&self) -> bool {
         self.drain_deadline.is_some()
+    }
+
+    /// Whether a message may start now: until the end of the load; and in the turn in which an
+    /// open loop reaches its end, the messages that fell due before it and were not sent yet (the
+    /// thread woke late, on a busy machine: they go out late, their latency counted from when
+    /// they were due, so the schedule is kept). One turn only, so a rate that can never be met
+    /// still ends with the duration; never after Ctrl-C.
+    pub(crate) fn may_start(&self) -> bool {
+        !self.stopping() || self.last_call
     }
 
     /// A connection's index in this thread, from its id (ids are dealt round robin).
@@ -176,6 +189,7 @@ pub(crate) fn run<'a, T: Transport<'a>>(
         if !core.stopping() && (now >= core.end || core.share.live.is_interrupted()) {
             core.drain_start = now;
             core.drain_deadline = Some(later(now, core.share.plan.timeout));
+            core.last_call = core.schedule.is_some() && !core.share.live.is_interrupted();
         }
         if let Some(schedule) = &mut core.schedule {
             // O(1) however far behind, and each connection at most once.
@@ -183,6 +197,7 @@ pub(crate) fn run<'a, T: Transport<'a>>(
             schedule.advance(now, |index| dirty.push(index));
         }
         let transport_wake = transport.turn(conns, now);
+        transport.core().last_call = false;
         if conns.iter().all(Option::is_none) {
             // Nothing left to measure: every connection failed to start or was dropped.
             transport.core().report_progress();

@@ -423,7 +423,7 @@ impl Run<'_> {
         let core = &self.core;
         // With TLS, records rustls holds go out first, on every event.
         c.link.flush_tls()?;
-        let stopping = core.stopping();
+        let stopping = !core.may_start();
         let due = match &core.schedule {
             Some(schedule) => schedule.due_count(core.index_of(c.id)),
             None => 0,

@@ -275,7 +275,7 @@ impl<'a> Transport<'a> for Run<'a> {
     fn turn(&mut self, flows: &mut [Option<Flow>], now: Instant) -> Option<Instant> {
         // Each socket's due count comes from the schedule: which ones fell due is not needed.
         self.core.dirty.clear();
-        let stopping = self.core.stopping();
+        let stopping = !self.core.may_start();
         let mut next_expiry: Option<Instant> = None;
         for slot in flows.iter_mut() {
             let Some(flow) = slot else { continue };

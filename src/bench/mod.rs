@@ -59,8 +59,7 @@ use crate::{
     error::{EXIT_INTERRUPTED, Interrupted, UsageError},
     fd_limit,
     output::stdout_error,
-    size,
-    tls::{self, ClientOptions, Fingerprint, Verification},
+    size, tls,
 };
 use gate::{StartGate, Ticket};
 use message::HEADER_LEN;
@@ -234,37 +233,14 @@ fn validate(args: &BenchArgs) -> Result<()> {
 }
 
 /// With `--tls`, the client configuration every connection shares (and with it the session
-/// cache that resumption draws on) and the server name to verify; with `--insecure`, the
-/// warning.
+/// cache that resumption draws on) and the server name to verify.
 fn tls_plan(args: &BenchArgs) -> Result<Option<TlsPlan>> {
-    let options = &args.tls;
-    if !options.enabled {
-        return Ok(None);
-    }
-    let verification = match (options.pin, options.insecure) {
-        (Some(pin), _) => Verification::Pin(Fingerprint::from_bytes(pin)),
-        (None, true) => Verification::Insecure,
-        (None, false) => Verification::Roots {
-            extra_ca: options.ca.clone(),
-        },
-    };
-    let setup = tls::client_config(&ClientOptions {
-        verification,
-        cert_and_key: options.cert.clone().zip(options.key.clone()),
-        alpn: options.alpn.clone(),
-        resumption: !args.no_resumption,
-    })?;
-    if setup.insecure {
-        crate::status!(
-            "netecho: warning: --insecure: the server's certificate is not verified, so anyone \
-             on the path could stand in for it"
-        );
-    }
-    let name = tls::server_name(&args.endpoint.host, options.sni.as_deref())?;
-    Ok(Some(TlsPlan {
-        config: setup.config,
+    let resumption = !args.no_resumption;
+    let plan = tls::from_args(&args.tls, &args.endpoint.host, resumption)?;
+    Ok(plan.map(|(config, name)| TlsPlan {
+        config,
         name,
-        resumption: !args.no_resumption,
+        resumption,
     }))
 }
 

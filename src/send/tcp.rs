@@ -31,7 +31,6 @@
 use std::{
     io::{self, BufWriter, IsTerminal, Write},
     net::{SocketAddr, TcpStream as StdTcpStream},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -49,7 +48,7 @@ use crate::{
     cli::SendArgs,
     error::describe,
     output::stdout_error,
-    tls::{self, ClientOptions, ClientStream, Fingerprint, Verification},
+    tls::{self, ClientStream},
 };
 
 /// Reads in one turn of the loop before it writes again: a server that floods cannot starve
@@ -62,8 +61,9 @@ const INPUT: Token = Token(1);
 
 /// Sends the payload over TCP (or TLS) and checks the reply.
 pub(crate) fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<()> {
-    // Certificates and keys are read, and their errors said, before connecting.
-    let tls = tls_setup(args)?;
+    // Certificates and keys are read, and their errors said, before connecting. One connection:
+    // nothing to resume.
+    let tls = tls::from_args(&args.tls, &args.endpoint.host, false)?;
     status.line(format_args!("connecting to {}", args.endpoint.display()));
     let (stream, server) = connect(&args.endpoint.resolve()?, args.timeout)?;
     stream
@@ -126,45 +126,6 @@ pub(crate) fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<(
     status.line(format_args!("sent {} bytes", exchange.in_flight.written()));
     status.line(format_args!("received {received} bytes"));
     Ok(())
-}
-
-/// With `--tls`: the client configuration and the name the certificate is checked against;
-/// warns (even with `-q`) when `--insecure` turns verification off.
-fn tls_setup(
-    args: &SendArgs,
-) -> Result<
-    Option<(
-        Arc<rustls::ClientConfig>,
-        rustls::pki_types::ServerName<'static>,
-    )>,
-> {
-    let options = &args.tls;
-    if !options.enabled {
-        return Ok(None);
-    }
-    let verification = match (options.pin, options.insecure) {
-        (Some(pin), _) => Verification::Pin(Fingerprint::from_bytes(pin)),
-        (None, true) => Verification::Insecure,
-        (None, false) => Verification::Roots {
-            extra_ca: options.ca.clone(),
-        },
-    };
-    let setup = tls::client_config(&ClientOptions {
-        verification,
-        cert_and_key: options.cert.clone().zip(options.key.clone()),
-        alpn: options.alpn.clone(),
-        // One connection: nothing to resume.
-        resumption: false,
-    })?;
-    if setup.insecure {
-        // Not a status line: it shows with -q too.
-        crate::status!(
-            "warning: --insecure: the server's certificate is not verified; anyone on the path \
-             could read or change this connection"
-        );
-    }
-    let name = tls::server_name(&args.endpoint.host, options.sni.as_deref())?;
-    Ok(Some((setup.config, name)))
 }
 
 /// Connects to the first address that answers, each attempt bounded by `timeout`.

@@ -24,6 +24,7 @@ use rustls::{
 };
 
 use super::{Fingerprint, alpn_protocols, pem, provider, server::certified_key};
+use crate::cli::ClientTls;
 
 /// Sessions the client remembers for resumption (per server name): bench reconnects to one.
 const SESSION_CACHE_SIZE: usize = 256;
@@ -59,6 +60,41 @@ pub struct ClientSetup {
     pub config: Arc<ClientConfig>,
     /// The server is not verified at all: the caller prints its warning.
     pub insecure: bool,
+}
+
+/// A client's TLS as its command line asks for it (`--tls` and its options, on `send` and
+/// `bench`): the configuration and the name the certificate is checked against (`--sni`, or the
+/// host); `None` without `--tls`. Files are read, and their errors said, here, before any
+/// connection. `--insecure` is warned about on stderr, even with `-q`.
+pub fn from_args(
+    options: &ClientTls,
+    host: &str,
+    resumption: bool,
+) -> Result<Option<(Arc<ClientConfig>, ServerName<'static>)>> {
+    if !options.enabled {
+        return Ok(None);
+    }
+    let verification = match (options.pin, options.insecure) {
+        (Some(pin), _) => Verification::Pin(Fingerprint::from_bytes(pin)),
+        (None, true) => Verification::Insecure,
+        (None, false) => Verification::Roots {
+            extra_ca: options.ca.clone(),
+        },
+    };
+    let setup = client_config(&ClientOptions {
+        verification,
+        cert_and_key: options.cert.clone().zip(options.key.clone()),
+        alpn: options.alpn.clone(),
+        resumption,
+    })?;
+    if setup.insecure {
+        crate::status!(
+            "warning: --insecure: the server's certificate is not verified; anyone on the path \
+             could read or change this connection"
+        );
+    }
+    let name = server_name(host, options.sni.as_deref())?;
+    Ok(Some((setup.config, name)))
 }
 
 /// Builds the client's TLS configuration; errors name the file at fault and the fix.

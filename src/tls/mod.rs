@@ -38,7 +38,7 @@ use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 
-pub use client::{ClientOptions, ClientSetup, Verification, client_config, server_name};
+pub use client::{ClientOptions, ClientSetup, Verification, client_config, from_args, server_name};
 pub use client_stream::{ClientStream, rustls_error};
 pub use fingerprint::Fingerprint;
 pub use server::{Identity, ServerOptions, ServerSetup, server_config};

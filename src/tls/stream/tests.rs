@@ -82,6 +82,23 @@ struct Client {
     closed: bool,
 }
 
+/// A client and the server's echo for the fixtures' localhost certificate, over a fresh
+/// loopback socket pair, before the handshake: the fixtures' folder, the client, the echo, the
+/// server's socket.
+fn localhost_session() -> (tempfile::TempDir, Client, TlsEcho, TcpStream) {
+    let (dir, fx) = fixtures();
+    let server = server_config(&server_options(&fx)).unwrap();
+    let client = client_config(&client_options(&fx)).unwrap();
+    let (client_socket, server_socket) = socket_pair();
+    let client = Client::new(
+        client.config,
+        server_name("localhost", None).unwrap(),
+        client_socket,
+    );
+    let echo = TlsEcho::new(server.config).unwrap();
+    (dir, client, echo, server_socket)
+}
+
 impl Client {
     fn new(config: Arc<ClientConfig>, name: ServerName<'static>, socket: TcpStream) -> Self {
         Client {
@@ -350,16 +367,7 @@ fn plain_text_to_the_tls_port_is_not_tls() {
 
 #[test]
 fn a_client_that_does_not_read_is_held_back_with_bounded_memory() {
-    let (_dir, fx) = fixtures();
-    let server = server_config(&server_options(&fx)).unwrap();
-    let client = client_config(&client_options(&fx)).unwrap();
-    let (client_socket, mut server_socket) = socket_pair();
-    let mut client = Client::new(
-        client.config,
-        server_name("localhost", None).unwrap(),
-        client_socket,
-    );
-    let mut echo = TlsEcho::new(server.config).unwrap();
+    let (_dir, mut client, mut echo, mut server_socket) = localhost_session();
     let mut scratch = vec![0u8; 256 * 1024];
     let mut rng = Rng(7);
     let data = vec![b'z'; 64 * 1024 * 1024];
@@ -540,16 +548,7 @@ fn a_client_gone_mid_handshake_finishes_quietly() {
 
 #[test]
 fn tcp_eof_without_close_notify_still_echoes_everything() {
-    let (_dir, fx) = fixtures();
-    let server = server_config(&server_options(&fx)).unwrap();
-    let client = client_config(&client_options(&fx)).unwrap();
-    let (client_socket, mut server_socket) = socket_pair();
-    let mut client = Client::new(
-        client.config,
-        server_name("localhost", None).unwrap(),
-        client_socket,
-    );
-    let mut echo = TlsEcho::new(server.config).unwrap();
+    let (_dir, mut client, mut echo, mut server_socket) = localhost_session();
     let mut scratch = vec![0u8; 256 * 1024];
     let mut rng = Rng(3);
     let start = Instant::now();

@@ -218,7 +218,13 @@ pub struct ServeTls {
 
     /// With --tls: the ALPN protocols to offer, comma-separated, most preferred first (e.g.
     /// h2,http/1.1); the echo is the same whichever is chosen [default: none]
-    #[arg(long, value_name = "LIST", value_delimiter = ',', requires = "tls")]
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        requires = "tls",
+        value_parser = parse::alpn_protocol
+    )]
     pub alpn: Vec<String>,
 
     /// With --tls: drop a client whose handshake has not finished this long after it connected
@@ -273,7 +279,13 @@ pub struct ClientTls {
     pub key: Option<PathBuf>,
 
     /// With --tls: the ALPN protocols to offer, comma-separated (e.g. h2,http/1.1) [default: none]
-    #[arg(long, value_name = "LIST", value_delimiter = ',', requires = "tls")]
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        requires = "tls",
+        value_parser = parse::alpn_protocol
+    )]
     pub alpn: Vec<String>,
 }
 

@@ -53,6 +53,17 @@ pub fn fingerprint(text: &str) -> Result<[u8; 32], String> {
     Ok(bytes)
 }
 
+/// Parses one ALPN protocol name of `--alpn` (RFC 7301: 1 to 255 bytes, e.g. `h2`, `http/1.1`).
+pub fn alpn_protocol(text: &str) -> Result<String, String> {
+    match text.len() {
+        0 => Err("an ALPN protocol name cannot be empty: give names like h2,http/1.1".to_string()),
+        1..=255 => Ok(text.to_string()),
+        n => Err(format!(
+            "an ALPN protocol name is at most 255 bytes, not {n}: give names like h2,http/1.1"
+        )),
+    }
+}
+
 /// Parses a port number, 0-65535, with an error that names the value and the valid range. A
 /// word where a number belongs (`http`) is most likely a service name: the error says how to
 /// look its port up (`netecho ports --name http`).
@@ -159,6 +170,14 @@ pub(crate) fn rate(text: &str) -> Result<f64, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn alpn_names_are_one_to_255_bytes() {
+        assert_eq!(super::alpn_protocol("h2"), Ok("h2".to_string()));
+        assert!(super::alpn_protocol("").is_err());
+        assert!(super::alpn_protocol(&"x".repeat(255)).is_ok());
+        assert!(super::alpn_protocol(&"x".repeat(256)).is_err());
+    }
+
     #[test]
     fn fingerprints_in_every_spelling() {
         let hex = "0123456789abcdef".repeat(4);

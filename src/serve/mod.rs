@@ -15,6 +15,9 @@
 //! - [`certificate`]: with `--tls`, the TLS configuration every loop shares, built at start.
 //! - [`listen`]: what the loops need beyond the echo rules, once: binding, accepting a client
 //!   (non-blocking, TCP_NODELAY), watching for the stop signals.
+//! - [`notices`]: the notices the multiplexed loops say once per process (connection limit,
+//!   accept failures), for either backend.
+//! - [`timers`]: the clients' deadlines and the drain's quiet time, for either backend.
 //! - [`report`]: every line the server prints. It never makes a loop wait on stdout: lines that
 //!   stdout cannot take in time are dropped and counted.
 
@@ -24,7 +27,9 @@ mod guard;
 mod iterative;
 mod listen;
 mod multiplex;
+mod notices;
 mod report;
+mod timers;
 mod udp;
 
 use anyhow::Result;

@@ -16,7 +16,7 @@
 //! listen queue (said once per run). When accept fails (EMFILE, ENFILE...), the loop pauses
 //! accepting for [`ACCEPT_RETRY`] and tries again, so it neither spins nor stalls; the failure is
 //! said once per episode for the whole process, however many workers meet it. Idle timers of
-//! clients that left are compacted away ([`IdleTimers`]), so memory follows the live clients.
+//! clients that left are compacted away (`IdleTimers`, in `timers.rs`), so memory follows the live clients.
 //!
 //! On SIGINT/SIGTERM the loop closes its listener and closes every client with nothing in
 //! flight that has been quiet for [`DRAIN_QUIET`]; the others, in the middle of an exchange, are
@@ -43,14 +43,10 @@
 //! timers: a client's timer is due at its earliest deadline ([`Connection::deadline`]).
 
 use std::{
-    cmp::Reverse,
-    collections::{BinaryHeap, VecDeque},
+    collections::VecDeque,
     io,
     net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::Arc,
     thread,
     time::{Duration, Instant},
 };
@@ -68,12 +64,14 @@ use super::{
     certificate::ServerTls,
     connection::{Connection, Limits, PumpOutcome, SCRATCH_SIZE},
     listen::{ACCEPT_RETRY, accept, bind, bind_any, bind_error, local_addr, watch_signals},
+    notices::SharedNotices,
     report::{Leave, ReadView, Report, Served, Summary, UdpTotals},
+    timers::{DRAIN_QUIET, IdleTimers},
     udp::{self, UdpEcho},
 };
 use crate::{
     cli::ServeArgs,
-    error::{UsageError, describe},
+    error::UsageError,
     fd_limit::{self, default_max_connections},
 };
 
@@ -93,29 +91,8 @@ const SHARED_PORT_TRIES: usize = 16;
 /// Events taken from the poll per turn; more simply wait for the next turn.
 const EVENTS_PER_POLL: usize = 1024;
 
-/// While draining, a client with nothing in flight that has moved no byte for this long is done
-/// and is closed; one that moved a byte more recently may be in the middle of a transfer. Short
-/// next to `--drain-timeout`, long next to the gaps between the writes of a streaming client.
-const DRAIN_QUIET: Duration = Duration::from_millis(200);
-
 /// The open-file limit assumed when it cannot be read.
 const FALLBACK_FD_LIMIT: u64 = 1024;
-
-/// Idle timer entries, beyond twice the live clients, that may stay behind for clients that have
-/// left before the timers are compacted: spares a small server a compaction at every close.
-const TIMER_SLACK: usize = 64;
-
-/// Notices said once for the whole process, whichever worker meets the cause first.
-#[derive(Default)]
-struct SharedNotices {
-    /// The at-the-connection-limit notice was printed: it is said once per run.
-    limit_announced: AtomicBool,
-    /// An accept error was reported and no worker that met one has accepted since: the others'
-    /// failures belong to the same episode and are not said again. Only a worker that failed
-    /// ends the episode, by a success on its retry: another's success may just have taken the
-    /// last descriptor, and ending the episode then would say it twice.
-    accept_failing: AtomicBool,
-}
 
 /// Runs the multiplexed server until SIGINT or SIGTERM, prints the summary.
 pub(crate) fn run(args: &ServeArgs, addrs: &[SocketAddr], tls: Option<&ServerTls>) -> Result<()> {
@@ -610,12 +587,8 @@ impl<'a> EventLoop<'a> {
             if self.clients.len() as u64 >= self.max_clients {
                 // The rest wait in the listen queue; `listener_ready` stays set so they are
                 // taken as soon as a client leaves.
-                if !self.notices.limit_announced.swap(true, Ordering::Relaxed) {
-                    self.report.notice(format_args!(
-                        "at the connection limit, {} clients: new ones wait in the queue (said once)",
-                        self.clients.len()
-                    ));
-                }
+                self.notices
+                    .at_the_limit(self.clients.len(), &mut self.report);
                 return;
             }
             let Some(listener) = &self.listener else {
@@ -623,10 +596,7 @@ impl<'a> EventLoop<'a> {
             };
             match accept(listener, &mut self.report) {
                 Ok(Some((stream, peer))) => {
-                    if self.accept_failed_here {
-                        self.accept_failed_here = false;
-                        self.notices.accept_failing.store(false, Ordering::Relaxed);
-                    }
+                    self.notices.accept_worked(&mut self.accept_failed_here);
                     self.add(stream, peer);
                 }
                 Ok(None) => {
@@ -634,17 +604,11 @@ impl<'a> EventLoop<'a> {
                     return;
                 }
                 Err(err) => {
-                    self.accept_failed_here = true;
-                    if !self.notices.accept_failing.swap(true, Ordering::Relaxed) {
-                        self.report.notice(format_args!(
-                            "accept failed: {}; new clients wait, retrying every {} ms",
-                            describe(&err),
-                            ACCEPT_RETRY.as_millis()
-                        ));
-                        self.report.notice(format_args!(
-                            "connected clients are still served; said once until an accept works"
-                        ));
-                    }
+                    self.notices.accept_failed(
+                        &err,
+                        &mut self.accept_failed_here,
+                        &mut self.report,
+                    );
                     self.accept_paused_until = Some(Instant::now() + ACCEPT_RETRY);
                     return;
                 }
@@ -743,57 +707,6 @@ impl<'a> EventLoop<'a> {
     }
 }
 
-/// Client deadlines (idle, handshake), earliest first: one entry per client, checked against the
-/// client when it comes due ([`Connection::overdue`]) and pushed back to its next deadline if it
-/// moved meanwhile. A heap cannot drop the entry
-/// of a client that leaves, so entries of clients gone pile up until their deadline (an hour,
-/// with `--idle-timeout 1h`); [`IdleTimers::forget_left`] compacts them away once they outnumber
-/// the live clients, which keeps the heap O(live clients) at O(1) amortized cost per close.
-#[derive(Default)]
-struct IdleTimers {
-    /// (deadline, slab key, serial) of each client, and of clients gone not yet compacted.
-    heap: BinaryHeap<Reverse<(Instant, usize, u64)>>,
-}
-
-impl IdleTimers {
-    /// Sets a deadline for a client.
-    fn arm(&mut self, at: Instant, key: usize, serial: u64) {
-        self.heap.push(Reverse((at, key, serial)));
-    }
-
-    /// The earliest deadline, if any.
-    fn next_due(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, _, _))| *at)
-    }
-
-    /// Takes the earliest entry if it is due by `now`: the client's key and serial.
-    fn pop_due(&mut self, now: Instant) -> Option<(usize, u64)> {
-        let &Reverse((at, key, serial)) = self.heap.peek()?;
-        if at > now {
-            return None;
-        }
-        self.heap.pop();
-        Some((key, serial))
-    }
-
-    /// After a client left: when the entries exceed twice the `live` clients (plus
-    /// [`TIMER_SLACK`]), keeps only those `is_live` says belong to a client still here. A
-    /// compaction costs O(entries) and leaves about `live`, so at least half as many closes as
-    /// entries come before the next one: O(1) amortized per close.
-    fn forget_left(&mut self, live: usize, is_live: impl Fn(usize, u64) -> bool) {
-        if self.heap.len() > 2 * live + TIMER_SLACK {
-            self.heap
-                .retain(|&Reverse((_, key, serial))| is_live(key, serial));
-        }
-    }
-
-    /// Entries held, live or not.
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.heap.len()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -843,40 +756,5 @@ mod tests {
         assert_eq!(summary.clients, 9);
         assert_eq!(summary.echoed, 90);
         assert_eq!(failure.unwrap().to_string(), "poll failed");
-    }
-
-    #[test]
-    fn timers_of_clients_that_left_do_not_pile_up() {
-        // 60,000 clients connect and leave with an hour's idle timeout, ten live at a time: the
-        // heap stays within twice the live clients plus the slack, never one entry per client.
-        let mut timers = IdleTimers::default();
-        let in_an_hour = Instant::now() + Duration::from_secs(3600);
-        let mut live = VecDeque::new();
-        let mut most = 0;
-        for serial in 0..60_000u64 {
-            let key = (serial % 16) as usize;
-            timers.arm(in_an_hour, key, serial);
-            live.push_back(serial);
-            if live.len() > 10 {
-                live.pop_front();
-                timers.forget_left(live.len(), |_, s| live.contains(&s));
-            }
-            most = most.max(timers.len());
-        }
-        assert!(most <= 2 * 10 + TIMER_SLACK + 1, "{most} timer entries");
-    }
-
-    #[test]
-    fn due_timers_come_out_earliest_first() {
-        let mut timers = IdleTimers::default();
-        let now = Instant::now();
-        timers.arm(now + Duration::from_secs(2), 2, 2);
-        timers.arm(now, 0, 0);
-        timers.arm(now + Duration::from_secs(1), 1, 1);
-        assert_eq!(timers.next_due(), Some(now));
-        let later = now + Duration::from_secs(1);
-        assert_eq!(timers.pop_due(later), Some((0, 0)));
-        assert_eq!(timers.pop_due(later), Some((1, 1)));
-        assert_eq!(timers.pop_due(later), None);
     }
 }

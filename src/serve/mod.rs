@@ -31,6 +31,7 @@ mod notices;
 mod report;
 mod timers;
 mod udp;
+mod uring;
 
 use anyhow::Result;
 

@@ -28,9 +28,15 @@
 //! (a worker that fails says so at once, the others serve on, their totals make the summary and
 //! the exit status is 1). Each worker holds its own share of `--max-connections`, since the
 //! kernel hands each listener its own clients: so there may be no more workers than connections,
-//! and the first line after `listening on` gives the split. Only the loops of one process share
+//! and the lines after `listening on` give the split. Only the loops of one process share
 //! the port: a probe bind without SO_REUSEPORT first makes a second server fail with "address
 //! already in use" ([`bind_listeners`]).
+//!
+//! `--io` picks the kernel interface of every loop ([`choose_backend`]): this file's mio loop
+//! (epoll), or the io_uring loop of `uring/` ([`UringLoop`]), which serves plain TCP with the
+//! same rules, limits and lines; `--tls` and `--udp` run on epoll. The line after `multiplexing
+//! up to N clients` says which runs and why: `multiplexing on io_uring`, or `multiplexing on
+//! epoll (io_uring unavailable: REASON)`.
 //!
 //! With `--udp` the first loop also answers datagrams on the same port, as inetd does: the UDP
 //! socket is one more source of events, pumped like a client (with a budget, and a note that more
@@ -68,9 +74,10 @@ use super::{
     report::{Leave, ReadView, Report, Served, Summary, UdpTotals},
     timers::{DRAIN_QUIET, IdleTimers},
     udp::{self, UdpEcho},
+    uring::{self, UringLoop},
 };
 use crate::{
-    cli::ServeArgs,
+    cli::{IoBackend, ServeArgs},
     error::UsageError,
     fd_limit::{self, default_max_connections},
 };
@@ -113,22 +120,35 @@ pub(crate) fn run(args: &ServeArgs, addrs: &[SocketAddr], tls: Option<&ServerTls
     }
 
     // Every loop is ready, signal watch included, before the first line says so.
+    let backend = choose_backend(args)?;
     let notices = SharedNotices::default();
     let mut loops = Vec::with_capacity(workers);
     for (index, listener) in listeners.into_iter().enumerate() {
         let share = share_of(max_connections, workers, index);
-        let udp = udp_socket
-            .take()
-            .map(|socket| UdpEcho::new(socket, args.udp_rate));
-        loops.push(EventLoop::new(
-            listener,
-            udp,
-            share,
-            args,
-            report.for_another_loop(),
-            &notices,
-            tls.map(|tls| Arc::clone(&tls.setup.config)),
-        )?);
+        let worker = match backend {
+            Backend::Uring => Worker::Uring(Box::new(UringLoop::new(
+                listener,
+                share,
+                args,
+                report.for_another_loop(),
+                &notices,
+            )?)),
+            Backend::Epoll(_) => {
+                let udp = udp_socket
+                    .take()
+                    .map(|socket| UdpEcho::new(socket, args.udp_rate));
+                Worker::Epoll(Box::new(EventLoop::new(
+                    listener,
+                    udp,
+                    share,
+                    args,
+                    report.for_another_loop(),
+                    &notices,
+                    tls.map(|tls| Arc::clone(&tls.setup.config)),
+                )?))
+            }
+        };
+        loops.push(worker);
     }
 
     let served = if args.udp {
@@ -147,6 +167,7 @@ pub(crate) fn run(args: &ServeArgs, addrs: &[SocketAddr], tls: Option<&ServerTls
         )),
         Err(problem) => report.notice(format_args!("{problem}")),
     }
+    report.notice(format_args!("{}", backend.describe()));
     if workers > 1 {
         for line in split_in_words(max_connections, workers) {
             report.notice(format_args!("{line}"));
@@ -155,7 +176,7 @@ pub(crate) fn run(args: &ServeArgs, addrs: &[SocketAddr], tls: Option<&ServerTls
     report.flush();
 
     // One loop runs on this thread: exactly one event loop thread by default.
-    let (summary, failure) = match <[EventLoop; 1]>::try_from(loops) {
+    let (summary, failure) = match <[Worker; 1]>::try_from(loops) {
         Ok([only]) => total([Ok(serve_loop(only, 0))]),
         Err(loops) => thread::scope(|scope| {
             let handles: Vec<_> = loops
@@ -177,17 +198,93 @@ type WorkerOutcome = (Summary, Option<anyhow::Error>);
 /// Runs one loop to its end. A loop that fails says so at once and closes its clients, counted;
 /// the other workers go on serving (the kernel spreads new clients over the listeners still
 /// open) until the stop signal.
-fn serve_loop(mut event_loop: EventLoop<'_>, index: usize) -> WorkerOutcome {
-    match event_loop.run() {
-        Ok(()) => (event_loop.summary, None),
+fn serve_loop(worker: Worker<'_>, index: usize) -> WorkerOutcome {
+    let (result, summary) = match worker {
+        Worker::Epoll(mut event_loop) => {
+            let result = event_loop.run();
+            if result.is_err() {
+                event_loop.close_all();
+            }
+            (result, event_loop.summary)
+        }
+        Worker::Uring(mut ring_loop) => {
+            let result = ring_loop.run();
+            if result.is_err() {
+                ring_loop.close_all();
+            }
+            (result, ring_loop.summary)
+        }
+    };
+    match result {
+        Ok(()) => (summary, None),
         Err(err) => {
             crate::status!(
                 "netecho: worker {} stopped: {err:#}; the other workers go on",
                 index + 1
             );
-            event_loop.close_all();
-            (event_loop.summary, Some(err))
+            (summary, Some(err))
         }
+    }
+}
+
+/// One worker's loop, on either backend (boxed: they differ in size, and there is one each).
+enum Worker<'a> {
+    /// The mio loop of this file.
+    Epoll(Box<EventLoop<'a>>),
+    /// The io_uring loop ([`UringLoop`]).
+    Uring(Box<UringLoop<'a>>),
+}
+
+/// The backend the loops run on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Backend {
+    /// io_uring ([`UringLoop`]).
+    Uring,
+    /// epoll, with why not io_uring when it was not asked for by name.
+    Epoll(Option<String>),
+}
+
+impl Backend {
+    /// The line after `multiplexing up to N clients` that says which backend runs.
+    fn describe(&self) -> String {
+        match self {
+            Backend::Uring => "multiplexing on io_uring".to_string(),
+            Backend::Epoll(None) => "multiplexing on epoll".to_string(),
+            Backend::Epoll(Some(why)) => format!("multiplexing on epoll ({why})"),
+        }
+    }
+}
+
+/// Whether `--io auto` picks io_uring where the kernel allows it. Not yet: the io_uring loop
+/// serves plain TCP only (`--tls` and `--udp` run on epoll), so it is opt-in (`--io uring`)
+/// until it serves everything the epoll loop does.
+const AUTO_PICKS_URING: bool = false;
+
+/// Picks the backend from `--io`: io_uring when asked for (or, once [`AUTO_PICKS_URING`], by
+/// auto) and the probe passes, epoll otherwise, saying why. `--io uring` on a kernel that
+/// refuses it fails with the reason; with `--tls` or `--udp`, which only epoll serves, it runs
+/// on epoll and says so (the same command line then works whatever the backend).
+fn choose_backend(args: &ServeArgs) -> Result<Backend> {
+    let wanted = match args.io {
+        IoBackend::Epoll => return Ok(Backend::Epoll(None)),
+        IoBackend::Auto if !AUTO_PICKS_URING => {
+            return Ok(Backend::Epoll(Some(
+                "io_uring is opt-in: --io uring".to_string(),
+            )));
+        }
+        IoBackend::Auto => false,
+        IoBackend::Uring => true,
+    };
+    if args.tls.enabled {
+        return Ok(Backend::Epoll(Some("--tls runs on epoll".to_string())));
+    }
+    if args.udp {
+        return Ok(Backend::Epoll(Some("--udp runs on epoll".to_string())));
+    }
+    match uring::probe() {
+        Ok(_) => Ok(Backend::Uring),
+        Err(why) if wanted => bail!("--io uring: io_uring unavailable: {why}"),
+        Err(why) => Ok(Backend::Epoll(Some(format!("io_uring unavailable: {why}")))),
     }
 }
 

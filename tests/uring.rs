@@ -8,7 +8,7 @@ mod common;
 
 use std::{
     io::{BufRead, BufReader, ErrorKind, Read, Write},
-    net::{Shutdown, TcpStream},
+    net::Shutdown,
     process::{Command, Stdio},
     sync::Arc,
     thread,

@@ -233,3 +233,34 @@ fn a_client_that_never_reads_holds_a_bounded_share_of_the_buffers() {
     hog.read_exact(&mut echoed).unwrap();
     assert!(echoed == payload[..sent], "the hog's echo differs");
 }
+
+#[test]
+fn clients_that_never_read_do_not_starve_the_others_of_buffers() {
+    if !uring_available() {
+        return;
+    }
+    // More clients that never read than the loop has shared buffers (128): none of them may keep
+    // one, or the others would wait for buffers that never come back.
+    let server = Server::start_with(&mut serve("uring", &["-q"]));
+    let payload = pseudo_random(4 << 20, 3);
+    let hogs: Vec<_> = (0..160)
+        .map(|_| {
+            let mut hog = server.connect();
+            hog.set_nonblocking(true).unwrap();
+            let mut sent = 0;
+            while sent < payload.len() {
+                match hog.write(&payload[sent..]) {
+                    Ok(n) => sent += n,
+                    Err(err) if err.kind() == ErrorKind::WouldBlock => break,
+                    Err(err) => panic!("write failed: {err}"),
+                }
+            }
+            hog
+        })
+        .collect();
+    for seed in 0..10 {
+        let mut other = server.connect();
+        common::echo_checked(&mut other, &pseudo_random(100_000, 20 + seed));
+    }
+    drop(hogs);
+}

@@ -4,14 +4,16 @@
 //! One ring per loop, one `io_uring_enter` per turn (submit what the last turn queued, wait for
 //! a completion or the next deadline). Nothing is polled for readiness: the listener has a
 //! multishot accept, every client a multishot receive into one shared ring of provided buffers
-//! ([`ring`]), and each echo is a send of the very buffer the bytes arrived in, given back to the
-//! kernel when the send completes. An idle client holds no buffer.
+//! ([`ring`]). What a receive brings is copied out of its buffer, which goes back to the kernel
+//! at once, and sent from the client's own queue: a shared buffer is never held by a client that
+//! does not read (with 16 KiB copies at most, the cost is small next to the system calls
+//! saved). An idle client holds no buffer.
 //!
 //! The echo rules are the mio loop's, point for point:
 //!
-//! - Backpressure: a client holds at most [`QUEUED_BUFFERS`] buffers (their sends go one at a
-//!   time, in order). At that many its receive is cancelled, and armed again once the queue has
-//!   drained below it: a client that does not read stops being received from.
+//! - Backpressure: a client's sends go one at a time, in order; once [`HOLD_LIMIT`] bytes wait
+//!   to be echoed its receive is cancelled, and armed again once they have drained below half
+//!   of it: a client that does not read stops being received from, with bounded memory.
 //! - A receive that ends (no MORE flag: ENOBUFS when the buffers ran out, a completion queue
 //!   overflow, a cancel) is armed again when it may: at once, once buffers come back (ENOBUFS),
 //!   or once the queue drains (backpressure).
@@ -64,10 +66,15 @@ use crate::{cli::ServeArgs, error::describe};
 pub(crate) use probe::probe;
 use ring::{BUFFER_SIZE, Completion, Ring};
 
-/// Buffers one client may hold queued for sending before its receive is cancelled: 64 KiB. The
-/// epoll loop holds at most its 256 KiB scratch buffer; a smaller bound here, because the
-/// buffers are shared by every client of the loop.
-const QUEUED_BUFFERS: usize = 4;
+/// Bytes a client may have received and not yet echoed before its receive is cancelled (it is
+/// armed again below half of it). A multishot receive may still complete up to 32 times in the
+/// turn the cancel goes out (the kernel's MULTISHOT_MAX_RETRY), so a client that does not read
+/// holds at most this plus 32 buffers (576 KiB), in memory of its own.
+const HOLD_LIMIT: u64 = 64 * 1024;
+
+/// The most bytes one send carries: received chunks are joined up to this while a send is in
+/// flight, so bulk data goes out in few sends.
+const SEND_CHUNK: usize = 64 * 1024;
 
 /// Submission queue entries per ring (completions: four times as many). More than one turn of
 /// 100 clients' sends and re-arms; what does not fit waits in the ring's backlog.
@@ -119,11 +126,13 @@ struct Client {
     peer: SocketAddr,
     /// Tells it apart from a later client under the same key, in completions that outlive it.
     serial: u64,
-    /// Received buffers not yet echoed, in order: (buffer, bytes sent of it, bytes in it). The
-    /// first is being sent when `sending`.
-    queue: VecDeque<(u16, usize, usize)>,
-    /// A send of the first queued buffer is in the ring.
-    sending: bool,
+    /// Received bytes waiting for the send in flight to finish, in order, in chunks of at most
+    /// [`SEND_CHUNK`]; empty (no allocation) when nothing waits.
+    queue: VecDeque<Vec<u8>>,
+    /// The id of its send in the ring, if one is in flight.
+    send_id: Option<u32>,
+    /// How far into the bytes of that send it started (after a short send).
+    send_offset: usize,
     /// Its multishot receive is in the ring (until its last completion).
     receiving: bool,
     /// Its receive was cancelled for backpressure and has not ended yet.
@@ -311,7 +320,10 @@ impl<'a> UringLoop<'a> {
                 false
             }
             op if op == Op::Recv as u64 => self.received(completion, tag, key),
-            op if op == Op::Send as u64 => self.sent(completion, tag as u16, key),
+            op if op == Op::Send as u64 => {
+                self.sent(completion, tag as u32, key);
+                false
+            }
             op if op == Op::Signal as u64 => {
                 // Empty the pipe; the signal is the stop, whichever it was.
                 let mut bytes = [0u8; 64];
@@ -438,7 +450,8 @@ impl<'a> UringLoop<'a> {
             peer,
             serial,
             queue: VecDeque::new(),
-            sending: false,
+            send_id: None,
+            send_offset: 0,
             receiving: true,
             recv_cancelled: false,
             starved: false,
@@ -489,50 +502,51 @@ impl<'a> UringLoop<'a> {
         } else if completion.result == 0 {
             client.eof = true;
             client.last_progress = Instant::now();
-            self.ring.recycle(buffer);
         } else if let Some(bid) = buffer {
             let len = (completion.result as usize).min(BUFFER_SIZE);
+            let bytes = self.ring.bytes(bid, len);
             client.received += len as u64;
             client.last_progress = Instant::now();
-            client.queue.push_back((bid, 0, len));
-            let peer = client.peer;
-            self.report.received(peer, self.ring.bytes(bid, len));
+            self.report.received(client.peer, bytes);
+            match client.queue.back_mut() {
+                Some(last) if last.len() + len <= SEND_CHUNK => last.extend_from_slice(bytes),
+                _ => client.queue.push_back(bytes.to_vec()),
+            }
         }
+        // Copied out: the buffer goes back at once.
+        self.ring.recycle(buffer);
         self.next_step(key);
-        false
+        buffer.is_some()
     }
 
-    /// A send completion; true if its buffer went back to the kernel.
-    fn sent(&mut self, completion: &Completion, bid: u16, key: usize) -> bool {
-        self.ring.sent(bid);
+    /// A send completion: the rest of a short send goes again, or the next chunk.
+    fn sent(&mut self, completion: &Completion, id: u32, key: usize) {
+        let data = self.ring.sent(id);
         let Some(client) = self
             .clients
             .get_mut(key)
-            .filter(|client| client.sending && client.queue.front().map(|q| q.0) == Some(bid))
+            .filter(|client| client.send_id == Some(id))
         else {
-            // A client that has left: the buffer its send held goes back.
-            self.ring.recycle([bid]);
-            return true;
+            return; // a client that has left: its bytes are dropped with `data`
         };
-        client.sending = false;
+        client.send_id = None;
         if let Some(err) = completion.error() {
             self.close(key, Leave::Error(err));
-            return true;
+            return;
         }
         let written = completion.result as usize;
         client.echoed += written as u64;
         client.last_progress = Instant::now();
-        let mut recycled = false;
-        if let Some(front) = client.queue.front_mut() {
-            front.1 += written;
-            if front.1 >= front.2 {
-                client.queue.pop_front();
-                self.ring.recycle([bid]);
-                recycled = true;
+        if let Some(data) = data {
+            let offset = client.send_offset + written;
+            if offset < data.len() {
+                client.queue.push_front(data);
+                client.send_offset = offset;
+            } else {
+                client.send_offset = 0;
             }
         }
         self.next_step(key);
-        recycled
     }
 
     /// After a completion for a client: sends the next queued buffer, cancels or re-arms its
@@ -541,32 +555,33 @@ impl<'a> UringLoop<'a> {
         let Some(client) = self.clients.get_mut(key) else {
             return;
         };
-        if !client.sending
-            && let Some(&(bid, sent, len)) = client.queue.front()
+        if client.send_id.is_none()
+            && let Some(data) = client.queue.pop_front()
         {
-            let fd = client.socket.as_raw_fd();
-            if self.ring.send(
-                fd,
-                bid,
-                sent,
-                len - sent,
-                user_data(Op::Send, bid.into(), key),
-            ) {
-                client.sending = true;
+            let mut sent_id = None;
+            self.ring
+                .send(client.socket.as_raw_fd(), data, client.send_offset, |id| {
+                    sent_id = Some(id);
+                    user_data(Op::Send, id.into(), key)
+                });
+            client.send_id = sent_id;
+            if client.queue.is_empty() {
+                // Give the queue's memory back: an idle client holds nothing.
+                client.queue = VecDeque::new();
             }
         }
         if client.eof {
-            if client.queue.is_empty() && !client.sending {
+            if client.queue.is_empty() && client.send_id.is_none() {
                 self.close(key, Leave::Closed);
             }
             return;
         }
-        let backlogged = client.queue.len() >= QUEUED_BUFFERS;
-        if backlogged && client.receiving && !client.recv_cancelled {
+        let held = client.received - client.echoed;
+        if held >= HOLD_LIMIT && client.receiving && !client.recv_cancelled {
             client.recv_cancelled = true;
             let target = user_data(Op::Recv, client.serial, key);
             self.ring.cancel(target, user_data(Op::Quiet, 0, 0));
-        } else if !backlogged && !client.receiving && !client.starved {
+        } else if held < HOLD_LIMIT / 2 && !client.receiving && !client.starved {
             client.receiving = true;
             client.recv_cancelled = false;
             let target = user_data(Op::Recv, client.serial, key);
@@ -603,15 +618,12 @@ impl<'a> UringLoop<'a> {
         }
     }
 
-    /// Closes a client, counts it and reports why. Its queued buffers go back to the kernel but
-    /// the one a send holds, which goes back when that send completes.
+    /// Closes a client, counts it and reports why. The bytes of a send in flight stay with the
+    /// ring until its (cancelled) completion.
     fn close(&mut self, key: usize, why: Leave) {
         let Some(client) = self.clients.try_remove(key) else {
             return;
         };
-        let skip = usize::from(client.sending);
-        self.ring
-            .recycle(client.queue.iter().skip(skip).map(|&(bid, _, _)| bid));
         self.ring
             .cancel_and_close(client.socket.into(), user_data(Op::Quiet, 0, 0));
         self.summary.clients += 1;
@@ -622,9 +634,6 @@ impl<'a> UringLoop<'a> {
         self.timers.forget_left(clients.len(), |key, serial| {
             clients.get(key).is_some_and(|c| c.serial == serial)
         });
-        if skip < client.queue.len() {
-            self.feed_starved();
-        }
     }
 
     /// Stops accepting (the listener closes once its accept is cancelled) and closes the
@@ -649,7 +658,7 @@ impl<'a> UringLoop<'a> {
             .iter()
             .filter(|(_, c)| {
                 c.queue.is_empty()
-                    && !c.sending
+                    && c.send_id.is_none()
                     && now.saturating_duration_since(c.last_progress) >= DRAIN_QUIET
             })
             .map(|(key, _)| key)

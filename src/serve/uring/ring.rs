@@ -12,15 +12,17 @@
 //! (tokio-uring, monoio, compio) bring their own executor, which this loop does not want. So the
 //! invariants live here, small enough to read in one go:
 //!
-//! - Every buffer is in one of three hands ([`Owner`]): the kernel's (in the ring, it may write
-//!   it at any time), ours (a receive completion handed it over), or a send's (the kernel reads
-//!   it until that send completes). Only ours may go back to the kernel; only ours and a send's
-//!   may be read. The state is checked at every transition, so a second recycle or a read of a
-//!   buffer the kernel owns is refused instead of racing.
-//! - The memory of the buffers and of the ring they are provided through outlives every
-//!   operation: [`Ring`] cancels everything and waits for the last completion before it frees
-//!   them, and leaks them rather than free memory the kernel may still touch.
-//! - Submissions carry no pointer but into those buffers (sends), so pushing one is sound.
+//! - Every provided buffer is in one of two hands ([`Owner`]): the kernel's (in the ring, it may
+//!   write it at any time) or ours (a receive completion handed it over). Only ours may be read
+//!   or given back, and the state is checked at every transition, so a second recycle or a read
+//!   of a buffer the kernel owns is refused instead of racing. The loop copies what it received
+//!   and gives the buffer back at once: a client that does not read never pins a shared buffer.
+//! - A send reads memory the ring owns for as long as it lives: [`Ring::send`] takes the bytes
+//!   (a `Vec`, never touched until the completion hands it back with [`Ring::sent`]).
+//! - The memory of the buffers, of the ring they are provided through and of the sends outlives
+//!   every operation: [`Ring`] cancels everything and waits for the last completion before it
+//!   frees them, and leaks them rather than free memory the kernel may still touch.
+//! - Submissions carry no pointer but to those sends' bytes, so pushing one is sound.
 
 use std::{
     alloc::{self, Layout},
@@ -93,8 +95,6 @@ enum Owner {
     Kernel,
     /// Handed to us by a receive completion.
     Loop,
-    /// Being sent: the kernel reads it until the send completes.
-    Send,
 }
 
 /// The provided buffers of one loop and the ring that provides them.
@@ -191,10 +191,10 @@ impl ProvidedBuffers {
         tail.store(self.tail, Ordering::Release);
     }
 
-    /// The first `len` bytes of a buffer that is ours or being sent.
+    /// The first `len` bytes of a buffer that is ours.
     fn bytes(&self, bid: u16, len: usize) -> &[u8] {
         match self.owner.get(usize::from(bid)) {
-            Some(Owner::Loop | Owner::Send) => {
+            Some(Owner::Loop) => {
                 // SAFETY: bid < count and len is capped at BUFFER_SIZE, so the slice lies in
                 // `memory`; the kernel does not write a buffer that is not in the ring, and
                 // it is not (its owner says so) until `provide`, which needs `&mut self`.
@@ -238,6 +238,9 @@ pub(crate) struct Ring {
     buffers: Option<ProvidedBuffers>,
     /// Submissions that did not fit in the submission queue, in order, for the next turn.
     backlog: VecDeque<squeue::Entry>,
+    /// The bytes of the sends in flight, by the id in their user data; `None` only while
+    /// dropping.
+    sends: Option<slab::Slab<Vec<u8>>>,
     /// Operations submitted whose last completion has not come yet.
     in_flight: usize,
     /// How completions are run.
@@ -292,6 +295,7 @@ impl Ring {
             uring,
             buffers: Some(provided),
             backlog: VecDeque::new(),
+            sends: Some(slab::Slab::new()),
             in_flight: 0,
             task_run,
         };
@@ -320,7 +324,8 @@ impl Ring {
     fn push(&mut self, entry: squeue::Entry) {
         if self.backlog.is_empty() {
             // SAFETY: every entry built in this module points at no memory, or (sends) into a
-            // buffer owned by a send, which stays allocated until its completion (Drop).
+            // Vec in `sends`, which stays there, untouched, until its completion (Drop waits
+            // for it or leaks).
             if unsafe { self.uring.submission().push(&entry) }.is_ok() {
                 self.in_flight += 1;
                 return;
@@ -366,42 +371,36 @@ impl Ring {
         self.push(entry);
     }
 
-    /// Sends `len` bytes of buffer `bid` from `offset` on `socket`. The buffer must be ours; it
-    /// is the send's until [`Ring::sent`]. False (nothing submitted) if it is not ours.
+    /// Sends `data` from `offset` on `socket`: the ring holds the bytes until the completion,
+    /// whose user data `user_data` makes from the send's id (see [`Ring::sent`]).
     pub(crate) fn send(
         &mut self,
         socket: RawFd,
-        bid: u16,
+        data: Vec<u8>,
         offset: usize,
-        len: usize,
-        user_data: u64,
-    ) -> bool {
-        let Some(provided) = &mut self.buffers else {
-            return false;
+        user_data: impl FnOnce(u32) -> u64,
+    ) {
+        let Some(sends) = &mut self.sends else {
+            return;
         };
-        let index = usize::from(bid);
-        if provided.owner.get(index) != Some(&Owner::Loop) || offset + len > BUFFER_SIZE {
-            return false;
-        }
-        provided.owner[index] = Owner::Send;
-        // SAFETY: bid < count and offset + len <= BUFFER_SIZE, so the range lies in `memory`.
-        let addr = unsafe { provided.memory.as_ptr().add(index * BUFFER_SIZE + offset) };
-        let entry = opcode::Send::new(types::Fd(socket), addr, len as u32)
+        let offset = offset.min(data.len());
+        let len = u32::try_from(data.len() - offset).unwrap_or(u32::MAX);
+        let entry = sends.vacant_entry();
+        let id = entry.key() as u32;
+        // The pointer stays valid while the Vec sits in the slab: a Vec's heap buffer does not
+        // move when the Vec itself does, and nothing touches it until `sent` takes it out.
+        let addr = data[offset..].as_ptr();
+        entry.insert(data);
+        let entry = opcode::Send::new(types::Fd(socket), addr, len)
             .flags(libc::MSG_NOSIGNAL)
             .build()
-            .user_data(user_data);
+            .user_data(user_data(id));
         self.push(entry);
-        true
     }
 
-    /// A send of buffer `bid` completed: the buffer is ours again.
-    pub(crate) fn sent(&mut self, bid: u16) {
-        if let Some(provided) = &mut self.buffers
-            && let Some(owner) = provided.owner.get_mut(usize::from(bid))
-            && *owner == Owner::Send
-        {
-            *owner = Owner::Loop;
-        }
+    /// A send completed: its bytes, back from the ring.
+    pub(crate) fn sent(&mut self, id: u32) -> Option<Vec<u8>> {
+        self.sends.as_mut()?.try_remove(id as usize)
     }
 
     /// A receive completion handed buffer `bid` over: it is ours.
@@ -521,6 +520,7 @@ impl Drop for Ring {
         }
         if self.in_flight > 0 {
             std::mem::forget(self.buffers.take());
+            std::mem::forget(self.sends.take());
         }
     }
 }

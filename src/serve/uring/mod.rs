@@ -71,7 +71,7 @@ use ring::{BUFFER_SIZE, Completion, Ring};
 /// multishot receive may still complete up to 32 times in the turn the cancel goes out (the
 /// kernel's MULTISHOT_MAX_RETRY), so a client that does not read holds at most this plus 32
 /// buffers (768 KiB), in memory of its own. At 64 KiB, bulk echo paid a cancel and a re-arm per
-/// 64 KiB and ran at 0.77× the epoll loop; at 256 KiB, 1.1×.
+/// 64 KiB and ran at 0.88× the epoll loop; at 256 KiB, 1.1×.
 const HOLD_LIMIT: u64 = 256 * 1024;
 
 /// The most bytes one send carries: received chunks are joined up to this while a send is in

@@ -838,6 +838,39 @@ mod tests {
     }
 
     #[test]
+    fn the_backend_line_fits_and_auto_stays_on_epoll_for_now() {
+        use clap::Parser;
+        let args = |line: &str| match crate::cli::Cli::try_parse_from(
+            ["netecho", "serve", "--multiplex"]
+                .into_iter()
+                .chain(line.split_whitespace()),
+        )
+        .unwrap()
+        .command
+        {
+            crate::cli::Command::Serve(args) => args,
+            _ => unreachable!("a serve command line"),
+        };
+        assert_eq!(
+            choose_backend(&args("--io epoll")).unwrap(),
+            Backend::Epoll(None)
+        );
+        assert_eq!(
+            choose_backend(&args("--io auto")).unwrap(),
+            Backend::Epoll(Some("io_uring is opt-in: --io uring".to_string()))
+        );
+        for why in ["--tls", "--udp"] {
+            let backend = choose_backend(&args(&format!("--io uring {why}"))).unwrap();
+            assert_eq!(
+                backend,
+                Backend::Epoll(Some(format!("{why} runs on epoll")))
+            );
+        }
+        let longest = Backend::Epoll(Some(format!("io_uring unavailable: {}", "x".repeat(34))));
+        assert!(longest.describe().len() <= crate::serve::report::LINE_WIDTH);
+    }
+
+    #[test]
     fn a_failed_worker_keeps_the_others_totals() {
         let served = |clients| Summary {
             clients,

@@ -512,7 +512,7 @@ _netecho() {
             return 0
             ;;
         netecho__subcmd__serve)
-            opts="-p -q -h --host --port --quiet --preview --hex --idle-timeout --multiplex --max-connections --drain-timeout --workers --udp --udp-rate --tls --cert --key --client-ca --alpn --handshake-timeout --help"
+            opts="-p -q -h --host --port --quiet --preview --hex --idle-timeout --multiplex --max-connections --drain-timeout --workers --io --udp --udp-rate --tls --cert --key --client-ca --alpn --handshake-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -551,6 +551,10 @@ _netecho() {
                     ;;
                 --workers)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --io)
+                    COMPREPLY=($(compgen -W "auto uring epoll" -- "${cur}"))
                     return 0
                     ;;
                 --udp-rate)

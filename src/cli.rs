@@ -176,6 +176,19 @@ pub struct ServeArgs {
     )]
     pub workers: u16,
 
+    /// With --multiplex: the kernel interface the event loop runs on. auto: epoll for now
+    /// (io_uring is opt-in until it serves --tls and --udp too); uring: io_uring, or exit 1 with
+    /// the reason if the kernel refuses it; epoll: epoll. Ignored without --multiplex. The line
+    /// after 'listening on' says which runs
+    #[arg(
+        long,
+        value_enum,
+        value_name = "BACKEND",
+        default_value_t = IoBackend::Auto,
+        env = "NETECHO_IO"
+    )]
+    pub io: IoBackend,
+
     /// Serve UDP echo (RFC 862): each datagram back to its sender. With --multiplex: TCP and UDP
     /// on the same port; without: UDP only
     #[arg(long)]
@@ -188,6 +201,17 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub tls: ServeTls,
+}
+
+/// The kernel interface of `serve --multiplex`'s event loop (`--io`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IoBackend {
+    /// The best the kernel allows; falls back to epoll, saying why
+    Auto,
+    /// io_uring (multishot accept and receive, provided buffers); fails if unavailable
+    Uring,
+    /// epoll readiness, one receive and one send per message
+    Epoll,
 }
 
 /// The default `serve --handshake-timeout`.

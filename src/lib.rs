@@ -8,7 +8,9 @@
 //! **The commands**, one module each, dispatched by [`run`]:
 //!
 //! - `serve`: the echo server, TCP and UDP. `serve/iterative.rs` serves one client at a time,
-//!   `serve/multiplex.rs` all of them at once from an event loop (`--multiplex`);
+//!   `serve/multiplex.rs` all of them at once from an event loop (`--multiplex`), on epoll or,
+//!   with `--io uring`, on the io_uring loop of `serve/uring/` (the crate's only `unsafe`, in
+//!   `serve/uring/ring.rs`); `serve/notices.rs` and `serve/timers.rs` are what both loops share;
 //!   `serve/connection.rs` holds the echo rules (bounded buffer, half-close, errors),
 //!   `serve/listen.rs` binding, accepting and the stop signals, and `serve/report.rs` the lines
 //!   the server prints. `serve/udp.rs` is the UDP echo (`--udp`, RFC 862), and

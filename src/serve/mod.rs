@@ -7,6 +7,8 @@
 //! - [`iterative`]: one client at a time, the classic echo server.
 //! - [`multiplex`]: every client at once from one event loop per thread (`--multiplex`), as
 //!   many as the open-file limit allows ([`fd_limit`](crate::fd_limit)).
+//! - [`uring`]: the same event loop on io_uring (`--multiplex --io uring`), plain TCP; chosen
+//!   and started by [`multiplex`], which imports it.
 //! - [`udp`]: UDP echo (`--udp`), with the reflection [`guard`]; alone, or inside the
 //!   multiplexed loop beside TCP on the same port.
 //!
@@ -15,6 +17,9 @@
 //! - [`certificate`]: with `--tls`, the TLS configuration every loop shares, built at start.
 //! - [`listen`]: what the loops need beyond the echo rules, once: binding, accepting a client
 //!   (non-blocking, TCP_NODELAY), watching for the stop signals.
+//! - [`notices`]: the notices the multiplexed loops say once per process (connection limit,
+//!   accept failures), for either backend.
+//! - [`timers`]: the clients' deadlines and the drain's quiet time, for either backend.
 //! - [`report`]: every line the server prints. It never makes a loop wait on stdout: lines that
 //!   stdout cannot take in time are dropped and counted.
 
@@ -24,8 +29,11 @@ mod guard;
 mod iterative;
 mod listen;
 mod multiplex;
+mod notices;
 mod report;
+mod timers;
 mod udp;
+mod uring;
 
 use anyhow::Result;
 

@@ -16,7 +16,7 @@
 //! listen queue (said once per run). When accept fails (EMFILE, ENFILE...), the loop pauses
 //! accepting for [`ACCEPT_RETRY`] and tries again, so it neither spins nor stalls; the failure is
 //! said once per episode for the whole process, however many workers meet it. Idle timers of
-//! clients that left are compacted away ([`IdleTimers`]), so memory follows the live clients.
+//! clients that left are compacted away (`IdleTimers`, in `timers.rs`), so memory follows the live clients.
 //!
 //! On SIGINT/SIGTERM the loop closes its listener and closes every client with nothing in
 //! flight that has been quiet for [`DRAIN_QUIET`]; the others, in the middle of an exchange, are
@@ -28,9 +28,15 @@
 //! (a worker that fails says so at once, the others serve on, their totals make the summary and
 //! the exit status is 1). Each worker holds its own share of `--max-connections`, since the
 //! kernel hands each listener its own clients: so there may be no more workers than connections,
-//! and the first line after `listening on` gives the split. Only the loops of one process share
+//! and the lines after `listening on` give the split. Only the loops of one process share
 //! the port: a probe bind without SO_REUSEPORT first makes a second server fail with "address
 //! already in use" ([`bind_listeners`]).
+//!
+//! `--io` picks the kernel interface of every loop ([`choose_backend`]): this file's mio loop
+//! (epoll), or the io_uring loop of `uring/` ([`UringLoop`]), which serves plain TCP with the
+//! same rules, limits and lines; `--tls` and `--udp` run on epoll. The line after `multiplexing
+//! up to N clients` says which runs and why: `multiplexing on io_uring`, or `multiplexing on
+//! epoll (io_uring unavailable: REASON)`.
 //!
 //! With `--udp` the first loop also answers datagrams on the same port, as inetd does: the UDP
 //! socket is one more source of events, pumped like a client (with a budget, and a note that more
@@ -43,14 +49,10 @@
 //! timers: a client's timer is due at its earliest deadline ([`Connection::deadline`]).
 
 use std::{
-    cmp::Reverse,
-    collections::{BinaryHeap, VecDeque},
+    collections::VecDeque,
     io,
     net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::Arc,
     thread,
     time::{Duration, Instant},
 };
@@ -68,12 +70,15 @@ use super::{
     certificate::ServerTls,
     connection::{Connection, Limits, PumpOutcome, SCRATCH_SIZE},
     listen::{ACCEPT_RETRY, accept, bind, bind_any, bind_error, local_addr, watch_signals},
+    notices::SharedNotices,
     report::{Leave, ReadView, Report, Served, Summary, UdpTotals},
+    timers::{DRAIN_QUIET, IdleTimers},
     udp::{self, UdpEcho},
+    uring::{self, UringLoop},
 };
 use crate::{
-    cli::ServeArgs,
-    error::{UsageError, describe},
+    cli::{IoBackend, ServeArgs},
+    error::UsageError,
     fd_limit::{self, default_max_connections},
 };
 
@@ -93,29 +98,8 @@ const SHARED_PORT_TRIES: usize = 16;
 /// Events taken from the poll per turn; more simply wait for the next turn.
 const EVENTS_PER_POLL: usize = 1024;
 
-/// While draining, a client with nothing in flight that has moved no byte for this long is done
-/// and is closed; one that moved a byte more recently may be in the middle of a transfer. Short
-/// next to `--drain-timeout`, long next to the gaps between the writes of a streaming client.
-const DRAIN_QUIET: Duration = Duration::from_millis(200);
-
 /// The open-file limit assumed when it cannot be read.
 const FALLBACK_FD_LIMIT: u64 = 1024;
-
-/// Idle timer entries, beyond twice the live clients, that may stay behind for clients that have
-/// left before the timers are compacted: spares a small server a compaction at every close.
-const TIMER_SLACK: usize = 64;
-
-/// Notices said once for the whole process, whichever worker meets the cause first.
-#[derive(Default)]
-struct SharedNotices {
-    /// The at-the-connection-limit notice was printed: it is said once per run.
-    limit_announced: AtomicBool,
-    /// An accept error was reported and no worker that met one has accepted since: the others'
-    /// failures belong to the same episode and are not said again. Only a worker that failed
-    /// ends the episode, by a success on its retry: another's success may just have taken the
-    /// last descriptor, and ending the episode then would say it twice.
-    accept_failing: AtomicBool,
-}
 
 /// Runs the multiplexed server until SIGINT or SIGTERM, prints the summary.
 pub(crate) fn run(args: &ServeArgs, addrs: &[SocketAddr], tls: Option<&ServerTls>) -> Result<()> {
@@ -136,22 +120,35 @@ pub(crate) fn run(args: &ServeArgs, addrs: &[SocketAddr], tls: Option<&ServerTls
     }
 
     // Every loop is ready, signal watch included, before the first line says so.
+    let backend = choose_backend(args)?;
     let notices = SharedNotices::default();
     let mut loops = Vec::with_capacity(workers);
     for (index, listener) in listeners.into_iter().enumerate() {
         let share = share_of(max_connections, workers, index);
-        let udp = udp_socket
-            .take()
-            .map(|socket| UdpEcho::new(socket, args.udp_rate));
-        loops.push(EventLoop::new(
-            listener,
-            udp,
-            share,
-            args,
-            report.for_another_loop(),
-            &notices,
-            tls.map(|tls| Arc::clone(&tls.setup.config)),
-        )?);
+        let worker = match backend {
+            Backend::Uring => Worker::Uring(Box::new(UringLoop::new(
+                listener,
+                share,
+                args,
+                report.for_another_loop(),
+                &notices,
+            )?)),
+            Backend::Epoll(_) => {
+                let udp = udp_socket
+                    .take()
+                    .map(|socket| UdpEcho::new(socket, args.udp_rate));
+                Worker::Epoll(Box::new(EventLoop::new(
+                    listener,
+                    udp,
+                    share,
+                    args,
+                    report.for_another_loop(),
+                    &notices,
+                    tls.map(|tls| Arc::clone(&tls.setup.config)),
+                )?))
+            }
+        };
+        loops.push(worker);
     }
 
     let served = if args.udp {
@@ -170,6 +167,7 @@ pub(crate) fn run(args: &ServeArgs, addrs: &[SocketAddr], tls: Option<&ServerTls
         )),
         Err(problem) => report.notice(format_args!("{problem}")),
     }
+    report.notice(format_args!("{}", backend.describe()));
     if workers > 1 {
         for line in split_in_words(max_connections, workers) {
             report.notice(format_args!("{line}"));
@@ -178,7 +176,7 @@ pub(crate) fn run(args: &ServeArgs, addrs: &[SocketAddr], tls: Option<&ServerTls
     report.flush();
 
     // One loop runs on this thread: exactly one event loop thread by default.
-    let (summary, failure) = match <[EventLoop; 1]>::try_from(loops) {
+    let (summary, failure) = match <[Worker; 1]>::try_from(loops) {
         Ok([only]) => total([Ok(serve_loop(only, 0))]),
         Err(loops) => thread::scope(|scope| {
             let handles: Vec<_> = loops
@@ -200,17 +198,93 @@ type WorkerOutcome = (Summary, Option<anyhow::Error>);
 /// Runs one loop to its end. A loop that fails says so at once and closes its clients, counted;
 /// the other workers go on serving (the kernel spreads new clients over the listeners still
 /// open) until the stop signal.
-fn serve_loop(mut event_loop: EventLoop<'_>, index: usize) -> WorkerOutcome {
-    match event_loop.run() {
-        Ok(()) => (event_loop.summary, None),
+fn serve_loop(worker: Worker<'_>, index: usize) -> WorkerOutcome {
+    let (result, summary) = match worker {
+        Worker::Epoll(mut event_loop) => {
+            let result = event_loop.run();
+            if result.is_err() {
+                event_loop.close_all();
+            }
+            (result, event_loop.summary)
+        }
+        Worker::Uring(mut ring_loop) => {
+            let result = ring_loop.run();
+            if result.is_err() {
+                ring_loop.close_all();
+            }
+            (result, ring_loop.summary)
+        }
+    };
+    match result {
+        Ok(()) => (summary, None),
         Err(err) => {
             crate::status!(
                 "netecho: worker {} stopped: {err:#}; the other workers go on",
                 index + 1
             );
-            event_loop.close_all();
-            (event_loop.summary, Some(err))
+            (summary, Some(err))
         }
+    }
+}
+
+/// One worker's loop, on either backend (boxed: they differ in size, and there is one each).
+enum Worker<'a> {
+    /// The mio loop of this file.
+    Epoll(Box<EventLoop<'a>>),
+    /// The io_uring loop ([`UringLoop`]).
+    Uring(Box<UringLoop<'a>>),
+}
+
+/// The backend the loops run on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Backend {
+    /// io_uring ([`UringLoop`]).
+    Uring,
+    /// epoll, with why not io_uring when it was not asked for by name.
+    Epoll(Option<String>),
+}
+
+impl Backend {
+    /// The line after `multiplexing up to N clients` that says which backend runs.
+    fn describe(&self) -> String {
+        match self {
+            Backend::Uring => "multiplexing on io_uring".to_string(),
+            Backend::Epoll(None) => "multiplexing on epoll".to_string(),
+            Backend::Epoll(Some(why)) => format!("multiplexing on epoll ({why})"),
+        }
+    }
+}
+
+/// Whether `--io auto` picks io_uring where the kernel allows it. Not yet: the io_uring loop
+/// serves plain TCP only (`--tls` and `--udp` run on epoll), so it is opt-in (`--io uring`)
+/// until it serves everything the epoll loop does.
+const AUTO_PICKS_URING: bool = false;
+
+/// Picks the backend from `--io`: io_uring when asked for (or, once [`AUTO_PICKS_URING`], by
+/// auto) and the probe passes, epoll otherwise, saying why. `--io uring` on a kernel that
+/// refuses it fails with the reason; with `--tls` or `--udp`, which only epoll serves, it runs
+/// on epoll and says so (the same command line then works whatever the backend).
+fn choose_backend(args: &ServeArgs) -> Result<Backend> {
+    let wanted = match args.io {
+        IoBackend::Epoll => return Ok(Backend::Epoll(None)),
+        IoBackend::Auto if !AUTO_PICKS_URING => {
+            return Ok(Backend::Epoll(Some(
+                "io_uring is opt-in: --io uring".to_string(),
+            )));
+        }
+        IoBackend::Auto => false,
+        IoBackend::Uring => true,
+    };
+    if args.tls.enabled {
+        return Ok(Backend::Epoll(Some("--tls runs on epoll".to_string())));
+    }
+    if args.udp {
+        return Ok(Backend::Epoll(Some("--udp runs on epoll".to_string())));
+    }
+    match uring::probe() {
+        Ok(_) => Ok(Backend::Uring),
+        Err(why) if wanted => bail!("--io uring: io_uring unavailable: {why}"),
+        Err(why) => Ok(Backend::Epoll(Some(format!("io_uring unavailable: {why}")))),
     }
 }
 
@@ -610,12 +684,8 @@ impl<'a> EventLoop<'a> {
             if self.clients.len() as u64 >= self.max_clients {
                 // The rest wait in the listen queue; `listener_ready` stays set so they are
                 // taken as soon as a client leaves.
-                if !self.notices.limit_announced.swap(true, Ordering::Relaxed) {
-                    self.report.notice(format_args!(
-                        "at the connection limit, {} clients: new ones wait in the queue (said once)",
-                        self.clients.len()
-                    ));
-                }
+                self.notices
+                    .at_the_limit(self.clients.len(), &mut self.report);
                 return;
             }
             let Some(listener) = &self.listener else {
@@ -623,10 +693,7 @@ impl<'a> EventLoop<'a> {
             };
             match accept(listener, &mut self.report) {
                 Ok(Some((stream, peer))) => {
-                    if self.accept_failed_here {
-                        self.accept_failed_here = false;
-                        self.notices.accept_failing.store(false, Ordering::Relaxed);
-                    }
+                    self.notices.accept_worked(&mut self.accept_failed_here);
                     self.add(stream, peer);
                 }
                 Ok(None) => {
@@ -634,17 +701,11 @@ impl<'a> EventLoop<'a> {
                     return;
                 }
                 Err(err) => {
-                    self.accept_failed_here = true;
-                    if !self.notices.accept_failing.swap(true, Ordering::Relaxed) {
-                        self.report.notice(format_args!(
-                            "accept failed: {}; new clients wait, retrying every {} ms",
-                            describe(&err),
-                            ACCEPT_RETRY.as_millis()
-                        ));
-                        self.report.notice(format_args!(
-                            "connected clients are still served; said once until an accept works"
-                        ));
-                    }
+                    self.notices.accept_failed(
+                        &err,
+                        &mut self.accept_failed_here,
+                        &mut self.report,
+                    );
                     self.accept_paused_until = Some(Instant::now() + ACCEPT_RETRY);
                     return;
                 }
@@ -743,57 +804,6 @@ impl<'a> EventLoop<'a> {
     }
 }
 
-/// Client deadlines (idle, handshake), earliest first: one entry per client, checked against the
-/// client when it comes due ([`Connection::overdue`]) and pushed back to its next deadline if it
-/// moved meanwhile. A heap cannot drop the entry
-/// of a client that leaves, so entries of clients gone pile up until their deadline (an hour,
-/// with `--idle-timeout 1h`); [`IdleTimers::forget_left`] compacts them away once they outnumber
-/// the live clients, which keeps the heap O(live clients) at O(1) amortized cost per close.
-#[derive(Default)]
-struct IdleTimers {
-    /// (deadline, slab key, serial) of each client, and of clients gone not yet compacted.
-    heap: BinaryHeap<Reverse<(Instant, usize, u64)>>,
-}
-
-impl IdleTimers {
-    /// Sets a deadline for a client.
-    fn arm(&mut self, at: Instant, key: usize, serial: u64) {
-        self.heap.push(Reverse((at, key, serial)));
-    }
-
-    /// The earliest deadline, if any.
-    fn next_due(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, _, _))| *at)
-    }
-
-    /// Takes the earliest entry if it is due by `now`: the client's key and serial.
-    fn pop_due(&mut self, now: Instant) -> Option<(usize, u64)> {
-        let &Reverse((at, key, serial)) = self.heap.peek()?;
-        if at > now {
-            return None;
-        }
-        self.heap.pop();
-        Some((key, serial))
-    }
-
-    /// After a client left: when the entries exceed twice the `live` clients (plus
-    /// [`TIMER_SLACK`]), keeps only those `is_live` says belong to a client still here. A
-    /// compaction costs O(entries) and leaves about `live`, so at least half as many closes as
-    /// entries come before the next one: O(1) amortized per close.
-    fn forget_left(&mut self, live: usize, is_live: impl Fn(usize, u64) -> bool) {
-        if self.heap.len() > 2 * live + TIMER_SLACK {
-            self.heap
-                .retain(|&Reverse((_, key, serial))| is_live(key, serial));
-        }
-    }
-
-    /// Entries held, live or not.
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.heap.len()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -828,6 +838,39 @@ mod tests {
     }
 
     #[test]
+    fn the_backend_line_fits_and_auto_stays_on_epoll_for_now() {
+        use clap::Parser;
+        let args = |line: &str| match crate::cli::Cli::try_parse_from(
+            ["netecho", "serve", "--multiplex"]
+                .into_iter()
+                .chain(line.split_whitespace()),
+        )
+        .unwrap()
+        .command
+        {
+            crate::cli::Command::Serve(args) => args,
+            _ => unreachable!("a serve command line"),
+        };
+        assert_eq!(
+            choose_backend(&args("--io epoll")).unwrap(),
+            Backend::Epoll(None)
+        );
+        assert_eq!(
+            choose_backend(&args("--io auto")).unwrap(),
+            Backend::Epoll(Some("io_uring is opt-in: --io uring".to_string()))
+        );
+        for why in ["--tls", "--udp"] {
+            let backend = choose_backend(&args(&format!("--io uring {why}"))).unwrap();
+            assert_eq!(
+                backend,
+                Backend::Epoll(Some(format!("{why} runs on epoll")))
+            );
+        }
+        let longest = Backend::Epoll(Some(format!("io_uring unavailable: {}", "x".repeat(34))));
+        assert!(longest.describe().len() <= crate::serve::report::LINE_WIDTH);
+    }
+
+    #[test]
     fn a_failed_worker_keeps_the_others_totals() {
         let served = |clients| Summary {
             clients,
@@ -843,40 +886,5 @@ mod tests {
         assert_eq!(summary.clients, 9);
         assert_eq!(summary.echoed, 90);
         assert_eq!(failure.unwrap().to_string(), "poll failed");
-    }
-
-    #[test]
-    fn timers_of_clients_that_left_do_not_pile_up() {
-        // 60,000 clients connect and leave with an hour's idle timeout, ten live at a time: the
-        // heap stays within twice the live clients plus the slack, never one entry per client.
-        let mut timers = IdleTimers::default();
-        let in_an_hour = Instant::now() + Duration::from_secs(3600);
-        let mut live = VecDeque::new();
-        let mut most = 0;
-        for serial in 0..60_000u64 {
-            let key = (serial % 16) as usize;
-            timers.arm(in_an_hour, key, serial);
-            live.push_back(serial);
-            if live.len() > 10 {
-                live.pop_front();
-                timers.forget_left(live.len(), |_, s| live.contains(&s));
-            }
-            most = most.max(timers.len());
-        }
-        assert!(most <= 2 * 10 + TIMER_SLACK + 1, "{most} timer entries");
-    }
-
-    #[test]
-    fn due_timers_come_out_earliest_first() {
-        let mut timers = IdleTimers::default();
-        let now = Instant::now();
-        timers.arm(now + Duration::from_secs(2), 2, 2);
-        timers.arm(now, 0, 0);
-        timers.arm(now + Duration::from_secs(1), 1, 1);
-        assert_eq!(timers.next_due(), Some(now));
-        let later = now + Duration::from_secs(1);
-        assert_eq!(timers.pop_due(later), Some((0, 0)));
-        assert_eq!(timers.pop_due(later), Some((1, 1)));
-        assert_eq!(timers.pop_due(later), None);
     }
 }

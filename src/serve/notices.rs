@@ -1,0 +1,62 @@
+//! The notices a multiplexed server says once for the whole process, whichever worker (and
+//! whichever backend, epoll or io_uring) meets the cause first, with their words in one place.
+
+use std::{
+    io,
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+use super::{listen::ACCEPT_RETRY, report::Report};
+use crate::error::describe;
+
+/// Notices said once for the whole process, whichever worker meets the cause first.
+#[derive(Default)]
+pub(crate) struct SharedNotices {
+    /// The at-the-connection-limit notice was printed: it is said once per run.
+    limit_announced: AtomicBool,
+    /// An accept error was reported and no worker that met one has accepted since: the others'
+    /// failures belong to the same episode and are not said again. Only a worker that failed
+    /// ends the episode, by a success on its retry: another's success may just have taken the
+    /// last descriptor, and ending the episode then would say it twice.
+    accept_failing: AtomicBool,
+}
+
+impl SharedNotices {
+    /// A loop holds `clients`, its share of `--max-connections`: said once per run.
+    pub(crate) fn at_the_limit(&self, clients: usize, report: &mut Report) {
+        if !self.limit_announced.swap(true, Ordering::Relaxed) {
+            report.notice(format_args!(
+                "at the connection limit, {clients} clients: new ones wait in the queue (said once)"
+            ));
+        }
+    }
+
+    /// Accept failed in a loop, which now pauses accepting for [`ACCEPT_RETRY`]; `failed_here`
+    /// is that loop's own note of it. Said once per episode.
+    pub(crate) fn accept_failed(
+        &self,
+        err: &io::Error,
+        failed_here: &mut bool,
+        report: &mut Report,
+    ) {
+        *failed_here = true;
+        if !self.accept_failing.swap(true, Ordering::Relaxed) {
+            report.notice(format_args!(
+                "accept failed: {}; new clients wait, retrying every {} ms",
+                describe(err),
+                ACCEPT_RETRY.as_millis()
+            ));
+            report.notice(format_args!(
+                "connected clients are still served; said once until an accept works"
+            ));
+        }
+    }
+
+    /// An accept worked: if this loop's last one had failed, the episode of failures is over.
+    pub(crate) fn accept_worked(&self, failed_here: &mut bool) {
+        if *failed_here {
+            *failed_here = false;
+            self.accept_failing.store(false, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Time in the multiplexed loops, shared by both backends: the clients' deadlines (idle,
+//! handshake) and how long a draining client must be quiet before it is closed.
+
+use std::{
+    cmp::Reverse,
+    collections::BinaryHeap,
+    time::{Duration, Instant},
+};
+
+/// While draining, a client with nothing in flight that has moved no byte for this long is done
+/// and is closed; one that moved a byte more recently may be in the middle of a transfer. Short
+/// next to `--drain-timeout`, long next to the gaps between the writes of a streaming client.
+pub(crate) const DRAIN_QUIET: Duration = Duration::from_millis(200);
+
+/// Idle timer entries, beyond twice the live clients, that may stay behind for clients that have
+/// left before the timers are compacted: spares a small server a compaction at every close.
+pub(crate) const TIMER_SLACK: usize = 64;
+
+/// Client deadlines (idle, handshake), earliest first: one entry per client, checked against the
+/// client when it comes due (`Connection::overdue`) and pushed back to its next deadline if it
+/// moved meanwhile. A heap cannot drop the entry
+/// of a client that leaves, so entries of clients gone pile up until their deadline (an hour,
+/// with `--idle-timeout 1h`); [`IdleTimers::forget_left`] compacts them away once they outnumber
+/// the live clients, which keeps the heap O(live clients) at O(1) amortized cost per close.
+#[derive(Default)]
+pub(crate) struct IdleTimers {
+    /// (deadline, slab key, serial) of each client, and of clients gone not yet compacted.
+    heap: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+}
+
+impl IdleTimers {
+    /// Sets a deadline for a client.
+    pub(crate) fn arm(&mut self, at: Instant, key: usize, serial: u64) {
+        self.heap.push(Reverse((at, key, serial)));
+    }
+
+    /// The earliest deadline, if any.
+    pub(crate) fn next_due(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// Takes the earliest entry if it is due by `now`: the client's key and serial.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(usize, u64)> {
+        let &Reverse((at, key, serial)) = self.heap.peek()?;
+        if at > now {
+            return None;
+        }
+        self.heap.pop();
+        Some((key, serial))
+    }
+
+    /// After a client left: when the entries exceed twice the `live` clients (plus
+    /// [`TIMER_SLACK`]), keeps only those `is_live` says belong to a client still here. A
+    /// compaction costs O(entries) and leaves about `live`, so at least half as many closes as
+    /// entries come before the next one: O(1) amortized per close.
+    pub(crate) fn forget_left(&mut self, live: usize, is_live: impl Fn(usize, u64) -> bool) {
+        if self.heap.len() > 2 * live + TIMER_SLACK {
+            self.heap
+                .retain(|&Reverse((_, key, serial))| is_live(key, serial));
+        }
+    }
+
+    /// Entries held, live or not.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.heap.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    #[test]
+    fn timers_of_clients_that_left_do_not_pile_up() {
+        // 60,000 clients connect and leave with an hour's idle timeout, ten live at a time: the
+        // heap stays within twice the live clients plus the slack, never one entry per client.
+        let mut timers = IdleTimers::default();
+        let in_an_hour = Instant::now() + Duration::from_secs(3600);
+        let mut live = VecDeque::new();
+        let mut most = 0;
+        for serial in 0..60_000u64 {
+            let key = (serial % 16) as usize;
+            timers.arm(in_an_hour, key, serial);
+            live.push_back(serial);
+            if live.len() > 10 {
+                live.pop_front();
+                timers.forget_left(live.len(), |_, s| live.contains(&s));
+            }
+            most = most.max(timers.len());
+        }
+        assert!(most <= 2 * 10 + TIMER_SLACK + 1, "{most} timer entries");
+    }
+
+    #[test]
+    fn due_timers_come_out_earliest_first() {
+        let mut timers = IdleTimers::default();
+        let now = Instant::now();
+        timers.arm(now + Duration::from_secs(2), 2, 2);
+        timers.arm(now, 0, 0);
+        timers.arm(now + Duration::from_secs(1), 1, 1);
+        assert_eq!(timers.next_due(), Some(now));
+        let later = now + Duration::from_secs(1);
+        assert_eq!(timers.pop_due(later), Some((0, 0)));
+        assert_eq!(timers.pop_due(later), Some((1, 1)));
+        assert_eq!(timers.pop_due(later), None);
+    }
+}

@@ -1,0 +1,526 @@
+//! The io_uring of one event loop and its provided buffers: the one module of the crate with
+//! `unsafe`.
+//!
+//! Why not a crate: the `io-uring` crate (tokio-rs) is a thin, faithful binding. Pushing a
+//! submission is `unsafe` because the kernel reads or writes the memory it points to for as long
+//! as the operation lives, which no type there tracks; and a provided-buffer ring is only the raw
+//! `register_buf_ring` call: the memory shared with the kernel, its tail and which buffers the
+//! kernel may write are the user's to get right. Safe buffer-ring wrappers were proposed to it
+//! and not taken: tokio-rs/io-uring PR #256 ("Add safer abstractions for buffer rings", closed),
+//! PR #290 (a buf-ring wrapper, where the maintainer answered "You can maintain it in your own
+//! project") and issue #306 (closed, pointing back to #256). The runtimes that have one
+//! (tokio-uring, monoio, compio) bring their own executor, which this loop does not want. So the
+//! invariants live here, small enough to read in one go:
+//!
+//! - Every provided buffer is in one of two hands ([`Owner`]): the kernel's (in the ring, it may
+//!   write it at any time) or ours (a receive completion handed it over). Only ours may be read
+//!   or given back, and the state is checked at every transition, so a second recycle or a read
+//!   of a buffer the kernel owns is refused instead of racing. The loop copies what it received
+//!   and gives the buffer back at once: a client that does not read never pins a shared buffer.
+//! - A send reads memory the ring owns for as long as it lives: [`Ring::send`] takes the bytes
+//!   (a `Vec`, never touched until the completion hands it back with [`Ring::sent`]).
+//! - The memory of the buffers, of the ring they are provided through and of the sends outlives
+//!   every operation: [`Ring`] cancels everything and waits for the last completion before it
+//!   frees them, and leaks them rather than free memory the kernel may still touch.
+//! - Submissions carry no pointer but to those sends' bytes, so pushing one is sound.
+
+use std::{
+    alloc::{self, Layout},
+    collections::VecDeque,
+    io,
+    os::fd::{FromRawFd, OwnedFd, RawFd},
+    ptr::NonNull,
+    sync::atomic::{AtomicU16, Ordering},
+    time::{Duration, Instant},
+};
+
+use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
+
+/// Size of one provided buffer: the most one receive completion carries. 16 KiB: a 64-byte
+/// message wastes nothing but address space (pages are touched only as far as written), and
+/// bulk transfers move 16 KiB per completion.
+pub(crate) const BUFFER_SIZE: usize = 16 * 1024;
+
+/// The buffer group of the one buffer ring each loop has.
+const BUFFER_GROUP: u16 = 0;
+
+/// The buffer ring's memory is shared with the kernel, which wants it page-aligned.
+const PAGE: usize = 4096;
+
+/// How long dropping a ring waits for its cancelled operations before it leaks the buffers
+/// instead of freeing memory the kernel may still write.
+const TEARDOWN_WAIT: Duration = Duration::from_secs(1);
+
+/// One completion, copied out of the completion queue.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Completion {
+    /// What the loop attached to the submission.
+    pub(crate) user_data: u64,
+    /// The result: a count or a new descriptor, or a negated errno.
+    pub(crate) result: i32,
+    /// IORING_CQE_F_* flags.
+    flags: u32,
+}
+
+impl Completion {
+    /// A multishot operation goes on after this completion (IORING_CQE_F_MORE); without it, it
+    /// has ended and must be armed again if still wanted.
+    pub(crate) fn more(&self) -> bool {
+        cqueue::more(self.flags)
+    }
+
+    /// The provided buffer a receive filled, if any.
+    pub(crate) fn buffer(&self) -> Option<u16> {
+        cqueue::buffer_select(self.flags)
+    }
+
+    /// The error, if the result is one.
+    pub(crate) fn error(&self) -> Option<io::Error> {
+        (self.result < 0).then(|| io::Error::from_raw_os_error(-self.result))
+    }
+
+    /// The descriptor an accept completion made, now ours to own.
+    pub(crate) fn accepted(&self) -> Option<OwnedFd> {
+        // SAFETY: a non-negative result of an accept is a descriptor the kernel has just
+        // installed for this process, and nothing else knows of it: this is its one owner.
+        // Only the loop's accept user data reaches here (see the caller).
+        (self.result >= 0).then(|| unsafe { OwnedFd::from_raw_fd(self.result) })
+    }
+}
+
+/// Where a provided buffer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// In the ring: the kernel may write it at any time.
+    Kernel,
+    /// Handed to us by a receive completion.
+    Loop,
+}
+
+/// The provided buffers of one loop and the ring that provides them.
+struct ProvidedBuffers {
+    /// The ring of buffer entries, shared with the kernel; page-aligned.
+    entries: NonNull<types::BufRingEntry>,
+    /// Its allocation.
+    entries_layout: Layout,
+    /// `count` buffers of [`BUFFER_SIZE`] bytes.
+    memory: NonNull<u8>,
+    /// Its allocation.
+    memory_layout: Layout,
+    /// How many buffers (a power of two, as the kernel wants).
+    count: u16,
+    /// Our copy of the ring's tail: the next entry to fill.
+    tail: u16,
+    /// Where each buffer is.
+    owner: Vec<Owner>,
+}
+
+// SAFETY: the pointers are to memory this value owns alone (the kernel aside, see the module
+// docs); moving it to another thread moves that ownership with it. The loop is moved to its
+// worker thread before its first submission.
+unsafe impl Send for ProvidedBuffers {}
+
+impl ProvidedBuffers {
+    /// Allocates `count` buffers and their ring, every buffer in the kernel's hands once
+    /// registered.
+    fn new(count: u16) -> io::Result<Self> {
+        if !count.is_power_of_two() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the buffer count must be a power of two",
+            ));
+        }
+        let ring_bytes = (usize::from(count) * size_of::<types::BufRingEntry>()).max(PAGE);
+        let entries_layout = Layout::from_size_align(ring_bytes, PAGE).map_err(io::Error::other)?;
+        let memory_layout = Layout::from_size_align(usize::from(count) * BUFFER_SIZE, PAGE)
+            .map_err(io::Error::other)?;
+        // SAFETY: both layouts have a non-zero size (count >= 1, sizes >= PAGE). Zeroed memory
+        // is a valid ring (all entries and the tail zero) and valid bytes.
+        let (entries, memory) = unsafe {
+            (
+                alloc::alloc_zeroed(entries_layout),
+                alloc::alloc_zeroed(memory_layout),
+            )
+        };
+        let (Some(entries), Some(memory)) = (
+            NonNull::new(entries.cast::<types::BufRingEntry>()),
+            NonNull::new(memory),
+        ) else {
+            alloc::handle_alloc_error(memory_layout);
+        };
+        Ok(ProvidedBuffers {
+            entries,
+            entries_layout,
+            memory,
+            memory_layout,
+            count,
+            tail: 0,
+            owner: vec![Owner::Loop; usize::from(count)],
+        })
+    }
+
+    /// Puts a buffer of ours in the ring, for the kernel to fill; published by [`Self::publish`].
+    fn provide(&mut self, bid: u16) {
+        let Some(owner) = self.owner.get_mut(usize::from(bid)) else {
+            return;
+        };
+        if *owner != Owner::Loop {
+            return; // not ours to give: refusing keeps the kernel off a buffer in use
+        }
+        *owner = Owner::Kernel;
+        let index = usize::from(self.tail & (self.count - 1));
+        // SAFETY: `index` < `count`, the entries the ring allocation holds. The kernel reads
+        // entries only between its head and the published tail, and this one is at or past the
+        // tail, so it is ours to write until `publish`.
+        let entry = unsafe { &mut *self.entries.as_ptr().add(index) };
+        // SAFETY: bid < count, so the buffer lies inside `memory`.
+        let addr = unsafe { self.memory.as_ptr().add(usize::from(bid) * BUFFER_SIZE) };
+        entry.set_addr(addr as u64);
+        entry.set_len(BUFFER_SIZE as u32);
+        entry.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Makes the entries written by [`Self::provide`] visible to the kernel.
+    fn publish(&self) {
+        // SAFETY: the tail is a u16 inside the first entry of the ring we own, suitably aligned
+        // (the io_uring ABI overlays it there); the kernel only reads it. The release store
+        // orders the entries written before it.
+        let tail =
+            unsafe { &*types::BufRingEntry::tail(self.entries.as_ptr()).cast::<AtomicU16>() };
+        tail.store(self.tail, Ordering::Release);
+    }
+
+    /// The first `len` bytes of a buffer that is ours.
+    fn bytes(&self, bid: u16, len: usize) -> &[u8] {
+        match self.owner.get(usize::from(bid)) {
+            Some(Owner::Loop) => {
+                // SAFETY: bid < count and len is capped at BUFFER_SIZE, so the slice lies in
+                // `memory`; the kernel does not write a buffer that is not in the ring, and
+                // it is not (its owner says so) until `provide`, which needs `&mut self`.
+                unsafe {
+                    std::slice::from_raw_parts(
+                        self.memory.as_ptr().add(usize::from(bid) * BUFFER_SIZE),
+                        len.min(BUFFER_SIZE),
+                    )
+                }
+            }
+            _ => &[],
+        }
+    }
+}
+
+impl Drop for ProvidedBuffers {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with these layouts; [`Ring`] drops this only once the
+        // kernel is done with it (or leaks it instead).
+        unsafe {
+            alloc::dealloc(self.entries.as_ptr().cast(), self.entries_layout);
+            alloc::dealloc(self.memory.as_ptr(), self.memory_layout);
+        }
+    }
+}
+
+/// How a ring was set up, for the backend line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TaskRun {
+    /// SINGLE_ISSUER | DEFER_TASKRUN: completions run only when the loop waits (6.1+).
+    Deferred,
+    /// COOP_TASKRUN: the older kernels' cheaper wake-ups (5.19+).
+    Cooperative,
+}
+
+/// The io_uring of one loop and its provided buffers.
+pub(crate) struct Ring {
+    /// The ring itself.
+    uring: IoUring,
+    /// The buffers receives fill; `None` only while dropping.
+    buffers: Option<ProvidedBuffers>,
+    /// Submissions that did not fit in the submission queue, in order, for the next turn.
+    backlog: VecDeque<squeue::Entry>,
+    /// The bytes of the sends in flight, by the id in their user data; `None` only while
+    /// dropping.
+    sends: Option<slab::Slab<Vec<u8>>>,
+    /// Operations submitted whose last completion has not come yet.
+    in_flight: usize,
+    /// How completions are run.
+    pub(crate) task_run: TaskRun,
+}
+
+impl Ring {
+    /// A ring of `entries` submissions (four times as many completions, so multishot receives
+    /// do not overflow it) with `buffers` provided buffers. With `disabled`, the ring starts
+    /// disabled and [`Ring::enable`] must be called on the thread that will use it (the single
+    /// issuer).
+    pub(crate) fn new(entries: u32, buffers: u16, disabled: bool) -> io::Result<Ring> {
+        let build = |deferred: bool| {
+            let mut builder = IoUring::builder();
+            builder.setup_cqsize(entries * 4).setup_submit_all();
+            if deferred {
+                builder.setup_single_issuer().setup_defer_taskrun();
+            } else {
+                builder.setup_coop_taskrun();
+            }
+            if disabled {
+                builder.setup_r_disabled();
+            }
+            builder.build(entries)
+        };
+        let (uring, task_run) = match build(true) {
+            Ok(uring) => (uring, TaskRun::Deferred),
+            Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
+                (build(false)?, TaskRun::Cooperative)
+            }
+            Err(err) => return Err(err),
+        };
+        let params = uring.params();
+        if !params.is_feature_nodrop() || !params.is_feature_ext_arg() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the kernel is too old (no IORING_FEAT_NODROP or EXT_ARG)",
+            ));
+        }
+        let provided = ProvidedBuffers::new(buffers)?;
+        // SAFETY: the ring memory is page-aligned, `count` entries long, and lives as long as
+        // the ring (dropped after it, see Drop for Ring).
+        unsafe {
+            uring.submitter().register_buf_ring_with_flags(
+                provided.entries.as_ptr() as u64,
+                provided.count,
+                BUFFER_GROUP,
+                0,
+            )?;
+        }
+        let mut ring = Ring {
+            uring,
+            buffers: Some(provided),
+            backlog: VecDeque::new(),
+            sends: Some(slab::Slab::new()),
+            in_flight: 0,
+            task_run,
+        };
+        if let Some(provided) = &mut ring.buffers {
+            for bid in 0..buffers {
+                provided.provide(bid);
+            }
+            provided.publish();
+        }
+        Ok(ring)
+    }
+
+    /// Enables a ring made disabled, from the thread that submits from now on.
+    pub(crate) fn enable(&self) -> io::Result<()> {
+        self.uring.submitter().register_enable_rings()
+    }
+
+    /// The opcodes the kernel supports, for the probe.
+    pub(crate) fn supports(&self, codes: &[u8]) -> io::Result<bool> {
+        let mut probe = Probe::new();
+        self.uring.submitter().register_probe(&mut probe)?;
+        Ok(codes.iter().all(|&code| probe.is_supported(code)))
+    }
+
+    /// Queues a submission: in the submission queue, or in the backlog when that is full.
+    fn push(&mut self, entry: squeue::Entry) {
+        if self.backlog.is_empty() {
+            // SAFETY: every entry built in this module points at no memory, or (sends) into a
+            // Vec in `sends`, which stays there, untouched, until its completion (Drop waits
+            // for it or leaks).
+            if unsafe { self.uring.submission().push(&entry) }.is_ok() {
+                self.in_flight += 1;
+                return;
+            }
+        }
+        self.backlog.push_back(entry);
+    }
+
+    /// Moves what the backlog holds into the submission queue, as far as it fits.
+    fn refill(&mut self) {
+        while let Some(entry) = self.backlog.front() {
+            // SAFETY: as in `push`, which is where every backlog entry came from.
+            if unsafe { self.uring.submission().push(entry) }.is_err() {
+                return;
+            }
+            self.backlog.pop_front();
+            self.in_flight += 1;
+        }
+    }
+
+    /// Accepts clients on `listener` until cancelled or failing (multishot).
+    pub(crate) fn accept_multi(&mut self, listener: RawFd, user_data: u64) {
+        let entry = opcode::AcceptMulti::new(types::Fd(listener))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(user_data);
+        self.push(entry);
+    }
+
+    /// Receives from `socket` into provided buffers until it ends (multishot).
+    pub(crate) fn recv_multi(&mut self, socket: RawFd, user_data: u64) {
+        let entry = opcode::RecvMulti::new(types::Fd(socket), BUFFER_GROUP)
+            .build()
+            .user_data(user_data);
+        self.push(entry);
+    }
+
+    /// Waits for `fd` to be readable (one shot).
+    pub(crate) fn poll_readable(&mut self, fd: RawFd, user_data: u64) {
+        let entry = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+            .build()
+            .user_data(user_data);
+        self.push(entry);
+    }
+
+    /// Sends `data` from `offset` on `socket`: the ring holds the bytes until the completion,
+    /// whose user data `user_data` makes from the send's id (see [`Ring::sent`]).
+    pub(crate) fn send(
+        &mut self,
+        socket: RawFd,
+        data: Vec<u8>,
+        offset: usize,
+        user_data: impl FnOnce(u32) -> u64,
+    ) {
+        let Some(sends) = &mut self.sends else {
+            return;
+        };
+        let offset = offset.min(data.len());
+        let len = u32::try_from(data.len() - offset).unwrap_or(u32::MAX);
+        let entry = sends.vacant_entry();
+        let id = entry.key() as u32;
+        // The pointer stays valid while the Vec sits in the slab: a Vec's heap buffer does not
+        // move when the Vec itself does, and nothing touches it until `sent` takes it out.
+        let addr = data[offset..].as_ptr();
+        entry.insert(data);
+        let entry = opcode::Send::new(types::Fd(socket), addr, len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(user_data(id));
+        self.push(entry);
+    }
+
+    /// A send completed: its bytes, back from the ring.
+    pub(crate) fn sent(&mut self, id: u32) -> Option<Vec<u8>> {
+        self.sends.as_mut()?.try_remove(id as usize)
+    }
+
+    /// A receive completion handed buffer `bid` over: it is ours.
+    pub(crate) fn received(&mut self, bid: u16) {
+        if let Some(provided) = &mut self.buffers
+            && let Some(owner) = provided.owner.get_mut(usize::from(bid))
+            && *owner == Owner::Kernel
+        {
+            *owner = Owner::Loop;
+        }
+    }
+
+    /// The first `len` bytes of buffer `bid`, ours or being sent (empty otherwise).
+    pub(crate) fn bytes(&self, bid: u16, len: usize) -> &[u8] {
+        self.buffers
+            .as_ref()
+            .map_or(&[], |provided| provided.bytes(bid, len))
+    }
+
+    /// Gives buffers of ours back to the kernel.
+    pub(crate) fn recycle(&mut self, bids: impl IntoIterator<Item = u16>) {
+        if let Some(provided) = &mut self.buffers {
+            for bid in bids {
+                provided.provide(bid);
+            }
+            provided.publish();
+        }
+    }
+
+    /// Cancels every operation on `fd`, then closes it: its socket is released when the last
+    /// operation ends (a multishot receive would otherwise hold it open for ever).
+    pub(crate) fn cancel_and_close(&mut self, fd: OwnedFd, user_data: u64) {
+        use std::os::fd::IntoRawFd;
+        let raw = fd.into_raw_fd();
+        let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(raw)).all())
+            .build()
+            .flags(squeue::Flags::IO_HARDLINK)
+            .user_data(user_data);
+        let close = opcode::Close::new(types::Fd(raw))
+            .build()
+            .user_data(user_data);
+        // Both in the queue at once, so the link holds.
+        let room = {
+            let queue = self.uring.submission();
+            queue.capacity() - queue.len()
+        };
+        if room < 2 {
+            let _ = self.uring.submit();
+        }
+        self.push(cancel);
+        self.push(close);
+    }
+
+    /// Cancels the operation submitted with `target` (every one, for multishot ones).
+    pub(crate) fn cancel(&mut self, target: u64, user_data: u64) {
+        let entry = opcode::AsyncCancel::new(target)
+            .build()
+            .user_data(user_data);
+        self.push(entry);
+    }
+
+    /// Submits what is queued and waits up to `timeout` for at least one completion; then
+    /// copies every completion out into `into`.
+    pub(crate) fn submit_and_wait(
+        &mut self,
+        timeout: Duration,
+        into: &mut Vec<Completion>,
+    ) -> io::Result<()> {
+        self.refill();
+        let spec = types::Timespec::from(timeout);
+        let args = types::SubmitArgs::new().timespec(&spec);
+        match self.uring.submitter().submit_with_args(1, &args) {
+            Ok(_) => {}
+            // Timed out, interrupted, or the completion queue is full (EBUSY): take what is
+            // there, which is what makes room.
+            Err(err)
+                if matches!(
+                    err.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                ) => {}
+            Err(err) => return Err(err),
+        }
+        for cqe in self.uring.completion() {
+            let completion = Completion {
+                user_data: cqe.user_data(),
+                result: cqe.result(),
+                flags: cqe.flags(),
+            };
+            if !completion.more() {
+                self.in_flight = self.in_flight.saturating_sub(1);
+            }
+            into.push(completion);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // Cancel everything and wait for the last completion, so the kernel is done with the
+        // buffers before they are freed; if it does not finish in time, leak them instead.
+        let everything = opcode::AsyncCancel2::new(types::CancelBuilder::any().all())
+            .build()
+            .user_data(u64::MAX);
+        self.backlog.clear();
+        self.push(everything);
+        let until = Instant::now() + TEARDOWN_WAIT;
+        let mut completions = Vec::new();
+        while self.in_flight > 0 && Instant::now() < until {
+            completions.clear();
+            if self
+                .submit_and_wait(Duration::from_millis(50), &mut completions)
+                .is_err()
+            {
+                break;
+            }
+        }
+        if self.in_flight > 0 {
+            std::mem::forget(self.buffers.take());
+            std::mem::forget(self.sends.take());
+        }
+    }
+}

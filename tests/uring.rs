@@ -1,0 +1,266 @@
+//! `serve --multiplex --io`: what is particular to the io_uring backend. The echo rules
+//! themselves are tested once for both backends in `multiplex.rs` (run with `NETECHO_IO=uring`);
+//! here: the choice of backend and its line, the fallback when the kernel refuses io_uring
+//! (forced with the test switch `NETECHO_IO_URING_FAIL=1`), many clients and bulk data, and
+//! bounded memory with a client that never reads.
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader, ErrorKind, Read, Write},
+    net::Shutdown,
+    process::{Command, Stdio},
+    sync::Arc,
+    thread,
+    time::Duration,
+};
+
+use assert_cmd::Command as AssertCommand;
+use common::{BIN, Server, TIMEOUT, pseudo_random, read_to_end, skip};
+use predicates::prelude::*;
+
+/// The test switch that makes the io_uring probe fail (see `src/serve/uring/probe.rs`).
+const FORCE_FAILURE: &str = "NETECHO_IO_URING_FAIL";
+
+/// `netecho serve --port 0 --multiplex --io BACKEND ARGS`, with no `NETECHO_IO` inherited.
+fn serve(backend: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .env_remove("NETECHO_IO")
+        .env_remove(FORCE_FAILURE)
+        .args(["serve", "--port", "0", "--multiplex", "--io", backend])
+        .args(args);
+    command
+}
+
+/// Whether this machine lets the server run on io_uring (containers and CI runners often
+/// block it with seccomp): the server either listens or exits with the reason.
+fn uring_available() -> bool {
+    let mut child = serve("uring", &[])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start netecho serve");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut first = String::new();
+    let _ = BufReader::new(stdout).read_line(&mut first);
+    let _ = child.kill();
+    let _ = child.wait();
+    let available = first.starts_with("listening on");
+    if !available {
+        skip("io_uring is not available here");
+    }
+    available
+}
+
+/// The line that says which backend runs.
+fn backend_line(server: &mut Server) -> String {
+    server.wait_for(|line| line.starts_with("multiplexing on"))
+}
+
+#[test]
+fn uring_says_so_and_echoes() {
+    if !uring_available() {
+        return;
+    }
+    let mut server = Server::start_with(&mut serve("uring", &[]));
+    assert_eq!(backend_line(&mut server), "multiplexing on io_uring");
+    let mut client = server.connect();
+    common::echo_checked(&mut client, b"over the ring");
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_end(&mut client), b"");
+    let closed = server.wait_for_text("closed");
+    assert!(closed.ends_with("received 13 bytes, echoed 13"), "{closed}");
+}
+
+#[test]
+fn a_refused_probe_falls_back_to_epoll_under_auto_and_still_echoes() {
+    let mut command = serve("auto", &[]);
+    command.env(FORCE_FAILURE, "1");
+    let mut server = Server::start_with(&mut command);
+    let line = backend_line(&mut server);
+    assert!(line.starts_with("multiplexing on epoll ("), "{line}");
+    assert!(line.len() <= 80, "{line}");
+    let mut client = server.connect();
+    common::echo_checked(&mut client, b"still served");
+}
+
+#[test]
+fn uring_asked_for_by_name_fails_with_the_reason_when_refused() {
+    AssertCommand::new(BIN)
+        .env_remove("NETECHO_IO")
+        .env(FORCE_FAILURE, "1")
+        .args(["serve", "--port", "0", "--multiplex", "--io", "uring"])
+        .timeout(TIMEOUT)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "--io uring: io_uring unavailable: NETECHO_IO_URING_FAIL=1",
+        ));
+}
+
+#[test]
+fn the_environment_picks_the_backend_and_the_option_wins() {
+    let mut command = serve("epoll", &[]);
+    command.env("NETECHO_IO", "uring").env(FORCE_FAILURE, "1");
+    // The option wins over the variable: epoll, so the forced failure does not matter.
+    let mut server = Server::start_with(&mut command);
+    assert_eq!(backend_line(&mut server), "multiplexing on epoll");
+}
+
+#[test]
+fn tls_and_udp_run_on_epoll_and_say_so() {
+    for (args, why) in [
+        (&["--tls"][..], "--tls runs on epoll"),
+        (&["--udp"][..], "--udp runs on epoll"),
+    ] {
+        let mut server = Server::start_with(&mut serve("uring", args));
+        assert_eq!(
+            backend_line(&mut server),
+            format!("multiplexing on epoll ({why})")
+        );
+    }
+}
+
+#[test]
+fn io_is_ignored_without_multiplex() {
+    let mut command = Command::new(BIN);
+    command
+        .env("NETECHO_IO", "uring")
+        .env(FORCE_FAILURE, "1")
+        .args(["serve", "--port", "0"]);
+    let server = Server::start_with(&mut command);
+    let mut client = server.connect();
+    common::echo_checked(&mut client, b"one at a time");
+}
+
+#[test]
+fn fifty_clients_echo_ten_mib_each_checked() {
+    if !uring_available() {
+        return;
+    }
+    const CLIENTS: u64 = 50;
+    const SIZE: usize = 10 << 20;
+    let server = Server::start_with(&mut serve("uring", &["-q"]));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|seed| {
+            let mut stream = server.connect();
+            thread::spawn(move || {
+                let payload = pseudo_random(SIZE, seed);
+                let mut writer = stream.try_clone().unwrap();
+                let sent = Arc::new(payload);
+                let to_send = Arc::clone(&sent);
+                let writing = thread::spawn(move || {
+                    writer.write_all(&to_send).unwrap();
+                    writer.shutdown(Shutdown::Write).unwrap();
+                });
+                let echoed = read_to_end(&mut stream);
+                writing.join().unwrap();
+                assert_eq!(echoed.len(), SIZE, "client {seed}");
+                assert!(echoed == *sent, "client {seed}: the echo differs");
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    let (status, rest) = server.terminate();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        rest.last().expect("summary"),
+        &format!("stopped: served {CLIENTS} clients, echoed 500.0 MiB")
+    );
+}
+
+/// A field of `/proc/PID/status` in kB.
+fn proc_status_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+#[test]
+fn a_client_that_never_reads_holds_a_bounded_share_of_the_buffers() {
+    if !uring_available() {
+        return;
+    }
+    let server = Server::start_with(&mut serve("uring", &["-q"]));
+    let mut warm = server.connect();
+    common::echo_checked(&mut warm, &pseudo_random(100_000, 1));
+    let baseline_kb = proc_status_kb(server.pid(), "VmRSS");
+
+    // Writes until the kernel's buffers are full and the server has stopped receiving.
+    let hog = server.connect();
+    let mut writer = hog.try_clone().unwrap();
+    writer
+        .set_write_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let payload = pseudo_random(64 << 20, 2);
+    let mut sent = 0;
+    while sent < payload.len() {
+        match writer.write(&payload[sent..(sent + 65536).min(payload.len())]) {
+            Ok(n) => sent += n,
+            Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                break;
+            }
+            Err(err) => panic!("write failed: {err}"),
+        }
+    }
+    assert!(
+        sent < payload.len(),
+        "the server read 64 MiB it could not echo"
+    );
+
+    // The others are served meanwhile, and the server's memory stays near where it was.
+    for seed in 0..20 {
+        let mut other = server.connect();
+        common::echo_checked(&mut other, &pseudo_random(50_000, 10 + seed));
+    }
+    let peak_kb = proc_status_kb(server.pid(), "VmHWM");
+    assert!(
+        peak_kb < baseline_kb + 4 * 1024,
+        "server peak {peak_kb} kB vs {baseline_kb} kB before the hog sent {sent} bytes"
+    );
+
+    // It reads at last: every byte comes back, in order.
+    let mut hog = hog;
+    hog.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut echoed = vec![0u8; sent];
+    hog.read_exact(&mut echoed).unwrap();
+    assert!(echoed == payload[..sent], "the hog's echo differs");
+}
+
+#[test]
+fn clients_that_never_read_do_not_starve_the_others_of_buffers() {
+    if !uring_available() {
+        return;
+    }
+    // More clients that never read than the loop has shared buffers (128): none of them may keep
+    // one, or the others would wait for buffers that never come back.
+    let server = Server::start_with(&mut serve("uring", &["-q"]));
+    let payload = pseudo_random(4 << 20, 3);
+    let hogs: Vec<_> = (0..160)
+        .map(|_| {
+            let mut hog = server.connect();
+            hog.set_nonblocking(true).unwrap();
+            let mut sent = 0;
+            while sent < payload.len() {
+                match hog.write(&payload[sent..]) {
+                    Ok(n) => sent += n,
+                    Err(err) if err.kind() == ErrorKind::WouldBlock => break,
+                    Err(err) => panic!("write failed: {err}"),
+                }
+            }
+            hog
+        })
+        .collect();
+    for seed in 0..10 {
+        let mut other = server.connect();
+        common::echo_checked(&mut other, &pseudo_random(100_000, 20 + seed));
+    }
+    drop(hogs);
+}

@@ -31,6 +31,83 @@ pub const UNRESOLVABLE_HOST: &str =
 /// The bound on every wait in a test.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
+/// A backend of the multiplexed loop (`serve --multiplex`), chosen by the server's environment:
+/// `NETECHO_IO=epoll` or `NETECHO_IO=uring`. Every test that starts a `--multiplex` server runs
+/// once per backend, as two tests of its own (see [`backends!`]); a server that cannot run the
+/// backend it is told to fails with the reason, and so does the test: nothing is skipped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Epoll,
+    Uring,
+}
+
+impl Backend {
+    pub const ALL: [Backend; 2] = [Backend::Epoll, Backend::Uring];
+
+    /// The value of `NETECHO_IO` (and `--io`) that forces it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Epoll => "epoll",
+            Backend::Uring => "uring",
+        }
+    }
+
+    /// Forces this backend on a command that runs `serve --multiplex`, directly or through a
+    /// wrapper that passes its environment on (`sh -c 'ulimit ...; exec ...'`, `unshare`).
+    pub fn force(self, command: &mut Command) -> &mut Command {
+        command.env("NETECHO_IO", self.name())
+    }
+
+    /// Whether this backend's run of a test over several server modes covers `mode`: every
+    /// `--multiplex` mode runs on every backend, the others (one loop, no backend to choose) once,
+    /// on the first.
+    pub fn covers(self, mode: &[&str]) -> bool {
+        mode.contains(&"--multiplex") || self == Backend::ALL[0]
+    }
+}
+
+/// Makes a test of `fn $test(backend: Backend)` for each backend: a module `$test` with the tests
+/// `epoll` and `uring`, so `cargo test half_close` runs both, `cargo test uring` every test on
+/// io_uring, and each backend passes or fails on its own. Written above the function, like an
+/// attribute: `backends!(half_close_flushes_everything_before_closing);`.
+#[allow(unused_macros)] // each test file uses a different part of the harness
+macro_rules! backends {
+    ($test:ident) => {
+        mod $test {
+            #[test]
+            fn epoll() {
+                super::$test($crate::common::Backend::Epoll);
+            }
+
+            #[test]
+            fn uring() {
+                super::$test($crate::common::Backend::Uring);
+            }
+        }
+    };
+}
+#[allow(unused_imports)] // each test file uses a different part of the harness
+pub(crate) use backends;
+
+/// The backend forced on a command, from its `NETECHO_IO`.
+fn forced_backend(command: &Command) -> Option<Backend> {
+    let value = command
+        .get_envs()
+        .find(|(name, _)| *name == "NETECHO_IO")?
+        .1?;
+    Backend::ALL
+        .into_iter()
+        .find(|backend| value == backend.name())
+}
+
+/// Whether a command starts a multiplexed server: `--multiplex` among its arguments, or in the
+/// script of a `sh -c` wrapper.
+fn runs_multiplex(command: &Command) -> bool {
+    command
+        .get_args()
+        .any(|arg| arg.to_string_lossy().contains("--multiplex"))
+}
+
 /// A running `netecho serve`.
 pub struct Server {
     child: Child,
@@ -42,21 +119,27 @@ pub struct Server {
     seen: Vec<String>,
     /// Everything the server wrote on stderr.
     stderr: Arc<Mutex<String>>,
+    /// The backend forced on a multiplexed server, named in the harness's failure messages.
+    backend: Option<Backend>,
 }
 
 impl Server {
-    /// Starts `netecho serve --port 0` with extra arguments.
+    /// Starts `netecho serve --port 0` with extra arguments, none of them `--multiplex`.
     pub fn start(args: &[&str]) -> Server {
-        Self::start_with(
-            Command::new(BIN)
-                .arg("serve")
-                .args(["--port", "0"])
-                .args(args),
-        )
+        Self::start_with(&mut serve(None, args))
     }
 
-    /// Starts a prepared command that runs a server printing `listening on ADDR` first.
+    /// Starts `netecho serve --port 0 ARGS` on `backend` if ARGS has `--multiplex`; without it
+    /// the server has one loop, so a test over several modes can start each through here.
+    pub fn start_on(backend: Backend, args: &[&str]) -> Server {
+        Self::start_with(&mut serve(Some(backend), args))
+    }
+
+    /// Starts a prepared command that runs a server printing `listening on ADDR` first. A
+    /// `--multiplex` server must have its backend forced ([`Backend::force`]), so that no
+    /// multiplex test runs on one backend only.
     pub fn start_with(command: &mut Command) -> Server {
+        let backend = checked_backend(command);
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -80,19 +163,25 @@ impl Server {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "no first line from the server ({err}); stderr: {}",
+                    "no first line from the server{} ({err}); stderr: {}",
+                    on(backend),
                     stderr.lock().unwrap()
                 );
             }
         };
-        let addr = listening_addr(&first)
-            .unwrap_or_else(|| panic!("first line is not 'listening on ADDR': {first:?}"));
+        let addr = listening_addr(&first).unwrap_or_else(|| {
+            panic!(
+                "first line of the server{} is not 'listening on ADDR': {first:?}",
+                on(backend)
+            )
+        });
         Server {
             child,
             addr,
             lines,
             seen: Vec::new(),
             stderr,
+            backend,
         }
     }
 
@@ -123,12 +212,14 @@ impl Server {
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     panic!(
-                        "timed out waiting for a server line; seen: {:#?}",
+                        "timed out waiting for a line of the server{}; seen: {:#?}",
+                        on(self.backend),
                         self.seen
                     )
                 }
                 Err(RecvTimeoutError::Disconnected) => panic!(
-                    "server output ended before the line came; seen: {:#?}; stderr: {}",
+                    "output of the server{} ended before the line came; seen: {:#?}; stderr: {}",
+                    on(self.backend),
                     self.seen,
                     self.stderr()
                 ),
@@ -209,6 +300,34 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `netecho serve --port 0 ARGS`, on `backend` if ARGS has `--multiplex`; a `NETECHO_IO` in the
+/// environment of `cargo test` reaches no server.
+fn serve(backend: Option<Backend>, args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command.arg("serve").args(["--port", "0"]).args(args);
+    match backend {
+        Some(backend) if args.contains(&"--multiplex") => backend.force(&mut command),
+        _ => command.env_remove("NETECHO_IO"),
+    };
+    command
+}
+
+/// The backend forced on a command; panics if it runs `serve --multiplex` with none.
+fn checked_backend(command: &Command) -> Option<Backend> {
+    let backend = forced_backend(command);
+    assert!(
+        backend.is_some() || !runs_multiplex(command),
+        "a --multiplex server runs on every backend: start it with Server::start_on (or \
+         Backend::force) in a test made by backends!: {command:?}"
+    );
+    backend
+}
+
+/// ` on BACKEND` for a failure message, or nothing.
+fn on(backend: Option<Backend>) -> String {
+    backend.map_or_else(String::new, |backend| format!(" on {}", backend.name()))
 }
 
 /// The address in a server's first line: `listening on ADDR`, maybe followed by a space and what
@@ -332,10 +451,18 @@ impl Server {
     /// Starts `netecho serve --port 0` with extra arguments, reads its first line, and then
     /// leaves its stdout unread until the gate opens.
     pub fn start_with_stdout_unread(args: &[&str]) -> (Server, StdoutGate) {
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .args(["--port", "0"])
-            .args(args)
+        Self::start_command_with_stdout_unread(&mut serve(None, args))
+    }
+
+    /// [`Server::start_with_stdout_unread`] on `backend` if `args` has `--multiplex` (see
+    /// [`Server::start_on`]).
+    pub fn start_with_stdout_unread_on(backend: Backend, args: &[&str]) -> (Server, StdoutGate) {
+        Self::start_command_with_stdout_unread(&mut serve(Some(backend), args))
+    }
+
+    fn start_command_with_stdout_unread(command: &mut Command) -> (Server, StdoutGate) {
+        let backend = checked_backend(command);
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -362,7 +489,11 @@ impl Server {
         let Some(addr) = listening_addr(first.trim_end()) else {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("first line is not 'listening on ADDR': {first:?}");
+            panic!(
+                "first line of the server{} is not 'listening on ADDR': {first:?}; stderr: {}",
+                on(backend),
+                stderr.lock().unwrap()
+            );
         };
         let server = Server {
             child,
@@ -370,6 +501,7 @@ impl Server {
             lines,
             seen: Vec::new(),
             stderr,
+            backend,
         };
         (server, StdoutGate { open: Some(open) })
     }

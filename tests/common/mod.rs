@@ -119,6 +119,8 @@ pub struct Server {
     seen: Vec<String>,
     /// Everything the server wrote on stderr.
     stderr: Arc<Mutex<String>>,
+    /// The thread that reads stderr: once the server has exited, stderr is whole when it ends.
+    stderr_reader: thread::JoinHandle<()>,
     /// The backend forced on a multiplexed server, named in the harness's failure messages.
     backend: Option<Backend>,
 }
@@ -156,7 +158,7 @@ impl Server {
                 }
             }
         });
-        let stderr = collect_stderr(&mut child);
+        let (stderr, stderr_reader) = collect_stderr(&mut child);
         let first = match lines.recv_timeout(TIMEOUT) {
             Ok(line) => line,
             Err(err) => {
@@ -181,6 +183,7 @@ impl Server {
             lines,
             seen: Vec::new(),
             stderr,
+            stderr_reader,
             backend,
         }
     }
@@ -237,6 +240,15 @@ impl Server {
         &self.seen
     }
 
+    /// Once the server has exited, waits (bounded) until its stderr is read to the end, so that
+    /// [`Server::stderr`] has its last words.
+    fn read_stderr_to_end(&self) {
+        let deadline = Instant::now() + TIMEOUT;
+        while !self.stderr_reader.is_finished() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// What the server wrote on stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
@@ -285,6 +297,7 @@ impl Server {
             );
             thread::sleep(Duration::from_millis(10));
         };
+        self.read_stderr_to_end();
         // The process is gone: its stdout ends, so this drains to the end.
         let mut rest = Vec::new();
         while let Ok(line) = self.lines.recv_timeout(TIMEOUT) {
@@ -338,16 +351,16 @@ pub fn listening_addr(first: &str) -> Option<SocketAddr> {
 }
 
 /// Reads a child's stderr to its end on a thread, into the shared string returned.
-fn collect_stderr(child: &mut Child) -> Arc<Mutex<String>> {
+fn collect_stderr(child: &mut Child) -> (Arc<Mutex<String>>, thread::JoinHandle<()>) {
     let stderr = Arc::new(Mutex::new(String::new()));
     let mut pipe = child.stderr.take().expect("stderr is piped");
     let sink = Arc::clone(&stderr);
-    thread::spawn(move || {
+    let reader = thread::spawn(move || {
         let mut text = String::new();
         let _ = pipe.read_to_string(&mut text);
         sink.lock().unwrap().push_str(&text);
     });
-    stderr
+    (stderr, reader)
 }
 
 /// The classic assignment client: send, read 16-byte chunks until one is shorter, close without
@@ -484,7 +497,7 @@ impl Server {
                 }
             }
         });
-        let stderr = collect_stderr(&mut child);
+        let (stderr, stderr_reader) = collect_stderr(&mut child);
         let first = lines.recv_timeout(TIMEOUT).unwrap_or_default();
         let Some(addr) = listening_addr(first.trim_end()) else {
             let _ = child.kill();
@@ -501,6 +514,7 @@ impl Server {
             lines,
             seen: Vec::new(),
             stderr,
+            stderr_reader,
             backend,
         };
         (server, StdoutGate { open: Some(open) })
@@ -511,6 +525,7 @@ impl Server {
         let deadline = Instant::now() + TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().expect("poll the server process") {
+                self.read_stderr_to_end();
                 return status;
             }
             assert!(

@@ -177,6 +177,7 @@ impl Server {
                 on(backend)
             )
         });
+        assert_backend_reached(&mut child, backend);
         Server {
             child,
             addr,
@@ -336,6 +337,23 @@ fn checked_backend(command: &Command) -> Option<Backend> {
          Backend::force) in a test made by backends!: {command:?}"
     );
     backend
+}
+
+/// Checks that the backend forced on a command reached the server process itself (its pid,
+/// after the wrappers' `exec`): a wrapper that cleared the environment would leave every test
+/// on the default backend, twice.
+fn assert_backend_reached(child: &mut Child, backend: Option<Backend>) {
+    let Some(backend) = backend else { return };
+    let wanted = format!("NETECHO_IO={}", backend.name());
+    let environ = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap_or_default();
+    if !environ
+        .split(|&b| b == 0)
+        .any(|var| var == wanted.as_bytes())
+    {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the server's environment lacks {wanted}");
+    }
 }
 
 /// ` on BACKEND` for a failure message, or nothing.
@@ -508,6 +526,7 @@ impl Server {
                 stderr.lock().unwrap()
             );
         };
+        assert_backend_reached(&mut child, backend);
         let server = Server {
             child,
             addr,

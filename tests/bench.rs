@@ -2,7 +2,7 @@
 //! servers written here (threaded, broken on purpose, UDP).
 //!
 //! `netecho serve` serves one client at a time, so the tests against it use one connection.
-//! Tests with many connections use [`multi_echo`], `serve --multiplex`.
+//! Tests with many connections use [`multi_echo`], `serve --multiplex`, on each backend.
 
 mod common;
 
@@ -18,7 +18,7 @@ use std::{
 };
 
 use assert_cmd::Command;
-use common::{BIN, Server, TIMEOUT, unused_port};
+use common::{BIN, Backend, Server, TIMEOUT, backends, unused_port};
 use predicates::prelude::*;
 use serde_json::Value;
 
@@ -40,9 +40,9 @@ fn bench_json(port: u16, args: &[&str]) -> (i32, Value, String) {
     (output.status.code().unwrap_or(-1), report, stderr)
 }
 
-/// The server for tests with many connections: the real multiplexed server.
-fn multi_echo() -> Server {
-    Server::start(&["--multiplex", "-q"])
+/// The server for tests with many connections: the real multiplexed server, on `backend`.
+fn multi_echo(backend: Backend) -> Server {
+    Server::start_on(backend, &["--multiplex", "-q"])
 }
 
 /// A server written here: a thread per connection, each handled by `handle`.
@@ -154,15 +154,15 @@ fn json_carries_the_fields() {
     assert_eq!(report["lost"], 0);
 }
 
-#[test]
-fn pipelined_runs_complete_without_errors() {
+backends!(pipelined_runs_complete_without_errors);
+fn pipelined_runs_complete_without_errors(backend: Backend) {
     let server = Server::start(&["-q"]);
     let (code, report, stderr) = bench_json(server.addr.port(), &["-d", "1", "--pipeline", "16"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(report["pipeline"], 16);
     assert!(report["messages"].as_u64().unwrap() > 16);
 
-    let echo = multi_echo();
+    let echo = multi_echo(backend);
     let (code, report, stderr) =
         bench_json(echo.addr.port(), &["-c", "8", "-d", "1", "--pipeline", "4"]);
     assert_eq!(code, 0, "{stderr}");
@@ -170,9 +170,9 @@ fn pipelined_runs_complete_without_errors() {
     assert_eq!(report["errors"]["mismatch"], 0);
 }
 
-#[test]
-fn many_connections_on_several_threads() {
-    let echo = multi_echo();
+backends!(many_connections_on_several_threads);
+fn many_connections_on_several_threads(backend: Backend) {
+    let echo = multi_echo(backend);
     let (code, report, stderr) =
         bench_json(echo.addr.port(), &["-c", "50", "--threads", "2", "-d", "1"]);
     assert_eq!(code, 0, "{stderr}");
@@ -181,9 +181,9 @@ fn many_connections_on_several_threads() {
     assert!(report["messages"].as_u64().unwrap() >= 50);
 }
 
-#[test]
-fn messages_larger_than_the_buffers_come_back_whole() {
-    let echo = multi_echo();
+backends!(messages_larger_than_the_buffers_come_back_whole);
+fn messages_larger_than_the_buffers_come_back_whole(backend: Backend) {
+    let echo = multi_echo(backend);
     let (code, report, stderr) = bench_json(
         echo.addr.port(),
         &["-c", "2", "-s", "200KiB", "-d", "500ms"],
@@ -192,10 +192,10 @@ fn messages_larger_than_the_buffers_come_back_whole() {
     assert!(report["messages"].as_u64().unwrap() > 0);
 }
 
-#[test]
-fn an_open_loop_sends_exactly_the_schedule() {
+backends!(an_open_loop_sends_exactly_the_schedule);
+fn an_open_loop_sends_exactly_the_schedule(backend: Backend) {
     // 400 msgs/s for 1 s is 400 messages, whatever the number of connections or threads.
-    let echo = multi_echo();
+    let echo = multi_echo(backend);
     let (code, report, stderr) = bench_json(
         echo.addr.port(),
         &["-c", "4", "--threads", "2", "--rate", "400", "-d", "1"],
@@ -211,13 +211,13 @@ fn an_open_loop_sends_exactly_the_schedule() {
     assert_eq!(report["messages"], 200);
 }
 
+backends!(a_late_woken_open_loop_still_sends_the_whole_schedule);
 /// A bench thread that wakes only after the end (a busy machine: it was stopped here, SIGSTOP
 /// across the end of the load) still sends the messages that fell due before the end, late, and
 /// the count is the schedule's. It used to stop at once: 225 of 300, and the exact-count tests
 /// above failed now and then in a busy `cargo test`.
-#[test]
-fn a_late_woken_open_loop_still_sends_the_whole_schedule() {
-    let server = Server::start(&["--multiplex", "--udp", "-q"]);
+fn a_late_woken_open_loop_still_sends_the_whole_schedule(backend: Backend) {
+    let server = Server::start_on(backend, &["--multiplex", "--udp", "-q"]);
     for transport in [None, Some("--udp")] {
         let child = std::process::Command::new(BIN)
             .args(["bench", "--json", "--port", &server.addr.port().to_string()])
@@ -563,11 +563,11 @@ fn ctrl_c_ends_the_run_early_with_a_report() {
     assert!(stderr.contains("interrupted"), "{stderr}");
 }
 
-#[test]
-fn a_thread_that_cannot_start_ends_the_run_at_once_with_its_error() {
+backends!(a_thread_that_cannot_start_ends_the_run_at_once_with_its_error);
+fn a_thread_that_cannot_start_ends_the_run_at_once_with_its_error(backend: Backend) {
     // A stack no machine can map: every thread the run spawns fails to start (the main thread's
     // stack is the kernel's, so the first share still runs and waits at the start gate).
-    let echo = multi_echo();
+    let echo = multi_echo(backend);
     let started = Instant::now();
     bench(echo.addr.port())
         .args(["-c", "2", "--threads", "2", "-d", "30"])
@@ -582,10 +582,10 @@ fn a_thread_that_cannot_start_ends_the_run_at_once_with_its_error() {
     assert!(started.elapsed() < Duration::from_secs(15));
 }
 
-#[test]
-fn a_rate_beyond_what_can_be_sent_ends_with_the_duration() {
+backends!(a_rate_beyond_what_can_be_sent_ends_with_the_duration);
+fn a_rate_beyond_what_can_be_sent_ends_with_the_duration(backend: Backend) {
     // One message per ns is far more than a thread can send: the schedule is always behind.
-    let echo = multi_echo();
+    let echo = multi_echo(backend);
     let started = Instant::now();
     let (code, report, stderr) = bench_json(
         echo.addr.port(),
@@ -642,8 +642,8 @@ fn a_udp_closed_loop_moves_on_after_a_loss_and_counts_it_exactly() {
     assert!(waited >= lost as f64 * 0.005 * 0.99, "{report}");
 }
 
-#[test]
-fn buffers_beyond_the_memory_limit_are_a_usage_error() {
+backends!(buffers_beyond_the_memory_limit_are_a_usage_error);
+fn buffers_beyond_the_memory_limit_are_a_usage_error(backend: Backend) {
     for (args, named) in [
         (
             &["-c", "5000", "--pipeline", "65536"][..],
@@ -668,7 +668,7 @@ fn buffers_beyond_the_memory_limit_are_a_usage_error() {
             .stderr(predicate::str::contains(named));
     }
     // A deep pipeline on a few connections is fine: its queues grow only as deep as they get.
-    let echo = multi_echo();
+    let echo = multi_echo(backend);
     let (code, report, stderr) = bench_json(
         echo.addr.port(),
         &["-c", "2", "--pipeline", "65536", "-d", "500ms"],

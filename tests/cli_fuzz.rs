@@ -5,7 +5,8 @@
 //! edge values (0, 65535, 65536, durations past the maximum, rates like 1e12, sizes of GiB,
 //! invalid UTF-8, terminal escapes) so that they reach past clap into the commands. `send` and
 //! `bench` mostly aim at a real `serve --multiplex --udp` started here, or at a closed port, so
-//! their network paths run too.
+//! their network paths run too. The whole run is made once per backend of the multiplexed loop
+//! (the target and every random `serve` line get `NETECHO_IO`), with the same lists.
 //!
 //! A run that is still going after [`RUN_LIMIT`] (a server, a bench with a long `-d`) gets
 //! SIGTERM, as a user's Ctrl-C; then it must end by itself with 0, 1 or 2 (or 130 from a bench
@@ -27,7 +28,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{BIN, Server};
+use common::{BIN, Backend, Server, backends};
 
 /// How long a run may go before it gets its first SIGTERM.
 const RUN_LIMIT: Duration = Duration::from_secs(3);
@@ -386,10 +387,12 @@ struct Outcome {
     stderr: String,
 }
 
-/// Runs one case to its end (bounded); `Err` if it would not end even after two SIGTERMs.
-fn run(case: &Case) -> Result<Outcome, String> {
+/// Runs one case to its end (bounded), a `serve --multiplex` on `backend`; `Err` if it would
+/// not end even after two SIGTERMs.
+fn run(case: &Case, backend: Backend) -> Result<Outcome, String> {
     let mut command = Command::new(BIN);
-    command
+    backend
+        .force(&mut command)
         .args(&case.args)
         .env_remove("NETECHO_HOST")
         .env_remove("NETECHO_PORT")
@@ -500,14 +503,14 @@ fn tail(text: &str) -> String {
     text[start..].to_string()
 }
 
-#[test]
-fn random_command_lines_never_panic_and_exit_0_1_or_2() {
+backends!(random_command_lines_never_panic_and_exit_0_1_or_2);
+fn random_command_lines_never_panic_and_exit_0_1_or_2(backend: Backend) {
     let seed = std::env::var("NETECHO_FUZZ_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(DEFAULT_SEED);
     // A real target for send and bench: TCP and UDP on one port.
-    let server = Server::start(&["--multiplex", "--udp", "-q"]);
+    let server = Server::start_on(backend, &["--multiplex", "--udp", "-q"]);
     let closed_port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
         listener.local_addr().expect("its address").port()
@@ -536,7 +539,7 @@ fn random_command_lines_never_panic_and_exit_0_1_or_2() {
         let tx = tx.clone();
         thread::spawn(move || {
             for case in chunk {
-                let verdict = match run(&case) {
+                let verdict = match run(&case, backend) {
                     Ok(outcome) => judge(&outcome),
                     Err(problem) => Some(problem),
                 };
@@ -570,7 +573,8 @@ fn random_command_lines_never_panic_and_exit_0_1_or_2() {
     assert_eq!(status.code(), Some(0), "the target server's exit status");
     assert!(
         failures.is_empty(),
-        "seed {seed}: {} of {ran} runs failed:\n{}",
+        "seed {seed}, NETECHO_IO={}: {} of {ran} runs failed:\n{}",
+        backend.name(),
         failures.len(),
         failures.join("\n")
     );

@@ -26,7 +26,7 @@ use std::{
     time::Duration,
 };
 
-use common::{Server, TIMEOUT, pseudo_random, reset};
+use common::{Backend, Server, TIMEOUT, backends, pseudo_random, reset};
 
 /// A server mode and what it serves.
 struct Mode {
@@ -70,27 +70,27 @@ const TCP_AND_UDP: Mode = Mode {
 
 #[test]
 fn iterative_serves_on_through_every_fault() {
-    survive_every_fault(&ITERATIVE);
+    survive_every_fault(&ITERATIVE, None);
 }
 
-#[test]
-fn multiplex_serves_on_through_every_fault() {
-    survive_every_fault(&MULTIPLEX);
+backends!(multiplex_serves_on_through_every_fault);
+fn multiplex_serves_on_through_every_fault(backend: Backend) {
+    survive_every_fault(&MULTIPLEX, Some(backend));
 }
 
-#[test]
-fn multiplex_workers_serve_on_through_every_fault() {
-    survive_every_fault(&WORKERS);
+backends!(multiplex_workers_serve_on_through_every_fault);
+fn multiplex_workers_serve_on_through_every_fault(backend: Backend) {
+    survive_every_fault(&WORKERS, Some(backend));
 }
 
 #[test]
 fn udp_serves_on_through_every_fault() {
-    survive_every_fault(&UDP);
+    survive_every_fault(&UDP, None);
 }
 
-#[test]
-fn tcp_and_udp_serve_on_through_every_fault() {
-    survive_every_fault(&TCP_AND_UDP);
+backends!(tcp_and_udp_serve_on_through_every_fault);
+fn tcp_and_udp_serve_on_through_every_fault(backend: Backend) {
+    survive_every_fault(&TCP_AND_UDP, Some(backend));
 }
 
 /// A faulty peer still connected, checked at the end of the run.
@@ -100,8 +100,12 @@ type TcpFault = fn(SocketAddr, u64) -> Option<Held>;
 /// Plays one faulty UDP peer.
 type UdpFault = fn(SocketAddr, u64);
 
-fn survive_every_fault(mode: &Mode) {
-    let (mut server, mut gate) = Server::start_with_stdout_unread(mode.args);
+/// Runs every fault against a server in `mode`, on `backend` if the mode is multiplexed.
+fn survive_every_fault(mode: &Mode, backend: Option<Backend>) {
+    let (mut server, mut gate) = match backend {
+        Some(backend) => Server::start_with_stdout_unread_on(backend, mode.args),
+        None => Server::start_with_stdout_unread(mode.args),
+    };
     let addr = server.addr;
     let mut held: Vec<Held> = Vec::new();
     let mut seed = 1;

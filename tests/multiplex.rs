@@ -14,7 +14,8 @@ use std::{
 
 use assert_cmd::Command;
 use common::{
-    Server, TIMEOUT, assert_still_queued, classic_client, pseudo_random, read_to_end, reset,
+    Backend, Server, TIMEOUT, assert_still_queued, backends, classic_client, pseudo_random,
+    read_to_end, reset,
 };
 use predicates::prelude::*;
 
@@ -60,11 +61,11 @@ fn read_back(stream: &mut TcpStream, expected: &[u8]) {
     assert_eq!(first_difference, None, "echo differs at this offset");
 }
 
-#[test]
-fn two_hundred_clients_at_once_every_byte_checked() {
+backends!(two_hundred_clients_at_once_every_byte_checked);
+fn two_hundred_clients_at_once_every_byte_checked(backend: Backend) {
     const CLIENTS: usize = 200;
     const ROUNDS: usize = 5;
-    let server = Server::start(&["--multiplex", "-q"]);
+    let server = Server::start_on(backend, &["--multiplex", "-q"]);
     // Every client connects and makes its first exchange before any of them goes on: with one
     // client at a time this would never get past the barrier.
     let barrier = Arc::new(Barrier::new(CLIENTS));
@@ -114,18 +115,18 @@ fn thread_names(pid: u32) -> Vec<String> {
     names
 }
 
-#[test]
-fn the_default_is_exactly_one_event_loop_thread_and_the_report_writer() {
-    let mut server = Server::start(&["--multiplex", "-q"]);
+backends!(the_default_is_exactly_one_event_loop_thread_and_the_report_writer);
+fn the_default_is_exactly_one_event_loop_thread_and_the_report_writer(backend: Backend) {
+    let mut server = Server::start_on(backend, &["--multiplex", "-q"]);
     let mut client = server.connect();
     exchange(&mut client, b"one thread");
     server.wait_for_text("connected");
     assert_eq!(thread_names(server.pid()), ["netecho", "report"]);
 }
 
-#[test]
-fn a_client_that_never_reads_stalls_alone_and_memory_stays_bounded() {
-    let server = Server::start(&["--multiplex", "-q"]);
+backends!(a_client_that_never_reads_stalls_alone_and_memory_stays_bounded);
+fn a_client_that_never_reads_stalls_alone_and_memory_stays_bounded(backend: Backend) {
+    let server = Server::start_on(backend, &["--multiplex", "-q"]);
     let mut warm = server.connect();
     exchange(&mut warm, &pseudo_random(100_000, 1));
     let baseline_kb = proc_status(server.pid(), "VmRSS");
@@ -171,9 +172,9 @@ fn a_client_that_never_reads_stalls_alone_and_memory_stays_bounded() {
     assert_eq!(read_to_end(&mut hog), b"");
 }
 
-#[test]
-fn half_close_flushes_everything_before_closing() {
-    let mut server = Server::start(&["--multiplex", "-q"]);
+backends!(half_close_flushes_everything_before_closing);
+fn half_close_flushes_everything_before_closing(backend: Backend) {
+    let mut server = Server::start_on(backend, &["--multiplex", "-q"]);
     let payload = Arc::new(pseudo_random(4 << 20, 3));
     let mut client = server.connect();
     let writer = {
@@ -195,9 +196,9 @@ fn half_close_flushes_everything_before_closing() {
     );
 }
 
-#[test]
-fn a_reset_closes_only_that_client() {
-    let mut server = Server::start(&["--multiplex", "-q"]);
+backends!(a_reset_closes_only_that_client);
+fn a_reset_closes_only_that_client(backend: Backend) {
+    let mut server = Server::start_on(backend, &["--multiplex", "-q"]);
     let mut polite = server.connect();
     exchange(&mut polite, b"before");
 
@@ -211,9 +212,9 @@ fn a_reset_closes_only_that_client() {
     assert_eq!(read_to_end(&mut polite), b"");
 }
 
-#[test]
-fn idle_clients_are_dropped_busy_ones_kept() {
-    let mut server = Server::start(&["--multiplex", "--idle-timeout", "0.4"]);
+backends!(idle_clients_are_dropped_busy_ones_kept);
+fn idle_clients_are_dropped_busy_ones_kept(backend: Backend) {
+    let mut server = Server::start_on(backend, &["--multiplex", "--idle-timeout", "0.4"]);
     let mut idle = server.connect();
     let mut busy = server.connect();
     let started = Instant::now();
@@ -236,9 +237,9 @@ fn idle_clients_are_dropped_busy_ones_kept() {
     exchange(&mut busy, b"still here");
 }
 
-#[test]
-fn at_the_connection_limit_new_clients_wait_and_it_is_said_once() {
-    let server = Server::start(&["--multiplex", "--max-connections", "2"]);
+backends!(at_the_connection_limit_new_clients_wait_and_it_is_said_once);
+fn at_the_connection_limit_new_clients_wait_and_it_is_said_once(backend: Backend) {
+    let server = Server::start_on(backend, &["--multiplex", "--max-connections", "2"]);
     let mut first = server.connect();
     let mut second = server.connect();
     exchange(&mut first, b"first");
@@ -268,9 +269,9 @@ fn at_the_connection_limit_new_clients_wait_and_it_is_said_once() {
     assert_eq!(notices.len(), 1, "{notices:#?}");
 }
 
-#[test]
-fn sigterm_drains_in_flight_echoes_then_exits_zero() {
-    let mut server = Server::start(&["--multiplex", "-q"]);
+backends!(sigterm_drains_in_flight_echoes_then_exits_zero);
+fn sigterm_drains_in_flight_echoes_then_exits_zero(backend: Backend) {
+    let mut server = Server::start_on(backend, &["--multiplex", "-q"]);
     let idle: Vec<_> = (0..3).map(|_| server.connect()).collect();
 
     // A client with echoes held up in the server: it sent until stalled, read nothing yet.
@@ -308,9 +309,9 @@ fn sigterm_drains_in_flight_echoes_then_exits_zero() {
     );
 }
 
-#[test]
-fn the_drain_timeout_bounds_the_stop() {
-    let mut server = Server::start(&["--multiplex", "-q", "--drain-timeout", "0.5"]);
+backends!(the_drain_timeout_bounds_the_stop);
+fn the_drain_timeout_bounds_the_stop(backend: Backend) {
+    let mut server = Server::start_on(backend, &["--multiplex", "-q", "--drain-timeout", "0.5"]);
     let payload = pseudo_random(32 << 20, 5);
     let mut stuck = server.connect();
     write_until_stalled(&mut stuck, &payload, Duration::from_millis(500));
@@ -330,9 +331,9 @@ fn the_drain_timeout_bounds_the_stop() {
     );
 }
 
-#[test]
-fn serves_the_classic_chunked_client_many_at_once() {
-    let mut server = Server::start(&["--multiplex", "-q"]);
+backends!(serves_the_classic_chunked_client_many_at_once);
+fn serves_the_classic_chunked_client_many_at_once(backend: Backend) {
+    let mut server = Server::start_on(backend, &["--multiplex", "-q"]);
     let message = b"The classic client reads sixteen bytes at a time!!";
     assert_eq!(message.len() % 16, 2);
     let addr = server.addr;
@@ -347,10 +348,10 @@ fn serves_the_classic_chunked_client_many_at_once() {
     }
 }
 
-#[test]
-fn two_workers_share_the_port_and_one_summary() {
+backends!(two_workers_share_the_port_and_one_summary);
+fn two_workers_share_the_port_and_one_summary(backend: Backend) {
     const CLIENTS: usize = 50;
-    let mut server = Server::start(&["--multiplex", "-q", "--workers", "2"]);
+    let mut server = Server::start_on(backend, &["--multiplex", "-q", "--workers", "2"]);
     server.wait_for_text("2 threads");
     let clients: Vec<_> = (0..CLIENTS)
         .map(|id| {
@@ -419,10 +420,12 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 /// `serve --multiplex -q --max-connections 1000` with `args`, under a hard limit of 40
-/// descriptors: a connection limit it cannot reach, so accept fails with EMFILE first.
-fn start_with_40_descriptors(args: &[&str]) -> Server {
+/// descriptors: a connection limit it cannot reach, so accept fails with EMFILE first. `sh`
+/// passes the backend on to the server in its environment.
+fn start_with_40_descriptors(backend: Backend, args: &[&str]) -> Server {
     Server::start_with(
-        std::process::Command::new("sh")
+        backend
+            .force(&mut std::process::Command::new("sh"))
             .arg("-c")
             .arg(r#"ulimit -n 40 && exec "$0" serve --port 0 --multiplex -q --max-connections 1000 "$@""#)
             .arg(common::BIN)
@@ -430,11 +433,11 @@ fn start_with_40_descriptors(args: &[&str]) -> Server {
     )
 }
 
-#[test]
-fn out_of_descriptors_pauses_accepting_without_spinning_or_stalling() {
+backends!(out_of_descriptors_pauses_accepting_without_spinning_or_stalling);
+fn out_of_descriptors_pauses_accepting_without_spinning_or_stalling(backend: Backend) {
     // A hard limit of 40 descriptors, and a connection limit the server cannot reach: accept
     // fails with EMFILE once the descriptors run out.
-    let mut server = start_with_40_descriptors(&[]);
+    let mut server = start_with_40_descriptors(backend, &[]);
     let mut held: Vec<TcpStream> = Vec::new();
     let notice = loop {
         let mut client = server.connect();
@@ -473,15 +476,16 @@ fn out_of_descriptors_pauses_accepting_without_spinning_or_stalling() {
     assert!(notices.len() <= 2, "{notices:#?}");
 }
 
-#[test]
-fn a_second_server_on_a_served_port_fails_whatever_workers_says() {
+backends!(a_second_server_on_a_served_port_fails_whatever_workers_says);
+fn a_second_server_on_a_served_port_fails_whatever_workers_says(backend: Backend) {
     for first in [
         &["--multiplex", "--workers", "2"][..],
         &["--multiplex"],
         &[],
     ] {
-        let server = Server::start(first);
+        let server = Server::start_on(backend, first);
         Command::new(common::BIN)
+            .env("NETECHO_IO", backend.name())
             .args(["serve", "--multiplex", "--workers", "2", "--port"])
             .arg(server.addr.port().to_string())
             .timeout(TIMEOUT)
@@ -509,18 +513,21 @@ fn more_workers_than_connections_is_a_usage_error() {
         ));
 }
 
-#[test]
-fn the_split_of_the_limit_over_workers_is_announced() {
-    let mut server = Server::start(&["--multiplex", "--max-connections", "10", "--workers", "2"]);
+backends!(the_split_of_the_limit_over_workers_is_announced);
+fn the_split_of_the_limit_over_workers_is_announced(backend: Backend) {
+    let mut server = Server::start_on(
+        backend,
+        &["--multiplex", "--max-connections", "10", "--workers", "2"],
+    );
     let line = server.wait_for_text("multiplexing");
     assert!(line.contains("up to 10 clients at once"), "{line}");
     let line = server.wait_for_text("threads of");
     assert!(line.contains("2 threads of 5 clients each"), "{line}");
 }
 
-#[test]
-fn out_of_descriptors_is_said_once_for_every_worker() {
-    let mut server = start_with_40_descriptors(&["--workers", "2"]);
+backends!(out_of_descriptors_is_said_once_for_every_worker);
+fn out_of_descriptors_is_said_once_for_every_worker(backend: Backend) {
+    let mut server = start_with_40_descriptors(backend, &["--workers", "2"]);
     // Clients spread over both workers' listeners until the descriptors run out; both workers
     // then fail at every retry.
     let mut held: Vec<TcpStream> = Vec::new();

@@ -12,8 +12,8 @@ use std::{
 
 use assert_cmd::Command;
 use common::{
-    Server, TIMEOUT, assert_still_queued, classic_client, echo_checked, first_free_descriptor,
-    pseudo_random, read_to_end, reset,
+    Backend, Server, TIMEOUT, assert_still_queued, backends, classic_client, echo_checked,
+    first_free_descriptor, pseudo_random, read_to_end, reset,
 };
 use predicates::prelude::*;
 
@@ -283,7 +283,9 @@ fn out_of_descriptors_is_said_once_not_at_every_retry() {
     assert_eq!(notices.len(), 1, "{notices:#?}");
 }
 
-/// The server modes whose loop prints the report: iterative, multiplexed, two workers, UDP.
+/// The server modes whose loop prints the report: iterative, multiplexed, two workers, UDP. A
+/// test over them runs on each backend, and [`Backend::covers`] runs the modes without
+/// `--multiplex` (no backend to choose) in one of the two only.
 const EVERY_MODE: [&[&str]; 4] = [
     &[],
     &["--multiplex"],
@@ -331,12 +333,12 @@ fn echo_many(server: &Server, mode: &[&str], clients: usize, messages: usize) {
     }
 }
 
-#[test]
-fn a_stdout_nobody_reads_never_stops_the_echo_and_drops_are_counted() {
-    for mode in EVERY_MODE {
+backends!(a_stdout_nobody_reads_never_stops_the_echo_and_drops_are_counted);
+fn a_stdout_nobody_reads_never_stops_the_echo_and_drops_are_counted(backend: Backend) {
+    for mode in EVERY_MODE.into_iter().filter(|mode| backend.covers(mode)) {
         // 20,000 report lines (about 6 MB) while stdout is not read: far past the pipe and the
         // report's queue.
-        let (mut server, mut gate) = Server::start_with_stdout_unread(mode);
+        let (mut server, mut gate) = Server::start_with_stdout_unread_on(backend, mode);
         echo_many(&server, mode, 20, 1000);
 
         // Once stdout is read again, the gap is said, with its size.
@@ -361,10 +363,10 @@ fn a_stdout_nobody_reads_never_stops_the_echo_and_drops_are_counted() {
     }
 }
 
-#[test]
-fn sigterm_with_a_stuck_stdout_still_stops() {
-    for mode in EVERY_MODE {
-        let (mut server, mut gate) = Server::start_with_stdout_unread(mode);
+backends!(sigterm_with_a_stuck_stdout_still_stops);
+fn sigterm_with_a_stuck_stdout_still_stops(backend: Backend) {
+    for mode in EVERY_MODE.into_iter().filter(|mode| backend.covers(mode)) {
+        let (mut server, mut gate) = Server::start_with_stdout_unread_on(backend, mode);
         echo_many(&server, mode, 2, 2000);
         server.signal("TERM");
         // The server waits a bounded time for stdout, then exits, with a word on stderr.
@@ -480,13 +482,13 @@ fn hex_shows_each_read_as_a_dump() {
     server.wait_for_text("closed");
 }
 
+backends!(every_line_fits_in_80_columns);
 /// Every line a server prints by default, on stdout and stderr, fits in 80 columns, in every
 /// mode (`--multiplex --workers 2` announced its split in one line of about 200): its notices,
 /// a read of random bytes, a client that closes, one that resets, and the stop by SIGTERM.
-#[test]
-fn every_line_fits_in_80_columns() {
-    for mode in EVERY_MODE {
-        let mut server = Server::start(mode);
+fn every_line_fits_in_80_columns(backend: Backend) {
+    for mode in EVERY_MODE.into_iter().filter(|mode| backend.covers(mode)) {
+        let mut server = Server::start_on(backend, mode);
         let data = pseudo_random(1000, 11);
         if mode.contains(&"--udp") {
             let socket = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -16,7 +16,7 @@ use std::{
 };
 
 use assert_cmd::Command;
-use common::{BIN, Server, TIMEOUT};
+use common::{BIN, Backend, Server, TIMEOUT, backends};
 use netecho::tls::fixtures::Fixtures;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -312,9 +312,9 @@ fn tls_over_udp_is_a_usage_error() {
         .stderr(predicates::str::contains("DTLS is not supported"));
 }
 
-#[test]
-fn reconnect_opens_a_connection_per_n_messages_over_plain_tcp() {
-    let server = Server::start(&["--multiplex", "-q"]);
+backends!(reconnect_opens_a_connection_per_n_messages_over_plain_tcp);
+fn reconnect_opens_a_connection_per_n_messages_over_plain_tcp(backend: Backend) {
+    let server = Server::start_on(backend, &["--multiplex", "-q"]);
     let port = server.addr.port();
     let (code, report, stderr) = bench_json(port, &["-c", "3", "-d", "1", "--reconnect", "5"]);
     assert_eq!(code, 0, "{report}\n{stderr}");
@@ -366,9 +366,9 @@ fn a_server_that_never_answers_the_handshake_fails_it_within_the_timeout() {
     assert!(details.contains("no answer within 1s"), "{details}");
 }
 
-#[test]
-fn against_serve_tls_with_its_printed_pin_sessions_resume_unless_told_not_to() {
-    let mut server = Server::start(&["--tls", "--multiplex", "-q"]);
+backends!(against_serve_tls_with_its_printed_pin_sessions_resume_unless_told_not_to);
+fn against_serve_tls_with_its_printed_pin_sessions_resume_unless_told_not_to(backend: Backend) {
+    let mut server = Server::start_on(backend, &["--tls", "--multiplex", "-q"]);
     let line = server.wait_for(|_| true);
     let pin = line
         .strip_prefix("cert ")

@@ -13,13 +13,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{BIN, Server, TIMEOUT, pseudo_random, skip};
+use common::{BIN, Backend, Server, TIMEOUT, backends, pseudo_random, skip};
 use netecho::tls::{
     ClientOptions, Fingerprint, Verification, client_config, fixtures::Fixtures, server_name,
 };
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 /// The TCP modes of the server, each as its extra arguments: every test of the echo runs in all.
+/// A test over every mode runs on each backend; [`Backend::covers`] runs the iterative mode in one
+/// of the two only.
 const MODES: [&[&str]; 3] = [&[], &["--multiplex"], &["--multiplex", "--workers", "2"]];
 
 /// A rustls client session over a blocking socket.
@@ -36,7 +38,18 @@ fn fixtures() -> (tempfile::TempDir, Fixtures) {
 fn start_tls(args: &[&str]) -> (Server, Fingerprint) {
     let mut all = vec!["--tls"];
     all.extend_from_slice(args);
-    let mut server = Server::start(&all);
+    with_fingerprint(Server::start(&all))
+}
+
+/// [`start_tls`] on `backend` if `args` has `--multiplex` (see [`Server::start_on`]).
+fn start_tls_on(backend: Backend, args: &[&str]) -> (Server, Fingerprint) {
+    let mut all = vec!["--tls"];
+    all.extend_from_slice(args);
+    with_fingerprint(Server::start_on(backend, &all))
+}
+
+/// A `serve --tls` just started, with the fingerprint from its second line.
+fn with_fingerprint(mut server: Server) -> (Server, Fingerprint) {
     let line = server.wait_for(|_| true);
     let fingerprint = certificate_line(&line);
     (server, fingerprint)
@@ -197,13 +210,13 @@ fn s_client(addr: SocketAddr, extra: &[&str]) -> Command {
     command
 }
 
-#[test]
-fn openssl_s_client_gets_its_line_back_from_a_throwaway_certificate() {
+backends!(openssl_s_client_gets_its_line_back_from_a_throwaway_certificate);
+fn openssl_s_client_gets_its_line_back_from_a_throwaway_certificate(backend: Backend) {
     if !tool("openssl") {
         return;
     }
-    for mode in MODES {
-        let (mut server, _) = start_tls(mode);
+    for mode in MODES.into_iter().filter(|mode| backend.covers(mode)) {
+        let (mut server, _) = start_tls_on(backend, mode);
         let out = outside_client(
             &mut s_client(server.addr, &[]),
             b"hello tls\n",
@@ -266,19 +279,22 @@ fn openssl_s_client_verifies_the_given_certificate_with_the_ca() {
     assert_eq!(Fingerprint::parse(theirs).unwrap(), fingerprint, "{text}");
 }
 
-#[test]
-fn ncat_ssl_gets_its_line_back_with_and_without_verification() {
+backends!(ncat_ssl_gets_its_line_back_with_and_without_verification);
+fn ncat_ssl_gets_its_line_back_with_and_without_verification(backend: Backend) {
     if !tool("ncat") {
         return;
     }
     let (_dir, fx) = fixtures();
-    let (mut server, _) = start_tls(&[
-        "--multiplex",
-        "--cert",
-        fx.server_chain.to_str().unwrap(),
-        "--key",
-        fx.server_key.to_str().unwrap(),
-    ]);
+    let (mut server, _) = start_tls_on(
+        backend,
+        &[
+            "--multiplex",
+            "--cert",
+            fx.server_chain.to_str().unwrap(),
+            "--key",
+            fx.server_key.to_str().unwrap(),
+        ],
+    );
     let port = server.addr.port().to_string();
     let out = outside_client(
         Command::new("ncat").args(["--ssl", "127.0.0.1", &port]),
@@ -303,11 +319,11 @@ fn ncat_ssl_gets_its_line_back_with_and_without_verification() {
     server.wait_for_text("\"ncat verified\\n\"");
 }
 
-#[test]
-fn every_mode_echoes_a_mebibyte_of_random_bytes_checked() {
+backends!(every_mode_echoes_a_mebibyte_of_random_bytes_checked);
+fn every_mode_echoes_a_mebibyte_of_random_bytes_checked(backend: Backend) {
     let data = pseudo_random(1024 * 1024, 7);
-    for mode in MODES {
-        let (mut server, fingerprint) = start_tls(mode);
+    for mode in MODES.into_iter().filter(|mode| backend.covers(mode)) {
+        let (mut server, fingerprint) = start_tls_on(backend, mode);
         let mut client =
             connect(server.addr, config(Verification::Pin(fingerprint), None)).expect("handshake");
         // The fingerprint on line 2 is the certificate the client was given.
@@ -332,10 +348,10 @@ fn every_mode_echoes_a_mebibyte_of_random_bytes_checked() {
     }
 }
 
-#[test]
-fn a_hundred_mebibytes_through_tls_come_back_identical() {
+backends!(a_hundred_mebibytes_through_tls_come_back_identical);
+fn a_hundred_mebibytes_through_tls_come_back_identical(backend: Backend) {
     let data = pseudo_random(100 * 1024 * 1024, 11);
-    let (mut server, fingerprint) = start_tls(&["--multiplex", "--quiet"]);
+    let (mut server, fingerprint) = start_tls_on(backend, &["--multiplex", "--quiet"]);
     let mut client =
         connect(server.addr, config(Verification::Pin(fingerprint), None)).expect("handshake");
     let started = Instant::now();
@@ -353,14 +369,14 @@ fn a_hundred_mebibytes_through_tls_come_back_identical() {
     );
 }
 
-#[test]
-fn the_connect_line_says_version_suite_alpn_and_client_subject() {
+backends!(the_connect_line_says_version_suite_alpn_and_client_subject);
+fn the_connect_line_says_version_suite_alpn_and_client_subject(backend: Backend) {
     let (_dir, fx) = fixtures();
     let ca = fx.ca_cert.to_str().unwrap();
-    for mode in MODES {
+    for mode in MODES.into_iter().filter(|mode| backend.covers(mode)) {
         let mut args = vec!["--client-ca", ca, "--alpn", "h2,echo"];
         args.extend_from_slice(mode);
-        let (mut server, fingerprint) = start_tls(&args);
+        let (mut server, fingerprint) = start_tls_on(backend, &args);
         let mut options = ClientOptions {
             verification: Verification::Pin(fingerprint),
             cert_and_key: Some((fx.client_cert.clone(), fx.client_key.clone())),
@@ -403,10 +419,10 @@ fn the_connect_line_says_version_suite_alpn_and_client_subject() {
     }
 }
 
-#[test]
-fn a_plain_tcp_client_gets_a_clean_close_and_one_line() {
-    for mode in MODES {
-        let (mut server, fingerprint) = start_tls(mode);
+backends!(a_plain_tcp_client_gets_a_clean_close_and_one_line);
+fn a_plain_tcp_client_gets_a_clean_close_and_one_line(backend: Backend) {
+    for mode in MODES.into_iter().filter(|mode| backend.covers(mode)) {
+        let (mut server, fingerprint) = start_tls_on(backend, mode);
         let mut plain = server.connect();
         plain.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
         // The server answers with an alert at most, then closes: no hang.
@@ -429,12 +445,12 @@ fn a_plain_tcp_client_gets_a_clean_close_and_one_line() {
     }
 }
 
-#[test]
-fn a_stalled_handshake_is_dropped_and_the_client_behind_it_served() {
-    for mode in MODES {
+backends!(a_stalled_handshake_is_dropped_and_the_client_behind_it_served);
+fn a_stalled_handshake_is_dropped_and_the_client_behind_it_served(backend: Backend) {
+    for mode in MODES.into_iter().filter(|mode| backend.covers(mode)) {
         let mut args = vec!["--handshake-timeout", "1"];
         args.extend_from_slice(mode);
-        let (mut server, fingerprint) = start_tls(&args);
+        let (mut server, fingerprint) = start_tls_on(backend, &args);
         let started = Instant::now();
         let _silent = server.connect(); // connects, never sends a ClientHello
         // In the iterative mode this one waits in the queue behind the silent one.
@@ -467,9 +483,9 @@ fn a_stalled_handshake_is_dropped_and_the_client_behind_it_served() {
     }
 }
 
-#[test]
-fn a_client_that_never_reads_does_not_stop_the_others() {
-    let (mut server, fingerprint) = start_tls(&["--multiplex", "--quiet"]);
+backends!(a_client_that_never_reads_does_not_stop_the_others);
+fn a_client_that_never_reads_does_not_stop_the_others(backend: Backend) {
+    let (mut server, fingerprint) = start_tls_on(backend, &["--multiplex", "--quiet"]);
     let mut stalled =
         connect(server.addr, config(Verification::Pin(fingerprint), None)).expect("handshake");
     stalled
@@ -513,10 +529,10 @@ fn vm_rss_kib(pid: u32) -> u64 {
         .expect("VmRSS")
 }
 
-#[test]
-fn sigterm_lets_a_tls_transfer_in_flight_finish() {
+backends!(sigterm_lets_a_tls_transfer_in_flight_finish);
+fn sigterm_lets_a_tls_transfer_in_flight_finish(backend: Backend) {
     let data = pseudo_random(8 * 1024 * 1024, 5);
-    let (mut server, fingerprint) = start_tls(&["--multiplex", "--quiet"]);
+    let (mut server, fingerprint) = start_tls_on(backend, &["--multiplex", "--quiet"]);
     let mut client =
         connect(server.addr, config(Verification::Pin(fingerprint), None)).expect("handshake");
     echo_checked(&mut client, &data[..64 * 1024]);
@@ -588,16 +604,19 @@ fn a_key_that_is_not_the_certificates_fails_before_listening() {
     }
 }
 
-#[test]
-fn idle_timeout_connection_limit_and_hex_dump_work_as_for_plain_tcp() {
-    let (mut server, fingerprint) = start_tls(&[
-        "--multiplex",
-        "--idle-timeout",
-        "1",
-        "--max-connections",
-        "1",
-        "--hex",
-    ]);
+backends!(idle_timeout_connection_limit_and_hex_dump_work_as_for_plain_tcp);
+fn idle_timeout_connection_limit_and_hex_dump_work_as_for_plain_tcp(backend: Backend) {
+    let (mut server, fingerprint) = start_tls_on(
+        backend,
+        &[
+            "--multiplex",
+            "--idle-timeout",
+            "1",
+            "--max-connections",
+            "1",
+            "--hex",
+        ],
+    );
     let mut first =
         connect(server.addr, config(Verification::Pin(fingerprint), None)).expect("handshake");
     echo_checked(&mut first, b"hi\xff\n");

@@ -9,7 +9,7 @@ use std::{
 };
 
 use assert_cmd::Command;
-use common::{BIN, Server, TIMEOUT, pseudo_random};
+use common::{BIN, Backend, Server, TIMEOUT, backends, pseudo_random};
 use predicates::prelude::*;
 
 /// The largest IPv4 UDP payload.
@@ -247,18 +247,22 @@ fn private_network() -> bool {
 }
 
 /// A server started by `unshare --net` in a namespace of its own, with `lo` up and the
-/// non-loopback `addrs` on it; its pid names the namespace for [`in_namespace`].
-fn start_in_private_network(addrs: &[&str], args: &[&str]) -> Server {
+/// non-loopback `addrs` on it; its pid names the namespace for [`in_namespace`]. On `backend`
+/// if `args` has `--multiplex`: `unshare` and `sh` pass it on in the environment.
+fn start_in_private_network(backend: Backend, addrs: &[&str], args: &[&str]) -> Server {
     let setup: String = addrs
         .iter()
         .map(|addr| format!(" && /usr/sbin/ip addr add {addr} dev lo"))
         .collect();
     let script = format!("/usr/sbin/ip link set lo up{setup} && exec \"$0\" \"$@\"");
-    Server::start_with(
-        std::process::Command::new("unshare")
-            .args(["--net", "sh", "-c", &script, BIN, "serve", "--port", "0"])
-            .args(args),
-    )
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args(["--net", "sh", "-c", &script, BIN, "serve", "--port", "0"])
+        .args(args);
+    if args.contains(&"--multiplex") {
+        backend.force(&mut command);
+    }
+    Server::start_with(&mut command)
 }
 
 /// A command run inside `server`'s network namespace.
@@ -289,15 +293,17 @@ fn udp_totals(summary: &str) -> (u64, u64) {
     (number_after("echoed "), number_after("dropped "))
 }
 
-#[test]
-fn a_burst_past_the_rate_limit_from_a_non_loopback_source_is_dropped_and_counted() {
+backends!(a_burst_past_the_rate_limit_from_a_non_loopback_source_is_dropped_and_counted);
+fn a_burst_past_the_rate_limit_from_a_non_loopback_source_is_dropped_and_counted(backend: Backend) {
     if !private_network() {
         return;
     }
-    for mode in [&["--udp"][..], &["--multiplex", "--udp"]] {
+    let modes = [&["--udp"][..], &["--multiplex", "--udp"]];
+    for mode in modes.into_iter().filter(|mode| backend.covers(mode)) {
         // 192.0.2.1 (TEST-NET-1) on the namespace's lo: a non-loopback source that never
         // leaves it.
         let mut server = start_in_private_network(
+            backend,
             &["192.0.2.1/32"],
             &[mode, &["--host", "0.0.0.0", "--udp-rate", "5", "-q"]].concat(),
         );
@@ -342,15 +348,16 @@ fn a_burst_past_the_rate_limit_from_a_non_loopback_source_is_dropped_and_counted
     }
 }
 
-#[test]
-fn a_second_server_cannot_take_over_a_udp_port() {
+backends!(a_second_server_cannot_take_over_a_udp_port);
+fn a_second_server_cannot_take_over_a_udp_port(backend: Backend) {
     let modes: [&[&str]; 2] = [&["--udp"], &["--multiplex", "--udp"]];
     for first in modes {
-        let server = Server::start(&[first, &["-q"]].concat());
+        let server = Server::start_on(backend, &[first, &["-q"]].concat());
         let port = server.addr.port().to_string();
         for second in modes {
             // A server that binds would run until killed: the short timeout is the failure.
             Command::new(BIN)
+                .env("NETECHO_IO", backend.name())
                 .args(["serve", "--port", &port])
                 .args(second)
                 .timeout(Duration::from_secs(5))
@@ -406,14 +413,14 @@ fn udp_over_ipv6() {
         .stdout("six\n");
 }
 
-#[test]
-fn multiplex_serves_tcp_and_udp_side_by_side_on_one_port() {
+backends!(multiplex_serves_tcp_and_udp_side_by_side_on_one_port);
+fn multiplex_serves_tcp_and_udp_side_by_side_on_one_port(backend: Backend) {
     use std::{
         io::{Read, Write},
         net::TcpStream,
         thread,
     };
-    let server = Server::start(&["--multiplex", "--udp", "-q"]);
+    let server = Server::start_on(backend, &["--multiplex", "--udp", "-q"]);
     let addr = server.addr;
     // 50 TCP clients and 50 UDP clients at once, each exchanging several messages.
     let tcp: Vec<_> = (0..50u64)
@@ -462,10 +469,15 @@ fn multiplex_serves_tcp_and_udp_side_by_side_on_one_port() {
     assert!(summary.ends_with("), dropped 0"), "{summary}");
 }
 
-/// The first line of `netecho serve` with `args`, read from the real binary (then killed).
-fn first_line(args: &[&str]) -> String {
+/// The first line of `netecho serve` with `args` (on `backend` if multiplexed), read from the
+/// real binary (then killed).
+fn first_line(backend: Backend, args: &[&str]) -> String {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(BIN)
+    let mut command = std::process::Command::new(BIN);
+    if args.contains(&"--multiplex") {
+        backend.force(&mut command);
+    }
+    let mut child = command
         .args(["serve", "--port", "0"])
         .args(args)
         .stdout(std::process::Stdio::piped())
@@ -480,15 +492,18 @@ fn first_line(args: &[&str]) -> String {
     line.trim_end().to_string()
 }
 
-#[test]
-fn the_first_line_says_what_is_served() {
+backends!(the_first_line_says_what_is_served);
+fn the_first_line_says_what_is_served(backend: Backend) {
     for (args, served) in [
         (&["--udp"][..], " (udp)"),
         (&["--multiplex", "--udp"][..], " (tcp+udp)"),
         (&[][..], ""),
         (&["--multiplex"][..], ""),
-    ] {
-        let line = first_line(args);
+    ]
+    .into_iter()
+    .filter(|(args, _)| backend.covers(args))
+    {
+        let line = first_line(backend, args);
         let addr = line
             .strip_prefix("listening on 127.0.0.1:")
             .and_then(|rest| rest.strip_suffix(served))

@@ -31,6 +31,83 @@ pub const UNRESOLVABLE_HOST: &str =
 /// The bound on every wait in a test.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
+/// A backend of the multiplexed loop (`serve --multiplex`), chosen by the server's environment:
+/// `NETECHO_IO=epoll` or `NETECHO_IO=uring`. Every test that starts a `--multiplex` server runs
+/// once per backend, as two tests of its own (see [`backends!`]); a server that cannot run the
+/// backend it is told to fails with the reason, and so does the test: nothing is skipped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Epoll,
+    Uring,
+}
+
+impl Backend {
+    pub const ALL: [Backend; 2] = [Backend::Epoll, Backend::Uring];
+
+    /// The value of `NETECHO_IO` (and `--io`) that forces it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Epoll => "epoll",
+            Backend::Uring => "uring",
+        }
+    }
+
+    /// Forces this backend on a command that runs `serve --multiplex`, directly or through a
+    /// wrapper that passes its environment on (`sh -c 'ulimit ...; exec ...'`, `unshare`).
+    pub fn force(self, command: &mut Command) -> &mut Command {
+        command.env("NETECHO_IO", self.name())
+    }
+
+    /// Whether this backend's run of a test over several server modes covers `mode`: every
+    /// `--multiplex` mode runs on every backend, the others (one loop, no backend to choose) once,
+    /// on the first.
+    pub fn covers(self, mode: &[&str]) -> bool {
+        mode.contains(&"--multiplex") || self == Backend::ALL[0]
+    }
+}
+
+/// Makes a test of `fn $test(backend: Backend)` for each backend: a module `$test` with the tests
+/// `epoll` and `uring`, so `cargo test half_close` runs both, `cargo test uring` every test on
+/// io_uring, and each backend passes or fails on its own. Written above the function, like an
+/// attribute: `backends!(half_close_flushes_everything_before_closing);`.
+#[allow(unused_macros)] // each test file uses a different part of the harness
+macro_rules! backends {
+    ($test:ident) => {
+        mod $test {
+            #[test]
+            fn epoll() {
+                super::$test($crate::common::Backend::Epoll);
+            }
+
+            #[test]
+            fn uring() {
+                super::$test($crate::common::Backend::Uring);
+            }
+        }
+    };
+}
+#[allow(unused_imports)] // each test file uses a different part of the harness
+pub(crate) use backends;
+
+/// The backend forced on a command, from its `NETECHO_IO`.
+fn forced_backend(command: &Command) -> Option<Backend> {
+    let value = command
+        .get_envs()
+        .find(|(name, _)| *name == "NETECHO_IO")?
+        .1?;
+    Backend::ALL
+        .into_iter()
+        .find(|backend| value == backend.name())
+}
+
+/// Whether a command starts a multiplexed server: `--multiplex` among its arguments, or in the
+/// script of a `sh -c` wrapper.
+fn runs_multiplex(command: &Command) -> bool {
+    command
+        .get_args()
+        .any(|arg| arg.to_string_lossy().contains("--multiplex"))
+}
+
 /// A running `netecho serve`.
 pub struct Server {
     child: Child,
@@ -42,21 +119,29 @@ pub struct Server {
     seen: Vec<String>,
     /// Everything the server wrote on stderr.
     stderr: Arc<Mutex<String>>,
+    /// The thread that reads stderr: once the server has exited, stderr is whole when it ends.
+    stderr_reader: thread::JoinHandle<()>,
+    /// The backend forced on a multiplexed server, named in the harness's failure messages.
+    backend: Option<Backend>,
 }
 
 impl Server {
-    /// Starts `netecho serve --port 0` with extra arguments.
+    /// Starts `netecho serve --port 0` with extra arguments, none of them `--multiplex`.
     pub fn start(args: &[&str]) -> Server {
-        Self::start_with(
-            Command::new(BIN)
-                .arg("serve")
-                .args(["--port", "0"])
-                .args(args),
-        )
+        Self::start_with(&mut serve(None, args))
     }
 
-    /// Starts a prepared command that runs a server printing `listening on ADDR` first.
+    /// Starts `netecho serve --port 0 ARGS` on `backend` if ARGS has `--multiplex`; without it
+    /// the server has one loop, so a test over several modes can start each through here.
+    pub fn start_on(backend: Backend, args: &[&str]) -> Server {
+        Self::start_with(&mut serve(Some(backend), args))
+    }
+
+    /// Starts a prepared command that runs a server printing `listening on ADDR` first. A
+    /// `--multiplex` server must have its backend forced ([`Backend::force`]), so that no
+    /// multiplex test runs on one backend only.
     pub fn start_with(command: &mut Command) -> Server {
+        let backend = checked_backend(command);
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -73,26 +158,34 @@ impl Server {
                 }
             }
         });
-        let stderr = collect_stderr(&mut child);
+        let (stderr, stderr_reader) = collect_stderr(&mut child);
         let first = match lines.recv_timeout(TIMEOUT) {
             Ok(line) => line,
             Err(err) => {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "no first line from the server ({err}); stderr: {}",
+                    "no first line from the server{} ({err}); stderr: {}",
+                    on(backend),
                     stderr.lock().unwrap()
                 );
             }
         };
-        let addr = listening_addr(&first)
-            .unwrap_or_else(|| panic!("first line is not 'listening on ADDR': {first:?}"));
+        let addr = listening_addr(&first).unwrap_or_else(|| {
+            panic!(
+                "first line of the server{} is not 'listening on ADDR': {first:?}",
+                on(backend)
+            )
+        });
+        assert_backend_reached(&mut child, backend);
         Server {
             child,
             addr,
             lines,
             seen: Vec::new(),
             stderr,
+            stderr_reader,
+            backend,
         }
     }
 
@@ -123,12 +216,14 @@ impl Server {
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     panic!(
-                        "timed out waiting for a server line; seen: {:#?}",
+                        "timed out waiting for a line of the server{}; seen: {:#?}",
+                        on(self.backend),
                         self.seen
                     )
                 }
                 Err(RecvTimeoutError::Disconnected) => panic!(
-                    "server output ended before the line came; seen: {:#?}; stderr: {}",
+                    "output of the server{} ended before the line came; seen: {:#?}; stderr: {}",
+                    on(self.backend),
                     self.seen,
                     self.stderr()
                 ),
@@ -144,6 +239,15 @@ impl Server {
     /// Every stdout line read so far, after the first.
     pub fn seen(&self) -> &[String] {
         &self.seen
+    }
+
+    /// Once the server has exited, waits (bounded) until its stderr is read to the end, so that
+    /// [`Server::stderr`] has its last words.
+    fn read_stderr_to_end(&self) {
+        let deadline = Instant::now() + TIMEOUT;
+        while !self.stderr_reader.is_finished() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// What the server wrote on stderr so far.
@@ -194,6 +298,7 @@ impl Server {
             );
             thread::sleep(Duration::from_millis(10));
         };
+        self.read_stderr_to_end();
         // The process is gone: its stdout ends, so this drains to the end.
         let mut rest = Vec::new();
         while let Ok(line) = self.lines.recv_timeout(TIMEOUT) {
@@ -211,6 +316,51 @@ impl Drop for Server {
     }
 }
 
+/// `netecho serve --port 0 ARGS`, on `backend` if ARGS has `--multiplex`; a `NETECHO_IO` in the
+/// environment of `cargo test` reaches no server.
+fn serve(backend: Option<Backend>, args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command.arg("serve").args(["--port", "0"]).args(args);
+    match backend {
+        Some(backend) if args.contains(&"--multiplex") => backend.force(&mut command),
+        _ => command.env_remove("NETECHO_IO"),
+    };
+    command
+}
+
+/// The backend forced on a command; panics if it runs `serve --multiplex` with none.
+fn checked_backend(command: &Command) -> Option<Backend> {
+    let backend = forced_backend(command);
+    assert!(
+        backend.is_some() || !runs_multiplex(command),
+        "a --multiplex server runs on every backend: start it with Server::start_on (or \
+         Backend::force) in a test made by backends!: {command:?}"
+    );
+    backend
+}
+
+/// Checks that the backend forced on a command reached the server process itself (its pid,
+/// after the wrappers' `exec`): a wrapper that cleared the environment would leave every test
+/// on the default backend, twice.
+fn assert_backend_reached(child: &mut Child, backend: Option<Backend>) {
+    let Some(backend) = backend else { return };
+    let wanted = format!("NETECHO_IO={}", backend.name());
+    let environ = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap_or_default();
+    if !environ
+        .split(|&b| b == 0)
+        .any(|var| var == wanted.as_bytes())
+    {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the server's environment lacks {wanted}");
+    }
+}
+
+/// ` on BACKEND` for a failure message, or nothing.
+fn on(backend: Option<Backend>) -> String {
+    backend.map_or_else(String::new, |backend| format!(" on {}", backend.name()))
+}
+
 /// The address in a server's first line: `listening on ADDR`, maybe followed by a space and what
 /// it serves (`listening on 127.0.0.1:7 (tcp+udp)`).
 pub fn listening_addr(first: &str) -> Option<SocketAddr> {
@@ -219,16 +369,16 @@ pub fn listening_addr(first: &str) -> Option<SocketAddr> {
 }
 
 /// Reads a child's stderr to its end on a thread, into the shared string returned.
-fn collect_stderr(child: &mut Child) -> Arc<Mutex<String>> {
+fn collect_stderr(child: &mut Child) -> (Arc<Mutex<String>>, thread::JoinHandle<()>) {
     let stderr = Arc::new(Mutex::new(String::new()));
     let mut pipe = child.stderr.take().expect("stderr is piped");
     let sink = Arc::clone(&stderr);
-    thread::spawn(move || {
+    let reader = thread::spawn(move || {
         let mut text = String::new();
         let _ = pipe.read_to_string(&mut text);
         sink.lock().unwrap().push_str(&text);
     });
-    stderr
+    (stderr, reader)
 }
 
 /// The classic assignment client: send, read 16-byte chunks until one is shorter, close without
@@ -332,10 +482,18 @@ impl Server {
     /// Starts `netecho serve --port 0` with extra arguments, reads its first line, and then
     /// leaves its stdout unread until the gate opens.
     pub fn start_with_stdout_unread(args: &[&str]) -> (Server, StdoutGate) {
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .args(["--port", "0"])
-            .args(args)
+        Self::start_command_with_stdout_unread(&mut serve(None, args))
+    }
+
+    /// [`Server::start_with_stdout_unread`] on `backend` if `args` has `--multiplex` (see
+    /// [`Server::start_on`]).
+    pub fn start_with_stdout_unread_on(backend: Backend, args: &[&str]) -> (Server, StdoutGate) {
+        Self::start_command_with_stdout_unread(&mut serve(Some(backend), args))
+    }
+
+    fn start_command_with_stdout_unread(command: &mut Command) -> (Server, StdoutGate) {
+        let backend = checked_backend(command);
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -357,19 +515,26 @@ impl Server {
                 }
             }
         });
-        let stderr = collect_stderr(&mut child);
+        let (stderr, stderr_reader) = collect_stderr(&mut child);
         let first = lines.recv_timeout(TIMEOUT).unwrap_or_default();
         let Some(addr) = listening_addr(first.trim_end()) else {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("first line is not 'listening on ADDR': {first:?}");
+            panic!(
+                "first line of the server{} is not 'listening on ADDR': {first:?}; stderr: {}",
+                on(backend),
+                stderr.lock().unwrap()
+            );
         };
+        assert_backend_reached(&mut child, backend);
         let server = Server {
             child,
             addr,
             lines,
             seen: Vec::new(),
             stderr,
+            stderr_reader,
+            backend,
         };
         (server, StdoutGate { open: Some(open) })
     }
@@ -379,6 +544,7 @@ impl Server {
         let deadline = Instant::now() + TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().expect("poll the server process") {
+                self.read_stderr_to_end();
                 return status;
             }
             assert!(

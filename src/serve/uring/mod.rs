@@ -34,6 +34,7 @@
 //! Not here (yet): `--tls` and `--udp`, which run on the epoll loop (`multiplex.rs` picks).
 
 mod probe;
+#[allow(unsafe_code)] // The one module that may: see its `//!`.
 mod ring;
 
 use std::{

@@ -225,7 +225,8 @@ struct Slot {
 
 /// At most `capacity` sources, found by address in O(1) and kept in the order they were last
 /// seen, so that the one to forget is always at hand. The list lives in a `Vec` of slots linked
-/// by index, not by pointer, and no allocation once full (a new source reuses the evicted one's slot).
+/// by index, not by pointer, with no allocation once full (a new source reuses the evicted
+/// one's slot).
 #[derive(Debug)]
 struct SourceTable {
     /// Where each remembered address's slot is. Keyed with std's randomly seeded SipHash, so

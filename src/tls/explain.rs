@@ -182,7 +182,7 @@ pub fn server_reason(err: &TlsError, handshaking: bool) -> String {
             "not TLS (plain TCP to a TLS port?)".to_string()
         }
         TlsError::NoCertificatesPresented => {
-            "no client certificate (--client-ca requires one)".to_string()
+            "no client certificate (--client-ca needs one)".to_string()
         }
         TlsError::InvalidCertificate(CertificateError::UnknownIssuer) => {
             "client certificate not signed by the --client-ca".to_string()

@@ -337,7 +337,7 @@ fn mtls_without_client_certificate_is_refused_on_both_sides() {
     let server_err = outcome.server.expect_err("the server refuses");
     assert_eq!(
         server_err.reason(),
-        "no client certificate (--client-ca requires one)"
+        "no client certificate (--client-ca needs one)"
     );
     let client_err = outcome.client.err().expect("the client hears why");
     let said = explain::client_error(&client_err, &name);
@@ -599,7 +599,7 @@ fn mtls_refusals_over_tls12_and_with_a_foreign_client_certificate() {
     let outcome = exchange(mtls_server(&fx), Arc::new(no_cert), name.clone(), b"x");
     assert_eq!(
         outcome.server.expect_err("refused").reason(),
-        "no client certificate (--client-ca requires one)"
+        "no client certificate (--client-ca needs one)"
     );
     let said = explain::client_error(&outcome.client.err().expect("client told"), &name);
     assert!(said.contains("--cert FILE --key FILE"), "{said}");

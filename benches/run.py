@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Runs the comparison benchmark and prints the tables of benches/RESULTS.md.
 
-Servers: `netecho serve` (iterative: one client at a time), `netecho serve --multiplex`,
-`netecho serve --multiplex --workers 2`, the tokio reference (examples/tokio_echo.rs) and
+Servers: `netecho serve` (iterative: one client at a time), `netecho serve --multiplex` (epoll),
+`netecho serve --multiplex --io uring` (io_uring, issue #13), `netecho serve --multiplex --workers 2`, the tokio reference (examples/tokio_echo.rs) and
 `socat TCP-LISTEN:PORT,bind=127.0.0.1,fork,reuseaddr,backlog=1024 PIPE`.
 
 The load is `netecho bench --json` in every case but backpressure, which needs a client that
@@ -45,6 +45,9 @@ SERVERS = {
               lambda port: [NETECHO, "serve", "-q", "--port", str(port)]),
     "multiplex": ("`netecho serve --multiplex`",
                   lambda port: [NETECHO, "serve", "--multiplex", "-q", "--port", str(port)]),
+    "uring": ("`netecho serve --multiplex --io uring`",
+              lambda port: [NETECHO, "serve", "--multiplex", "--io", "uring", "-q",
+                            "--port", str(port)]),
     "workers2": ("`netecho serve --multiplex --workers 2`",
                  lambda port: [NETECHO, "serve", "--multiplex", "--workers", "2", "-q",
                                "--port", str(port)]),
@@ -57,14 +60,15 @@ SERVERS = {
                             "PIPE"]),
 }
 ALL = list(SERVERS)
-MANY = ["multiplex", "workers2", "tokio", "socat"]  # the iterative server serves one at a time
+MANY = ["multiplex", "uring", "workers2", "tokio", "socat"]  # the iterative server serves one at a time
 
 # (key, short name, `netecho bench` arguments, servers, why the others are left out)
 CASES = [
     ("hold", f"{HOLD_CONNECTIONS // 1000}k held, 1 msg/s each",
      ["-c", HOLD_CONNECTIONS, "--rate", HOLD_CONNECTIONS, "-s", 32, "-d", 15],
      ["multiplex", "workers2", "tokio"],
-     {"serve": "n/a (one client at a time)", "socat": "left out (a process per client)"}),
+     {"serve": "n/a (one client at a time)", "socat": "left out (a process per client)",
+      "uring": "left out: stalls accepting a 10k burst (issue #13, open)"}),
     ("rr100", "req/resp, 100 conns × 64 B",
      ["-c", 100, "-s", 64, "-d", 5], MANY, {"serve": "n/a (one client at a time)"}),
     ("rr1", "req/resp, 1 conn × 64 B",
@@ -72,7 +76,7 @@ CASES = [
     ("bulk", "bulk, 1 conn × 1 MiB, 4 in flight",
      ["-c", 1, "-s", "1MiB", "--pipeline", 4, "-d", 3], ALL, {}),
 ]
-STALL_SERVERS = ["multiplex", "tokio"]
+STALL_SERVERS = ["multiplex", "uring", "tokio"]
 
 
 def free_port():

@@ -182,6 +182,20 @@ fn openssl_fingerprint(cert: &Path) -> String {
     hex_only(value.trim())
 }
 
+/// `netecho send --tls --port PORT ARGS`, running, with its stdin, stdout and stderr piped for
+/// the test to drive (a `Peer`, ended when dropped).
+fn spawn_send(port: u16, args: &[&str]) -> Peer {
+    let child = StdCommand::new(BIN)
+        .args(["send", "--tls", "--port", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start netecho send");
+    Peer { port, child }
+}
+
 #[test]
 fn a_message_comes_back_over_tls_verified_with_the_ca() {
     if !have("socat", "-V") {
@@ -270,18 +284,10 @@ fn typed_lines_come_back_through_ncat_ssl() {
     }
     let (_dir, files) = fixtures();
     let peer = ncat(&files.server_cert, &files.server_key);
-    let child = StdCommand::new(BIN)
-        .args(["send", "--tls", "--port", &peer.port.to_string()])
-        .args(["--ca", path(&files.ca_cert), "--sni", "localhost"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start netecho send");
-    let mut send = Peer {
-        port: peer.port,
-        child,
-    };
+    let mut send = spawn_send(
+        peer.port,
+        &["--ca", path(&files.ca_cert), "--sni", "localhost"],
+    );
     let mut stdin = send.child.stdin.take().expect("stdin is piped");
     let stdout = send.child.stdout.take().expect("stdout is piped");
     let (tx, lines) = std::sync::mpsc::channel();
@@ -554,18 +560,10 @@ fn a_close_while_stdin_is_idle_ends_send_at_once_over_tls() {
     }
     let (_dir, files) = fixtures();
     let peer = socat_with(&["-T", "1"], &files.server_cert, &files.server_key, None);
-    let child = StdCommand::new(BIN)
-        .args(["send", "--tls", "--port", &peer.port.to_string()])
-        .args(["--ca", path(&files.ca_cert), "--timeout", "10"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start netecho send");
-    let mut send = Peer {
-        port: peer.port,
-        child,
-    };
+    let mut send = spawn_send(
+        peer.port,
+        &["--ca", path(&files.ca_cert), "--timeout", "10"],
+    );
     let mut stdin = send.child.stdin.take().expect("stdin is piped");
     std::io::Write::write_all(&mut stdin, b"hello\n").unwrap();
     let started = Instant::now();

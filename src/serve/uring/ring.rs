@@ -183,11 +183,11 @@ impl ProvidedBuffers {
 
     /// Makes the entries written by [`Self::provide`] visible to the kernel.
     fn publish(&self) {
+        let ring = self.entries.as_ptr();
         // SAFETY: the tail is a u16 inside the first entry of the ring we own, suitably aligned
         // (the io_uring ABI overlays it there); the kernel only reads it. The release store
         // orders the entries written before it.
-        let tail =
-            unsafe { &*types::BufRingEntry::tail(self.entries.as_ptr()).cast::<AtomicU16>() };
+        let tail = unsafe { &*types::BufRingEntry::tail(ring).cast::<AtomicU16>() };
         tail.store(self.tail, Ordering::Release);
     }
 

@@ -79,7 +79,7 @@ _netecho() {
             return 0
             ;;
         netecho__subcmd__bench)
-            opts="-p -c -s -d -h --host --port --connections --size --duration --pipeline --rate --udp --threads --timeout --json --reconnect --tls --ca --pin --insecure --sni --cert --key --alpn --no-resumption --help"
+            opts="-p -c -s -d -h --host --port --connections --size --duration --pipeline --rate --udp --threads --timeout --json --reconnect --proxy-protocol --tls --ca --pin --insecure --sni --cert --key --alpn --no-resumption --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -142,6 +142,10 @@ _netecho() {
                     ;;
                 --reconnect)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proxy-protocol)
+                    COMPREPLY=($(compgen -W "v1 v2" -- "${cur}"))
                     return 0
                     ;;
                 --ca)
@@ -415,7 +419,7 @@ _netecho() {
             return 0
             ;;
         netecho__subcmd__send)
-            opts="-p -q -h --host --port --quiet --timeout --udp --retries --tls --ca --pin --insecure --sni --cert --key --alpn --help"
+            opts="-p -q -h --host --port --quiet --timeout --udp --retries --proxy-protocol --tls --ca --pin --insecure --sni --cert --key --alpn --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -442,6 +446,10 @@ _netecho() {
                     ;;
                 --retries)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proxy-protocol)
+                    COMPREPLY=($(compgen -W "v1 v2" -- "${cur}"))
                     return 0
                     ;;
                 --ca)
@@ -512,7 +520,7 @@ _netecho() {
             return 0
             ;;
         netecho__subcmd__serve)
-            opts="-p -q -h --host --port --quiet --preview --hex --idle-timeout --multiplex --max-connections --drain-timeout --workers --io --udp --udp-rate --tls --cert --key --client-ca --alpn --handshake-timeout --help"
+            opts="-p -q -h --host --port --quiet --preview --hex --idle-timeout --multiplex --max-connections --drain-timeout --workers --io --udp --udp-rate --tls --cert --key --client-ca --alpn --handshake-timeout --proxy-protocol --log-format --metrics --inetd --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -611,6 +619,14 @@ _netecho() {
                     return 0
                     ;;
                 --handshake-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --metrics)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -49,16 +49,23 @@ complete -c netecho -n "__fish_netecho_using_subcommand serve" -l key -d 'With -
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l client-ca -d 'With --tls: require a client certificate signed by a CA in FILE (PEM), mutual TLS; the client\'s subject is shown on its connect line' -r -F
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l alpn -d 'With --tls: the ALPN protocols to offer, comma-separated, most preferred first (e.g. h2,http/1.1); the echo is the same whichever is chosen [default: none]' -r
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l handshake-timeout -d 'With --tls: drop a client whose handshake has not finished this long after it connected' -r
+complete -c netecho -n "__fish_netecho_using_subcommand serve" -l log-format -d 'How to write the report: text lines, or one JSON object per event (see the man page)' -r -f -a "text\t'One line of text per event'
+json\t'One JSON object per line per event, with an RFC 3339 timestamp'"
+complete -c netecho -n "__fish_netecho_using_subcommand serve" -l metrics -d 'Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9100) [default: off]' -r
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -s q -l quiet -d 'Do not print a line per read (connects, leaves and the summary are still shown)'
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l hex -d 'Show each read as a hex dump (offset, hex, ASCII) instead of a one-line preview'
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l multiplex -d 'Serve all clients at once from one event loop (epoll/kqueue) instead of one at a time'
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l udp -d 'Serve UDP echo (RFC 862): each datagram back to its sender. With --multiplex: TCP and UDP on the same port; without: UDP only'
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l tls -d 'Speak TLS 1.2/1.3 to every client, in every TCP mode. Without --cert/--key, a throwaway self-signed certificate is made at start and its SHA-256 fingerprint printed on the second line, for \'send --tls --pin\''
+complete -c netecho -n "__fish_netecho_using_subcommand serve" -l proxy-protocol -d 'Expect a PROXY protocol header (HAProxy\'s, v1 text or v2 binary) at the start of every TCP connection, and report the client it names; the header is never echoed, and a connection without a valid one is closed'
+complete -c netecho -n "__fish_netecho_using_subcommand serve" -l inetd -d 'Echo stdin to stdout until EOF: the one connection inetd, xinetd or systemd (Accept=yes) hands over. The report goes to stderr'
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c netecho -n "__fish_netecho_using_subcommand send" -l host -d 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)' -r -f -a "(__fish_print_hostnames)"
 complete -c netecho -n "__fish_netecho_using_subcommand send" -s p -l port -d 'Port, 0-65535, TCP or with --udp UDP (0 with serve: any free port, printed on the first line)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand send" -l timeout -d 'Give up connecting, or waiting for the server, after this long (e.g. 10, 1.5s, 2m)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand send" -l retries -d 'With --udp: send again this many times when no reply comes within --timeout' -r
+complete -c netecho -n "__fish_netecho_using_subcommand send" -l proxy-protocol -d 'Start the connection with a PROXY protocol header (v1 or v2) naming this connection\'s own addresses, as a load balancer would, to test a server behind one' -r -f -a "v1\t'Version 1: one line of text (`PROXY TCP4 src dst sport dport`)'
+v2\t'Version 2: the binary header'"
 complete -c netecho -n "__fish_netecho_using_subcommand send" -l ca -d 'With --tls: also trust the CA certificates in FILE (PEM)' -r -F
 complete -c netecho -n "__fish_netecho_using_subcommand send" -l pin -d 'With --tls: accept exactly the server certificate with this SHA-256 fingerprint, whatever its names and dates (as \'serve --tls\' prints it; colons and the sha256: prefix optional)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand send" -l sni -d 'With --tls: the server name to ask for (SNI) and to verify the certificate against [default: --host]' -r -f -a "(__fish_print_hostnames)"
@@ -94,6 +101,8 @@ complete -c netecho -n "__fish_netecho_using_subcommand bench" -l rate -d 'Open 
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l threads -d 'Event-loop threads, each with its share of the connections' -r
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l timeout -d 'Give up on a connect, or on a reply, after this long (UDP: the longest wait before a reply counts as lost)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l reconnect -d 'Close each connection after N messages and open a new one in its place (1: a new connection, and with --tls a new handshake, for every message) [default: never]' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -l proxy-protocol -d 'Start every connection with a PROXY protocol header (v1 or v2) naming its own addresses, as a load balancer would' -r -f -a "v1\t'Version 1: one line of text (`PROXY TCP4 src dst sport dport`)'
+v2\t'Version 2: the binary header'"
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l ca -d 'With --tls: also trust the CA certificates in FILE (PEM)' -r -F
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l pin -d 'With --tls: accept exactly the server certificate with this SHA-256 fingerprint, whatever its names and dates (as \'serve --tls\' prints it; colons and the sha256: prefix optional)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l sni -d 'With --tls: the server name to ask for (SNI) and to verify the certificate against [default: --host]' -r -f -a "(__fish_print_hostnames)"

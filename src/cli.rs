@@ -21,7 +21,7 @@
 //! The same block is the EXAMPLES section of the command's man page (see `man.rs`), so the
 //! examples are written once. A unit test below holds every command, present and future, to this.
 
-use std::{path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
 use clap_complete::Shell;
@@ -201,6 +201,52 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub tls: ServeTls,
+
+    #[command(flatten)]
+    pub service: ServeService,
+}
+
+/// Options of `serve` for running it as a service: behind a proxy, under inetd or systemd, read
+/// by machines.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Running as a service")]
+pub struct ServeService {
+    /// Expect a PROXY protocol header (HAProxy's, v1 text or v2 binary) at the start of every TCP
+    /// connection, and report the client it names; the header is never echoed, and a connection
+    /// without a valid one is closed
+    #[arg(long)]
+    pub proxy_protocol: bool,
+
+    /// How to write the report: text lines, or one JSON object per event (see the man page)
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9100) [default: off]
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+
+    /// Echo stdin to stdout until EOF: the one connection inetd, xinetd or systemd (Accept=yes)
+    /// hands over. The report goes to stderr
+    #[arg(long, conflicts_with_all = ["multiplex", "udp", "tls", "metrics"])]
+    pub inetd: bool,
+}
+
+/// The format of `serve`'s report (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event
+    Text,
+    /// One JSON object per line per event, with an RFC 3339 timestamp
+    Json,
+}
+
+/// The PROXY protocol header `send` and `bench` put before their data (`--proxy-protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProxyVersion {
+    /// Version 1: one line of text (`PROXY TCP4 src dst sport dport`)
+    V1,
+    /// Version 2: the binary header
+    V2,
 }
 
 /// The kernel interface of `serve --multiplex`'s event loop (`--io`).
@@ -352,6 +398,11 @@ pub struct SendArgs {
     /// With --udp: send again this many times when no reply comes within --timeout
     #[arg(long, value_name = "N", default_value_t = 2, requires = "udp")]
     pub retries: u32,
+
+    /// Start the connection with a PROXY protocol header (v1 or v2) naming this connection's own
+    /// addresses, as a load balancer would, to test a server behind one
+    #[arg(long, value_enum, value_name = "VERSION", conflicts_with = "udp")]
+    pub proxy_protocol: Option<ProxyVersion>,
 
     #[command(flatten)]
     pub tls: ClientTls,
@@ -707,6 +758,11 @@ pub struct BenchArgs {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub reconnect: Option<u32>,
+
+    /// Start every connection with a PROXY protocol header (v1 or v2) naming its own addresses,
+    /// as a load balancer would
+    #[arg(long, value_enum, value_name = "VERSION", conflicts_with = "udp")]
+    pub proxy_protocol: Option<ProxyVersion>,
 
     #[command(flatten)]
     pub tls: ClientTls,

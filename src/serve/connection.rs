@@ -40,7 +40,7 @@ use std::{
 use mio::{event::Event, net::TcpStream};
 use rustls::ServerConfig;
 
-use super::report::{Leave, Report, Summary};
+use super::report::{Leave, Peer, Report, Summary};
 use crate::{
     cli::ServeArgs,
     tls::{EchoError, Progress, TlsEcho, explain},
@@ -70,8 +70,8 @@ pub(crate) enum PumpOutcome {
 pub(crate) struct Connection {
     /// The client's socket, non-blocking.
     pub(crate) stream: TcpStream,
-    /// The client's address, for the report.
-    pub(crate) peer: SocketAddr,
+    /// Who the client is, for the report.
+    pub(crate) peer: Peer,
     /// Where the echo stands; the one part that differs between plain TCP and TLS.
     echo: Echo,
 }
@@ -120,6 +120,7 @@ impl Connection {
         tls: Option<&Arc<ServerConfig>>,
         report: &mut Report,
     ) -> Option<Self> {
+        let peer = Peer::from(peer);
         let echo = match tls {
             None => {
                 report.connected(peer);
@@ -292,7 +293,7 @@ impl PlainEcho {
     fn pump(
         &mut self,
         stream: &mut TcpStream,
-        peer: SocketAddr,
+        peer: Peer,
         scratch: &mut [u8],
         report: &mut Report,
     ) -> io::Result<PumpOutcome> {

@@ -84,6 +84,33 @@ pub(crate) const LINE_WIDTH: usize = 80;
 /// Long enough for any stdout that is being read; a stdout nobody reads must not hold the exit.
 const DRAIN_AT_EXIT: Duration = Duration::from_secs(2);
 
+/// Who a client is, for its lines: its address, and with `--proxy-protocol` the proxy it came
+/// through (the address the socket itself sees).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Peer {
+    /// The client: the socket's peer, or the source a PROXY header named.
+    pub(crate) addr: SocketAddr,
+    /// The proxy that connected on the client's behalf, if any.
+    pub(crate) via: Option<SocketAddr>,
+}
+
+impl From<SocketAddr> for Peer {
+    /// A client that connected directly.
+    fn from(addr: SocketAddr) -> Self {
+        Peer { addr, via: None }
+    }
+}
+
+impl fmt::Display for Peer {
+    /// `127.0.0.1:5`, or through a proxy `[203.0.113.7:5121 via 127.0.0.1:40112]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.via {
+            None => write!(f, "{}", self.addr),
+            Some(via) => write!(f, "[{} via {via}]", self.addr),
+        }
+    }
+}
+
 /// Totals for the summary line.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Summary {
@@ -337,7 +364,7 @@ impl Report {
     // Lines about a client start with its address as the socket prints it: `127.0.0.1:5`,
     // `[::1]:5` (the brackets belong to IPv6 alone, never added around an address).
 
-    pub(crate) fn connected(&mut self, peer: SocketAddr) {
+    pub(crate) fn connected(&mut self, peer: Peer) {
         self.line(format_args!("{peer} connected"));
     }
 
@@ -345,7 +372,7 @@ impl Report {
     /// short cipher suite, ALPN, `resumed`: [`HandshakeInfo`]'s one form), and with mTLS the
     /// client's subject: `127.0.0.1:41234 connected: TLS 1.3 AES_128_GCM_SHA256 alpn h2 client
     /// CN=alice`.
-    pub(crate) fn tls_connected(&mut self, peer: SocketAddr, info: &HandshakeInfo) {
+    pub(crate) fn tls_connected(&mut self, peer: Peer, info: &HandshakeInfo) {
         let client = info
             .peer_subject
             .as_ref()
@@ -373,19 +400,19 @@ impl Report {
     }
 
     /// A read from a TCP client.
-    pub(crate) fn received(&mut self, peer: SocketAddr, data: &[u8]) {
+    pub(crate) fn received(&mut self, peer: Peer, data: &[u8]) {
         self.data_line(peer, "", data);
     }
 
     /// A datagram from a UDP client.
     pub(crate) fn datagram(&mut self, peer: SocketAddr, data: &[u8]) {
-        self.data_line(peer, " (udp)", data);
+        self.data_line(Peer::from(peer), " (udp)", data);
     }
 
     /// The per-read line, unless quiet: who, how many bytes, and their preview or hex dump.
     /// Written straight into the batch: the default preview is cut to what the line's start
     /// leaves of [`LINE_WIDTH`], measured in the buffer itself.
-    fn data_line(&mut self, peer: SocketAddr, what: &str, data: &[u8]) {
+    fn data_line(&mut self, peer: Peer, what: &str, data: &[u8]) {
         if matches!(self.reads, ReadView::Hidden) || self.to_writer.is_none() {
             return;
         }
@@ -412,7 +439,7 @@ impl Report {
         self.end_line();
     }
 
-    pub(crate) fn left(&mut self, peer: SocketAddr, received: u64, echoed: u64, why: &Leave) {
+    pub(crate) fn left(&mut self, peer: Peer, received: u64, echoed: u64, why: &Leave) {
         if why.before_handshake() {
             self.line(format_args!("{peer} {why}"));
             return;
@@ -699,8 +726,22 @@ mod tests {
     }
 
     #[test]
+    fn a_client_through_a_proxy_is_named_with_it() {
+        let direct = Peer::from("[::1]:5".parse::<SocketAddr>().unwrap());
+        assert_eq!(direct.to_string(), "[::1]:5");
+        let proxied = Peer {
+            addr: "203.0.113.7:5121".parse().unwrap(),
+            via: Some("127.0.0.1:40112".parse().unwrap()),
+        };
+        assert_eq!(
+            proxied.to_string(),
+            "[203.0.113.7:5121 via 127.0.0.1:40112]"
+        );
+    }
+
+    #[test]
     fn tls_lines_fit_the_width_and_say_what_was_settled() {
-        let peer: SocketAddr = "127.0.0.1:41234".parse().unwrap();
+        let peer = Peer::from("127.0.0.1:41234".parse::<SocketAddr>().unwrap());
         let fingerprint = Fingerprint::from_bytes([0xab; 32]);
         let lines = lines_of(|report| {
             report.certificate(&fingerprint, Some(&["localhost".into(), "::1".into()]));

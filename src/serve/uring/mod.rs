@@ -40,7 +40,7 @@ mod ring;
 use std::{
     collections::VecDeque,
     io::Read,
-    net::{SocketAddr, TcpStream},
+    net::TcpStream,
     os::{
         fd::{AsRawFd, OwnedFd},
         unix::net::UnixStream,
@@ -60,7 +60,7 @@ use super::{
     connection::Limits,
     listen::ACCEPT_RETRY,
     notices::SharedNotices,
-    report::{Leave, Report, Summary},
+    report::{Leave, Peer, Report, Summary},
     timers::{DRAIN_QUIET, IdleTimers},
 };
 use crate::{cli::ServeArgs, error::describe};
@@ -125,8 +125,8 @@ fn parts(user_data: u64) -> (u64, u64, usize) {
 struct Client {
     /// The socket; its descriptor goes to the ring to be closed.
     socket: TcpStream,
-    /// Its address, for the report.
-    peer: SocketAddr,
+    /// Who it is, for the report.
+    peer: Peer,
     /// Tells it apart from a later client under the same key, in completions that outlive it.
     serial: u64,
     /// Received bytes waiting for the send in flight to finish, in order, in chunks of at most
@@ -425,7 +425,7 @@ impl<'a> UringLoop<'a> {
     fn add(&mut self, fd: OwnedFd) {
         let socket = TcpStream::from(fd);
         let peer = match socket.peer_addr() {
-            Ok(peer) => peer,
+            Ok(peer) => Peer::from(peer),
             Err(err) => {
                 // Reset while in the listen queue: a multishot accept gives no address, and
                 // the socket no longer has one. Counted as the epoll loop counts it.

@@ -40,7 +40,7 @@ use anyhow::Result;
 use crate::{cli::ServeArgs, error::UsageError};
 use certificate::server_tls;
 use listen::{bind, bind_any, local_addr};
-use report::{ReadView, Report, Served};
+use report::{ReadView, Report, Served, Sink};
 
 /// Runs the server until SIGINT or SIGTERM.
 pub(crate) fn run(args: &ServeArgs) -> Result<()> {
@@ -58,7 +58,10 @@ pub(crate) fn run(args: &ServeArgs) -> Result<()> {
     if args.multiplex {
         return multiplex::run(args, &addrs, tls.as_ref());
     }
-    let mut report = Report::start(ReadView::of(args.quiet, args.hex, args.preview))?;
+    let mut report = Report::start(
+        ReadView::of(args.quiet, args.hex, args.preview),
+        Sink::Stdout,
+    )?;
     if args.udp {
         let socket = bind_any(&addrs, "UDP", udp::bind)?;
         report.listening(local_addr(socket.local_addr())?, Served::Udp);

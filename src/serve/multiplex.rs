@@ -71,7 +71,7 @@ use super::{
     connection::{Connection, Limits, PumpOutcome, SCRATCH_SIZE},
     listen::{ACCEPT_RETRY, accept, bind, bind_any, bind_error, local_addr, watch_signals},
     notices::SharedNotices,
-    report::{Leave, ReadView, Report, Served, Summary, UdpTotals},
+    report::{Leave, ReadView, Report, Served, Sink, Summary, UdpTotals},
     timers::{DRAIN_QUIET, IdleTimers},
     udp::{self, UdpEcho},
     uring::{self, UringLoop},
@@ -106,7 +106,10 @@ pub(crate) fn run(args: &ServeArgs, addrs: &[SocketAddr], tls: Option<&ServerTls
     let workers = usize::from(args.workers);
     let fd_limit = fd_limit::raise(u64::MAX);
     let max_connections = connection_limit(args.max_connections, workers, &fd_limit)?;
-    let mut report = Report::start(ReadView::of(args.quiet, args.hex, args.preview))?;
+    let mut report = Report::start(
+        ReadView::of(args.quiet, args.hex, args.preview),
+        Sink::Stdout,
+    )?;
 
     let (first, mut udp_socket) = bind_listeners(addrs, workers > 1, args.udp)?;
     let local = local_addr(first.local_addr())?;

@@ -283,11 +283,19 @@ pub(crate) enum Served {
     TcpAndUdp,
 }
 
+/// Where the report goes: stdout, or stderr when stdout is the connection (`--inetd`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sink {
+    Stdout,
+    #[allow(dead_code, reason = "serve --inetd's, being built (#14)")]
+    Stderr,
+}
+
 impl Report {
     /// Starts the report writer thread, which owns stdout from now on, and returns the first
     /// report. Reports for other loops come from [`Report::for_another_loop`]. Dropping this one
     /// ends the writer: it gets [`DRAIN_AT_EXIT`] to write what is left.
-    pub(crate) fn start(reads: ReadView) -> Result<Report> {
+    pub(crate) fn start(reads: ReadView, sink: Sink) -> Result<Report> {
         let (to_writer, batches) = mpsc::sync_channel(QUEUE_BATCHES);
         let (last_tx, last_rx) = mpsc::channel();
         let (done_tx, done_rx) = mpsc::channel();
@@ -298,12 +306,20 @@ impl Report {
             .spawn(move || {
                 let _done = done_tx; // dropped when the writer ends, whatever the reason
                 // A write error means stdout is gone: stop; the loops notice and stop printing.
-                let _ = write_batches(
-                    &mut io::stdout().lock(),
-                    &batches,
-                    &last_rx,
-                    &writer_backlog,
-                );
+                let _ = match sink {
+                    Sink::Stdout => write_batches(
+                        &mut io::stdout().lock(),
+                        &batches,
+                        &last_rx,
+                        &writer_backlog,
+                    ),
+                    Sink::Stderr => write_batches(
+                        &mut io::stderr().lock(),
+                        &batches,
+                        &last_rx,
+                        &writer_backlog,
+                    ),
+                };
             })
             .context("cannot start the report writer thread")?;
         let mut report = Report::with_writer(Some(to_writer), backlog, reads);

@@ -226,8 +226,11 @@ pub struct ServeService {
     pub metrics: Option<SocketAddr>,
 
     /// Echo stdin to stdout until EOF: the one connection inetd, xinetd or systemd (Accept=yes)
-    /// hands over. The report goes to stderr
-    #[arg(long, conflicts_with_all = ["multiplex", "udp", "tls", "metrics"])]
+    /// hands over. The report goes to stderr; --host and --port are not used
+    #[arg(
+        long,
+        conflicts_with_all = ["multiplex", "udp", "tls", "metrics", "proxy_protocol"]
+    )]
     pub inetd: bool,
 }
 

@@ -11,17 +11,19 @@
 //!   and started by [`multiplex`], which imports it.
 //! - [`udp`]: UDP echo (`--udp`), with the reflection [`guard`]; alone, or inside the
 //!   multiplexed loop beside TCP on the same port.
+//! - [`inetd`]: `--inetd`, the one connection inetd, xinetd or systemd (`Accept=yes`) hands
+//!   over on stdin and stdout, echoed with the same report on stderr, one read and its echo at
+//!   a time.
 //!
 //! - [`connection`]: the echo rules of one TCP client, plain or TLS, and counting a client that
 //!   left.
 //! - [`certificate`]: with `--tls`, the TLS configuration every loop shares, built at start.
-//! - [`listen`]: what the loops need beyond the echo rules, once: binding, accepting a client
-//!   (non-blocking, TCP_NODELAY), watching for the stop signals.
+//! - [`listen`]: what the loops need beyond the echo rules, once: binding (or adopting the
+//!   sockets systemd handed over), accepting a client (non-blocking, TCP_NODELAY), watching for
+//!   the stop signals.
 //! - [`notices`]: the notices the multiplexed loops say once per process (connection limit,
 //!   accept failures), for either backend.
 //! - [`timers`]: the clients' deadlines and the drain's quiet time, for either backend.
-//! - [`inetd`]: `--inetd`, the one connection inetd, xinetd or systemd (`Accept=yes`) hands
-//!   over on stdin and stdout, echoed with the same report on stderr.
 //! - [`systemd`]: the sockets systemd hands over (socket activation), served instead of
 //!   binding, and the readiness it is told (`Type=notify`).
 //! - [`report`]: every line the server prints. It never makes a loop wait on stdout: lines that

@@ -343,13 +343,18 @@ fn the_unit_serves_tcp_and_udp_on_handed_sockets_and_says_ready(backend: Backend
 
 backends!(several_listeners_at_once_with_workers);
 /// Two TCP listeners handed over at once, IPv4 and IPv6 loopback, each shared by two workers:
-/// a `listening on` line each, the first one first, and both echo.
+/// a `listening on` line each, the first one first, and both echo. READY=1 once, and STOPPING=1
+/// once however many loops start their drain (here on io_uring too).
 fn several_listeners_at_once_with_workers(backend: Backend) {
     if !installed("systemd-socket-activate") {
         return;
     }
+    let notify = Notify::new();
     let (mut server, port) = activate(2, |port| {
-        let mut command = socket_activate(&[("NETECHO_IO", backend.name())]);
+        let mut command = socket_activate(&[
+            ("NETECHO_IO", backend.name()),
+            ("NOTIFY_SOCKET", notify.path.as_str()),
+        ]);
         command
             .args([
                 "-l",
@@ -373,12 +378,19 @@ fn several_listeners_at_once_with_workers(backend: Backend) {
     };
     server.wait_for(Stream::Stdout, wanted);
     server.wait_for(Stream::Stdout, "4 threads of");
+    assert_eq!(notify.next(), "READY=1\n");
     server.terminate();
     assert!(server.wait_exit().success());
     let summary = server.lines_of(Stream::Stdout).last().unwrap();
     assert!(
         summary.starts_with("stopped: served 2 clients"),
         "{summary}"
+    );
+    assert_eq!(notify.next(), "STOPPING=1\n");
+    notify.socket.set_nonblocking(true).unwrap();
+    assert!(
+        notify.socket.recv(&mut [0; 64]).is_err(),
+        "one message each"
     );
 }
 

@@ -122,7 +122,8 @@ fn take_one(fds: &mut ListenFd, index: usize, handed: &mut Handed) -> Result<()>
             handed.tcp.push(listener);
             return Ok(());
         }
-        Ok(None) => bail!("taken twice"),
+        // Each index is taken once, and listenfd counts LISTEN_FDS as we do.
+        Ok(None) => bail!("not among the fds of LISTEN_FDS"),
         Err(err) => err,
     };
     match fds.take_udp_socket(index) {
@@ -130,7 +131,8 @@ fn take_one(fds: &mut ListenFd, index: usize, handed: &mut Handed) -> Result<()>
             handed.udp.push(socket);
             Ok(())
         }
-        Ok(None) => bail!("taken twice"),
+        // Each index is taken once, and listenfd counts LISTEN_FDS as we do.
+        Ok(None) => bail!("not among the fds of LISTEN_FDS"),
         Err(_) if tcp_error.to_string().contains("not a socket") => bail!(
             "not a socket (closed, or a file or pipe); the socket unit hands sockets from fd \
              3 on: check LISTEN_FDS, or unset it to bind --host/--port"

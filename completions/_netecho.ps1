@@ -59,7 +59,7 @@ Register-ArgumentCompleter -Native -CommandName 'netecho' -ScriptBlock {
             [CompletionResult]::new('--udp', '--udp', [CompletionResultType]::ParameterName, 'Serve UDP echo (RFC 862): each datagram back to its sender. With --multiplex: TCP and UDP on the same port; without: UDP only')
             [CompletionResult]::new('--tls', '--tls', [CompletionResultType]::ParameterName, 'Speak TLS 1.2/1.3 to every client, in every TCP mode. Without --cert/--key, a throwaway self-signed certificate is made at start and its SHA-256 fingerprint printed on the second line, for ''send --tls --pin''')
             [CompletionResult]::new('--proxy-protocol', '--proxy-protocol', [CompletionResultType]::ParameterName, 'Expect a PROXY protocol header (HAProxy''s, v1 text or v2 binary) at the start of every TCP connection, and report the client it names; the header is never echoed, and a connection without a valid one is closed')
-            [CompletionResult]::new('--inetd', '--inetd', [CompletionResultType]::ParameterName, 'Echo stdin to stdout until EOF: the one connection inetd, xinetd or systemd (Accept=yes) hands over. The report goes to stderr')
+            [CompletionResult]::new('--inetd', '--inetd', [CompletionResultType]::ParameterName, 'Echo stdin to stdout until EOF: the one connection inetd, xinetd or systemd (Accept=yes) hands over. The report goes to stderr; --host and --port are not used')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break

@@ -55,7 +55,7 @@ set edit:completion:arg-completer[netecho] = {|@words|
             cand --udp 'Serve UDP echo (RFC 862): each datagram back to its sender. With --multiplex: TCP and UDP on the same port; without: UDP only'
             cand --tls 'Speak TLS 1.2/1.3 to every client, in every TCP mode. Without --cert/--key, a throwaway self-signed certificate is made at start and its SHA-256 fingerprint printed on the second line, for ''send --tls --pin'''
             cand --proxy-protocol 'Expect a PROXY protocol header (HAProxy''s, v1 text or v2 binary) at the start of every TCP connection, and report the client it names; the header is never echoed, and a connection without a valid one is closed'
-            cand --inetd 'Echo stdin to stdout until EOF: the one connection inetd, xinetd or systemd (Accept=yes) hands over. The report goes to stderr'
+            cand --inetd 'Echo stdin to stdout until EOF: the one connection inetd, xinetd or systemd (Accept=yes) hands over. The report goes to stderr; --host and --port are not used'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }

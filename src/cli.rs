@@ -112,7 +112,10 @@ pub const DEFAULT_UDP_RATE: u32 = 1000;
         The first line on stdout is 'listening on ADDR', with the real port when --port 0 asked \
         for any free one. Then a line when a client connects, one per read with the byte count \
         and an escaped preview of the bytes (off with --quiet), and one when it leaves. Ctrl-C or \
-        SIGTERM stops the server with a one-line summary, exit 0.",
+        SIGTERM stops the server with a one-line summary, exit 0.\n\n\
+        Started by systemd socket activation (LISTEN_FDS, LISTEN_PID), it serves the sockets \
+        handed over instead of binding --host/--port, and tells systemd READY=1 and STOPPING=1 \
+        (Type=notify, NOTIFY_SOCKET): see contrib/systemd/ in the source.",
     after_help = "Examples:\n  \
         netecho serve                                            # 127.0.0.1:10000, one at a time\n  \
         netecho serve --port 0 -q --idle-timeout 30              # any free port, quiet, drop idlers\n  \
@@ -226,8 +229,11 @@ pub struct ServeService {
     pub metrics: Option<SocketAddr>,
 
     /// Echo stdin to stdout until EOF: the one connection inetd, xinetd or systemd (Accept=yes)
-    /// hands over. The report goes to stderr
-    #[arg(long, conflicts_with_all = ["multiplex", "udp", "tls", "metrics"])]
+    /// hands over. The report goes to stderr; --host and --port are not used
+    #[arg(
+        long,
+        conflicts_with_all = ["multiplex", "udp", "tls", "metrics", "proxy_protocol"]
+    )]
     pub inetd: bool,
 }
 

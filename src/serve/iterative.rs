@@ -35,6 +35,7 @@ use super::{
     connection::{Connection, Limits, PumpOutcome, SCRATCH_SIZE},
     listen::{self, ACCEPT_RETRY, local_addr, watch_signals},
     report::{Leave, Report, Served, Summary},
+    systemd,
 };
 use crate::cli::ServeArgs;
 
@@ -63,6 +64,7 @@ pub(crate) fn serve(
     if let Some(tls) = tls {
         report.certificate(&tls.setup.fingerprint, tls.self_signed_for.as_deref());
     }
+    systemd::ready();
     let config = tls.map(|tls| &tls.setup.config);
     let limits = Limits::of(args);
 

@@ -1,18 +1,19 @@
-//! The sockets the loops listen on: binding them (with the error in words and its fix),
-//! accepting a client, and watching for the stop signals on the loop's poll.
+//! The sockets the loops listen on: binding them (with the error in words and its fix), or
+//! adopting those systemd handed over, accepting a client, and watching for the stop signals on
+//! the loop's poll.
 //!
 //! Shared by every loop of the server, and below them: it imports only the report.
 
 use std::{
     io,
-    net::{SocketAddr, TcpListener as StdTcpListener},
+    net::{SocketAddr, TcpListener as StdTcpListener, UdpSocket as StdUdpSocket},
     time::Duration,
 };
 
 use anyhow::{Context, Result, anyhow};
 use mio::{
     Interest, Registry, Token,
-    net::{TcpListener, TcpStream},
+    net::{TcpListener, TcpStream, UdpSocket},
 };
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
@@ -71,6 +72,24 @@ pub(crate) fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener
     socket.listen(LISTEN_BACKLOG)?;
     socket.set_nonblocking(true)?;
     Ok(TcpListener::from_std(StdTcpListener::from(socket)))
+}
+
+/// A listener bound and listening already (handed over by systemd), made non-blocking for the
+/// loops like one of ours. Its backlog and options are the socket unit's (`Backlog=`,
+/// `ReusePort=`...).
+pub(crate) fn adopt(listener: StdTcpListener) -> Result<TcpListener> {
+    listener
+        .set_nonblocking(true)
+        .context("cannot make the handed-over TCP listener non-blocking")?;
+    Ok(TcpListener::from_std(listener))
+}
+
+/// A bound UDP socket handed over by systemd, made non-blocking for the loops.
+pub(crate) fn adopt_udp(socket: StdUdpSocket) -> Result<UdpSocket> {
+    socket
+        .set_nonblocking(true)
+        .context("cannot make the handed-over UDP socket non-blocking")?;
+    Ok(UdpSocket::from_std(socket))
 }
 
 /// Accepts the next waiting client, if any (`None`: none waiting), with TCP_NODELAY set. Clients

@@ -11,39 +11,56 @@
 //!   and started by [`multiplex`], which imports it.
 //! - [`udp`]: UDP echo (`--udp`), with the reflection [`guard`]; alone, or inside the
 //!   multiplexed loop beside TCP on the same port.
+//! - [`inetd`]: `--inetd`, the one connection inetd, xinetd or systemd (`Accept=yes`) hands
+//!   over on stdin and stdout, echoed with the same report on stderr, one read and its echo at
+//!   a time.
 //!
 //! - [`connection`]: the echo rules of one TCP client, plain or TLS, and counting a client that
 //!   left.
 //! - [`certificate`]: with `--tls`, the TLS configuration every loop shares, built at start.
-//! - [`listen`]: what the loops need beyond the echo rules, once: binding, accepting a client
-//!   (non-blocking, TCP_NODELAY), watching for the stop signals.
+//! - [`listen`]: what the loops need beyond the echo rules, once: binding (or adopting the
+//!   sockets systemd handed over), accepting a client (non-blocking, TCP_NODELAY), watching for
+//!   the stop signals.
 //! - [`notices`]: the notices the multiplexed loops say once per process (connection limit,
 //!   accept failures), for either backend.
 //! - [`timers`]: the clients' deadlines and the drain's quiet time, for either backend.
+//! - [`systemd`]: the sockets systemd hands over (socket activation), served instead of
+//!   binding, and the readiness it is told (`Type=notify`).
 //! - [`report`]: every line the server prints. It never makes a loop wait on stdout: lines that
 //!   stdout cannot take in time are dropped and counted.
 
 mod certificate;
 mod connection;
 mod guard;
+mod inetd;
 mod iterative;
 mod listen;
 mod multiplex;
 mod notices;
 mod report;
+mod systemd;
 mod timers;
 mod udp;
 mod uring;
 
+use std::net::SocketAddr;
+
 use anyhow::Result;
 
-use crate::{cli::ServeArgs, error::UsageError};
+use crate::{
+    cli::{DEFAULT_HOST, DEFAULT_PORT, ServeArgs},
+    error::UsageError,
+};
 use certificate::server_tls;
-use listen::{bind, bind_any, local_addr};
+use listen::{adopt, adopt_udp, bind, bind_any, local_addr};
 use report::{ReadView, Report, Served, Sink};
+use systemd::Handed;
 
-/// Runs the server until SIGINT or SIGTERM.
+/// Runs the server until SIGINT or SIGTERM (with `--inetd`: until the connection ends).
 pub(crate) fn run(args: &ServeArgs) -> Result<()> {
+    if args.service.inetd {
+        return inetd::serve(args);
+    }
     if args.udp && args.tls.enabled {
         return Err(UsageError(
             "--tls cannot be used with --udp: DTLS (TLS over UDP) is not supported; serve TLS \
@@ -52,25 +69,55 @@ pub(crate) fn run(args: &ServeArgs) -> Result<()> {
         )
         .into());
     }
-    let addrs = args.endpoint.resolve()?;
+    // First, while this is the only thread: it unsets LISTEN_FDS and LISTEN_PID.
+    let handed = systemd::take_sockets()?;
+    let addrs = match &handed {
+        Some(handed) => handed_addrs(args, handed)?,
+        None => args.endpoint.resolve()?,
+    };
     // Built once, before anything listens: a bad --cert or --key fails the start.
     let tls = server_tls(args, &addrs)?;
     if args.multiplex {
-        return multiplex::run(args, &addrs, tls.as_ref());
+        return multiplex::run(args, &addrs, handed, tls.as_ref());
     }
     let mut report = Report::start(
         ReadView::of(args.quiet, args.hex, args.preview),
         Sink::Stdout,
     )?;
     if args.udp {
-        let socket = bind_any(&addrs, "UDP", udp::bind)?;
+        let socket = match handed.and_then(|handed| handed.udp.into_iter().next()) {
+            Some(socket) => adopt_udp(socket)?,
+            None => bind_any(&addrs, "UDP", udp::bind)?,
+        };
         report.listening(local_addr(socket.local_addr())?, Served::Udp);
+        systemd::ready();
         let summary = udp::serve(socket, args, &mut report)?;
+        systemd::stopping();
         report.summary(&summary, false);
         return Ok(());
     }
-    let listener = bind_any(&addrs, "TCP", |addr| bind(addr, false))?;
+    let listener = match handed.and_then(|handed| handed.tcp.into_iter().next()) {
+        Some(listener) => adopt(listener)?,
+        None => bind_any(&addrs, "TCP", |addr| bind(addr, false))?,
+    };
     let summary = iterative::serve(listener, args, tls.as_ref(), &mut report)?;
+    systemd::stopping();
     report.summary(&summary, true);
     Ok(())
+}
+
+/// The addresses of the sockets systemd handed over, once they are checked against the command
+/// line: the loops serve these, and `--host`/`--port` are not used (said when they were set).
+fn handed_addrs(args: &ServeArgs, handed: &Handed) -> Result<Vec<SocketAddr>> {
+    handed.check(args.multiplex, args.udp)?;
+    let endpoint = &args.endpoint;
+    if endpoint.port != DEFAULT_PORT || endpoint.host != DEFAULT_HOST {
+        crate::status!(
+            "netecho: --host/--port not used: serving the sockets systemd handed over \
+             (LISTEN_FDS)"
+        );
+    }
+    let tcp = handed.tcp.iter().map(|socket| socket.local_addr());
+    let udp = handed.udp.iter().map(|socket| socket.local_addr());
+    tcp.chain(udp).map(local_addr).collect::<Result<Vec<_>>>()
 }

@@ -32,6 +32,11 @@
 //! the port: a probe bind without SO_REUSEPORT first makes a second server fail with "address
 //! already in use" ([`bind_listeners`]).
 //!
+//! Under systemd socket activation the loops serve the sockets handed over instead of binding
+//! ([`bind_listeners`]): one loop per TCP listener (IPv4 and IPv6, say), `--workers` loops each
+//! sharing it, the UDP sockets in the first loops, a `listening on` line per address. `READY=1`
+//! follows the lines after `listening on`, `STOPPING=1` the first drain ([`systemd`]).
+//!
 //! `--io` picks the kernel interface of every loop ([`choose_backend`]): this file's mio loop
 //! (epoll), or the io_uring loop of `uring/` ([`UringLoop`]), which serves plain TCP with the
 //! same rules, limits and lines; `--tls` and `--udp` run on epoll. The line after `multiplexing
@@ -69,9 +74,13 @@ use slab::Slab;
 use super::{
     certificate::ServerTls,
     connection::{Connection, Limits, PumpOutcome, SCRATCH_SIZE},
-    listen::{ACCEPT_RETRY, accept, bind, bind_any, bind_error, local_addr, watch_signals},
+    listen::{
+        ACCEPT_RETRY, accept, adopt, adopt_udp, bind, bind_any, bind_error, local_addr,
+        watch_signals,
+    },
     notices::SharedNotices,
     report::{Leave, ReadView, Report, Served, Sink, Summary, UdpTotals},
+    systemd::{self, Handed},
     timers::{DRAIN_QUIET, IdleTimers},
     udp::{self, UdpEcho},
     uring::{self, UringLoop},
@@ -101,26 +110,27 @@ const EVENTS_PER_POLL: usize = 1024;
 /// The open-file limit assumed when it cannot be read.
 const FALLBACK_FD_LIMIT: u64 = 1024;
 
-/// Runs the multiplexed server until SIGINT or SIGTERM, prints the summary.
-pub(crate) fn run(args: &ServeArgs, addrs: &[SocketAddr], tls: Option<&ServerTls>) -> Result<()> {
+/// Runs the multiplexed server until SIGINT or SIGTERM, prints the summary. With sockets
+/// systemd handed over, serves those instead of binding `addrs`.
+pub(crate) fn run(
+    args: &ServeArgs,
+    addrs: &[SocketAddr],
+    handed: Option<Handed>,
+    tls: Option<&ServerTls>,
+) -> Result<()> {
     let workers = usize::from(args.workers);
+    // With handed sockets, each listener has its --workers loops.
+    let loop_count = workers * handed.as_ref().map_or(1, |handed| handed.tcp.len());
     let fd_limit = fd_limit::raise(u64::MAX);
-    let max_connections = connection_limit(args.max_connections, workers, &fd_limit)?;
+    let max_connections = connection_limit(args.max_connections, loop_count, &fd_limit)?;
     let mut report = Report::start(
         ReadView::of(args.quiet, args.hex, args.preview),
         Sink::Stdout,
     )?;
 
-    let (first, mut udp_socket) = bind_listeners(addrs, workers > 1, args.udp)?;
-    let local = local_addr(first.local_addr())?;
-    let mut listeners = vec![first];
-    for _ in 1..workers {
-        // With --port 0 the first bind picked the port; the others share it.
-        listeners
-            .push(bind(local, true).with_context(|| {
-                format!("cannot open another SO_REUSEPORT listener on {local}")
-            })?);
-    }
+    let sockets = bind_listeners(addrs, workers, args.udp, handed)?;
+    let listeners = sockets.listeners;
+    let mut udp_sockets = sockets.udp.into_iter();
 
     // Every loop is ready, signal watch included, before the first line says so.
     let backend = choose_backend(args)?;
@@ -137,8 +147,8 @@ pub(crate) fn run(args: &ServeArgs, addrs: &[SocketAddr], tls: Option<&ServerTls
                 &notices,
             )?)),
             Backend::Epoll(_) => {
-                let udp = udp_socket
-                    .take()
+                let udp = udp_sockets
+                    .next()
                     .map(|socket| UdpEcho::new(socket, args.udp_rate));
                 Worker::Epoll(Box::new(EventLoop::new(
                     listener,
@@ -154,12 +164,9 @@ pub(crate) fn run(args: &ServeArgs, addrs: &[SocketAddr], tls: Option<&ServerTls
         loops.push(worker);
     }
 
-    let served = if args.udp {
-        Served::TcpAndUdp
-    } else {
-        Served::Tcp
-    };
-    report.listening(local, served);
+    for (addr, served) in sockets.listening {
+        report.listening(addr, served);
+    }
     if let Some(tls) = tls {
         report.certificate(&tls.setup.fingerprint, tls.self_signed_for.as_deref());
     }
@@ -171,12 +178,13 @@ pub(crate) fn run(args: &ServeArgs, addrs: &[SocketAddr], tls: Option<&ServerTls
         Err(problem) => report.notice(format_args!("{problem}")),
     }
     report.notice(format_args!("{}", backend.describe()));
-    if workers > 1 {
-        for line in split_in_words(max_connections, workers) {
+    if loop_count > 1 {
+        for line in split_in_words(max_connections, loop_count) {
             report.notice(format_args!("{line}"));
         }
     }
     report.flush();
+    systemd::ready();
 
     // One loop runs on this thread: exactly one event loop thread by default.
     let (summary, failure) = match <[Worker; 1]>::try_from(loops) {
@@ -357,6 +365,94 @@ fn split_in_words(max_connections: u64, workers: usize) -> [String; 2] {
     ]
 }
 
+/// The sockets of the loops, and what the `listening on` lines say of them.
+struct Sockets {
+    /// One TCP listener per loop.
+    listeners: Vec<TcpListener>,
+    /// With `--udp`, the UDP sockets, one each for the first loops.
+    udp: Vec<mio::net::UdpSocket>,
+    /// The address of each `listening on` line, and what it serves there.
+    listening: Vec<(SocketAddr, Served)>,
+}
+
+/// The listeners of the `workers` loops and, with `--udp`, the UDP socket on the same port; or,
+/// with the sockets systemd handed over, those ([`adopt_handed`]).
+fn bind_listeners(
+    addrs: &[SocketAddr],
+    workers: usize,
+    with_udp: bool,
+    handed: Option<Handed>,
+) -> Result<Sockets> {
+    if let Some(handed) = handed {
+        return adopt_handed(handed, workers);
+    }
+    let (first, udp) = bind_first(addrs, workers > 1, with_udp)?;
+    let local = local_addr(first.local_addr())?;
+    let mut listeners = vec![first];
+    for _ in 1..workers {
+        // With --port 0 the first bind picked the port; the others share it.
+        listeners
+            .push(bind(local, true).with_context(|| {
+                format!("cannot open another SO_REUSEPORT listener on {local}")
+            })?);
+    }
+    let served = if with_udp {
+        Served::TcpAndUdp
+    } else {
+        Served::Tcp
+    };
+    Ok(Sockets {
+        listeners,
+        udp: udp.into_iter().collect(),
+        listening: vec![(local, served)],
+    })
+}
+
+/// The sockets systemd handed over (already checked against the command line: see
+/// [`Handed::check`]). Each TCP listener gets `workers` loops: the fd duplicated, every loop's
+/// poll watches the one listening socket, and whichever loop accepts first takes the client (the
+/// others find nothing and wait again). The UDP sockets go to the first loops, one each. A
+/// `listening on` line per address, `(tcp+udp)` where both were handed for it.
+fn adopt_handed(handed: Handed, workers: usize) -> Result<Sockets> {
+    let addrs = |sockets: Vec<io::Result<SocketAddr>>| -> Result<Vec<SocketAddr>> {
+        sockets.into_iter().map(local_addr).collect()
+    };
+    let tcp_addrs = addrs(handed.tcp.iter().map(|s| s.local_addr()).collect())?;
+    let udp_addrs = addrs(handed.udp.iter().map(|s| s.local_addr()).collect())?;
+    let mut listening: Vec<(SocketAddr, Served)> = tcp_addrs
+        .iter()
+        .map(|&addr| match udp_addrs.contains(&addr) {
+            true => (addr, Served::TcpAndUdp),
+            false => (addr, Served::Tcp),
+        })
+        .collect();
+    listening.extend(
+        udp_addrs
+            .iter()
+            .filter(|addr| !tcp_addrs.contains(addr))
+            .map(|&addr| (addr, Served::Udp)),
+    );
+    let mut listeners = Vec::with_capacity(workers * handed.tcp.len());
+    for _ in 0..workers {
+        for listener in &handed.tcp {
+            let copy = listener
+                .try_clone()
+                .context("cannot duplicate the handed-over TCP listener for a worker")?;
+            listeners.push(adopt(copy)?);
+        }
+    }
+    let udp = handed
+        .udp
+        .into_iter()
+        .map(adopt_udp)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Sockets {
+        listeners,
+        udp,
+        listening,
+    })
+}
+
 /// The first TCP listener and, with `--udp`, the UDP socket on the same port. When the kernel
 /// picks the port (`--port 0`), a port free for TCP but taken for UDP is given back and another
 /// tried.
@@ -368,7 +464,7 @@ fn split_in_words(max_connections: u64, workers: usize) -> [String; 2] {
 /// listeners, so it neither trips on old connections in TIME_WAIT nor on our own listeners
 /// before they listen. What remains is a race: two servers started within the same few
 /// microseconds can both pass their probe (neither listens yet) and then share the port.
-fn bind_listeners(
+fn bind_first(
     addrs: &[SocketAddr],
     reuse_port: bool,
     with_udp: bool,
@@ -404,7 +500,7 @@ fn bind_listeners(
     }
 }
 
-/// A TCP socket bound to `addr` without SO_REUSEPORT and not listening: see [`bind_listeners`].
+/// A TCP socket bound to `addr` without SO_REUSEPORT and not listening: see [`bind_first`].
 fn probe_bind(addr: SocketAddr) -> io::Result<socket2::Socket> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
@@ -764,6 +860,7 @@ impl<'a> EventLoop<'a> {
     /// holds nothing would race with bytes still on their way, and the close would reset the
     /// client before its last echoes.)
     fn start_drain(&mut self) {
+        systemd::stopping();
         self.listener = None;
         // A datagram has no exchange to finish: UDP stops at once.
         if let Some(echo) = self.udp.take() {

@@ -287,7 +287,6 @@ pub(crate) enum Served {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Sink {
     Stdout,
-    #[allow(dead_code, reason = "serve --inetd's, being built (#14)")]
     Stderr,
 }
 

@@ -647,6 +647,7 @@ impl<'a> UringLoop<'a> {
     /// Stops accepting (the listener closes once its accept is cancelled) and closes the
     /// clients already quiet.
     fn start_drain(&mut self) {
+        super::systemd::stopping();
         if self.accepting && !self.accept_cancelled {
             self.accept_cancelled = true;
             self.ring

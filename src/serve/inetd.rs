@@ -1,0 +1,303 @@
+//! `serve --inetd`: echoes the one connection that inetd, xinetd or systemd (`Accept=yes`)
+//! hands over as stdin and stdout, until EOF, with the same report on stderr.
+//!
+//! One client, so the simplest echo: a blocking read, then the whole of it written back before
+//! the next read. Memory is one buffer: a client that does not read its echoes blocks our
+//! writes, so our reads, so the kernel's window closes on it; nothing piles up here.
+//!
+//! The client is the socket's peer (getpeername on stdin). A stdin that is no IP socket (a pipe,
+//! a file, a Unix socket: `netecho serve --inetd < file`) is echoed the same, named `stdin` in
+//! the report. `--idle-timeout` becomes the socket's receive and send timeouts (SO_RCVTIMEO,
+//! SO_SNDTIMEO): a client that neither sends nor reads for that long is dropped; on a stdin that
+//! is not a socket there is nothing to time out and a notice says so. The process ends with the
+//! connection, exit 0 whatever ended it (the leave line says what): SIGTERM and SIGINT keep their
+//! default, an immediate exit, since there is no other client to drain.
+//!
+//! inetd and xinetd hand the connection over as stderr too: the report would then be echoed
+//! into the client's stream. When stderr is the connection itself (the same socket as stdin),
+//! the report is not written at all.
+
+use std::{
+    fs::File,
+    io::{self, Read, Write},
+    net::SocketAddr,
+    os::{fd::AsFd, unix::fs::MetadataExt},
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use socket2::SockRef;
+
+use super::{
+    connection::SCRATCH_SIZE,
+    report::{LINE_WIDTH, Leave, Peer, ReadView, Report, Sink},
+};
+use crate::{
+    cli::ServeArgs,
+    preview::{HexDump, Preview},
+};
+
+/// Echoes stdin to stdout until EOF; reports on stderr unless stderr is the connection.
+pub(crate) fn serve(args: &ServeArgs) -> Result<()> {
+    // Our own descriptors of stdin and stdout (dups): plain reads and writes, without std's
+    // buffering of stdout, and a socket's options within reach.
+    let mut input = File::from(
+        io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("cannot use stdin")?,
+    );
+    let mut output = File::from(
+        io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("cannot use stdout")?,
+    );
+    let mut report = match stderr_is(&input) {
+        true => None,
+        false => Some(Report::start(
+            ReadView::of(args.quiet, args.hex, args.preview),
+            Sink::Stderr,
+        )?),
+    };
+    let client = Client::of(&input);
+    client.connected(&mut report);
+    if let Some(limit) = args.idle_timeout
+        && !set_idle_timeout(&input, &output, limit)
+        && let Some(report) = &mut report
+    {
+        report.notice(format_args!(
+            "--idle-timeout not applied: stdin and stdout are not sockets"
+        ));
+    }
+    flush(&mut report);
+
+    let view = View {
+        quiet: args.quiet,
+        hex: args.hex,
+        preview: args.preview,
+    };
+    let mut buffer = vec![0; SCRATCH_SIZE];
+    let mut totals = Totals::default();
+    let leave = echo(&mut input, &mut output, &mut buffer, &mut totals, |data| {
+        client.received(data, &view, &mut report);
+        flush(&mut report);
+    });
+    let leave = match (leave, args.idle_timeout) {
+        (Leave::Error(err), Some(limit)) if is_timeout(&err) => Leave::Idle(limit),
+        (leave, _) => leave,
+    };
+    client.left(&totals, &leave, &mut report);
+    // Dropping the report gives the writer its time to write the last line.
+    Ok(())
+}
+
+/// Whether stderr is the same file as `input` (the connection: inetd and xinetd hand it over
+/// as stdin, stdout and stderr alike).
+fn stderr_is(input: &File) -> bool {
+    let stderr = io::stderr().as_fd().try_clone_to_owned().map(File::from);
+    match (
+        input.metadata(),
+        stderr.and_then(|stderr| stderr.metadata()),
+    ) {
+        (Ok(input), Ok(stderr)) => (input.dev(), input.ino()) == (stderr.dev(), stderr.ino()),
+        _ => false,
+    }
+}
+
+/// Hands the report's lines to its writer now: a blocking loop has no turn to do it in.
+fn flush(report: &mut Option<Report>) {
+    if let Some(report) = report {
+        report.flush();
+    }
+}
+
+/// Bytes read and written back so far.
+#[derive(Debug, Default)]
+struct Totals {
+    received: u64,
+    echoed: u64,
+}
+
+/// Echoes until the input ends (`Closed`) or a read or write fails (`Error`, a timeout
+/// included); `on_read` sees each read before its echo.
+fn echo(
+    input: &mut impl Read,
+    output: &mut impl Write,
+    buffer: &mut [u8],
+    totals: &mut Totals,
+    mut on_read: impl FnMut(&[u8]),
+) -> Leave {
+    loop {
+        let len = match input.read(buffer) {
+            Ok(0) => return Leave::Closed,
+            Ok(len) => len,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Leave::Error(err),
+        };
+        totals.received += len as u64;
+        on_read(&buffer[..len]);
+        let mut rest = &buffer[..len];
+        while !rest.is_empty() {
+            match output.write(rest) {
+                Ok(0) => return Leave::Error(io::ErrorKind::WriteZero.into()),
+                Ok(written) => {
+                    totals.echoed += written as u64;
+                    rest = &rest[written..];
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Leave::Error(err),
+            }
+        }
+    }
+}
+
+/// Whether an error is a socket timeout (SO_RCVTIMEO/SO_SNDTIMEO expired).
+fn is_timeout(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Sets the idle timeout on stdin and stdout where they are sockets; false if neither is.
+fn set_idle_timeout(input: &File, output: &File, limit: Duration) -> bool {
+    let read = SockRef::from(input).set_read_timeout(Some(limit)).is_ok();
+    let write = SockRef::from(output).set_write_timeout(Some(limit)).is_ok();
+    read || write
+}
+
+/// How the reads are shown: `--quiet`, `--hex`, `--preview`.
+struct View {
+    quiet: bool,
+    hex: bool,
+    preview: Option<usize>,
+}
+
+/// The client, as the report names it.
+enum Client {
+    /// An IP socket's peer.
+    Socket(Peer),
+    /// Stdin is no IP socket: a pipe, a file, a Unix socket.
+    Stdin,
+}
+
+impl Client {
+    /// The peer of stdin, if it is an IP socket.
+    fn of(input: &File) -> Client {
+        let peer: Option<SocketAddr> = SockRef::from(input)
+            .peer_addr()
+            .ok()
+            .and_then(|addr| addr.as_socket());
+        peer.map_or(Client::Stdin, |addr| Client::Socket(Peer::from(addr)))
+    }
+
+    fn connected(&self, report: &mut Option<Report>) {
+        let Some(report) = report else { return };
+        match self {
+            Client::Socket(peer) => report.connected(*peer),
+            Client::Stdin => report.notice(format_args!("stdin connected (not an IP socket)")),
+        }
+    }
+
+    /// A read's line; for `stdin` written here with the report's own preview and hex dump.
+    fn received(&self, data: &[u8], view: &View, report: &mut Option<Report>) {
+        let Some(report) = report else { return };
+        match self {
+            Client::Socket(peer) => report.received(*peer, data),
+            Client::Stdin if view.quiet => {}
+            Client::Stdin if view.hex => {
+                let dump = HexDump::new(data, view.preview.unwrap_or(usize::MAX));
+                report.notice(format_args!("stdin received {} bytes:\n{dump}", data.len()));
+            }
+            Client::Stdin => {
+                let start = format!("stdin received {} bytes:", data.len());
+                let width = view
+                    .preview
+                    .is_none()
+                    .then(|| LINE_WIDTH.saturating_sub(start.len() + 1));
+                let shown = Preview::new(data, view.preview.unwrap_or(usize::MAX), width);
+                report.notice(format_args!("{start} {shown}"));
+            }
+        }
+    }
+
+    fn left(&self, totals: &Totals, why: &Leave, report: &mut Option<Report>) {
+        let Some(report) = report else { return };
+        match self {
+            Client::Socket(peer) => report.left(*peer, totals.received, totals.echoed, why),
+            Client::Stdin => report.notice(format_args!(
+                "stdin {why}: received {} bytes, echoed {}",
+                totals.received, totals.echoed
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that takes at most `chunk` bytes per write, then fails after `fail_after`.
+    struct Trickle {
+        taken: Vec<u8>,
+        chunk: usize,
+        fail_after: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.taken.len() >= self.fail_after {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            let len = buf.len().min(self.chunk);
+            self.taken.extend_from_slice(&buf[..len]);
+            Ok(len)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_byte_comes_back_through_short_writes() {
+        let data: Vec<u8> = (0..=255).cycle().take(100_000).collect();
+        let mut output = Trickle {
+            taken: Vec::new(),
+            chunk: 7,
+            fail_after: usize::MAX,
+        };
+        let mut totals = Totals::default();
+        let mut reads = 0;
+        let leave = echo(
+            &mut &data[..],
+            &mut output,
+            &mut [0; 4096],
+            &mut totals,
+            |_| reads += 1,
+        );
+        assert!(matches!(leave, Leave::Closed));
+        assert_eq!(output.taken, data);
+        assert_eq!((totals.received, totals.echoed), (100_000, 100_000));
+        assert_eq!(reads, 100_000usize.div_ceil(4096));
+    }
+
+    #[test]
+    fn a_failed_write_ends_the_echo_and_counts_what_went() {
+        let mut output = Trickle {
+            taken: Vec::new(),
+            chunk: 10,
+            fail_after: 30,
+        };
+        let mut totals = Totals::default();
+        let leave = echo(
+            &mut &[1u8; 100][..],
+            &mut output,
+            &mut [0; 64],
+            &mut totals,
+            |_| {},
+        );
+        assert!(matches!(leave, Leave::Error(ref err) if err.kind() == io::ErrorKind::BrokenPipe));
+        assert_eq!((totals.received, totals.echoed), (64, 30));
+    }
+}

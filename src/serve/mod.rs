@@ -52,6 +52,14 @@ pub(crate) fn run(args: &ServeArgs) -> Result<()> {
         )
         .into());
     }
+    if args.udp && !args.multiplex && args.service.proxy_protocol {
+        return Err(UsageError(
+            "--proxy-protocol is for TCP, and --udp without --multiplex serves UDP only: add \
+             --multiplex to serve TCP (with the header) beside UDP, or drop --proxy-protocol"
+                .to_string(),
+        )
+        .into());
+    }
     let addrs = args.endpoint.resolve()?;
     // Built once, before anything listens: a bad --cert or --key fails the start.
     let tls = server_tls(args, &addrs)?;

@@ -109,7 +109,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Parse {
         ));
     }
     Parse::Invalid(format!(
-        "no PROXY header (neither \"PROXY \" nor the v2 signature): it starts {start}"
+        "it starts {start}; a PROXY header starts with \"PROXY \" or the v2 signature"
     ))
 }
 
@@ -540,9 +540,9 @@ mod tests {
 
     #[test]
     fn data_that_is_no_header_is_refused_at_its_first_byte() {
-        assert!(invalid(b"GET / HTTP/1.1\r\n").starts_with("no PROXY header"));
-        assert!(invalid(b"hello").contains("it starts \"hello\""));
-        assert!(invalid(b"PROXY: yes").starts_with("no PROXY header"));
+        assert!(invalid(b"GET / HTTP/1.1\r\n").starts_with("it starts \"GET / HTTP/1.1\\r\\n\""));
+        assert!(invalid(b"hello").starts_with("it starts \"hello\"; a PROXY header starts"));
+        assert!(invalid(b"PROXY: yes").starts_with("it starts \"PROXY: yes\""));
         assert!(invalid(b"\r\n\r\nQUIT").starts_with("bad v2 signature"));
     }
 

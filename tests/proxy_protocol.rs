@@ -248,7 +248,7 @@ fn bad_peers() -> Vec<BadPeer> {
             name: "no header",
             sends: b"hello, plain data\n".to_vec(),
             ends: End::Waits,
-            says: "no PROXY header (neither \"PROXY \" nor the v2 signature): it starts \"hello",
+            says: "it starts \"hello, plain dat\"… (+2 bytes); a PROXY header starts with",
         },
         BadPeer {
             name: "malformed v1",

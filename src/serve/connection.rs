@@ -607,6 +607,32 @@ mod tests {
     }
 
     #[test]
+    fn a_header_awaited_past_its_timeout_goes_whatever_the_idle_timeout_says() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, peer) = listener.accept().unwrap();
+        let mut report = Report::discarding();
+        let stream = TcpStream::from_std(stream);
+        let conn = Connection::open(stream, peer, None, true, &mut report).unwrap();
+        let limits = Limits {
+            idle: Some(Duration::from_secs(60)),
+            handshake: None,
+            proxy_header: Some(Duration::from_secs(5)),
+        };
+        let started = conn.last_progress();
+        assert_eq!(
+            conn.deadline(&limits),
+            Some(started + Duration::from_secs(5))
+        );
+        assert!(conn.overdue(started, &limits).is_none());
+        let later = started + Duration::from_secs(5);
+        assert!(matches!(
+            conn.overdue(later, &limits),
+            Some(Leave::ProxyHeader(why)) if why == "timed out after 5s with 0 bytes of it"
+        ));
+    }
+
+    #[test]
     fn a_plain_connection_has_no_handshake_deadline() {
         let limits = Limits {
             idle: None,

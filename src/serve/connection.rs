@@ -258,31 +258,12 @@ impl Connection {
         scratch: &mut [u8],
         report: &mut Report,
     ) -> Result<PumpOutcome, Leave> {
-        if let Echo::Header(wait) = &mut self.echo {
-            let Some(header) = wait
-                .read_header(&mut self.stream, scratch)
-                .map_err(Leave::ProxyHeader)?
-            else {
-                return Ok(PumpOutcome::Blocked);
-            };
-            let socket_peer = self.peer.addr;
-            if let Addresses::Relayed { source, .. } = header.addresses {
-                self.peer = Peer {
-                    addr: source,
-                    via: Some(socket_peer),
-                };
-            }
-            let (tls, peer_closed) = (wait.tls.take(), wait.peer_closed);
-            self.echo = start_echo(self.peer, tls.as_ref(), report).map_err(Leave::ProxyHeader)?;
-            if peer_closed {
-                // That event is spent: the echo must read on to the end by itself.
-                self.echo.peer_closed();
-            }
-            // What followed the header is in the socket, and no new event may come for it.
+        if !self.start_after_header(scratch, report)? {
+            return Ok(PumpOutcome::Blocked);
         }
         let peer = self.peer;
         match &mut self.echo {
-            Echo::Header(_) => Ok(PumpOutcome::Blocked),
+            Echo::Header(_) => Ok(PumpOutcome::Blocked), // not reached: started above
             Echo::Plain(plain) => plain
                 .pump(&mut self.stream, peer, scratch, report)
                 .map_err(Leave::Error),
@@ -311,6 +292,41 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// `--proxy-protocol`: once the PROXY header is whole, reads it off the socket, names the
+    /// client it gives and starts the echo, which then goes on in the same pump (what followed
+    /// the header is in the socket, and no new event may come for it). `Ok(false)` while the
+    /// header is awaited; `Ok(true)` at once when there is none to await.
+    fn start_after_header(
+        &mut self,
+        scratch: &mut [u8],
+        report: &mut Report,
+    ) -> Result<bool, Leave> {
+        let Echo::Header(wait) = &mut self.echo else {
+            return Ok(true);
+        };
+        let Some(header) = wait
+            .read_header(&mut self.stream, scratch)
+            .map_err(Leave::ProxyHeader)?
+        else {
+            return Ok(false);
+        };
+        let socket_peer = self.peer.addr;
+        if let Addresses::Relayed { source, .. } = header.addresses {
+            self.peer = Peer {
+                addr: source,
+                via: Some(socket_peer),
+            };
+        }
+        let (tls, peer_closed) = (wait.tls.take(), wait.peer_closed);
+        // The header was good: a session rustls cannot start is the handshake's failure.
+        self.echo = start_echo(self.peer, tls.as_ref(), report).map_err(Leave::HandshakeFailed)?;
+        if peer_closed {
+            // That event is spent: the echo must read on to the end by itself.
+            self.echo.peer_closed();
+        }
+        Ok(true)
     }
 
     /// Closes the client (by dropping it), counts it and reports why it left.

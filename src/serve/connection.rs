@@ -228,9 +228,13 @@ impl Connection {
 
     /// Why the connection must go now, if one of `limits` has run out: the PROXY header's and
     /// the handshake's timeouts first (a client that drips them byte by byte is not idle, yet
-    /// must not stay).
+    /// must not stay). A shorter `--idle-timeout` bounds the wait for the header too, and says
+    /// so as the header's line: the client never was one the report named.
     pub(crate) fn overdue(&self, now: Instant, limits: &Limits) -> Option<Leave> {
-        if let Some((limit, wait)) = limits.proxy_header.zip(self.awaiting_header())
+        let header_limit = limits
+            .proxy_header
+            .map(|limit| limits.idle.map_or(limit, |idle| idle.min(limit)));
+        if let Some((limit, wait)) = header_limit.zip(self.awaiting_header())
             && now.saturating_duration_since(wait.started) >= limit
         {
             return Some(Leave::ProxyHeader(format!(
@@ -645,6 +649,19 @@ mod tests {
         assert!(matches!(
             conn.overdue(later, &limits),
             Some(Leave::ProxyHeader(why)) if why == "timed out after 5s with 0 bytes of it"
+        ));
+        // A shorter idle timeout bounds the wait, and the line is still the header's.
+        let impatient = Limits {
+            idle: Some(Duration::from_secs(2)),
+            ..limits
+        };
+        assert_eq!(
+            conn.deadline(&impatient),
+            Some(started + Duration::from_secs(2))
+        );
+        assert!(matches!(
+            conn.overdue(started + Duration::from_secs(2), &impatient),
+            Some(Leave::ProxyHeader(why)) if why == "timed out after 2s with 0 bytes of it"
         ));
     }
 

@@ -110,6 +110,23 @@ fn the_header_is_read_never_echoed_and_names_the_client_on_every_line(backend: B
         assert_eq!(read_to_end(&mut stream), b"later");
         server.wait_for_text(&format!("{peer} closed: received 5 bytes, echoed 5"));
 
+        // A header in pieces (each its own segment, as far as TCP_NODELAY makes it so).
+        let mut stream = server.connect();
+        stream.set_nodelay(true).unwrap();
+        let proxy = stream.local_addr().unwrap();
+        for piece in [
+            &b"PROX"[..],
+            b"Y TCP4 1.2.3.4 ",
+            b"5.6.7.8 1 2\r",
+            b"\ndripped",
+        ] {
+            stream.write_all(piece).unwrap();
+        }
+        stream.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(read_to_end(&mut stream), b"dripped");
+        let peer = via("1.2.3.4:1".parse().unwrap(), proxy);
+        server.wait_for_text(&format!("{peer} closed: received 7 bytes, echoed 7"));
+
         // LOCAL (a proxy's health check): the connection's own address, no "via".
         let (local, reply) = exchange(&server, &[v2(0x20, 0x00, &[]), b"ping".to_vec()].concat());
         assert_eq!(reply, b"ping");
@@ -126,7 +143,7 @@ fn the_header_is_read_never_echoed_and_names_the_client_on_every_line(backend: B
         let lines = server.stop_and_find("stopped: ");
         assert_eq!(
             lines,
-            ["stopped: served 4 clients, echoed 27 bytes"],
+            ["stopped: served 5 clients, echoed 34 bytes"],
             "{mode:?}"
         );
     }

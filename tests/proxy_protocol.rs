@@ -1,5 +1,6 @@
 //! `serve --proxy-protocol`, `send --proxy-protocol` and `bench --proxy-protocol` end to end: the
-//! real binary behind the real load balancer (`haproxy`, with `send-proxy` and `send-proxy-v2`),
+//! real binary behind the real load balancer (`haproxy`, with `send-proxy` and `send-proxy-v2`,
+//! and its health checks, whose v2 header says LOCAL),
 //! our own clients in front of our own server in every TCP mode, and the peers that get the
 //! header wrong: none, malformed, oversized, a bad v2 signature or length, never whole, gone or
 //! reset mid-header. Each of those gets one line and every other client is served.
@@ -663,4 +664,25 @@ fn haproxy_send_proxy_before_tls() {
     assert_eq!(output.stdout, b"through haproxy, then TLS\n");
     let line = server.wait_for(|line| line.contains(" via ") && line.contains("connected: TLS"));
     assert!(line.starts_with("[127.0.0.1:"), "{line}");
+}
+
+#[test]
+fn haproxy_health_checks_are_local_and_keep_their_own_address() {
+    if !have_haproxy() {
+        return;
+    }
+    let mut server = start(Backend::Epoll, &["--multiplex"]);
+    // check-send-proxy: the checks start with a v2 header too, whose command is LOCAL.
+    let _proxy = haproxy(
+        server.addr,
+        "send-proxy-v2 check check-send-proxy inter 100ms",
+    );
+    for _ in 0..2 {
+        // Not the connection that found haproxy accepting: haproxy relayed it, with a "via".
+        let line = server.wait_for(|line| line.ends_with(" connected") && !line.starts_with('['));
+        let addr: SocketAddr = line.trim_end_matches(" connected").parse().unwrap();
+        assert!(addr.ip().is_loopback(), "{line}");
+    }
+    let refused = server_lines_with(&server, NO_HEADER);
+    assert!(refused.is_empty(), "{refused:#?}");
 }

@@ -260,6 +260,8 @@ fn parse_v2(bytes: &[u8]) -> Parse {
         return Parse::NeedMore;
     }
     let body = &bytes[V2_FIXED..len];
+    // `body` holds the whole address block (`length >= block` above): the slices below are
+    // exact, and `unwrap_or_default` never takes its default.
     let addresses = match (command, family) {
         (V2_LOCAL, _) => Addresses::Own("LOCAL"),
         // The spec: with AF_UNSPEC the receiver ignores the address information.

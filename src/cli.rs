@@ -215,8 +215,10 @@ pub struct ServeArgs {
 #[command(next_help_heading = "Running as a service")]
 pub struct ServeService {
     /// Expect a PROXY protocol header (HAProxy's, v1 text or v2 binary) at the start of every TCP
-    /// connection, and report the client it names; the header is never echoed, and a connection
-    /// without a valid one is closed
+    /// connection, before TLS with --tls, and report the client it names ('[CLIENT via PROXY]
+    /// connected'); the header is never echoed. A connection whose header is not valid, or not
+    /// whole within 5 seconds, is closed with one line saying why. With --udp beside TCP, only TCP
+    /// expects it. Runs on epoll with --io uring
     #[arg(long)]
     pub proxy_protocol: bool,
 
@@ -236,6 +238,12 @@ pub struct ServeService {
     )]
     pub inetd: bool,
 }
+
+/// How long `serve --proxy-protocol` waits for a connection's whole PROXY header after accepting
+/// it: a proxy sends it at once, in its first packet; a client that does not must not hold the
+/// iterative server's queue, or a slot of the event loop, for longer. The help of
+/// `--proxy-protocol` says "5 seconds" (a test holds them to each other).
+pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The format of `serve`'s report (`--log-format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -800,6 +808,19 @@ mod tests {
     use clap::CommandFactory;
 
     use super::*;
+
+    #[test]
+    fn the_proxy_header_timeout_is_the_one_the_help_states() {
+        let cli = Cli::command();
+        let serve = cli.find_subcommand("serve").unwrap();
+        let arg = serve
+            .get_arguments()
+            .find(|arg| arg.get_id() == "proxy_protocol")
+            .unwrap();
+        let help = arg.get_help().unwrap().to_string();
+        let stated = format!("within {} seconds", PROXY_HEADER_TIMEOUT.as_secs());
+        assert!(help.contains(&stated), "{help}");
+    }
 
     #[test]
     fn the_definition_is_consistent() {

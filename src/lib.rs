@@ -41,6 +41,8 @@
 //! - `preview`: the printable, escaped preview of received bytes (safe for binary data), and
 //!   the same escaping for text read from files (`ports`), so nothing reaches the terminal raw.
 //! - `fd_limit`: the open-file limit, raised in one place for `serve --multiplex` and `bench`.
+//! - `proxy_protocol`: the PROXY protocol header (v1 and v2) a load balancer puts before a
+//!   client's data: parsed by `serve --proxy-protocol`, written by `send` and `bench`.
 //! - [`tls`]: TLS on rustls for every command: server and client configs, the echo over TLS, and
 //!   failed handshakes explained.
 //!
@@ -79,6 +81,7 @@ pub mod output;
 pub mod parse;
 mod ports;
 mod preview;
+mod proxy_protocol;
 mod send;
 mod serve;
 pub mod size;

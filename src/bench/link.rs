@@ -3,9 +3,12 @@
 //! this file is the only place that knows which of the two it is.
 //!
 //! A link is set up in steps that a non-blocking socket takes one event at a time: the TCP
-//! connect, then with `--tls` the handshake. [`Link::establish`] moves them on and says when the
-//! link carries messages; the time from [`Link::open`] to then is the handshake latency the
-//! report shows (with TLS: connect and handshake; without: the connect alone).
+//! connect, then with `--proxy-protocol` the PROXY header (naming the link's own two ends, on
+//! the socket itself, before TLS as a load balancer sends it), then with `--tls` the handshake.
+//! [`Link::establish`] moves them on and says when the link carries messages; the time from
+//! [`Link::open`] to then is the handshake latency the report shows (with TLS: connect and
+//! handshake; without: the connect alone). The header is no message: the echo checks never see
+//! it.
 //!
 //! rustls is sans-I/O: records it has accepted may wait for the socket, and only rustls knows.
 //! [`Link::flush_tls`] sends them; the transport calls it on every readiness event, as
@@ -23,7 +26,9 @@ use rustls::{ClientConnection, HandshakeKind};
 
 use super::{plan::TlsPlan, stats::ErrorKind};
 use crate::{
+    cli::ProxyVersion,
     error::describe,
+    proxy_protocol,
     tls::{ClientStream, explain, rustls_error},
 };
 
@@ -37,6 +42,10 @@ pub(crate) struct Link {
     ready: bool,
     /// When the connect began: handshake latency counts from here.
     pub(crate) opened_at: Instant,
+    /// `--proxy-protocol`: the header to send once connected.
+    proxy: Option<ProxyVersion>,
+    /// The header's bytes the socket has not taken yet.
+    header_left: Vec<u8>,
 }
 
 enum Kind {
@@ -47,11 +56,13 @@ enum Kind {
 
 impl Link {
     /// Starts a non-blocking connect to `target`, registered for both directions under `token`;
-    /// with `tls`, the session that will run over it (nothing is sent before the connect ends).
+    /// with `proxy`, the PROXY header it will start with, and with `tls`, the session that will
+    /// run over it (nothing is sent before the connect ends).
     pub(crate) fn open(
         registry: &Registry,
         target: SocketAddr,
         token: Token,
+        proxy: Option<ProxyVersion>,
         tls: Option<&TlsPlan>,
     ) -> io::Result<Self> {
         let opened_at = Instant::now();
@@ -70,6 +81,8 @@ impl Link {
             connected: false,
             ready: false,
             opened_at,
+            proxy,
+            header_left: Vec::new(),
         })
     }
 
@@ -101,14 +114,26 @@ impl Link {
             if let Some(err) = socket.take_error()? {
                 return Err(err);
             }
-            match socket.peer_addr() {
-                Ok(_) => {}
+            let server = match socket.peer_addr() {
+                Ok(server) => server,
                 Err(err) if err.kind() == io::ErrorKind::NotConnected => return Ok(false),
                 Err(err) => return Err(err),
-            }
+            };
             // Small messages go out at once, not after Nagle's wait for a full packet.
             let _ = socket.set_nodelay(true);
+            if let Some(version) = self.proxy {
+                self.header_left = proxy_protocol::encode(version, socket.local_addr()?, server);
+            }
             self.connected = true;
+        }
+        while !self.header_left.is_empty() {
+            match (&mut self.socket()).write(&self.header_left) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => drop(self.header_left.drain(..n)),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
         }
         if let Kind::Tls(stream) = &mut self.kind {
             // A read moves the handshake on: it sends our flight, reads the server's, and

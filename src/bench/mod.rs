@@ -111,6 +111,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
         timeout: args.timeout,
         reconnect: args.reconnect,
         tls,
+        proxy: args.proxy_protocol,
     };
     raise_fd_limit(plan.connections)?;
 

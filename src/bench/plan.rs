@@ -15,7 +15,7 @@ use std::{
 
 use rustls::{ClientConfig, client::Resumption, pki_types::ServerName};
 
-use crate::parse::MAX_DURATION;
+use crate::{cli::ProxyVersion, parse::MAX_DURATION};
 
 /// How messages are paced.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +50,8 @@ pub(crate) struct Plan {
     pub(crate) reconnect: Option<u32>,
     /// `--tls`: every connection does a TLS handshake before its first message.
     pub(crate) tls: Option<TlsPlan>,
+    /// `--proxy-protocol`: every connection (every reconnect too) starts with a PROXY header.
+    pub(crate) proxy: Option<ProxyVersion>,
 }
 
 /// How the connections of a `--tls` run speak TLS.

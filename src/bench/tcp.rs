@@ -121,7 +121,7 @@ fn connect_all(
         while pending.len() < share.connect_window && slots.len() < share.ids.len() {
             let index = slots.len();
             let id = share.ids[index];
-            match Link::open(poll.registry(), plan.target, Token(index), tls) {
+            match Link::open(poll.registry(), plan.target, Token(index), plan.proxy, tls) {
                 Ok(link) => {
                     slots.push(Some(Connection::new(link, id, plan)));
                     pending.push((index, Instant::now()));
@@ -411,6 +411,7 @@ impl Run<'_> {
             &self.registry,
             plan.target,
             Token(index),
+            plan.proxy,
             self.core.share.tls.as_ref(),
         )?;
         let per_link = plan.reconnect.map_or(u64::MAX, u64::from);

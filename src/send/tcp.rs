@@ -23,6 +23,11 @@
 //! `--timeout` bounds only waits while something is due: a TLS handshake, a reply, a write the
 //! socket refuses.
 //!
+//! With `--proxy-protocol` the connection starts with a PROXY header naming its own two ends,
+//! as a load balancer names its client's, before TLS and before any input: it is written on
+//! the blocking socket before the loop starts (a new connection's send buffer takes its few
+//! dozen bytes at once) and is no part of the exchange checked.
+//!
 //! When the server closes before the input ended, the reply cannot be complete for the whole
 //! input: if the input thread waits on stdin, the server closed before stdin ended and `send`
 //! says so at once, exit 1 (while idle, every byte sent so far having come back: the server's
@@ -45,9 +50,10 @@ use super::{
     transport::Transport,
 };
 use crate::{
-    cli::SendArgs,
+    cli::{ProxyVersion, SendArgs},
     error::describe,
     output::stdout_error,
+    proxy_protocol,
     tls::{self, ClientStream},
 };
 
@@ -66,6 +72,16 @@ pub(crate) fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<(
     let tls = tls::from_args(&args.tls, &args.endpoint.host, false)?;
     status.line(format_args!("connecting to {}", args.endpoint.display()));
     let (stream, server) = connect(&args.endpoint.resolve()?, args.timeout)?;
+    if let Some(version) = args.proxy_protocol {
+        let local = send_proxy_header(&stream, version, server, args.timeout)?;
+        status.line(format_args!(
+            "sent a PROXY {} header: from {local} to {server}",
+            match version {
+                ProxyVersion::V1 => "v1",
+                ProxyVersion::V2 => "v2",
+            }
+        ));
+    }
     stream
         .set_nodelay(true)
         .and_then(|()| stream.set_nonblocking(true))
@@ -152,6 +168,26 @@ fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<(StdTcpStream, Soc
         _ => describe(&err),
     };
     bail!("cannot connect to {addr}: {why}")
+}
+
+/// Writes the PROXY header naming this connection's own ends (`--proxy-protocol`): its local
+/// address as the client, the server's as the destination. Returns the local address.
+fn send_proxy_header(
+    stream: &StdTcpStream,
+    version: ProxyVersion,
+    server: SocketAddr,
+    timeout: Duration,
+) -> Result<SocketAddr> {
+    let local = stream
+        .local_addr()
+        .context("cannot read the connection's own address for the PROXY header")?;
+    let header = proxy_protocol::encode(version, local, server);
+    stream
+        .set_write_timeout(Some(timeout))
+        .and_then(|()| (&mut &*stream).write_all(&header))
+        .and_then(|()| stream.set_write_timeout(None))
+        .with_context(|| format!("cannot send the PROXY header to {server}"))?;
+    Ok(local)
 }
 
 /// What one turn of reading found.

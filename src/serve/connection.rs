@@ -29,6 +29,18 @@
 //! the loop must look at the connection again, [`Connection::overdue`] why it must go now: no
 //! progress for `--idle-timeout`, or a TLS handshake unfinished `--handshake-timeout` after
 //! accept (so half-open handshakes cannot hold the iterative queue or fill the event loop).
+//!
+//! With `--proxy-protocol` a connection starts by awaiting its PROXY header ([`Echo::Header`]):
+//! it peeks at the socket's first bytes (never more than [`MAX_HEADER`], into the scratch
+//! buffer) until [`proxy_protocol::parse`] says they are a whole header, then reads exactly the
+//! header off the socket and only then starts the echo, plain or TLS (haproxy sends the header
+//! before the TLS handshake), on the same pump: whatever followed the header in the socket is
+//! the client's data, echoed as usual, and the header itself never is. Peeking, not reading,
+//! keeps what follows the header in the socket for whichever echo comes next. Until then the
+//! client has no connect line and its [`Peer`] is the proxy; after it, the client the header
+//! names, via the proxy. A header that cannot be one, a peer that leaves mid-header or a header
+//! not whole within [`PROXY_HEADER_TIMEOUT`] closes the connection with one line
+//! ([`Leave::ProxyHeader`]).
 
 use std::{
     io::{self, Read, Write},
@@ -42,7 +54,9 @@ use rustls::ServerConfig;
 
 use super::report::{Leave, Peer, Report, Summary};
 use crate::{
-    cli::ServeArgs,
+    cli::{PROXY_HEADER_TIMEOUT, ServeArgs},
+    error::describe,
+    proxy_protocol::{self, Addresses, MAX_HEADER, Parse},
     tls::{EchoError, Progress, TlsEcho, explain},
 };
 
@@ -79,6 +93,8 @@ pub(crate) struct Connection {
 /// The echo of one connection over its transport. The TLS state is boxed: a plain connection
 /// stays as small as it was, and a TLS one pays for rustls's session once, on the heap.
 enum Echo {
+    /// `--proxy-protocol`: the header is awaited; nothing is echoed yet.
+    Header(AwaitHeader),
     /// Bytes straight from the socket back to it.
     Plain(PlainEcho),
     /// Records in, plaintext echoed through rustls, records out ([`TlsEcho`]).
@@ -92,6 +108,8 @@ pub(crate) struct Limits {
     pub(crate) idle: Option<Duration>,
     /// `--handshake-timeout` (with `--tls`): the handshake not finished this long after accept.
     pub(crate) handshake: Option<Duration>,
+    /// `--proxy-protocol`: the PROXY header not whole this long after accept.
+    pub(crate) proxy_header: Option<Duration>,
 }
 
 impl Limits {
@@ -100,39 +118,45 @@ impl Limits {
         Limits {
             idle: args.idle_timeout,
             handshake: args.tls.enabled.then_some(args.tls.handshake_timeout),
+            proxy_header: args.service.proxy_protocol.then_some(PROXY_HEADER_TIMEOUT),
         }
     }
 
     /// Whether any limit applies, so the loop keeps a timer per client.
     pub(crate) fn any(&self) -> bool {
-        self.idle.is_some() || self.handshake.is_some()
+        self.idle.is_some() || self.handshake.is_some() || self.proxy_header.is_some()
     }
 }
 
 impl Connection {
-    /// A newly accepted client, plain or (with a TLS config) TLS. A plain client's connect line
-    /// is printed now; a TLS client's when its handshake completes, with what it settled, so a
+    /// A newly accepted client, plain or (with a TLS config) TLS; with `proxy_header`, its
+    /// PROXY header first. A plain client's connect line is printed now (with a header: once
+    /// it is read); a TLS client's when its handshake completes, with what it settled, so a
     /// client that fails its handshake makes one line only. `None` if rustls cannot start a
     /// session (said in the report; dropping the stream closes it).
     pub(crate) fn open(
         stream: TcpStream,
         peer: SocketAddr,
         tls: Option<&Arc<ServerConfig>>,
+        proxy_header: bool,
         report: &mut Report,
     ) -> Option<Self> {
         let peer = Peer::from(peer);
-        let echo = match tls {
-            None => {
-                report.connected(peer);
-                Echo::Plain(PlainEcho::default())
-            }
-            Some(config) => match TlsEcho::new(Arc::clone(config)) {
-                Ok(tls) => Echo::Tls(Box::new(tls)),
-                Err(err) => {
-                    report.notice(format_args!("{peer} cannot start a TLS session: {err}"));
+        let echo = if proxy_header {
+            Echo::Header(AwaitHeader {
+                started: Instant::now(),
+                tls: tls.cloned(),
+                seen: 0,
+                peer_closed: false,
+            })
+        } else {
+            match start_echo(peer, tls, report) {
+                Ok(echo) => echo,
+                Err(why) => {
+                    report.notice(format_args!("{peer} {why}"));
                     return None;
                 }
-            },
+            }
         };
         Some(Connection { stream, peer, echo })
     }
@@ -140,6 +164,11 @@ impl Connection {
     /// Takes note of an event for this connection, before pumping it.
     pub(crate) fn saw_event(&mut self, event: &Event) {
         match &mut self.echo {
+            Echo::Header(wait) => {
+                if event.is_read_closed() || event.is_error() {
+                    wait.peer_closed = true;
+                }
+            }
             Echo::Plain(plain) => {
                 if event.is_read_closed() || event.is_error() {
                     plain.read_to_the_end = true;
@@ -152,6 +181,7 @@ impl Connection {
     /// Bytes received but not yet echoed.
     pub(crate) fn in_flight(&self) -> u64 {
         match &self.echo {
+            Echo::Header(_) => 0,
             Echo::Plain(plain) => plain.in_flight() as u64,
             Echo::Tls(tls) => tls.in_flight(),
         }
@@ -160,6 +190,7 @@ impl Connection {
     /// When the connection last moved a byte either way, for the idle timeout and the drain.
     pub(crate) fn last_progress(&self) -> Instant {
         match &self.echo {
+            Echo::Header(wait) => wait.started,
             Echo::Plain(plain) => plain.last_progress,
             Echo::Tls(tls) => tls.last_progress,
         }
@@ -173,6 +204,14 @@ impl Connection {
         }
     }
 
+    /// The PROXY header awaited, if it is.
+    fn awaiting_header(&self) -> Option<&AwaitHeader> {
+        match &self.echo {
+            Echo::Header(wait) => Some(wait),
+            _ => None,
+        }
+    }
+
     /// The earliest moment one of `limits` may run out for this connection.
     pub(crate) fn deadline(&self, limits: &Limits) -> Option<Instant> {
         let idle = limits.idle.map(|limit| self.last_progress() + limit);
@@ -180,12 +219,30 @@ impl Connection {
             .handshake
             .zip(self.handshake_started())
             .map(|(limit, started)| started + limit);
-        idle.into_iter().chain(handshake).min()
+        let header = limits
+            .proxy_header
+            .zip(self.awaiting_header())
+            .map(|(limit, wait)| wait.started + limit);
+        idle.into_iter().chain(handshake).chain(header).min()
     }
 
-    /// Why the connection must go now, if one of `limits` has run out: the handshake timeout
-    /// first (a client that drips its handshake byte by byte is not idle, yet must not stay).
+    /// Why the connection must go now, if one of `limits` has run out: the PROXY header's and
+    /// the handshake's timeouts first (a client that drips them byte by byte is not idle, yet
+    /// must not stay). A shorter `--idle-timeout` bounds the wait for the header too, and says
+    /// so as the header's line: the client never was one the report named.
     pub(crate) fn overdue(&self, now: Instant, limits: &Limits) -> Option<Leave> {
+        let header_limit = limits
+            .proxy_header
+            .map(|limit| limits.idle.map_or(limit, |idle| idle.min(limit)));
+        if let Some((limit, wait)) = header_limit.zip(self.awaiting_header())
+            && now.saturating_duration_since(wait.started) >= limit
+        {
+            return Some(Leave::ProxyHeader(format!(
+                "timed out after {}s with {} bytes of it",
+                limit.as_secs_f64(),
+                wait.seen
+            )));
+        }
         if let Some((limit, started)) = limits.handshake.zip(self.handshake_started())
             && now.saturating_duration_since(started) >= limit
         {
@@ -205,8 +262,12 @@ impl Connection {
         scratch: &mut [u8],
         report: &mut Report,
     ) -> Result<PumpOutcome, Leave> {
+        if !self.start_after_header(scratch, report)? {
+            return Ok(PumpOutcome::Blocked);
+        }
         let peer = self.peer;
         match &mut self.echo {
+            Echo::Header(_) => Ok(PumpOutcome::Blocked), // not reached: started above
             Echo::Plain(plain) => plain
                 .pump(&mut self.stream, peer, scratch, report)
                 .map_err(Leave::Error),
@@ -237,15 +298,159 @@ impl Connection {
         }
     }
 
+    /// `--proxy-protocol`: once the PROXY header is whole, reads it off the socket, names the
+    /// client it gives and starts the echo, which then goes on in the same pump (what followed
+    /// the header is in the socket, and no new event may come for it). `Ok(false)` while the
+    /// header is awaited; `Ok(true)` at once when there is none to await.
+    fn start_after_header(
+        &mut self,
+        scratch: &mut [u8],
+        report: &mut Report,
+    ) -> Result<bool, Leave> {
+        let Echo::Header(wait) = &mut self.echo else {
+            return Ok(true);
+        };
+        let Some(header) = wait
+            .read_header(&mut self.stream, scratch)
+            .map_err(Leave::ProxyHeader)?
+        else {
+            return Ok(false);
+        };
+        let socket_peer = self.peer.addr;
+        if let Addresses::Relayed { source, .. } = header.addresses {
+            self.peer = Peer {
+                addr: source,
+                via: Some(socket_peer),
+            };
+        }
+        let (tls, peer_closed) = (wait.tls.take(), wait.peer_closed);
+        // The header was good: a session rustls cannot start is the handshake's failure.
+        self.echo = start_echo(self.peer, tls.as_ref(), report).map_err(Leave::HandshakeFailed)?;
+        if peer_closed {
+            // That event is spent: the echo must read on to the end by itself.
+            self.echo.peer_closed();
+        }
+        Ok(true)
+    }
+
     /// Closes the client (by dropping it), counts it and reports why it left.
     pub(crate) fn finish(self, why: Leave, summary: &mut Summary, report: &mut Report) {
         let (received, echoed) = match &self.echo {
+            Echo::Header(_) => (0, 0),
             Echo::Plain(plain) => (plain.received, plain.echoed),
             Echo::Tls(tls) => (tls.received, tls.echoed),
         };
         summary.clients += 1;
         summary.echoed += echoed;
+        if matches!(why, Leave::ProxyHeader(_)) {
+            summary.no_proxy_header += 1;
+        }
         report.left(self.peer, received, echoed, &why);
+    }
+}
+
+/// The echo a connection starts with, once any PROXY header is read: plain, with its connect
+/// line now, or TLS, whose connect line comes with its handshake. `Err` if rustls cannot start
+/// a session, in words.
+fn start_echo(
+    peer: Peer,
+    tls: Option<&Arc<ServerConfig>>,
+    report: &mut Report,
+) -> Result<Echo, String> {
+    match tls {
+        None => {
+            report.connected(peer);
+            Ok(Echo::Plain(PlainEcho::default()))
+        }
+        Some(config) => TlsEcho::new(Arc::clone(config))
+            .map(|tls| Echo::Tls(Box::new(tls)))
+            .map_err(|err| format!("cannot start a TLS session: {err}")),
+    }
+}
+
+impl Echo {
+    /// The peer's close or error event came already: read until the socket itself says
+    /// WouldBlock, EOF or the error.
+    fn peer_closed(&mut self) {
+        match self {
+            Echo::Header(wait) => wait.peer_closed = true,
+            Echo::Plain(plain) => plain.read_to_the_end = true,
+            Echo::Tls(tls) => tls.read_to_the_end(),
+        }
+    }
+}
+
+/// A connection awaiting its PROXY header (`--proxy-protocol`).
+struct AwaitHeader {
+    /// When it was accepted: the header is due [`PROXY_HEADER_TIMEOUT`] later.
+    started: Instant,
+    /// With `--tls`: the configuration of the session that starts after the header.
+    tls: Option<Arc<ServerConfig>>,
+    /// Bytes of the header seen so far (peeked, not yet read), for the report.
+    seen: usize,
+    /// An event said the peer closed or the socket failed: what is in the socket now is all
+    /// that will come, so a header still incomplete never will be.
+    peer_closed: bool,
+}
+
+impl AwaitHeader {
+    /// Peeks at the socket's first bytes: `Ok(Some(header))` once they hold a whole header,
+    /// which is then read off the socket (and nothing after it); `Ok(None)` to wait for more;
+    /// `Err` why the connection has no valid header and must close.
+    fn read_header(
+        &mut self,
+        stream: &mut TcpStream,
+        scratch: &mut [u8],
+    ) -> Result<Option<proxy_protocol::Header>, String> {
+        let most = MAX_HEADER.min(scratch.len());
+        let window = &mut scratch[..most];
+        let seen = loop {
+            match stream.peek(window) {
+                Ok(n) => break n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(self.broke(&err)),
+            }
+        };
+        if seen == 0 {
+            return Err(match self.seen {
+                0 => "the peer closed before sending one".to_string(),
+                n => format!("the peer closed after {n} bytes of it"),
+            });
+        }
+        self.seen = seen;
+        let header = match proxy_protocol::parse(&window[..seen]) {
+            Parse::Complete(header) => header,
+            Parse::Invalid(why) => return Err(why),
+            // The parser never waits past MAX_HEADER bytes, so a full window is not this case.
+            Parse::NeedMore if self.peer_closed => {
+                let why = match stream.take_error() {
+                    Ok(Some(err)) => describe(&err),
+                    _ => "the peer closed".to_string(),
+                };
+                return Err(format!("{why} after {seen} bytes of it"));
+            }
+            Parse::NeedMore => return Ok(None),
+        };
+        // The header's bytes are in the socket's queue: a read takes exactly them.
+        let mut taken = 0;
+        while taken < header.len {
+            match stream.read(&mut window[..header.len - taken]) {
+                Ok(0) => return Err("the peer closed while its header was read".to_string()),
+                Ok(n) => taken += n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(self.broke(&err)),
+            }
+        }
+        Ok(Some(header))
+    }
+
+    /// The header's reason when the socket fails (a reset, say).
+    fn broke(&self, err: &io::Error) -> String {
+        match self.seen {
+            0 => format!("{} before any of it", describe(err)),
+            n => format!("{} after {n} bytes of it", describe(err)),
+        }
     }
 }
 
@@ -393,6 +598,7 @@ mod tests {
             TcpStream::from_std(stream),
             peer,
             config.as_ref(),
+            false,
             &mut report,
         )
         .unwrap();
@@ -404,6 +610,7 @@ mod tests {
         let limits = Limits {
             idle: Some(Duration::from_secs(60)),
             handshake: Some(Duration::from_secs(1)),
+            proxy_header: None,
         };
         let (conn, _client) = connection(true);
         let started = conn.handshake_started().unwrap();
@@ -420,10 +627,50 @@ mod tests {
     }
 
     #[test]
+    fn a_header_awaited_past_its_timeout_goes_whatever_the_idle_timeout_says() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, peer) = listener.accept().unwrap();
+        let mut report = Report::discarding();
+        let stream = TcpStream::from_std(stream);
+        let conn = Connection::open(stream, peer, None, true, &mut report).unwrap();
+        let limits = Limits {
+            idle: Some(Duration::from_secs(60)),
+            handshake: None,
+            proxy_header: Some(Duration::from_secs(5)),
+        };
+        let started = conn.last_progress();
+        assert_eq!(
+            conn.deadline(&limits),
+            Some(started + Duration::from_secs(5))
+        );
+        assert!(conn.overdue(started, &limits).is_none());
+        let later = started + Duration::from_secs(5);
+        assert!(matches!(
+            conn.overdue(later, &limits),
+            Some(Leave::ProxyHeader(why)) if why == "timed out after 5s with 0 bytes of it"
+        ));
+        // A shorter idle timeout bounds the wait, and the line is still the header's.
+        let impatient = Limits {
+            idle: Some(Duration::from_secs(2)),
+            ..limits
+        };
+        assert_eq!(
+            conn.deadline(&impatient),
+            Some(started + Duration::from_secs(2))
+        );
+        assert!(matches!(
+            conn.overdue(started + Duration::from_secs(2), &impatient),
+            Some(Leave::ProxyHeader(why)) if why == "timed out after 2s with 0 bytes of it"
+        ));
+    }
+
+    #[test]
     fn a_plain_connection_has_no_handshake_deadline() {
         let limits = Limits {
             idle: None,
             handshake: Some(Duration::from_secs(1)),
+            proxy_header: Some(Duration::from_secs(1)),
         };
         let (conn, _client) = connection(false);
         assert_eq!(conn.deadline(&limits), None);
@@ -432,6 +679,7 @@ mod tests {
         let idle = Limits {
             idle: Some(Duration::from_secs(2)),
             handshake: None,
+            proxy_header: None,
         };
         assert!(matches!(conn.overdue(later, &idle), Some(Leave::Idle(_))));
     }

@@ -15,7 +15,8 @@
 //!
 //! With `--tls` the client's handshake is part of serving it: a client that connects and sends
 //! no ClientHello is dropped after `--handshake-timeout` (a deadline of the poll, like the idle
-//! timeout), so it holds the queue behind it no longer than that.
+//! timeout), so it holds the queue behind it no longer than that. With `--proxy-protocol` its
+//! PROXY header is too, held to its own deadline the same way.
 //!
 //! When accept fails (out of descriptors), accepting pauses for [`ACCEPT_RETRY`]; the failure is
 //! said once per episode, not once per retry.
@@ -128,7 +129,13 @@ pub(crate) fn serve(
             }
             accepts += 1;
             accept_after = None;
-            match accept(&listener, &poll, config, report) {
+            match accept(
+                &listener,
+                &poll,
+                config,
+                limits.proxy_header.is_some(),
+                report,
+            ) {
                 Ok(Some(None)) => {} // could not be served: closed, and said
                 Ok(Some(Some(mut conn))) => {
                     accept_failing = false;
@@ -173,11 +180,13 @@ fn echo_until_blocked(
 }
 
 /// Accepts the next waiting client, if any (`None`), and watches it; `Some(None)` if it could
-/// not be served (rustls could not start a session: said in the report).
+/// not be served (rustls could not start a session: said in the report). With `proxy_header`
+/// its PROXY header is awaited first.
 fn accept(
     listener: &TcpListener,
     poll: &Poll,
     tls: Option<&Arc<ServerConfig>>,
+    proxy_header: bool,
     report: &mut Report,
 ) -> io::Result<Option<Option<Connection>>> {
     let Some((mut stream, peer)) = listen::accept(listener, report)? else {
@@ -185,5 +194,11 @@ fn accept(
     };
     poll.registry()
         .register(&mut stream, CLIENT, Interest::READABLE | Interest::WRITABLE)?;
-    Ok(Some(Connection::open(stream, peer, tls, report)))
+    Ok(Some(Connection::open(
+        stream,
+        peer,
+        tls,
+        proxy_header,
+        report,
+    )))
 }

@@ -69,6 +69,14 @@ pub(crate) fn run(args: &ServeArgs) -> Result<()> {
         )
         .into());
     }
+    if args.udp && !args.multiplex && args.service.proxy_protocol {
+        return Err(UsageError(
+            "--proxy-protocol is for TCP, and --udp without --multiplex serves UDP only: add \
+             --multiplex to serve TCP (with the header) beside UDP, or drop --proxy-protocol"
+                .to_string(),
+        )
+        .into());
+    }
     // First, while this is the only thread: it unsets LISTEN_FDS and LISTEN_PID.
     let handed = systemd::take_sockets()?;
     let addrs = match &handed {

@@ -39,7 +39,7 @@
 //!
 //! `--io` picks the kernel interface of every loop ([`choose_backend`]): this file's mio loop
 //! (epoll), or the io_uring loop of `uring/` ([`UringLoop`]), which serves plain TCP with the
-//! same rules, limits and lines; `--tls` and `--udp` run on epoll. The line after `multiplexing
+//! same rules, limits and lines; `--tls`, `--udp` and `--proxy-protocol` run on epoll. The line after `multiplexing
 //! up to N clients` says which runs and why: `multiplexing on io_uring`, or `multiplexing on
 //! epoll (io_uring unavailable: REASON)`.
 //!
@@ -273,8 +273,9 @@ const AUTO_PICKS_URING: bool = false;
 
 /// Picks the backend from `--io`: io_uring when asked for (or, once [`AUTO_PICKS_URING`], by
 /// auto) and the probe passes, epoll otherwise, saying why. `--io uring` on a kernel that
-/// refuses it fails with the reason; with `--tls` or `--udp`, which only epoll serves, it runs
-/// on epoll and says so (the same command line then works whatever the backend).
+/// refuses it fails with the reason; with `--tls`, `--udp` or `--proxy-protocol`, which only
+/// epoll serves, it runs on epoll and says so (the same command line then works whatever the
+/// backend).
 fn choose_backend(args: &ServeArgs) -> Result<Backend> {
     let wanted = match args.io {
         IoBackend::Epoll => return Ok(Backend::Epoll(None)),
@@ -291,6 +292,10 @@ fn choose_backend(args: &ServeArgs) -> Result<Backend> {
     }
     if args.udp {
         return Ok(Backend::Epoll(Some("--udp runs on epoll".to_string())));
+    }
+    if args.service.proxy_protocol {
+        let why = "--proxy-protocol runs on epoll".to_string();
+        return Ok(Backend::Epoll(Some(why)));
     }
     match uring::probe() {
         Ok(_) => Ok(Backend::Uring),
@@ -826,7 +831,9 @@ impl<'a> EventLoop<'a> {
                 .notice(format_args!("{peer} cannot watch the connection: {err}"));
             return; // dropping the stream closes it
         }
-        let Some(conn) = Connection::open(stream, peer, self.tls.as_ref(), &mut self.report) else {
+        let proxy_header = self.limits.proxy_header.is_some();
+        let tls = self.tls.as_ref();
+        let Some(conn) = Connection::open(stream, peer, tls, proxy_header, &mut self.report) else {
             return; // said in the report; dropping the stream closes it
         };
         let serial = self.next_serial;
@@ -959,7 +966,7 @@ mod tests {
             choose_backend(&args("--io auto")).unwrap(),
             Backend::Epoll(Some("io_uring is opt-in: --io uring".to_string()))
         );
-        for why in ["--tls", "--udp"] {
+        for why in ["--tls", "--udp", "--proxy-protocol"] {
             let backend = choose_backend(&args(&format!("--io uring {why}"))).unwrap();
             assert_eq!(
                 backend,
@@ -975,7 +982,7 @@ mod tests {
         let served = |clients| Summary {
             clients,
             echoed: clients * 10,
-            udp: None,
+            ..Summary::default()
         };
         let (summary, failure) = total([
             Ok((served(3), None)),

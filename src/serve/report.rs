@@ -118,6 +118,8 @@ pub(crate) struct Summary {
     pub(crate) clients: u64,
     /// Bytes written back to TCP clients.
     pub(crate) echoed: u64,
+    /// TCP clients closed for want of a valid PROXY header (`--proxy-protocol`), among `clients`.
+    pub(crate) no_proxy_header: u64,
     /// UDP totals; `None` when UDP was not served.
     pub(crate) udp: Option<UdpTotals>,
 }
@@ -151,6 +153,9 @@ pub(crate) enum Leave {
     HandshakeTimeout(Duration),
     /// TLS: it closed the connection before its handshake finished (a port scan, say).
     NoHandshake,
+    /// `--proxy-protocol`: no valid PROXY header came (malformed, oversized, not one at all,
+    /// not whole in time, the peer left mid-header): why.
+    ProxyHeader(String),
 }
 
 impl Leave {
@@ -159,7 +164,10 @@ impl Leave {
     fn before_handshake(&self) -> bool {
         matches!(
             self,
-            Leave::HandshakeFailed(_) | Leave::HandshakeTimeout(_) | Leave::NoHandshake
+            Leave::HandshakeFailed(_)
+                | Leave::HandshakeTimeout(_)
+                | Leave::NoHandshake
+                | Leave::ProxyHeader(_)
         )
     }
 }
@@ -177,6 +185,7 @@ impl fmt::Display for Leave {
                 write!(f, "handshake timed out after {}s", after.as_secs_f64())
             }
             Leave::NoHandshake => f.write_str("closed before the TLS handshake"),
+            Leave::ProxyHeader(why) => write!(f, "closed without a valid PROXY header: {why}"),
         }
     }
 }
@@ -186,6 +195,7 @@ impl Summary {
     pub(crate) fn add(&mut self, other: &Summary) {
         self.clients += other.clients;
         self.echoed += other.echoed;
+        self.no_proxy_header += other.no_proxy_header;
         if let Some(theirs) = other.udp {
             let ours = self.udp.get_or_insert_default();
             ours.echoed += theirs.echoed;
@@ -476,8 +486,12 @@ impl Report {
         let clients = summary.clients;
         let tcp_part = tcp.then(|| {
             let noun = if clients == 1 { "client" } else { "clients" };
+            let refused = match summary.no_proxy_header {
+                0 => String::new(),
+                n => format!(" ({n} without a valid PROXY header)"),
+            };
             format!(
-                "served {clients} {noun}, echoed {}",
+                "served {clients} {noun}{refused}, echoed {}",
                 size::describe(summary.echoed)
             )
         });

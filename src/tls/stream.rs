@@ -228,6 +228,12 @@ impl TlsEcho {
         }
     }
 
+    /// The peer's close or error event came before this session started (`serve
+    /// --proxy-protocol` reads the header first): read on to EOF, never stop at a short read.
+    pub fn read_to_the_end(&mut self) {
+        self.read_to_the_end = true;
+    }
+
     /// The handshake is still under way (for the handshake timeout, and to report a client that
     /// left before it ended).
     pub fn is_handshaking(&self) -> bool {

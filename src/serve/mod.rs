@@ -20,14 +20,18 @@
 //! - [`notices`]: the notices the multiplexed loops say once per process (connection limit,
 //!   accept failures), for either backend.
 //! - [`timers`]: the clients' deadlines and the drain's quiet time, for either backend.
-//! - [`report`]: every line the server prints. It never makes a loop wait on stdout: lines that
-//!   stdout cannot take in time are dropped and counted.
+//! - [`report`]: every line the server prints, as text or JSON ([`json`]), and with `--metrics`
+//!   what it counts ([`metrics`], which also serves them over HTTP from a thread of its own).
+//!   It never makes a loop wait on stdout: lines that stdout cannot take in time are dropped
+//!   and counted.
 
 mod certificate;
 mod connection;
 mod guard;
 mod iterative;
+mod json;
 mod listen;
+mod metrics;
 mod multiplex;
 mod notices;
 mod report;
@@ -40,7 +44,7 @@ use anyhow::Result;
 use crate::{cli::ServeArgs, error::UsageError};
 use certificate::server_tls;
 use listen::{bind, bind_any, local_addr};
-use report::{ReadView, Report, Served, Sink};
+use report::{Report, Served, Sink};
 
 /// Runs the server until SIGINT or SIGTERM.
 pub(crate) fn run(args: &ServeArgs) -> Result<()> {
@@ -58,10 +62,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<()> {
     if args.multiplex {
         return multiplex::run(args, &addrs, tls.as_ref());
     }
-    let mut report = Report::start(
-        ReadView::of(args.quiet, args.hex, args.preview),
-        Sink::Stdout,
-    )?;
+    let mut report = Report::start(args, Sink::Stdout)?;
     if args.udp {
         let socket = bind_any(&addrs, "UDP", udp::bind)?;
         report.listening(local_addr(socket.local_addr())?, Served::Udp);

@@ -71,7 +71,7 @@ use super::{
     connection::{Connection, Limits, PumpOutcome, SCRATCH_SIZE},
     listen::{ACCEPT_RETRY, accept, bind, bind_any, bind_error, local_addr, watch_signals},
     notices::SharedNotices,
-    report::{Leave, ReadView, Report, Served, Sink, Summary, UdpTotals},
+    report::{Leave, Report, Served, Sink, Summary, UdpTotals},
     timers::{DRAIN_QUIET, IdleTimers},
     udp::{self, UdpEcho},
     uring::{self, UringLoop},
@@ -106,10 +106,7 @@ pub(crate) fn run(args: &ServeArgs, addrs: &[SocketAddr], tls: Option<&ServerTls
     let workers = usize::from(args.workers);
     let fd_limit = fd_limit::raise(u64::MAX);
     let max_connections = connection_limit(args.max_connections, workers, &fd_limit)?;
-    let mut report = Report::start(
-        ReadView::of(args.quiet, args.hex, args.preview),
-        Sink::Stdout,
-    )?;
+    let mut report = Report::start(args, Sink::Stdout)?;
 
     let (first, mut udp_socket) = bind_listeners(addrs, workers > 1, args.udp)?;
     let local = local_addr(first.local_addr())?;
@@ -646,8 +643,7 @@ impl<'a> EventLoop<'a> {
         self.udp_ready = match echo.pump(&mut self.scratch, &mut self.report) {
             Ok(more) => more,
             Err(err) => {
-                self.report
-                    .notice(format_args!("UDP receive failed: {err}"));
+                self.report.udp_receive_failed(&err);
                 false
             }
         };

@@ -42,7 +42,13 @@ use std::{
 
 use anyhow::{Context, Result};
 
+use super::{
+    guard::{self, Refusal},
+    json::JsonLine,
+    metrics::{LoopCounters, Metrics, Unanswered},
+};
 use crate::{
+    cli::{LogFormat, ServeArgs},
     preview::{HexDump, Preview},
     size,
     tls::{Fingerprint, HandshakeInfo},
@@ -154,6 +160,21 @@ pub(crate) enum Leave {
 }
 
 impl Leave {
+    /// The `code` of the JSON `closed` event: one stable snake_case word per kind of leave,
+    /// where `reason` says it in words.
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            Leave::Closed => "closed",
+            Leave::Idle(_) => "idle",
+            Leave::Error(_) => "error",
+            Leave::Shutdown => "shutdown",
+            Leave::Tls(_) => "tls_error",
+            Leave::HandshakeFailed(_) => "handshake_failed",
+            Leave::HandshakeTimeout(_) => "handshake_timeout",
+            Leave::NoHandshake => "no_handshake",
+        }
+    }
+
     /// The client never completed a TLS handshake: it had no connect line, and its leave line
     /// is the only one it gets, without byte counts (there were none).
     fn before_handshake(&self) -> bool {
@@ -250,6 +271,17 @@ pub(crate) struct Report {
     exit: Option<WriterExit>,
     /// What the line per read shows.
     reads: ReadView,
+    /// Text lines, or a JSON object per event (`--log-format`).
+    format: LogFormat,
+    /// This loop's counters, with `--metrics`.
+    counters: Option<Arc<LoopCounters>>,
+    /// With `--metrics`: where they are served, and the counters of the other loops.
+    metrics: Option<Arc<Metrics>>,
+    /// The worker the next [`Report::for_another_loop`] counts for.
+    next_worker: usize,
+    /// The loop's reach of its connection limit is counted already: counted again only after
+    /// a client has connected since.
+    limit_counted: bool,
 }
 
 /// What the report shows of each read (and datagram).
@@ -283,6 +315,26 @@ pub(crate) enum Served {
     TcpAndUdp,
 }
 
+impl Served {
+    /// The `served` field of the JSON `listening` event.
+    fn name(self) -> &'static str {
+        match self {
+            Served::Tcp => "tcp",
+            Served::Udp => "udp",
+            Served::TcpAndUdp => "tcp+udp",
+        }
+    }
+}
+
+/// Which loop's accept failed, for the words of the notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Accepting {
+    /// The one-at-a-time loop: no one else is being served meanwhile.
+    OneAtATime,
+    /// A multiplexed loop: its connected clients are still served.
+    Multiplexed,
+}
+
 /// Where the report goes: stdout, or stderr when stdout is the connection (`--inetd`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Sink {
@@ -295,7 +347,13 @@ impl Report {
     /// Starts the report writer thread, which owns stdout from now on, and returns the first
     /// report. Reports for other loops come from [`Report::for_another_loop`]. Dropping this one
     /// ends the writer: it gets [`DRAIN_AT_EXIT`] to write what is left.
-    pub(crate) fn start(reads: ReadView, sink: Sink) -> Result<Report> {
+    ///
+    /// It writes in the format `--log-format` asks for, and with `--metrics` it starts the
+    /// metrics server first (failing the start if its address cannot be bound) and counts.
+    pub(crate) fn start(args: &ServeArgs, sink: Sink) -> Result<Report> {
+        let reads = ReadView::of(args.quiet, args.hex, args.preview);
+        let format = args.service.log_format;
+        let metrics = args.service.metrics.map(Metrics::serve).transpose()?;
         let (to_writer, batches) = mpsc::sync_channel(QUEUE_BATCHES);
         let (last_tx, last_rx) = mpsc::channel();
         let (done_tx, done_rx) = mpsc::channel();
@@ -312,12 +370,14 @@ impl Report {
                         &batches,
                         &last_rx,
                         &writer_backlog,
+                        format,
                     ),
                     Sink::Stderr => write_batches(
                         &mut io::stderr().lock(),
                         &batches,
                         &last_rx,
                         &writer_backlog,
+                        format,
                     ),
                 };
             })
@@ -327,16 +387,30 @@ impl Report {
             last: last_tx,
             done: done_rx,
         });
+        report.format = format;
+        report.counters = metrics.as_ref().map(|metrics| metrics.counters_for(0));
+        report.metrics = metrics;
         Ok(report)
     }
 
-    /// A report for another loop (`--workers`), writing through the same writer.
-    pub(crate) fn for_another_loop(&self) -> Report {
-        Report::with_writer(
+    /// A report for another loop (`--workers`), writing through the same writer, and counting
+    /// for the next worker: the first loop made from the first report counts as worker 0, with
+    /// it (in `--multiplex` the first report only writes the lines around the loops, and counts
+    /// nothing), the next as worker 1, and so on.
+    pub(crate) fn for_another_loop(&mut self) -> Report {
+        let mut report = Report::with_writer(
             self.to_writer.clone(),
             Arc::clone(&self.backlog),
             self.reads,
-        )
+        );
+        report.format = self.format;
+        report.counters = self
+            .metrics
+            .as_ref()
+            .map(|metrics| metrics.counters_for(self.next_worker));
+        report.metrics = self.metrics.clone();
+        self.next_worker += 1;
+        report
     }
 
     /// A report that prints nothing, for unit tests of what reports.
@@ -362,17 +436,38 @@ impl Report {
             backlog,
             exit: None,
             reads,
+            format: LogFormat::Text,
+            counters: None,
+            metrics: None,
+            next_worker: 0,
+            limit_counted: false,
         }
     }
 
     /// The first line, handed over at once: scripts and tests wait for it. The address comes
     /// first after `listening on `, then, when UDP is served, the protocols in parentheses
     /// (`listening on 127.0.0.1:7 (tcp+udp)`): a script takes the address up to the first space.
+    /// In JSON it is the `listening` event, whose `addr` is the address. With `--metrics`, the
+    /// next line says where they are served: `metrics on http://127.0.0.1:9100/metrics`.
     pub(crate) fn listening(&mut self, addr: SocketAddr, served: Served) {
-        match served {
-            Served::Tcp => self.line(format_args!("listening on {addr}")),
-            Served::Udp => self.line(format_args!("listening on {addr} (udp)")),
-            Served::TcpAndUdp => self.line(format_args!("listening on {addr} (tcp+udp)")),
+        match (self.format, served) {
+            (LogFormat::Text, Served::Tcp) => self.line(format_args!("listening on {addr}")),
+            (LogFormat::Text, Served::Udp) => self.line(format_args!("listening on {addr} (udp)")),
+            (LogFormat::Text, Served::TcpAndUdp) => {
+                self.line(format_args!("listening on {addr} (tcp+udp)"))
+            }
+            (LogFormat::Json, _) => self.event("listening", |e| {
+                e.text("addr", addr).text("served", served.name())
+            }),
+        }
+        if let Some(at) = self.metrics.as_ref().map(|metrics| metrics.addr) {
+            match self.format {
+                LogFormat::Text => self.line(format_args!("metrics on http://{at}/metrics")),
+                LogFormat::Json => self.event("metrics", |e| {
+                    e.text("addr", at)
+                        .text("url", format_args!("http://{at}/metrics"))
+                }),
+            }
         }
         self.flush();
     }
@@ -381,7 +476,11 @@ impl Report {
     // `[::1]:5` (the brackets belong to IPv6 alone, never added around an address).
 
     pub(crate) fn connected(&mut self, peer: Peer) {
-        self.line(format_args!("{peer} connected"));
+        self.count_connected();
+        match self.format {
+            LogFormat::Text => self.line(format_args!("{peer} connected")),
+            LogFormat::Json => self.event("connected", |e| with_peer(e, peer)),
+        }
     }
 
     /// A TLS client's connect line, once its handshake completed: what it settled (version,
@@ -389,6 +488,18 @@ impl Report {
     /// client's subject: `127.0.0.1:41234 connected: TLS 1.3 AES_128_GCM_SHA256 alpn h2 client
     /// CN=alice`.
     pub(crate) fn tls_connected(&mut self, peer: Peer, info: &HandshakeInfo) {
+        self.count_connected();
+        if self.format == LogFormat::Json {
+            self.event("connected", |e| {
+                with_peer(e, peer)
+                    .text("tls_version", &info.version)
+                    .text("cipher_suite", &info.cipher_suite)
+                    .text_if("alpn", info.alpn.as_ref())
+                    .text_if("client_subject", info.peer_subject.as_ref())
+                    .flag("resumed", info.resumed)
+            });
+            return;
+        }
         let client = info
             .peer_subject
             .as_ref()
@@ -405,6 +516,17 @@ impl Report {
         fingerprint: &Fingerprint,
         self_signed_for: Option<&[String]>,
     ) {
+        if self.format == LogFormat::Json {
+            self.event("certificate", |e| {
+                let e = e.text("fingerprint", fingerprint);
+                match self_signed_for {
+                    Some(names) => e.list("self_signed_for", names),
+                    None => e,
+                }
+            });
+            self.flush();
+            return;
+        }
         self.line(format_args!("cert {fingerprint}"));
         if let Some(names) = self_signed_for {
             self.line(format_args!(
@@ -417,12 +539,76 @@ impl Report {
 
     /// A read from a TCP client.
     pub(crate) fn received(&mut self, peer: Peer, data: &[u8]) {
+        self.count(|c| &c.tcp_received, data.len() as u64);
         self.data_line(peer, "", data);
+    }
+
+    /// Bytes written back to a TCP client: counted, not printed (the leave line has the total).
+    pub(crate) fn echoed(&mut self, bytes: u64) {
+        self.count(|c| &c.tcp_echoed, bytes);
     }
 
     /// A datagram from a UDP client.
     pub(crate) fn datagram(&mut self, peer: SocketAddr, data: &[u8]) {
+        self.count(|c| &c.datagrams, 1);
         self.data_line(Peer::from(peer), " (udp)", data);
+    }
+
+    /// A datagram answered, of `bytes`: counted, not printed.
+    pub(crate) fn datagram_answered(&mut self, bytes: u64) {
+        self.count(|c| &c.datagrams_answered, 1);
+        self.count(|c| &c.udp_echoed, bytes);
+    }
+
+    /// A datagram the socket would not take the reply of: counted, not printed.
+    pub(crate) fn reply_not_sent(&mut self) {
+        self.count_unanswered(Unanswered::SendFailed);
+    }
+
+    /// A datagram the guard refused. Counted; said for the first drop from a source (`first`),
+    /// with the note that further drops from it are only counted.
+    pub(crate) fn datagram_dropped(&mut self, peer: SocketAddr, why: Refusal, first: bool) {
+        self.count_unanswered(Unanswered::Refused(why));
+        if !first {
+            return;
+        }
+        // Loopback sources have no entry of their own in the guard: one line for them all.
+        let loopback = guard::is_loopback(peer.ip());
+        match self.format {
+            LogFormat::Text => {
+                // Two lines, each within the report's width.
+                self.line(format_args!("{peer} (udp) not answered: {why}"));
+                if loopback {
+                    self.line(format_args!(
+                        "further drops from loopback sources are only counted"
+                    ));
+                } else {
+                    let ip = peer.ip();
+                    self.line(format_args!("further drops from {ip} are only counted"));
+                }
+            }
+            LogFormat::Json => self.event("datagram_dropped", |e| {
+                let e = e
+                    .text("peer", peer)
+                    .text("code", Unanswered::Refused(why).code())
+                    .text("reason", why);
+                if loopback {
+                    e.text("only_counted_from", "loopback")
+                } else {
+                    e.text("only_counted_from", peer.ip())
+                }
+            }),
+        }
+    }
+
+    /// Reading the UDP socket failed (not a client's doing).
+    pub(crate) fn udp_receive_failed(&mut self, err: &io::Error) {
+        match self.format {
+            LogFormat::Text => self.line(format_args!("UDP receive failed: {err}")),
+            LogFormat::Json => self.event("udp_receive_failed", |e| {
+                e.text("error", crate::error::describe(err))
+            }),
+        }
     }
 
     /// The per-read line, unless quiet: who, how many bytes, and their preview or hex dump.
@@ -430,6 +616,33 @@ impl Report {
     /// leaves of [`LINE_WIDTH`], measured in the buffer itself.
     fn data_line(&mut self, peer: Peer, what: &str, data: &[u8]) {
         if matches!(self.reads, ReadView::Hidden) || self.to_writer.is_none() {
+            return;
+        }
+        if self.format == LogFormat::Json {
+            let event = if what.is_empty() {
+                "received"
+            } else {
+                "datagram"
+            };
+            let reads = self.reads;
+            self.event(event, |e| {
+                let e = with_peer(e, peer).number("bytes", data.len() as u64);
+                match reads {
+                    ReadView::Hidden => e,
+                    // Without --preview, as much as a text line would show.
+                    ReadView::Preview(limit) => e.text(
+                        "preview",
+                        Preview::new(
+                            data,
+                            limit.unwrap_or(usize::MAX),
+                            limit.is_none().then_some(LINE_WIDTH),
+                        ),
+                    ),
+                    ReadView::Hex(limit) => {
+                        e.hex("hex", &data[..limit.unwrap_or(usize::MAX).min(data.len())])
+                    }
+                }
+            });
             return;
         }
         self.start_line();
@@ -457,6 +670,21 @@ impl Report {
 
     pub(crate) fn left(&mut self, peer: Peer, received: u64, echoed: u64, why: &Leave) {
         if why.before_handshake() {
+            self.count(|c| &c.handshakes_failed, 1);
+        } else {
+            self.count(|c| &c.closed, 1);
+        }
+        if self.format == LogFormat::Json {
+            self.event("closed", |e| {
+                with_peer(e, peer)
+                    .text("code", why.code())
+                    .text("reason", why)
+                    .number("received", received)
+                    .number("echoed", echoed)
+            });
+            return;
+        }
+        if why.before_handshake() {
             self.line(format_args!("{peer} {why}"));
             return;
         }
@@ -465,15 +693,91 @@ impl Report {
         ));
     }
 
-    /// A line about the server itself (limits, accept errors), not about one client.
+    /// A line about the server itself, not about one client, that has no event of its own: in
+    /// JSON the `notice` event, with the words as its `message`.
     pub(crate) fn notice(&mut self, message: fmt::Arguments<'_>) {
-        self.line(message);
+        match self.format {
+            LogFormat::Text => self.line(message),
+            LogFormat::Json => self.event("notice", |e| e.text("message", message)),
+        }
+    }
+
+    /// The loop holds `clients`, its share of `--max-connections`: counted once each time it
+    /// gets there (again after a client has connected since), said when `announce`.
+    pub(crate) fn at_the_limit(&mut self, clients: usize, announce: bool) {
+        if !self.limit_counted {
+            self.limit_counted = true;
+            self.count(|c| &c.limit_hits, 1);
+        }
+        if !announce {
+            return;
+        }
+        match self.format {
+            LogFormat::Text => self.line(format_args!(
+                "at the connection limit, {clients} clients: new ones wait in the queue (said once)"
+            )),
+            LogFormat::Json => {
+                self.event("connection_limit", |e| e.number("clients", clients as u64))
+            }
+        }
+    }
+
+    /// Accept failed and accepting pauses for `retry`: counted each time, said when
+    /// `announce` (once per episode of failures).
+    pub(crate) fn accept_failed(
+        &mut self,
+        err: &io::Error,
+        retry: Duration,
+        announce: bool,
+        accepting: Accepting,
+    ) {
+        self.count(|c| &c.accept_pauses, 1);
+        if !announce {
+            return;
+        }
+        let error = crate::error::describe(err);
+        let ms = retry.as_millis();
+        match (self.format, accepting) {
+            (LogFormat::Text, Accepting::OneAtATime) => self.line(format_args!(
+                "accept failed: {error}; retrying every {ms} ms (said once)"
+            )),
+            (LogFormat::Text, Accepting::Multiplexed) => {
+                self.line(format_args!(
+                    "accept failed: {error}; new clients wait, retrying every {ms} ms"
+                ));
+                self.line(format_args!(
+                    "connected clients are still served; said once until an accept works"
+                ));
+            }
+            (LogFormat::Json, _) => self.event("accept_failed", |e| {
+                e.text("error", &error)
+                    .number("retry_ms", u64::try_from(ms).unwrap_or(u64::MAX))
+            }),
+        }
     }
 
     /// The last line: totals of TCP, of UDP, or of both when both were served, and the report
     /// lines dropped if any. Then the writer is ended (see [`Report::start`]); call it once every
     /// other loop's report is gone, so that their lines come first.
     pub(crate) fn summary(mut self, summary: &Summary, tcp: bool) {
+        if self.format == LogFormat::Json {
+            let dropped = self.backlog.total_dropped.load(Relaxed);
+            self.event("summary", |mut e| {
+                if tcp {
+                    e = e
+                        .number("clients", summary.clients)
+                        .number("echoed", summary.echoed);
+                }
+                if let Some(udp) = summary.udp {
+                    e = e
+                        .number("datagrams_echoed", udp.echoed)
+                        .number("datagram_bytes", udp.bytes)
+                        .number("datagrams_dropped", udp.dropped);
+                }
+                e.number("report_lines_dropped", dropped)
+            });
+            return;
+        }
         let clients = summary.clients;
         let tcp_part = tcp.then(|| {
             let noun = if clients == 1 { "client" } else { "clients" };
@@ -594,6 +898,7 @@ impl Report {
 
     /// Drops the buffered lines because the queue is full, and counts them.
     fn drop_buffered(&mut self) {
+        self.count(|c| &c.lines_dropped, self.buffered_lines);
         self.backlog
             .unreported
             .fetch_add(self.buffered_lines, Relaxed);
@@ -608,6 +913,34 @@ impl Report {
         self.buffer.clear();
         self.buffered_lines = 0;
         self.gathering_since = None;
+    }
+
+    /// Adds `n` to one of this loop's counters, with `--metrics`.
+    fn count(&self, counter: impl FnOnce(&LoopCounters) -> &AtomicU64, n: u64) {
+        if let Some(counters) = &self.counters {
+            LoopCounters::add(counter(counters), n);
+        }
+    }
+
+    /// A client connected: counted, and the connection limit may be counted again.
+    fn count_connected(&mut self) {
+        self.limit_counted = false;
+        self.count(|c| &c.connections, 1);
+    }
+
+    /// A datagram not answered, by why.
+    fn count_unanswered(&self, why: Unanswered) {
+        self.count(|c| &c.datagrams_dropped[why.index()], 1);
+    }
+
+    /// One JSON object, as one line: its `time` and `event`, then the fields `fields` adds.
+    fn event(&mut self, name: &'static str, fields: impl FnOnce(JsonLine<'_>) -> JsonLine<'_>) {
+        if self.to_writer.is_none() {
+            return;
+        }
+        self.start_line();
+        fields(JsonLine::start(&mut self.buffer, name)).end();
+        self.end_line();
     }
 
     fn line(&mut self, text: fmt::Arguments<'_>) {
@@ -661,6 +994,11 @@ impl Drop for Report {
     }
 }
 
+/// The fields that name a client in JSON: `peer`, and `via` for one that came through a proxy.
+fn with_peer(line: JsonLine<'_>, peer: Peer) -> JsonLine<'_> {
+    line.text("peer", peer.addr).text_if("via", peer.via)
+}
+
 /// The writer thread: writes batches in order until every loop's report is gone, then the last
 /// lines. Returns at the first write error (stdout closed), which stops the loops' printing too.
 fn write_batches(
@@ -668,13 +1006,14 @@ fn write_batches(
     batches: &Receiver<Batch>,
     last: &Receiver<Vec<u8>>,
     backlog: &Backlog,
+    format: LogFormat,
 ) -> io::Result<()> {
     loop {
         let batch = match batches.try_recv() {
             Ok(batch) => batch,
             Err(TryRecvError::Empty) => {
                 // Caught up: say what was dropped before waiting, in case no batch comes soon.
-                report_dropped(out, backlog.unreported.swap(0, Relaxed))?;
+                report_dropped(out, backlog.unreported.swap(0, Relaxed), format)?;
                 out.flush()?;
                 match batches.recv() {
                     Ok(batch) => batch,
@@ -683,7 +1022,7 @@ fn write_batches(
             }
             Err(TryRecvError::Disconnected) => break,
         };
-        report_dropped(out, batch.dropped_before)?;
+        report_dropped(out, batch.dropped_before, format)?;
         out.write_all(&batch.lines)?;
         backlog
             .queued_bytes
@@ -695,7 +1034,7 @@ fn write_batches(
         }
         let _ = batch.home.send(lines); // the loop may be gone
     }
-    report_dropped(out, backlog.unreported.swap(0, Relaxed))?;
+    report_dropped(out, backlog.unreported.swap(0, Relaxed), format)?;
     if let Ok(lines) = last.try_recv() {
         out.write_all(&lines)?;
     }
@@ -703,9 +1042,16 @@ fn write_batches(
 }
 
 /// The line that stands for dropped lines, if any were.
-fn report_dropped(out: &mut impl Write, dropped: u64) -> io::Result<()> {
+fn report_dropped(out: &mut impl Write, dropped: u64, format: LogFormat) -> io::Result<()> {
     if dropped == 0 {
         return Ok(());
+    }
+    if format == LogFormat::Json {
+        let mut line = Vec::with_capacity(96);
+        JsonLine::start(&mut line, "report_lines_dropped")
+            .number("lines", dropped)
+            .end();
+        return out.write_all(&line);
     }
     writeln!(
         out,
@@ -833,7 +1179,7 @@ mod tests {
         last_tx.send(b"stopped\n".to_vec()).unwrap();
         drop(to_writer);
         let mut out = Vec::new();
-        write_batches(&mut out, &batches, &last_rx, &backlog).unwrap();
+        write_batches(&mut out, &batches, &last_rx, &backlog, LogFormat::Text).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "before\n3 report lines dropped: stdout is not keeping up\nafter\nstopped\n"

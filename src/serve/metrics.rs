@@ -180,6 +180,15 @@ impl Metrics {
             .clone()
     }
 
+    /// Metrics served nowhere, for unit tests of what counts.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Metrics {
+        Metrics {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            loops: Mutex::new(Vec::new()),
+        }
+    }
+
     /// The metrics now, in the Prometheus text format.
     #[cfg(test)]
     fn text(self: &Arc<Self>) -> String {
@@ -549,10 +558,7 @@ mod tests {
 
     #[test]
     fn every_worker_and_every_drop_reason_is_listed() {
-        let metrics = Arc::new(Metrics {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            loops: Mutex::new(Vec::new()),
-        });
+        let metrics = Arc::new(Metrics::for_tests());
         let first = metrics.counters_for(0);
         let second = metrics.counters_for(1);
         LoopCounters::add(&first.connections, 3);

@@ -1150,6 +1150,283 @@ mod tests {
         }
     }
 
+    /// The lines of `write` in the given format.
+    fn lines_in(
+        format: LogFormat,
+        reads: ReadView,
+        write: impl FnOnce(&mut Report),
+    ) -> Vec<String> {
+        let (to_writer, batches) = mpsc::sync_channel(16);
+        let mut report = Report::with_writer(Some(to_writer), Arc::new(Backlog::default()), reads);
+        report.format = format;
+        write(&mut report);
+        report.flush();
+        let text: String = batches
+            .try_iter()
+            .map(|batch| String::from_utf8(batch.lines).unwrap())
+            .collect();
+        text.lines().map(str::to_owned).collect()
+    }
+
+    /// One of every event a loop writes, with awkward strings in it.
+    fn every_event(report: &mut Report) {
+        let peer = Peer::from("127.0.0.1:5".parse::<SocketAddr>().unwrap());
+        let proxied = Peer {
+            addr: "[2001:db8::7]:5121".parse().unwrap(),
+            via: Some("127.0.0.1:40112".parse().unwrap()),
+        };
+        let err = io::Error::from_raw_os_error(24); // EMFILE
+        report.listening("127.0.0.1:7".parse().unwrap(), Served::TcpAndUdp);
+        report.certificate(&Fingerprint::from_bytes([1; 32]), Some(&["a\"b".into()]));
+        report.connected(proxied);
+        report.tls_connected(
+            peer,
+            &HandshakeInfo {
+                version: "TLS 1.3".into(),
+                cipher_suite: "AES_128_GCM_SHA256".into(),
+                alpn: Some("h2".into()),
+                peer_subject: Some("CN=\"quoted\"\n".into()),
+                resumed: true,
+            },
+        );
+        report.received(proxied, b"\x00\xff\"\\\n");
+        report.datagram("127.0.0.1:6".parse().unwrap(), b"\xfe");
+        report.datagram_dropped(
+            "127.0.0.1:7".parse().unwrap(),
+            Refusal::SelfAnsweringPort(7),
+            true,
+        );
+        report.datagram_dropped("192.0.2.1:0".parse().unwrap(), Refusal::PortZero, true);
+        report.udp_receive_failed(&err);
+        report.left(
+            proxied,
+            5,
+            4,
+            &Leave::Error(io::ErrorKind::ConnectionReset.into()),
+        );
+        report.left(peer, 0, 0, &Leave::HandshakeFailed("not TLS \"x\"".into()));
+        report.at_the_limit(3, true);
+        report.accept_failed(
+            &err,
+            Duration::from_millis(100),
+            true,
+            Accepting::Multiplexed,
+        );
+        report.accept_failed(
+            &err,
+            Duration::from_millis(100),
+            true,
+            Accepting::OneAtATime,
+        );
+        report.notice(format_args!("a \"notice\"\tof\u{1} words"));
+    }
+
+    #[test]
+    fn the_typed_events_keep_their_words_in_text() {
+        let lines = lines_in(LogFormat::Text, ReadView::Preview(None), every_event);
+        let expected = [
+            "listening on 127.0.0.1:7 (tcp+udp)",
+            "cert sha256:0101010101010101010101010101010101010101010101010101010101010101",
+            "self-signed, made at start, for a\"b",
+            "[[2001:db8::7]:5121 via 127.0.0.1:40112] connected",
+            "127.0.0.1:5 connected: TLS 1.3 AES_128_GCM_SHA256 alpn h2 resumed client CN=\"quoted\"",
+            "",
+            "[[2001:db8::7]:5121 via 127.0.0.1:40112] received 5 bytes: \"\\0\\xff\\\"\\\\\\n\"",
+            "127.0.0.1:6 (udp) received 1 bytes: \"\\xfe\"",
+            "127.0.0.1:7 (udp) not answered: source port 7 answers by itself, a reply could loop",
+            "further drops from loopback sources are only counted",
+            "192.0.2.1:0 (udp) not answered: source port 0 is never a real client",
+            "further drops from 192.0.2.1 are only counted",
+            "UDP receive failed: Too many open files (os error 24)",
+        ];
+        assert_eq!(lines[..expected.len()], expected);
+        let rest = &lines[expected.len()..];
+        assert!(
+            rest[0].ends_with("error: connection reset: received 5 bytes, echoed 4"),
+            "{rest:?}"
+        );
+        assert_eq!(rest[1], "127.0.0.1:5 handshake failed: not TLS \"x\"");
+        assert_eq!(
+            rest[2],
+            "at the connection limit, 3 clients: new ones wait in the queue (said once)"
+        );
+        assert!(
+            rest[3].starts_with("accept failed: ")
+                && rest[3].ends_with("; new clients wait, retrying every 100 ms"),
+            "{}",
+            rest[3]
+        );
+        assert_eq!(
+            rest[4],
+            "connected clients are still served; said once until an accept works"
+        );
+        assert!(
+            rest[5].ends_with("; retrying every 100 ms (said once)"),
+            "{}",
+            rest[5]
+        );
+    }
+
+    #[test]
+    fn every_event_is_one_json_object_per_line_with_its_fields() {
+        for reads in [
+            ReadView::Preview(None),
+            ReadView::Hex(Some(2)),
+            ReadView::Hidden,
+        ] {
+            let lines = lines_in(LogFormat::Json, reads, every_event);
+            let events: Vec<serde_json::Value> = lines
+                .iter()
+                .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+                .collect();
+            let shapes: Vec<(String, Vec<String>)> = events
+                .iter()
+                .map(|event| {
+                    let object = event.as_object().unwrap();
+                    let mut keys: Vec<String> = object.keys().cloned().collect();
+                    keys.retain(|key| key != "time" && key != "event");
+                    (object["event"].as_str().unwrap().to_owned(), keys)
+                })
+                .collect();
+            let data = match reads {
+                ReadView::Preview(_) => vec!["preview"],
+                ReadView::Hex(_) => vec!["hex"],
+                ReadView::Hidden => vec![],
+            };
+            // The field names of each event (serde_json's map sorts them).
+            let mut expected: Vec<(&str, Vec<&str>)> = vec![
+                ("listening", vec!["addr", "served"]),
+                ("metrics", vec![]),
+                ("certificate", vec!["fingerprint", "self_signed_for"]),
+                ("connected", vec!["peer", "via"]),
+                (
+                    "connected",
+                    vec![
+                        "alpn",
+                        "cipher_suite",
+                        "client_subject",
+                        "peer",
+                        "resumed",
+                        "tls_version",
+                    ],
+                ),
+                (
+                    "received",
+                    [vec!["bytes"], data.clone(), vec!["peer", "via"]].concat(),
+                ),
+                (
+                    "datagram",
+                    [vec!["bytes"], data.clone(), vec!["peer"]].concat(),
+                ),
+                (
+                    "datagram_dropped",
+                    vec!["code", "only_counted_from", "peer", "reason"],
+                ),
+                (
+                    "datagram_dropped",
+                    vec!["code", "only_counted_from", "peer", "reason"],
+                ),
+                ("udp_receive_failed", vec!["error"]),
+                (
+                    "closed",
+                    vec!["code", "echoed", "peer", "reason", "received", "via"],
+                ),
+                (
+                    "closed",
+                    vec!["code", "echoed", "peer", "reason", "received"],
+                ),
+                ("connection_limit", vec!["clients"]),
+                ("accept_failed", vec!["error", "retry_ms"]),
+                ("accept_failed", vec!["error", "retry_ms"]),
+                ("notice", vec!["message"]),
+            ];
+            expected.retain(|(event, _)| *event != "metrics"); // no --metrics here
+            if matches!(reads, ReadView::Hidden) {
+                expected.retain(|(event, _)| !["received", "datagram"].contains(event));
+            }
+            for (_, keys) in &mut expected {
+                keys.sort_unstable();
+            }
+            let got: Vec<(&str, Vec<&str>)> = shapes
+                .iter()
+                .map(|(event, keys)| (event.as_str(), keys.iter().map(String::as_str).collect()))
+                .collect();
+            assert_eq!(got, expected);
+            let find = |name: &str| events.iter().find(|e| e["event"] == name).unwrap();
+            assert_eq!(find("listening")["served"], "tcp+udp");
+            assert_eq!(find("closed")["code"], "error");
+            assert_eq!(find("closed")["via"], "127.0.0.1:40112");
+            assert_eq!(find("closed")["peer"], "[2001:db8::7]:5121");
+            assert_eq!(find("notice")["message"], "a \"notice\"\tof\u{1} words");
+            assert_eq!(find("datagram_dropped")["only_counted_from"], "loopback");
+            let all = |name: &'static str| events.iter().filter(move |e| e["event"] == name);
+            assert_eq!(
+                all("datagram_dropped").nth(1).unwrap()["only_counted_from"],
+                "192.0.2.1"
+            );
+            assert_eq!(
+                all("closed").nth(1).unwrap()["reason"],
+                "handshake failed: not TLS \"x\""
+            );
+            if let ReadView::Hex(_) = reads {
+                assert_eq!(find("received")["hex"], "00ff"); // --preview 2
+            }
+        }
+    }
+
+    #[test]
+    fn the_writer_says_dropped_lines_in_the_log_format() {
+        let mut out = Vec::new();
+        report_dropped(&mut out, 42, LogFormat::Json).unwrap();
+        let event: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(event["event"], "report_lines_dropped");
+        assert_eq!(event["lines"], 42);
+        let mut out = Vec::new();
+        report_dropped(&mut out, 42, LogFormat::Text).unwrap();
+        assert_eq!(out, b"42 report lines dropped: stdout is not keeping up\n");
+    }
+
+    #[test]
+    fn with_metrics_each_event_is_counted_in_its_loops_counters() {
+        let metrics = Arc::new(Metrics::for_tests());
+        let mut report = Report::discarding();
+        report.counters = Some(metrics.counters_for(0));
+        report.to_writer = None;
+        let peer = Peer::from("127.0.0.1:5".parse::<SocketAddr>().unwrap());
+        report.connected(peer);
+        report.received(peer, &[0; 100]);
+        report.echoed(60);
+        report.echoed(40);
+        report.at_the_limit(1, false);
+        report.at_the_limit(1, false); // the same episode
+        report.left(peer, 100, 100, &Leave::Closed);
+        report.left(peer, 0, 0, &Leave::NoHandshake);
+        report.datagram("127.0.0.1:6".parse().unwrap(), b"ab");
+        report.datagram_answered(2);
+        report.reply_not_sent();
+        report.datagram_dropped(
+            "127.0.0.1:7".parse().unwrap(),
+            Refusal::SelfAnsweringPort(7),
+            false,
+        );
+        let c = metrics.counters_for(0);
+        let get = |counter: &AtomicU64| counter.load(Relaxed);
+        assert_eq!(get(&c.connections), 1);
+        assert_eq!(get(&c.closed), 1);
+        assert_eq!(get(&c.handshakes_failed), 1);
+        assert_eq!(get(&c.tcp_received), 100);
+        assert_eq!(get(&c.tcp_echoed), 100);
+        assert_eq!(get(&c.limit_hits), 1);
+        assert_eq!(get(&c.datagrams), 1);
+        assert_eq!(get(&c.datagrams_answered), 1);
+        assert_eq!(get(&c.udp_echoed), 2);
+        assert_eq!(get(&c.datagrams_dropped[Unanswered::SendFailed.index()]), 1);
+        assert_eq!(
+            get(&c.datagrams_dropped[Unanswered::Refused(Refusal::SelfAnsweringPort(7)).index()]),
+            1
+        );
+    }
+
     #[test]
     fn dropped_lines_read_as_a_count() {
         assert_eq!(count_lines(1, "report line"), "1 report line");

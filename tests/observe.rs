@@ -684,3 +684,40 @@ fn the_metrics_line_follows_the_listening_line() {
     );
     assert!(second.ends_with("/metrics"));
 }
+
+/// The serve page's section `name`, as roff source.
+fn man_section(name: &str) -> String {
+    let output = Command::new(BIN).args(["man", "serve"]).output().unwrap();
+    assert!(output.status.success());
+    let page = String::from_utf8(output.stdout).unwrap();
+    let start = page
+        .find(&format!(".SH \"{name}\""))
+        .or_else(|| page.find(&format!(".SH {name}\n")))
+        .unwrap_or_else(|| panic!("a {name} section"));
+    let rest = &page[start + 4..];
+    rest[..rest.find(".SH").unwrap_or(rest.len())].to_owned()
+}
+
+#[test]
+fn the_man_page_documents_every_event_field_and_metric() {
+    let json_log = man_section("JSON LOG");
+    for (event, always, sometimes) in FIELDS {
+        assert!(
+            json_log.contains(&format!("\\fB{event}\\fR")),
+            "event {event} in JSON LOG"
+        );
+        for field in always.iter().chain(sometimes.iter()) {
+            assert!(
+                json_log.contains(field),
+                "field {field} of {event} in JSON LOG"
+            );
+        }
+    }
+    let metrics = man_section("METRICS");
+    let mut server = Server::start(&["-q", "--metrics", "127.0.0.1:0"]);
+    let scraped = scrape(&metrics_url(&mut server));
+    for line in scraped.lines().filter(|line| line.starts_with("# TYPE ")) {
+        let name = line.split(' ').nth(2).unwrap();
+        assert!(metrics.contains(name), "metric {name} in METRICS");
+    }
+}

@@ -1,11 +1,19 @@
 //! What the server prints: the `listening on` line, a line per connect, per read and per leave,
 //! and the summary.
 //!
-//! With `--tls`, the line after `listening on` is the certificate's fingerprint as `--pin` takes
-//! it (`cert sha256:HEX`), then for a throwaway certificate the names it is for; a client's
+//! With `--metrics`, the line after `listening on` says where they are served. With `--tls`, the
+//! next is the certificate's fingerprint as `--pin` takes it (`cert sha256:HEX`), then for a throwaway certificate the names it is for; a client's
 //! connect line comes when its handshake completes and says what it settled, and a client that
 //! never completes one gets a single line saying why (`handshake failed: not TLS (plain TCP to a
 //! TLS port?)`, `handshake timed out after 10s`). Received bytes are the plaintext.
+//!
+//! With `--log-format json` every event is instead one JSON object on a line of its own (written
+//! by [`JsonLine`] straight into the same batch buffer), with a typed event where a machine
+//! should see one (`closed` with a `code`, `datagram_dropped`, `connection_limit`,
+//! `accept_failed`...) and `notice` with the words for the rest; the man page's JSON LOG lists
+//! them. The text stays the default, its lines unchanged. With `--metrics` each loop's report
+//! also counts what it sees into the loop's own [`LoopCounters`]: every event passes through it,
+//! so the loops need no other hook but the bytes echoed ([`Report::echoed`]).
 //!
 //! Serving never waits on stdout. Each loop gathers whole lines in its own [`Report`] and hands
 //! them as one batch (at most [`HANDOVER_DELAY`] after the first, or when [`REPORT_BUFFER`] is
@@ -1425,6 +1433,76 @@ mod tests {
             get(&c.datagrams_dropped[Unanswered::Refused(Refusal::SelfAnsweringPort(7)).index()]),
             1
         );
+    }
+
+    /// What a read costs the loop's report, in ns: `received` and `echoed` of 64 bytes, for the
+    /// configurations of `benches/observe_cost.py`, 7 rounds of 1,000,000 reads each, medians
+    /// (see benches/RESULTS.md). A measurement, not a test: `cargo test --release --lib
+    /// report_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement; run it with --release --ignored --nocapture"]
+    fn report_cost_per_read() {
+        const READS: u32 = 1_000_000;
+        let peer = Peer::from("127.0.0.1:41234".parse::<SocketAddr>().unwrap());
+        let data: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37)).collect();
+        let configs = [
+            ("-q (text)", LogFormat::Text, ReadView::Hidden, false),
+            (
+                "-q --log-format json --metrics",
+                LogFormat::Json,
+                ReadView::Hidden,
+                true,
+            ),
+            (
+                "every read (text)",
+                LogFormat::Text,
+                ReadView::Preview(None),
+                false,
+            ),
+            (
+                "every read (json)",
+                LogFormat::Json,
+                ReadView::Preview(None),
+                false,
+            ),
+        ];
+        for (name, format, reads, counted) in configs {
+            let mut rounds: Vec<f64> = (0..7)
+                .map(|_| {
+                    // A real writer thread, writing to nothing (stdout to /dev/null).
+                    let (to_writer, batches) = mpsc::sync_channel(QUEUE_BATCHES);
+                    let (_last, last_rx) = mpsc::channel();
+                    let backlog = Arc::new(Backlog::default());
+                    let writer_backlog = Arc::clone(&backlog);
+                    let writer = thread::spawn(move || {
+                        write_batches(&mut io::sink(), &batches, &last_rx, &writer_backlog, format)
+                    });
+                    let mut report = Report::with_writer(Some(to_writer), backlog, reads);
+                    report.format = format;
+                    let metrics = Metrics::for_tests();
+                    if counted {
+                        report.counters = Some(metrics.counters_for(0));
+                    }
+                    let started = Instant::now();
+                    for _ in 0..READS {
+                        report.received(peer, std::hint::black_box(&data));
+                        report.echoed(std::hint::black_box(64));
+                    }
+                    report.flush();
+                    let elapsed = started.elapsed();
+                    drop(report);
+                    writer.join().unwrap().unwrap();
+                    elapsed.as_nanos() as f64 / f64::from(READS)
+                })
+                .collect();
+            rounds.sort_by(f64::total_cmp);
+            let each: Vec<String> = rounds.iter().map(|ns| format!("{ns:.1}")).collect();
+            println!(
+                "{name}: {:.1} ns per read ({})",
+                rounds[3],
+                each.join(" / ")
+            );
+        }
     }
 
     #[test]

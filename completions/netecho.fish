@@ -49,9 +49,9 @@ complete -c netecho -n "__fish_netecho_using_subcommand serve" -l key -d 'With -
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l client-ca -d 'With --tls: require a client certificate signed by a CA in FILE (PEM), mutual TLS; the client\'s subject is shown on its connect line' -r -F
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l alpn -d 'With --tls: the ALPN protocols to offer, comma-separated, most preferred first (e.g. h2,http/1.1); the echo is the same whichever is chosen [default: none]' -r
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l handshake-timeout -d 'With --tls: drop a client whose handshake has not finished this long after it connected' -r
-complete -c netecho -n "__fish_netecho_using_subcommand serve" -l log-format -d 'How to write the report: text lines, or one JSON object per event (see the man page)' -r -f -a "text\t'One line of text per event'
+complete -c netecho -n "__fish_netecho_using_subcommand serve" -l log-format -d 'How to write the report: text lines, or one JSON object per event (the events and their fields: JSON LOG in netecho-serve(1))' -r -f -a "text\t'One line of text per event'
 json\t'One JSON object per line per event, with an RFC 3339 timestamp'"
-complete -c netecho -n "__fish_netecho_using_subcommand serve" -l metrics -d 'Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9100) [default: off]' -r
+complete -c netecho -n "__fish_netecho_using_subcommand serve" -l metrics -d 'Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9100; port 0 picks one, said on the line after `listening on`; what they are: METRICS in netecho-serve(1)) [default: off]' -r
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -s q -l quiet -d 'Do not print a line per read (connects, leaves and the summary are still shown)'
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l hex -d 'Show each read as a hex dump (offset, hex, ASCII) instead of a one-line preview'
 complete -c netecho -n "__fish_netecho_using_subcommand serve" -l multiplex -d 'Serve all clients at once from one event loop (epoll/kqueue) instead of one at a time'

@@ -222,11 +222,14 @@ pub struct ServeService {
     #[arg(long)]
     pub proxy_protocol: bool,
 
-    /// How to write the report: text lines, or one JSON object per event (see the man page)
+    /// How to write the report: text lines, or one JSON object per event (the events and their
+    /// fields: JSON LOG in netecho-serve(1))
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9100) [default: off]
+    /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9100; port 0 picks one,
+    /// said on the line after `listening on`; what they are: METRICS in netecho-serve(1))
+    /// [default: off]
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
 

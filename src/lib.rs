@@ -13,7 +13,8 @@
 //!   `serve/uring/ring.rs`); `serve/notices.rs` and `serve/timers.rs` are what both loops share;
 //!   `serve/connection.rs` holds the echo rules (bounded buffer, half-close, errors),
 //!   `serve/listen.rs` binding, accepting and the stop signals, and `serve/report.rs` the lines
-//!   the server prints. `serve/udp.rs` is the UDP echo (`--udp`, RFC 862), and
+//!   the server prints (as JSON with `serve/json.rs`), and what each loop counts for
+//!   `serve/metrics.rs`, which serves it over HTTP (`--metrics`). `serve/udp.rs` is the UDP echo (`--udp`, RFC 862), and
 //!   `serve/guard.rs` what it refuses to answer (reflection, rate per source). With `--tls`,
 //!   `serve/certificate.rs` builds the TLS configuration every loop shares (or a throwaway
 //!   certificate) and `serve/connection.rs` carries a plain or a TLS echo.

@@ -5,7 +5,9 @@
 //! clap_mangen's NAME, SYNOPSIS, DESCRIPTION, OPTIONS (and SUBCOMMANDS) sections, followed by
 //! ours: EXIT STATUS, EXAMPLES (read from the command's `after_help`, the same examples as
 //! `--help`, see [`cli::examples`]) and SEE ALSO. The checked-in `man/` folder is made with
-//! `--out-dir`.
+//! `--out-dir`. The serve page also has JSON LOG, every event of `--log-format json` and its
+//! fields ([`JSON_LOG`]: an interface, held to the events the server writes by
+//! `tests/observe.rs`), and METRICS, what `--metrics` serves ([`METRICS`]).
 
 use std::{
     fs,
@@ -55,6 +57,125 @@ const EXIT_STATUS: [(u8, Option<&str>, &str); 4] = [
         "bench only: Ctrl-C (or SIGTERM) cut the run short; the report of what ran is printed. \
          A second Ctrl-C ends it at once, without a report.",
     ),
+];
+
+/// The JSON LOG section of the serve page: what every object has, then each event, its meaning
+/// and its fields.
+const JSON_LOG_INTRO: [&str; 2] = [
+    "With --log-format json, serve writes one JSON object per event, each on a line of its own, \
+     in the same order and with the same non-blocking rule as the text report (lines stdout \
+     cannot take in time are dropped and counted). Every object starts with time, the moment \
+     of the event in RFC 3339, UTC, with microseconds (2026-11-25T09:42:25.123456Z), and \
+     event, its name. Field names are snake_case and stable: fields may be added, none is \
+     renamed; a field that does not apply is absent, never null. Strings are escaped as JSON \
+     requires, and bytes a client sent never appear raw: as the escaped preview of the text \
+     report, or as hex.",
+    "peer is a client as ADDR:PORT ([ADDR]:PORT for IPv6). With --proxy-protocol, peer is the \
+     client the PROXY header names and via the proxy's own address; without, via is absent.",
+];
+
+/// Each event of the JSON log: its name and what it says, fields included.
+const JSON_LOG: [(&str, &str); 14] = [
+    (
+        "listening",
+        "The first line, written at once (scripts wait for it). addr: the address listened \
+         on; served: tcp, udp or tcp+udp.",
+    ),
+    (
+        "metrics",
+        "With --metrics, the second line. addr: where the metrics are served; url: \
+         http://ADDR/metrics.",
+    ),
+    (
+        "certificate",
+        "With --tls. fingerprint: sha256:HEX, as send --pin takes it; self_signed_for: the \
+         names a throwaway certificate made at start is for (absent with --cert).",
+    ),
+    (
+        "connected",
+        "A TCP client connected; with --tls, once its handshake completed. peer, via; with \
+         --tls also tls_version, cipher_suite, alpn (when one was agreed), client_subject \
+         (with --client-ca) and resumed (true or false).",
+    ),
+    (
+        "received",
+        "A read from a TCP client (none with --quiet). peer, via; bytes: its length; preview: \
+         the escaped, quoted preview the text line shows (without --preview, cut to 80 \
+         columns), or with --hex instead hex: the bytes in lowercase hex (the first N with \
+         --preview N).",
+    ),
+    (
+        "closed",
+        "A TCP client left. peer, via; received and echoed: its bytes each way; reason: why, \
+         in words; code: why, as one of closed (it closed and got every echo), idle \
+         (--idle-timeout), error (the connection broke: reset...), shutdown (the server \
+         stopped), tls_error, handshake_failed, handshake_timeout, no_handshake and \
+         no_proxy_header (--proxy-protocol: no valid PROXY header came; the last four with no \
+         connected event before).",
+    ),
+    (
+        "datagram",
+        "A UDP datagram (none with --quiet). peer, bytes, and preview or hex as for received.",
+    ),
+    (
+        "datagram_dropped",
+        "The first datagram from a source that gets no answer; the later ones from it are only \
+         counted (in the summary and the metrics). peer; code: port_zero, \
+         self_answering_port, not_unicast or rate_limited; reason: the same in words; \
+         only_counted_from: the source IP whose drops are now only counted, or loopback for \
+         every loopback source.",
+    ),
+    (
+        "connection_limit",
+        "A loop reached its share of --max-connections: new clients wait in the listen queue. \
+         Said once per run. clients: the clients it holds.",
+    ),
+    (
+        "accept_failed",
+        "Accepting failed (out of file descriptors, say) and pauses; it is retried, and \
+         connected clients are still served. Said once until an accept works. error: the \
+         error in words; retry_ms: the pause.",
+    ),
+    (
+        "udp_receive_failed",
+        "Reading the UDP socket failed. error.",
+    ),
+    (
+        "report_lines_dropped",
+        "Standard output did not keep up, and lines were dropped so that serving never waits; \
+         written where the gap is. lines: how many.",
+    ),
+    (
+        "notice",
+        "Any other line about the server itself (its connection and open-file limits at \
+         start, the backend, the split between workers, a socket option that failed). \
+         message: the words of the text line, which are not an interface.",
+    ),
+    (
+        "summary",
+        "The last line, at exit. clients, no_proxy_header (how many of them were closed for \
+         want of a valid PROXY header) and echoed (bytes) when TCP was served; \
+         datagrams_echoed, datagram_bytes and datagrams_dropped when UDP was; \
+         report_lines_dropped.",
+    ),
+];
+
+/// The METRICS section of the serve page.
+const METRICS: [&str; 3] = [
+    "With --metrics ADDR, serve answers GET http://ADDR/metrics with the Prometheus text \
+     format (version 0.0.4), from a thread of its own that serves one request at a time, \
+     reads at most 8 KiB of request within 2 s, and closes every connection after its reply; \
+     other paths get 404, other methods 405, anything else 400. The counters are kept by each \
+     loop without locks, and labelled worker=\"N\" (one per --workers loop).",
+    "netecho_connections_open (gauge), netecho_connections_total, \
+     netecho_tcp_received_bytes_total, netecho_tcp_echoed_bytes_total, \
+     netecho_udp_datagrams_received_total, netecho_udp_datagrams_answered_total, \
+     netecho_udp_echoed_bytes_total, netecho_udp_datagrams_dropped_total (also labelled \
+     reason: port_zero, self_answering_port, not_unicast, rate_limited, send_failed), \
+     netecho_accept_pauses_total, netecho_connection_limit_hits_total, \
+     netecho_tls_handshakes_failed_total, netecho_report_lines_dropped_total.",
+    "Bytes over TLS are the plaintext. A TLS client counts as connected once its handshake \
+     completes; one that never completes it counts in netecho_tls_handshakes_failed_total.",
 ];
 
 /// Runs `netecho man`.
@@ -194,6 +315,24 @@ fn own_sections(cmd: &clap::Command, all: &[clap::Command]) -> Roff {
         roff.control("TP", []);
         roff.text([bold(code.to_string())]);
         roff.text([roman(meaning)]);
+    }
+
+    if cmd.get_name() == "serve" {
+        roff.control("SH", ["JSON LOG"]);
+        for paragraph in JSON_LOG_INTRO {
+            roff.control("PP", []);
+            roff.text([roman(paragraph)]);
+        }
+        for (event, meaning) in JSON_LOG {
+            roff.control("TP", []);
+            roff.text([bold(event)]);
+            roff.text([roman(meaning)]);
+        }
+        roff.control("SH", ["METRICS"]);
+        for paragraph in METRICS {
+            roff.control("PP", []);
+            roff.text([roman(paragraph)]);
+        }
     }
 
     let examples = cli::examples(cmd);

@@ -256,7 +256,8 @@ impl Connection {
     }
 
     /// Echoes as much as the socket allows now. `Err` says why the connection must close (it
-    /// broke, or its TLS failed); it never concerns any other connection.
+    /// broke, or its TLS failed); it never concerns any other connection. The bytes echoed go
+    /// to the report's count (`--metrics`), once per pump.
     pub(crate) fn pump(
         &mut self,
         scratch: &mut [u8],
@@ -265,6 +266,23 @@ impl Connection {
         if !self.start_after_header(scratch, report)? {
             return Ok(PumpOutcome::Blocked);
         }
+        let (_, echoed) = self.totals();
+        let outcome = self.pump_echo(scratch, report);
+        report.echoed(self.totals().1 - echoed);
+        outcome
+    }
+
+    /// Bytes received and echoed so far.
+    fn totals(&self) -> (u64, u64) {
+        match &self.echo {
+            Echo::Header(_) => (0, 0),
+            Echo::Plain(plain) => (plain.received, plain.echoed),
+            Echo::Tls(tls) => (tls.received, tls.echoed),
+        }
+    }
+
+    /// The echo itself, plain or TLS.
+    fn pump_echo(&mut self, scratch: &mut [u8], report: &mut Report) -> Result<PumpOutcome, Leave> {
         let peer = self.peer;
         match &mut self.echo {
             Echo::Header(_) => Ok(PumpOutcome::Blocked), // not reached: started above
@@ -335,11 +353,7 @@ impl Connection {
 
     /// Closes the client (by dropping it), counts it and reports why it left.
     pub(crate) fn finish(self, why: Leave, summary: &mut Summary, report: &mut Report) {
-        let (received, echoed) = match &self.echo {
-            Echo::Header(_) => (0, 0),
-            Echo::Plain(plain) => (plain.received, plain.echoed),
-            Echo::Tls(tls) => (tls.received, tls.echoed),
-        };
+        let (received, echoed) = self.totals();
         summary.clients += 1;
         summary.echoed += echoed;
         if matches!(why, Leave::ProxyHeader(_)) {

@@ -30,7 +30,7 @@ use socket2::SockRef;
 
 use super::{
     connection::SCRATCH_SIZE,
-    report::{LINE_WIDTH, Leave, Peer, ReadView, Report, Sink},
+    report::{LINE_WIDTH, Leave, Peer, Report, Sink},
 };
 use crate::{
     cli::ServeArgs,
@@ -55,10 +55,7 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<()> {
     );
     let mut report = match stderr_is(&input) {
         true => None,
-        false => Some(Report::start(
-            ReadView::of(args.quiet, args.hex, args.preview),
-            Sink::Stderr,
-        )?),
+        false => Some(Report::start(args, Sink::Stderr)?),
     };
     let client = Client::of(&input);
     client.connected(&mut report);

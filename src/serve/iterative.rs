@@ -35,7 +35,7 @@ use super::{
     certificate::ServerTls,
     connection::{Connection, Limits, PumpOutcome, SCRATCH_SIZE},
     listen::{self, ACCEPT_RETRY, local_addr, watch_signals},
-    report::{Leave, Report, Served, Summary},
+    report::{Accepting, Leave, Report, Served, Summary},
     systemd,
 };
 use crate::cli::ServeArgs;
@@ -148,14 +148,9 @@ pub(crate) fn serve(
                 }
                 Ok(None) => break,
                 Err(err) => {
-                    if !accept_failing {
-                        accept_failing = true;
-                        report.notice(format_args!(
-                            "accept failed: {}; retrying every {} ms (said once)",
-                            crate::error::describe(&err),
-                            ACCEPT_RETRY.as_millis()
-                        ));
-                    }
+                    let announce = !accept_failing;
+                    accept_failing = true;
+                    report.accept_failed(&err, ACCEPT_RETRY, announce, Accepting::OneAtATime);
                     accept_after = Some(Instant::now() + ACCEPT_RETRY);
                 }
             }

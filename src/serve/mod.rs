@@ -26,15 +26,19 @@
 //! - [`timers`]: the clients' deadlines and the drain's quiet time, for either backend.
 //! - [`systemd`]: the sockets systemd hands over (socket activation), served instead of
 //!   binding, and the readiness it is told (`Type=notify`).
-//! - [`report`]: every line the server prints. It never makes a loop wait on stdout: lines that
-//!   stdout cannot take in time are dropped and counted.
+//! - [`report`]: every line the server prints, as text or JSON ([`json`]), and with `--metrics`
+//!   what it counts ([`metrics`], which also serves them over HTTP from a thread of its own).
+//!   It never makes a loop wait on stdout: lines that stdout cannot take in time are dropped
+//!   and counted.
 
 mod certificate;
 mod connection;
 mod guard;
 mod inetd;
 mod iterative;
+mod json;
 mod listen;
+mod metrics;
 mod multiplex;
 mod notices;
 mod report;
@@ -53,7 +57,7 @@ use crate::{
 };
 use certificate::server_tls;
 use listen::{adopt, adopt_udp, bind, bind_any, local_addr};
-use report::{ReadView, Report, Served, Sink};
+use report::{Report, Served, Sink};
 use systemd::Handed;
 
 /// Runs the server until SIGINT or SIGTERM (with `--inetd`: until the connection ends).
@@ -88,10 +92,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<()> {
     if args.multiplex {
         return multiplex::run(args, &addrs, handed, tls.as_ref());
     }
-    let mut report = Report::start(
-        ReadView::of(args.quiet, args.hex, args.preview),
-        Sink::Stdout,
-    )?;
+    let mut report = Report::start(args, Sink::Stdout)?;
     if args.udp {
         let socket = match handed.and_then(|handed| handed.udp.into_iter().next()) {
             Some(socket) => adopt_udp(socket)?,

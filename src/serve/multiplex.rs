@@ -79,7 +79,7 @@ use super::{
         watch_signals,
     },
     notices::SharedNotices,
-    report::{Leave, ReadView, Report, Served, Sink, Summary, UdpTotals},
+    report::{Leave, Report, Served, Sink, Summary, UdpTotals},
     systemd::{self, Handed},
     timers::{DRAIN_QUIET, IdleTimers},
     udp::{self, UdpEcho},
@@ -123,10 +123,7 @@ pub(crate) fn run(
     let loop_count = workers * handed.as_ref().map_or(1, |handed| handed.tcp.len());
     let fd_limit = fd_limit::raise(u64::MAX);
     let max_connections = connection_limit(args.max_connections, loop_count, &fd_limit)?;
-    let mut report = Report::start(
-        ReadView::of(args.quiet, args.hex, args.preview),
-        Sink::Stdout,
-    )?;
+    let mut report = Report::start(args, Sink::Stdout)?;
 
     let sockets = bind_listeners(addrs, workers, args.udp, handed)?;
     let listeners = sockets.listeners;
@@ -747,8 +744,7 @@ impl<'a> EventLoop<'a> {
         self.udp_ready = match echo.pump(&mut self.scratch, &mut self.report) {
             Ok(more) => more,
             Err(err) => {
-                self.report
-                    .notice(format_args!("UDP receive failed: {err}"));
+                self.report.udp_receive_failed(&err);
                 false
             }
         };

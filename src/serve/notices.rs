@@ -1,13 +1,16 @@
 //! The notices a multiplexed server says once for the whole process, whichever worker (and
-//! whichever backend, epoll or io_uring) meets the cause first, with their words in one place.
+//! whichever backend, epoll or io_uring) meets the cause first. Their words (and JSON events)
+//! are the report's; every loop still counts each time it meets the cause, for `--metrics`.
 
 use std::{
     io,
     sync::atomic::{AtomicBool, Ordering},
 };
 
-use super::{listen::ACCEPT_RETRY, report::Report};
-use crate::error::describe;
+use super::{
+    listen::ACCEPT_RETRY,
+    report::{Accepting, Report},
+};
 
 /// Notices said once for the whole process, whichever worker meets the cause first.
 #[derive(Default)]
@@ -24,11 +27,8 @@ pub(crate) struct SharedNotices {
 impl SharedNotices {
     /// A loop holds `clients`, its share of `--max-connections`: said once per run.
     pub(crate) fn at_the_limit(&self, clients: usize, report: &mut Report) {
-        if !self.limit_announced.swap(true, Ordering::Relaxed) {
-            report.notice(format_args!(
-                "at the connection limit, {clients} clients: new ones wait in the queue (said once)"
-            ));
-        }
+        let announce = !self.limit_announced.swap(true, Ordering::Relaxed);
+        report.at_the_limit(clients, announce);
     }
 
     /// Accept failed in a loop, which now pauses accepting for [`ACCEPT_RETRY`]; `failed_here`
@@ -40,16 +40,8 @@ impl SharedNotices {
         report: &mut Report,
     ) {
         *failed_here = true;
-        if !self.accept_failing.swap(true, Ordering::Relaxed) {
-            report.notice(format_args!(
-                "accept failed: {}; new clients wait, retrying every {} ms",
-                describe(err),
-                ACCEPT_RETRY.as_millis()
-            ));
-            report.notice(format_args!(
-                "connected clients are still served; said once until an accept works"
-            ));
-        }
+        let announce = !self.accept_failing.swap(true, Ordering::Relaxed);
+        report.accept_failed(err, ACCEPT_RETRY, announce, Accepting::Multiplexed);
     }
 
     /// An accept worked: if this loop's last one had failed, the episode of failures is over.

@@ -1,11 +1,19 @@
 //! What the server prints: the `listening on` line, a line per connect, per read and per leave,
 //! and the summary.
 //!
-//! With `--tls`, the line after `listening on` is the certificate's fingerprint as `--pin` takes
-//! it (`cert sha256:HEX`), then for a throwaway certificate the names it is for; a client's
+//! With `--metrics`, the line after `listening on` says where they are served. With `--tls`, the
+//! next is the certificate's fingerprint as `--pin` takes it (`cert sha256:HEX`), then for a throwaway certificate the names it is for; a client's
 //! connect line comes when its handshake completes and says what it settled, and a client that
 //! never completes one gets a single line saying why (`handshake failed: not TLS (plain TCP to a
 //! TLS port?)`, `handshake timed out after 10s`). Received bytes are the plaintext.
+//!
+//! With `--log-format json` every event is instead one JSON object on a line of its own (written
+//! by [`JsonLine`] straight into the same batch buffer), with a typed event where a machine
+//! should see one (`closed` with a `code`, `datagram_dropped`, `connection_limit`,
+//! `accept_failed`...) and `notice` with the words for the rest; the man page's JSON LOG lists
+//! them. The text stays the default, its lines unchanged. With `--metrics` each loop's report
+//! also counts what it sees into the loop's own [`LoopCounters`]: every event passes through it,
+//! so the loops need no other hook but the bytes echoed ([`Report::echoed`]).
 //!
 //! Serving never waits on stdout. Each loop gathers whole lines in its own [`Report`] and hands
 //! them as one batch (at most [`HANDOVER_DELAY`] after the first, or when [`REPORT_BUFFER`] is
@@ -42,7 +50,13 @@ use std::{
 
 use anyhow::{Context, Result};
 
+use super::{
+    guard::{self, Refusal},
+    json::JsonLine,
+    metrics::{LoopCounters, Metrics, Unanswered},
+};
 use crate::{
+    cli::{LogFormat, ServeArgs},
     preview::{HexDump, Preview},
     size,
     tls::{Fingerprint, HandshakeInfo},
@@ -159,6 +173,22 @@ pub(crate) enum Leave {
 }
 
 impl Leave {
+    /// The `code` of the JSON `closed` event: one stable snake_case word per kind of leave,
+    /// where `reason` says it in words.
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            Leave::Closed => "closed",
+            Leave::Idle(_) => "idle",
+            Leave::Error(_) => "error",
+            Leave::Shutdown => "shutdown",
+            Leave::Tls(_) => "tls_error",
+            Leave::HandshakeFailed(_) => "handshake_failed",
+            Leave::HandshakeTimeout(_) => "handshake_timeout",
+            Leave::NoHandshake => "no_handshake",
+            Leave::ProxyHeader(_) => "no_proxy_header",
+        }
+    }
+
     /// The client never completed a TLS handshake: it had no connect line, and its leave line
     /// is the only one it gets, without byte counts (there were none).
     fn before_handshake(&self) -> bool {
@@ -260,6 +290,17 @@ pub(crate) struct Report {
     exit: Option<WriterExit>,
     /// What the line per read shows.
     reads: ReadView,
+    /// Text lines, or a JSON object per event (`--log-format`).
+    format: LogFormat,
+    /// This loop's counters, with `--metrics`.
+    counters: Option<Arc<LoopCounters>>,
+    /// With `--metrics`: where they are served, and the counters of the other loops.
+    metrics: Option<Arc<Metrics>>,
+    /// The worker the next [`Report::for_another_loop`] counts for.
+    next_worker: usize,
+    /// The loop's reach of its connection limit is counted already: counted again only after
+    /// a client has connected since.
+    limit_counted: bool,
 }
 
 /// What the report shows of each read (and datagram).
@@ -293,6 +334,26 @@ pub(crate) enum Served {
     TcpAndUdp,
 }
 
+impl Served {
+    /// The `served` field of the JSON `listening` event.
+    fn name(self) -> &'static str {
+        match self {
+            Served::Tcp => "tcp",
+            Served::Udp => "udp",
+            Served::TcpAndUdp => "tcp+udp",
+        }
+    }
+}
+
+/// Which loop's accept failed, for the words of the notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Accepting {
+    /// The one-at-a-time loop: no one else is being served meanwhile.
+    OneAtATime,
+    /// A multiplexed loop: its connected clients are still served.
+    Multiplexed,
+}
+
 /// Where the report goes: stdout, or stderr when stdout is the connection (`--inetd`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Sink {
@@ -304,7 +365,13 @@ impl Report {
     /// Starts the report writer thread, which owns stdout from now on, and returns the first
     /// report. Reports for other loops come from [`Report::for_another_loop`]. Dropping this one
     /// ends the writer: it gets [`DRAIN_AT_EXIT`] to write what is left.
-    pub(crate) fn start(reads: ReadView, sink: Sink) -> Result<Report> {
+    ///
+    /// It writes in the format `--log-format` asks for, and with `--metrics` it starts the
+    /// metrics server first (failing the start if its address cannot be bound) and counts.
+    pub(crate) fn start(args: &ServeArgs, sink: Sink) -> Result<Report> {
+        let reads = ReadView::of(args.quiet, args.hex, args.preview);
+        let format = args.service.log_format;
+        let metrics = args.service.metrics.map(Metrics::serve).transpose()?;
         let (to_writer, batches) = mpsc::sync_channel(QUEUE_BATCHES);
         let (last_tx, last_rx) = mpsc::channel();
         let (done_tx, done_rx) = mpsc::channel();
@@ -321,12 +388,14 @@ impl Report {
                         &batches,
                         &last_rx,
                         &writer_backlog,
+                        format,
                     ),
                     Sink::Stderr => write_batches(
                         &mut io::stderr().lock(),
                         &batches,
                         &last_rx,
                         &writer_backlog,
+                        format,
                     ),
                 };
             })
@@ -336,16 +405,30 @@ impl Report {
             last: last_tx,
             done: done_rx,
         });
+        report.format = format;
+        report.counters = metrics.as_ref().map(|metrics| metrics.counters_for(0));
+        report.metrics = metrics;
         Ok(report)
     }
 
-    /// A report for another loop (`--workers`), writing through the same writer.
-    pub(crate) fn for_another_loop(&self) -> Report {
-        Report::with_writer(
+    /// A report for another loop (`--workers`), writing through the same writer, and counting
+    /// for the next worker: the first loop made from the first report counts as worker 0, with
+    /// it (in `--multiplex` the first report only writes the lines around the loops, and counts
+    /// nothing), the next as worker 1, and so on.
+    pub(crate) fn for_another_loop(&mut self) -> Report {
+        let mut report = Report::with_writer(
             self.to_writer.clone(),
             Arc::clone(&self.backlog),
             self.reads,
-        )
+        );
+        report.format = self.format;
+        report.counters = self
+            .metrics
+            .as_ref()
+            .map(|metrics| metrics.counters_for(self.next_worker));
+        report.metrics = self.metrics.clone();
+        self.next_worker += 1;
+        report
     }
 
     /// A report that prints nothing, for unit tests of what reports.
@@ -371,17 +454,38 @@ impl Report {
             backlog,
             exit: None,
             reads,
+            format: LogFormat::Text,
+            counters: None,
+            metrics: None,
+            next_worker: 0,
+            limit_counted: false,
         }
     }
 
     /// The first line, handed over at once: scripts and tests wait for it. The address comes
     /// first after `listening on `, then, when UDP is served, the protocols in parentheses
     /// (`listening on 127.0.0.1:7 (tcp+udp)`): a script takes the address up to the first space.
+    /// In JSON it is the `listening` event, whose `addr` is the address. With `--metrics`, the
+    /// next line says where they are served: `metrics on http://127.0.0.1:9100/metrics`.
     pub(crate) fn listening(&mut self, addr: SocketAddr, served: Served) {
-        match served {
-            Served::Tcp => self.line(format_args!("listening on {addr}")),
-            Served::Udp => self.line(format_args!("listening on {addr} (udp)")),
-            Served::TcpAndUdp => self.line(format_args!("listening on {addr} (tcp+udp)")),
+        match (self.format, served) {
+            (LogFormat::Text, Served::Tcp) => self.line(format_args!("listening on {addr}")),
+            (LogFormat::Text, Served::Udp) => self.line(format_args!("listening on {addr} (udp)")),
+            (LogFormat::Text, Served::TcpAndUdp) => {
+                self.line(format_args!("listening on {addr} (tcp+udp)"))
+            }
+            (LogFormat::Json, _) => self.event("listening", |e| {
+                e.text("addr", addr).text("served", served.name())
+            }),
+        }
+        if let Some(at) = self.metrics.as_ref().map(|metrics| metrics.addr) {
+            match self.format {
+                LogFormat::Text => self.line(format_args!("metrics on http://{at}/metrics")),
+                LogFormat::Json => self.event("metrics", |e| {
+                    e.text("addr", at)
+                        .text("url", format_args!("http://{at}/metrics"))
+                }),
+            }
         }
         self.flush();
     }
@@ -390,7 +494,11 @@ impl Report {
     // `[::1]:5` (the brackets belong to IPv6 alone, never added around an address).
 
     pub(crate) fn connected(&mut self, peer: Peer) {
-        self.line(format_args!("{peer} connected"));
+        self.count_connected();
+        match self.format {
+            LogFormat::Text => self.line(format_args!("{peer} connected")),
+            LogFormat::Json => self.event("connected", |e| with_peer(e, peer)),
+        }
     }
 
     /// A TLS client's connect line, once its handshake completed: what it settled (version,
@@ -398,6 +506,18 @@ impl Report {
     /// client's subject: `127.0.0.1:41234 connected: TLS 1.3 AES_128_GCM_SHA256 alpn h2 client
     /// CN=alice`.
     pub(crate) fn tls_connected(&mut self, peer: Peer, info: &HandshakeInfo) {
+        self.count_connected();
+        if self.format == LogFormat::Json {
+            self.event("connected", |e| {
+                with_peer(e, peer)
+                    .text("tls_version", &info.version)
+                    .text("cipher_suite", &info.cipher_suite)
+                    .text_if("alpn", info.alpn.as_ref())
+                    .text_if("client_subject", info.peer_subject.as_ref())
+                    .flag("resumed", info.resumed)
+            });
+            return;
+        }
         let client = info
             .peer_subject
             .as_ref()
@@ -414,6 +534,17 @@ impl Report {
         fingerprint: &Fingerprint,
         self_signed_for: Option<&[String]>,
     ) {
+        if self.format == LogFormat::Json {
+            self.event("certificate", |e| {
+                let e = e.text("fingerprint", fingerprint);
+                match self_signed_for {
+                    Some(names) => e.list("self_signed_for", names),
+                    None => e,
+                }
+            });
+            self.flush();
+            return;
+        }
         self.line(format_args!("cert {fingerprint}"));
         if let Some(names) = self_signed_for {
             self.line(format_args!(
@@ -426,12 +557,76 @@ impl Report {
 
     /// A read from a TCP client.
     pub(crate) fn received(&mut self, peer: Peer, data: &[u8]) {
+        self.count(|c| &c.tcp_received, data.len() as u64);
         self.data_line(peer, "", data);
+    }
+
+    /// Bytes written back to a TCP client: counted, not printed (the leave line has the total).
+    pub(crate) fn echoed(&mut self, bytes: u64) {
+        self.count(|c| &c.tcp_echoed, bytes);
     }
 
     /// A datagram from a UDP client.
     pub(crate) fn datagram(&mut self, peer: SocketAddr, data: &[u8]) {
+        self.count(|c| &c.datagrams, 1);
         self.data_line(Peer::from(peer), " (udp)", data);
+    }
+
+    /// A datagram answered, of `bytes`: counted, not printed.
+    pub(crate) fn datagram_answered(&mut self, bytes: u64) {
+        self.count(|c| &c.datagrams_answered, 1);
+        self.count(|c| &c.udp_echoed, bytes);
+    }
+
+    /// A datagram the socket would not take the reply of: counted, not printed.
+    pub(crate) fn reply_not_sent(&mut self) {
+        self.count_unanswered(Unanswered::SendFailed);
+    }
+
+    /// A datagram the guard refused. Counted; said for the first drop from a source (`first`),
+    /// with the note that further drops from it are only counted.
+    pub(crate) fn datagram_dropped(&mut self, peer: SocketAddr, why: Refusal, first: bool) {
+        self.count_unanswered(Unanswered::Refused(why));
+        if !first {
+            return;
+        }
+        // Loopback sources have no entry of their own in the guard: one line for them all.
+        let loopback = guard::is_loopback(peer.ip());
+        match self.format {
+            LogFormat::Text => {
+                // Two lines, each within the report's width.
+                self.line(format_args!("{peer} (udp) not answered: {why}"));
+                if loopback {
+                    self.line(format_args!(
+                        "further drops from loopback sources are only counted"
+                    ));
+                } else {
+                    let ip = peer.ip();
+                    self.line(format_args!("further drops from {ip} are only counted"));
+                }
+            }
+            LogFormat::Json => self.event("datagram_dropped", |e| {
+                let e = e
+                    .text("peer", peer)
+                    .text("code", Unanswered::Refused(why).code())
+                    .text("reason", why);
+                if loopback {
+                    e.text("only_counted_from", "loopback")
+                } else {
+                    e.text("only_counted_from", peer.ip())
+                }
+            }),
+        }
+    }
+
+    /// Reading the UDP socket failed (not a client's doing).
+    pub(crate) fn udp_receive_failed(&mut self, err: &io::Error) {
+        match self.format {
+            LogFormat::Text => self.line(format_args!("UDP receive failed: {err}")),
+            LogFormat::Json => self.event("udp_receive_failed", |e| {
+                e.text("error", crate::error::describe(err))
+            }),
+        }
     }
 
     /// The per-read line, unless quiet: who, how many bytes, and their preview or hex dump.
@@ -439,6 +634,33 @@ impl Report {
     /// leaves of [`LINE_WIDTH`], measured in the buffer itself.
     fn data_line(&mut self, peer: Peer, what: &str, data: &[u8]) {
         if matches!(self.reads, ReadView::Hidden) || self.to_writer.is_none() {
+            return;
+        }
+        if self.format == LogFormat::Json {
+            let event = if what.is_empty() {
+                "received"
+            } else {
+                "datagram"
+            };
+            let reads = self.reads;
+            self.event(event, |e| {
+                let e = with_peer(e, peer).number("bytes", data.len() as u64);
+                match reads {
+                    ReadView::Hidden => e,
+                    // Without --preview, as much as a text line would show.
+                    ReadView::Preview(limit) => e.text(
+                        "preview",
+                        Preview::new(
+                            data,
+                            limit.unwrap_or(usize::MAX),
+                            limit.is_none().then_some(LINE_WIDTH),
+                        ),
+                    ),
+                    ReadView::Hex(limit) => {
+                        e.hex("hex", &data[..limit.unwrap_or(usize::MAX).min(data.len())])
+                    }
+                }
+            });
             return;
         }
         self.start_line();
@@ -466,6 +688,21 @@ impl Report {
 
     pub(crate) fn left(&mut self, peer: Peer, received: u64, echoed: u64, why: &Leave) {
         if why.before_handshake() {
+            self.count(|c| &c.handshakes_failed, 1);
+        } else {
+            self.count(|c| &c.closed, 1);
+        }
+        if self.format == LogFormat::Json {
+            self.event("closed", |e| {
+                with_peer(e, peer)
+                    .text("code", why.code())
+                    .text("reason", why)
+                    .number("received", received)
+                    .number("echoed", echoed)
+            });
+            return;
+        }
+        if why.before_handshake() {
             self.line(format_args!("{peer} {why}"));
             return;
         }
@@ -474,15 +711,92 @@ impl Report {
         ));
     }
 
-    /// A line about the server itself (limits, accept errors), not about one client.
+    /// A line about the server itself, not about one client, that has no event of its own: in
+    /// JSON the `notice` event, with the words as its `message`.
     pub(crate) fn notice(&mut self, message: fmt::Arguments<'_>) {
-        self.line(message);
+        match self.format {
+            LogFormat::Text => self.line(message),
+            LogFormat::Json => self.event("notice", |e| e.text("message", message)),
+        }
+    }
+
+    /// The loop holds `clients`, its share of `--max-connections`: counted once each time it
+    /// gets there (again after a client has connected since), said when `announce`.
+    pub(crate) fn at_the_limit(&mut self, clients: usize, announce: bool) {
+        if !self.limit_counted {
+            self.limit_counted = true;
+            self.count(|c| &c.limit_hits, 1);
+        }
+        if !announce {
+            return;
+        }
+        match self.format {
+            LogFormat::Text => self.line(format_args!(
+                "at the connection limit, {clients} clients: new ones wait in the queue (said once)"
+            )),
+            LogFormat::Json => {
+                self.event("connection_limit", |e| e.number("clients", clients as u64))
+            }
+        }
+    }
+
+    /// Accept failed and accepting pauses for `retry`: counted each time, said when
+    /// `announce` (once per episode of failures).
+    pub(crate) fn accept_failed(
+        &mut self,
+        err: &io::Error,
+        retry: Duration,
+        announce: bool,
+        accepting: Accepting,
+    ) {
+        self.count(|c| &c.accept_pauses, 1);
+        if !announce {
+            return;
+        }
+        let error = crate::error::describe(err);
+        let ms = retry.as_millis();
+        match (self.format, accepting) {
+            (LogFormat::Text, Accepting::OneAtATime) => self.line(format_args!(
+                "accept failed: {error}; retrying every {ms} ms (said once)"
+            )),
+            (LogFormat::Text, Accepting::Multiplexed) => {
+                self.line(format_args!(
+                    "accept failed: {error}; new clients wait, retrying every {ms} ms"
+                ));
+                self.line(format_args!(
+                    "connected clients are still served; said once until an accept works"
+                ));
+            }
+            (LogFormat::Json, _) => self.event("accept_failed", |e| {
+                e.text("error", &error)
+                    .number("retry_ms", u64::try_from(ms).unwrap_or(u64::MAX))
+            }),
+        }
     }
 
     /// The last line: totals of TCP, of UDP, or of both when both were served, and the report
     /// lines dropped if any. Then the writer is ended (see [`Report::start`]); call it once every
     /// other loop's report is gone, so that their lines come first.
     pub(crate) fn summary(mut self, summary: &Summary, tcp: bool) {
+        if self.format == LogFormat::Json {
+            let dropped = self.backlog.total_dropped.load(Relaxed);
+            self.event("summary", |mut e| {
+                if tcp {
+                    e = e
+                        .number("clients", summary.clients)
+                        .number("no_proxy_header", summary.no_proxy_header)
+                        .number("echoed", summary.echoed);
+                }
+                if let Some(udp) = summary.udp {
+                    e = e
+                        .number("datagrams_echoed", udp.echoed)
+                        .number("datagram_bytes", udp.bytes)
+                        .number("datagrams_dropped", udp.dropped);
+                }
+                e.number("report_lines_dropped", dropped)
+            });
+            return;
+        }
         let clients = summary.clients;
         let tcp_part = tcp.then(|| {
             let noun = if clients == 1 { "client" } else { "clients" };
@@ -607,6 +921,7 @@ impl Report {
 
     /// Drops the buffered lines because the queue is full, and counts them.
     fn drop_buffered(&mut self) {
+        self.count(|c| &c.lines_dropped, self.buffered_lines);
         self.backlog
             .unreported
             .fetch_add(self.buffered_lines, Relaxed);
@@ -621,6 +936,34 @@ impl Report {
         self.buffer.clear();
         self.buffered_lines = 0;
         self.gathering_since = None;
+    }
+
+    /// Adds `n` to one of this loop's counters, with `--metrics`.
+    fn count(&self, counter: impl FnOnce(&LoopCounters) -> &AtomicU64, n: u64) {
+        if let Some(counters) = &self.counters {
+            LoopCounters::add(counter(counters), n);
+        }
+    }
+
+    /// A client connected: counted, and the connection limit may be counted again.
+    fn count_connected(&mut self) {
+        self.limit_counted = false;
+        self.count(|c| &c.connections, 1);
+    }
+
+    /// A datagram not answered, by why.
+    fn count_unanswered(&self, why: Unanswered) {
+        self.count(|c| &c.datagrams_dropped[why.index()], 1);
+    }
+
+    /// One JSON object, as one line: its `time` and `event`, then the fields `fields` adds.
+    fn event(&mut self, name: &'static str, fields: impl FnOnce(JsonLine<'_>) -> JsonLine<'_>) {
+        if self.to_writer.is_none() {
+            return;
+        }
+        self.start_line();
+        fields(JsonLine::start(&mut self.buffer, name)).end();
+        self.end_line();
     }
 
     fn line(&mut self, text: fmt::Arguments<'_>) {
@@ -674,6 +1017,11 @@ impl Drop for Report {
     }
 }
 
+/// The fields that name a client in JSON: `peer`, and `via` for one that came through a proxy.
+fn with_peer(line: JsonLine<'_>, peer: Peer) -> JsonLine<'_> {
+    line.text("peer", peer.addr).text_if("via", peer.via)
+}
+
 /// The writer thread: writes batches in order until every loop's report is gone, then the last
 /// lines. Returns at the first write error (stdout closed), which stops the loops' printing too.
 fn write_batches(
@@ -681,13 +1029,14 @@ fn write_batches(
     batches: &Receiver<Batch>,
     last: &Receiver<Vec<u8>>,
     backlog: &Backlog,
+    format: LogFormat,
 ) -> io::Result<()> {
     loop {
         let batch = match batches.try_recv() {
             Ok(batch) => batch,
             Err(TryRecvError::Empty) => {
                 // Caught up: say what was dropped before waiting, in case no batch comes soon.
-                report_dropped(out, backlog.unreported.swap(0, Relaxed))?;
+                report_dropped(out, backlog.unreported.swap(0, Relaxed), format)?;
                 out.flush()?;
                 match batches.recv() {
                     Ok(batch) => batch,
@@ -696,7 +1045,7 @@ fn write_batches(
             }
             Err(TryRecvError::Disconnected) => break,
         };
-        report_dropped(out, batch.dropped_before)?;
+        report_dropped(out, batch.dropped_before, format)?;
         out.write_all(&batch.lines)?;
         backlog
             .queued_bytes
@@ -708,7 +1057,7 @@ fn write_batches(
         }
         let _ = batch.home.send(lines); // the loop may be gone
     }
-    report_dropped(out, backlog.unreported.swap(0, Relaxed))?;
+    report_dropped(out, backlog.unreported.swap(0, Relaxed), format)?;
     if let Ok(lines) = last.try_recv() {
         out.write_all(&lines)?;
     }
@@ -716,9 +1065,16 @@ fn write_batches(
 }
 
 /// The line that stands for dropped lines, if any were.
-fn report_dropped(out: &mut impl Write, dropped: u64) -> io::Result<()> {
+fn report_dropped(out: &mut impl Write, dropped: u64, format: LogFormat) -> io::Result<()> {
     if dropped == 0 {
         return Ok(());
+    }
+    if format == LogFormat::Json {
+        let mut line = Vec::with_capacity(96);
+        JsonLine::start(&mut line, "report_lines_dropped")
+            .number("lines", dropped)
+            .end();
+        return out.write_all(&line);
     }
     writeln!(
         out,
@@ -817,6 +1173,353 @@ mod tests {
         }
     }
 
+    /// The lines of `write` in the given format.
+    fn lines_in(
+        format: LogFormat,
+        reads: ReadView,
+        write: impl FnOnce(&mut Report),
+    ) -> Vec<String> {
+        let (to_writer, batches) = mpsc::sync_channel(16);
+        let mut report = Report::with_writer(Some(to_writer), Arc::new(Backlog::default()), reads);
+        report.format = format;
+        write(&mut report);
+        report.flush();
+        let text: String = batches
+            .try_iter()
+            .map(|batch| String::from_utf8(batch.lines).unwrap())
+            .collect();
+        text.lines().map(str::to_owned).collect()
+    }
+
+    /// One of every event a loop writes, with awkward strings in it.
+    fn every_event(report: &mut Report) {
+        let peer = Peer::from("127.0.0.1:5".parse::<SocketAddr>().unwrap());
+        let proxied = Peer {
+            addr: "[2001:db8::7]:5121".parse().unwrap(),
+            via: Some("127.0.0.1:40112".parse().unwrap()),
+        };
+        let err = io::Error::from_raw_os_error(24); // EMFILE
+        report.listening("127.0.0.1:7".parse().unwrap(), Served::TcpAndUdp);
+        report.certificate(&Fingerprint::from_bytes([1; 32]), Some(&["a\"b".into()]));
+        report.connected(proxied);
+        report.tls_connected(
+            peer,
+            &HandshakeInfo {
+                version: "TLS 1.3".into(),
+                cipher_suite: "AES_128_GCM_SHA256".into(),
+                alpn: Some("h2".into()),
+                peer_subject: Some("CN=\"quoted\"\n".into()),
+                resumed: true,
+            },
+        );
+        report.received(proxied, b"\x00\xff\"\\\n");
+        report.datagram("127.0.0.1:6".parse().unwrap(), b"\xfe");
+        report.datagram_dropped(
+            "127.0.0.1:7".parse().unwrap(),
+            Refusal::SelfAnsweringPort(7),
+            true,
+        );
+        report.datagram_dropped("192.0.2.1:0".parse().unwrap(), Refusal::PortZero, true);
+        report.udp_receive_failed(&err);
+        report.left(
+            proxied,
+            5,
+            4,
+            &Leave::Error(io::ErrorKind::ConnectionReset.into()),
+        );
+        report.left(peer, 0, 0, &Leave::HandshakeFailed("not TLS \"x\"".into()));
+        report.at_the_limit(3, true);
+        report.accept_failed(
+            &err,
+            Duration::from_millis(100),
+            true,
+            Accepting::Multiplexed,
+        );
+        report.accept_failed(
+            &err,
+            Duration::from_millis(100),
+            true,
+            Accepting::OneAtATime,
+        );
+        report.notice(format_args!("a \"notice\"\tof\u{1} words"));
+    }
+
+    #[test]
+    fn the_typed_events_keep_their_words_in_text() {
+        let lines = lines_in(LogFormat::Text, ReadView::Preview(None), every_event);
+        let expected = [
+            "listening on 127.0.0.1:7 (tcp+udp)",
+            "cert sha256:0101010101010101010101010101010101010101010101010101010101010101",
+            "self-signed, made at start, for a\"b",
+            "[[2001:db8::7]:5121 via 127.0.0.1:40112] connected",
+            "127.0.0.1:5 connected: TLS 1.3 AES_128_GCM_SHA256 alpn h2 resumed client CN=\"quoted\"",
+            "",
+            "[[2001:db8::7]:5121 via 127.0.0.1:40112] received 5 bytes: \"\\0\\xff\\\"\\\\\\n\"",
+            "127.0.0.1:6 (udp) received 1 bytes: \"\\xfe\"",
+            "127.0.0.1:7 (udp) not answered: source port 7 answers by itself, a reply could loop",
+            "further drops from loopback sources are only counted",
+            "192.0.2.1:0 (udp) not answered: source port 0 is never a real client",
+            "further drops from 192.0.2.1 are only counted",
+            "UDP receive failed: Too many open files (os error 24)",
+        ];
+        assert_eq!(lines[..expected.len()], expected);
+        let rest = &lines[expected.len()..];
+        assert!(
+            rest[0].ends_with("error: connection reset: received 5 bytes, echoed 4"),
+            "{rest:?}"
+        );
+        assert_eq!(rest[1], "127.0.0.1:5 handshake failed: not TLS \"x\"");
+        assert_eq!(
+            rest[2],
+            "at the connection limit, 3 clients: new ones wait in the queue (said once)"
+        );
+        assert!(
+            rest[3].starts_with("accept failed: ")
+                && rest[3].ends_with("; new clients wait, retrying every 100 ms"),
+            "{}",
+            rest[3]
+        );
+        assert_eq!(
+            rest[4],
+            "connected clients are still served; said once until an accept works"
+        );
+        assert!(
+            rest[5].ends_with("; retrying every 100 ms (said once)"),
+            "{}",
+            rest[5]
+        );
+    }
+
+    #[test]
+    fn every_event_is_one_json_object_per_line_with_its_fields() {
+        for reads in [
+            ReadView::Preview(None),
+            ReadView::Hex(Some(2)),
+            ReadView::Hidden,
+        ] {
+            let lines = lines_in(LogFormat::Json, reads, every_event);
+            let events: Vec<serde_json::Value> = lines
+                .iter()
+                .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+                .collect();
+            let shapes: Vec<(String, Vec<String>)> = events
+                .iter()
+                .map(|event| {
+                    let object = event.as_object().unwrap();
+                    let mut keys: Vec<String> = object.keys().cloned().collect();
+                    keys.retain(|key| key != "time" && key != "event");
+                    (object["event"].as_str().unwrap().to_owned(), keys)
+                })
+                .collect();
+            let data = match reads {
+                ReadView::Preview(_) => vec!["preview"],
+                ReadView::Hex(_) => vec!["hex"],
+                ReadView::Hidden => vec![],
+            };
+            // The field names of each event (serde_json's map sorts them).
+            let mut expected: Vec<(&str, Vec<&str>)> = vec![
+                ("listening", vec!["addr", "served"]),
+                ("metrics", vec![]),
+                ("certificate", vec!["fingerprint", "self_signed_for"]),
+                ("connected", vec!["peer", "via"]),
+                (
+                    "connected",
+                    vec![
+                        "alpn",
+                        "cipher_suite",
+                        "client_subject",
+                        "peer",
+                        "resumed",
+                        "tls_version",
+                    ],
+                ),
+                (
+                    "received",
+                    [vec!["bytes"], data.clone(), vec!["peer", "via"]].concat(),
+                ),
+                (
+                    "datagram",
+                    [vec!["bytes"], data.clone(), vec!["peer"]].concat(),
+                ),
+                (
+                    "datagram_dropped",
+                    vec!["code", "only_counted_from", "peer", "reason"],
+                ),
+                (
+                    "datagram_dropped",
+                    vec!["code", "only_counted_from", "peer", "reason"],
+                ),
+                ("udp_receive_failed", vec!["error"]),
+                (
+                    "closed",
+                    vec!["code", "echoed", "peer", "reason", "received", "via"],
+                ),
+                (
+                    "closed",
+                    vec!["code", "echoed", "peer", "reason", "received"],
+                ),
+                ("connection_limit", vec!["clients"]),
+                ("accept_failed", vec!["error", "retry_ms"]),
+                ("accept_failed", vec!["error", "retry_ms"]),
+                ("notice", vec!["message"]),
+            ];
+            expected.retain(|(event, _)| *event != "metrics"); // no --metrics here
+            if matches!(reads, ReadView::Hidden) {
+                expected.retain(|(event, _)| !["received", "datagram"].contains(event));
+            }
+            for (_, keys) in &mut expected {
+                keys.sort_unstable();
+            }
+            let got: Vec<(&str, Vec<&str>)> = shapes
+                .iter()
+                .map(|(event, keys)| (event.as_str(), keys.iter().map(String::as_str).collect()))
+                .collect();
+            assert_eq!(got, expected);
+            let find = |name: &str| events.iter().find(|e| e["event"] == name).unwrap();
+            assert_eq!(find("listening")["served"], "tcp+udp");
+            assert_eq!(find("closed")["code"], "error");
+            assert_eq!(find("closed")["via"], "127.0.0.1:40112");
+            assert_eq!(find("closed")["peer"], "[2001:db8::7]:5121");
+            assert_eq!(find("notice")["message"], "a \"notice\"\tof\u{1} words");
+            assert_eq!(find("datagram_dropped")["only_counted_from"], "loopback");
+            let all = |name: &'static str| events.iter().filter(move |e| e["event"] == name);
+            assert_eq!(
+                all("datagram_dropped").nth(1).unwrap()["only_counted_from"],
+                "192.0.2.1"
+            );
+            assert_eq!(
+                all("closed").nth(1).unwrap()["reason"],
+                "handshake failed: not TLS \"x\""
+            );
+            if let ReadView::Hex(_) = reads {
+                assert_eq!(find("received")["hex"], "00ff"); // --preview 2
+            }
+        }
+    }
+
+    #[test]
+    fn the_writer_says_dropped_lines_in_the_log_format() {
+        let mut out = Vec::new();
+        report_dropped(&mut out, 42, LogFormat::Json).unwrap();
+        let event: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(event["event"], "report_lines_dropped");
+        assert_eq!(event["lines"], 42);
+        let mut out = Vec::new();
+        report_dropped(&mut out, 42, LogFormat::Text).unwrap();
+        assert_eq!(out, b"42 report lines dropped: stdout is not keeping up\n");
+    }
+
+    #[test]
+    fn with_metrics_each_event_is_counted_in_its_loops_counters() {
+        let metrics = Arc::new(Metrics::for_tests());
+        let mut report = Report::discarding();
+        report.counters = Some(metrics.counters_for(0));
+        report.to_writer = None;
+        let peer = Peer::from("127.0.0.1:5".parse::<SocketAddr>().unwrap());
+        report.connected(peer);
+        report.received(peer, &[0; 100]);
+        report.echoed(60);
+        report.echoed(40);
+        report.at_the_limit(1, false);
+        report.at_the_limit(1, false); // the same episode
+        report.left(peer, 100, 100, &Leave::Closed);
+        report.left(peer, 0, 0, &Leave::NoHandshake);
+        report.datagram("127.0.0.1:6".parse().unwrap(), b"ab");
+        report.datagram_answered(2);
+        report.reply_not_sent();
+        report.datagram_dropped(
+            "127.0.0.1:7".parse().unwrap(),
+            Refusal::SelfAnsweringPort(7),
+            false,
+        );
+        let c = metrics.counters_for(0);
+        let get = |counter: &AtomicU64| counter.load(Relaxed);
+        assert_eq!(get(&c.connections), 1);
+        assert_eq!(get(&c.closed), 1);
+        assert_eq!(get(&c.handshakes_failed), 1);
+        assert_eq!(get(&c.tcp_received), 100);
+        assert_eq!(get(&c.tcp_echoed), 100);
+        assert_eq!(get(&c.limit_hits), 1);
+        assert_eq!(get(&c.datagrams), 1);
+        assert_eq!(get(&c.datagrams_answered), 1);
+        assert_eq!(get(&c.udp_echoed), 2);
+        assert_eq!(get(&c.datagrams_dropped[Unanswered::SendFailed.index()]), 1);
+        assert_eq!(
+            get(&c.datagrams_dropped[Unanswered::Refused(Refusal::SelfAnsweringPort(7)).index()]),
+            1
+        );
+    }
+
+    /// What a read costs the loop's report, in ns: `received` and `echoed` of 64 bytes, for the
+    /// configurations of `benches/observe_cost.py`, 7 rounds of 1,000,000 reads each, medians
+    /// (see benches/RESULTS.md). A measurement, not a test: `cargo test --release --lib
+    /// report_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement; run it with --release --ignored --nocapture"]
+    fn report_cost_per_read() {
+        const READS: u32 = 1_000_000;
+        let peer = Peer::from("127.0.0.1:41234".parse::<SocketAddr>().unwrap());
+        let data: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37)).collect();
+        let configs = [
+            ("-q (text)", LogFormat::Text, ReadView::Hidden, false),
+            (
+                "-q --log-format json --metrics",
+                LogFormat::Json,
+                ReadView::Hidden,
+                true,
+            ),
+            (
+                "every read (text)",
+                LogFormat::Text,
+                ReadView::Preview(None),
+                false,
+            ),
+            (
+                "every read (json)",
+                LogFormat::Json,
+                ReadView::Preview(None),
+                false,
+            ),
+        ];
+        for (name, format, reads, counted) in configs {
+            let mut rounds: Vec<f64> = (0..7)
+                .map(|_| {
+                    // A real writer thread, writing to nothing (stdout to /dev/null).
+                    let (to_writer, batches) = mpsc::sync_channel(QUEUE_BATCHES);
+                    let (_last, last_rx) = mpsc::channel();
+                    let backlog = Arc::new(Backlog::default());
+                    let writer_backlog = Arc::clone(&backlog);
+                    let writer = thread::spawn(move || {
+                        write_batches(&mut io::sink(), &batches, &last_rx, &writer_backlog, format)
+                    });
+                    let mut report = Report::with_writer(Some(to_writer), backlog, reads);
+                    report.format = format;
+                    let metrics = Metrics::for_tests();
+                    if counted {
+                        report.counters = Some(metrics.counters_for(0));
+                    }
+                    let started = Instant::now();
+                    for _ in 0..READS {
+                        report.received(peer, std::hint::black_box(&data));
+                        report.echoed(std::hint::black_box(64));
+                    }
+                    report.flush();
+                    let elapsed = started.elapsed();
+                    drop(report);
+                    writer.join().unwrap().unwrap();
+                    elapsed.as_nanos() as f64 / f64::from(READS)
+                })
+                .collect();
+            rounds.sort_by(f64::total_cmp);
+            let each: Vec<String> = rounds.iter().map(|ns| format!("{ns:.1}")).collect();
+            println!(
+                "{name}: {:.1} ns per read ({})",
+                rounds[3],
+                each.join(" / ")
+            );
+        }
+    }
+
     #[test]
     fn dropped_lines_read_as_a_count() {
         assert_eq!(count_lines(1, "report line"), "1 report line");
@@ -846,7 +1549,7 @@ mod tests {
         last_tx.send(b"stopped\n".to_vec()).unwrap();
         drop(to_writer);
         let mut out = Vec::new();
-        write_batches(&mut out, &batches, &last_rx, &backlog).unwrap();
+        write_batches(&mut out, &batches, &last_rx, &backlog, LogFormat::Text).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "before\n3 report lines dropped: stdout is not keeping up\nafter\nstopped\n"

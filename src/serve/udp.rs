@@ -22,7 +22,7 @@ use mio::{Events, Interest, Poll, Token, net::UdpSocket};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{
-    guard::{self, Guard, Verdict},
+    guard::{Guard, Verdict},
     listen::watch_signals,
     report::{Report, Summary, UdpTotals},
 };
@@ -63,20 +63,10 @@ impl UdpEcho {
             let datagram = &scratch[..len];
             report.datagram(peer, datagram);
             match self.guard.check(peer, Instant::now()) {
-                Verdict::Answer => self.answer(peer, datagram),
+                Verdict::Answer => self.answer(peer, datagram, report),
                 Verdict::Drop { why, first } => {
                     self.totals.dropped += 1;
-                    if first {
-                        // Loopback sources have no entry of their own: one line for them all.
-                        let from = if guard::is_loopback(peer.ip()) {
-                            "loopback sources".to_string()
-                        } else {
-                            peer.ip().to_string()
-                        };
-                        // Two lines, each within the report's width.
-                        report.notice(format_args!("{peer} (udp) not answered: {why}"));
-                        report.notice(format_args!("further drops from {from} are only counted"));
-                    }
+                    report.datagram_dropped(peer, why, first);
                 }
             }
         }
@@ -84,13 +74,17 @@ impl UdpEcho {
     }
 
     /// Sends the datagram back; a reply the socket cannot take now is dropped and counted.
-    fn answer(&mut self, peer: SocketAddr, datagram: &[u8]) {
+    fn answer(&mut self, peer: SocketAddr, datagram: &[u8], report: &mut Report) {
         match self.socket.send_to(datagram, peer) {
             Ok(_) => {
                 self.totals.echoed += 1;
                 self.totals.bytes += datagram.len() as u64;
+                report.datagram_answered(datagram.len() as u64);
             }
-            Err(_) => self.totals.dropped += 1,
+            Err(_) => {
+                self.totals.dropped += 1;
+                report.reply_not_sent();
+            }
         }
     }
 }
@@ -143,7 +137,7 @@ pub(crate) fn serve(socket: UdpSocket, args: &ServeArgs, report: &mut Report) ->
         more = match echo.pump(&mut scratch, report) {
             Ok(more) => more,
             Err(err) => {
-                report.notice(format_args!("UDP receive failed: {err}"));
+                report.udp_receive_failed(&err);
                 false
             }
         };

@@ -364,8 +364,13 @@ fn on(backend: Option<Backend>) -> String {
 }
 
 /// The address in a server's first line: `listening on ADDR`, maybe followed by a space and what
-/// it serves (`listening on 127.0.0.1:7 (tcp+udp)`).
+/// it serves (`listening on 127.0.0.1:7 (tcp+udp)`); with `--log-format json`, the `addr` of the
+/// `listening` object.
 pub fn listening_addr(first: &str) -> Option<SocketAddr> {
+    if first.starts_with('{') {
+        let event: serde_json::Value = serde_json::from_str(first).ok()?;
+        return event["addr"].as_str()?.parse().ok();
+    }
     let rest = first.strip_prefix("listening on ")?;
     rest.split(' ').next()?.parse().ok()
 }

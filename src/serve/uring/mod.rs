@@ -544,6 +544,7 @@ impl<'a> UringLoop<'a> {
         }
         let written = completion.result as usize;
         client.echoed += written as u64;
+        self.report.echoed(written as u64);
         client.last_progress = self.turn_started;
         if let Some(data) = data {
             let offset = client.send_offset + written;

@@ -17,7 +17,7 @@ use std::{
 };
 
 use assert_cmd::Command;
-use common::{BIN, Backend, Server, TIMEOUT, backends, pseudo_random, read_to_end, reset, skip};
+use common::{BIN, Backend, Server, TIMEOUT, backends, pseudo_random, read_to_end, reset};
 
 /// The TCP modes of the server, each as its extra arguments; [`Backend::covers`] runs the
 /// iterative one on the first backend only.
@@ -483,23 +483,6 @@ impl Drop for Haproxy {
     }
 }
 
-/// Whether `haproxy` runs here; if not, the test is skipped (a failure under CI, which
-/// installs it).
-fn have_haproxy() -> bool {
-    let found = StdCommand::new("haproxy")
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !found {
-        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-        assert!(!ci, "CI installs haproxy (.ci/run)");
-        skip("haproxy is not installed");
-    }
-    found
-}
-
 /// Starts haproxy in TCP mode on a free loopback port, relaying to `server` with `send_proxy`
 /// (`send-proxy` or `send-proxy-v2`), and waits (bounded) until its frontend accepts.
 fn haproxy(server: SocketAddr, send_proxy: &str) -> Haproxy {
@@ -572,7 +555,7 @@ fn path(path: &Path) -> &str {
 /// 1 MiB of random bytes through haproxy, checked by `send` and here; the server's report names
 /// the real client, via haproxy's own connection.
 fn through_haproxy(backend: Backend, mode: &[&str], send_proxy: &str) {
-    if !have_haproxy() {
+    if !common::installed("haproxy", "-v") {
         return;
     }
     let mut server = start(backend, mode);
@@ -638,7 +621,7 @@ fn haproxy_send_proxy_v2_relays_every_byte(backend: Backend) {
 
 #[test]
 fn haproxy_send_proxy_before_tls() {
-    if !have_haproxy() {
+    if !common::installed("haproxy", "-v") {
         return;
     }
     let server = start(Backend::ALL[0], &["--tls"]);
@@ -668,7 +651,7 @@ fn haproxy_send_proxy_before_tls() {
 
 #[test]
 fn haproxy_health_checks_are_local_and_keep_their_own_address() {
-    if !have_haproxy() {
+    if !common::installed("haproxy", "-v") {
         return;
     }
     let mut server = start(Backend::Epoll, &["--multiplex"]);

@@ -29,22 +29,6 @@ use common::{BIN, Backend, TIMEOUT, backends, pseudo_random};
 /// Tries at starting a program on a port picked free, when another program takes it first.
 const PORT_ATTEMPTS: usize = 5;
 
-/// Whether `program` runs here; if not, the test is skipped (a failure under CI).
-fn installed(program: &str) -> bool {
-    let found = Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-        assert!(!ci, "CI installs {program} (.ci/run)");
-        common::skip(&format!("{program} is not installed"));
-    }
-    found
-}
-
 /// The arguments of a unit's `ExecStart=` after the program: what the unit runs, tested here.
 fn exec_start_args(unit: &str) -> Vec<String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -299,7 +283,7 @@ backends!(the_unit_serves_tcp_and_udp_on_handed_sockets_and_says_ready);
 /// echoed, `listening on ADDR (tcp+udp)` first, READY=1 after it, STOPPING=1 and exit 0 on
 /// SIGTERM.
 fn the_unit_serves_tcp_and_udp_on_handed_sockets_and_says_ready(backend: Backend) {
-    if !installed("systemd-socket-activate") {
+    if !common::installed("systemd-socket-activate", "--version") {
         return;
     }
     let notify = Notify::new();
@@ -346,7 +330,7 @@ backends!(several_listeners_at_once_with_workers);
 /// a `listening on` line each, the first one first, and both echo. READY=1 once, and STOPPING=1
 /// once however many loops start their drain (here on io_uring too).
 fn several_listeners_at_once_with_workers(backend: Backend) {
-    if !installed("systemd-socket-activate") {
+    if !common::installed("systemd-socket-activate", "--version") {
         return;
     }
     let notify = Notify::new();
@@ -398,7 +382,7 @@ fn several_listeners_at_once_with_workers(backend: Backend) {
 /// READY=1 and STOPPING=1 come from it too. An explicit --port is not used, and said.
 #[test]
 fn the_iterative_server_serves_a_handed_socket() {
-    if !installed("systemd-socket-activate") {
+    if !common::installed("systemd-socket-activate", "--version") {
         return;
     }
     let notify = Notify::new();
@@ -451,7 +435,7 @@ fn the_iterative_server_serves_a_handed_socket() {
 /// with the client's address from getpeername.
 #[test]
 fn inetd_mode_under_systemd_socket_activate() {
-    if !installed("systemd-socket-activate") {
+    if !common::installed("systemd-socket-activate", "--version") {
         return;
     }
     let args = exec_start_args("netecho-inetd@.service");
@@ -494,7 +478,7 @@ fn inetd_mode_under_systemd_socket_activate() {
 /// (nothing piles up), and drops it after --idle-timeout; the process exits 0.
 #[test]
 fn inetd_mode_drops_a_client_that_does_not_read() {
-    if !installed("systemd-socket-activate") {
+    if !common::installed("systemd-socket-activate", "--version") {
         return;
     }
     let (mut server, port) = activate(1, |port| {
@@ -531,7 +515,7 @@ fn inetd_mode_drops_a_client_that_does_not_read() {
 /// and no report line in the echo (xinetd hands the connection over as stderr too).
 #[test]
 fn inetd_mode_under_xinetd() {
-    if !installed("xinetd") {
+    if !common::installed("xinetd", "-version") {
         return;
     }
     let stanza =
@@ -725,7 +709,7 @@ fn listen_pid_of_another_process_is_said_and_ignored() {
 /// to aside: it is not installed here), with ExecStart= pointing at the binary under test.
 #[test]
 fn the_contrib_units_verify() {
-    if !installed("systemd-analyze") {
+    if !common::installed("systemd-analyze", "--version") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -97,22 +97,6 @@ impl Drop for TlsEcho {
     }
 }
 
-/// Whether `program` runs here; if not, the test is skipped (a failure under CI).
-fn installed(program: &str) -> bool {
-    let found = StdCommand::new(program)
-        .arg("-h")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-        assert!(!ci, "CI installs {program}");
-        common::skip(&format!("{program} is not installed"));
-    }
-    found
-}
-
 /// Starts `peer` on a free port: these servers take a fixed port, so one is picked by binding
 /// port 0 and releasing it; if the server cannot listen there (taken in between), another is
 /// tried. Ready once a TCP connect succeeds.
@@ -184,7 +168,7 @@ fn count(report: &Value, field: &str) -> u64 {
 fn every_byte_comes_back_verified_through_outside_tls_servers() {
     let certs = certs();
     for peer in [Peer::Socat, Peer::Ncat] {
-        if !installed(peer.program()) {
+        if !common::installed(peer.program(), "-h") {
             continue;
         }
         let server = start(peer, &certs.files);
@@ -208,7 +192,7 @@ fn every_byte_comes_back_verified_through_outside_tls_servers() {
 #[test]
 fn the_text_report_shows_handshakes_beside_message_latency() {
     let certs = certs();
-    if !installed("socat") {
+    if !common::installed("socat", "-h") {
         return;
     }
     let server = start(Peer::Socat, &certs.files);
@@ -244,7 +228,7 @@ fn the_text_report_shows_handshakes_beside_message_latency() {
 #[test]
 fn reconnect_1_without_resumption_makes_a_full_handshake_per_message() {
     let certs = certs();
-    if !installed("socat") {
+    if !common::installed("socat", "-h") {
         return;
     }
     let server = start(Peer::Socat, &certs.files);
@@ -266,7 +250,7 @@ fn reconnect_1_without_resumption_makes_a_full_handshake_per_message() {
 #[test]
 fn reconnect_resumes_sessions_by_default() {
     let certs = certs();
-    if !installed("socat") {
+    if !common::installed("socat", "-h") {
         return;
     }
     // OpenSSL issues TLS 1.3 session tickets by default. Each thread has its own session cache.
@@ -286,7 +270,7 @@ fn reconnect_resumes_sessions_by_default() {
 #[test]
 fn a_wrong_pin_fails_every_connection_with_the_pin_message() {
     let certs = certs();
-    if !installed("socat") {
+    if !common::installed("socat", "-h") {
         return;
     }
     let server = start(Peer::Socat, &certs.files);

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{BIN, Backend, Server, TIMEOUT, backends, pseudo_random, skip};
+use common::{BIN, Backend, Server, TIMEOUT, backends, pseudo_random};
 use netecho::tls::{
     ClientOptions, Fingerprint, Verification, client_config, fixtures::Fixtures, server_name,
 };
@@ -132,24 +132,6 @@ fn close(mut client: TlsClient) {
     assert!(rest.is_empty(), "{} bytes after the echo", rest.len());
 }
 
-/// Whether an outside tool is installed; a skip outside CI, a failure under CI=true.
-fn tool(name: &str) -> bool {
-    let found = Command::new(name)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{name} is not installed (CI installs it: .ci/run)"
-        );
-        skip(&format!("{name} is not installed"));
-    }
-    found
-}
-
 /// Runs an outside client with `input` on its stdin, waits (bounded) for `expected` on its
 /// stdout, then ends it. Returns what it printed.
 fn outside_client(command: &mut Command, input: &[u8], expected: &str) -> String {
@@ -212,7 +194,7 @@ fn s_client(addr: SocketAddr, extra: &[&str]) -> Command {
 
 backends!(openssl_s_client_gets_its_line_back_from_a_throwaway_certificate);
 fn openssl_s_client_gets_its_line_back_from_a_throwaway_certificate(backend: Backend) {
-    if !tool("openssl") {
+    if !common::installed("openssl", "--version") {
         return;
     }
     for mode in MODES.into_iter().filter(|mode| backend.covers(mode)) {
@@ -229,7 +211,7 @@ fn openssl_s_client_gets_its_line_back_from_a_throwaway_certificate(backend: Bac
 
 #[test]
 fn openssl_s_client_verifies_the_given_certificate_with_the_ca() {
-    if !tool("openssl") {
+    if !common::installed("openssl", "--version") {
         return;
     }
     let (_dir, fx) = fixtures();
@@ -281,7 +263,7 @@ fn openssl_s_client_verifies_the_given_certificate_with_the_ca() {
 
 backends!(ncat_ssl_gets_its_line_back_with_and_without_verification);
 fn ncat_ssl_gets_its_line_back_with_and_without_verification(backend: Backend) {
-    if !tool("ncat") {
+    if !common::installed("ncat", "--version") {
         return;
     }
     let (_dir, fx) = fixtures();

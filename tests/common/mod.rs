@@ -465,6 +465,24 @@ pub fn unused_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
+/// Whether an outside program the test talks to (socat, haproxy, curl...) runs here, tried as
+/// `program flag`. If not, the test is skipped; under CI, which installs every one of them
+/// (`.ci/run`), that is a failure instead.
+pub fn installed(program: &str, flag: &str) -> bool {
+    let found = std::process::Command::new(program)
+        .arg(flag)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+        assert!(!ci, "{program} is not installed (CI installs it: .ci/run)");
+        skip(&format!("{program} is not installed"));
+    }
+    found
+}
+
 /// Says why a test is skipped, on stderr, where it shows even though `cargo test` captures
 /// `eprintln!`; a lost message is no failure.
 pub fn skip(why: &str) {

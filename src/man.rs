@@ -173,9 +173,12 @@ const METRICS: [&str; 3] = [
      netecho_udp_echoed_bytes_total, netecho_udp_datagrams_dropped_total (also labelled \
      reason: port_zero, self_answering_port, not_unicast, rate_limited, send_failed), \
      netecho_accept_pauses_total, netecho_connection_limit_hits_total, \
-     netecho_tls_handshakes_failed_total, netecho_report_lines_dropped_total.",
+     netecho_tls_handshakes_failed_total, netecho_proxy_headers_refused_total, \
+     netecho_report_lines_dropped_total.",
     "Bytes over TLS are the plaintext. A TLS client counts as connected once its handshake \
-     completes; one that never completes it counts in netecho_tls_handshakes_failed_total.",
+     completes; one that never completes it counts in netecho_tls_handshakes_failed_total. With \
+     --proxy-protocol a client counts as connected once its PROXY header is read; one closed \
+     without a valid header counts in netecho_proxy_headers_refused_total.",
 ];
 
 /// Runs `netecho man`.

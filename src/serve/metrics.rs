@@ -77,6 +77,8 @@ pub(crate) struct LoopCounters {
     pub(crate) limit_hits: AtomicU64,
     /// TLS clients gone before their handshake completed (failed, timed out, left).
     pub(crate) handshakes_failed: AtomicU64,
+    /// `--proxy-protocol`: connections closed for want of a valid PROXY header.
+    pub(crate) proxy_headers_refused: AtomicU64,
     /// Report lines dropped because stdout did not keep up.
     pub(crate) lines_dropped: AtomicU64,
 }
@@ -208,7 +210,7 @@ struct Collected(Arc<Metrics>);
 type PerWorker = (&'static str, &'static str, fn(&LoopCounters) -> &AtomicU64);
 
 /// The per-worker counters, in the order a scrape lists them.
-const COUNTERS: [PerWorker; 10] = [
+const COUNTERS: [PerWorker; 11] = [
     (
         "netecho_connections",
         "TCP clients that connected (TLS: completed their handshake)",
@@ -253,6 +255,11 @@ const COUNTERS: [PerWorker; 10] = [
         "netecho_tls_handshakes_failed",
         "TLS clients gone before their handshake completed",
         |c| &c.handshakes_failed,
+    ),
+    (
+        "netecho_proxy_headers_refused",
+        "Connections closed for want of a valid PROXY header (--proxy-protocol)",
+        |c| &c.proxy_headers_refused,
     ),
     (
         "netecho_report_lines_dropped",

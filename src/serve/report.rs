@@ -687,7 +687,9 @@ impl Report {
     }
 
     pub(crate) fn left(&mut self, peer: Peer, received: u64, echoed: u64, why: &Leave) {
-        if why.before_handshake() {
+        if matches!(why, Leave::ProxyHeader(_)) {
+            self.count(|c| &c.proxy_headers_refused, 1);
+        } else if why.before_handshake() {
             self.count(|c| &c.handshakes_failed, 1);
         } else {
             self.count(|c| &c.closed, 1);
@@ -1424,6 +1426,7 @@ mod tests {
         report.at_the_limit(1, false); // the same episode
         report.left(peer, 100, 100, &Leave::Closed);
         report.left(peer, 0, 0, &Leave::NoHandshake);
+        report.left(peer, 0, 0, &Leave::ProxyHeader("not a PROXY header".into()));
         report.datagram("127.0.0.1:6".parse().unwrap(), b"ab");
         report.datagram_answered(2);
         report.reply_not_sent();
@@ -1437,6 +1440,7 @@ mod tests {
         assert_eq!(get(&c.connections), 1);
         assert_eq!(get(&c.closed), 1);
         assert_eq!(get(&c.handshakes_failed), 1);
+        assert_eq!(get(&c.proxy_headers_refused), 1);
         assert_eq!(get(&c.tcp_received), 100);
         assert_eq!(get(&c.tcp_echoed), 100);
         assert_eq!(get(&c.limit_hits), 1);

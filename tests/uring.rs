@@ -8,15 +8,15 @@ mod common;
 
 use std::{
     io::{BufRead, BufReader, ErrorKind, Read, Write},
-    net::Shutdown,
+    net::{Shutdown, TcpStream},
     process::{Command, Stdio},
     sync::Arc,
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use assert_cmd::Command as AssertCommand;
-use common::{BIN, Server, TIMEOUT, pseudo_random, read_to_end, skip};
+use common::{BIN, Backend, Server, TIMEOUT, backends, pseudo_random, read_to_end, skip};
 use predicates::prelude::*;
 
 /// The test switch that makes the io_uring probe fail (see `src/serve/uring/probe.rs`).
@@ -263,4 +263,66 @@ fn clients_that_never_read_do_not_starve_the_others_of_buffers() {
         common::echo_checked(&mut other, &pseudo_random(100_000, 20 + seed));
     }
     drop(hogs);
+}
+
+/// Clients of the burst test: more than the listen backlog (1024), the completion queue of a
+/// ring (2048) and its shared buffers (128) hold, yet few enough for a test's descriptors.
+const BURST: usize = 3000;
+
+/// Descriptors a process holds now (`/proc/PID/fd`).
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read /proc/PID/fd")
+        .count()
+}
+
+backends!(a_burst_of_thousands_is_answered_and_every_descriptor_comes_back);
+fn a_burst_of_thousands_is_answered_and_every_descriptor_comes_back(backend: Backend) {
+    // This process holds every client at once, and the default soft limit may be 1024.
+    let limit = rlimit::increase_nofile_limit(BURST as u64 + 256).expect("raise RLIMIT_NOFILE");
+    assert!(
+        limit > BURST as u64,
+        "the open-file limit {limit} is too low for {BURST} clients"
+    );
+    let server = Server::start_on(backend, &["--multiplex", "-q"]);
+    let baseline = open_fds(server.pid());
+
+    // The server frozen, a backlog's worth of clients waits in the listen queue; it wakes to
+    // them all at once (one turn of the loop accepts them all). The rest connect as it runs.
+    server.signal("STOP");
+    let queued: Vec<TcpStream> = (0..1000).map(|_| server.connect()).collect();
+    server.signal("CONT");
+    let mut clients = queued;
+    clients.extend((clients.len()..BURST).map(|_| server.connect()));
+
+    // Frozen again, every client sends: on waking, thousands of receives complete in one turn,
+    // more than the ring's completion queue and its shared buffers hold (the paths where a
+    // multishot operation ends and must be armed again).
+    server.signal("STOP");
+    for (index, client) in clients.iter_mut().enumerate() {
+        client.write_all(&(index as u64).to_be_bytes()).unwrap();
+    }
+    server.signal("CONT");
+    for (index, client) in clients.iter_mut().enumerate() {
+        let mut reply = [0u8; 8];
+        client
+            .read_exact(&mut reply)
+            .unwrap_or_else(|err| panic!("client {index} of {BURST}: no echo ({err})"));
+        assert_eq!(u64::from_be_bytes(reply), index as u64, "client {index}");
+    }
+
+    // Gone, every one of them: the server notices, and holds no descriptor more than before.
+    drop(clients);
+    let deadline = Instant::now() + TIMEOUT;
+    let mut held = open_fds(server.pid());
+    while held > baseline && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+        held = open_fds(server.pid());
+    }
+    assert_eq!(
+        held, baseline,
+        "descriptors held once every client has gone"
+    );
+    let mut late = server.connect();
+    common::echo_checked(&mut late, b"still accepting");
 }

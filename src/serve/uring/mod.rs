@@ -15,8 +15,8 @@
 //!   to be echoed its receive is cancelled, and armed again once they have drained below half
 //!   of it: a client that does not read stops being received from, with bounded memory.
 //! - A receive that ends (no MORE flag: ENOBUFS when the buffers ran out, a completion queue
-//!   overflow, a cancel) is armed again when it may: at once, once buffers come back (ENOBUFS),
-//!   or once the queue drains (backpressure).
+//!   overflow, a cancel) is armed again when it may: at once, at the end of the turn (ENOBUFS:
+//!   by then every buffer is back in the ring), or once the queue drains (backpressure).
 //! - Half-close: a receive of 0 bytes is the client's end of sending; the queue is echoed, then
 //!   the connection closes (`Leave::Closed`). A failed receive or send (a reset) closes it with
 //!   the error. `--idle-timeout` rides on the shared [`IdleTimers`].
@@ -277,14 +277,16 @@ impl<'a> UringLoop<'a> {
                 .submit_and_wait(timeout, &mut completions)
                 .context("cannot wait for completions")?;
             self.turn_started = Instant::now();
-            let mut recycled = false;
             for completion in &completions {
-                recycled |= self.complete(completion);
+                self.complete(completion);
             }
             self.completions = completions;
-            if recycled {
-                self.feed_starved();
-            }
+            // Every buffer is back in the ring by now (each is given back as soon as its bytes
+            // are copied out): whoever ran dry is armed again, this turn. Waiting for a turn in
+            // which a buffer came back would strand a client whose ENOBUFS arrived in a later
+            // turn than the completions that emptied the ring (split by a completion queue
+            // overflow): never received from again, its descriptor held after it left.
+            self.feed_starved();
             self.expire_idle();
             if self.stop && self.drain_until.is_none() {
                 self.start_drain();
@@ -319,27 +321,20 @@ impl<'a> UringLoop<'a> {
             })
     }
 
-    /// Handles one completion; true if it gave a buffer back to the kernel.
-    fn complete(&mut self, completion: &Completion) -> bool {
+    /// Handles one completion.
+    fn complete(&mut self, completion: &Completion) {
         let (op, tag, key) = parts(completion.user_data);
         match op {
-            op if op == Op::Accept as u64 => {
-                self.accepted(completion);
-                false
-            }
+            op if op == Op::Accept as u64 => self.accepted(completion),
             op if op == Op::Recv as u64 => self.received(completion, tag, key),
-            op if op == Op::Send as u64 => {
-                self.sent(completion, tag as u32, key);
-                false
-            }
+            op if op == Op::Send as u64 => self.sent(completion, tag as u32, key),
             op if op == Op::Signal as u64 => {
                 // Empty the pipe; the signal is the stop, whichever it was.
                 let mut bytes = [0u8; 64];
                 while matches!(self.signal_pipe.read(&mut bytes), Ok(n) if n > 0) {}
                 self.stop = true;
-                false
             }
-            _ => false,
+            _ => {}
         }
     }
 
@@ -477,8 +472,8 @@ impl<'a> UringLoop<'a> {
             .filter(|client| client.serial & TAG_MASK == tag)
     }
 
-    /// A receive completion; true if a buffer went back to the kernel.
-    fn received(&mut self, completion: &Completion, tag: u64, key: usize) -> bool {
+    /// A receive completion: its bytes join the client's queue, its buffer goes back at once.
+    fn received(&mut self, completion: &Completion, tag: u64, key: usize) {
         let buffer = completion.buffer();
         if let Some(bid) = buffer {
             self.ring.received(bid);
@@ -490,7 +485,7 @@ impl<'a> UringLoop<'a> {
         else {
             // A client that has left: its buffer goes straight back.
             self.ring.recycle(buffer);
-            return buffer.is_some();
+            return;
         };
         if !completion.more() {
             client.receiving = false;
@@ -504,7 +499,7 @@ impl<'a> UringLoop<'a> {
                 Some(libc::ECANCELED) => {}
                 _ => {
                     self.close(key, Leave::Error(err));
-                    return false;
+                    return;
                 }
             }
         } else if completion.result == 0 {
@@ -524,7 +519,6 @@ impl<'a> UringLoop<'a> {
         // Copied out: the buffer goes back at once.
         self.ring.recycle(buffer);
         self.next_step(key);
-        buffer.is_some()
     }
 
     /// A send completion: the rest of a short send goes again, or the next chunk.
@@ -597,7 +591,7 @@ impl<'a> UringLoop<'a> {
         }
     }
 
-    /// Buffers came back: the clients starved of them receive again.
+    /// The clients whose receive ran out of buffers receive again (the buffers are back).
     fn feed_starved(&mut self) {
         for (key, serial) in std::mem::take(&mut self.starved) {
             if let Some(client) = self.client(key, serial & TAG_MASK) {

@@ -220,9 +220,12 @@ fn a_client_that_never_reads_holds_a_bounded_share_of_the_buffers() {
         let mut other = server.connect();
         common::echo_checked(&mut other, &pseudo_random(50_000, 10 + seed));
     }
+    // The bound of HOLD_LIMIT's comment in src/serve/uring/mod.rs: 1 MiB of bytes (what it
+    // may hold, one multishot burst past it, the written part of the send in flight), with
+    // room for the allocator's own.
     let peak_kb = proc_status_kb(server.pid(), "VmHWM");
     assert!(
-        peak_kb < baseline_kb + 4 * 1024,
+        peak_kb < baseline_kb + 2 * 1024,
         "server peak {peak_kb} kB vs {baseline_kb} kB before the hog sent {sent} bytes"
     );
 

@@ -13,7 +13,8 @@
 //!
 //! - Backpressure: a client's sends go one at a time, in order; once [`HOLD_LIMIT`] bytes wait
 //!   to be echoed its receive is cancelled, and armed again once they have drained below half
-//!   of it: a client that does not read stops being received from, with bounded memory.
+//!   of it: a client that does not read stops being received from, with bounded memory (about
+//!   1 MiB, not the epoll loop's 256 KiB: see [`HOLD_LIMIT`] for why).
 //! - A receive that ends (no MORE flag: ENOBUFS when the buffers ran out, a completion queue
 //!   overflow, a cancel) is armed again when it may: at once, at the end of the turn (ENOBUFS:
 //!   by then every buffer is back in the ring), or once the queue drains (backpressure).
@@ -68,11 +69,16 @@ pub(crate) use probe::probe;
 use ring::{BUFFER_SIZE, Completion, Ring};
 
 /// Bytes a client may have received and not yet echoed before its receive is cancelled (it is
-/// armed again below half of it): the epoll loop's bound (its 256 KiB scratch buffer). A
-/// multishot receive may still complete up to 32 times in the turn the cancel goes out (the
-/// kernel's MULTISHOT_MAX_RETRY), so a client that does not read holds at most this plus 32
-/// buffers (768 KiB), in memory of its own. At 64 KiB, bulk echo paid a cancel and a re-arm per
-/// 64 KiB and ran at 0.88× the epoll loop; at 256 KiB, 1.1×.
+/// armed again below half of it): the epoll loop's bound (its 256 KiB scratch buffer). At 64 KiB,
+/// bulk echo paid a cancel and a re-arm per 64 KiB and ran at 0.88× the epoll loop; at 256 KiB,
+/// 1.1×.
+///
+/// The true bound of a client that does not read is larger than this, in memory of its own:
+/// its multishot receive may still complete up to 32 times in the turn the cancel goes out (the
+/// kernel's MULTISHOT_MAX_RETRY: 32 × 16 KiB = 512 KiB more), and the chunk in flight keeps the
+/// part a short send already wrote until the send ends (up to [`SEND_CHUNK`]): at most
+/// 256 + 512 + 256 = 1,024 KiB of bytes. Measured (benches/load.rs, release): 1.2–1.5 MiB of
+/// peak RSS growth, the rest being the allocator's; tests/uring.rs holds it under 2 MiB.
 const HOLD_LIMIT: u64 = 256 * 1024;
 
 /// The most bytes one send carries: received chunks are joined up to this while a send is in

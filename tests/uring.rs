@@ -110,17 +110,37 @@ fn the_environment_picks_the_backend_and_the_option_wins() {
 }
 
 #[test]
-fn tls_and_udp_run_on_epoll_and_say_so() {
-    for (args, why) in [
-        (&["--tls"][..], "--tls runs on epoll"),
-        (&["--udp"][..], "--udp runs on epoll"),
-    ] {
-        let mut server = Server::start_with(&mut serve("uring", args));
-        assert_eq!(
-            backend_line(&mut server),
-            format!("multiplexing on epoll ({why})")
-        );
+fn tls_runs_on_epoll_and_says_so() {
+    let mut server = Server::start_with(&mut serve("uring", &["--tls"]));
+    assert_eq!(
+        backend_line(&mut server),
+        "multiplexing on epoll (--tls runs on epoll)"
+    );
+}
+
+#[test]
+fn udp_runs_beside_tcp_on_the_ring() {
+    if !uring_available() {
+        return;
     }
+    let mut server = Server::start_with(&mut serve("uring", &["--udp", "-q"]));
+    assert_eq!(backend_line(&mut server), "multiplexing on io_uring");
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut tcp = server.connect();
+    for round in 0..3u8 {
+        let datagram = [b'u', round];
+        udp.send_to(&datagram, server.addr).unwrap();
+        let mut reply = [0u8; 16];
+        let (len, from) = udp.recv_from(&mut reply).unwrap();
+        assert_eq!((&reply[..len], from), (&datagram[..], server.addr));
+        common::echo_checked(&mut tcp, &[b't', round]);
+    }
+    drop(tcp);
+    let (status, rest) = server.terminate();
+    assert!(status.success(), "{status:?}");
+    let summary = rest.last().expect("summary");
+    assert!(summary.contains("3 datagrams"), "{summary}");
 }
 
 #[test]

@@ -31,8 +31,12 @@
 //!   loop's: the listener closes, clients quiet for [`DRAIN_QUIET`] with nothing queued close,
 //!   the others are served until `--drain-timeout`.
 //! - The report never makes the loop wait: its handover is one more deadline of the wait.
+//! - `--udp` (first loop only): a one-shot poll on the UDP socket; when it says readable, the
+//!   epoll loop's [`UdpEcho::pump`] answers what waits, into a scratch buffer of this loop, and
+//!   the poll is armed again once the socket would block (with the budget used up, the next turn
+//!   pumps again without waiting). The drain stops UDP at once, as on epoll.
 //!
-//! Not here (yet): `--tls` and `--udp`, which run on the epoll loop (`multiplex.rs` picks).
+//! Not here: `--tls` (and `--proxy-protocol`), which run on the epoll loop (`multiplex.rs` picks).
 
 mod probe;
 #[allow(unsafe_code)] // The one module that may: see its `//!`.
@@ -58,11 +62,12 @@ use signal_hook::{
 use slab::Slab;
 
 use super::{
-    connection::Limits,
+    connection::{Limits, SCRATCH_SIZE},
     listen::ACCEPT_RETRY,
     notices::SharedNotices,
-    report::{Leave, Peer, Report, Summary},
+    report::{Leave, Peer, Report, Summary, UdpTotals},
     timers::{DRAIN_QUIET, IdleTimers},
+    udp::UdpEcho,
 };
 use crate::{cli::ServeArgs, error::describe};
 pub(crate) use probe::probe;
@@ -107,6 +112,8 @@ enum Op {
     Signal = 4,
     /// Cancels and closes, whose completions need nothing.
     Quiet = 5,
+    /// The UDP socket is readable (`--udp`).
+    Udp = 6,
 }
 
 /// User data: the op in bits 60..64, a tag in bits 32..60 (a client's serial for receives, the
@@ -176,6 +183,14 @@ pub(crate) struct UringLoop<'a> {
     signal_ids: Vec<SigId>,
     /// A stop signal has come.
     stop: bool,
+    /// The UDP echo (`--udp`, first loop only); `None` once stopping.
+    udp: Option<UdpEcho>,
+    /// Its poll is in the ring.
+    udp_polled: bool,
+    /// Datagrams may be waiting with no poll to say so (the pump's budget ran out).
+    udp_ready: bool,
+    /// What datagrams are read into (`--udp` only; empty otherwise).
+    scratch: Vec<u8>,
     /// The clients.
     clients: Slab<Client>,
     /// Serial number for the next client.
@@ -213,6 +228,7 @@ impl<'a> UringLoop<'a> {
     /// A loop for `listener`, its ring made here but enabled on the thread that runs it.
     pub(crate) fn new(
         listener: TcpListener,
+        udp: Option<UdpEcho>,
         max_clients: u64,
         args: &ServeArgs,
         report: Report,
@@ -239,6 +255,16 @@ impl<'a> UringLoop<'a> {
                     .context("cannot install signal handlers")?,
             );
         }
+        // A loop that serves UDP says so in its summary, even with no datagram.
+        let summary = Summary {
+            udp: udp.as_ref().map(|_| UdpTotals::default()),
+            ..Summary::default()
+        };
+        let scratch = if udp.is_some() {
+            vec![0; SCRATCH_SIZE]
+        } else {
+            Vec::new()
+        };
         Ok(UringLoop {
             ring,
             listener: Some(listener),
@@ -248,12 +274,17 @@ impl<'a> UringLoop<'a> {
             signal_pipe,
             signal_ids,
             stop: false,
+            udp_polled: false,
+            // A datagram may have come before the first poll.
+            udp_ready: udp.is_some(),
+            udp,
+            scratch,
             clients: Slab::new(),
             next_serial: 0,
             starved: Vec::new(),
             timers: IdleTimers::default(),
             report,
-            summary: Summary::default(),
+            summary,
             max_clients,
             notices,
             accept_paused_until: None,
@@ -293,6 +324,7 @@ impl<'a> UringLoop<'a> {
             // turn than the completions that emptied the ring (split by a completion queue
             // overflow): never received from again, its descriptor held after it left.
             self.feed_starved();
+            self.pump_udp();
             self.expire_idle();
             if self.stop && self.drain_until.is_none() {
                 self.start_drain();
@@ -314,6 +346,9 @@ impl<'a> UringLoop<'a> {
 
     /// How long the wait may last: until the next deadline (idle, accept retry, drain, report).
     fn wait_timeout(&self) -> Duration {
+        if self.udp_ready {
+            return Duration::ZERO;
+        }
         let idle = self.timers.next_due();
         let retry = self.accept_paused_until;
         let report = self.report.handover_due();
@@ -334,6 +369,10 @@ impl<'a> UringLoop<'a> {
             op if op == Op::Accept as u64 => self.accepted(completion),
             op if op == Op::Recv as u64 => self.received(completion, tag, key),
             op if op == Op::Send as u64 => self.sent(completion, tag as u32, key),
+            op if op == Op::Udp as u64 => {
+                self.udp_polled = false;
+                self.udp_ready = true;
+            }
             op if op == Op::Signal as u64 => {
                 // Empty the pipe; the signal is the stop, whichever it was.
                 let mut bytes = [0u8; 64];
@@ -341,6 +380,29 @@ impl<'a> UringLoop<'a> {
                 self.stop = true;
             }
             _ => {}
+        }
+    }
+
+    /// Answers the datagrams waiting, up to the UDP budget (the epoll loop's pump); polls the
+    /// socket again once it would block.
+    fn pump_udp(&mut self) {
+        let Some(echo) = self.udp.as_mut() else {
+            return;
+        };
+        if self.udp_ready {
+            self.udp_ready = match echo.pump(&mut self.scratch, &mut self.report) {
+                Ok(more) => more,
+                Err(err) => {
+                    self.report
+                        .notice(format_args!("UDP receive failed: {err}"));
+                    false
+                }
+            };
+        }
+        if !self.udp_ready && !self.udp_polled {
+            self.udp_polled = true;
+            self.ring
+                .poll_readable(echo.socket.as_raw_fd(), user_data(Op::Udp, 0, 0));
         }
     }
 
@@ -654,6 +716,16 @@ impl<'a> UringLoop<'a> {
         }
         self.listener = None;
         self.held.clear();
+        // A datagram has no exchange to finish: UDP stops at once. The poll holds the socket
+        // until its cancel lands.
+        if let Some(echo) = self.udp.take() {
+            self.summary.udp = Some(echo.totals);
+            self.udp_ready = false;
+            if self.udp_polled {
+                self.ring
+                    .cancel(user_data(Op::Udp, 0, 0), user_data(Op::Quiet, 0, 0));
+            }
+        }
         self.drain_until = Some(Instant::now() + self.drain_timeout);
         self.close_quiet();
     }

@@ -66,9 +66,8 @@ MANY = ["multiplex", "uring", "workers2", "tokio", "socat"]  # the iterative ser
 CASES = [
     ("hold", f"{HOLD_CONNECTIONS // 1000}k held, 1 msg/s each",
      ["-c", HOLD_CONNECTIONS, "--rate", HOLD_CONNECTIONS, "-s", 32, "-d", 15],
-     ["multiplex", "workers2", "tokio"],
-     {"serve": "n/a (one client at a time)", "socat": "left out (a process per client)",
-      "uring": "left out: stalls accepting a 10k burst (issue #13, open)"}),
+     ["multiplex", "uring", "workers2", "tokio"],
+     {"serve": "n/a (one client at a time)", "socat": "left out (a process per client)"}),
     ("rr100", "req/resp, 100 conns × 64 B",
      ["-c", 100, "-s", 64, "-d", 5], MANY, {"serve": "n/a (one client at a time)"}),
     ("rr1", "req/resp, 1 conn × 64 B",

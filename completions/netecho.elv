@@ -39,7 +39,7 @@ set edit:completion:arg-completer[netecho] = {|@words|
             cand --max-connections 'With --multiplex: serve at most N clients at once (split evenly over --workers, at least one each); more wait in the listen queue [default: the open-file limit, raised to its hard maximum at start, minus a reserve of 64 and 4 per worker]'
             cand --drain-timeout 'With --multiplex: on SIGINT/SIGTERM, let in-flight echoes finish for up to this long (0: close at once)'
             cand --workers 'With --multiplex: run N independent event loops, each on its own thread with its own SO_REUSEPORT listener on the same address (the kernel spreads new clients over them)'
-            cand --io 'With --multiplex: the kernel interface the event loop runs on. auto: epoll for now (io_uring is opt-in until it serves --tls and --udp too); uring: io_uring, or exit 1 with the reason if the kernel refuses it; epoll: epoll. Ignored without --multiplex. The line after ''listening on'' says which runs'
+            cand --io 'With --multiplex: the kernel interface the event loop runs on. auto: epoll for now (io_uring is opt-in until it measures ahead of epoll); uring: io_uring (TCP and --udp; --tls stays on epoll), or exit 1 with the reason if the kernel refuses it; epoll: epoll. Ignored without --multiplex. The line after ''listening on'' says which runs'
             cand --udp-rate 'Answer at most N datagrams per second to each source address (loopback sources are not limited: they cannot be forged from outside); 0: no limit'
             cand --cert 'With --tls: the certificate chain to present (PEM, the server''s certificate first)'
             cand --key 'With --tls: the private key of --cert (PEM; PKCS#8, PKCS#1 or SEC1; RSA, ECDSA or Ed25519)'

@@ -180,9 +180,9 @@ pub struct ServeArgs {
     pub workers: u16,
 
     /// With --multiplex: the kernel interface the event loop runs on. auto: epoll for now
-    /// (io_uring is opt-in until it serves --tls and --udp too); uring: io_uring, or exit 1 with
-    /// the reason if the kernel refuses it; epoll: epoll. Ignored without --multiplex. The line
-    /// after 'listening on' says which runs
+    /// (io_uring is opt-in until it measures ahead of epoll); uring: io_uring (TCP and --udp;
+    /// --tls stays on epoll), or exit 1 with the reason if the kernel refuses it; epoll: epoll.
+    /// Ignored without --multiplex. The line after 'listening on' says which runs
     #[arg(
         long,
         value_enum,

@@ -38,10 +38,10 @@
 //! follows the lines after `listening on`, `STOPPING=1` the first drain ([`systemd`]).
 //!
 //! `--io` picks the kernel interface of every loop ([`choose_backend`]): this file's mio loop
-//! (epoll), or the io_uring loop of `uring/` ([`UringLoop`]), which serves plain TCP with the
-//! same rules, limits and lines; `--tls`, `--udp` and `--proxy-protocol` run on epoll. The line after `multiplexing
-//! up to N clients` says which runs and why: `multiplexing on io_uring`, or `multiplexing on
-//! epoll (io_uring unavailable: REASON)`.
+//! (epoll), or the io_uring loop of `uring/` ([`UringLoop`]), which serves plain TCP and `--udp`
+//! with the same rules, limits and lines; `--tls` and `--proxy-protocol` run on epoll. The line
+//! after `multiplexing up to N clients` says which runs and why: `multiplexing on io_uring`, or
+//! `multiplexing on epoll (io_uring unavailable: REASON)`.
 //!
 //! With `--udp` the first loop also answers datagrams on the same port, as inetd does: the UDP
 //! socket is one more source of events, pumped like a client (with a budget, and a note that more
@@ -132,31 +132,30 @@ pub(crate) fn run(
     // Every loop is ready, signal watch included, before the first line says so.
     let backend = choose_backend(args)?;
     let notices = SharedNotices::default();
-    let mut loops = Vec::with_capacity(workers);
+    let mut loops = Vec::with_capacity(loop_count);
     for (index, listener) in listeners.into_iter().enumerate() {
-        let share = share_of(max_connections, workers, index);
+        let share = share_of(max_connections, loop_count, index);
+        let udp = udp_sockets
+            .next()
+            .map(|socket| UdpEcho::new(socket, args.udp_rate));
         let worker = match backend {
             Backend::Uring => Worker::Uring(Box::new(UringLoop::new(
                 listener,
+                udp,
                 share,
                 args,
                 report.for_another_loop(),
                 &notices,
             )?)),
-            Backend::Epoll(_) => {
-                let udp = udp_sockets
-                    .next()
-                    .map(|socket| UdpEcho::new(socket, args.udp_rate));
-                Worker::Epoll(Box::new(EventLoop::new(
-                    listener,
-                    udp,
-                    share,
-                    args,
-                    report.for_another_loop(),
-                    &notices,
-                    tls.map(|tls| Arc::clone(&tls.setup.config)),
-                )?))
-            }
+            Backend::Epoll(_) => Worker::Epoll(Box::new(EventLoop::new(
+                listener,
+                udp,
+                share,
+                args,
+                report.for_another_loop(),
+                &notices,
+                tls.map(|tls| Arc::clone(&tls.setup.config)),
+            )?)),
         };
         loops.push(worker);
     }
@@ -263,16 +262,15 @@ impl Backend {
     }
 }
 
-/// Whether `--io auto` picks io_uring where the kernel allows it. Not yet: the io_uring loop
-/// serves plain TCP only (`--tls` and `--udp` run on epoll), so it is opt-in (`--io uring`)
-/// until it serves everything the epoll loop does.
+/// Whether `--io auto` picks io_uring where the kernel allows it. Not yet: measured in
+/// benches/RESULTS.md ("io_uring column"), it is not ahead of epoll on CPU per message, so it is
+/// opt-in (`--io uring`).
 const AUTO_PICKS_URING: bool = false;
 
 /// Picks the backend from `--io`: io_uring when asked for (or, once [`AUTO_PICKS_URING`], by
 /// auto) and the probe passes, epoll otherwise, saying why. `--io uring` on a kernel that
-/// refuses it fails with the reason; with `--tls`, `--udp` or `--proxy-protocol`, which only
-/// epoll serves, it runs on epoll and says so (the same command line then works whatever the
-/// backend).
+/// refuses it fails with the reason; with `--tls` or `--proxy-protocol`, which only epoll
+/// serves, it runs on epoll and says so (the same command line then works whatever the backend).
 fn choose_backend(args: &ServeArgs) -> Result<Backend> {
     let wanted = match args.io {
         IoBackend::Epoll => return Ok(Backend::Epoll(None)),
@@ -286,9 +284,6 @@ fn choose_backend(args: &ServeArgs) -> Result<Backend> {
     };
     if args.tls.enabled {
         return Ok(Backend::Epoll(Some("--tls runs on epoll".to_string())));
-    }
-    if args.udp {
-        return Ok(Backend::Epoll(Some("--udp runs on epoll".to_string())));
     }
     if args.service.proxy_protocol {
         let why = "--proxy-protocol runs on epoll".to_string();
@@ -962,7 +957,7 @@ mod tests {
             choose_backend(&args("--io auto")).unwrap(),
             Backend::Epoll(Some("io_uring is opt-in: --io uring".to_string()))
         );
-        for why in ["--tls", "--udp", "--proxy-protocol"] {
+        for why in ["--tls", "--proxy-protocol"] {
             let backend = choose_backend(&args(&format!("--io uring {why}"))).unwrap();
             assert_eq!(
                 backend,

@@ -13,10 +13,11 @@
 //!
 //! - Backpressure: a client's sends go one at a time, in order; once [`HOLD_LIMIT`] bytes wait
 //!   to be echoed its receive is cancelled, and armed again once they have drained below half
-//!   of it: a client that does not read stops being received from, with bounded memory.
+//!   of it: a client that does not read stops being received from, with bounded memory (about
+//!   1 MiB, not the epoll loop's 256 KiB: see [`HOLD_LIMIT`] for why).
 //! - A receive that ends (no MORE flag: ENOBUFS when the buffers ran out, a completion queue
-//!   overflow, a cancel) is armed again when it may: at once, once buffers come back (ENOBUFS),
-//!   or once the queue drains (backpressure).
+//!   overflow, a cancel) is armed again when it may: at once, at the end of the turn (ENOBUFS:
+//!   by then every buffer is back in the ring), or once the queue drains (backpressure).
 //! - Half-close: a receive of 0 bytes is the client's end of sending; the queue is echoed, then
 //!   the connection closes (`Leave::Closed`). A failed receive or send (a reset) closes it with
 //!   the error. `--idle-timeout` rides on the shared [`IdleTimers`].
@@ -30,8 +31,12 @@
 //!   loop's: the listener closes, clients quiet for [`DRAIN_QUIET`] with nothing queued close,
 //!   the others are served until `--drain-timeout`.
 //! - The report never makes the loop wait: its handover is one more deadline of the wait.
+//! - `--udp` (first loop only): a one-shot poll on the UDP socket; when it says readable, the
+//!   epoll loop's [`UdpEcho::pump`] answers what waits, into a scratch buffer of this loop, and
+//!   the poll is armed again once the socket would block (with the budget used up, the next turn
+//!   pumps again without waiting). The drain stops UDP at once, as on epoll.
 //!
-//! Not here (yet): `--tls` and `--udp`, which run on the epoll loop (`multiplex.rs` picks).
+//! Not here: `--tls` (and `--proxy-protocol`), which run on the epoll loop (`multiplex.rs` picks).
 
 mod probe;
 #[allow(unsafe_code)] // The one module that may: see its `//!`.
@@ -57,27 +62,41 @@ use signal_hook::{
 use slab::Slab;
 
 use super::{
-    connection::Limits,
+    connection::{Limits, SCRATCH_SIZE},
     listen::ACCEPT_RETRY,
     notices::SharedNotices,
-    report::{Leave, Peer, Report, Summary},
+    report::{Leave, Peer, Report, Summary, UdpTotals},
     timers::{DRAIN_QUIET, IdleTimers},
+    udp::UdpEcho,
 };
 use crate::{cli::ServeArgs, error::describe};
 pub(crate) use probe::probe;
 use ring::{BUFFER_SIZE, Completion, Ring};
 
 /// Bytes a client may have received and not yet echoed before its receive is cancelled (it is
-/// armed again below half of it): the epoll loop's bound (its 256 KiB scratch buffer). A
-/// multishot receive may still complete up to 32 times in the turn the cancel goes out (the
-/// kernel's MULTISHOT_MAX_RETRY), so a client that does not read holds at most this plus 32
-/// buffers (768 KiB), in memory of its own. At 64 KiB, bulk echo paid a cancel and a re-arm per
-/// 64 KiB and ran at 0.88× the epoll loop; at 256 KiB, 1.1×.
+/// armed again below half of it): the epoll loop's bound (its 256 KiB scratch buffer). At 64 KiB,
+/// bulk echo paid a cancel and a re-arm per 64 KiB and ran at 0.88× the epoll loop; at 256 KiB,
+/// 1.1×.
+///
+/// The true bound of a client that does not read is larger than this, in memory of its own:
+/// its multishot receive may still complete up to 32 times in the turn the cancel goes out (the
+/// kernel's MULTISHOT_MAX_RETRY: 32 × 16 KiB = 512 KiB more), and the chunk in flight keeps the
+/// part a short send already wrote until the send ends (up to [`SEND_CHUNK`]): at most
+/// 256 + 512 + 256 = 1,024 KiB of bytes. Measured (benches/load.rs, release): 1.2–1.5 MiB of
+/// peak RSS growth, the rest being the allocator's; tests/uring.rs holds it under 2 MiB.
 const HOLD_LIMIT: u64 = 256 * 1024;
 
 /// The most bytes one send carries: received chunks are joined up to this while a send is in
 /// flight, so bulk data goes out in few sends (as the epoll loop writes up to 256 KiB at once).
 const SEND_CHUNK: usize = 256 * 1024;
+
+/// Full chunks of finished sends a loop keeps for the next ones (2 MiB at most for the whole
+/// loop, and only once bulk data has passed: small messages never fill a chunk). Without them,
+/// bulk echo allocated and freed a 256 KiB chunk per send, growing it by doublings, and the
+/// allocator grew and shrank the heap each time: `brk` ~1,000 times a second, with the page
+/// faults and page clearing after it (~15% of the loop's CPU at 1 conn × 1 MiB in perf). With
+/// them: no `brk` at all, and 0.89× the CPU per MiB (medians of 3, a noisy machine).
+const SPARE_CHUNKS: usize = 8;
 
 /// Submission queue entries per ring (completions: four times as many). More than one turn of
 /// 100 clients' sends and re-arms; what does not fit waits in the ring's backlog.
@@ -101,6 +120,8 @@ enum Op {
     Signal = 4,
     /// Cancels and closes, whose completions need nothing.
     Quiet = 5,
+    /// The UDP socket is readable (`--udp`).
+    Udp = 6,
 }
 
 /// User data: the op in bits 60..64, a tag in bits 32..60 (a client's serial for receives, the
@@ -170,6 +191,14 @@ pub(crate) struct UringLoop<'a> {
     signal_ids: Vec<SigId>,
     /// A stop signal has come.
     stop: bool,
+    /// The UDP echo (`--udp`, first loop only); `None` once stopping.
+    udp: Option<UdpEcho>,
+    /// Its poll is in the ring.
+    udp_polled: bool,
+    /// Datagrams may be waiting with no poll to say so (the pump's budget ran out).
+    udp_ready: bool,
+    /// What datagrams are read into (`--udp` only; empty otherwise).
+    scratch: Vec<u8>,
     /// The clients.
     clients: Slab<Client>,
     /// Serial number for the next client.
@@ -198,6 +227,9 @@ pub(crate) struct UringLoop<'a> {
     drain_until: Option<Instant>,
     /// Completions of the turn, reused.
     completions: Vec<Completion>,
+    /// Emptied chunks of finished sends, each of [`SEND_CHUNK`] capacity, for the next ones
+    /// (at most [`SPARE_CHUNKS`]).
+    spare_chunks: Vec<Vec<u8>>,
     /// When the turn's wait returned: the time of every byte moved in the turn (one clock read
     /// per turn, not two per message).
     turn_started: Instant,
@@ -207,6 +239,7 @@ impl<'a> UringLoop<'a> {
     /// A loop for `listener`, its ring made here but enabled on the thread that runs it.
     pub(crate) fn new(
         listener: TcpListener,
+        udp: Option<UdpEcho>,
         max_clients: u64,
         args: &ServeArgs,
         report: Report,
@@ -233,6 +266,16 @@ impl<'a> UringLoop<'a> {
                     .context("cannot install signal handlers")?,
             );
         }
+        // A loop that serves UDP says so in its summary, even with no datagram.
+        let summary = Summary {
+            udp: udp.as_ref().map(|_| UdpTotals::default()),
+            ..Summary::default()
+        };
+        let scratch = if udp.is_some() {
+            vec![0; SCRATCH_SIZE]
+        } else {
+            Vec::new()
+        };
         Ok(UringLoop {
             ring,
             listener: Some(listener),
@@ -242,12 +285,17 @@ impl<'a> UringLoop<'a> {
             signal_pipe,
             signal_ids,
             stop: false,
+            udp_polled: false,
+            // A datagram may have come before the first poll.
+            udp_ready: udp.is_some(),
+            udp,
+            scratch,
             clients: Slab::new(),
             next_serial: 0,
             starved: Vec::new(),
             timers: IdleTimers::default(),
             report,
-            summary: Summary::default(),
+            summary,
             max_clients,
             notices,
             accept_paused_until: None,
@@ -256,6 +304,7 @@ impl<'a> UringLoop<'a> {
             drain_timeout: args.drain_timeout,
             drain_until: None,
             completions: Vec::new(),
+            spare_chunks: Vec::new(),
             turn_started: Instant::now(),
         })
     }
@@ -277,14 +326,17 @@ impl<'a> UringLoop<'a> {
                 .submit_and_wait(timeout, &mut completions)
                 .context("cannot wait for completions")?;
             self.turn_started = Instant::now();
-            let mut recycled = false;
             for completion in &completions {
-                recycled |= self.complete(completion);
+                self.complete(completion);
             }
             self.completions = completions;
-            if recycled {
-                self.feed_starved();
-            }
+            // Every buffer is back in the ring by now (each is given back as soon as its bytes
+            // are copied out): whoever ran dry is armed again, this turn. Waiting for a turn in
+            // which a buffer came back would strand a client whose ENOBUFS arrived in a later
+            // turn than the completions that emptied the ring (split by a completion queue
+            // overflow): never received from again, its descriptor held after it left.
+            self.feed_starved();
+            self.pump_udp();
             self.expire_idle();
             if self.stop && self.drain_until.is_none() {
                 self.start_drain();
@@ -306,6 +358,9 @@ impl<'a> UringLoop<'a> {
 
     /// How long the wait may last: until the next deadline (idle, accept retry, drain, report).
     fn wait_timeout(&self) -> Duration {
+        if self.udp_ready {
+            return Duration::ZERO;
+        }
         let idle = self.timers.next_due();
         let retry = self.accept_paused_until;
         let report = self.report.handover_due();
@@ -319,27 +374,47 @@ impl<'a> UringLoop<'a> {
             })
     }
 
-    /// Handles one completion; true if it gave a buffer back to the kernel.
-    fn complete(&mut self, completion: &Completion) -> bool {
+    /// Handles one completion.
+    fn complete(&mut self, completion: &Completion) {
         let (op, tag, key) = parts(completion.user_data);
         match op {
-            op if op == Op::Accept as u64 => {
-                self.accepted(completion);
-                false
-            }
+            op if op == Op::Accept as u64 => self.accepted(completion),
             op if op == Op::Recv as u64 => self.received(completion, tag, key),
-            op if op == Op::Send as u64 => {
-                self.sent(completion, tag as u32, key);
-                false
+            op if op == Op::Send as u64 => self.sent(completion, tag as u32, key),
+            op if op == Op::Udp as u64 => {
+                self.udp_polled = false;
+                self.udp_ready = true;
             }
             op if op == Op::Signal as u64 => {
                 // Empty the pipe; the signal is the stop, whichever it was.
                 let mut bytes = [0u8; 64];
                 while matches!(self.signal_pipe.read(&mut bytes), Ok(n) if n > 0) {}
                 self.stop = true;
-                false
             }
-            _ => false,
+            _ => {}
+        }
+    }
+
+    /// Answers the datagrams waiting, up to the UDP budget (the epoll loop's pump); polls the
+    /// socket again once it would block.
+    fn pump_udp(&mut self) {
+        let Some(echo) = self.udp.as_mut() else {
+            return;
+        };
+        if self.udp_ready {
+            self.udp_ready = match echo.pump(&mut self.scratch, &mut self.report) {
+                Ok(more) => more,
+                Err(err) => {
+                    self.report
+                        .notice(format_args!("UDP receive failed: {err}"));
+                    false
+                }
+            };
+        }
+        if !self.udp_ready && !self.udp_polled {
+            self.udp_polled = true;
+            self.ring
+                .poll_readable(echo.socket.as_raw_fd(), user_data(Op::Udp, 0, 0));
         }
     }
 
@@ -477,8 +552,8 @@ impl<'a> UringLoop<'a> {
             .filter(|client| client.serial & TAG_MASK == tag)
     }
 
-    /// A receive completion; true if a buffer went back to the kernel.
-    fn received(&mut self, completion: &Completion, tag: u64, key: usize) -> bool {
+    /// A receive completion: its bytes join the client's queue, its buffer goes back at once.
+    fn received(&mut self, completion: &Completion, tag: u64, key: usize) {
         let buffer = completion.buffer();
         if let Some(bid) = buffer {
             self.ring.received(bid);
@@ -490,7 +565,7 @@ impl<'a> UringLoop<'a> {
         else {
             // A client that has left: its buffer goes straight back.
             self.ring.recycle(buffer);
-            return buffer.is_some();
+            return;
         };
         if !completion.more() {
             client.receiving = false;
@@ -504,7 +579,7 @@ impl<'a> UringLoop<'a> {
                 Some(libc::ECANCELED) => {}
                 _ => {
                     self.close(key, Leave::Error(err));
-                    return false;
+                    return;
                 }
             }
         } else if completion.result == 0 {
@@ -517,14 +592,24 @@ impl<'a> UringLoop<'a> {
             client.last_progress = self.turn_started;
             self.report.received(client.peer, bytes);
             match client.queue.back_mut() {
-                Some(last) if last.len() + len <= SEND_CHUNK => last.extend_from_slice(bytes),
-                _ => client.queue.push_back(bytes.to_vec()),
+                Some(last) if last.len() + len <= SEND_CHUNK => {
+                    if len == BUFFER_SIZE {
+                        // A full buffer: bulk data, which will fill the chunk. One allocation
+                        // of its full size (kept among the spares after), not four doublings.
+                        last.reserve_exact(SEND_CHUNK - last.len());
+                    }
+                    last.extend_from_slice(bytes);
+                }
+                _ => {
+                    let mut chunk = self.spare_chunks.pop().unwrap_or_default();
+                    chunk.extend_from_slice(bytes);
+                    client.queue.push_back(chunk);
+                }
             }
         }
         // Copied out: the buffer goes back at once.
         self.ring.recycle(buffer);
         self.next_step(key);
-        buffer.is_some()
     }
 
     /// A send completion: the rest of a short send goes again, or the next chunk.
@@ -535,7 +620,9 @@ impl<'a> UringLoop<'a> {
             .get_mut(key)
             .filter(|client| client.send_id == Some(id))
         else {
-            return; // a client that has left: its bytes are dropped with `data`
+            // A client that has left: its bytes are dropped.
+            self.keep_spare(data);
+            return;
         };
         client.send_id = None;
         if let Some(err) = completion.error() {
@@ -553,9 +640,22 @@ impl<'a> UringLoop<'a> {
                 client.send_offset = offset;
             } else {
                 client.send_offset = 0;
+                self.keep_spare(Some(data));
             }
         }
         self.next_step(key);
+    }
+
+    /// Keeps the chunk of a finished send for the next ones, if it is a full one and there is
+    /// room among the spares; drops it otherwise.
+    fn keep_spare(&mut self, data: Option<Vec<u8>>) {
+        if let Some(mut data) = data
+            && data.capacity() >= SEND_CHUNK
+            && self.spare_chunks.len() < SPARE_CHUNKS
+        {
+            data.clear();
+            self.spare_chunks.push(data);
+        }
     }
 
     /// After a completion for a client: sends the next queued buffer, cancels or re-arms its
@@ -598,7 +698,7 @@ impl<'a> UringLoop<'a> {
         }
     }
 
-    /// Buffers came back: the clients starved of them receive again.
+    /// The clients whose receive ran out of buffers receive again (the buffers are back).
     fn feed_starved(&mut self) {
         for (key, serial) in std::mem::take(&mut self.starved) {
             if let Some(client) = self.client(key, serial & TAG_MASK) {
@@ -656,6 +756,16 @@ impl<'a> UringLoop<'a> {
         }
         self.listener = None;
         self.held.clear();
+        // A datagram has no exchange to finish: UDP stops at once. The poll holds the socket
+        // until its cancel lands.
+        if let Some(echo) = self.udp.take() {
+            self.summary.udp = Some(echo.totals);
+            self.udp_ready = false;
+            if self.udp_polled {
+                self.ring
+                    .cancel(user_data(Op::Udp, 0, 0), user_data(Op::Quiet, 0, 0));
+            }
+        }
         self.drain_until = Some(Instant::now() + self.drain_timeout);
         self.close_quiet();
     }

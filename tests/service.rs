@@ -313,8 +313,14 @@ fn the_unit_serves_tcp_and_udp_on_handed_sockets_and_says_ready(backend: Backend
     assert_eq!(notify.next(), "READY=1\n");
     assert_eq!(echo_udp(addr, b"\0udp\xff"), b"\0udp\xff");
     assert!(echo_tcp(addr, b"again") == b"again");
-    // --udp runs on epoll whatever the backend asked.
-    server.wait_for(Stream::Stdout, "multiplexing on epoll");
+    // UDP beside TCP runs on the backend asked for.
+    server.wait_for(
+        Stream::Stdout,
+        match backend {
+            Backend::Epoll => "multiplexing on epoll",
+            Backend::Uring => "multiplexing on io_uring",
+        },
+    );
     server.terminate();
     assert_eq!(notify.next(), "STOPPING=1\n");
     assert!(server.wait_exit().success(), "{:#?}", server.seen);

@@ -14,7 +14,7 @@
 //!
 //! Limits: at `--max-connections` the loop stops accepting and new clients wait in the kernel's
 //! listen queue (said once per run). When accept fails (EMFILE, ENFILE...), the loop pauses
-//! accepting for [`ACCEPT_RETRY`] and tries again, so it neither spins nor stalls; the failure is
+//! accepting for [`ACCEPT_RETRY`](super::listen::ACCEPT_RETRY) and tries again, so it neither spins nor stalls; the failure is
 //! said once per episode for the whole process, however many workers meet it. Idle timers of
 //! clients that left are compacted away (`IdleTimers`, in `timers.rs`), so memory follows the live clients.
 //!
@@ -74,14 +74,11 @@ use slab::Slab;
 use super::{
     certificate::ServerTls,
     connection::{Connection, Limits, PumpOutcome, SCRATCH_SIZE},
-    listen::{
-        ACCEPT_RETRY, accept, adopt, adopt_udp, bind, bind_any, bind_error, local_addr,
-        watch_signals,
-    },
-    notices::SharedNotices,
+    listen::{accept, adopt, adopt_udp, bind, bind_any, bind_error, local_addr, watch_signals},
+    notices::{AcceptPause, SharedNotices},
     report::{Leave, Report, Served, Sink, Summary, UdpTotals},
     systemd::{self, Handed},
-    timers::{DRAIN_QUIET, IdleTimers},
+    timers::{DRAIN_QUIET, Drain, IdleTimers},
     udp::{self, UdpEcho},
     uring::{self, UringLoop},
 };
@@ -564,16 +561,12 @@ struct EventLoop<'a> {
     max_clients: u64,
     /// The notices said once for the whole process.
     notices: &'a SharedNotices,
-    /// Accepting is paused after an accept error until then.
-    accept_paused_until: Option<Instant>,
-    /// This loop's last accept failed: its next success ends the episode of failures.
-    accept_failed_here: bool,
+    /// Accepting paused after an accept error.
+    accept_pause: AcceptPause,
     /// `--idle-timeout` and `--handshake-timeout`.
     limits: Limits,
-    /// `--drain-timeout`.
-    drain_timeout: Duration,
-    /// Set when a stop signal came: the moment draining ends.
-    drain_until: Option<Instant>,
+    /// The drain once a stop signal came (`--drain-timeout`).
+    drain: Drain,
 }
 
 impl<'a> EventLoop<'a> {
@@ -619,11 +612,9 @@ impl<'a> EventLoop<'a> {
             summary,
             max_clients,
             notices,
-            accept_paused_until: None,
-            accept_failed_here: false,
+            accept_pause: AcceptPause::default(),
             limits: Limits::of(args),
-            drain_timeout: args.drain_timeout,
-            drain_until: None,
+            drain: Drain::new(args.drain_timeout),
         })
     }
 
@@ -657,16 +648,14 @@ impl<'a> EventLoop<'a> {
             self.pump_ready();
             self.pump_udp();
             self.expire_idle();
-            if stop && self.drain_until.is_none() {
+            if stop && !self.drain.is_on() {
                 self.start_drain();
-            } else if self.drain_until.is_some() {
+            } else if self.drain.is_on() {
                 self.close_quiet();
             }
             self.accept_waiting();
 
-            if let Some(until) = self.drain_until
-                && (self.clients.is_empty() || Instant::now() >= until)
-            {
+            if self.drain.is_over(self.clients.is_empty()) {
                 self.close_all();
                 self.report.flush();
                 return Ok(());
@@ -682,12 +671,11 @@ impl<'a> EventLoop<'a> {
             return Some(Duration::ZERO);
         }
         let idle = self.timers.next_due();
-        let retry = self.accept_paused_until.filter(|_| self.listener_ready);
+        let retry = self.accept_pause.until().filter(|_| self.listener_ready);
         let report = self.report.handover_due();
-        // While draining, look for clients fallen quiet a few times per DRAIN_QUIET.
-        let quiet_check = self.drain_until.map(|_| Instant::now() + DRAIN_QUIET / 4);
-        [idle, retry, self.drain_until, report, quiet_check]
+        [idle, retry, report]
             .into_iter()
+            .chain(self.drain.deadlines())
             .flatten()
             .min()
             .map(|at| at.saturating_duration_since(Instant::now()))
@@ -769,11 +757,8 @@ impl<'a> EventLoop<'a> {
         if self.listener.is_none() || !self.listener_ready {
             return;
         }
-        if let Some(until) = self.accept_paused_until {
-            if Instant::now() < until {
-                return;
-            }
-            self.accept_paused_until = None;
+        if self.accept_pause.holds(Instant::now()) {
+            return;
         }
         loop {
             if self.clients.len() as u64 >= self.max_clients {
@@ -788,7 +773,7 @@ impl<'a> EventLoop<'a> {
             };
             match accept(listener, &mut self.report) {
                 Ok(Some((stream, peer))) => {
-                    self.notices.accept_worked(&mut self.accept_failed_here);
+                    self.accept_pause.worked(self.notices);
                     self.add(stream, peer);
                 }
                 Ok(None) => {
@@ -796,12 +781,8 @@ impl<'a> EventLoop<'a> {
                     return;
                 }
                 Err(err) => {
-                    self.notices.accept_failed(
-                        &err,
-                        &mut self.accept_failed_here,
-                        &mut self.report,
-                    );
-                    self.accept_paused_until = Some(Instant::now() + ACCEPT_RETRY);
+                    self.accept_pause
+                        .failed(&err, self.notices, &mut self.report);
                     return;
                 }
             }
@@ -865,7 +846,7 @@ impl<'a> EventLoop<'a> {
             self.summary.udp = Some(echo.totals);
             self.udp_ready = false;
         }
-        self.drain_until = Some(Instant::now() + self.drain_timeout);
+        self.drain.start();
         let keys: Vec<usize> = self.clients.iter().map(|(key, _)| key).collect();
         for key in keys {
             self.pump(key);

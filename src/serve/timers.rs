@@ -1,5 +1,6 @@
 //! Time in the multiplexed loops, shared by both backends: the clients' deadlines (idle,
-//! handshake) and how long a draining client must be quiet before it is closed.
+//! handshake), and the drain on SIGINT/SIGTERM ([`Drain`]: how long it may last, and how long a
+//! draining client must be quiet before it is closed).
 
 use std::{
     cmp::Reverse,
@@ -11,6 +12,50 @@ use std::{
 /// and is closed; one that moved a byte more recently may be in the middle of a transfer. Short
 /// next to `--drain-timeout`, long next to the gaps between the writes of a streaming client.
 pub(crate) const DRAIN_QUIET: Duration = Duration::from_millis(200);
+
+/// The drain of one loop once a stop signal came: the listener is closed, clients quiet for
+/// [`DRAIN_QUIET`] with nothing in flight are closed, the others are served until
+/// `--drain-timeout` has passed or none is left.
+#[derive(Debug)]
+pub(crate) struct Drain {
+    /// `--drain-timeout`.
+    timeout: Duration,
+    /// When the drain ends; `None` until it starts.
+    until: Option<Instant>,
+}
+
+impl Drain {
+    /// A drain of at most `timeout` (`--drain-timeout`), not started.
+    pub(crate) fn new(timeout: Duration) -> Self {
+        Drain {
+            timeout,
+            until: None,
+        }
+    }
+
+    /// Starts the drain now.
+    pub(crate) fn start(&mut self) {
+        self.until = Some(Instant::now() + self.timeout);
+    }
+
+    /// Whether the drain has started.
+    pub(crate) fn is_on(&self) -> bool {
+        self.until.is_some()
+    }
+
+    /// Whether the drain is over: no client left, or its time is up.
+    pub(crate) fn is_over(&self, no_clients: bool) -> bool {
+        self.until
+            .is_some_and(|until| no_clients || Instant::now() >= until)
+    }
+
+    /// The moments the loop must wake for the drain: its end, and a look for clients fallen
+    /// quiet a few times per [`DRAIN_QUIET`].
+    pub(crate) fn deadlines(&self) -> [Option<Instant>; 2] {
+        let quiet_check = self.until.map(|_| Instant::now() + DRAIN_QUIET / 4);
+        [self.until, quiet_check]
+    }
+}
 
 /// Idle timer entries, beyond twice the live clients, that may stay behind for clients that have
 /// left before the timers are compacted: spares a small server a compaction at every close.

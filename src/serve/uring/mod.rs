@@ -25,7 +25,7 @@
 //!   socket is released as soon as the last operation lets go of it.
 //! - `--max-connections`: at the limit the multishot accept is cancelled (the rest wait in the
 //!   listen queue); a client the kernel accepted before the cancel landed waits, unread, until
-//!   a place frees up. An accept error pauses accepting for [`ACCEPT_RETRY`], said once per
+//!   a place frees up. An accept error pauses accepting for [`ACCEPT_RETRY`](super::listen::ACCEPT_RETRY), said once per
 //!   episode for the whole process ([`SharedNotices`]).
 //! - SIGINT/SIGTERM write to a pipe (signal-hook) the ring polls; the drain then is the mio
 //!   loop's: the listener closes, clients quiet for [`DRAIN_QUIET`] with nothing queued close,
@@ -63,10 +63,9 @@ use slab::Slab;
 
 use super::{
     connection::{Limits, SCRATCH_SIZE},
-    listen::ACCEPT_RETRY,
-    notices::SharedNotices,
+    notices::{AcceptPause, SharedNotices},
     report::{Leave, Peer, Report, Summary, UdpTotals},
-    timers::{DRAIN_QUIET, IdleTimers},
+    timers::{DRAIN_QUIET, Drain, IdleTimers},
     udp::UdpEcho,
 };
 use crate::{cli::ServeArgs, error::describe};
@@ -215,16 +214,12 @@ pub(crate) struct UringLoop<'a> {
     max_clients: u64,
     /// The notices said once for the whole process.
     notices: &'a SharedNotices,
-    /// Accepting is paused after an accept error until then.
-    accept_paused_until: Option<Instant>,
-    /// This loop's last accept failed.
-    accept_failed_here: bool,
+    /// Accepting paused after an accept error.
+    accept_pause: AcceptPause,
     /// `--idle-timeout`.
     limits: Limits,
-    /// `--drain-timeout`.
-    drain_timeout: Duration,
-    /// Set when a stop signal came: the moment draining ends.
-    drain_until: Option<Instant>,
+    /// The drain once a stop signal came (`--drain-timeout`).
+    drain: Drain,
     /// Completions of the turn, reused.
     completions: Vec<Completion>,
     /// Emptied chunks of finished sends, each of [`SEND_CHUNK`] capacity, for the next ones
@@ -298,11 +293,9 @@ impl<'a> UringLoop<'a> {
             summary,
             max_clients,
             notices,
-            accept_paused_until: None,
-            accept_failed_here: false,
+            accept_pause: AcceptPause::default(),
             limits: Limits::of(args),
-            drain_timeout: args.drain_timeout,
-            drain_until: None,
+            drain: Drain::new(args.drain_timeout),
             completions: Vec::new(),
             spare_chunks: Vec::new(),
             turn_started: Instant::now(),
@@ -338,17 +331,15 @@ impl<'a> UringLoop<'a> {
             self.feed_starved();
             self.pump_udp();
             self.expire_idle();
-            if self.stop && self.drain_until.is_none() {
+            if self.stop && !self.drain.is_on() {
                 self.start_drain();
-            } else if self.drain_until.is_some() {
+            } else if self.drain.is_on() {
                 self.close_quiet();
             }
             self.admit_held();
             self.arm_accept();
 
-            if let Some(until) = self.drain_until
-                && (self.clients.is_empty() || Instant::now() >= until)
-            {
+            if self.drain.is_over(self.clients.is_empty()) {
                 self.close_all();
                 self.report.flush();
                 return Ok(());
@@ -362,11 +353,11 @@ impl<'a> UringLoop<'a> {
             return Duration::ZERO;
         }
         let idle = self.timers.next_due();
-        let retry = self.accept_paused_until;
+        let retry = self.accept_pause.until();
         let report = self.report.handover_due();
-        let quiet_check = self.drain_until.map(|_| Instant::now() + DRAIN_QUIET / 4);
-        [idle, retry, self.drain_until, report, quiet_check]
+        [idle, retry, report]
             .into_iter()
+            .chain(self.drain.deadlines())
             .flatten()
             .min()
             .map_or(LONGEST_WAIT, |at| {
@@ -439,11 +430,8 @@ impl<'a> UringLoop<'a> {
         if self.accepting {
             return;
         }
-        if let Some(until) = self.accept_paused_until {
-            if Instant::now() < until {
-                return;
-            }
-            self.accept_paused_until = None;
+        if self.accept_pause.holds(Instant::now()) {
+            return;
         }
         self.accepting = true;
         self.accept_cancelled = false;
@@ -457,7 +445,7 @@ impl<'a> UringLoop<'a> {
             self.accepting = false;
         }
         if let Some(fd) = completion.accepted() {
-            self.notices.accept_worked(&mut self.accept_failed_here);
+            self.accept_pause.worked(self.notices);
             if self.listener.is_none() {
                 return; // stopping: dropping it closes it
             }
@@ -474,9 +462,8 @@ impl<'a> UringLoop<'a> {
         match err.raw_os_error() {
             Some(libc::ECANCELED | libc::ECONNABORTED | libc::EINTR | libc::EAGAIN) => {}
             _ => {
-                self.notices
-                    .accept_failed(&err, &mut self.accept_failed_here, &mut self.report);
-                self.accept_paused_until = Some(Instant::now() + ACCEPT_RETRY);
+                self.accept_pause
+                    .failed(&err, self.notices, &mut self.report);
                 if self.accepting && !self.accept_cancelled {
                     self.accept_cancelled = true;
                     self.ring
@@ -766,7 +753,7 @@ impl<'a> UringLoop<'a> {
                     .cancel(user_data(Op::Udp, 0, 0), user_data(Op::Quiet, 0, 0));
             }
         }
-        self.drain_until = Some(Instant::now() + self.drain_timeout);
+        self.drain.start();
         self.close_quiet();
     }
 

@@ -21,7 +21,10 @@ use std::{
     fs::File,
     io::{self, Read, Write},
     net::SocketAddr,
-    os::{fd::AsFd, unix::fs::MetadataExt},
+    os::{
+        fd::AsFd,
+        unix::fs::{FileTypeExt, MetadataExt},
+    },
     time::Duration,
 };
 
@@ -89,15 +92,21 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<()> {
     Ok(())
 }
 
-/// Whether stderr is the same file as `input` (the connection: inetd and xinetd hand it over
-/// as stdin, stdout and stderr alike).
+/// Whether stderr is the connection (inetd and xinetd hand it over as stdin, stdout and stderr
+/// alike).
 fn stderr_is(input: &File) -> bool {
     let stderr = io::stderr().as_fd().try_clone_to_owned().map(File::from);
-    match (
-        input.metadata(),
-        stderr.and_then(|stderr| stderr.metadata()),
-    ) {
-        (Ok(input), Ok(stderr)) => (input.dev(), input.ino()) == (stderr.dev(), stderr.ino()),
+    stderr.is_ok_and(|stderr| is_the_connection(input, &stderr))
+}
+
+/// Whether `stderr` is the same socket as `input`. A socket only: a terminal is stdin and
+/// stderr alike when `netecho serve --inetd` is typed at a shell, and its report must show.
+fn is_the_connection(input: &File, stderr: &File) -> bool {
+    match (input.metadata(), stderr.metadata()) {
+        (Ok(input), Ok(stderr)) => {
+            input.file_type().is_socket()
+                && (input.dev(), input.ino()) == (stderr.dev(), stderr.ino())
+        }
         _ => false,
     }
 }
@@ -254,6 +263,30 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    /// A regular file, as two descriptors of one inode.
+    fn same_file_twice() -> (File, File) {
+        let file = tempfile::tempfile().unwrap();
+        let again = file.try_clone().unwrap();
+        (file, again)
+    }
+
+    #[test]
+    fn stderr_is_the_connection_only_when_it_is_the_same_socket() {
+        use std::os::unix::net::UnixStream;
+        // What inetd and xinetd hand over: one socket as stdin and stderr.
+        let (socket, _peer) = UnixStream::pair().unwrap();
+        let input = File::from(std::os::fd::OwnedFd::from(socket));
+        assert!(is_the_connection(&input, &input.try_clone().unwrap()));
+        // Another socket is not it.
+        let (other, _peer) = UnixStream::pair().unwrap();
+        let other = File::from(std::os::fd::OwnedFd::from(other));
+        assert!(!is_the_connection(&input, &other));
+        // A terminal (`netecho serve --inetd` typed at a shell) or a file is stdin and stderr
+        // alike, but it is no connection: the report must still be written.
+        let (file, again) = same_file_twice();
+        assert!(!is_the_connection(&file, &again));
     }
 
     #[test]

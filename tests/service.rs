@@ -588,6 +588,30 @@ fn inetd_mode_on_a_pipe_names_stdin() {
     );
 }
 
+/// A listening socket as stdin (a socket unit with `Accept=no` and `StandardInput=socket`, or
+/// `systemd-socket-activate --inetd` without `-a`) is no connection: the start fails naming the
+/// fix, instead of "echoing" it as `stdin` and leaving on "not connected" with exit 0.
+#[test]
+fn inetd_mode_on_a_listening_socket_fails_naming_the_fix() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut running = Running::spawn(
+        Command::new(BIN)
+            .args(["serve", "--inetd"])
+            .stdin(Stdio::from(OwnedFd::from(listener))),
+    );
+    let line = running.wait_for(Stream::Stderr, "listening socket");
+    assert!(
+        line.as_ref()
+            .is_some_and(|line| line.contains("Accept=yes")),
+        "{:#?}",
+        running.seen
+    );
+    // Its output ends (it exits, bounded by TIMEOUT), with status 1 and nothing on stdout.
+    assert_eq!(running.wait_for(Stream::Stdout, "\0"), None);
+    assert_eq!(running.child.wait().unwrap().code(), Some(1));
+    assert_eq!(running.lines_of(Stream::Stdout).count(), 0);
+}
+
 /// What cannot go with --inetd is a usage error, named.
 #[test]
 fn inetd_conflicts_are_usage_errors() {

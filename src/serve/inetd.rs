@@ -7,7 +7,8 @@
 //!
 //! The client is the socket's peer (getpeername on stdin). A stdin that is no IP socket (a pipe,
 //! a file, a Unix socket: `netecho serve --inetd < file`) is echoed the same, named `stdin` in
-//! the report. `--idle-timeout` becomes the socket's receive and send timeouts (SO_RCVTIMEO,
+//! the report; a listening socket (what `Accept=no` hands over) is refused, naming the fix.
+//! `--idle-timeout` becomes the socket's receive and send timeouts (SO_RCVTIMEO,
 //! SO_SNDTIMEO): a client that neither sends nor reads for that long is dropped; on a stdin that
 //! is not a socket there is nothing to time out and a notice says so. The process ends with the
 //! connection, exit 0 whatever ended it (the leave line says what): SIGTERM and SIGINT keep their
@@ -28,7 +29,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use socket2::SockRef;
 
 use super::{
@@ -56,6 +57,14 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<()> {
             .try_clone_to_owned()
             .context("cannot use stdout")?,
     );
+    // What a socket unit with Accept=no hands over: a listener, for socket activation.
+    if SockRef::from(&input).is_listener().unwrap_or(false) {
+        bail!(
+            "serve --inetd: stdin is a listening socket, not a connection (a socket unit with \
+             Accept=no, or systemd-socket-activate without -a); set Accept=yes, or drop --inetd \
+             to serve the socket itself (socket activation)"
+        );
+    }
     let mut report = match stderr_is(&input) {
         true => None,
         false => Some(Report::start(args, Sink::Stderr)?),

@@ -612,6 +612,31 @@ fn inetd_mode_on_a_listening_socket_fails_naming_the_fix() {
     assert_eq!(running.lines_of(Stream::Stdout).count(), 0);
 }
 
+/// A UDP socket as stdin (an inetd.conf `dgram udp wait` line, xinetd's `socket_type = dgram`)
+/// is no connection either: the start fails pointing to `serve --udp`, instead of reading a
+/// datagram, failing its echo ("destination address required") and exiting 0.
+#[test]
+fn inetd_mode_on_a_udp_socket_fails_naming_the_fix() {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .send_to(b"ping", socket.local_addr().unwrap())
+        .unwrap();
+    let mut running = Running::spawn(
+        Command::new(BIN)
+            .args(["serve", "--inetd"])
+            .stdin(Stdio::from(OwnedFd::from(socket))),
+    );
+    let line = running.wait_for(Stream::Stderr, "UDP socket");
+    assert!(
+        line.as_ref().is_some_and(|line| line.contains("--udp")),
+        "{:#?}",
+        running.seen
+    );
+    assert_eq!(running.wait_for(Stream::Stdout, "\0"), None);
+    assert_eq!(running.child.wait().unwrap().code(), Some(1));
+}
+
 /// What cannot go with --inetd is a usage error, named.
 #[test]
 fn inetd_conflicts_are_usage_errors() {

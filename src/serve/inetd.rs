@@ -7,7 +7,8 @@
 //!
 //! The client is the socket's peer (getpeername on stdin). A stdin that is no IP socket (a pipe,
 //! a file, a Unix socket: `netecho serve --inetd < file`) is echoed the same, named `stdin` in
-//! the report; a listening socket (what `Accept=no` hands over) is refused, naming the fix.
+//! the report; a listening socket (what `Accept=no` hands over) or a UDP socket (inetd's
+//! `dgram`) is refused, naming the fix.
 //! `--idle-timeout` becomes the socket's receive and send timeouts (SO_RCVTIMEO,
 //! SO_SNDTIMEO): a client that neither sends nor reads for that long is dropped; on a stdin that
 //! is not a socket there is nothing to time out and a notice says so. The process ends with the
@@ -63,6 +64,14 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<()> {
             "serve --inetd: stdin is a listening socket, not a connection (a socket unit with \
              Accept=no, or systemd-socket-activate without -a); set Accept=yes, or drop --inetd \
              to serve the socket itself (socket activation)"
+        );
+    }
+    // What inetd's `dgram udp wait` hands over: datagrams from anyone, no connection to echo to.
+    if SockRef::from(&input).r#type().ok() == Some(socket2::Type::DGRAM) {
+        bail!(
+            "serve --inetd: stdin is a UDP socket (inetd's dgram, xinetd's socket_type = dgram), \
+             and --inetd echoes one TCP connection; serve UDP with `netecho serve --udp` (on its \
+             own port, or from a socket unit with ListenDatagram=)"
         );
     }
     let mut report = match stderr_is(&input) {

@@ -735,7 +735,7 @@ fn handed_sockets_that_the_command_line_does_not_serve_are_a_usage_error() {
     );
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
     let output = handed(Some(tcp.into()), "1", "--udp");
-    assert_fails(&output, 2, &["add --multiplex"]);
+    assert_fails(&output, 2, &["no UDP socket", "drop --udp"]);
 }
 
 /// LISTEN_FDS meant for another process (LISTEN_PID not ours): said in one line, and the

@@ -155,6 +155,9 @@ impl Handed {
                  ListenDatagram= ([::]:7 takes IPv4 and IPv6 alike), or add a ListenStream= for \
                  each and serve them with --multiplex --udp",
             ),
+            (_, true) if datagram == 0 => {
+                Some("--udp, but no UDP socket was handed over: add ListenDatagram= or drop --udp")
+            }
             (false, false) if (tcp, datagram) != (1, 0) => Some(
                 "the one-at-a-time server serves one TCP listener: add --multiplex to serve \
                  several (and --udp for UDP sockets)",
@@ -169,9 +172,6 @@ impl Handed {
             ),
             (true, false) if datagram > 0 => {
                 Some("add --udp to serve the UDP sockets (or remove ListenDatagram=)")
-            }
-            (true, true) if datagram == 0 => {
-                Some("--udp, but no UDP socket was handed over: add ListenDatagram= or drop --udp")
             }
             (true, true) if datagram > tcp => Some(
                 "--multiplex serves at most one UDP socket per TCP listener: add a \
@@ -264,7 +264,7 @@ mod tests {
         let refused = [
             ((2, 0), false, false, "add --multiplex"),
             ((1, 1), false, false, "add --multiplex"),
-            ((1, 0), false, true, "add --multiplex"),
+            ((1, 0), false, true, "add ListenDatagram= or drop --udp"),
             ((0, 1), true, true, "needs a TCP listener"),
             ((1, 1), true, false, "add --udp"),
             ((1, 0), true, true, "add ListenDatagram="),

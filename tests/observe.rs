@@ -675,6 +675,30 @@ fn a_metrics_address_in_use_fails_the_start_naming_it() {
     assert!(output.stdout.is_empty(), "nothing served");
 }
 
+/// `--metrics` on the echo's own address: the usage is wrong, and the error says to move
+/// `--metrics`, not that "another server" holds the port (which is what binding both found).
+#[test]
+fn metrics_on_the_echo_address_is_a_usage_error_naming_both() {
+    for mode in [&[][..], &["--multiplex"][..]] {
+        let port = common::unused_port().to_string();
+        let metrics = format!("127.0.0.1:{port}");
+        let output = Command::new(BIN)
+            .args(["serve", "--port", &port, "--metrics", &metrics])
+            .args(mode)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{mode:?}: {stderr}");
+        assert!(
+            stderr.contains("--metrics") && stderr.contains(&metrics),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("another server"), "{stderr}");
+        assert!(output.stdout.is_empty(), "nothing served");
+    }
+}
+
 #[test]
 fn the_metrics_line_follows_the_listening_line() {
     let mut server = Server::start(&["--metrics", "127.0.0.1:0"]);

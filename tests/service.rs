@@ -592,6 +592,55 @@ fn inetd_mode_on_a_pipe_names_stdin() {
     );
 }
 
+/// A listening socket as stdin (a socket unit with `Accept=no` and `StandardInput=socket`, or
+/// `systemd-socket-activate --inetd` without `-a`) is no connection: the start fails naming the
+/// fix, instead of "echoing" it as `stdin` and leaving on "not connected" with exit 0.
+#[test]
+fn inetd_mode_on_a_listening_socket_fails_naming_the_fix() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut running = Running::spawn(
+        Command::new(BIN)
+            .args(["serve", "--inetd"])
+            .stdin(Stdio::from(OwnedFd::from(listener))),
+    );
+    let line = running.wait_for(Stream::Stderr, "listening socket");
+    assert!(
+        line.as_ref()
+            .is_some_and(|line| line.contains("Accept=yes")),
+        "{:#?}",
+        running.seen
+    );
+    // Its output ends (it exits, bounded by TIMEOUT), with status 1 and nothing on stdout.
+    assert_eq!(running.wait_for(Stream::Stdout, "\0"), None);
+    assert_eq!(running.child.wait().unwrap().code(), Some(1));
+    assert_eq!(running.lines_of(Stream::Stdout).count(), 0);
+}
+
+/// A UDP socket as stdin (an inetd.conf `dgram udp wait` line, xinetd's `socket_type = dgram`)
+/// is no connection either: the start fails pointing to `serve --udp`, instead of reading a
+/// datagram, failing its echo ("destination address required") and exiting 0.
+#[test]
+fn inetd_mode_on_a_udp_socket_fails_naming_the_fix() {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .send_to(b"ping", socket.local_addr().unwrap())
+        .unwrap();
+    let mut running = Running::spawn(
+        Command::new(BIN)
+            .args(["serve", "--inetd"])
+            .stdin(Stdio::from(OwnedFd::from(socket))),
+    );
+    let line = running.wait_for(Stream::Stderr, "UDP socket");
+    assert!(
+        line.as_ref().is_some_and(|line| line.contains("--udp")),
+        "{:#?}",
+        running.seen
+    );
+    assert_eq!(running.wait_for(Stream::Stdout, "\0"), None);
+    assert_eq!(running.child.wait().unwrap().code(), Some(1));
+}
+
 /// What cannot go with --inetd is a usage error, named.
 #[test]
 fn inetd_conflicts_are_usage_errors() {
@@ -690,7 +739,7 @@ fn handed_sockets_that_the_command_line_does_not_serve_are_a_usage_error() {
     );
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
     let output = handed(Some(tcp.into()), "1", "--udp");
-    assert_fails(&output, 2, &["add --multiplex"]);
+    assert_fails(&output, 2, &["no UDP socket", "drop --udp"]);
 }
 
 /// LISTEN_FDS meant for another process (LISTEN_PID not ours): said in one line, and the

@@ -7,7 +7,9 @@
 //!
 //! The client is the socket's peer (getpeername on stdin). A stdin that is no IP socket (a pipe,
 //! a file, a Unix socket: `netecho serve --inetd < file`) is echoed the same, named `stdin` in
-//! the report. `--idle-timeout` becomes the socket's receive and send timeouts (SO_RCVTIMEO,
+//! the report; a listening socket (what `Accept=no` hands over) or a UDP socket (inetd's
+//! `dgram`) is refused, naming the fix.
+//! `--idle-timeout` becomes the socket's receive and send timeouts (SO_RCVTIMEO,
 //! SO_SNDTIMEO): a client that neither sends nor reads for that long is dropped; on a stdin that
 //! is not a socket there is nothing to time out and a notice says so. The process ends with the
 //! connection, exit 0 whatever ended it (the leave line says what): SIGTERM and SIGINT keep their
@@ -21,11 +23,14 @@ use std::{
     fs::File,
     io::{self, Read, Write},
     net::SocketAddr,
-    os::{fd::AsFd, unix::fs::MetadataExt},
+    os::{
+        fd::AsFd,
+        unix::fs::{FileTypeExt, MetadataExt},
+    },
     time::Duration,
 };
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use socket2::SockRef;
 
 use super::{
@@ -53,6 +58,22 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<()> {
             .try_clone_to_owned()
             .context("cannot use stdout")?,
     );
+    // What a socket unit with Accept=no hands over: a listener, for socket activation.
+    if SockRef::from(&input).is_listener().unwrap_or(false) {
+        bail!(
+            "serve --inetd: stdin is a listening socket, not a connection (a socket unit with \
+             Accept=no, or systemd-socket-activate without -a); set Accept=yes, or drop --inetd \
+             to serve the socket itself (socket activation)"
+        );
+    }
+    // What inetd's `dgram udp wait` hands over: datagrams from anyone, no connection to echo to.
+    if SockRef::from(&input).r#type().ok() == Some(socket2::Type::DGRAM) {
+        bail!(
+            "serve --inetd: stdin is a UDP socket (inetd's dgram, xinetd's socket_type = dgram), \
+             and --inetd echoes one TCP connection; serve UDP with `netecho serve --udp` (on its \
+             own port, or from a socket unit with ListenDatagram=)"
+        );
+    }
     let mut report = match stderr_is(&input) {
         true => None,
         false => Some(Report::start(args, Sink::Stderr)?),
@@ -89,15 +110,21 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<()> {
     Ok(())
 }
 
-/// Whether stderr is the same file as `input` (the connection: inetd and xinetd hand it over
-/// as stdin, stdout and stderr alike).
+/// Whether stderr is the connection (inetd and xinetd hand it over as stdin, stdout and stderr
+/// alike).
 fn stderr_is(input: &File) -> bool {
     let stderr = io::stderr().as_fd().try_clone_to_owned().map(File::from);
-    match (
-        input.metadata(),
-        stderr.and_then(|stderr| stderr.metadata()),
-    ) {
-        (Ok(input), Ok(stderr)) => (input.dev(), input.ino()) == (stderr.dev(), stderr.ino()),
+    stderr.is_ok_and(|stderr| is_the_connection(input, &stderr))
+}
+
+/// Whether `stderr` is the same socket as `input`. A socket only: a terminal is stdin and
+/// stderr alike when `netecho serve --inetd` is typed at a shell, and its report must show.
+fn is_the_connection(input: &File, stderr: &File) -> bool {
+    match (input.metadata(), stderr.metadata()) {
+        (Ok(input), Ok(stderr)) => {
+            input.file_type().is_socket()
+                && (input.dev(), input.ino()) == (stderr.dev(), stderr.ino())
+        }
         _ => false,
     }
 }
@@ -254,6 +281,30 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    /// A regular file, as two descriptors of one inode.
+    fn same_file_twice() -> (File, File) {
+        let file = tempfile::tempfile().unwrap();
+        let again = file.try_clone().unwrap();
+        (file, again)
+    }
+
+    #[test]
+    fn stderr_is_the_connection_only_when_it_is_the_same_socket() {
+        use std::os::unix::net::UnixStream;
+        // What inetd and xinetd hand over: one socket as stdin and stderr.
+        let (socket, _peer) = UnixStream::pair().unwrap();
+        let input = File::from(std::os::fd::OwnedFd::from(socket));
+        assert!(is_the_connection(&input, &input.try_clone().unwrap()));
+        // Another socket is not it.
+        let (other, _peer) = UnixStream::pair().unwrap();
+        let other = File::from(std::os::fd::OwnedFd::from(other));
+        assert!(!is_the_connection(&input, &other));
+        // A terminal (`netecho serve --inetd` typed at a shell) or a file is stdin and stderr
+        // alike, but it is no connection: the report must still be written.
+        let (file, again) = same_file_twice();
+        assert!(!is_the_connection(&file, &again));
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //! most a hundred small replies a second). Only `GET /metrics` (and `HEAD`) is served; another
 //! path is a 404, another method a 405, anything that is not an HTTP/1 request a 400; every
 //! reply says `Connection: close` and the connection is closed. A client that holds its
-//! connection open delays the next scrape by [`REQUEST_TIMEOUT`] at most.
+//! connection open delays the scrapes queued behind it by [`REQUEST_TIMEOUT`] at most, each
+//! such client in the queue by as much again (ten held: a 20 s scrape, measured by hand).
 //!
 //! The text is written by `prometheus-client` (the Prometheus project's own Rust client), from
 //! a collector that reads the loops' counters at scrape time.

@@ -85,7 +85,11 @@ pub(crate) fn run(args: &ServeArgs) -> Result<()> {
     let handed = systemd::take_sockets()?;
     let addrs = match &handed {
         Some(handed) => handed_addrs(args, handed)?,
-        None => args.endpoint.resolve()?,
+        None => {
+            let addrs = args.endpoint.resolve()?;
+            metrics_apart(args, &addrs)?;
+            addrs
+        }
     };
     // Built once, before anything listens: a bad --cert or --key fails the start.
     let tls = server_tls(args, &addrs)?;
@@ -113,6 +117,30 @@ pub(crate) fn run(args: &ServeArgs) -> Result<()> {
     systemd::stopping();
     report.summary(&summary, true);
     Ok(())
+}
+
+/// `--metrics` must not be the TCP address the echo listens on: binding both would fail the
+/// echo's bind as if another server held its port, and send the operator to change `--port`.
+fn metrics_apart(args: &ServeArgs, addrs: &[SocketAddr]) -> Result<()> {
+    let Some(metrics) = args.service.metrics else {
+        return Ok(());
+    };
+    let serves_tcp = args.multiplex || !args.udp;
+    let clash = addrs.iter().find(|addr| {
+        addr.port() != 0
+            && addr.port() == metrics.port()
+            && (addr.ip() == metrics.ip()
+                || addr.ip().is_unspecified()
+                || metrics.ip().is_unspecified())
+    });
+    match clash {
+        Some(addr) if serves_tcp => Err(UsageError(format!(
+            "--metrics {metrics} is where the echo listens ({addr}, from --host/--port): give \
+             --metrics another port (port 0 picks a free one)"
+        ))
+        .into()),
+        _ => Ok(()),
+    }
 }
 
 /// The addresses of the sockets systemd handed over, once they are checked against the command

@@ -298,6 +298,9 @@ pub(crate) struct Report {
     metrics: Option<Arc<Metrics>>,
     /// The worker the next [`Report::for_another_loop`] counts for.
     next_worker: usize,
+    /// The metrics line is out: it follows the first `listening on` line only (systemd may hand
+    /// over several sockets, a line each).
+    metrics_said: bool,
     /// The loop's reach of its connection limit is counted already: counted again only after
     /// a client has connected since.
     limit_counted: bool,
@@ -458,6 +461,7 @@ impl Report {
             counters: None,
             metrics: None,
             next_worker: 0,
+            metrics_said: false,
             limit_counted: false,
         }
     }
@@ -478,7 +482,9 @@ impl Report {
                 e.text("addr", addr).text("served", served.name())
             }),
         }
-        if let Some(at) = self.metrics.as_ref().map(|metrics| metrics.addr) {
+        if let Some(at) = self.metrics.as_ref().map(|metrics| metrics.addr)
+            && !std::mem::replace(&mut self.metrics_said, true)
+        {
             match self.format {
                 LogFormat::Text => self.line(format_args!("metrics on http://{at}/metrics")),
                 LogFormat::Json => self.event("metrics", |e| {
@@ -1409,6 +1415,24 @@ mod tests {
         let mut out = Vec::new();
         report_dropped(&mut out, 42, LogFormat::Text).unwrap();
         assert_eq!(out, b"42 report lines dropped: stdout is not keeping up\n");
+    }
+
+    #[test]
+    fn the_metrics_line_follows_the_first_listening_line_only() {
+        // Several sockets handed over by systemd: a `listening on` line each, one metrics line.
+        let lines = lines_of(|report| {
+            report.metrics = Some(Arc::new(Metrics::for_tests()));
+            report.listening("127.0.0.1:7".parse().unwrap(), Served::Tcp);
+            report.listening("[::1]:7".parse().unwrap(), Served::Tcp);
+        });
+        assert_eq!(
+            lines,
+            [
+                "listening on 127.0.0.1:7",
+                "metrics on http://127.0.0.1:0/metrics",
+                "listening on [::1]:7",
+            ]
+        );
     }
 
     #[test]

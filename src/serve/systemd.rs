@@ -149,6 +149,15 @@ impl Handed {
     pub(crate) fn check(&self, multiplex: bool, udp: bool) -> Result<()> {
         let (tcp, datagram) = (self.tcp.len(), self.udp.len());
         let problem = match (multiplex, udp) {
+            // Neither mode serves them: the fix is in the socket unit.
+            (_, true) if tcp == 0 && datagram > 1 => Some(
+                "without a TCP listener netecho serves one UDP socket: hand over one \
+                 ListenDatagram= ([::]:7 takes IPv4 and IPv6 alike), or add a ListenStream= for \
+                 each and serve them with --multiplex --udp",
+            ),
+            (_, true) if datagram == 0 => {
+                Some("--udp, but no UDP socket was handed over: add ListenDatagram= or drop --udp")
+            }
             (false, false) if (tcp, datagram) != (1, 0) => Some(
                 "the one-at-a-time server serves one TCP listener: add --multiplex to serve \
                  several (and --udp for UDP sockets)",
@@ -163,9 +172,6 @@ impl Handed {
             ),
             (true, false) if datagram > 0 => {
                 Some("add --udp to serve the UDP sockets (or remove ListenDatagram=)")
-            }
-            (true, true) if datagram == 0 => {
-                Some("--udp, but no UDP socket was handed over: add ListenDatagram= or drop --udp")
             }
             (true, true) if datagram > tcp => Some(
                 "--multiplex serves at most one UDP socket per TCP listener: add a \
@@ -258,7 +264,7 @@ mod tests {
         let refused = [
             ((2, 0), false, false, "add --multiplex"),
             ((1, 1), false, false, "add --multiplex"),
-            ((1, 0), false, true, "add --multiplex"),
+            ((1, 0), false, true, "add ListenDatagram= or drop --udp"),
             ((0, 1), true, true, "needs a TCP listener"),
             ((1, 1), true, false, "add --udp"),
             ((1, 0), true, true, "add ListenDatagram="),
@@ -269,6 +275,18 @@ mod tests {
             assert_eq!(crate::error::exit_code(&err), crate::error::EXIT_USAGE);
             assert!(err.to_string().contains(fix), "{err}");
             assert!(err.to_string().contains("127.0.0.1:"), "names them: {err}");
+        }
+    }
+
+    #[test]
+    fn several_udp_sockets_alone_get_a_fix_that_works() {
+        // Two ListenDatagram= and no ListenStream=: neither mode serves them, so the fix must not
+        // send the operator to the other mode (which refused them with the opposite advice).
+        for multiplex in [false, true] {
+            let err = handed(0, 2).check(multiplex, true).unwrap_err().to_string();
+            assert!(!err.contains("add --multiplex"), "{err}");
+            assert!(!err.contains("drop --multiplex"), "{err}");
+            assert!(err.contains("one ListenDatagram="), "{err}");
         }
     }
 }

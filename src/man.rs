@@ -163,9 +163,9 @@ const JSON_LOG: [(&str, &str); 14] = [
 /// The METRICS section of the serve page.
 const METRICS: [&str; 3] = [
     "With --metrics ADDR, serve answers GET http://ADDR/metrics with the Prometheus text \
-     format (version 0.0.4), from a thread of its own that serves one request at a time, \
-     reads at most 8 KiB of request within 2 s, and closes every connection after its reply; \
-     other paths get 404, other methods 405, anything else 400. The counters are kept by each \
+     format (version 0.0.4), from threads of its own: each connection is answered apart, at \
+     most 16 at once (more get 503), reading at most 8 KiB of request within 2 s, and closed \
+     after its reply; other paths get 404, other methods 405, anything else 400. The counters are kept by each \
      loop without locks, and labelled worker=\"N\" (one per --workers loop).",
     "netecho_connections_open (gauge), netecho_connections_total, \
      netecho_tcp_received_bytes_total, netecho_tcp_echoed_bytes_total, \

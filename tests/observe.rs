@@ -657,6 +657,64 @@ fn misbehaving_metrics_clients_get_errors_and_never_stall_the_echo() {
     echo_checked(&mut echo, b"still served");
 }
 
+/// Clients that connect to the metrics port and say nothing hold up no other scrape: each is
+/// answered apart (408 once its time is up), and past 16 of them a connection gets a 503 at once
+/// instead of a wait. Answered one at a time, ten such clients delayed a scrape by 20 s.
+#[test]
+fn silent_metrics_clients_hold_up_no_scrape_and_too_many_get_a_503() {
+    let mut server = Server::start(&["-q", "--metrics", "127.0.0.1:0"]);
+    let url = metrics_url(&mut server);
+    let addr: SocketAddr = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .parse()
+        .unwrap();
+    let holders: Vec<TcpStream> = (0..10)
+        .map(|_| TcpStream::connect_timeout(&addr, TIMEOUT).unwrap())
+        .collect();
+    let reply = raw_request(addr, b"GET /metrics HTTP/1.1\r\n\r\n");
+    assert!(reply.starts_with("HTTP/1.1 200 "), "{reply}");
+    // Answered while every holder still waits for its own answer (its 408 comes 2 s after it
+    // connected): the scrape waited for none of them.
+    for mut holder in holders {
+        holder.set_nonblocking(true).unwrap();
+        let mut byte = [0; 1];
+        let unanswered = holder
+            .read(&mut byte)
+            .is_err_and(|err| err.kind() == std::io::ErrorKind::WouldBlock);
+        assert!(unanswered, "a holder was answered before the scrape");
+    }
+
+    // 16 held at once take every place: the next connection is refused at once, not queued.
+    let mut holders: Vec<TcpStream> = (0..16)
+        .map(|_| TcpStream::connect_timeout(&addr, TIMEOUT).unwrap())
+        .collect();
+    let refused = loop {
+        let reply = raw_request(addr, b"GET /metrics HTTP/1.1\r\n\r\n");
+        if reply.starts_with("HTTP/1.1 503 ") {
+            break reply;
+        }
+        // The places of the first ten holders free up 2 s after they came: until then a scrape
+        // answered 200 means the accept thread had not yet taken all 16 new holders.
+        assert!(reply.starts_with("HTTP/1.1 200 "), "{reply}");
+        holders.push(TcpStream::connect_timeout(&addr, TIMEOUT).unwrap());
+        assert!(holders.len() < 64, "never refused: {reply}");
+    };
+    assert!(refused.contains("Connection: close"), "{refused}");
+    drop(holders);
+    // Once the holders are gone (each place freed by its 408 or its close), scrapes work again.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let reply = raw_request(addr, b"GET /metrics HTTP/1.1\r\n\r\n");
+        if reply.starts_with("HTTP/1.1 200 ") {
+            break;
+        }
+        assert!(reply.starts_with("HTTP/1.1 503 "), "{reply}");
+        assert!(Instant::now() < deadline, "scrapes stay refused");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_metrics_address_in_use_fails_the_start_naming_it() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -6,16 +6,17 @@
 //! other loop writes (the struct is aligned to 128 bytes), read only by a scrape. A loop never
 //! takes a lock, never waits and never allocates to count.
 //!
-//! Serving: one thread of its own answers one scrape at a time, with a plain blocking socket
-//! held to small bounds, so that no HTTP client can stall or flood the echo loops: a request
+//! Serving: a thread of its own accepts, at least [`SCRAPE_GAP`] apart (a flood queues in the
+//! kernel's listen backlog and costs the process at most a hundred small replies a second), and
+//! answers each connection on a short-lived thread of its own, at most [`MAX_SCRAPERS`] at once
+//! (past that, a 503 at once), with a plain blocking socket held to small bounds, so that no
+//! HTTP client can stall or flood the echo loops, nor hold up the other scrapes: a request
 //! head of at most [`MAX_REQUEST`] bytes that must arrive within [`REQUEST_TIMEOUT`] (else 431
-//! or 408), a reply that must be taken within [`REQUEST_TIMEOUT`], and at least [`SCRAPE_GAP`]
-//! between two scrapes (a flood queues in the kernel's listen backlog and costs the process at
-//! most a hundred small replies a second). Only `GET /metrics` (and `HEAD`) is served; another
-//! path is a 404, another method a 405, anything that is not an HTTP/1 request a 400; every
-//! reply says `Connection: close` and the connection is closed. A client that holds its
-//! connection open delays the scrapes queued behind it by [`REQUEST_TIMEOUT`] at most, each
-//! such client in the queue by as much again (ten held: a 20 s scrape, measured by hand).
+//! or 408), and a reply that must be taken within [`REQUEST_TIMEOUT`]. (Answered one at a time,
+//! ten clients that held their connection open silent delayed a scrape by 20 s, past
+//! Prometheus's 10 s scrape timeout.) Only `GET /metrics` (and `HEAD`) is served; another path
+//! is a 404, another method a 405, anything that is not an HTTP/1 request a 400; every reply
+//! says `Connection: close` and the connection is closed.
 //!
 //! The text is written by `prometheus-client` (the Prometheus project's own Rust client), from
 //! a collector that reads the loops' counters at scrape time.
@@ -25,7 +26,7 @@ use std::{
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering::Relaxed},
+        atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
     },
     thread,
     time::{Duration, Instant},
@@ -48,8 +49,13 @@ const MAX_REQUEST: usize = 8 * 1024;
 /// How long a scrape client has to send its request head, and then to take the reply.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The least time between two scrapes: bounds the CPU a flood of requests can take.
+/// The least time between two accepted scrape connections: bounds the CPU a flood of requests
+/// can take.
 const SCRAPE_GAP: Duration = Duration::from_millis(10);
+
+/// The most scrape connections answered at once, each on its own thread: held connections
+/// past this many get a 503 at once rather than a thread (or a wait behind the others).
+const MAX_SCRAPERS: usize = 16;
 
 /// What one loop counts. Written by that loop alone, read by scrapes; aligned so that two
 /// loops' counters never share a cache line.
@@ -156,6 +162,7 @@ impl Metrics {
         });
         let mut registry = Registry::default();
         registry.register_collector(Box::new(Collected(Arc::clone(&metrics))));
+        let registry = Arc::new(registry);
         thread::Builder::new()
             .name("metrics".into())
             .spawn(move || serve_scrapes(&listener, &registry))
@@ -314,14 +321,43 @@ impl Collector for Collected {
 }
 
 /// The metrics thread: answers scrapes one at a time, for as long as the process runs.
-fn serve_scrapes(listener: &TcpListener, registry: &Registry) {
+fn serve_scrapes(listener: &TcpListener, registry: &Arc<Registry>) {
+    let busy = Arc::new(AtomicUsize::new(0));
     loop {
         // A client that misbehaves only loses its own scrape; an accept that fails (out of
         // descriptors, say) is tried again after the gap.
         if let Ok((stream, _)) = listener.accept() {
-            let _ = answer(stream, registry);
+            answer_apart(stream, registry, &busy);
         }
         thread::sleep(SCRAPE_GAP);
+    }
+}
+
+/// Answers a connection on a thread of its own, or with a 503 at once when [`MAX_SCRAPERS`]
+/// are being answered already (or no thread can be made): dropping the stream closes it.
+fn answer_apart(stream: TcpStream, registry: &Arc<Registry>, busy: &Arc<AtomicUsize>) {
+    if busy.fetch_add(1, Relaxed) >= MAX_SCRAPERS {
+        busy.fetch_sub(1, Relaxed);
+        refuse(stream);
+        return;
+    }
+    let (registry, done) = (Arc::clone(registry), Arc::clone(busy));
+    let spawned = thread::Builder::new()
+        .name("metrics-scrape".into())
+        .spawn(move || {
+            let _ = answer(stream, &registry);
+            done.fetch_sub(1, Relaxed);
+        });
+    if spawned.is_err() {
+        busy.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Says 503 without waiting for the client: a reply that does not fit the socket now is cut.
+fn refuse(mut stream: TcpStream) {
+    if stream.set_nonblocking(true).is_ok() {
+        let _ = stream.write_all(&Reply::status(503, "Service Unavailable").0);
+        let _ = stream.shutdown(Shutdown::Write);
     }
 }
 
@@ -480,7 +516,12 @@ impl Reply {
         } else {
             ""
         };
-        let body = format!("{code} {reason}: netecho serves GET /metrics only\n");
+        let body = match code {
+            503 => {
+                format!("{code} {reason}: {MAX_SCRAPERS} scrapes are being answered; try again\n")
+            }
+            _ => format!("{code} {reason}: netecho serves GET /metrics only\n"),
+        };
         Reply(
             format!(
                 "HTTP/1.1 {code} {reason}\r\n{allow}Content-Type: text/plain; \

@@ -590,6 +590,27 @@ fn inetd_mode_on_a_pipe_names_stdin() {
         stderr.contains("stdin closed: received 500000 bytes, echoed 500000"),
         "{stderr}"
     );
+
+    // In JSON too the client is `stdin`, with the events and fields of any other client.
+    let output = assert_cmd::Command::new(BIN)
+        .args(["serve", "--inetd", "--log-format", "json"])
+        .write_stdin("hi\n")
+        .timeout(TIMEOUT)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(output.stdout, b"hi\n");
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["connected", "received", "closed"], "{events:?}");
+    assert!(events.iter().all(|e| e["peer"] == "stdin"), "{events:?}");
+    assert_eq!(events[2]["echoed"], 3);
 }
 
 /// A listening socket as stdin (a socket unit with `Accept=no` and `StandardInput=socket`, or

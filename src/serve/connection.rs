@@ -334,11 +334,12 @@ impl Connection {
         else {
             return Ok(false);
         };
-        let socket_peer = self.peer.addr;
-        if let Addresses::Relayed { source, .. } = header.addresses {
-            self.peer = Peer {
-                addr: source,
-                via: Some(socket_peer),
+        if let (Addresses::Relayed { source, .. }, Peer::Direct(proxy)) =
+            (header.addresses, self.peer)
+        {
+            self.peer = Peer::Relayed {
+                client: source,
+                proxy,
             };
         }
         let (tls, peer_closed) = (wait.tls.take(), wait.peer_closed);

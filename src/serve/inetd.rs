@@ -22,7 +22,6 @@
 use std::{
     fs::File,
     io::{self, Read, Write},
-    net::SocketAddr,
     os::{
         fd::AsFd,
         unix::fs::{FileTypeExt, MetadataExt},
@@ -35,12 +34,9 @@ use socket2::SockRef;
 
 use super::{
     connection::SCRATCH_SIZE,
-    report::{LINE_WIDTH, Leave, Peer, Report, Sink},
+    report::{Leave, Peer, Report, Sink},
 };
-use crate::{
-    cli::ServeArgs,
-    preview::{HexDump, Preview},
-};
+use crate::cli::ServeArgs;
 
 /// Echoes stdin to stdout until EOF; reports on stderr unless stderr is the connection.
 pub(crate) fn serve(args: &ServeArgs) -> Result<()> {
@@ -78,8 +74,10 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<()> {
         true => None,
         false => Some(Report::start(args, Sink::Stderr)?),
     };
-    let client = Client::of(&input);
-    client.connected(&mut report);
+    let client = peer_of(&input);
+    if let Some(report) = &mut report {
+        report.connected(client);
+    }
     if let Some(limit) = args.idle_timeout
         && !set_idle_timeout(&input, &output, limit)
         && let Some(report) = &mut report
@@ -90,22 +88,21 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<()> {
     }
     flush(&mut report);
 
-    let view = View {
-        quiet: args.quiet,
-        hex: args.hex,
-        preview: args.preview,
-    };
     let mut buffer = vec![0; SCRATCH_SIZE];
     let mut totals = Totals::default();
     let leave = echo(&mut input, &mut output, &mut buffer, &mut totals, |data| {
-        client.received(data, &view, &mut report);
-        flush(&mut report);
+        if let Some(report) = &mut report {
+            report.received(client, data);
+            report.flush();
+        }
     });
     let leave = match (leave, args.idle_timeout) {
         (Leave::Error(err), Some(limit)) if is_timeout(&err) => Leave::Idle(limit),
         (leave, _) => leave,
     };
-    client.left(&totals, &leave, &mut report);
+    if let Some(report) = &mut report {
+        report.left(client, totals.received, totals.echoed, &leave);
+    }
     // Dropping the report gives the writer its time to write the last line.
     Ok(())
 }
@@ -191,71 +188,14 @@ fn set_idle_timeout(input: &File, output: &File, limit: Duration) -> bool {
     read || write
 }
 
-/// How the reads are shown: `--quiet`, `--hex`, `--preview`.
-struct View {
-    quiet: bool,
-    hex: bool,
-    preview: Option<usize>,
-}
-
-/// The client, as the report names it.
-enum Client {
-    /// An IP socket's peer.
-    Socket(Peer),
-    /// Stdin is no IP socket: a pipe, a file, a Unix socket.
-    Stdin,
-}
-
-impl Client {
-    /// The peer of stdin, if it is an IP socket.
-    fn of(input: &File) -> Client {
-        let peer: Option<SocketAddr> = SockRef::from(input)
-            .peer_addr()
-            .ok()
-            .and_then(|addr| addr.as_socket());
-        peer.map_or(Client::Stdin, |addr| Client::Socket(Peer::from(addr)))
-    }
-
-    fn connected(&self, report: &mut Option<Report>) {
-        let Some(report) = report else { return };
-        match self {
-            Client::Socket(peer) => report.connected(*peer),
-            Client::Stdin => report.notice(format_args!("stdin connected (not an IP socket)")),
-        }
-    }
-
-    /// A read's line; for `stdin` written here with the report's own preview and hex dump.
-    fn received(&self, data: &[u8], view: &View, report: &mut Option<Report>) {
-        let Some(report) = report else { return };
-        match self {
-            Client::Socket(peer) => report.received(*peer, data),
-            Client::Stdin if view.quiet => {}
-            Client::Stdin if view.hex => {
-                let dump = HexDump::new(data, view.preview.unwrap_or(usize::MAX));
-                report.notice(format_args!("stdin received {} bytes:\n{dump}", data.len()));
-            }
-            Client::Stdin => {
-                let start = format!("stdin received {} bytes:", data.len());
-                let width = view
-                    .preview
-                    .is_none()
-                    .then(|| LINE_WIDTH.saturating_sub(start.len() + 1));
-                let shown = Preview::new(data, view.preview.unwrap_or(usize::MAX), width);
-                report.notice(format_args!("{start} {shown}"));
-            }
-        }
-    }
-
-    fn left(&self, totals: &Totals, why: &Leave, report: &mut Option<Report>) {
-        let Some(report) = report else { return };
-        match self {
-            Client::Socket(peer) => report.left(*peer, totals.received, totals.echoed, why),
-            Client::Stdin => report.notice(format_args!(
-                "stdin {why}: received {} bytes, echoed {}",
-                totals.received, totals.echoed
-            )),
-        }
-    }
+/// The client as the report names it: the peer of stdin when it is a connected IP socket,
+/// else `stdin` (a pipe, a file, a Unix socket, or a peer gone before we looked).
+fn peer_of(input: &File) -> Peer {
+    SockRef::from(input)
+        .peer_addr()
+        .ok()
+        .and_then(|addr| addr.as_socket())
+        .map_or(Peer::Stdin, Peer::from)
 }
 
 #[cfg(test)]

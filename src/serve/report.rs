@@ -98,29 +98,36 @@ pub(crate) const LINE_WIDTH: usize = 80;
 /// Long enough for any stdout that is being read; a stdout nobody reads must not hold the exit.
 const DRAIN_AT_EXIT: Duration = Duration::from_secs(2);
 
-/// Who a client is, for its lines: its address, and with `--proxy-protocol` the proxy it came
-/// through (the address the socket itself sees).
+/// Who a client is, for its lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Peer {
-    /// The client: the socket's peer, or the source a PROXY header named.
-    pub(crate) addr: SocketAddr,
-    /// The proxy that connected on the client's behalf, if any.
-    pub(crate) via: Option<SocketAddr>,
+pub(crate) enum Peer {
+    /// A client that connected directly: the socket's peer.
+    Direct(SocketAddr),
+    /// With `--proxy-protocol`: the client a PROXY header named, and the proxy that connected
+    /// on its behalf (the socket's peer).
+    Relayed {
+        client: SocketAddr,
+        proxy: SocketAddr,
+    },
+    /// `serve --inetd` on a stdin that is no connected IP socket (a pipe, a file, a Unix
+    /// socket, a peer already gone).
+    Stdin,
 }
 
 impl From<SocketAddr> for Peer {
     /// A client that connected directly.
     fn from(addr: SocketAddr) -> Self {
-        Peer { addr, via: None }
+        Peer::Direct(addr)
     }
 }
 
 impl fmt::Display for Peer {
-    /// `127.0.0.1:5`, or through a proxy `[203.0.113.7:5121 via 127.0.0.1:40112]`.
+    /// `127.0.0.1:5`, through a proxy `[203.0.113.7:5121 via 127.0.0.1:40112]`, or `stdin`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.via {
-            None => write!(f, "{}", self.addr),
-            Some(via) => write!(f, "[{} via {via}]", self.addr),
+        match self {
+            Peer::Direct(addr) => write!(f, "{addr}"),
+            Peer::Relayed { client, proxy } => write!(f, "[{client} via {proxy}]"),
+            Peer::Stdin => f.write_str("stdin"),
         }
     }
 }
@@ -1027,7 +1034,11 @@ impl Drop for Report {
 
 /// The fields that name a client in JSON: `peer`, and `via` for one that came through a proxy.
 fn with_peer(line: JsonLine<'_>, peer: Peer) -> JsonLine<'_> {
-    line.text("peer", peer.addr).text_if("via", peer.via)
+    match peer {
+        Peer::Direct(addr) => line.text("peer", addr),
+        Peer::Relayed { client, proxy } => line.text("peer", client).text("via", proxy),
+        Peer::Stdin => line.text("peer", "stdin"),
+    }
 }
 
 /// The writer thread: writes batches in order until every loop's report is gone, then the last
@@ -1122,9 +1133,9 @@ mod tests {
     fn a_client_through_a_proxy_is_named_with_it() {
         let direct = Peer::from("[::1]:5".parse::<SocketAddr>().unwrap());
         assert_eq!(direct.to_string(), "[::1]:5");
-        let proxied = Peer {
-            addr: "203.0.113.7:5121".parse().unwrap(),
-            via: Some("127.0.0.1:40112".parse().unwrap()),
+        let proxied = Peer::Relayed {
+            client: "203.0.113.7:5121".parse().unwrap(),
+            proxy: "127.0.0.1:40112".parse().unwrap(),
         };
         assert_eq!(
             proxied.to_string(),
@@ -1202,9 +1213,9 @@ mod tests {
     /// One of every event a loop writes, with awkward strings in it.
     fn every_event(report: &mut Report) {
         let peer = Peer::from("127.0.0.1:5".parse::<SocketAddr>().unwrap());
-        let proxied = Peer {
-            addr: "[2001:db8::7]:5121".parse().unwrap(),
-            via: Some("127.0.0.1:40112".parse().unwrap()),
+        let proxied = Peer::Relayed {
+            client: "[2001:db8::7]:5121".parse().unwrap(),
+            proxy: "127.0.0.1:40112".parse().unwrap(),
         };
         let err = io::Error::from_raw_os_error(24); // EMFILE
         report.listening("127.0.0.1:7".parse().unwrap(), Served::TcpAndUdp);

@@ -230,7 +230,7 @@ pub struct ServeService {
     /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9100; port 0 picks one,
     /// said on the line after `listening on`; what they are: METRICS in netecho-serve(1))
     /// [default: off]
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = parse::listen_address)]
     pub metrics: Option<SocketAddr>,
 
     /// Echo stdin to stdout until EOF: the one connection inetd, xinetd or systemd (Accept=yes)

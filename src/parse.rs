@@ -9,7 +9,7 @@
 //! Units are binary only for sizes: decimal spellings (`kB`, `MB`) are refused rather than
 //! guessed, so a benchmark never runs with a message size other than the one the user meant.
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 /// The longest duration any option accepts: 30 days. Longer than any test or soak run, and far
 /// from the overflow of `Instant + Duration` (which panics), so the loops may add any duration
@@ -26,6 +26,18 @@ pub(crate) const MAX_RATE: f64 = 1e9;
 
 /// [`MAX_RATE`] as the user would type it.
 const MAX_RATE_TEXT: &str = "1e9 (1000000000)";
+
+/// Parses an address to listen on, as `IP:PORT` (`127.0.0.1:9100`, `[::1]:9100`), saying so when
+/// it is not one: a host name (`localhost:9100`) is refused rather than resolved, so the address
+/// served is the one written.
+pub fn listen_address(text: &str) -> Result<SocketAddr, String> {
+    text.trim().parse().map_err(|_| {
+        format!(
+            "'{text}' is not an IP:PORT address: write it like 127.0.0.1:9100 or [::1]:9100 \
+             (an IP address, not a host name; port 0 picks a free one)"
+        )
+    })
+}
 
 /// Parses a SHA-256 certificate fingerprint: 64 hex digits, any case, with or without colons
 /// between the bytes (as `openssl x509 -fingerprint -sha256` prints them) and a `sha256:` prefix.
@@ -176,6 +188,28 @@ mod tests {
         assert!(super::alpn_protocol("").is_err());
         assert!(super::alpn_protocol(&"x".repeat(255)).is_ok());
         assert!(super::alpn_protocol(&"x".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn listen_addresses_are_ip_and_port() {
+        assert_eq!(
+            super::listen_address("127.0.0.1:9100"),
+            Ok("127.0.0.1:9100".parse().unwrap())
+        );
+        assert_eq!(
+            super::listen_address("[::1]:0"),
+            Ok("[::1]:0".parse().unwrap())
+        );
+        for bad in [
+            "localhost:9100",
+            "127.0.0.1",
+            "9100",
+            "::1:9100",
+            "127.0.0.1:65536",
+        ] {
+            let err = super::listen_address(bad).unwrap_err();
+            assert!(err.contains("127.0.0.1:9100") && err.contains(bad), "{err}");
+        }
     }
 
     #[test]

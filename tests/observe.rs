@@ -731,6 +731,24 @@ fn a_metrics_address_in_use_fails_the_start_naming_it() {
         "{stderr}"
     );
     assert!(output.stdout.is_empty(), "nothing served");
+
+    // An address of no interface here (TEST-NET-1), and a host name: each says what to give.
+    let output = Command::new(BIN)
+        .args(["serve", "--port", "0", "--metrics", "192.0.2.1:0"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("an address of this host"), "{stderr}");
+    let output = Command::new(BIN)
+        .args(["serve", "--port", "0", "--metrics", "localhost:0"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not an IP:PORT address"), "{stderr}");
 }
 
 /// `--metrics` on the echo's own address: the usage is wrong, and the error says to move

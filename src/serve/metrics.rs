@@ -147,11 +147,13 @@ impl Metrics {
     /// runs. A port that cannot be bound fails the start.
     pub(crate) fn serve(addr: SocketAddr) -> Result<Arc<Metrics>> {
         let listener = TcpListener::bind(addr).map_err(|err| {
-            anyhow::anyhow!(
-                "cannot serve metrics on {addr}: {}; give --metrics a free address (port 0 \
-                 picks one)",
-                describe(&err)
-            )
+            let fix = match err.kind() {
+                io::ErrorKind::AddrNotAvailable => {
+                    "give --metrics an address of this host (127.0.0.1 for this host alone)"
+                }
+                _ => "give --metrics a free address (port 0 picks one)",
+            };
+            anyhow::anyhow!("cannot serve metrics on {addr}: {}; {fix}", describe(&err))
         })?;
         let addr = listener
             .local_addr()

@@ -181,8 +181,9 @@ pub struct ServeArgs {
 
     /// With --multiplex: the kernel interface the event loop runs on. auto: epoll for now
     /// (io_uring is opt-in until it measures ahead of epoll); uring: io_uring (TCP and --udp;
-    /// --tls and --proxy-protocol stay on epoll), or exit 1 with the reason if the kernel refuses it; epoll: epoll.
-    /// Ignored without --multiplex. The line after 'listening on' says which runs
+    /// --tls and --proxy-protocol stay on epoll), or exit 1 with the reason if the kernel
+    /// refuses it; epoll: epoll. Ignored without --multiplex. The line after 'listening on' says
+    /// which runs
     #[arg(
         long,
         value_enum,

@@ -16,15 +16,15 @@ against the one before it in CONFIGS (its baseline).
 
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 
-CLK_TCK = 100
+# The server's start and CPU measure are report_cost.py's (benches/ is on the import path when
+# a script in it runs).
+from report_cost import CLK_TCK, cpu_ticks, free_port, start_server
 
 # (name, serve arguments, index of the baseline it is compared with)
 CONFIGS = [
@@ -33,18 +33,6 @@ CONFIGS = [
     ("every read reported (text)", [], None),
     ("every read reported (json)", ["--log-format", "json"], 2),
 ]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
 
 
 def scrape_every_second(url, stop, scrapes):
@@ -61,23 +49,11 @@ def run(binary, args):
     port = free_port()
     metrics = f"127.0.0.1:{free_port()}"
     args = [metrics if a == "METRICS" else a for a in args]
-    server = subprocess.Popen(["taskset", "-c", "0", binary, "serve", "--multiplex",
-                               "--port", str(port)] + args,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = start_server(binary, port, args)
     stop = threading.Event()
     scrapes = []
     scraper = None
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        time.sleep(0.2)
         if "--metrics" in args:
             scraper = threading.Thread(target=scrape_every_second,
                                        args=(f"http://{metrics}/metrics", stop, scrapes))

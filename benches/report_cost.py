@@ -36,22 +36,29 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])
 
 
+def start_server(server_bin, port, args=()):
+    """`serve --multiplex` on CPU 0 and `port`, once it accepts (10 s at most), settled."""
+    server = subprocess.Popen(["taskset", "-c", "0", server_bin, "serve", "--multiplex",
+                               "--port", str(port), *args],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                server.kill()
+                raise
+            time.sleep(0.05)
+    time.sleep(0.2)
+    return server
+
+
 def run(server_bin, load_bin):
     port = free_port()
-    server = subprocess.Popen(["taskset", "-c", "0", server_bin, "serve", "--multiplex",
-                               "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = start_server(server_bin, port)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        time.sleep(0.2)
         before = cpu_ticks(server.pid)
         out = subprocess.run(["taskset", "-c", "1", load_bin, "bench", "--port", str(port),
                               "-c", "100", "-s", "64", "-d", "10", "--json"],

@@ -413,6 +413,14 @@ fn metrics_url(server: &mut Server) -> String {
     url.to_owned()
 }
 
+/// The address of a metrics URL (`http://127.0.0.1:9100/metrics`), to speak raw HTTP to.
+fn address_of(url: &str) -> SocketAddr {
+    url.trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .parse()
+        .unwrap()
+}
+
 /// Every sample of one metric, by its labels (`worker="0"`), in the Prometheus text format.
 fn samples(text: &str, name: &str) -> BTreeMap<String, f64> {
     text.lines()
@@ -592,11 +600,7 @@ fn raw_request(addr: SocketAddr, request: &[u8]) -> String {
 fn misbehaving_metrics_clients_get_errors_and_never_stall_the_echo() {
     let mut server = Server::start(&["-q", "--metrics", "127.0.0.1:0"]);
     let url = metrics_url(&mut server);
-    let addr: SocketAddr = url
-        .trim_start_matches("http://")
-        .trim_end_matches("/metrics")
-        .parse()
-        .unwrap();
+    let addr = address_of(&url);
     let mut echo = server.connect();
 
     // Garbage, a wrong path, a wrong method, a huge head: each its status, and closed.
@@ -664,11 +668,7 @@ fn misbehaving_metrics_clients_get_errors_and_never_stall_the_echo() {
 fn silent_metrics_clients_hold_up_no_scrape_and_too_many_get_a_503() {
     let mut server = Server::start(&["-q", "--metrics", "127.0.0.1:0"]);
     let url = metrics_url(&mut server);
-    let addr: SocketAddr = url
-        .trim_start_matches("http://")
-        .trim_end_matches("/metrics")
-        .parse()
-        .unwrap();
+    let addr = address_of(&url);
     let holders: Vec<TcpStream> = (0..10)
         .map(|_| TcpStream::connect_timeout(&addr, TIMEOUT).unwrap())
         .collect();

@@ -14,14 +14,15 @@
 //!
 //! Limits: at `--max-connections` the loop stops accepting and new clients wait in the kernel's
 //! listen queue (said once per run). When accept fails (EMFILE, ENFILE...), the loop pauses
-//! accepting for [`ACCEPT_RETRY`](super::listen::ACCEPT_RETRY) and tries again, so it neither spins nor stalls; the failure is
-//! said once per episode for the whole process, however many workers meet it. Idle timers of
-//! clients that left are compacted away (`IdleTimers`, in `timers.rs`), so memory follows the live clients.
+//! accepting for [`ACCEPT_RETRY`](super::listen::ACCEPT_RETRY) and tries again
+//! ([`AcceptPause`]), so it neither spins nor stalls; the failure is said once per episode for
+//! the whole process, however many workers meet it. Idle timers of clients that left are
+//! compacted away (`IdleTimers`, in `timers.rs`), so memory follows the live clients.
 //!
 //! On SIGINT/SIGTERM the loop closes its listener and closes every client with nothing in
-//! flight that has been quiet for [`DRAIN_QUIET`]; the others, in the middle of an exchange, are
-//! served until they close or fall quiet, for up to `--drain-timeout`; then the loop closes the
-//! rest and returns.
+//! flight that has been quiet for [`DRAIN_QUIET`](super::timers::DRAIN_QUIET); the others, in
+//! the middle of an exchange, are served until they close or fall quiet, for up to
+//! `--drain-timeout`; then the loop closes the rest and returns ([`Drain`]).
 //!
 //! `--workers N` runs N such loops, each on its own thread with its own SO_REUSEPORT listener on
 //! the same address, its own signal watch and its own report buffer; the summary is their total
@@ -78,7 +79,7 @@ use super::{
     notices::{AcceptPause, SharedNotices},
     report::{Leave, Report, Served, Sink, Summary, UdpTotals},
     systemd::{self, Handed},
-    timers::{DRAIN_QUIET, Drain, IdleTimers},
+    timers::{Drain, IdleTimers},
     udp::{self, UdpEcho},
     uring::{self, UringLoop},
 };
@@ -833,9 +834,10 @@ impl<'a> EventLoop<'a> {
     }
 
     /// Stops accepting (the listener closes) and pumps every client once more: those with
-    /// nothing in flight, not even unread bytes in the kernel, and quiet for [`DRAIN_QUIET`] are
-    /// closed at once. The others are in the middle of an exchange: they are served as usual
-    /// until they close, fall quiet, or the drain times out. (Closing them as soon as the server
+    /// nothing in flight, not even unread bytes in the kernel, and quiet for
+    /// [`DRAIN_QUIET`](super::timers::DRAIN_QUIET) are closed at once. The others are in the
+    /// middle of an exchange: they are served as usual until they close, fall quiet, or the
+    /// drain times out. (Closing them as soon as the server
     /// holds nothing would race with bytes still on their way, and the close would reset the
     /// client before its last echoes.)
     fn start_drain(&mut self) {
@@ -854,18 +856,16 @@ impl<'a> EventLoop<'a> {
         self.close_quiet();
     }
 
-    /// While draining: closes the clients that hold nothing in flight and have been quiet for
-    /// [`DRAIN_QUIET`]. Nothing in flight alone is not enough: a client streaming data is
-    /// caught between two of its writes often, and closing it then would cut its transfer.
+    /// While draining: closes the clients done with ([`Drain::is_done`]): nothing in flight,
+    /// not even on the ready queue, and quiet for [`DRAIN_QUIET`](super::timers::DRAIN_QUIET).
     fn close_quiet(&mut self) {
         let now = Instant::now();
         let quiet: Vec<usize> = self
             .clients
             .iter()
             .filter(|(_, c)| {
-                c.conn.in_flight() == 0
-                    && !c.queued
-                    && now.saturating_duration_since(c.conn.last_progress()) >= DRAIN_QUIET
+                let nothing_in_flight = c.conn.in_flight() == 0 && !c.queued;
+                Drain::is_done(nothing_in_flight, c.conn.last_progress(), now)
             })
             .map(|(key, _)| key)
             .collect();

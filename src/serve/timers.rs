@@ -49,6 +49,13 @@ impl Drain {
             .is_some_and(|until| no_clients || Instant::now() >= until)
     }
 
+    /// Whether a client is done with, for the drain: nothing of its in flight, and no byte moved
+    /// for [`DRAIN_QUIET`] (nothing in flight alone is not enough: a client streaming data is
+    /// often caught between two of its writes, and closing it then would cut its transfer).
+    pub(crate) fn is_done(nothing_in_flight: bool, last_progress: Instant, now: Instant) -> bool {
+        nothing_in_flight && now.saturating_duration_since(last_progress) >= DRAIN_QUIET
+    }
+
     /// The moments the loop must wake for the drain: its end, and a look for clients fallen
     /// quiet a few times per [`DRAIN_QUIET`].
     pub(crate) fn deadlines(&self) -> [Option<Instant>; 2] {

@@ -25,11 +25,13 @@
 //!   socket is released as soon as the last operation lets go of it.
 //! - `--max-connections`: at the limit the multishot accept is cancelled (the rest wait in the
 //!   listen queue); a client the kernel accepted before the cancel landed waits, unread, until
-//!   a place frees up. An accept error pauses accepting for [`ACCEPT_RETRY`](super::listen::ACCEPT_RETRY), said once per
-//!   episode for the whole process ([`SharedNotices`]).
+//!   a place frees up. An accept error pauses accepting for
+//!   [`ACCEPT_RETRY`](super::listen::ACCEPT_RETRY) ([`AcceptPause`]), said once per episode for
+//!   the whole process ([`SharedNotices`]).
 //! - SIGINT/SIGTERM write to a pipe (signal-hook) the ring polls; the drain then is the mio
-//!   loop's: the listener closes, clients quiet for [`DRAIN_QUIET`] with nothing queued close,
-//!   the others are served until `--drain-timeout`.
+//!   loop's ([`Drain`]): the listener closes, clients quiet for
+//!   [`DRAIN_QUIET`](super::timers::DRAIN_QUIET) with nothing queued close, the others are
+//!   served until `--drain-timeout`.
 //! - The report never makes the loop wait: its handover is one more deadline of the wait.
 //! - `--udp` (first loop only): a one-shot poll on the UDP socket; when it says readable, the
 //!   epoll loop's [`UdpEcho::pump`] answers what waits, into a scratch buffer of this loop, and
@@ -65,7 +67,7 @@ use super::{
     connection::{Limits, SCRATCH_SIZE},
     notices::{AcceptPause, SharedNotices},
     report::{Leave, Peer, Report, Summary, UdpTotals},
-    timers::{DRAIN_QUIET, Drain, IdleTimers},
+    timers::{Drain, IdleTimers},
     udp::UdpEcho,
 };
 use crate::{cli::ServeArgs, error::describe};
@@ -757,16 +759,16 @@ impl<'a> UringLoop<'a> {
         self.close_quiet();
     }
 
-    /// While draining: closes the clients with nothing queued, quiet for [`DRAIN_QUIET`].
+    /// While draining: closes the clients done with ([`Drain::is_done`]): nothing queued or
+    /// being sent, and quiet for [`DRAIN_QUIET`](super::timers::DRAIN_QUIET).
     fn close_quiet(&mut self) {
         let now = Instant::now();
         let quiet: Vec<usize> = self
             .clients
             .iter()
             .filter(|(_, c)| {
-                c.queue.is_empty()
-                    && c.send_id.is_none()
-                    && now.saturating_duration_since(c.last_progress) >= DRAIN_QUIET
+                let nothing_in_flight = c.queue.is_empty() && c.send_id.is_none();
+                Drain::is_done(nothing_in_flight, c.last_progress, now)
             })
             .map(|(key, _)| key)
             .collect();

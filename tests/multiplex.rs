@@ -19,16 +19,6 @@ use common::{
 };
 use predicates::prelude::*;
 
-/// A field of `/proc/PID/status` in kB (`VmRSS`, `VmHWM`) or a count (`Threads`).
-fn proc_status(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
 /// Sends `message`, reads back exactly as many bytes, and checks them.
 fn exchange(stream: &mut TcpStream, message: &[u8]) {
     stream.write_all(message).unwrap();
@@ -129,7 +119,7 @@ fn a_client_that_never_reads_stalls_alone_and_memory_stays_bounded(backend: Back
     let server = Server::start_on(backend, &["--multiplex", "-q"]);
     let mut warm = server.connect();
     exchange(&mut warm, &pseudo_random(100_000, 1));
-    let baseline_kb = proc_status(server.pid(), "VmRSS");
+    let baseline_kb = common::proc_status(server.pid(), "VmRSS");
 
     // 50 MiB, never read: the kernel buffers fill, then the server stops reading from it.
     let payload = Arc::new(pseudo_random(50 << 20, 2));
@@ -160,7 +150,7 @@ fn a_client_that_never_reads_stalls_alone_and_memory_stays_bounded(backend: Back
         exchange(&mut other, &pseudo_random(10_000, 100 + seed));
     }
 
-    let peak_kb = proc_status(server.pid(), "VmHWM");
+    let peak_kb = common::proc_status(server.pid(), "VmHWM");
     assert!(
         peak_kb < baseline_kb + 4 * 1024,
         "server peak {peak_kb} kB vs {baseline_kb} kB before the hog sent {sent} bytes"
@@ -371,7 +361,7 @@ fn two_workers_share_the_port_and_one_summary(backend: Backend) {
     }
     // Both loops have served (the kernel spread 50 clients over them), the main thread waits
     // for them, and one thread writes the report.
-    assert_eq!(proc_status(server.pid(), "Threads"), 4);
+    assert_eq!(common::proc_status(server.pid(), "Threads"), 4);
     server.signal("TERM");
     let (status, rest) = server.wait_exit();
     assert!(status.success(), "{status:?}");

@@ -195,16 +195,6 @@ fn fifty_clients_echo_ten_mib_each_checked() {
     );
 }
 
-/// A field of `/proc/PID/status` in kB.
-fn proc_status_kb(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
 #[test]
 fn a_client_that_never_reads_holds_a_bounded_share_of_the_buffers() {
     if !uring_available() {
@@ -213,7 +203,7 @@ fn a_client_that_never_reads_holds_a_bounded_share_of_the_buffers() {
     let server = Server::start_with(&mut serve("uring", &["-q"]));
     let mut warm = server.connect();
     common::echo_checked(&mut warm, &pseudo_random(100_000, 1));
-    let baseline_kb = proc_status_kb(server.pid(), "VmRSS");
+    let baseline_kb = common::proc_status(server.pid(), "VmRSS");
 
     // Writes until the kernel's buffers are full and the server has stopped receiving.
     let hog = server.connect();
@@ -245,7 +235,7 @@ fn a_client_that_never_reads_holds_a_bounded_share_of_the_buffers() {
     // The bound of HOLD_LIMIT's comment in src/serve/uring/mod.rs: 1 MiB of bytes (what it
     // may hold, one multishot burst past it, the written part of the send in flight), with
     // room for the allocator's own.
-    let peak_kb = proc_status_kb(server.pid(), "VmHWM");
+    let peak_kb = common::proc_status(server.pid(), "VmHWM");
     assert!(
         peak_kb < baseline_kb + 2 * 1024,
         "server peak {peak_kb} kB vs {baseline_kb} kB before the hog sent {sent} bytes"

@@ -1114,19 +1114,7 @@ mod tests {
 
     /// The lines a report hands over, as text.
     fn lines_of(write: impl FnOnce(&mut Report)) -> Vec<String> {
-        let (to_writer, batches) = mpsc::sync_channel(16);
-        let mut report = Report::with_writer(
-            Some(to_writer),
-            Arc::new(Backlog::default()),
-            ReadView::Hidden,
-        );
-        write(&mut report);
-        report.flush();
-        let text: String = batches
-            .try_iter()
-            .map(|batch| String::from_utf8(batch.lines).unwrap())
-            .collect();
-        text.lines().map(str::to_owned).collect()
+        lines_in(LogFormat::Text, ReadView::Hidden, write)
     }
 
     #[test]

@@ -483,6 +483,16 @@ pub fn installed(program: &str, flag: &str) -> bool {
     found
 }
 
+/// A field of `/proc/PID/status` in kB (`VmRSS`, `VmHWM`) or a count (`Threads`).
+pub fn proc_status(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
 /// Says why a test is skipped, on stderr, where it shows even though `cargo test` captures
 /// `eprintln!`; a lost message is no failure.
 pub fn skip(why: &str) {

@@ -584,7 +584,9 @@ fn through_haproxy(backend: Backend, mode: &[&str], send_proxy: &str) {
         source.ip().is_loopback() && proxy_side.ip().is_loopback(),
         "{closed}"
     );
-    assert_ne!(source.port(), proxy_side.port(), "{closed}");
+    // The two ports may be equal: send's connection to haproxy and haproxy's to netecho have
+    // different destinations, so the kernel may give both the same local port (seen in CI).
+    // Which is which is checked exactly below, with a client whose address is known.
     assert!(
         server
             .seen()

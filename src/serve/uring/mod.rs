@@ -4,10 +4,12 @@
 //! One ring per loop, one `io_uring_enter` per turn (submit what the last turn queued, wait for
 //! a completion or the next deadline). Nothing is polled for readiness: the listener has a
 //! multishot accept, every client a multishot receive into one shared ring of provided buffers
-//! ([`ring`]). What a receive brings is copied out of its buffer, which goes back to the kernel
-//! at once, and sent from the client's own queue: a shared buffer is never held by a client that
-//! does not read (with 16 KiB copies at most, the cost is small next to the system calls
-//! saved). An idle client holds no buffer.
+//! ([`ring`]). What a receive brings is echoed from its buffer itself, lent to the send (several
+//! lent buffers go out as one vectored send), and the buffer goes back to the kernel when the
+//! send is done: no copy. At most half the buffers are lent at once; past that, the bytes are
+//! copied into the client's own queue and the buffer goes back at once, so clients that do not
+//! read can pin no more than half the buffers and the others always have some to receive into.
+//! An idle client holds no buffer.
 //!
 //! The echo rules are the mio loop's, point for point:
 //!
@@ -72,19 +74,21 @@ use super::{
 };
 use crate::{cli::ServeArgs, error::describe};
 pub(crate) use probe::probe;
-use ring::{BUFFER_SIZE, Completion, Ring};
+use ring::{BUFFER_SIZE, Completion, LENT_PER_SEND, Outgoing, Ring};
 
 /// Bytes a client may have received and not yet echoed before its receive is cancelled (it is
 /// armed again below half of it): the epoll loop's bound (its 256 KiB scratch buffer). At 64 KiB,
 /// bulk echo paid a cancel and a re-arm per 64 KiB and ran at 0.88× the epoll loop; at 256 KiB,
 /// 1.1×.
 ///
-/// The true bound of a client that does not read is larger than this, in memory of its own:
-/// its multishot receive may still complete up to 32 times in the turn the cancel goes out (the
-/// kernel's MULTISHOT_MAX_RETRY: 32 × 16 KiB = 512 KiB more), and the chunk in flight keeps the
-/// part a short send already wrote until the send ends (up to [`SEND_CHUNK`]): at most
-/// 256 + 512 + 256 = 1,024 KiB of bytes. Measured (benches/load.rs, release): 1.2–1.5 MiB of
-/// peak RSS growth, the rest being the allocator's; tests/uring.rs holds it under 2 MiB.
+/// The true bound of a client that does not read is larger than this: its multishot receive may
+/// still complete up to 32 times in the turn the cancel goes out (the kernel's
+/// MULTISHOT_MAX_RETRY: 32 × 16 KiB = 512 KiB more), and the send in flight keeps the part a
+/// short send already wrote until the send ends (up to [`SEND_CHUNK`]): at most
+/// 256 + 512 + 256 = 1,024 KiB of bytes. They sit in lent buffers of the shared pool (allocated
+/// once per loop) while loans last, in memory of the client's own after that. Measured with
+/// copies only (benches/load.rs, release): 1.2–1.5 MiB of peak RSS growth, the rest being the
+/// allocator's; tests/uring.rs holds it under 2 MiB.
 const HOLD_LIMIT: u64 = 256 * 1024;
 
 /// The most bytes one send carries: received chunks are joined up to this while a send is in
@@ -108,9 +112,6 @@ const RING_ENTRIES: u32 = 512;
 /// touched only as far as buffers are used.
 const BUFFERS_FEWEST: u16 = 32;
 const BUFFERS_MOST: u16 = 128;
-
-/// The longest single wait, when no deadline is nearer.
-const LONGEST_WAIT: Duration = Duration::from_secs(60);
 
 /// What a completion is for: the top four bits of its user data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,8 +153,9 @@ struct Client {
     /// Tells it apart from a later client under the same key, in completions that outlive it.
     serial: u64,
     /// Received bytes waiting for the send in flight to finish, in order, in chunks of at most
-    /// [`SEND_CHUNK`]; empty (no allocation) when nothing waits.
-    queue: VecDeque<Vec<u8>>,
+    /// [`SEND_CHUNK`] (or the rest of a lent buffer after a short send); empty (no allocation)
+    /// when nothing waits.
+    queue: VecDeque<Outgoing>,
     /// The id of its send in the ring, if one is in flight.
     send_id: Option<u32>,
     /// How far into the bytes of that send it started (after a short send).
@@ -325,8 +327,9 @@ impl<'a> UringLoop<'a> {
                 self.complete(completion);
             }
             self.completions = completions;
-            // Every buffer is back in the ring by now (each is given back as soon as its bytes
-            // are copied out): whoever ran dry is armed again, this turn. Waiting for a turn in
+            // Every buffer not lent to a send is back in the ring by now (each is given back as
+            // soon as its bytes are copied out), at least half of them: whoever ran dry is armed
+            // again, this turn. Waiting for a turn in
             // which a buffer came back would strand a client whose ENOBUFS arrived in a later
             // turn than the completions that emptied the ring (split by a completion queue
             // overflow): never received from again, its descriptor held after it left.
@@ -349,10 +352,11 @@ impl<'a> UringLoop<'a> {
         }
     }
 
-    /// How long the wait may last: until the next deadline (idle, accept retry, drain, report).
-    fn wait_timeout(&self) -> Duration {
+    /// How long the wait may last: until the next deadline (idle, accept retry, drain, report);
+    /// `None` when there is none (a wait with no timer to arm and cancel).
+    fn wait_timeout(&self) -> Option<Duration> {
         if self.udp_ready {
-            return Duration::ZERO;
+            return Some(Duration::ZERO);
         }
         let idle = self.timers.next_due();
         let retry = self.accept_pause.until();
@@ -362,9 +366,7 @@ impl<'a> UringLoop<'a> {
             .chain(self.drain.deadlines())
             .flatten()
             .min()
-            .map_or(LONGEST_WAIT, |at| {
-                at.saturating_duration_since(Instant::now())
-            })
+            .map(|at| at.saturating_duration_since(Instant::now()))
     }
 
     /// Handles one completion.
@@ -580,8 +582,32 @@ impl<'a> UringLoop<'a> {
             client.received += len as u64;
             client.last_progress = self.turn_started;
             self.report.received(client.peer, bytes);
+            // The buffer itself is echoed, no copy: sent now if nothing else is to go first,
+            // else joined to the lent buffers queued last. Its bytes are the kernel's again
+            // once sent. Past the loan limit, the bytes are copied out below.
+            if let Some(lent) = self.ring.lend(bid, len) {
+                if client.send_id.is_none() && client.queue.is_empty() {
+                    let fd = client.socket.as_raw_fd();
+                    let mut sent_id = None;
+                    self.ring.send(fd, Outgoing::Buffers(vec![lent]), 0, |id| {
+                        sent_id = Some(id);
+                        user_data(Op::Send, id.into(), key)
+                    });
+                    client.send_id = sent_id;
+                } else {
+                    match client.queue.back_mut() {
+                        Some(Outgoing::Buffers(last)) if last.len() < LENT_PER_SEND => {
+                            last.push(lent);
+                        }
+                        _ => client.queue.push_back(Outgoing::Buffers(vec![lent])),
+                    }
+                }
+                self.next_step(key);
+                return;
+            }
+            let bytes = self.ring.bytes(bid, len);
             match client.queue.back_mut() {
-                Some(last) if last.len() + len <= SEND_CHUNK => {
+                Some(Outgoing::Bytes(last)) if last.len() + len <= SEND_CHUNK => {
                     if len == BUFFER_SIZE {
                         // A full buffer: bulk data, which will fill the chunk. One allocation
                         // of its full size (kept among the spares after), not four doublings.
@@ -592,7 +618,7 @@ impl<'a> UringLoop<'a> {
                 _ => {
                     let mut chunk = self.spare_chunks.pop().unwrap_or_default();
                     chunk.extend_from_slice(bytes);
-                    client.queue.push_back(chunk);
+                    client.queue.push_back(Outgoing::Bytes(chunk));
                 }
             }
         }
@@ -610,11 +636,12 @@ impl<'a> UringLoop<'a> {
             .filter(|client| client.send_id == Some(id))
         else {
             // A client that has left: its bytes are dropped.
-            self.keep_spare(data);
+            self.release(data);
             return;
         };
         client.send_id = None;
         if let Some(err) = completion.error() {
+            self.release(data);
             self.close(key, Leave::Error(err));
             return;
         }
@@ -629,16 +656,18 @@ impl<'a> UringLoop<'a> {
                 client.send_offset = offset;
             } else {
                 client.send_offset = 0;
-                self.keep_spare(Some(data));
+                self.release(Some(data));
             }
         }
         self.next_step(key);
     }
 
-    /// Keeps the chunk of a finished send for the next ones, if it is a full one and there is
-    /// room among the spares; drops it otherwise.
-    fn keep_spare(&mut self, data: Option<Vec<u8>>) {
-        if let Some(mut data) = data
+    /// Done with the bytes of a send: a lent buffer goes back to the kernel; a chunk is kept
+    /// for the next sends if it is a full one and there is room among the spares, dropped
+    /// otherwise.
+    fn release(&mut self, data: Option<Outgoing>) {
+        if let Some(data) = data
+            && let Some(mut data) = self.ring.give_back(data)
             && data.capacity() >= SEND_CHUNK
             && self.spare_chunks.len() < SPARE_CHUNKS
         {
@@ -719,9 +748,12 @@ impl<'a> UringLoop<'a> {
     /// Closes a client, counts it and reports why. The bytes of a send in flight stay with the
     /// ring until its (cancelled) completion.
     fn close(&mut self, key: usize, why: Leave) {
-        let Some(client) = self.clients.try_remove(key) else {
+        let Some(mut client) = self.clients.try_remove(key) else {
             return;
         };
+        for data in client.queue.drain(..) {
+            self.release(Some(data));
+        }
         self.ring
             .cancel_and_close(client.socket.into(), user_data(Op::Quiet, 0, 0));
         self.summary.clients += 1;
@@ -820,7 +852,7 @@ mod tests {
         ring.recv_multi(server.as_raw_fd(), 1);
         std::io::Write::write_all(&mut client, b"ping").unwrap();
         while completions.is_empty() {
-            ring.submit_and_wait(Duration::from_secs(5), &mut completions)
+            ring.submit_and_wait(Some(Duration::from_secs(5)), &mut completions)
                 .unwrap();
         }
         let bid = completions[0].buffer().unwrap();

@@ -15,10 +15,15 @@
 //! - Every provided buffer is in one of two hands ([`Owner`]): the kernel's (in the ring, it may
 //!   write it at any time) or ours (a receive completion handed it over). Only ours may be read
 //!   or given back, and the state is checked at every transition, so a second recycle or a read
-//!   of a buffer the kernel owns is refused instead of racing. The loop copies what it received
-//!   and gives the buffer back at once: a client that does not read never pins a shared buffer.
+//!   of a buffer the kernel owns is refused instead of racing.
+//! - A buffer of ours may be lent to a send ([`Ring::lend`], a third hand: the kernel reads it,
+//!   nobody writes it) and is given back when the loop is done with it ([`Ring::give_back`]).
+//!   The loan is a [`Lent`], which only `lend` makes and which is neither `Clone` nor `Copy`:
+//!   one loan, one owner. At most half the buffers are lent at once, so clients that do not read
+//!   (each pins at most the one buffer of its send in flight) never starve the receives.
 //! - A send reads memory the ring owns for as long as it lives: [`Ring::send`] takes the bytes
-//!   (a `Vec`, never touched until the completion hands it back with [`Ring::sent`]).
+//!   (an [`Outgoing`]: a `Vec`, or a lent buffer, never written until the completion hands it
+//!   back with [`Ring::sent`]).
 //! - The memory of the buffers, of the ring they are provided through and of the sends outlives
 //!   every operation: [`Ring`] cancels everything and waits for the last completion before it
 //!   frees them, and leaks them rather than free memory the kernel may still touch.
@@ -34,7 +39,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
+use io_uring::{EnterFlags, IoUring, Probe, cqueue, opcode, squeue, types};
 
 /// Size of one provided buffer: the most one receive completion carries. 16 KiB: a 64-byte
 /// message wastes nothing but address space (pages are touched only as far as written), and
@@ -46,6 +51,9 @@ const BUFFER_GROUP: u16 = 0;
 
 /// The buffer ring's memory is shared with the kernel, which wants it page-aligned.
 const PAGE: usize = 4096;
+
+/// The alignment of the buffers' memory: the allocator's own (see [`ProvidedBuffers::new`]).
+const BUFFER_ALIGN: usize = 16;
 
 /// How long dropping a ring waits for its cancelled operations before it leaks the buffers
 /// instead of freeing memory the kernel may still write.
@@ -95,7 +103,67 @@ enum Owner {
     Kernel,
     /// Handed to us by a receive completion.
     Loop,
+    /// Ours, lent to a send: the kernel may read it while the send lives.
+    Sending,
 }
+
+/// A provided buffer lent to sends (see [`Ring::lend`]); only the ring makes one.
+#[derive(Debug)]
+pub(crate) struct Lent {
+    /// The buffer.
+    bid: u16,
+    /// How many of its bytes are to be sent.
+    len: usize,
+}
+
+/// The most lent buffers one send carries: as many bytes as the loop's own chunks hold
+/// (16 × 16 KiB).
+pub(crate) const LENT_PER_SEND: usize = 16;
+
+/// The bytes of a send: a chunk of the loop's own, or received buffers sent as they are.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    /// Bytes copied out of receive buffers.
+    Bytes(Vec<u8>),
+    /// Receive buffers lent to the send, in order (at most [`LENT_PER_SEND`]), given back with
+    /// [`Ring::give_back`].
+    Buffers(Vec<Lent>),
+}
+
+impl Outgoing {
+    /// How many bytes it holds.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Outgoing::Bytes(bytes) => bytes.len(),
+            Outgoing::Buffers(lent) => lent.iter().map(|lent| lent.len).sum(),
+        }
+    }
+}
+
+/// A send in flight: its bytes, and for a send of several pieces the message listing them.
+struct InFlight {
+    /// The bytes, untouched until the completion.
+    data: Outgoing,
+    /// For several pieces (a SENDMSG): boxed, so the addresses the kernel reads hold while the
+    /// slab moves its entries. Held, never read here: the kernel reads it.
+    #[allow(dead_code)]
+    vectored: Option<Box<Vectored>>,
+}
+
+/// The pieces of a vectored send and the message header pointing at them.
+struct Vectored {
+    /// One per piece, each into a lent buffer of the same [`InFlight`]. Held, never read
+    /// here: the kernel reads it through `header`.
+    #[allow(dead_code)]
+    pieces: Vec<libc::iovec>,
+    /// Points at `pieces` (whose heap buffer does not move when the Vec does).
+    header: libc::msghdr,
+}
+
+// SAFETY: the raw pointers are into memory of the same ring (its provided buffers) and into
+// `pieces`, owned by this value; both move to another thread with the ring, which is moved to
+// its worker thread before its first submission.
+unsafe impl Send for Vectored {}
 
 /// The provided buffers of one loop and the ring that provides them.
 struct ProvidedBuffers {
@@ -113,6 +181,8 @@ struct ProvidedBuffers {
     tail: u16,
     /// Where each buffer is.
     owner: Vec<Owner>,
+    /// How many are lent to sends.
+    lent: u16,
 }
 
 // SAFETY: the pointers are to memory this value owns alone (the kernel aside, see the module
@@ -132,7 +202,11 @@ impl ProvidedBuffers {
         }
         let ring_bytes = (usize::from(count) * size_of::<types::BufRingEntry>()).max(PAGE);
         let entries_layout = Layout::from_size_align(ring_bytes, PAGE).map_err(io::Error::other)?;
-        let memory_layout = Layout::from_size_align(usize::from(count) * BUFFER_SIZE, PAGE)
+        // The buffers need no alignment of their own. At the allocator's least alignment a
+        // zeroed allocation this large is fresh pages from the kernel (calloc), touched only as
+        // receives write them; aligned to a page, it was zeroed by hand, all 2 MiB of it
+        // resident from the start.
+        let memory_layout = Layout::from_size_align(usize::from(count) * BUFFER_SIZE, BUFFER_ALIGN)
             .map_err(io::Error::other)?;
         // SAFETY: both layouts have a non-zero size (count >= 1, sizes >= PAGE). Zeroed memory
         // is a valid ring (all entries and the tail zero) and valid bytes.
@@ -156,6 +230,7 @@ impl ProvidedBuffers {
             count,
             tail: 0,
             owner: vec![Owner::Loop; usize::from(count)],
+            lent: 0,
         })
     }
 
@@ -191,13 +266,14 @@ impl ProvidedBuffers {
         tail.store(self.tail, Ordering::Release);
     }
 
-    /// The first `len` bytes of a buffer that is ours.
+    /// The first `len` bytes of a buffer that is ours (lent or not).
     fn bytes(&self, bid: u16, len: usize) -> &[u8] {
         match self.owner.get(usize::from(bid)) {
-            Some(Owner::Loop) => {
+            Some(Owner::Loop | Owner::Sending) => {
                 // SAFETY: bid < count and len is capped at BUFFER_SIZE, so the slice lies in
                 // `memory`; the kernel does not write a buffer that is not in the ring, and
-                // it is not (its owner says so) until `provide`, which needs `&mut self`.
+                // it is not (its owner says so) until `provide`, which needs `&mut self`. A
+                // send in flight only reads it.
                 unsafe {
                     std::slice::from_raw_parts(
                         self.memory.as_ptr().add(usize::from(bid) * BUFFER_SIZE),
@@ -241,11 +317,13 @@ pub(crate) struct Ring {
     backlog: VecDeque<Vec<squeue::Entry>>,
     /// The bytes of the sends in flight, by the id in their user data; `None` only while
     /// dropping.
-    sends: Option<slab::Slab<Vec<u8>>>,
+    sends: Option<slab::Slab<InFlight>>,
     /// Operations submitted whose last completion has not come yet.
     in_flight: usize,
     /// How completions are run.
     pub(crate) task_run: TaskRun,
+    /// Flags of every wait: [`EnterFlags::NO_IOWAIT`] where the kernel has it (see `new`).
+    wait_flags: EnterFlags,
 }
 
 impl Ring {
@@ -281,6 +359,13 @@ impl Ring {
                 "the kernel is too old (no IORING_FEAT_NODROP or EXT_ARG)",
             ));
         }
+        // A wait for a client's next message is no disk I/O: accounted as iowait, the loop's
+        // every sleep and wake-up goes through the scheduler's iowait bookkeeping (6.15+).
+        let wait_flags = if params.is_feature_no_iowait() {
+            EnterFlags::NO_IOWAIT
+        } else {
+            EnterFlags::empty()
+        };
         let provided = ProvidedBuffers::new(buffers)?;
         // SAFETY: the ring memory is page-aligned, `count` entries long, and lives as long as
         // the ring (dropped after it, see Drop for Ring).
@@ -299,6 +384,7 @@ impl Ring {
             sends: Some(slab::Slab::new()),
             in_flight: 0,
             task_run,
+            wait_flags,
         };
         if let Some(provided) = &mut ring.buffers {
             for bid in 0..buffers {
@@ -384,31 +470,114 @@ impl Ring {
     pub(crate) fn send(
         &mut self,
         socket: RawFd,
-        data: Vec<u8>,
+        data: Outgoing,
         offset: usize,
         user_data: impl FnOnce(u32) -> u64,
     ) {
-        let Some(sends) = &mut self.sends else {
+        let (Some(sends), Some(provided)) = (&mut self.sends, &self.buffers) else {
             return;
         };
-        let offset = offset.min(data.len());
-        let len = u32::try_from(data.len() - offset).unwrap_or(u32::MAX);
+        // The pieces left from `offset` on. Their addresses stay valid while the send's bytes
+        // sit in the slab: a Vec's heap buffer does not move when the Vec itself does, and
+        // nothing touches it until `sent` takes it out; a lent buffer is in the provided
+        // buffers' memory, out of the ring until given back.
+        let mut pieces = Vec::new();
+        match &data {
+            Outgoing::Bytes(bytes) => pieces.push(bytes.get(offset..).unwrap_or_default()),
+            Outgoing::Buffers(lent) => {
+                let mut skip = offset;
+                for lent in lent {
+                    let bytes = provided.bytes(lent.bid, lent.len);
+                    match bytes.get(skip..) {
+                        Some(rest) if !rest.is_empty() => {
+                            pieces.push(rest);
+                            skip = 0;
+                        }
+                        _ => skip -= bytes.len().min(skip),
+                    }
+                }
+            }
+        }
         let entry = sends.vacant_entry();
         let id = entry.key() as u32;
-        // The pointer stays valid while the Vec sits in the slab: a Vec's heap buffer does not
-        // move when the Vec itself does, and nothing touches it until `sent` takes it out.
-        let addr = data[offset..].as_ptr();
-        entry.insert(data);
-        let entry = opcode::Send::new(types::Fd(socket), addr, len)
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
-            .user_data(user_data(id));
-        self.push(entry);
+        let (submission, vectored) = match pieces.as_slice() {
+            [] | [_] => {
+                let rest = pieces.first().copied().unwrap_or_default();
+                let len = u32::try_from(rest.len()).unwrap_or(u32::MAX);
+                let send = opcode::Send::new(types::Fd(socket), rest.as_ptr(), len)
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build();
+                (send, None)
+            }
+            _ => {
+                let pieces: Vec<libc::iovec> = pieces
+                    .iter()
+                    .map(|piece| libc::iovec {
+                        iov_base: piece.as_ptr().cast_mut().cast(),
+                        iov_len: piece.len(),
+                    })
+                    .collect();
+                // SAFETY: msghdr is a plain C struct; all zeroes (null pointers, zero lengths,
+                // no flags) is a valid, empty header.
+                let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+                header.msg_iov = pieces.as_ptr().cast_mut();
+                header.msg_iovlen = pieces.len();
+                let vectored = Box::new(Vectored { pieces, header });
+                let submission =
+                    opcode::SendMsg::new(types::Fd(socket), &raw const vectored.header)
+                        .flags(libc::MSG_NOSIGNAL as u32)
+                        .build();
+                (submission, Some(vectored))
+            }
+        };
+        entry.insert(InFlight { data, vectored });
+        self.push(submission.user_data(user_data(id)));
     }
 
-    /// A send completed: its bytes, back from the ring.
-    pub(crate) fn sent(&mut self, id: u32) -> Option<Vec<u8>> {
-        self.sends.as_mut()?.try_remove(id as usize)
+    /// A send completed: its bytes, back from the ring (a lent buffer stays lent: the rest of a
+    /// short send may go again from it; see [`Ring::give_back`]).
+    pub(crate) fn sent(&mut self, id: u32) -> Option<Outgoing> {
+        let in_flight = self.sends.as_mut()?.try_remove(id as usize)?;
+        Some(in_flight.data)
+    }
+
+    /// Lends buffer `bid`, ours from a receive completion, to sends of its first `len` bytes,
+    /// unless half the buffers are lent already (then the caller copies the bytes out).
+    pub(crate) fn lend(&mut self, bid: u16, len: usize) -> Option<Lent> {
+        let provided = self.buffers.as_mut()?;
+        let owner = provided.owner.get_mut(usize::from(bid))?;
+        if *owner != Owner::Loop || provided.lent >= provided.count / 2 {
+            return None;
+        }
+        *owner = Owner::Sending;
+        provided.lent += 1;
+        Some(Lent {
+            bid,
+            len: len.min(BUFFER_SIZE),
+        })
+    }
+
+    /// The loop is done with the bytes of a send: a lent buffer goes back to the kernel; a
+    /// chunk of the loop's own is returned for reuse.
+    pub(crate) fn give_back(&mut self, data: Outgoing) -> Option<Vec<u8>> {
+        match data {
+            Outgoing::Bytes(bytes) => Some(bytes),
+            Outgoing::Buffers(lent) => {
+                if let Some(provided) = &mut self.buffers {
+                    for lent in lent {
+                        if let Some(owner) = provided.owner.get_mut(usize::from(lent.bid))
+                            && *owner == Owner::Sending
+                        {
+                            *owner = Owner::Loop;
+                            provided.lent -= 1;
+                            provided.provide(lent.bid);
+                        }
+                    }
+                    provided.publish();
+                }
+                None
+            }
+        }
     }
 
     /// A receive completion handed buffer `bid` over: it is ours.
@@ -421,7 +590,7 @@ impl Ring {
         }
     }
 
-    /// The first `len` bytes of buffer `bid`, ours or being sent (empty otherwise).
+    /// The first `len` bytes of buffer `bid`, ours or lent (empty otherwise).
     pub(crate) fn bytes(&self, bid: u16, len: usize) -> &[u8] {
         self.buffers
             .as_ref()
@@ -462,11 +631,11 @@ impl Ring {
         self.push(entry);
     }
 
-    /// Submits what is queued and waits up to `timeout` for at least one completion; then
-    /// copies every completion out into `into`.
+    /// Submits what is queued and waits up to `timeout` (`None`: as long as it takes) for at
+    /// least one completion; then copies every completion out into `into`.
     pub(crate) fn submit_and_wait(
         &mut self,
-        timeout: Duration,
+        timeout: Option<Duration>,
         into: &mut Vec<Completion>,
     ) -> io::Result<()> {
         self.refill();
@@ -491,9 +660,17 @@ impl Ring {
                 break;
             }
         }
-        let spec = types::Timespec::from(timeout);
-        let args = types::SubmitArgs::new().timespec(&spec);
-        match self.uring.submitter().submit_with_args(1, &args) {
+        // Without a deadline, no timer is armed for the wait.
+        let spec = timeout.map(types::Timespec::from);
+        let args = match &spec {
+            Some(spec) => types::SubmitArgs::new().timespec(spec),
+            None => types::SubmitArgs::new(),
+        };
+        let waited = self
+            .uring
+            .submitter()
+            .submit_with_args_and_flags(1, &args, self.wait_flags);
+        match waited {
             Ok(_) => {}
             // Timed out, interrupted, or the completion queue is full (EBUSY): take what is
             // there, which is what makes room.
@@ -533,7 +710,7 @@ impl Drop for Ring {
         while self.in_flight > 0 && Instant::now() < until {
             completions.clear();
             if self
-                .submit_and_wait(Duration::from_millis(50), &mut completions)
+                .submit_and_wait(Some(Duration::from_millis(50)), &mut completions)
                 .is_err()
             {
                 break;
@@ -551,6 +728,81 @@ mod tests {
     use std::os::{fd::AsRawFd, unix::net::UnixStream};
 
     use super::*;
+
+    /// Waits for the completion with `user_data` (ignoring others), up to 5 s.
+    fn wait_for(ring: &mut Ring, user_data: u64) -> Completion {
+        let until = Instant::now() + Duration::from_secs(5);
+        let mut completions = Vec::new();
+        while Instant::now() < until {
+            completions.clear();
+            ring.submit_and_wait(Some(Duration::from_millis(100)), &mut completions)
+                .unwrap();
+            if let Some(found) = completions.iter().find(|c| c.user_data == user_data) {
+                return *found;
+            }
+        }
+        panic!("no completion {user_data} in 5 s");
+    }
+
+    #[test]
+    fn lent_buffers_are_sent_in_order_from_any_offset_and_half_at_most_are_lent() {
+        use std::io::{Read, Write};
+        // Where io_uring is refused (containers), there is nothing to test here.
+        let Ok(mut ring) = Ring::new(8, 4, false) else {
+            return;
+        };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        ring.recv_multi(server.as_raw_fd(), 1);
+        let mut received = Vec::new();
+        for part in [&b"one-"[..], b"two-", b"three"] {
+            client.write_all(part).unwrap();
+            let completion = wait_for(&mut ring, 1);
+            let bid = completion.buffer().unwrap();
+            ring.received(bid);
+            received.push((bid, completion.result as usize));
+        }
+        let [(first, first_len), (second, second_len), (third, third_len)] = received[..] else {
+            unreachable!()
+        };
+        // Four buffers: two may be lent, not three.
+        let one = ring.lend(first, first_len).unwrap();
+        let two = ring.lend(second, second_len).unwrap();
+        assert!(ring.lend(third, third_len).is_none());
+        // A second loan of a lent buffer is refused too.
+        assert!(ring.lend(first, first_len).is_none());
+
+        // Two pieces from offset 2: one vectored send of "e-two-".
+        let mut id = None;
+        ring.send(
+            server.as_raw_fd(),
+            Outgoing::Buffers(vec![one, two]),
+            2,
+            |sent| {
+                id = Some(sent);
+                2
+            },
+        );
+        assert_eq!(wait_for(&mut ring, 2).result, 6);
+        let mut echoed = [0u8; 6];
+        client.read_exact(&mut echoed).unwrap();
+        assert_eq!(&echoed, b"e-two-");
+
+        // Given back, both go to the kernel: the third may be lent now, and sent alone.
+        let data = ring.sent(id.unwrap()).unwrap();
+        assert!(ring.give_back(data).is_none());
+        assert!(
+            ring.bytes(first, first_len).is_empty(),
+            "back in the kernel's hands"
+        );
+        let three = ring.lend(third, third_len).unwrap();
+        ring.send(server.as_raw_fd(), Outgoing::Buffers(vec![three]), 0, |_| 3);
+        assert_eq!(wait_for(&mut ring, 3).result, 5);
+        let mut echoed = [0u8; 5];
+        client.read_exact(&mut echoed).unwrap();
+        assert_eq!(&echoed, b"three");
+    }
 
     #[test]
     fn a_linked_pair_is_never_split_over_two_submits() {

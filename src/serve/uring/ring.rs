@@ -52,8 +52,9 @@ const BUFFER_GROUP: u16 = 0;
 /// The buffer ring's memory is shared with the kernel, which wants it page-aligned.
 const PAGE: usize = 4096;
 
-/// The alignment of the buffers' memory: the allocator's own (see [`ProvidedBuffers::new`]).
-const BUFFER_ALIGN: usize = 16;
+/// The alignment the buffers' allocation asks for: the allocator's own (see
+/// [`ProvidedBuffers::new`]); the buffers themselves start on a page inside it.
+const ALLOCATOR_ALIGN: usize = 16;
 
 /// How long dropping a ring waits for its cancelled operations before it leaks the buffers
 /// instead of freeing memory the kernel may still write.
@@ -171,7 +172,9 @@ struct ProvidedBuffers {
     entries: NonNull<types::BufRingEntry>,
     /// Its allocation.
     entries_layout: Layout,
-    /// `count` buffers of [`BUFFER_SIZE`] bytes.
+    /// Where the buffers' memory was allocated.
+    allocation: NonNull<u8>,
+    /// `count` buffers of [`BUFFER_SIZE`] bytes, from the first page boundary of `allocation`.
     memory: NonNull<u8>,
     /// Its allocation.
     memory_layout: Layout,
@@ -202,12 +205,16 @@ impl ProvidedBuffers {
         }
         let ring_bytes = (usize::from(count) * size_of::<types::BufRingEntry>()).max(PAGE);
         let entries_layout = Layout::from_size_align(ring_bytes, PAGE).map_err(io::Error::other)?;
-        // The buffers need no alignment of their own. At the allocator's least alignment a
-        // zeroed allocation this large is fresh pages from the kernel (calloc), touched only as
-        // receives write them; aligned to a page, it was zeroed by hand, all 2 MiB of it
-        // resident from the start.
-        let memory_layout = Layout::from_size_align(usize::from(count) * BUFFER_SIZE, BUFFER_ALIGN)
-            .map_err(io::Error::other)?;
+        // The buffers start on a page: the kernel's copies into them and out of them run at
+        // half the CPU with cache-line-aligned buffers (bulk echo: 0.65 against 1.16 times the
+        // epoll loop's CPU per MiB with buffers 16 bytes into a page). Asked aligned to a page,
+        // the allocator zeroes the 2 MiB by hand, all resident from the start; asked at its own
+        // alignment, a zeroed allocation this large is fresh pages from the kernel (calloc),
+        // touched only as receives write them. So: one page more at the allocator's alignment,
+        // and the buffers from the first page boundary in it.
+        let memory_layout =
+            Layout::from_size_align(usize::from(count) * BUFFER_SIZE + PAGE, ALLOCATOR_ALIGN)
+                .map_err(io::Error::other)?;
         // SAFETY: both layouts have a non-zero size (count >= 1, sizes >= PAGE). Zeroed memory
         // is a valid ring (all entries and the tail zero) and valid bytes.
         let (entries, memory) = unsafe {
@@ -216,15 +223,20 @@ impl ProvidedBuffers {
                 alloc::alloc_zeroed(memory_layout),
             )
         };
-        let (Some(entries), Some(memory)) = (
+        let (Some(entries), Some(allocation)) = (
             NonNull::new(entries.cast::<types::BufRingEntry>()),
             NonNull::new(memory),
         ) else {
             alloc::handle_alloc_error(memory_layout);
         };
+        let to_page = (PAGE - allocation.as_ptr().addr() % PAGE) % PAGE;
+        // SAFETY: to_page < PAGE, the extra page of the allocation, so the buffers
+        // (count * BUFFER_SIZE bytes from there) lie inside it.
+        let memory = unsafe { allocation.add(to_page) };
         Ok(ProvidedBuffers {
             entries,
             entries_layout,
+            allocation,
             memory,
             memory_layout,
             count,
@@ -292,7 +304,7 @@ impl Drop for ProvidedBuffers {
         // kernel is done with it (or leaks it instead).
         unsafe {
             alloc::dealloc(self.entries.as_ptr().cast(), self.entries_layout);
-            alloc::dealloc(self.memory.as_ptr(), self.memory_layout);
+            alloc::dealloc(self.allocation.as_ptr(), self.memory_layout);
         }
     }
 }

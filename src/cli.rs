@@ -179,11 +179,10 @@ pub struct ServeArgs {
     )]
     pub workers: u16,
 
-    /// With --multiplex: the kernel interface the event loop runs on. auto: epoll for now
-    /// (io_uring is opt-in until it measures ahead of epoll); uring: io_uring (TCP and --udp;
-    /// --tls and --proxy-protocol stay on epoll), or exit 1 with the reason if the kernel
-    /// refuses it; epoll: epoll. Ignored without --multiplex. The line after 'listening on' says
-    /// which runs
+    /// With --multiplex: the kernel interface the event loop runs on. auto: io_uring where the
+    /// kernel allows it, else epoll, saying why; uring: io_uring, or exit 1 with the reason if
+    /// the kernel refuses it; epoll: epoll. --tls and --proxy-protocol run on epoll whatever
+    /// this says. Ignored without --multiplex. The line after 'listening on' says which runs
     #[arg(
         long,
         value_enum,

@@ -8,10 +8,10 @@
 //! **The commands**, one module each, dispatched by [`run`]:
 //!
 //! - `serve`: the echo server, TCP and UDP. `serve/iterative.rs` serves one client at a time,
-//!   `serve/multiplex.rs` all of them at once from an event loop (`--multiplex`), on epoll or,
-//!   with `--io uring`, on the io_uring loop of `serve/uring/` (the crate's only `unsafe`, in
-//!   `serve/uring/ring.rs`); `serve/notices.rs` and `serve/timers.rs` are what both loops share;
-//!   `serve/connection.rs` holds the echo rules (bounded buffer, half-close, errors),
+//!   `serve/multiplex.rs` all of them at once from an event loop (`--multiplex`), on the
+//!   io_uring loop of `serve/uring/` where the kernel allows it, else on epoll (`--io`; the
+//!   crate's only `unsafe` is in `serve/uring/ring.rs`); `serve/notices.rs` and
+//!   `serve/timers.rs` are what both loops share; `serve/connection.rs` holds the echo rules (bounded buffer, half-close, errors),
 //!   `serve/listen.rs` binding, accepting and the stop signals, and `serve/report.rs` the lines
 //!   the server prints (as JSON with `serve/json.rs`), and what each loop counts for
 //!   `serve/metrics.rs`, which serves it over HTTP (`--metrics`). `serve/udp.rs` is the UDP echo (`--udp`, RFC 862), and

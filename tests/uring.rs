@@ -77,6 +77,18 @@ fn uring_says_so_and_echoes() {
 }
 
 #[test]
+fn auto_runs_on_io_uring_where_the_kernel_allows_it() {
+    if !uring_available() {
+        return;
+    }
+    // Auto is the default (src/serve/multiplex.rs holds the parsed default to it).
+    let mut server = Server::start_with(&mut serve("auto", &[]));
+    assert_eq!(backend_line(&mut server), "multiplexing on io_uring");
+    let mut client = server.connect();
+    common::echo_checked(&mut client, b"the default ring");
+}
+
+#[test]
 fn a_refused_probe_falls_back_to_epoll_under_auto_and_still_echoes() {
     let mut command = serve("auto", &[]);
     command.env(FORCE_FAILURE, "1");

@@ -7,7 +7,7 @@
 //! - [`iterative`]: one client at a time, the classic echo server.
 //! - [`multiplex`]: every client at once from one event loop per thread (`--multiplex`), as
 //!   many as the open-file limit allows ([`fd_limit`](crate::fd_limit)).
-//! - [`uring`]: the same event loop on io_uring (`--multiplex --io uring`), plain TCP and
+//! - [`uring`]: the same event loop on io_uring (the default where the kernel allows it), plain TCP and
 //!   `--udp`; chosen and started by [`multiplex`], which imports it.
 //! - [`udp`]: UDP echo (`--udp`), with the reflection [`guard`]; alone, or inside either
 //!   multiplexed loop beside TCP on the same port.

@@ -38,9 +38,10 @@
 //! sharing it, the UDP sockets in the first loops, a `listening on` line per address. `READY=1`
 //! follows the lines after `listening on`, `STOPPING=1` the first drain ([`systemd`]).
 //!
-//! `--io` picks the kernel interface of every loop ([`choose_backend`]): this file's mio loop
-//! (epoll), or the io_uring loop of `uring/` ([`UringLoop`]), which serves plain TCP and `--udp`
-//! with the same rules, limits and lines; `--tls` and `--proxy-protocol` run on epoll. The line
+//! `--io` picks the kernel interface of every loop ([`choose_backend`]): the io_uring loop of
+//! `uring/` ([`UringLoop`]) where the kernel allows it (auto, the default), which serves plain
+//! TCP and `--udp` with the same rules, limits and lines, or this file's mio loop (epoll);
+//! `--tls` and `--proxy-protocol` run on epoll. The line
 //! after `multiplexing up to N clients` says which runs and why: `multiplexing on io_uring`, or
 //! `multiplexing on epoll (io_uring unavailable: REASON)`.
 //!
@@ -260,23 +261,15 @@ impl Backend {
     }
 }
 
-/// Whether `--io auto` picks io_uring where the kernel allows it. Not yet: measured in
-/// benches/RESULTS.md ("io_uring column"), it is not ahead of epoll on CPU per message, so it is
-/// opt-in (`--io uring`).
-const AUTO_PICKS_URING: bool = false;
-
-/// Picks the backend from `--io`: io_uring when asked for (or, once [`AUTO_PICKS_URING`], by
-/// auto) and the probe passes, epoll otherwise, saying why. `--io uring` on a kernel that
-/// refuses it fails with the reason; with `--tls` or `--proxy-protocol`, which only epoll
-/// serves, it runs on epoll and says so (the same command line then works whatever the backend).
+/// Picks the backend from `--io`: io_uring when asked for or by auto, if the probe passes;
+/// epoll otherwise, saying why. `--io uring` on a kernel that refuses it fails with the reason;
+/// with `--tls` or `--proxy-protocol`, which only epoll serves, it runs on epoll and says so
+/// (the same command line then works whatever the backend). Why auto picks io_uring: at many
+/// clients and in bulk it costs less CPU than epoll (benches/RESULTS.md, "io_uring, the
+/// default"); one connection alone is the one case where epoll is a little quicker.
 fn choose_backend(args: &ServeArgs) -> Result<Backend> {
     let wanted = match args.io {
         IoBackend::Epoll => return Ok(Backend::Epoll(None)),
-        IoBackend::Auto if !AUTO_PICKS_URING => {
-            return Ok(Backend::Epoll(Some(
-                "io_uring is opt-in: --io uring".to_string(),
-            )));
-        }
         IoBackend::Auto => false,
         IoBackend::Uring => true,
     };
@@ -934,9 +927,22 @@ mod tests {
             choose_backend(&args("--io epoll")).unwrap(),
             Backend::Epoll(None)
         );
+        // Auto: io_uring where this kernel allows it, else epoll with the probe's reason.
+        let auto = choose_backend(&args("--io auto")).unwrap();
+        match uring::probe() {
+            Ok(_) => assert_eq!(auto, Backend::Uring),
+            Err(why) => assert_eq!(
+                auto,
+                Backend::Epoll(Some(format!("io_uring unavailable: {why}")))
+            ),
+        }
+        // Auto is the default (unless the environment of this test run says otherwise).
+        if std::env::var_os("NETECHO_IO").is_none() {
+            assert_eq!(choose_backend(&args("")).unwrap(), auto);
+        }
         assert_eq!(
-            choose_backend(&args("--io auto")).unwrap(),
-            Backend::Epoll(Some("io_uring is opt-in: --io uring".to_string()))
+            choose_backend(&args("--tls")).unwrap(),
+            Backend::Epoll(Some("--tls runs on epoll".to_string()))
         );
         for why in ["--tls", "--proxy-protocol"] {
             let backend = choose_backend(&args(&format!("--io uring {why}"))).unwrap();

@@ -37,6 +37,7 @@ pub(crate) fn probe() -> Result<TaskRun, String> {
         opcode::AcceptMulti::CODE,
         opcode::RecvMulti::CODE,
         opcode::Send::CODE,
+        opcode::SendMsg::CODE,
         opcode::Close::CODE,
         opcode::AsyncCancel::CODE,
         opcode::PollAdd::CODE,

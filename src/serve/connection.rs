@@ -66,6 +66,43 @@ use crate::{
 /// at most this.
 pub(crate) const SCRATCH_SIZE: usize = 256 * 1024;
 
+/// A loop's scratch buffer: [`SCRATCH_SIZE`] bytes from a page boundary. A plain `Vec` this
+/// large starts 16 bytes into its first page (the allocator's header), and the kernel's copies
+/// into and out of a buffer that starts mid-cache-line cost up to twice as much (measured on
+/// the io_uring loop's buffers, benches/RESULTS.md "io_uring, the default").
+pub(crate) struct Scratch {
+    /// One page more than the buffer: fresh zeroed pages from the kernel, touched as used.
+    bytes: Vec<u8>,
+    /// Where the buffer starts in it: the first page boundary.
+    start: usize,
+}
+
+impl Scratch {
+    /// A new scratch buffer.
+    pub(crate) fn new() -> Self {
+        let bytes = vec![0; SCRATCH_SIZE + PAGE];
+        let start = bytes.as_ptr().align_offset(PAGE).min(PAGE);
+        Scratch { bytes, start }
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes[self.start..self.start + SCRATCH_SIZE]
+    }
+}
+
+impl std::ops::DerefMut for Scratch {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes[self.start..self.start + SCRATCH_SIZE]
+    }
+}
+
+/// A page of memory, where [`Scratch`] starts.
+const PAGE: usize = 4096;
+
 /// Reads one pump may do before it yields to other connections (4 × 256 KiB = 1 MiB).
 const READS_PER_PUMP: usize = 4;
 
@@ -592,6 +629,16 @@ fn write_some(stream: &mut TcpStream, data: &[u8]) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_scratch_buffer_starts_on_a_page_and_has_its_size() {
+        for _ in 0..4 {
+            let mut scratch = Scratch::new();
+            assert_eq!(scratch.len(), SCRATCH_SIZE);
+            assert_eq!(scratch.as_ptr().addr() % PAGE, 0);
+            scratch[SCRATCH_SIZE - 1] = 1;
+        }
+    }
     use crate::tls::{Identity, ServerOptions, server_config};
 
     /// A connection on a real loopback socket (its peer is left unused), plain or TLS.

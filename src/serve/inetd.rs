@@ -33,7 +33,7 @@ use anyhow::{Context, Result, bail};
 use socket2::SockRef;
 
 use super::{
-    connection::SCRATCH_SIZE,
+    connection::Scratch,
     report::{Leave, Peer, Report, Sink},
 };
 use crate::cli::ServeArgs;
@@ -88,7 +88,7 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<()> {
     }
     flush(&mut report);
 
-    let mut buffer = vec![0; SCRATCH_SIZE];
+    let mut buffer = Scratch::new();
     let mut totals = Totals::default();
     let leave = echo(&mut input, &mut output, &mut buffer, &mut totals, |data| {
         if let Some(report) = &mut report {

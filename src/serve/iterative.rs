@@ -33,7 +33,7 @@ use rustls::ServerConfig;
 
 use super::{
     certificate::ServerTls,
-    connection::{Connection, Limits, PumpOutcome, SCRATCH_SIZE},
+    connection::{Connection, Limits, PumpOutcome, Scratch},
     listen::{self, ACCEPT_RETRY, local_addr, watch_signals},
     report::{Accepting, Leave, Report, Served, Summary},
     systemd,
@@ -70,7 +70,7 @@ pub(crate) fn serve(
     let limits = Limits::of(args);
 
     let mut events = Events::with_capacity(16);
-    let mut scratch = vec![0; SCRATCH_SIZE];
+    let mut scratch = Scratch::new();
     let mut summary = Summary::default();
     let mut client: Option<Connection> = None;
     let mut accept_after: Option<Instant> = None;

@@ -75,7 +75,7 @@ use slab::Slab;
 
 use super::{
     certificate::ServerTls,
-    connection::{Connection, Limits, PumpOutcome, SCRATCH_SIZE},
+    connection::{Connection, Limits, PumpOutcome, Scratch},
     listen::{accept, adopt, adopt_udp, bind, bind_any, bind_error, local_addr, watch_signals},
     notices::{AcceptPause, SharedNotices},
     report::{Leave, Report, Served, Sink, Summary, UdpTotals},
@@ -546,7 +546,7 @@ struct EventLoop<'a> {
     /// With `--tls`: the configuration of every client's session, shared by all loops.
     tls: Option<Arc<ServerConfig>>,
     /// The buffer every client reads into; only what a socket will not take is copied out.
-    scratch: Vec<u8>,
+    scratch: Scratch,
     /// This loop's lines, handed to the report writer once per turn.
     report: Report,
     /// Totals of the clients that left.
@@ -601,7 +601,7 @@ impl<'a> EventLoop<'a> {
             ready: VecDeque::new(),
             timers: IdleTimers::default(),
             tls,
-            scratch: vec![0; SCRATCH_SIZE],
+            scratch: Scratch::new(),
             report,
             summary,
             max_clients,

@@ -329,10 +329,10 @@ impl<'a> UringLoop<'a> {
             self.completions = completions;
             // Every buffer not lent to a send is back in the ring by now (each is given back as
             // soon as its bytes are copied out), at least half of them: whoever ran dry is armed
-            // again, this turn. Waiting for a turn in
-            // which a buffer came back would strand a client whose ENOBUFS arrived in a later
-            // turn than the completions that emptied the ring (split by a completion queue
-            // overflow): never received from again, its descriptor held after it left.
+            // again, this turn. Waiting for a turn in which a buffer came back would strand a
+            // client whose ENOBUFS arrived in a later turn than the completions that emptied the
+            // ring (split by a completion queue overflow): never received from again, its
+            // descriptor held after it left.
             self.feed_starved();
             self.pump_udp();
             self.expire_idle();
@@ -587,13 +587,10 @@ impl<'a> UringLoop<'a> {
             // once sent. Past the loan limit, the bytes are copied out below.
             if let Some(lent) = self.ring.lend(bid, len) {
                 if client.send_id.is_none() && client.queue.is_empty() {
-                    let fd = client.socket.as_raw_fd();
-                    let mut sent_id = None;
-                    self.ring.send(fd, Outgoing::Buffers(vec![lent]), 0, |id| {
-                        sent_id = Some(id);
+                    let data = Outgoing::Buffers(vec![lent]);
+                    client.send_id = self.ring.send(client.socket.as_raw_fd(), data, 0, |id| {
                         user_data(Op::Send, id.into(), key)
                     });
-                    client.send_id = sent_id;
                 } else {
                     match client.queue.back_mut() {
                         Some(Outgoing::Buffers(last)) if last.len() < LENT_PER_SEND => {
@@ -685,13 +682,10 @@ impl<'a> UringLoop<'a> {
         if client.send_id.is_none()
             && let Some(data) = client.queue.pop_front()
         {
-            let mut sent_id = None;
-            self.ring
-                .send(client.socket.as_raw_fd(), data, client.send_offset, |id| {
-                    sent_id = Some(id);
-                    user_data(Op::Send, id.into(), key)
-                });
-            client.send_id = sent_id;
+            let fd = client.socket.as_raw_fd();
+            client.send_id = self.ring.send(fd, data, client.send_offset, |id| {
+                user_data(Op::Send, id.into(), key)
+            });
             if client.queue.is_empty() {
                 // Give the queue's memory back: an idle client holds nothing.
                 client.queue = VecDeque::new();

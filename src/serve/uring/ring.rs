@@ -478,16 +478,17 @@ impl Ring {
     }
 
     /// Sends `data` from `offset` on `socket`: the ring holds the bytes until the completion,
-    /// whose user data `user_data` makes from the send's id (see [`Ring::sent`]).
+    /// whose user data `user_data` makes from the send's id (see [`Ring::sent`]). The id, or
+    /// `None` while the ring is being dropped.
     pub(crate) fn send(
         &mut self,
         socket: RawFd,
         data: Outgoing,
         offset: usize,
         user_data: impl FnOnce(u32) -> u64,
-    ) {
+    ) -> Option<u32> {
         let (Some(sends), Some(provided)) = (&mut self.sends, &self.buffers) else {
-            return;
+            return None;
         };
         // The pieces left from `offset` on. Their addresses stay valid while the send's bytes
         // sit in the slab: a Vec's heap buffer does not move when the Vec itself does, and
@@ -544,6 +545,7 @@ impl Ring {
         };
         entry.insert(InFlight { data, vectored });
         self.push(submission.user_data(user_data(id)));
+        Some(id)
     }
 
     /// A send completed: its bytes, back from the ring (a lent buffer stays lent: the rest of a
@@ -786,15 +788,11 @@ mod tests {
         assert!(ring.lend(first, first_len).is_none());
 
         // Two pieces from offset 2: one vectored send of "e-two-".
-        let mut id = None;
-        ring.send(
+        let id = ring.send(
             server.as_raw_fd(),
             Outgoing::Buffers(vec![one, two]),
             2,
-            |sent| {
-                id = Some(sent);
-                2
-            },
+            |_| 2,
         );
         assert_eq!(wait_for(&mut ring, 2).result, 6);
         let mut echoed = [0u8; 6];

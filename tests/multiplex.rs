@@ -531,3 +531,85 @@ fn out_of_descriptors_is_said_once_for_every_worker(backend: Backend) {
     let notices = server.stop_and_find("accept failed");
     assert_eq!(notices.len(), 1, "{notices:#?}");
 }
+
+backends!(slow_readers_get_every_byte_in_order_while_hogs_hold_buffers_and_reset);
+fn slow_readers_get_every_byte_in_order_while_hogs_hold_buffers_and_reset(backend: Backend) {
+    // Hogs that never read first: on io_uring they pin the buffers that may be lent to sends,
+    // so the slow readers' echoes go out partly from lent buffers, partly copied.
+    const HOGS: usize = 6;
+    const READERS: u64 = 3;
+    const SIZE: usize = 6 << 20;
+    let server = Server::start_on(backend, &["--multiplex", "-q"]);
+    let payload = pseudo_random(4 << 20, 40);
+    let hogs: Vec<TcpStream> = (0..HOGS)
+        .map(|_| {
+            let mut hog = server.connect();
+            write_until_stalled(&mut hog, &payload, Duration::from_millis(200));
+            hog
+        })
+        .collect();
+
+    // Each reader's receive window is small and it reads a few hundred bytes at a time while
+    // it writes at full speed: the server's sends go short, and the rest goes again from an
+    // offset inside its pieces (several lent buffers on io_uring).
+    let readers: Vec<_> = (0..READERS)
+        .map(|seed| {
+            // Set before connecting, so the window is small from the handshake on.
+            let socket =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            socket.set_recv_buffer_size(4096).unwrap();
+            socket.connect(&server.addr.into()).unwrap();
+            let stream = TcpStream::from(socket);
+            stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+            thread::spawn(move || {
+                let sent = Arc::new(pseudo_random(SIZE, 50 + seed));
+                let mut writer = stream.try_clone().unwrap();
+                let to_send = Arc::clone(&sent);
+                let writing = thread::spawn(move || {
+                    writer.write_all(&to_send).unwrap();
+                    writer.shutdown(Shutdown::Write).unwrap();
+                });
+                let mut stream = stream;
+                let mut echoed = Vec::with_capacity(SIZE);
+                let mut piece = [0u8; 777];
+                loop {
+                    let n = stream.read(&mut piece).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    echoed.extend_from_slice(&piece[..n]);
+                }
+                writing.join().unwrap();
+                assert_eq!(echoed.len(), SIZE, "reader {seed}: echoed length");
+                let first_difference = echoed.iter().zip(sent.iter()).position(|(a, b)| a != b);
+                assert_eq!(first_difference, None, "reader {seed}: echo differs here");
+            })
+        })
+        .collect();
+    for reader in readers {
+        reader.join().unwrap();
+    }
+
+    // The hogs reset with their echoes in flight: what they held comes back, and a bulk client
+    // after them is echoed exactly.
+    for hog in hogs {
+        reset(hog);
+    }
+    let mut after = server.connect();
+    let bulk = pseudo_random(2 << 20, 60);
+    let mut writer = after.try_clone().unwrap();
+    let to_send = bulk.clone();
+    let writing = thread::spawn(move || writer.write_all(&to_send).unwrap());
+    read_back(&mut after, &bulk);
+    writing.join().unwrap();
+    drop(after);
+
+    let (status, rest) = server.terminate();
+    assert!(status.success(), "{status:?}");
+    let clients = HOGS + READERS as usize + 1;
+    let summary = rest.last().expect("summary");
+    assert!(
+        summary.starts_with(&format!("stopped: served {clients} clients")),
+        "{summary}"
+    );
+}

@@ -9,6 +9,8 @@
 //! send is done: no copy. At most half the buffers are lent at once; past that, the bytes are
 //! copied into the client's own queue and the buffer goes back at once, so clients that do not
 //! read can pin no more than half the buffers and the others always have some to receive into.
+//! A client stopped for backpressure (it does not read) copies its queued loans out and borrows
+//! no more, so it pins only its send in flight and the loans stay with the clients that read.
 //! An idle client holds no buffer.
 //!
 //! The echo rules are the mio loop's, point for point:
@@ -85,8 +87,8 @@ use ring::{BUFFER_SIZE, Completion, LENT_PER_SEND, Outgoing, Ring};
 /// still complete up to 32 times in the turn the cancel goes out (the kernel's
 /// MULTISHOT_MAX_RETRY: 32 × 16 KiB = 512 KiB more), and the send in flight keeps the part a
 /// short send already wrote until the send ends (up to [`SEND_CHUNK`]): at most
-/// 256 + 512 + 256 = 1,024 KiB of bytes. They sit in lent buffers of the shared pool (allocated
-/// once per loop) while loans last, in memory of the client's own after that. Measured with
+/// 256 + 512 + 256 = 1,024 KiB of bytes. Once its receive is cancelled, all but the send in
+/// flight are in memory of the client's own (see [`UringLoop::copy_out_loans`]). Measured with
 /// copies only (benches/load.rs, release): 1.2–1.5 MiB of peak RSS growth, the rest being the
 /// allocator's; tests/uring.rs holds it under 2 MiB.
 const HOLD_LIMIT: u64 = 256 * 1024;
@@ -585,7 +587,14 @@ impl<'a> UringLoop<'a> {
             // The buffer itself is echoed, no copy: sent now if nothing else is to go first,
             // else joined to the lent buffers queued last. Its bytes are the kernel's again
             // once sent. Past the loan limit, the bytes are copied out below.
-            if let Some(lent) = self.ring.lend(bid, len) {
+            // A client stopped for backpressure (it does not read) borrows no more: what it
+            // holds waits in memory of its own, and the loans stay for the clients that read.
+            let lent = if client.recv_cancelled {
+                None
+            } else {
+                self.ring.lend(bid, len)
+            };
+            if let Some(lent) = lent {
                 if client.send_id.is_none() && client.queue.is_empty() {
                     let data = Outgoing::Buffers(vec![lent]);
                     client.send_id = self.ring.send(client.socket.as_raw_fd(), data, 0, |id| {
@@ -702,11 +711,35 @@ impl<'a> UringLoop<'a> {
             client.recv_cancelled = true;
             let target = user_data(Op::Recv, client.serial, key);
             self.ring.cancel(target, user_data(Op::Quiet, 0, 0));
+            self.copy_out_loans(key);
         } else if held < HOLD_LIMIT / 2 && !client.receiving && !client.starved {
             client.receiving = true;
             client.recv_cancelled = false;
             let target = user_data(Op::Recv, client.serial, key);
             self.ring.recv_multi(client.socket.as_raw_fd(), target);
+        }
+    }
+
+    /// A client that does not read gives its queued loans back: their bytes are copied into a
+    /// chunk of its own, so that it pins no more than the buffers of its send in flight (one
+    /// send's worth, [`LENT_PER_SEND`]) rather than all it holds (up to [`HOLD_LIMIT`] and a
+    /// multishot burst past it: 48 buffers, which two such clients would take from all the
+    /// others for as long as they stay). The queue holds no partly sent bytes (the rest of a
+    /// short send goes again at once), so its order and the send offset are untouched.
+    fn copy_out_loans(&mut self, key: usize) {
+        let Some(client) = self.clients.get_mut(key) else {
+            return;
+        };
+        for queued in client.queue.iter_mut() {
+            let Outgoing::Buffers(lent) = &*queued else {
+                continue;
+            };
+            let mut chunk = Vec::with_capacity(queued.len());
+            for piece in lent {
+                chunk.extend_from_slice(self.ring.lent_bytes(piece));
+            }
+            let loans = std::mem::replace(queued, Outgoing::Bytes(chunk));
+            self.ring.give_back(loans);
         }
     }
 

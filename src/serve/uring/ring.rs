@@ -20,7 +20,8 @@
 //!   nobody writes it) and is given back when the loop is done with it ([`Ring::give_back`]).
 //!   The loan is a [`Lent`], which only `lend` makes and which is neither `Clone` nor `Copy`:
 //!   one loan, one owner. At most half the buffers are lent at once, so clients that do not read
-//!   (each pins at most the one buffer of its send in flight) never starve the receives.
+//!   (each pins at most the buffers of its send in flight: the loop copies out what waits
+//!   behind it) never starve the receives.
 //! - A send reads memory the ring owns for as long as it lives: [`Ring::send`] takes the bytes
 //!   (an [`Outgoing`]: a `Vec`, or a lent buffer, never written until the completion hands it
 //!   back with [`Ring::sent`]).
@@ -602,6 +603,11 @@ impl Ring {
         {
             *owner = Owner::Loop;
         }
+    }
+
+    /// The bytes a loan lends.
+    pub(crate) fn lent_bytes(&self, lent: &Lent) -> &[u8] {
+        self.bytes(lent.bid, lent.len)
     }
 
     /// The first `len` bytes of buffer `bid`, ours or lent (empty otherwise).

@@ -213,8 +213,9 @@ fn a_client_that_never_reads_holds_a_bounded_share_of_the_buffers() {
         return;
     }
     let server = Server::start_with(&mut serve("uring", &["-q"]));
-    // The shared buffers (2 MiB, touched as receives first write them) are the loop's, not the
-    // hog's: a warm-up of 8 MiB passes through every one of them first.
+    // The shared buffers (2 MiB, touched as receives first write them) and the spare send chunks
+    // (up to 2 MiB) are the loop's, not the hog's: 8 MiB in one go first passes through every
+    // buffer and, past the loans, fills the spares.
     let mut warm = server.connect();
     common::echo_checked(&mut warm, &pseudo_random(8 << 20, 1));
     let baseline_kb = common::proc_status(server.pid(), "VmRSS");

@@ -28,7 +28,8 @@
 //! - The memory of the buffers, of the ring they are provided through and of the sends outlives
 //!   every operation: [`Ring`] cancels everything and waits for the last completion before it
 //!   frees them, and leaks them rather than free memory the kernel may still touch.
-//! - Submissions carry no pointer but to those sends' bytes, so pushing one is sound.
+//! - Submissions carry no pointer but to those sends' bytes (and, for a vectored send, its
+//!   boxed header and pieces, held with them), so pushing one is sound.
 
 use std::{
     alloc::{self, Layout},
@@ -429,9 +430,10 @@ impl Ring {
     /// submission queue, or all in the backlog.
     fn push_group(&mut self, entries: &[squeue::Entry]) {
         if self.backlog.is_empty() {
-            // SAFETY: every entry built in this module points at no memory, or (sends) into a
-            // Vec in `sends`, which stays there, untouched, until its completion (Drop waits
-            // for it or leaks).
+            // SAFETY: every entry built in this module points at no memory, or (sends) at what
+            // an `InFlight` in `sends` owns or lends: a Vec's heap bytes, lent buffers (out of
+            // the ring until given back), a boxed message header and its pieces. It stays
+            // there, untouched, until the send's completion (Drop waits for it or leaks).
             if unsafe { self.uring.submission().push_multiple(entries) }.is_ok() {
                 self.in_flight += entries.len();
                 return;

@@ -67,7 +67,7 @@ fn udp_echo(keep: impl Fn(u64) -> bool + Send + 'static) -> u16 {
     thread::spawn(move || {
         let mut buffer = [0u8; 65536];
         let mut count = 0;
-        while let Ok((n, from)) = socket.recv_from(&mut buffer) {
+        while let Ok((n, from)) = common::retrying(|| socket.recv_from(&mut buffer)) {
             if keep(count) {
                 let _ = socket.send_to(&buffer[..n], from);
             }
@@ -95,7 +95,7 @@ fn lossy_udp_echo(nth: u64) -> (u16, Arc<EchoCounts>) {
     let seen = Arc::clone(&counts);
     thread::spawn(move || {
         let mut buffer = [0u8; 65536];
-        while let Ok((n, from)) = socket.recv_from(&mut buffer) {
+        while let Ok((n, from)) = common::retrying(|| socket.recv_from(&mut buffer)) {
             let count = seen.received.load(Ordering::SeqCst) + 1;
             if count % nth == 0 {
                 seen.dropped.fetch_add(1, Ordering::SeqCst);
@@ -253,7 +253,7 @@ fn an_altered_byte_is_a_mismatch_named_precisely() {
     let port = threaded_server(|mut stream| {
         let mut buffer = [0u8; 4096];
         let mut total = 0;
-        while let Ok(n) = stream.read(&mut buffer) {
+        while let Ok(n) = common::retrying(|| stream.read(&mut buffer)) {
             if n == 0 {
                 break;
             }
@@ -320,7 +320,7 @@ fn unwrapped(stdout: &[u8]) -> String {
 fn a_server_that_never_answers_is_a_timeout() {
     let port = threaded_server(|mut stream| {
         let mut sink = [0u8; 1024];
-        while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+        while matches!(common::retrying(|| stream.read(&mut sink)), Ok(n) if n > 0) {}
     });
     let (code, report, _) = bench_json(port, &["-c", "2", "-d", "300ms", "--timeout", "300ms"]);
     assert_eq!(code, 1);
@@ -356,7 +356,7 @@ fn many_connections_to_the_iterative_server_say_it_serves_one_at_a_time() {
     // Not said when no connection was answered at all: that is a server that never answers.
     let silent = threaded_server(|mut stream| {
         let mut sink = [0u8; 1024];
-        while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+        while matches!(common::retrying(|| stream.read(&mut sink)), Ok(n) if n > 0) {}
     });
     let (code, report, stderr) =
         bench_json(silent, &["-c", "2", "-d", "300ms", "--timeout", "300ms"]);
@@ -371,7 +371,7 @@ fn the_tcp_rate_leaves_out_the_final_wait_for_replies_that_never_come() {
     let port = threaded_server(|mut stream| {
         let mut buffer = [0u8; 64];
         if stream.read_exact(&mut buffer).is_ok() && stream.write_all(&buffer).is_ok() {
-            while matches!(stream.read(&mut buffer), Ok(n) if n > 0) {}
+            while matches!(common::retrying(|| stream.read(&mut buffer)), Ok(n) if n > 0) {}
         }
     });
     let (code, report, stderr) = bench_json(port, &["-d", "500ms", "--timeout", "1500ms"]);
@@ -477,7 +477,7 @@ fn udp_datagrams_altered_are_mismatches() {
     let port = socket.local_addr().unwrap().port();
     thread::spawn(move || {
         let mut buffer = [0u8; 2048];
-        while let Ok((n, from)) = socket.recv_from(&mut buffer) {
+        while let Ok((n, from)) = common::retrying(|| socket.recv_from(&mut buffer)) {
             buffer[n - 1] ^= 0xff;
             let _ = socket.send_to(&buffer[..n], from);
         }

@@ -287,7 +287,7 @@ fn never_reads(addr: SocketAddr, seed: u64) -> Option<Held> {
     let mut sent = 0;
     let mut dropped = false;
     while sent < data.len() {
-        match stream.write(&data[sent..]) {
+        match common::retrying(|| stream.write(&data[sent..])) {
             Ok(n) => sent += n,
             Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
             // The iterative server's idle timeout dropped it while it was still sending: the
@@ -346,7 +346,7 @@ fn never_sends(addr: SocketAddr, _: u64) -> Option<Held> {
         stream
             .set_read_timeout(Some(Duration::from_millis(1500)))
             .unwrap();
-        if let Ok(n) = stream.read(&mut byte) {
+        if let Ok(n) = common::retrying(|| stream.read(&mut byte)) {
             assert_eq!(n, 0, "a peer that sent nothing got a byte");
         }
     }))
@@ -372,7 +372,7 @@ fn udp_echo(socket: &UdpSocket, data: &[u8], what: &str) {
     let mut reply = vec![0; 65_536];
     for _ in 0..UDP_TRIES {
         socket.send(data).expect("send a datagram");
-        match socket.recv(&mut reply) {
+        match common::retrying(|| socket.recv(&mut reply)) {
             Ok(n) => {
                 assert!(reply[..n] == *data, "{what}: the reply differs");
                 return;

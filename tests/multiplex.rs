@@ -33,7 +33,7 @@ fn write_until_stalled(stream: &mut TcpStream, data: &[u8], stall: Duration) -> 
     stream.set_write_timeout(Some(stall)).unwrap();
     let mut sent = 0;
     while sent < data.len() {
-        match stream.write(&data[sent..]) {
+        match common::retrying(|| stream.write(&data[sent..])) {
             Ok(n) => sent += n,
             Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
             Err(err) => panic!("write failed: {err}"),
@@ -576,7 +576,7 @@ fn slow_readers_get_every_byte_in_order_while_hogs_hold_buffers_and_reset(backen
                 let mut echoed = Vec::with_capacity(SIZE);
                 let mut piece = [0u8; 777];
                 loop {
-                    let n = stream.read(&mut piece).unwrap();
+                    let n = common::retrying(|| stream.read(&mut piece)).unwrap();
                     if n == 0 {
                         break;
                     }

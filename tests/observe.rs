@@ -175,7 +175,7 @@ fn every_event_of_a_run_is_one_json_object_with_stable_fields() {
     socket.set_read_timeout(Some(TIMEOUT)).unwrap();
     socket.send_to(b"\xffdatagram", server.addr).unwrap();
     let mut reply = [0u8; 64];
-    let (len, _) = socket.recv_from(&mut reply).unwrap();
+    let (len, _) = common::retrying(|| socket.recv_from(&mut reply)).unwrap();
     assert_eq!(&reply[..len], b"\xffdatagram");
     let refused = self_answering_source();
     if let Some(refused) = &refused {
@@ -475,7 +475,7 @@ fn metrics_count_real_traffic_to_the_byte(backend: Backend) {
                 let message = pseudo_random(size, n);
                 socket.send_to(&message, server.addr).unwrap();
                 let mut reply = vec![0; 2 * size];
-                let (len, _) = socket.recv_from(&mut reply).unwrap();
+                let (len, _) = common::retrying(|| socket.recv_from(&mut reply)).unwrap();
                 assert_eq!(reply[..len], message[..]);
             }
         } else {

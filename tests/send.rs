@@ -423,7 +423,7 @@ fn holding_server() -> (
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let port = odd_server(move |mut stream| {
         let mut sink = [0u8; 1024];
-        while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+        while matches!(common::retrying(|| stream.read(&mut sink)), Ok(n) if n > 0) {}
         let _ = eof_tx.send(());
         let _ = done_rx.recv_timeout(TIMEOUT);
     });
@@ -463,7 +463,7 @@ fn a_server_that_echoes_but_keeps_the_connection_open_is_fine() {
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let port = odd_server(move |mut stream| {
             let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = stream.read(&mut buf) {
+            while let Ok(n @ 1..) = common::retrying(|| stream.read(&mut buf)) {
                 stream.write_all(&buf[..n]).unwrap();
             }
             let _ = done_rx.recv_timeout(TIMEOUT);

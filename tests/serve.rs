@@ -308,7 +308,7 @@ fn echo_many(server: &Server, mode: &[&str], clients: usize, messages: usize) {
                 let message = pseudo_random(64, (id * messages + n) as u64);
                 socket.send(&message).unwrap();
                 let mut reply = [0u8; 65_536];
-                let len = socket.recv(&mut reply).expect("a reply datagram");
+                let len = common::retrying(|| socket.recv(&mut reply)).expect("a reply datagram");
                 assert!(reply[..len] == message[..], "echo differs");
             }
         } else {
@@ -495,7 +495,11 @@ fn every_line_fits_in_80_columns(backend: Backend) {
             socket.set_read_timeout(Some(TIMEOUT)).unwrap();
             socket.send_to(&data, server.addr).unwrap();
             let mut reply = [0u8; 2000];
-            assert_eq!(socket.recv(&mut reply).unwrap(), data.len(), "{mode:?}");
+            assert_eq!(
+                common::retrying(|| socket.recv(&mut reply)).unwrap(),
+                data.len(),
+                "{mode:?}"
+            );
         } else {
             let mut client = server.connect();
             echo_checked(&mut client, &data);

@@ -231,7 +231,7 @@ fn echo_udp(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
     socket.set_read_timeout(Some(TIMEOUT)).unwrap();
     socket.send_to(data, addr).unwrap();
     let mut reply = vec![0; 70_000];
-    let (len, from) = socket.recv_from(&mut reply).unwrap();
+    let (len, from) = common::retrying(|| socket.recv_from(&mut reply)).unwrap();
     assert_eq!(from, addr);
     reply.truncate(len);
     reply
@@ -260,10 +260,8 @@ impl Notify {
     /// The next message, bounded by [`TIMEOUT`].
     fn next(&self) -> String {
         let mut buf = [0; 4096];
-        let len = self
-            .socket
-            .recv(&mut buf)
-            .expect("a message on NOTIFY_SOCKET");
+        let len =
+            common::retrying(|| self.socket.recv(&mut buf)).expect("a message on NOTIFY_SOCKET");
         String::from_utf8_lossy(&buf[..len]).into_owned()
     }
 }
@@ -502,7 +500,7 @@ fn inetd_mode_drops_a_client_that_does_not_read() {
     let mut sent = 0u64;
     // Writes until the buffers on both sides are full: bounded, since netecho stops reading.
     let deadline = Instant::now() + TIMEOUT;
-    while let Ok(len) = writer.write(&chunk) {
+    while let Ok(len) = common::retrying(|| writer.write(&chunk)) {
         sent += len as u64;
         assert!(
             Instant::now() < deadline,

@@ -384,7 +384,7 @@ fn the_connect_line_says_version_suite_alpn_and_client_subject(backend: Backend)
                 client.write_all(b"x")?;
                 client.flush()?;
                 let mut byte = [0u8; 1];
-                client.read(&mut byte)
+                common::retrying(|| client.read(&mut byte))
             });
         assert!(
             !matches!(refused, Ok(1)),
@@ -478,9 +478,8 @@ fn a_client_that_never_reads_does_not_stop_the_others(backend: Backend) {
     let mut sent = 0usize;
     // Write until the socket will take no more: the server stopped reading from this client.
     while sent < 256 * 1024 * 1024 {
-        match stalled
-            .write(&chunk)
-            .and_then(|n| stalled.flush().map(|()| n))
+        match common::retrying(|| stalled.write(&chunk))
+            .and_then(|n| common::retrying(|| stalled.flush()).map(|()| n))
         {
             Ok(n) => sent += n,
             Err(_) => break,

@@ -37,7 +37,7 @@ fn short_and_maximum_datagrams_come_back_whole() {
     let mut buf = vec![0; 70_000];
     for data in [b"ping".to_vec(), Vec::new(), pseudo_random(MAX_DATAGRAM, 3)] {
         socket.send(&data).unwrap();
-        let n = socket.recv(&mut buf).unwrap();
+        let n = common::retrying(|| socket.recv(&mut buf)).unwrap();
         assert_eq!(n, data.len());
         assert!(buf[..n] == data[..]);
     }
@@ -57,7 +57,7 @@ fn each_datagram_is_reported_with_a_preview() {
     let mut server = Server::start(&["--udp"]);
     let socket = client(server.addr);
     socket.send(b"hello\0udp").unwrap();
-    socket.recv(&mut [0; 64]).unwrap();
+    common::retrying(|| socket.recv(&mut [0; 64])).unwrap();
     let line = server.wait_for_text("(udp) received");
     assert!(
         line.ends_with(r#" (udp) received 9 bytes: "hello\0udp""#),
@@ -148,7 +148,7 @@ fn datagrams_from_self_answering_ports_get_no_reply() {
     socket
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    let err = socket.recv(&mut [0; 16]).unwrap_err();
+    let err = common::retrying(|| socket.recv(&mut [0; 16])).unwrap_err();
     assert!(
         matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
         "{err}"
@@ -178,8 +178,7 @@ fn closed_loop(client_ip: &str, server: SocketAddr, count: u32) {
     for i in 0..count {
         let message = i.to_le_bytes();
         socket.send(&message).unwrap();
-        let n = socket
-            .recv(&mut buf)
+        let n = common::retrying(|| socket.recv(&mut buf))
             .unwrap_or_else(|err| panic!("datagram {i} from {client_ip}: no reply ({err})"));
         assert_eq!(buf[..n], message);
     }
@@ -449,7 +448,7 @@ fn multiplex_serves_tcp_and_udp_side_by_side_on_one_port(backend: Backend) {
                     // maximum-size datagrams are tested on their own above.
                     let message = pseudo_random(1 + (i as usize * 97) % 1400, i + round);
                     socket.send(&message).unwrap();
-                    let n = socket.recv(&mut buf).unwrap();
+                    let n = common::retrying(|| socket.recv(&mut buf)).unwrap();
                     assert!(buf[..n] == message[..]);
                 }
             })

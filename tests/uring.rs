@@ -146,7 +146,7 @@ fn udp_runs_beside_tcp_on_the_ring() {
         let datagram = [b'u', round];
         udp.send_to(&datagram, server.addr).unwrap();
         let mut reply = [0u8; 16];
-        let (len, from) = udp.recv_from(&mut reply).unwrap();
+        let (len, from) = common::retrying(|| udp.recv_from(&mut reply)).unwrap();
         assert_eq!((&reply[..len], from), (&datagram[..], server.addr));
         common::echo_checked(&mut tcp, &[b't', round]);
     }
@@ -229,7 +229,7 @@ fn a_client_that_never_reads_holds_a_bounded_share_of_the_buffers() {
     let payload = pseudo_random(64 << 20, 2);
     let mut sent = 0;
     while sent < payload.len() {
-        match writer.write(&payload[sent..(sent + 65536).min(payload.len())]) {
+        match common::retrying(|| writer.write(&payload[sent..(sent + 65536).min(payload.len())])) {
             Ok(n) => sent += n,
             Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 break;

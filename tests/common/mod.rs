@@ -397,7 +397,7 @@ pub fn classic_client(server: SocketAddr, message: &[u8]) -> Vec<u8> {
     let mut reply = Vec::new();
     loop {
         let mut chunk = [0u8; 16];
-        let n = stream.read(&mut chunk).expect("read a chunk");
+        let n = retrying(|| stream.read(&mut chunk)).expect("read a chunk");
         reply.extend_from_slice(&chunk[..n]);
         if n < 16 {
             break;
@@ -413,9 +413,7 @@ pub fn assert_still_queued(stream: &mut TcpStream, message: &[u8]) {
     stream
         .set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
-    let err = stream
-        .read(&mut [0u8; 8])
-        .expect_err("no echo while queued");
+    let err = retrying(|| stream.read(&mut [0u8; 8])).expect_err("no echo while queued");
     assert!(
         matches!(
             err.kind(),
@@ -491,6 +489,19 @@ pub fn proc_status(pid: u32, field: &str) -> u64 {
         .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|value| value.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// A socket call tried again while a signal cuts it short: any signal to the test process
+/// (another test's child exiting: SIGCHLD, whose handler `assert_cmd`'s timeouts install)
+/// interrupts a receive or send that has a timeout, even with SA_RESTART (signal(7)). That is
+/// not the server's doing.
+pub fn retrying<T>(mut call: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    loop {
+        match call() {
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            done => return done,
+        }
+    }
 }
 
 /// Says why a test is skipped, on stderr, where it shows even though `cargo test` captures

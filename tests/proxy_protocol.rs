@@ -524,12 +524,12 @@ fn haproxy_config(port: u16, server: SocketAddr, send_proxy: &str) -> String {
     )
 }
 
-/// Tries to connect to haproxy's frontend until it accepts (true) or haproxy exits (false);
-/// bounded by [`TIMEOUT`].
+/// Waits until haproxy itself listens on its frontend (true; a connect could reach another
+/// process that took the port) or exits (false); bounded by [`TIMEOUT`].
 fn wait_until_accepting(proxy: &mut Haproxy) -> bool {
     let deadline = Instant::now() + TIMEOUT;
     loop {
-        if TcpStream::connect_timeout(&proxy.addr, Duration::from_millis(200)).is_ok() {
+        if common::listens_on(proxy.child.id(), proxy.addr.port()) {
             return true;
         }
         if let Some(status) = proxy.child.try_wait().unwrap() {

@@ -12,7 +12,6 @@
 mod common;
 
 use std::{
-    net::{Shutdown, TcpStream},
     path::Path,
     process::{Child, Command as StdCommand, Output, Stdio},
     thread,
@@ -64,8 +63,9 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("a UTF-8 temporary path")
 }
 
-/// Starts the command `make(port)` builds on a free loopback port, and waits until it accepts
-/// a TCP connection while it still runs. Tries five ports.
+/// Starts the command `make(port)` builds on a free loopback port, and waits until it listens
+/// there itself ([`common::listens_on`]: a connect could reach another test's server that took
+/// the port, while this one exits for want of it). Tries five ports.
 fn start_peer(make: impl Fn(u16) -> StdCommand) -> Peer {
     for _ in 0..5 {
         let port = unused_port();
@@ -81,14 +81,8 @@ fn start_peer(make: impl Fn(u16) -> StdCommand) -> Peer {
             if peer.child.try_wait().expect("poll the server").is_some() {
                 break; // it could not bind: try another port
             }
-            if TcpStream::connect(("127.0.0.1", port))
-                .map(|s| s.shutdown(Shutdown::Both))
-                .is_ok()
-            {
-                if peer.child.try_wait().expect("poll the server").is_none() {
-                    return peer;
-                }
-                break;
+            if common::listens_on(peer.child.id(), port) {
+                return peer;
             }
             assert!(Instant::now() < deadline, "the TLS server did not listen");
             thread::sleep(Duration::from_millis(20));

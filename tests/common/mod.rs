@@ -463,6 +463,36 @@ pub fn unused_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
+/// Whether process `pid` itself holds a TCP socket listening on 127.0.0.1:`port` (its socket's
+/// inode in /proc/net/tcp among its /proc/PID/fd). A connect that succeeds proves less: for a
+/// peer started on a port found by [`unused_port`], another test's server may have taken the
+/// port meanwhile, the peer then exits for want of it, and the connect reached the other one.
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let local = format!("0100007F:{port:04X}");
+    let sockets: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // Fields: sl, local address, remote address, state (0A: LISTEN), ..., inode (10th).
+            let listening = fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A");
+            listening.then(|| Some(format!("socket:[{}]", fields.get(9)?)))?
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .any(|link| {
+            sockets
+                .iter()
+                .any(|socket| link.as_os_str() == socket.as_str())
+        })
+}
+
 /// Whether an outside program the test talks to (socat, haproxy, curl...) runs here, tried as
 /// `program flag`. If not, the test is skipped; under CI, which installs every one of them
 /// (`.ci/run`), that is a failure instead.

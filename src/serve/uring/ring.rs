@@ -284,10 +284,9 @@ impl ProvidedBuffers {
     fn bytes(&self, bid: u16, len: usize) -> &[u8] {
         match self.owner.get(usize::from(bid)) {
             Some(Owner::Loop | Owner::Sending) => {
-                // SAFETY: bid < count and len is capped at BUFFER_SIZE, so the slice lies in
-                // `memory`; the kernel does not write a buffer that is not in the ring, and
-                // it is not (its owner says so) until `provide`, which needs `&mut self`. A
-                // send in flight only reads it.
+                // SAFETY: bid < count, len <= BUFFER_SIZE: the slice lies in `memory`. The kernel
+                // writes no buffer outside the ring (a send only reads), and this one is out (its
+                // owner says so) until `provide`, which needs `&mut self`.
                 unsafe {
                     std::slice::from_raw_parts(
                         self.memory.as_ptr().add(usize::from(bid) * BUFFER_SIZE),
@@ -430,10 +429,9 @@ impl Ring {
     /// submission queue, or all in the backlog.
     fn push_group(&mut self, entries: &[squeue::Entry]) {
         if self.backlog.is_empty() {
-            // SAFETY: every entry built in this module points at no memory, or (sends) at what
-            // an `InFlight` in `sends` owns or lends: a Vec's heap bytes, lent buffers (out of
-            // the ring until given back), a boxed message header and its pieces. It stays
-            // there, untouched, until the send's completion (Drop waits for it or leaks).
+            // SAFETY: entries built here point at nothing, or (sends) at what an `InFlight` in
+            // `sends` owns or lends (Vec bytes, lent buffers, a boxed header and its pieces),
+            // untouched there until the send's completion (Drop waits for it or leaks).
             if unsafe { self.uring.submission().push_multiple(entries) }.is_ok() {
                 self.in_flight += entries.len();
                 return;

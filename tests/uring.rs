@@ -62,30 +62,26 @@ fn backend_line(server: &mut Server) -> String {
 }
 
 #[test]
-fn uring_says_so_and_echoes() {
+fn uring_and_auto_say_so_and_echo() {
     if !uring_available() {
         return;
     }
-    let mut server = Server::start_with(&mut serve("uring", &[]));
-    assert_eq!(backend_line(&mut server), "multiplexing on io_uring");
-    let mut client = server.connect();
-    common::echo_checked(&mut client, b"over the ring");
-    client.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(read_to_end(&mut client), b"");
-    let closed = server.wait_for_text("closed");
-    assert!(closed.ends_with("received 13 bytes, echoed 13"), "{closed}");
-}
-
-#[test]
-fn auto_runs_on_io_uring_where_the_kernel_allows_it() {
-    if !uring_available() {
-        return;
+    // Auto is the default (src/serve/multiplex.rs holds the parsed default to it): where the
+    // kernel allows io_uring, it runs there too.
+    for io in ["uring", "auto"] {
+        let mut server = Server::start_with(&mut serve(io, &[]));
+        assert_eq!(
+            backend_line(&mut server),
+            "multiplexing on io_uring",
+            "--io {io}"
+        );
+        let mut client = server.connect();
+        common::echo_checked(&mut client, b"over the ring");
+        client.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(read_to_end(&mut client), b"");
+        let closed = server.wait_for_text("closed");
+        assert!(closed.ends_with("received 13 bytes, echoed 13"), "{closed}");
     }
-    // Auto is the default (src/serve/multiplex.rs holds the parsed default to it).
-    let mut server = Server::start_with(&mut serve("auto", &[]));
-    assert_eq!(backend_line(&mut server), "multiplexing on io_uring");
-    let mut client = server.connect();
-    common::echo_checked(&mut client, b"the default ring");
 }
 
 #[test]

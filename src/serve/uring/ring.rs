@@ -495,37 +495,34 @@ impl Ring {
         // sit in the slab: a Vec's heap buffer does not move when the Vec itself does, and
         // nothing touches it until `sent` takes it out; a lent buffer is in the provided
         // buffers' memory, out of the ring until given back.
-        let mut pieces = Vec::new();
-        match &data {
-            Outgoing::Bytes(bytes) => pieces.push(bytes.get(offset..).unwrap_or_default()),
-            Outgoing::Buffers(lent) => {
-                let mut skip = offset;
-                for lent in lent {
-                    let bytes = provided.bytes(lent.bid, lent.len);
-                    match bytes.get(skip..) {
-                        Some(rest) if !rest.is_empty() => {
-                            pieces.push(rest);
-                            skip = 0;
-                        }
-                        _ => skip -= bytes.len().min(skip),
-                    }
-                }
-            }
-        }
+        let (own, lent): (&[u8], &[Lent]) = match &data {
+            Outgoing::Bytes(bytes) => (bytes, &[]),
+            Outgoing::Buffers(lent) => (&[], lent),
+        };
+        let mut skip = offset;
+        let mut pieces = std::iter::once(own)
+            .chain(lent.iter().map(|lent| provided.bytes(lent.bid, lent.len)))
+            .filter_map(|bytes| {
+                let rest = bytes.get(skip..).unwrap_or_default();
+                skip -= bytes.len().min(skip);
+                (!rest.is_empty()).then_some(rest)
+            });
+        let first = pieces.next().unwrap_or_default();
         let entry = sends.vacant_entry();
         let id = entry.key() as u32;
-        let (submission, vectored) = match pieces.as_slice() {
-            [] | [_] => {
-                let rest = pieces.first().copied().unwrap_or_default();
-                let len = u32::try_from(rest.len()).unwrap_or(u32::MAX);
-                let send = opcode::Send::new(types::Fd(socket), rest.as_ptr(), len)
+        // One piece (every request-and-reply echo) is a plain SEND, with nothing to allocate.
+        let (submission, vectored) = match pieces.next() {
+            None => {
+                let len = u32::try_from(first.len()).unwrap_or(u32::MAX);
+                let send = opcode::Send::new(types::Fd(socket), first.as_ptr(), len)
                     .flags(libc::MSG_NOSIGNAL)
                     .build();
                 (send, None)
             }
-            _ => {
-                let pieces: Vec<libc::iovec> = pieces
-                    .iter()
+            Some(second) => {
+                let pieces: Vec<libc::iovec> = [first, second]
+                    .into_iter()
+                    .chain(pieces)
                     .map(|piece| libc::iovec {
                         iov_base: piece.as_ptr().cast_mut().cast(),
                         iov_len: piece.len(),

@@ -360,7 +360,21 @@ fn bad_headers_get_one_line_each_and_good_clients_are_served_meanwhile(backend: 
         let peers = bad_peers();
         for peer in &peers {
             let local = play(&server, peer);
-            assert_refused(&mut server, local, peer);
+            if backend == Backend::Uring && peer.ends == End::Resets {
+                // A client that resets before the ring loop has looked at it has no address
+                // left to name (a multishot accept gives none, getpeername fails): it may be
+                // the line of a client that left before it was served.
+                let line = server.wait_for(|line| {
+                    line.starts_with(&format!("{local} "))
+                        || line.starts_with("a client left before it was served")
+                });
+                assert!(
+                    line.starts_with("a client left") || line.contains(peer.says),
+                    "{line}"
+                );
+            } else {
+                assert_refused(&mut server, local, peer);
+            }
             let data = pseudo_random(4096, local.port().into());
             let (_, reply) = exchange(
                 &server,
@@ -446,12 +460,12 @@ fn udp_beside_tcp_needs_no_header(backend: Backend) {
     server.wait_for_text(&format!("{local} {NO_HEADER}"));
 }
 
-backends!(io_uring_hands_proxy_protocol_to_epoll_and_says_so);
-fn io_uring_hands_proxy_protocol_to_epoll_and_says_so(backend: Backend) {
+backends!(proxy_protocol_runs_on_the_backend_asked_for);
+fn proxy_protocol_runs_on_the_backend_asked_for(backend: Backend) {
     let mut server = start(backend, &["--multiplex"]);
     let expected = match backend {
         Backend::Epoll => "multiplexing on epoll",
-        Backend::Uring => "multiplexing on epoll (--proxy-protocol runs on epoll)",
+        Backend::Uring => "multiplexing on io_uring",
     };
     server.wait_for(|line| line == expected);
 }

@@ -33,7 +33,8 @@ use rustls::ServerConfig;
 
 use super::{
     certificate::ServerTls,
-    connection::{Connection, Limits, PumpOutcome, Scratch},
+    connection::{Connection, PumpOutcome, Scratch},
+    echo::Limits,
     listen::{self, ACCEPT_RETRY, local_addr, watch_signals},
     report::{Accepting, Leave, Report, Served, Summary},
     systemd,

@@ -33,6 +33,7 @@
 
 mod certificate;
 mod connection;
+mod echo;
 mod guard;
 mod inetd;
 mod iterative;

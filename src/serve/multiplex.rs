@@ -75,7 +75,8 @@ use slab::Slab;
 
 use super::{
     certificate::ServerTls,
-    connection::{Connection, Limits, PumpOutcome, Scratch},
+    connection::{Connection, PumpOutcome, Scratch},
+    echo::Limits,
     listen::{accept, adopt, adopt_udp, bind, bind_any, bind_error, local_addr, watch_signals},
     notices::{AcceptPause, SharedNotices},
     report::{Leave, Report, Served, Sink, Summary, UdpTotals},
@@ -145,6 +146,7 @@ pub(crate) fn run(
                 args,
                 report.for_another_loop(),
                 &notices,
+                tls.map(|tls| Arc::clone(&tls.setup.config)),
             )?)),
             Backend::Epoll(_) => Worker::Epoll(Box::new(EventLoop::new(
                 listener,
@@ -273,13 +275,6 @@ fn choose_backend(args: &ServeArgs) -> Result<Backend> {
         IoBackend::Auto => false,
         IoBackend::Uring => true,
     };
-    if args.tls.enabled {
-        return Ok(Backend::Epoll(Some("--tls runs on epoll".to_string())));
-    }
-    if args.service.proxy_protocol {
-        let why = "--proxy-protocol runs on epoll".to_string();
-        return Ok(Backend::Epoll(Some(why)));
-    }
     match uring::probe() {
         Ok(_) => Ok(Backend::Uring),
         Err(why) if wanted => bail!("--io uring: io_uring unavailable: {why}"),
@@ -856,10 +851,7 @@ impl<'a> EventLoop<'a> {
         let quiet: Vec<usize> = self
             .clients
             .iter()
-            .filter(|(_, c)| {
-                let nothing_in_flight = c.conn.in_flight() == 0 && !c.queued;
-                Drain::is_done(nothing_in_flight, c.conn.last_progress(), now)
-            })
+            .filter(|(_, c)| c.conn.echo().is_drained(now) && !c.queued)
             .map(|(key, _)| key)
             .collect();
         for key in quiet {
@@ -910,7 +902,7 @@ mod tests {
     }
 
     #[test]
-    fn the_backend_line_fits_and_auto_stays_on_epoll_for_now() {
+    fn the_backend_line_fits_and_auto_picks_io_uring_where_it_can() {
         use clap::Parser;
         let args = |line: &str| match crate::cli::Cli::try_parse_from(
             ["netecho", "serve", "--multiplex"]
@@ -940,16 +932,9 @@ mod tests {
         if std::env::var_os("NETECHO_IO").is_none() {
             assert_eq!(choose_backend(&args("")).unwrap(), auto);
         }
-        assert_eq!(
-            choose_backend(&args("--tls")).unwrap(),
-            Backend::Epoll(Some("--tls runs on epoll".to_string()))
-        );
-        for why in ["--tls", "--proxy-protocol"] {
-            let backend = choose_backend(&args(&format!("--io uring {why}"))).unwrap();
-            assert_eq!(
-                backend,
-                Backend::Epoll(Some(format!("{why} runs on epoll")))
-            );
+        // TLS and the PROXY header run on the chosen backend like everything else.
+        for option in ["--tls", "--proxy-protocol"] {
+            assert_eq!(choose_backend(&args(option)).unwrap(), auto);
         }
         let longest = Backend::Epoll(Some(format!("io_uring unavailable: {}", "x".repeat(34))));
         assert!(longest.describe().len() <= crate::serve::report::LINE_WIDTH);

@@ -18,7 +18,7 @@ use std::io::{self, Read, Write};
 
 use rustls::ClientConnection;
 
-use super::stream::{PLAINTEXT_CHUNK, TLS_BUFFER_LIMIT};
+use super::handshake::{PLAINTEXT_CHUNK, TLS_BUFFER_LIMIT};
 
 /// A TLS client session over a socket, read and written like the socket.
 pub struct ClientStream<S> {

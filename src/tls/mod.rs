@@ -11,8 +11,8 @@
 //!   on or off; [`server_name`] turns `--sni` or the host typed into the name sent and checked.
 //! - [`explain`]: a failed handshake as one sentence that names the fix (client side), or as a
 //!   short reason for the server's report ("not TLS (plain TCP to a TLS port?)").
-//! - [`stream`]: [`TlsEcho`], the echo rules of `serve/connection.rs` over a rustls connection,
-//!   sans-I/O: the loops hand it their socket and scratch buffer on each readiness event.
+//! - `handshake.rs`: [`HandshakeInfo`], what a handshake settled, and the bounds of the server's
+//!   TLS echo (which lives in the server's echo core, `serve/echo/tls.rs`).
 //! - [`ClientStream`] (`client_stream.rs`): the client's session read and written like a
 //!   non-blocking socket, for the loops of `send` and `bench`.
 //! - `pem.rs`: certificates and keys read from PEM files, with errors that name the file.
@@ -29,9 +29,9 @@ pub mod explain;
 mod fingerprint;
 #[doc(hidden)]
 pub mod fixtures;
+mod handshake;
 mod pem;
 mod server;
-pub mod stream;
 mod subject;
 
 use std::sync::Arc;
@@ -41,8 +41,8 @@ use rustls::crypto::CryptoProvider;
 pub use client::{ClientOptions, ClientSetup, Verification, client_config, from_args, server_name};
 pub use client_stream::{ClientStream, rustls_error};
 pub use fingerprint::Fingerprint;
+pub use handshake::{HandshakeInfo, PLAINTEXT_CHUNK, TLS_BUFFER_LIMIT};
 pub use server::{Identity, ServerOptions, ServerSetup, server_config};
-pub use stream::{EchoError, HandshakeInfo, Progress, TlsEcho};
 pub use subject::subject_line;
 
 /// The one crypto provider of every config: ring, with its default cipher suites and groups.

@@ -56,6 +56,7 @@ use std::{
         fd::{AsRawFd, OwnedFd},
         unix::net::UnixStream,
     },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -67,31 +68,28 @@ use signal_hook::{
 };
 use slab::Slab;
 
+use rustls::ServerConfig;
+
 use super::{
-    connection::{Limits, SCRATCH_SIZE},
+    connection::{SCRATCH_SIZE, say},
+    echo::{Echo, Limits, Reply},
     notices::{AcceptPause, SharedNotices},
     report::{Leave, Peer, Report, Summary, UdpTotals},
     timers::{Drain, IdleTimers},
     udp::UdpEcho,
 };
-use crate::{cli::ServeArgs, error::describe};
+use crate::{cli::ServeArgs, error::describe, tls::PLAINTEXT_CHUNK};
 pub(crate) use probe::probe;
 use ring::{BUFFER_SIZE, Completion, LENT_PER_SEND, Outgoing, Ring};
 
-/// Bytes a client may have received and not yet echoed before its receive is cancelled (it is
-/// armed again below half of it): the epoll loop's bound (its 256 KiB scratch buffer). At 64 KiB,
-/// bulk echo paid a cancel and a re-arm per 64 KiB and ran at 0.88× the epoll loop; at 256 KiB,
-/// 1.1×.
-///
-/// The true bound of a client that does not read is larger than this: its multishot receive may
-/// still complete up to 32 times in the turn the cancel goes out (the kernel's
-/// MULTISHOT_MAX_RETRY: 32 × 16 KiB = 512 KiB more), and the send in flight keeps the part a
-/// short send already wrote until the send ends (up to [`SEND_CHUNK`]): at most
-/// 256 + 512 + 256 = 1,024 KiB of bytes. Once its receive is cancelled, all but the send in
-/// flight are in memory of the client's own (see [`UringLoop::copy_out_loans`]). Measured with
-/// copies only (benches/load.rs, release): 1.2–1.5 MiB of peak RSS growth, the rest being the
-/// allocator's; tests/uring.rs holds it under 2 MiB.
-const HOLD_LIMIT: u64 = 256 * 1024;
+// The bound of a client that does not read: the core's HOLD_LIMIT (256 KiB) stops its receive,
+// armed again below half of it. Its true bound is larger: its multishot receive may still
+// complete up to 32 times in the turn the cancel goes out (the kernel's MULTISHOT_MAX_RETRY:
+// 32 × 16 KiB = 512 KiB more), and the send in flight keeps the part a short send already wrote
+// until the send ends (up to SEND_CHUNK): at most 256 + 512 + 256 = 1,024 KiB of bytes. Once its
+// receive is cancelled, all but the send in flight are in memory of the client's own (see
+// `UringLoop::copy_out_loans`). Measured with copies only (benches/load.rs, release): 1.2–1.5 MiB
+// of peak RSS growth, the rest being the allocator's; tests/uring.rs holds it under 2 MiB.
 
 /// The most bytes one send carries: received chunks are joined up to this while a send is in
 /// flight, so bulk data goes out in few sends (as the epoll loop writes up to 256 KiB at once).
@@ -146,17 +144,19 @@ fn parts(user_data: u64) -> (u64, u64, usize) {
     )
 }
 
-/// One client of the ring loop.
+/// One client of the ring loop: its socket, its echo core, and what is on its way to the
+/// socket in the ring's terms.
 struct Client {
     /// The socket; its descriptor goes to the ring to be closed.
     socket: TcpStream,
-    /// Who it is, for the report.
-    peer: Peer,
     /// Tells it apart from a later client under the same key, in completions that outlive it.
     serial: u64,
-    /// Received bytes waiting for the send in flight to finish, in order, in chunks of at most
-    /// [`SEND_CHUNK`] (or the rest of a lent buffer after a short send); empty (no allocation)
-    /// when nothing waits.
+    /// The echo's rules and state ([`Echo`]): what was received and echoed, the bound, the
+    /// stages (PROXY header, TLS), the time limits.
+    echo: Echo,
+    /// Bytes the core said go back, waiting for the send in flight to finish, in order: lent
+    /// buffers, or chunks of at most [`SEND_CHUNK`] (copies, TLS records, the rest of a lent
+    /// buffer after a short send); empty (no allocation) when nothing waits.
     queue: VecDeque<Outgoing>,
     /// The id of its send in the ring, if one is in flight.
     send_id: Option<u32>,
@@ -164,18 +164,13 @@ struct Client {
     send_offset: usize,
     /// Its multishot receive is in the ring (until its last completion).
     receiving: bool,
-    /// Its receive was cancelled for backpressure and has not ended yet.
+    /// Its receive was cancelled (backpressure, or leaving) and has not ended yet.
     recv_cancelled: bool,
     /// Its receive ended with ENOBUFS: armed again when buffers come back.
     starved: bool,
-    /// It closed its sending side.
-    eof: bool,
-    /// Bytes received.
-    received: u64,
-    /// Bytes echoed.
-    echoed: u64,
-    /// When it last moved a byte either way.
-    last_progress: Instant,
+    /// The core said it must go, with bytes still to send (a TLS alert): they go out, then
+    /// it closes with this.
+    closing: Option<Leave>,
 }
 
 /// One io_uring event loop: a listener, its clients, and the state of accepting and stopping.
@@ -204,6 +199,10 @@ pub(crate) struct UringLoop<'a> {
     udp_ready: bool,
     /// What datagrams are read into (`--udp` only; empty otherwise).
     scratch: Vec<u8>,
+    /// With `--tls`: the configuration of every client's session, shared by all loops.
+    tls: Option<Arc<ServerConfig>>,
+    /// With `--tls`: the core's work buffer, where plaintext is decrypted (empty otherwise).
+    work: Vec<u8>,
     /// The clients.
     clients: Slab<Client>,
     /// Serial number for the next client.
@@ -245,6 +244,7 @@ impl<'a> UringLoop<'a> {
         args: &ServeArgs,
         report: Report,
         notices: &'a SharedNotices,
+        tls: Option<Arc<ServerConfig>>,
     ) -> Result<Self> {
         let buffers = u16::try_from(max_clients.next_power_of_two())
             .unwrap_or(BUFFERS_MOST)
@@ -291,6 +291,11 @@ impl<'a> UringLoop<'a> {
             udp_ready: udp.is_some(),
             udp,
             scratch,
+            work: match tls {
+                Some(_) => vec![0; PLAINTEXT_CHUNK],
+                None => Vec::new(),
+            },
+            tls,
             clients: Slab::new(),
             next_serial: 0,
             starved: Vec::new(),
@@ -510,31 +515,39 @@ impl<'a> UringLoop<'a> {
             self.report
                 .notice(format_args!("{peer} cannot set TCP_NODELAY: {err}"));
         }
-        self.report.connected(peer);
+        let now = Instant::now();
+        let report = &mut self.report;
+        let proxy_header = self.limits.proxy_header.is_some();
+        let opened = Echo::open(peer, self.tls.as_ref(), proxy_header, now, &mut |said| {
+            say(report, said)
+        });
+        let echo = match opened {
+            Ok(echo) => echo,
+            Err(why) => {
+                self.report.notice(format_args!("{peer} {why}"));
+                return; // dropping it closes it
+            }
+        };
         let serial = self.next_serial;
         self.next_serial += 1;
         let entry = self.clients.vacant_entry();
         let key = entry.key();
-        let now = Instant::now();
-        if let Some(idle) = self.limits.idle {
-            self.timers.arm(now + idle, key, serial);
+        if let Some(due) = echo.deadline(&self.limits) {
+            self.timers.arm(due, key, serial);
         }
         self.ring
             .recv_multi(socket.as_raw_fd(), user_data(Op::Recv, serial, key));
         entry.insert(Client {
             socket,
-            peer,
             serial,
+            echo,
             queue: VecDeque::new(),
             send_id: None,
             send_offset: 0,
             receiving: true,
             recv_cancelled: false,
             starved: false,
-            eof: false,
-            received: 0,
-            echoed: 0,
-            last_progress: now,
+            closing: None,
         });
     }
 
@@ -545,7 +558,8 @@ impl<'a> UringLoop<'a> {
             .filter(|client| client.serial & TAG_MASK == tag)
     }
 
-    /// A receive completion: its bytes join the client's queue, its buffer goes back at once.
+    /// A receive completion: its bytes go to the client's core, and what it says goes back is
+    /// queued; the buffer is lent to the send or goes back at once.
     fn received(&mut self, completion: &Completion, tag: u64, key: usize) {
         let buffer = completion.buffer();
         if let Some(bid) = buffer {
@@ -554,82 +568,130 @@ impl<'a> UringLoop<'a> {
         let Some(client) = self
             .clients
             .get_mut(key)
-            .filter(|client| client.serial & TAG_MASK == tag)
+            .filter(|client| client.serial & TAG_MASK == tag && client.closing.is_none())
         else {
-            // A client that has left: its buffer goes straight back.
+            // A client that has left (or is leaving): its buffer goes straight back.
             self.ring.recycle(buffer);
             return;
         };
         if !completion.more() {
             client.receiving = false;
         }
-        if let Some(err) = completion.error() {
+        let now = self.turn_started;
+        let report = &mut self.report;
+        let outcome = if let Some(err) = completion.error() {
             match err.raw_os_error() {
                 Some(libc::ENOBUFS) => {
                     client.starved = true;
                     self.starved.push((key, client.serial));
+                    Ok(())
                 }
-                Some(libc::ECANCELED) => {}
-                _ => {
-                    self.close(key, Leave::Error(err));
-                    return;
-                }
+                Some(libc::ECANCELED) => Ok(()),
+                _ => Err(client.echo.failed(err)),
             }
         } else if completion.result == 0 {
-            client.eof = true;
-            client.last_progress = self.turn_started;
+            client
+                .echo
+                .input_ended(&mut self.work, now, &mut |said| say(report, said))
         } else if let Some(bid) = buffer {
             let len = (completion.result as usize).min(BUFFER_SIZE);
             let bytes = self.ring.bytes(bid, len);
-            client.received += len as u64;
-            client.last_progress = self.turn_started;
-            self.report.received(client.peer, bytes);
-            // The buffer itself is echoed, no copy: sent now if nothing else is to go first,
-            // else joined to the lent buffers queued last. Its bytes are the kernel's again
-            // once sent. Past the loan limit, the bytes are copied out below.
-            // A client stopped for backpressure (it does not read) borrows no more: what it
-            // holds waits in memory of its own, and the loans stay for the clients that read.
-            let lent = if client.recv_cancelled {
-                None
-            } else {
-                self.ring.lend(bid, len)
-            };
-            if let Some(lent) = lent {
-                if client.send_id.is_none() && client.queue.is_empty() {
-                    let data = Outgoing::Buffers(vec![lent]);
-                    client.send_id = self.ring.send(client.socket.as_raw_fd(), data, 0, |id| {
-                        user_data(Op::Send, id.into(), key)
-                    });
-                } else {
-                    match client.queue.back_mut() {
-                        Some(Outgoing::Buffers(last)) if last.len() < LENT_PER_SEND => {
-                            last.push(lent);
-                        }
-                        _ => client.queue.push_back(Outgoing::Buffers(vec![lent])),
-                    }
+            match client
+                .echo
+                .receive(bytes, &mut self.work, now, &mut |said| say(report, said))
+            {
+                Ok(Reply::Echo { from: 0 }) => {
+                    self.echo_buffer(key, bid, len);
+                    return;
                 }
-                self.next_step(key);
+                Ok(Reply::Echo { from }) => {
+                    // After a PROXY header in the same buffer: its rest is copied out.
+                    let peer = client.echo.peer();
+                    let bytes = self.ring.bytes(bid, len);
+                    queue_copy(&mut client.queue, &mut self.spare_chunks, &bytes[from..]);
+                    self.report.received(peer, &bytes[from..]);
+                    Ok(())
+                }
+                Ok(Reply::Held) => Ok(()),
+                Err(leave) => Err(leave),
+            }
+        } else {
+            Ok(())
+        };
+        self.ring.recycle(buffer);
+        self.after_core(key, outcome);
+    }
+
+    /// A plain read, echoed from its buffer itself, no copy: sent now if nothing else is to
+    /// go first, else joined to the lent buffers queued last. Its bytes are the kernel's again
+    /// once sent. Past the loan limit, and for a client stopped for backpressure (it does not
+    /// read: what it holds waits in memory of its own, and the loans stay for the clients
+    /// that read), the bytes are copied out and the buffer goes back at once.
+    fn echo_buffer(&mut self, key: usize, bid: u16, len: usize) {
+        let Some(client) = self.clients.get_mut(key) else {
+            return;
+        };
+        let lent = if client.recv_cancelled {
+            None
+        } else {
+            self.ring.lend(bid, len)
+        };
+        let lent_now = lent.as_ref().map(|_| ());
+        if let Some(lent) = lent {
+            if client.send_id.is_none() && client.queue.is_empty() {
+                let data = Outgoing::Buffers(vec![lent]);
+                client.send_id = self.ring.send(client.socket.as_raw_fd(), data, 0, |id| {
+                    user_data(Op::Send, id.into(), key)
+                });
+            } else {
+                match client.queue.back_mut() {
+                    Some(Outgoing::Buffers(last)) if last.len() < LENT_PER_SEND => {
+                        last.push(lent);
+                    }
+                    _ => client.queue.push_back(Outgoing::Buffers(vec![lent])),
+                }
+            }
+        } else {
+            queue_copy(
+                &mut client.queue,
+                &mut self.spare_chunks,
+                self.ring.bytes(bid, len),
+            );
+        }
+        // The echo is on its way; the report line is formatted after (a lent buffer is still
+        // readable, a copied one is given back only now).
+        self.report
+            .received(client.echo.peer(), self.ring.bytes(bid, len));
+        if lent_now.is_none() {
+            self.ring.recycle([bid]);
+        }
+        self.next_step(key);
+    }
+
+    /// After the core has had bytes, an end or an error: what it holds to send is queued, and
+    /// a client it says must go sends what it holds (a TLS alert) and then closes.
+    fn after_core(&mut self, key: usize, outcome: Result<(), Leave>) {
+        let Some(client) = self.clients.get_mut(key) else {
+            return;
+        };
+        if !client.echo.pending().is_empty() {
+            let mut chunk = self.spare_chunks.pop().unwrap_or_default();
+            client.echo.take_pending(&mut chunk);
+            client.queue.push_back(Outgoing::Bytes(chunk));
+        }
+        if let Err(leave) = outcome {
+            if client.queue.is_empty() && client.send_id.is_none() {
+                self.close(key, leave);
                 return;
             }
-            let bytes = self.ring.bytes(bid, len);
-            match client.queue.back_mut() {
-                Some(Outgoing::Bytes(last)) if last.len() + len <= SEND_CHUNK => {
-                    if len == BUFFER_SIZE {
-                        // A full buffer: bulk data, which will fill the chunk. One allocation
-                        // of its full size (kept among the spares after), not four doublings.
-                        last.reserve_exact(SEND_CHUNK - last.len());
-                    }
-                    last.extend_from_slice(bytes);
-                }
-                _ => {
-                    let mut chunk = self.spare_chunks.pop().unwrap_or_default();
-                    chunk.extend_from_slice(bytes);
-                    client.queue.push_back(Outgoing::Bytes(chunk));
-                }
+            // Received from no more: the queue goes out, then the client closes.
+            client.closing = Some(leave);
+            if client.receiving && !client.recv_cancelled {
+                client.recv_cancelled = true;
+                let target = user_data(Op::Recv, client.serial, key);
+                self.ring.cancel(target, user_data(Op::Quiet, 0, 0));
             }
         }
-        // Copied out: the buffer goes back at once.
-        self.ring.recycle(buffer);
         self.next_step(key);
     }
 
@@ -647,14 +709,19 @@ impl<'a> UringLoop<'a> {
         };
         client.send_id = None;
         if let Some(err) = completion.error() {
+            let leave = client
+                .closing
+                .take()
+                .unwrap_or_else(|| client.echo.failed(err));
             self.release(data);
-            self.close(key, Leave::Error(err));
+            self.close(key, leave);
             return;
         }
         let written = completion.result as usize;
-        client.echoed += written as u64;
-        self.report.echoed(written as u64);
-        client.last_progress = self.turn_started;
+        let (_, echoed) = client.echo.totals();
+        client.echo.sent(written, self.turn_started);
+        self.report.echoed(client.echo.totals().1 - echoed);
+        let mut done_with = None;
         if let Some(data) = data {
             let offset = client.send_offset + written;
             if offset < data.len() {
@@ -662,12 +729,21 @@ impl<'a> UringLoop<'a> {
                 client.send_offset = offset;
             } else {
                 client.send_offset = 0;
-                self.release(Some(data));
+                done_with = Some(data);
             }
         }
-        self.next_step(key);
+        let outcome = match client.echo.has_work() && client.closing.is_none() {
+            true => {
+                let report = &mut self.report;
+                client
+                    .echo
+                    .advance(&mut self.work, &mut |said| say(report, said))
+            }
+            false => Ok(()),
+        };
+        self.release(done_with);
+        self.after_core(key, outcome);
     }
-
     /// Done with the bytes of a send: a lent buffer goes back to the kernel; a chunk is kept
     /// for the next sends if it is a full one and there is room among the spares, dropped
     /// otherwise.
@@ -700,19 +776,20 @@ impl<'a> UringLoop<'a> {
                 client.queue = VecDeque::new();
             }
         }
-        if client.eof {
-            if client.queue.is_empty() && client.send_id.is_none() {
-                self.close(key, Leave::Closed);
-            }
+        let quiet = client.queue.is_empty() && client.send_id.is_none();
+        if quiet && let Some(leave) = client.closing.take().or_else(|| client.echo.done()) {
+            self.close(key, leave);
             return;
         }
-        let held = client.received - client.echoed;
-        if held >= HOLD_LIMIT && client.receiving && !client.recv_cancelled {
+        if client.closing.is_some() {
+            return;
+        }
+        if !client.echo.may_read() && client.receiving && !client.recv_cancelled {
             client.recv_cancelled = true;
             let target = user_data(Op::Recv, client.serial, key);
             self.ring.cancel(target, user_data(Op::Quiet, 0, 0));
             self.copy_out_loans(key);
-        } else if held < HOLD_LIMIT / 2 && !client.receiving && !client.starved {
+        } else if client.echo.may_resume() && !client.receiving && !client.starved {
             client.receiving = true;
             client.recv_cancelled = false;
             let target = user_data(Op::Recv, client.serial, key);
@@ -753,21 +830,21 @@ impl<'a> UringLoop<'a> {
         }
     }
 
-    /// Drops the clients idle past `--idle-timeout`; re-arms the others' timers.
+    /// Drops the clients past one of their time limits (idle, handshake, PROXY header);
+    /// re-arms the timers of the others at their next deadline.
     fn expire_idle(&mut self) {
-        let Some(limit) = self.limits.idle else {
+        if !self.limits.any() {
             return;
-        };
+        }
         let now = Instant::now();
         while let Some((key, serial)) = self.timers.pop_due(now) {
             let Some(client) = self.clients.get(key).filter(|c| c.serial == serial) else {
                 continue;
             };
-            let idle = now.saturating_duration_since(client.last_progress);
-            if idle >= limit {
-                self.close(key, Leave::Idle(idle));
-            } else {
-                self.timers.arm(client.last_progress + limit, key, serial);
+            if let Some(leave) = client.echo.overdue(now, &self.limits) {
+                self.close(key, leave);
+            } else if let Some(due) = client.echo.deadline(&self.limits) {
+                self.timers.arm(due, key, serial);
             }
         }
     }
@@ -783,10 +860,13 @@ impl<'a> UringLoop<'a> {
         }
         self.ring
             .cancel_and_close(client.socket.into(), user_data(Op::Quiet, 0, 0));
+        let (received, echoed) = client.echo.totals();
         self.summary.clients += 1;
-        self.summary.echoed += client.echoed;
-        self.report
-            .left(client.peer, client.received, client.echoed, &why);
+        self.summary.echoed += echoed;
+        if matches!(why, Leave::ProxyHeader(_)) {
+            self.summary.no_proxy_header += 1;
+        }
+        self.report.left(client.echo.peer(), received, echoed, &why);
         let clients = &self.clients;
         self.timers.forget_left(clients.len(), |key, serial| {
             clients.get(key).is_some_and(|c| c.serial == serial)
@@ -825,10 +905,7 @@ impl<'a> UringLoop<'a> {
         let quiet: Vec<usize> = self
             .clients
             .iter()
-            .filter(|(_, c)| {
-                let nothing_in_flight = c.queue.is_empty() && c.send_id.is_none();
-                Drain::is_done(nothing_in_flight, c.last_progress, now)
-            })
+            .filter(|(_, c)| c.echo.is_drained(now))
             .map(|(key, _)| key)
             .collect();
         for key in quiet {
@@ -841,6 +918,26 @@ impl<'a> UringLoop<'a> {
         let keys: Vec<usize> = self.clients.iter().map(|(key, _)| key).collect();
         for key in keys {
             self.close(key, Leave::Shutdown);
+        }
+    }
+}
+
+/// Queues a copy of `bytes` behind what a client's queue holds: joined to its last chunk while
+/// that has room ([`SEND_CHUNK`]), else in a new chunk (a spare one if there is).
+fn queue_copy(queue: &mut VecDeque<Outgoing>, spare_chunks: &mut Vec<Vec<u8>>, bytes: &[u8]) {
+    match queue.back_mut() {
+        Some(Outgoing::Bytes(last)) if last.len() + bytes.len() <= SEND_CHUNK => {
+            if bytes.len() == BUFFER_SIZE {
+                // A full buffer: bulk data, which will fill the chunk. One allocation of its
+                // full size (kept among the spares after), not four doublings.
+                last.reserve_exact(SEND_CHUNK - last.len());
+            }
+            last.extend_from_slice(bytes);
+        }
+        _ => {
+            let mut chunk = spare_chunks.pop().unwrap_or_default();
+            chunk.extend_from_slice(bytes);
+            queue.push_back(Outgoing::Bytes(chunk));
         }
     }
 }

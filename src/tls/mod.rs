@@ -30,7 +30,7 @@ mod fingerprint;
 #[doc(hidden)]
 pub mod fixtures;
 mod handshake;
-mod pem;
+pub(crate) mod pem;
 mod server;
 mod subject;
 

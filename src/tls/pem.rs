@@ -48,7 +48,7 @@ fn holds(bytes: &[u8]) -> &'static str {
 }
 
 /// Every certificate of a PEM file, in order (a chain: end-entity first).
-pub(super) fn load_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
+pub(crate) fn load_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
     let bytes = read(path, what)?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
@@ -64,7 +64,7 @@ pub(super) fn load_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'
 }
 
 /// The first private key of a PEM file.
-pub(super) fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
+pub(crate) fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
     let bytes = read(path, "key")?;
     if bytes.windows(21).any(|w| w == b"ENCRYPTED PRIVATE KEY") {
         bail!(

@@ -539,3 +539,5 @@ fn start(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;

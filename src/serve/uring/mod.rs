@@ -501,8 +501,12 @@ impl<'a> UringLoop<'a> {
             Ok(peer) => Peer::from(peer),
             Err(err) => {
                 // Reset while in the listen queue: a multishot accept gives no address, and
-                // the socket no longer has one. Counted as the epoll loop counts it.
+                // the socket no longer has one. Counted as the epoll loop counts a client that
+                // resets before its first byte (with --proxy-protocol: one without a header).
                 self.summary.clients += 1;
+                if self.limits.proxy_header.is_some() {
+                    self.summary.no_proxy_header += 1;
+                }
                 self.report.notice(format_args!(
                     "a client left before it was served (error: {})",
                     describe(&err)

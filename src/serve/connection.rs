@@ -26,7 +26,6 @@
 
 use std::{
     io::{self, Read, Write},
-    net::SocketAddr,
     sync::Arc,
     time::Instant,
 };
@@ -35,7 +34,7 @@ use mio::{event::Event, net::TcpStream};
 use rustls::ServerConfig;
 
 use super::{
-    echo::{Echo, Limits, Reply, Said},
+    echo::{Echo, Reply, Said},
     report::{Leave, Peer, Report, Summary},
 };
 use crate::tls::PLAINTEXT_CHUNK;
@@ -97,12 +96,10 @@ pub(crate) enum PumpOutcome {
     Finished,
 }
 
-/// One client of the echo server: its socket and the echo over it.
+/// One client of a readiness loop: its socket, and how far the last event says to read.
 pub(crate) struct Connection {
     /// The client's socket, non-blocking.
     pub(crate) stream: TcpStream,
-    /// The echo's rules and state.
-    echo: Echo,
     /// With `--tls`: the scratch buffer is split for the core's plaintext.
     tls: bool,
     /// An event said the peer closed or the socket failed: read until the socket itself says
@@ -119,38 +116,46 @@ pub(crate) fn say(report: &mut Report, said: Said<'_>) {
     }
 }
 
-impl Connection {
-    /// A newly accepted client, plain or (with a TLS config) TLS; with `proxy_header`, its
-    /// PROXY header first. `None` if rustls cannot start a session (said in the report;
-    /// dropping the stream closes it).
-    pub(crate) fn open(
-        stream: TcpStream,
-        peer: SocketAddr,
-        tls: Option<&Arc<ServerConfig>>,
-        proxy_header: bool,
-        report: &mut Report,
-    ) -> Option<Self> {
-        let peer = Peer::from(peer);
-        let opened = Echo::open(peer, tls, proxy_header, Instant::now(), &mut |said| {
-            say(report, said)
-        });
-        match opened {
-            Ok(echo) => Some(Connection {
-                stream,
-                echo,
-                tls: tls.is_some(),
-                read_to_the_end: false,
-            }),
-            Err(why) => {
-                report.notice(format_args!("{peer} {why}"));
-                None
-            }
+/// The echo core of a newly accepted client, plain or (with a TLS config) TLS; with
+/// `proxy_header`, its PROXY header first. `None` if rustls cannot start a session (said in the
+/// report; dropping the socket closes it).
+pub(crate) fn open_echo(
+    peer: Peer,
+    tls: Option<&Arc<ServerConfig>>,
+    proxy_header: bool,
+    report: &mut Report,
+) -> Option<Echo> {
+    let opened = Echo::open(peer, tls, proxy_header, Instant::now(), &mut |said| {
+        say(report, said)
+    });
+    match opened {
+        Ok(echo) => Some(echo),
+        Err(why) => {
+            report.notice(format_args!("{peer} {why}"));
+            None
         }
     }
+}
 
-    /// The echo's state, for the loop's timers and drain.
-    pub(crate) fn echo(&self) -> &Echo {
-        &self.echo
+/// A client has left: counts it and says why, in every loop's words.
+pub(crate) fn left(echo: &Echo, why: &Leave, summary: &mut Summary, report: &mut Report) {
+    let (received, echoed) = echo.totals();
+    summary.clients += 1;
+    summary.echoed += echoed;
+    if matches!(why, Leave::ProxyHeader(_)) {
+        summary.no_proxy_header += 1;
+    }
+    report.left(echo.peer(), received, echoed, why);
+}
+
+impl Connection {
+    /// A newly accepted client's socket; `tls` when its echo is TLS.
+    pub(crate) fn new(stream: TcpStream, tls: bool) -> Self {
+        Connection {
+            stream,
+            tls,
+            read_to_the_end: false,
+        }
     }
 
     /// Takes note of an event for this connection, before pumping it.
@@ -160,35 +165,26 @@ impl Connection {
         }
     }
 
-    /// The earliest moment one of `limits` may run out for this connection.
-    pub(crate) fn deadline(&self, limits: &Limits) -> Option<Instant> {
-        self.echo.deadline(limits)
-    }
-
-    /// Why the connection must go now, if one of `limits` has run out.
-    pub(crate) fn overdue(&self, now: Instant, limits: &Limits) -> Option<Leave> {
-        self.echo.overdue(now, limits)
-    }
-
     /// Echoes as much as the socket allows now. `Err` says why the connection must close (it
     /// broke, its header was bad, its TLS failed); it never concerns any other connection. The
     /// bytes echoed go to the report's count (`--metrics`), once per pump.
     pub(crate) fn pump(
         &mut self,
+        echo: &mut Echo,
         scratch: &mut [u8],
         report: &mut Report,
     ) -> Result<PumpOutcome, Leave> {
-        let (_, echoed) = self.echo.totals();
+        let (_, echoed) = echo.totals();
         let (input, work) = match self.tls {
             true => scratch.split_at_mut(scratch.len() - PLAINTEXT_CHUNK),
             false => (scratch, &mut [][..]),
         };
-        let outcome = self.pump_echo(input, work, report);
+        let outcome = self.pump_echo(echo, input, work, report);
         if outcome.is_err() {
             // Best effort: a TLS alert in the outbox tells the client why.
-            let _ = write_some(&mut self.stream, self.echo.pending());
+            let _ = write_some(&mut self.stream, echo.pending());
         }
-        report.echoed(self.echo.totals().1 - echoed);
+        report.echoed(echo.totals().1 - echoed);
         outcome
     }
 
@@ -196,57 +192,54 @@ impl Connection {
     /// done or the read budget is spent.
     fn pump_echo(
         &mut self,
+        echo: &mut Echo,
         input: &mut [u8],
         work: &mut [u8],
         report: &mut Report,
     ) -> Result<PumpOutcome, Leave> {
         let mut drained = false;
         for _ in 0..READS_PER_PUMP {
-            if !self.flush(work, report)? {
+            if !self.flush(echo, work, report)? {
                 return Ok(PumpOutcome::Blocked);
             }
-            match self.echo.done() {
+            match echo.done() {
                 Some(Leave::Closed) => return Ok(PumpOutcome::Finished),
                 Some(leave) => return Err(leave),
                 None => {}
             }
-            if !self.echo.may_read() || (drained && !self.read_to_the_end) {
-                // Held at the bound (what is held waits for the socket), or the receive queue
-                // is empty: the next byte brings a new event.
+            if !echo.may_read() || (drained && !self.read_to_the_end) {
+                // Held at the bound, or the receive queue is empty: the next byte brings a
+                // new event.
                 return Ok(PumpOutcome::Blocked);
             }
-            let room = self.echo.read_room().min(input.len());
+            let room = echo.read_room().min(input.len());
             let n = match self.stream.read(&mut input[..room]) {
                 Ok(n) => n,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     return Ok(PumpOutcome::Blocked);
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => return Err(self.echo.failed(err)),
+                Err(err) => return Err(echo.failed(err)),
             };
             let now = Instant::now();
             if n == 0 {
-                self.echo
-                    .input_ended(work, now, &mut |said| say(report, said))?;
+                echo.input_ended(work, now, &mut |said| say(report, said))?;
                 continue;
             }
             drained = n < room;
-            let reply = self
-                .echo
-                .receive(&input[..n], work, now, &mut |said| say(report, said))?;
+            let reply = echo.receive(&input[..n], work, now, &mut |said| say(report, said))?;
             if let Reply::Echo { from } = reply {
                 // The echo goes out first; the report line is formatted after.
                 let data = &input[from..n];
-                let written =
-                    write_some(&mut self.stream, data).map_err(|err| self.echo.failed(err))?;
-                self.echo.sent(written, now);
+                let written = write_some(&mut self.stream, data).map_err(|err| echo.failed(err))?;
+                echo.sent(written, now);
                 if written < data.len() {
-                    self.echo.keep(&data[written..]);
+                    echo.keep(&data[written..]);
                 }
-                report.received(self.echo.peer(), data);
+                report.received(echo.peer(), data);
             }
         }
-        if !self.flush(work, report)? {
+        if !self.flush(echo, work, report)? {
             return Ok(PumpOutcome::Blocked);
         }
         Ok(PumpOutcome::Again)
@@ -254,35 +247,29 @@ impl Connection {
 
     /// Writes what the core holds, and lets it go on (TLS held back by backpressure) while the
     /// socket takes it; true when nothing is left to write.
-    fn flush(&mut self, work: &mut [u8], report: &mut Report) -> Result<bool, Leave> {
+    fn flush(
+        &mut self,
+        echo: &mut Echo,
+        work: &mut [u8],
+        report: &mut Report,
+    ) -> Result<bool, Leave> {
         loop {
-            while !self.echo.pending().is_empty() {
-                let written = write_some(&mut self.stream, self.echo.pending())
-                    .map_err(|err| self.echo.failed(err))?;
+            while !echo.pending().is_empty() {
+                let written =
+                    write_some(&mut self.stream, echo.pending()).map_err(|err| echo.failed(err))?;
                 if written == 0 {
                     return Ok(false);
                 }
-                self.echo.wrote(written, Instant::now());
+                echo.wrote(written, Instant::now());
             }
-            if !self.echo.has_work() {
+            if !echo.has_work() {
                 return Ok(true);
             }
-            self.echo.advance(work, &mut |said| say(report, said))?;
-            if self.echo.pending().is_empty() {
+            echo.advance(work, &mut |said| say(report, said))?;
+            if echo.pending().is_empty() {
                 return Ok(true);
             }
         }
-    }
-
-    /// Closes the client (by dropping it), counts it and reports why it left.
-    pub(crate) fn finish(self, why: Leave, summary: &mut Summary, report: &mut Report) {
-        let (received, echoed) = self.echo.totals();
-        summary.clients += 1;
-        summary.echoed += echoed;
-        if matches!(why, Leave::ProxyHeader(_)) {
-            summary.no_proxy_header += 1;
-        }
-        report.left(self.echo.peer(), received, echoed, &why);
     }
 }
 

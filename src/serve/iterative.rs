@@ -33,10 +33,10 @@ use rustls::ServerConfig;
 
 use super::{
     certificate::ServerTls,
-    connection::{Connection, PumpOutcome, Scratch},
-    echo::Limits,
+    connection::{Connection, PumpOutcome, Scratch, left, open_echo},
+    echo::{Echo, Limits},
     listen::{self, ACCEPT_RETRY, local_addr, watch_signals},
-    report::{Accepting, Leave, Report, Served, Summary},
+    report::{Accepting, Leave, Peer, Report, Served, Summary},
     systemd,
 };
 use crate::cli::ServeArgs;
@@ -73,7 +73,7 @@ pub(crate) fn serve(
     let mut events = Events::with_capacity(16);
     let mut scratch = Scratch::new();
     let mut summary = Summary::default();
-    let mut client: Option<Connection> = None;
+    let mut client: Option<(Connection, Echo)> = None;
     let mut accept_after: Option<Instant> = None;
     // An accept error was reported and no accept has succeeded since: the next one is not said.
     let mut accept_failing = false;
@@ -86,7 +86,7 @@ pub(crate) fn serve(
             Some(Duration::ZERO)
         } else {
             [
-                client.as_ref().and_then(|conn| conn.deadline(&limits)),
+                client.as_ref().and_then(|(_, echo)| echo.deadline(&limits)),
                 accept_after,
                 report.handover_due(),
             ]
@@ -100,23 +100,23 @@ pub(crate) fn serve(
             result => result.context("cannot wait for events")?,
         }
         if events.iter().any(|e| e.token() == SIGNALS) && signals.pending().next().is_some() {
-            if let Some(conn) = client.take() {
-                conn.finish(Leave::Shutdown, &mut summary, report);
+            if let Some((_, echo)) = client.take() {
+                left(&echo, &Leave::Shutdown, &mut summary, report);
             }
             return Ok(summary);
         }
 
-        if let Some(conn) = &mut client {
+        if let Some((conn, echo)) = &mut client {
             for event in events.iter().filter(|e| e.token() == CLIENT) {
                 conn.saw_event(event);
             }
-            let leave = echo_until_blocked(conn, &mut scratch, report);
-            let leave = leave.or_else(|| conn.overdue(Instant::now(), &limits));
+            let leave = echo_until_blocked(conn, echo, &mut scratch, report);
+            let leave = leave.or_else(|| echo.overdue(Instant::now(), &limits));
             if let Some(leave) = leave
-                && let Some(mut conn) = client.take()
+                && let Some((mut conn, echo)) = client.take()
             {
                 let _ = poll.registry().deregister(&mut conn.stream);
-                conn.finish(leave, &mut summary, report);
+                left(&echo, &leave, &mut summary, report);
             }
         }
 
@@ -138,13 +138,15 @@ pub(crate) fn serve(
                 report,
             ) {
                 Ok(Some(None)) => {} // could not be served: closed, and said
-                Ok(Some(Some(mut conn))) => {
+                Ok(Some(Some((mut conn, mut echo)))) => {
                     accept_failing = false;
-                    if let Some(leave) = echo_until_blocked(&mut conn, &mut scratch, report) {
+                    if let Some(leave) =
+                        echo_until_blocked(&mut conn, &mut echo, &mut scratch, report)
+                    {
                         let _ = poll.registry().deregister(&mut conn.stream);
-                        conn.finish(leave, &mut summary, report);
+                        left(&echo, &leave, &mut summary, report);
                     } else {
-                        client = Some(conn);
+                        client = Some((conn, echo));
                     }
                 }
                 Ok(None) => break,
@@ -162,11 +164,12 @@ pub(crate) fn serve(
 /// Pumps a client until its socket would block; `Some` when it is done, and why.
 fn echo_until_blocked(
     conn: &mut Connection,
+    echo: &mut Echo,
     scratch: &mut [u8],
     report: &mut Report,
 ) -> Option<Leave> {
     loop {
-        match conn.pump(scratch, report) {
+        match conn.pump(echo, scratch, report) {
             Ok(PumpOutcome::Again) => continue,
             Ok(PumpOutcome::Blocked) => return None,
             Ok(PumpOutcome::Finished) => return Some(Leave::Closed),
@@ -184,17 +187,14 @@ fn accept(
     tls: Option<&Arc<ServerConfig>>,
     proxy_header: bool,
     report: &mut Report,
-) -> io::Result<Option<Option<Connection>>> {
+) -> io::Result<Option<Option<(Connection, Echo)>>> {
     let Some((mut stream, peer)) = listen::accept(listener, report)? else {
         return Ok(None);
     };
     poll.registry()
         .register(&mut stream, CLIENT, Interest::READABLE | Interest::WRITABLE)?;
-    Ok(Some(Connection::open(
-        stream,
-        peer,
-        tls,
-        proxy_header,
-        report,
-    )))
+    let echo = open_echo(Peer::from(peer), tls, proxy_header, report);
+    Ok(Some(echo.map(|echo| {
+        (Connection::new(stream, tls.is_some()), echo)
+    })))
 }

@@ -34,6 +34,8 @@
 mod certificate;
 mod connection;
 mod echo;
+mod epoll;
+mod event_loop;
 mod guard;
 mod inetd;
 mod iterative;

@@ -1,16 +1,11 @@
-//! The multiplexed echo server (`serve --multiplex`): every client at once, from one event loop.
+//! The multiplexed echo server (`serve --multiplex`): every client at once, from one event loop
+//! per worker. This file chooses the backend, binds (or adopts) the sockets, starts the workers
+//! and adds up their totals; the loops themselves are elsewhere:
 //!
-//! One thread runs one `mio` poll (epoll, kqueue) that watches the listener, the stop signals and
-//! every client. Clients are registered once, READABLE | WRITABLE and edge-triggered, and never
-//! re-registered: after an event, [`Connection::pump`] reads and writes until the socket would
-//! block. When a pump stops early on its read budget ([`PumpOutcome::Again`]), the client goes on
-//! the ready queue and is pumped again next turn without waiting for an event (none would come).
-//!
-//! The loop turn, in order: hand the report's lines over if they are due, poll (not waiting at all while the ready queue has
-//! work), handle events, pump the ready queue, expire idle clients, accept, and when stopping,
-//! close what has finished draining. Memory per client is the [`Connection`] in the slab plus,
-//! only while its echo is held up, one scratch buffer's worth of pending bytes; reading stops
-//! while anything is pending, which is the backpressure.
+//! - `event_loop.rs`: the skeleton every loop runs (the turn, the clients' echo cores and
+//!   deadlines, accept pause, drain, UDP, report), written once;
+//! - `epoll.rs`: how a loop waits and moves bytes on epoll (mio);
+//! - `uring/`: the same on io_uring (the default where the kernel allows it).
 //!
 //! Limits: at `--max-connections` the loop stops accepting and new clients wait in the kernel's
 //! listen queue (said once per run). When accept fails (EMFILE, ENFILE...), the loop pauses
@@ -38,52 +33,34 @@
 //! sharing it, the UDP sockets in the first loops, a `listening on` line per address. `READY=1`
 //! follows the lines after `listening on`, `STOPPING=1` the first drain ([`systemd`]).
 //!
-//! `--io` picks the kernel interface of every loop ([`choose_backend`]): the io_uring loop of
-//! `uring/` ([`UringLoop`]) where the kernel allows it (auto, the default), which serves plain
-//! TCP and `--udp` with the same rules, limits and lines, or this file's mio loop (epoll);
-//! `--tls` and `--proxy-protocol` run on epoll. The line
-//! after `multiplexing up to N clients` says which runs and why: `multiplexing on io_uring`, or
-//! `multiplexing on epoll (io_uring unavailable: REASON)`.
+//! `--io` picks the kernel interface of every loop ([`choose_backend`]): io_uring ([`Uring`])
+//! where the kernel allows it (auto, the default), or epoll ([`Epoll`]); every mode (`--tls`,
+//! `--proxy-protocol`, `--udp`) runs on either. The line after `multiplexing up to N clients`
+//! says which runs and why: `multiplexing on io_uring`, or `multiplexing on epoll (io_uring
+//! unavailable: REASON)`.
 //!
 //! With `--udp` the first loop also answers datagrams on the same port, as inetd does: the UDP
 //! socket is one more source of events, pumped like a client (with a budget, and a note that more
 //! may be waiting). One socket in one loop keeps the per-source reply rate exact.
 //!
-//! With `--tls` every client's TLS lives in this same loop: rustls is sans-I/O, so a pump moves
-//! records with `read_tls`/`process_new_packets`/`write_tls` per readiness event
-//! ([`Connection`] carries the TLS echo), with the same bounded memory and backpressure. The
-//! config is built once and shared by every worker. The handshake timeout rides on the idle
-//! timers: a client's timer is due at its earliest deadline ([`Connection::deadline`]).
+//! With `--tls` the TLS configuration is built once and shared by every worker; each client's
+//! session lives in its echo core (rustls is sans-I/O), on either backend.
 
-use std::{
-    collections::VecDeque,
-    io,
-    net::SocketAddr,
-    sync::Arc,
-    thread,
-    time::{Duration, Instant},
-};
+use std::{io, net::SocketAddr, sync::Arc, thread};
 
 use anyhow::{Context, Result, anyhow, bail};
-use mio::{
-    Events, Interest, Poll, Token,
-    net::{TcpListener, TcpStream},
-};
-use rustls::ServerConfig;
-use signal_hook_mio::v1_0::Signals;
-use slab::Slab;
+use mio::net::TcpListener;
 
 use super::{
     certificate::ServerTls,
-    connection::{Connection, PumpOutcome, Scratch},
-    echo::Limits,
-    listen::{accept, adopt, adopt_udp, bind, bind_any, bind_error, local_addr, watch_signals},
-    notices::{AcceptPause, SharedNotices},
-    report::{Leave, Report, Served, Sink, Summary, UdpTotals},
+    epoll::Epoll,
+    event_loop::{Shared, Worker},
+    listen::{adopt, adopt_udp, bind, bind_any, bind_error, local_addr},
+    notices::SharedNotices,
+    report::{Report, Served, Sink, Summary},
     systemd::{self, Handed},
-    timers::{Drain, IdleTimers},
     udp::{self, UdpEcho},
-    uring::{self, UringLoop},
+    uring::{self, Uring},
 };
 use crate::{
     cli::{IoBackend, ServeArgs},
@@ -91,21 +68,9 @@ use crate::{
     fd_limit::{self, default_max_connections},
 };
 
-/// The listener's token.
-const LISTENER: Token = Token(0);
-/// The stop signals' token.
-const SIGNALS: Token = Token(1);
-/// The UDP socket's token (`--udp`, first loop only).
-const UDP: Token = Token(2);
-/// A client's token is its slab key plus this, past the fixed tokens.
-const FIRST_CLIENT: usize = 3;
-
 /// Tries at binding TCP and UDP on one port picked by the kernel (`--port 0`): the port it picks
 /// for TCP may be taken for UDP, and then another is tried.
 const SHARED_PORT_TRIES: usize = 16;
-
-/// Events taken from the poll per turn; more simply wait for the next turn.
-const EVENTS_PER_POLL: usize = 1024;
 
 /// The open-file limit assumed when it cannot be read.
 const FALLBACK_FD_LIMIT: u64 = 1024;
@@ -138,25 +103,19 @@ pub(crate) fn run(
         let udp = udp_sockets
             .next()
             .map(|socket| UdpEcho::new(socket, args.udp_rate));
+        let tls = tls.map(|tls| Arc::clone(&tls.setup.config));
+        let loop_report = report.for_another_loop();
         let worker = match backend {
-            Backend::Uring => Worker::Uring(Box::new(UringLoop::new(
-                listener,
-                udp,
-                share,
-                args,
-                report.for_another_loop(),
-                &notices,
-                tls.map(|tls| Arc::clone(&tls.setup.config)),
-            )?)),
-            Backend::Epoll(_) => Worker::Epoll(Box::new(EventLoop::new(
-                listener,
-                udp,
-                share,
-                args,
-                report.for_another_loop(),
-                &notices,
-                tls.map(|tls| Arc::clone(&tls.setup.config)),
-            )?)),
+            Backend::Uring => {
+                let shared = Shared::new(args, share, udp, tls, loop_report, &notices);
+                let backend = Uring::new(listener, share)?;
+                Loop::Uring(Box::new(Worker { backend, shared }))
+            }
+            Backend::Epoll(_) => {
+                let mut shared = Shared::new(args, share, udp, tls, loop_report, &notices);
+                let backend = Epoll::new(listener, shared.udp.as_mut(), args.tls.enabled)?;
+                Loop::Epoll(Box::new(Worker { backend, shared }))
+            }
         };
         loops.push(worker);
     }
@@ -184,7 +143,7 @@ pub(crate) fn run(
     systemd::ready();
 
     // One loop runs on this thread: exactly one event loop thread by default.
-    let (summary, failure) = match <[Worker; 1]>::try_from(loops) {
+    let (summary, failure) = match <[Loop; 1]>::try_from(loops) {
         Ok([only]) => total([Ok(serve_loop(only, 0))]),
         Err(loops) => thread::scope(|scope| {
             let handles: Vec<_> = loops
@@ -206,22 +165,10 @@ type WorkerOutcome = (Summary, Option<anyhow::Error>);
 /// Runs one loop to its end. A loop that fails says so at once and closes its clients, counted;
 /// the other workers go on serving (the kernel spreads new clients over the listeners still
 /// open) until the stop signal.
-fn serve_loop(worker: Worker<'_>, index: usize) -> WorkerOutcome {
+fn serve_loop(worker: Loop<'_>, index: usize) -> WorkerOutcome {
     let (result, summary) = match worker {
-        Worker::Epoll(mut event_loop) => {
-            let result = event_loop.run();
-            if result.is_err() {
-                event_loop.close_all();
-            }
-            (result, event_loop.summary)
-        }
-        Worker::Uring(mut ring_loop) => {
-            let result = ring_loop.run();
-            if result.is_err() {
-                ring_loop.close_all();
-            }
-            (result, ring_loop.summary)
-        }
+        Loop::Epoll(worker) => worker.serve(),
+        Loop::Uring(worker) => worker.serve(),
     };
     match result {
         Ok(()) => (summary, None),
@@ -236,17 +183,17 @@ fn serve_loop(worker: Worker<'_>, index: usize) -> WorkerOutcome {
 }
 
 /// One worker's loop, on either backend (boxed: they differ in size, and there is one each).
-enum Worker<'a> {
-    /// The mio loop of this file.
-    Epoll(Box<EventLoop<'a>>),
-    /// The io_uring loop ([`UringLoop`]).
-    Uring(Box<UringLoop<'a>>),
+enum Loop<'a> {
+    /// The epoll loop ([`Epoll`]).
+    Epoll(Box<Worker<'a, Epoll>>),
+    /// The io_uring loop ([`Uring`]).
+    Uring(Box<Worker<'a, Uring>>),
 }
 
 /// The backend the loops run on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Backend {
-    /// io_uring ([`UringLoop`]).
+    /// io_uring ([`Uring`]).
     Uring,
     /// epoll, with why not io_uring when it was not asked for by name.
     Epoll(Option<String>),
@@ -264,11 +211,10 @@ impl Backend {
 }
 
 /// Picks the backend from `--io`: io_uring when asked for or by auto, if the probe passes;
-/// epoll otherwise, saying why. `--io uring` on a kernel that refuses it fails with the reason;
-/// with `--tls` or `--proxy-protocol`, which only epoll serves, it runs on epoll and says so
-/// (the same command line then works whatever the backend). Why auto picks io_uring: at many
-/// clients and in bulk it costs less CPU than epoll (benches/RESULTS.md, "io_uring, the
-/// default"); one connection alone is the one case where epoll is a little quicker.
+/// epoll otherwise, saying why. `--io uring` on a kernel that refuses it fails with the reason.
+/// Why auto picks io_uring: at many clients and in bulk it costs less CPU than epoll
+/// (benches/RESULTS.md, "io_uring, the default"); one connection alone is the one case where
+/// epoll is a little quicker.
 fn choose_backend(args: &ServeArgs) -> Result<Backend> {
     let wanted = match args.io {
         IoBackend::Epoll => return Ok(Backend::Epoll(None)),
@@ -502,370 +448,6 @@ fn share_of(max_connections: u64, workers: usize, index: usize) -> u64 {
     let base = max_connections / workers;
     let extra = u64::from((index as u64) < max_connections % workers);
     (base + extra).max(1)
-}
-
-/// A client in the loop.
-struct Client {
-    /// The echo state and the socket.
-    conn: Connection,
-    /// Tells this client apart from a later one under the same slab key, for queue entries and
-    /// timers that outlive it.
-    serial: u64,
-    /// Whether it is on the ready queue already (it is put there at most once).
-    queued: bool,
-}
-
-/// One event loop: a listener, its clients, and the state of accepting and stopping.
-struct EventLoop<'a> {
-    /// The readiness poll of this loop.
-    poll: Poll,
-    /// The listener; `None` once stopping, so new clients are refused by the kernel.
-    listener: Option<TcpListener>,
-    /// Whether the listener may have clients waiting (edge-triggered: no new event comes for
-    /// those left behind at the connection limit).
-    listener_ready: bool,
-    /// SIGINT/SIGTERM, as events on the poll.
-    signals: Signals,
-    /// The UDP echo (`--udp`, first loop only); `None` once stopping.
-    udp: Option<UdpEcho>,
-    /// Datagrams may be waiting on the UDP socket with no event to come (budget ran out).
-    udp_ready: bool,
-    /// The clients; the key plus [`FIRST_CLIENT`] is the token.
-    clients: Slab<Client>,
-    /// Serial number for the next client.
-    next_serial: u64,
-    /// Clients whose pump ran out of read budget: pumped again next turn, without an event.
-    ready: VecDeque<(usize, u64)>,
-    /// Deadlines of the clients (`--idle-timeout`, `--handshake-timeout`), earliest first.
-    timers: IdleTimers,
-    /// With `--tls`: the configuration of every client's session, shared by all loops.
-    tls: Option<Arc<ServerConfig>>,
-    /// The buffer every client reads into; only what a socket will not take is copied out.
-    scratch: Scratch,
-    /// This loop's lines, handed to the report writer once per turn.
-    report: Report,
-    /// Totals of the clients that left.
-    summary: Summary,
-    /// Most clients this loop holds at once (its share of `--max-connections`).
-    max_clients: u64,
-    /// The notices said once for the whole process.
-    notices: &'a SharedNotices,
-    /// Accepting paused after an accept error.
-    accept_pause: AcceptPause,
-    /// `--idle-timeout` and `--handshake-timeout`.
-    limits: Limits,
-    /// The drain once a stop signal came (`--drain-timeout`).
-    drain: Drain,
-}
-
-impl<'a> EventLoop<'a> {
-    fn new(
-        mut listener: TcpListener,
-        mut udp: Option<UdpEcho>,
-        max_clients: u64,
-        args: &ServeArgs,
-        report: Report,
-        notices: &'a SharedNotices,
-        tls: Option<Arc<ServerConfig>>,
-    ) -> Result<Self> {
-        let poll = Poll::new().context("cannot create the event poll")?;
-        let signals = watch_signals(poll.registry(), SIGNALS)?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)
-            .context("cannot watch the listener")?;
-        if let Some(echo) = &mut udp {
-            poll.registry()
-                .register(&mut echo.socket, UDP, Interest::READABLE)
-                .context("cannot watch the UDP socket")?;
-        }
-        // A loop that serves UDP says so in its summary, even with no datagram.
-        let summary = Summary {
-            udp: udp.as_ref().map(|_| UdpTotals::default()),
-            ..Summary::default()
-        };
-        Ok(EventLoop {
-            poll,
-            listener: Some(listener),
-            listener_ready: true,
-            signals,
-            // A datagram may have come before the registration.
-            udp_ready: udp.is_some(),
-            udp,
-            clients: Slab::new(),
-            next_serial: 0,
-            ready: VecDeque::new(),
-            timers: IdleTimers::default(),
-            tls,
-            scratch: Scratch::new(),
-            report,
-            summary,
-            max_clients,
-            notices,
-            accept_pause: AcceptPause::default(),
-            limits: Limits::of(args),
-            drain: Drain::new(args.drain_timeout),
-        })
-    }
-
-    /// Serves until a stop signal and the drain after it; the totals are in `summary`.
-    fn run(&mut self) -> Result<()> {
-        // Outside `self`, so that handlers may borrow `self` while iterating; reused every turn.
-        let mut events = Events::with_capacity(EVENTS_PER_POLL);
-        loop {
-            self.report.flush_if_due(Instant::now());
-            let timeout = self.poll_timeout();
-            match self.poll.poll(&mut events, timeout) {
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                result => result.context("cannot wait for events")?,
-            }
-
-            let mut stop = false;
-            for event in events.iter() {
-                match event.token() {
-                    LISTENER => self.listener_ready = true,
-                    SIGNALS => stop |= self.signals.pending().next().is_some(),
-                    UDP => self.udp_ready = true,
-                    Token(token) => {
-                        let key = token - FIRST_CLIENT;
-                        if let Some(client) = self.clients.get_mut(key) {
-                            client.conn.saw_event(event);
-                        }
-                        self.pump(key);
-                    }
-                }
-            }
-            self.pump_ready();
-            self.pump_udp();
-            self.expire_idle();
-            if stop && !self.drain.is_on() {
-                self.start_drain();
-            } else if self.drain.is_on() {
-                self.close_quiet();
-            }
-            self.accept_waiting();
-
-            if self.drain.is_over(self.clients.is_empty()) {
-                self.close_all();
-                self.report.flush();
-                return Ok(());
-            }
-        }
-    }
-
-    /// How long the poll may wait: not at all with clients on the ready queue, else until the
-    /// next timer (idle deadline, accept retry, end of the drain, report lines to hand over), or
-    /// for ever.
-    fn poll_timeout(&self) -> Option<Duration> {
-        if !self.ready.is_empty() || self.udp_ready {
-            return Some(Duration::ZERO);
-        }
-        let idle = self.timers.next_due();
-        let retry = self.accept_pause.until().filter(|_| self.listener_ready);
-        let report = self.report.handover_due();
-        [idle, retry, report]
-            .into_iter()
-            .chain(self.drain.deadlines())
-            .flatten()
-            .min()
-            .map(|at| at.saturating_duration_since(Instant::now()))
-    }
-
-    /// Echoes what a client allows now and acts on the outcome.
-    fn pump(&mut self, key: usize) {
-        let Some(client) = self.clients.get_mut(key) else {
-            return; // closed earlier in this turn
-        };
-        let leave = match client.conn.pump(&mut self.scratch, &mut self.report) {
-            Ok(PumpOutcome::Blocked) => None,
-            Ok(PumpOutcome::Again) => {
-                if !client.queued {
-                    client.queued = true;
-                    self.ready.push_back((key, client.serial));
-                }
-                None
-            }
-            Ok(PumpOutcome::Finished) => Some(Leave::Closed),
-            Err(leave) => Some(leave),
-        };
-        if let Some(leave) = leave {
-            self.close(key, leave);
-        }
-    }
-
-    /// Pumps once each client that was on the ready queue at the start of the turn; those that
-    /// still have more go back on it for the next turn, after the poll has had its say.
-    fn pump_ready(&mut self) {
-        for _ in 0..self.ready.len() {
-            let Some((key, serial)) = self.ready.pop_front() else {
-                break;
-            };
-            if let Some(client) = self.clients.get_mut(key)
-                && client.serial == serial
-            {
-                client.queued = false;
-                self.pump(key);
-            }
-        }
-    }
-
-    /// Answers the datagrams waiting, up to the UDP budget; notes whether more may be waiting.
-    fn pump_udp(&mut self) {
-        let Some(echo) = self.udp.as_mut().filter(|_| self.udp_ready) else {
-            return;
-        };
-        self.udp_ready = match echo.pump(&mut self.scratch, &mut self.report) {
-            Ok(more) => more,
-            Err(err) => {
-                self.report.udp_receive_failed(&err);
-                false
-            }
-        };
-    }
-
-    /// Drops the clients idle past `--idle-timeout` or whose TLS handshake has taken longer
-    /// than `--handshake-timeout`; re-arms the timers of the others at their next deadline.
-    fn expire_idle(&mut self) {
-        if !self.limits.any() {
-            return;
-        }
-        let now = Instant::now();
-        while let Some((key, serial)) = self.timers.pop_due(now) {
-            let Some(client) = self.clients.get(key).filter(|c| c.serial == serial) else {
-                continue; // that client has left
-            };
-            if let Some(leave) = client.conn.overdue(now, &self.limits) {
-                self.close(key, leave);
-            } else if let Some(due) = client.conn.deadline(&self.limits) {
-                self.timers.arm(due, key, serial);
-            }
-        }
-    }
-
-    /// Accepts every waiting client this loop has room for, until the listener would block.
-    fn accept_waiting(&mut self) {
-        if self.listener.is_none() || !self.listener_ready {
-            return;
-        }
-        if self.accept_pause.holds(Instant::now()) {
-            return;
-        }
-        loop {
-            if self.clients.len() as u64 >= self.max_clients {
-                // The rest wait in the listen queue; `listener_ready` stays set so they are
-                // taken as soon as a client leaves.
-                self.notices
-                    .at_the_limit(self.clients.len(), &mut self.report);
-                return;
-            }
-            let Some(listener) = &self.listener else {
-                return;
-            };
-            match accept(listener, &mut self.report) {
-                Ok(Some((stream, peer))) => {
-                    self.accept_pause.worked(self.notices);
-                    self.add(stream, peer);
-                }
-                Ok(None) => {
-                    self.listener_ready = false;
-                    return;
-                }
-                Err(err) => {
-                    self.accept_pause
-                        .failed(&err, self.notices, &mut self.report);
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Watches a newly accepted client. Its first event comes from the registration itself if
-    /// it has sent something already.
-    fn add(&mut self, mut stream: TcpStream, peer: SocketAddr) {
-        let entry = self.clients.vacant_entry();
-        let token = Token(entry.key() + FIRST_CLIENT);
-        if let Err(err) = self.poll.registry().register(
-            &mut stream,
-            token,
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            self.report
-                .notice(format_args!("{peer} cannot watch the connection: {err}"));
-            return; // dropping the stream closes it
-        }
-        let proxy_header = self.limits.proxy_header.is_some();
-        let tls = self.tls.as_ref();
-        let Some(conn) = Connection::open(stream, peer, tls, proxy_header, &mut self.report) else {
-            return; // said in the report; dropping the stream closes it
-        };
-        let serial = self.next_serial;
-        self.next_serial += 1;
-        if let Some(due) = conn.deadline(&self.limits) {
-            self.timers.arm(due, entry.key(), serial);
-        }
-        entry.insert(Client {
-            conn,
-            serial,
-            queued: false,
-        });
-    }
-
-    /// Closes a client, counts it and reports why.
-    fn close(&mut self, key: usize, why: Leave) {
-        if let Some(client) = self.clients.try_remove(key) {
-            // Dropping the stream closes it, which also removes it from the poll.
-            client.conn.finish(why, &mut self.summary, &mut self.report);
-            let clients = &self.clients;
-            self.timers.forget_left(clients.len(), |key, serial| {
-                clients.get(key).is_some_and(|c| c.serial == serial)
-            });
-        }
-    }
-
-    /// Stops accepting (the listener closes) and pumps every client once more: those with
-    /// nothing in flight, not even unread bytes in the kernel, and quiet for
-    /// [`DRAIN_QUIET`](super::timers::DRAIN_QUIET) are closed at once. The others are in the
-    /// middle of an exchange: they are served as usual until they close, fall quiet, or the
-    /// drain times out. (Closing them as soon as the server
-    /// holds nothing would race with bytes still on their way, and the close would reset the
-    /// client before its last echoes.)
-    fn start_drain(&mut self) {
-        systemd::stopping();
-        self.listener = None;
-        // A datagram has no exchange to finish: UDP stops at once.
-        if let Some(echo) = self.udp.take() {
-            self.summary.udp = Some(echo.totals);
-            self.udp_ready = false;
-        }
-        self.drain.start();
-        let keys: Vec<usize> = self.clients.iter().map(|(key, _)| key).collect();
-        for key in keys {
-            self.pump(key);
-        }
-        self.close_quiet();
-    }
-
-    /// While draining: closes the clients done with ([`Drain::is_done`]): nothing in flight,
-    /// not even on the ready queue, and quiet for [`DRAIN_QUIET`](super::timers::DRAIN_QUIET).
-    fn close_quiet(&mut self) {
-        let now = Instant::now();
-        let quiet: Vec<usize> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| c.conn.echo().is_drained(now) && !c.queued)
-            .map(|(key, _)| key)
-            .collect();
-        for key in quiet {
-            self.close(key, Leave::Shutdown);
-        }
-    }
-
-    /// Closes every client left (the drain is over).
-    fn close_all(&mut self) {
-        let keys: Vec<usize> = self.clients.iter().map(|(key, _)| key).collect();
-        for key in keys {
-            self.close(key, Leave::Shutdown);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,48 +1,41 @@
-//! The multiplexed loop on io_uring (`serve --multiplex --io uring`): the same server as the
-//! epoll loop of `multiplex.rs`, with fewer system calls per message.
+//! The multiplexed loop on io_uring (`serve --multiplex --io uring`, the default where the
+//! kernel allows it): the same server as the epoll loop (`epoll.rs`), with fewer system calls
+//! per message. The turn, the clients' echo cores, their deadlines, the drain and UDP are the
+//! skeleton's (`event_loop.rs`); this file is only how a ring waits and moves bytes.
 //!
 //! One ring per loop, one `io_uring_enter` per turn (submit what the last turn queued, wait for
 //! a completion or the next deadline). Nothing is polled for readiness: the listener has a
 //! multishot accept, every client a multishot receive into one shared ring of provided buffers
-//! ([`ring`]). What a receive brings is echoed from its buffer itself, lent to the send (several
-//! lent buffers go out as one vectored send), and the buffer goes back to the kernel when the
-//! send is done: no copy. At most half the buffers are lent at once; past that, the bytes are
-//! copied into the client's own queue and the buffer goes back at once, so clients that do not
-//! read can pin no more than half the buffers and the others always have some to receive into.
-//! A client stopped for backpressure (it does not read) copies its queued loans out and borrows
-//! no more, so it pins only its send in flight and the loans stay with the clients that read.
-//! An idle client holds no buffer.
+//! ([`ring`]). What a receive brings goes to the client's echo core; a plain echo is sent from
+//! the buffer itself, lent to the send (several lent buffers go out as one vectored send), and
+//! the buffer goes back to the kernel when the send is done: no copy. At most half the buffers
+//! are lent at once; past that, the bytes are copied into the client's own queue and the buffer
+//! goes back at once, so clients that do not read can pin no more than half the buffers and the
+//! others always have some to receive into. A client stopped for backpressure (it does not read)
+//! copies its queued loans out and borrows no more, so it pins only its send in flight and the
+//! loans stay with the clients that read. An idle client holds no buffer. TLS records and the
+//! rest of a buffer after a PROXY header are copies, queued in order with the loans.
 //!
-//! The echo rules are the mio loop's, point for point:
+//! What is particular to the ring:
 //!
-//! - Backpressure: a client's sends go one at a time, in order; once [`HOLD_LIMIT`] bytes wait
-//!   to be echoed its receive is cancelled, and armed again once they have drained below half
-//!   of it: a client that does not read stops being received from, with bounded memory (about
-//!   1 MiB, not the epoll loop's 256 KiB: see [`HOLD_LIMIT`] for why).
+//! - Backpressure: a client's sends go one at a time, in order; once the core says it may read
+//!   no more, its receive is cancelled, and armed again once the core says it may resume.
 //! - A receive that ends (no MORE flag: ENOBUFS when the buffers ran out, a completion queue
 //!   overflow, a cancel) is armed again when it may: at once, at the end of the turn (ENOBUFS:
 //!   by then every buffer is back in the ring), or once the queue drains (backpressure).
-//! - Half-close: a receive of 0 bytes is the client's end of sending; the queue is echoed, then
-//!   the connection closes (`Leave::Closed`). A failed receive or send (a reset) closes it with
-//!   the error. `--idle-timeout` rides on the shared [`IdleTimers`].
+//! - A client the core says must go with bytes still to send (a TLS alert) is received from no
+//!   more; it closes once they are sent.
 //! - Closing a client cancels its operations and closes the descriptor from the ring, so the
 //!   socket is released as soon as the last operation lets go of it.
 //! - `--max-connections`: at the limit the multishot accept is cancelled (the rest wait in the
 //!   listen queue); a client the kernel accepted before the cancel landed waits, unread, until
 //!   a place frees up. An accept error pauses accepting for
-//!   [`ACCEPT_RETRY`](super::listen::ACCEPT_RETRY) ([`AcceptPause`]), said once per episode for
-//!   the whole process ([`SharedNotices`]).
-//! - SIGINT/SIGTERM write to a pipe (signal-hook) the ring polls; the drain then is the mio
-//!   loop's ([`Drain`]): the listener closes, clients quiet for
-//!   [`DRAIN_QUIET`](super::timers::DRAIN_QUIET) with nothing queued close, the others are
-//!   served until `--drain-timeout`.
-//! - The report never makes the loop wait: its handover is one more deadline of the wait.
+//!   [`ACCEPT_RETRY`](super::listen::ACCEPT_RETRY), said once per episode for the whole process.
+//! - SIGINT/SIGTERM write to a pipe (signal-hook) the ring polls.
 //! - `--udp` (first loop only): a one-shot poll on the UDP socket; when it says readable, the
-//!   epoll loop's [`UdpEcho::pump`] answers what waits, into a scratch buffer of this loop, and
-//!   the poll is armed again once the socket would block (with the budget used up, the next turn
-//!   pumps again without waiting). The drain stops UDP at once, as on epoll.
-//!
-//! Not here: `--tls` (and `--proxy-protocol`), which run on the epoll loop (`multiplex.rs` picks).
+//!   skeleton answers what waits, and the poll is armed again once the socket would block.
+//! - A multishot accept gives no address: a client that resets before the loop looks at it
+//!   has none left to name (`a client left before it was served`).
 
 mod probe;
 #[allow(unsafe_code)] // The one module that may: see its `//!`.
@@ -56,7 +49,6 @@ use std::{
         fd::{AsRawFd, OwnedFd},
         unix::net::UnixStream,
     },
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -66,19 +58,13 @@ use signal_hook::{
     SigId,
     consts::{SIGINT, SIGTERM},
 };
-use slab::Slab;
-
-use rustls::ServerConfig;
 
 use super::{
-    connection::{SCRATCH_SIZE, say},
-    echo::{Echo, Limits, Reply},
-    notices::{AcceptPause, SharedNotices},
-    report::{Leave, Peer, Report, Summary, UdpTotals},
-    timers::{Drain, IdleTimers},
-    udp::UdpEcho,
+    connection::say,
+    echo::Reply,
+    event_loop::{Backend, Shared, close},
+    report::Leave,
 };
-use crate::{cli::ServeArgs, error::describe, tls::PLAINTEXT_CHUNK};
 pub(crate) use probe::probe;
 use ring::{BUFFER_SIZE, Completion, LENT_PER_SEND, Outgoing, Ring};
 
@@ -88,7 +74,7 @@ use ring::{BUFFER_SIZE, Completion, LENT_PER_SEND, Outgoing, Ring};
 // 32 × 16 KiB = 512 KiB more), and the send in flight keeps the part a short send already wrote
 // until the send ends (up to SEND_CHUNK): at most 256 + 512 + 256 = 1,024 KiB of bytes. Once its
 // receive is cancelled, all but the send in flight are in memory of the client's own (see
-// `UringLoop::copy_out_loans`). Measured with copies only (benches/load.rs, release): 1.2–1.5 MiB
+// `Uring::copy_out_loans`). Measured with copies only (benches/load.rs, release): 1.2–1.5 MiB
 // of peak RSS growth, the rest being the allocator's; tests/uring.rs holds it under 2 MiB.
 
 /// The most bytes one send carries: received chunks are joined up to this while a send is in
@@ -144,16 +130,10 @@ fn parts(user_data: u64) -> (u64, u64, usize) {
     )
 }
 
-/// One client of the ring loop: its socket, its echo core, and what is on its way to the
-/// socket in the ring's terms.
-struct Client {
+/// A client's state on the ring: its socket, and what is on its way to it in the ring's terms.
+pub(crate) struct UringClient {
     /// The socket; its descriptor goes to the ring to be closed.
     socket: TcpStream,
-    /// Tells it apart from a later client under the same key, in completions that outlive it.
-    serial: u64,
-    /// The echo's rules and state ([`Echo`]): what was received and echoed, the bound, the
-    /// stages (PROXY header, TLS), the time limits.
-    echo: Echo,
     /// Bytes the core said go back, waiting for the send in flight to finish, in order: lent
     /// buffers, or chunks of at most [`SEND_CHUNK`] (copies, TLS records, the rest of a lent
     /// buffer after a short send); empty (no allocation) when nothing waits.
@@ -173,8 +153,11 @@ struct Client {
     closing: Option<Leave>,
 }
 
-/// One io_uring event loop: a listener, its clients, and the state of accepting and stopping.
-pub(crate) struct UringLoop<'a> {
+/// The shared state of a ring loop's clients.
+type Clients<'a> = Shared<'a, UringClient>;
+
+/// One io_uring loop's way of waiting: its ring, its listener, and the state of accepting.
+pub(crate) struct Uring {
     /// The ring and its buffers.
     ring: Ring,
     /// The listener; `None` once stopping.
@@ -189,42 +172,10 @@ pub(crate) struct UringLoop<'a> {
     signal_pipe: UnixStream,
     /// The signal-hook registrations writing to it, undone when the loop goes.
     signal_ids: Vec<SigId>,
-    /// A stop signal has come.
-    stop: bool,
-    /// The UDP echo (`--udp`, first loop only); `None` once stopping.
-    udp: Option<UdpEcho>,
-    /// Its poll is in the ring.
+    /// The UDP socket's poll is in the ring.
     udp_polled: bool,
-    /// Datagrams may be waiting with no poll to say so (the pump's budget ran out).
-    udp_ready: bool,
-    /// What datagrams are read into (`--udp` only; empty otherwise).
-    scratch: Vec<u8>,
-    /// With `--tls`: the configuration of every client's session, shared by all loops.
-    tls: Option<Arc<ServerConfig>>,
-    /// With `--tls`: the core's work buffer, where plaintext is decrypted (empty otherwise).
-    work: Vec<u8>,
-    /// The clients.
-    clients: Slab<Client>,
-    /// Serial number for the next client.
-    next_serial: u64,
     /// Clients starved of buffers, to arm again when buffers come back.
     starved: Vec<(usize, u64)>,
-    /// `--idle-timeout` deadlines.
-    timers: IdleTimers,
-    /// This loop's lines.
-    report: Report,
-    /// Totals of the clients that left.
-    pub(crate) summary: Summary,
-    /// Most clients this loop holds at once.
-    max_clients: u64,
-    /// The notices said once for the whole process.
-    notices: &'a SharedNotices,
-    /// Accepting paused after an accept error.
-    accept_pause: AcceptPause,
-    /// `--idle-timeout`.
-    limits: Limits,
-    /// The drain once a stop signal came (`--drain-timeout`).
-    drain: Drain,
     /// Completions of the turn, reused.
     completions: Vec<Completion>,
     /// Emptied chunks of finished sends, each of [`SEND_CHUNK`] capacity, for the next ones
@@ -235,17 +186,10 @@ pub(crate) struct UringLoop<'a> {
     turn_started: Instant,
 }
 
-impl<'a> UringLoop<'a> {
-    /// A loop for `listener`, its ring made here but enabled on the thread that runs it.
-    pub(crate) fn new(
-        listener: TcpListener,
-        udp: Option<UdpEcho>,
-        max_clients: u64,
-        args: &ServeArgs,
-        report: Report,
-        notices: &'a SharedNotices,
-        tls: Option<Arc<ServerConfig>>,
-    ) -> Result<Self> {
+impl Uring {
+    /// A loop for `listener` holding up to `max_clients`, its ring made here but enabled on the
+    /// thread that runs it.
+    pub(crate) fn new(listener: TcpListener, max_clients: u64) -> Result<Self> {
         let buffers = u16::try_from(max_clients.next_power_of_two())
             .unwrap_or(BUFFERS_MOST)
             .clamp(BUFFERS_FEWEST, BUFFERS_MOST);
@@ -267,17 +211,7 @@ impl<'a> UringLoop<'a> {
                     .context("cannot install signal handlers")?,
             );
         }
-        // A loop that serves UDP says so in its summary, even with no datagram.
-        let summary = Summary {
-            udp: udp.as_ref().map(|_| UdpTotals::default()),
-            ..Summary::default()
-        };
-        let scratch = if udp.is_some() {
-            vec![0; SCRATCH_SIZE]
-        } else {
-            Vec::new()
-        };
-        Ok(UringLoop {
+        Ok(Uring {
             ring,
             listener: Some(listener),
             accepting: false,
@@ -285,163 +219,50 @@ impl<'a> UringLoop<'a> {
             held: VecDeque::new(),
             signal_pipe,
             signal_ids,
-            stop: false,
             udp_polled: false,
-            // A datagram may have come before the first poll.
-            udp_ready: udp.is_some(),
-            udp,
-            scratch,
-            work: match tls {
-                Some(_) => vec![0; PLAINTEXT_CHUNK],
-                None => Vec::new(),
-            },
-            tls,
-            clients: Slab::new(),
-            next_serial: 0,
             starved: Vec::new(),
-            timers: IdleTimers::default(),
-            report,
-            summary,
-            max_clients,
-            notices,
-            accept_pause: AcceptPause::default(),
-            limits: Limits::of(args),
-            drain: Drain::new(args.drain_timeout),
             completions: Vec::new(),
             spare_chunks: Vec::new(),
             turn_started: Instant::now(),
         })
     }
 
-    /// Serves until a stop signal and the drain after it; the totals are in `summary`.
-    pub(crate) fn run(&mut self) -> Result<()> {
-        self.ring
-            .enable()
-            .context("cannot enable io_uring on this thread")?;
-        self.ring
-            .poll_readable(self.signal_pipe.as_raw_fd(), user_data(Op::Signal, 0, 0));
-        self.arm_accept();
-        loop {
-            self.report.flush_if_due(Instant::now());
-            let timeout = self.wait_timeout();
-            let mut completions = std::mem::take(&mut self.completions);
-            completions.clear();
-            self.ring
-                .submit_and_wait(timeout, &mut completions)
-                .context("cannot wait for completions")?;
-            self.turn_started = Instant::now();
-            for completion in &completions {
-                self.complete(completion);
-            }
-            self.completions = completions;
-            // Every buffer not lent to a send is back in the ring by now (each is given back as
-            // soon as its bytes are copied out), at least half of them: whoever ran dry is armed
-            // again, this turn. Waiting for a turn in which a buffer came back would strand a
-            // client whose ENOBUFS arrived in a later turn than the completions that emptied the
-            // ring (split by a completion queue overflow): never received from again, its
-            // descriptor held after it left.
-            self.feed_starved();
-            self.pump_udp();
-            self.expire_idle();
-            if self.stop && !self.drain.is_on() {
-                self.start_drain();
-            } else if self.drain.is_on() {
-                self.close_quiet();
-            }
-            self.admit_held();
-            self.arm_accept();
-
-            if self.drain.is_over(self.clients.is_empty()) {
-                self.close_all();
-                self.report.flush();
-                return Ok(());
-            }
-        }
-    }
-
-    /// How long the wait may last: until the next deadline (idle, accept retry, drain, report);
-    /// `None` when there is none (a wait with no timer to arm and cancel).
-    fn wait_timeout(&self) -> Option<Duration> {
-        if self.udp_ready {
-            return Some(Duration::ZERO);
-        }
-        let idle = self.timers.next_due();
-        let retry = self.accept_pause.until();
-        let report = self.report.handover_due();
-        [idle, retry, report]
-            .into_iter()
-            .chain(self.drain.deadlines())
-            .flatten()
-            .min()
-            .map(|at| at.saturating_duration_since(Instant::now()))
-    }
-
     /// Handles one completion.
-    fn complete(&mut self, completion: &Completion) {
+    fn complete(&mut self, shared: &mut Clients<'_>, completion: &Completion) {
         let (op, tag, key) = parts(completion.user_data);
         match op {
-            op if op == Op::Accept as u64 => self.accepted(completion),
-            op if op == Op::Recv as u64 => self.received(completion, tag, key),
-            op if op == Op::Send as u64 => self.sent(completion, tag as u32, key),
+            op if op == Op::Accept as u64 => self.accepted(shared, completion),
+            op if op == Op::Recv as u64 => self.received(shared, completion, tag, key),
+            op if op == Op::Send as u64 => self.sent(shared, completion, tag as u32, key),
             op if op == Op::Udp as u64 => {
                 self.udp_polled = false;
-                self.udp_ready = true;
+                shared.udp_ready = true;
             }
             op if op == Op::Signal as u64 => {
                 // Empty the pipe; the signal is the stop, whichever it was.
                 let mut bytes = [0u8; 64];
                 while matches!(self.signal_pipe.read(&mut bytes), Ok(n) if n > 0) {}
-                self.stop = true;
+                shared.stop = true;
             }
             _ => {}
         }
     }
 
-    /// Answers the datagrams waiting, up to the UDP budget (the epoll loop's pump); polls the
-    /// socket again once it would block.
-    fn pump_udp(&mut self) {
-        let Some(echo) = self.udp.as_mut() else {
-            return;
-        };
-        if self.udp_ready {
-            self.udp_ready = match echo.pump(&mut self.scratch, &mut self.report) {
-                Ok(more) => more,
-                Err(err) => {
-                    self.report
-                        .notice(format_args!("UDP receive failed: {err}"));
-                    false
-                }
-            };
-        }
-        if !self.udp_ready && !self.udp_polled {
-            self.udp_polled = true;
-            self.ring
-                .poll_readable(echo.socket.as_raw_fd(), user_data(Op::Udp, 0, 0));
-        }
-    }
-
     /// Arms the multishot accept if this loop may accept now; cancels it at the limit.
-    fn arm_accept(&mut self) {
+    fn arm_accept(&mut self, shared: &mut Clients<'_>) {
         let Some(listener) = &self.listener else {
             return;
         };
-        let full = self.clients.len() as u64 + self.held.len() as u64 >= self.max_clients;
-        if full {
+        if shared.is_full(self.held.len()) {
             if !self.held.is_empty() || self.accepting {
-                self.notices
-                    .at_the_limit(self.clients.len(), &mut self.report);
+                shared
+                    .notices
+                    .at_the_limit(shared.clients.len(), &mut shared.report);
             }
-            if self.accepting && !self.accept_cancelled {
-                self.accept_cancelled = true;
-                self.ring
-                    .cancel(user_data(Op::Accept, 0, 0), user_data(Op::Quiet, 0, 0));
-            }
+            self.cancel_accept();
             return;
         }
-        if self.accepting {
-            return;
-        }
-        if self.accept_pause.holds(Instant::now()) {
+        if self.accepting || shared.accept_pause.holds(Instant::now()) {
             return;
         }
         self.accepting = true;
@@ -450,20 +271,29 @@ impl<'a> UringLoop<'a> {
             .accept_multi(listener.as_raw_fd(), user_data(Op::Accept, 0, 0));
     }
 
+    /// Cancels the multishot accept, if it is in the ring.
+    fn cancel_accept(&mut self) {
+        if self.accepting && !self.accept_cancelled {
+            self.accept_cancelled = true;
+            self.ring
+                .cancel(user_data(Op::Accept, 0, 0), user_data(Op::Quiet, 0, 0));
+        }
+    }
+
     /// An accept completion: a new client, or an error that pauses accepting.
-    fn accepted(&mut self, completion: &Completion) {
+    fn accepted(&mut self, shared: &mut Clients<'_>, completion: &Completion) {
         if !completion.more() {
             self.accepting = false;
         }
         if let Some(fd) = completion.accepted() {
-            self.accept_pause.worked(self.notices);
+            shared.accept_pause.worked(shared.notices);
             if self.listener.is_none() {
                 return; // stopping: dropping it closes it
             }
-            if self.clients.len() as u64 >= self.max_clients {
+            if shared.is_full(0) {
                 self.held.push_back(fd);
             } else {
-                self.add(fd);
+                self.add(shared, fd);
             }
             return;
         }
@@ -473,120 +303,74 @@ impl<'a> UringLoop<'a> {
         match err.raw_os_error() {
             Some(libc::ECANCELED | libc::ECONNABORTED | libc::EINTR | libc::EAGAIN) => {}
             _ => {
-                self.accept_pause
-                    .failed(&err, self.notices, &mut self.report);
-                if self.accepting && !self.accept_cancelled {
-                    self.accept_cancelled = true;
-                    self.ring
-                        .cancel(user_data(Op::Accept, 0, 0), user_data(Op::Quiet, 0, 0));
-                }
+                shared
+                    .accept_pause
+                    .failed(&err, shared.notices, &mut shared.report);
+                self.cancel_accept();
             }
         }
     }
 
-    /// Serves the clients held past the limit while there is room.
-    fn admit_held(&mut self) {
-        while (self.clients.len() as u64) < self.max_clients {
-            let Some(fd) = self.held.pop_front() else {
-                return;
-            };
-            self.add(fd);
-        }
-    }
-
-    /// Starts serving a newly accepted client.
-    fn add(&mut self, fd: OwnedFd) {
+    /// Starts serving a newly accepted client: its receive goes into the ring.
+    fn add(&mut self, shared: &mut Clients<'_>, fd: OwnedFd) {
         let socket = TcpStream::from(fd);
         let peer = match socket.peer_addr() {
-            Ok(peer) => Peer::from(peer),
-            Err(err) => {
-                // Reset while in the listen queue: a multishot accept gives no address, and
-                // the socket no longer has one. Counted as the epoll loop counts a client that
-                // resets before its first byte (with --proxy-protocol: one without a header).
-                self.summary.clients += 1;
-                if self.limits.proxy_header.is_some() {
-                    self.summary.no_proxy_header += 1;
-                }
-                self.report.notice(format_args!(
-                    "a client left before it was served (error: {})",
-                    describe(&err)
-                ));
-                return; // dropping it closes it
-            }
+            Ok(peer) => peer,
+            // Reset while in the listen queue: a multishot accept gives no address, and the
+            // socket no longer has one.
+            Err(err) => return shared.left_before_served(&err),
         };
-        // Small echoes must not wait for Nagle's algorithm to meet a delayed ACK.
-        if let Err(err) = socket.set_nodelay(true) {
-            self.report
-                .notice(format_args!("{peer} cannot set TCP_NODELAY: {err}"));
-        }
-        let now = Instant::now();
-        let report = &mut self.report;
-        let proxy_header = self.limits.proxy_header.is_some();
-        let opened = Echo::open(peer, self.tls.as_ref(), proxy_header, now, &mut |said| {
-            say(report, said)
-        });
-        let echo = match opened {
-            Ok(echo) => echo,
-            Err(why) => {
-                self.report.notice(format_args!("{peer} {why}"));
-                return; // dropping it closes it
+        let ring = &mut self.ring;
+        shared.admit(peer, |report, key, serial| {
+            // Small echoes must not wait for Nagle's algorithm to meet a delayed ACK.
+            if let Err(err) = socket.set_nodelay(true) {
+                report.notice(format_args!("{peer} cannot set TCP_NODELAY: {err}"));
             }
-        };
-        let serial = self.next_serial;
-        self.next_serial += 1;
-        let entry = self.clients.vacant_entry();
-        let key = entry.key();
-        if let Some(due) = echo.deadline(&self.limits) {
-            self.timers.arm(due, key, serial);
-        }
-        self.ring
-            .recv_multi(socket.as_raw_fd(), user_data(Op::Recv, serial, key));
-        entry.insert(Client {
-            socket,
-            serial,
-            echo,
-            queue: VecDeque::new(),
-            send_id: None,
-            send_offset: 0,
-            receiving: true,
-            recv_cancelled: false,
-            starved: false,
-            closing: None,
+            ring.recv_multi(socket.as_raw_fd(), user_data(Op::Recv, serial, key));
+            Ok(UringClient {
+                socket,
+                queue: VecDeque::new(),
+                send_id: None,
+                send_offset: 0,
+                receiving: true,
+                recv_cancelled: false,
+                starved: false,
+                closing: None,
+            })
         });
-    }
-
-    /// The client at `key` if it is the one with this serial (tag).
-    fn client(&mut self, key: usize, tag: u64) -> Option<&mut Client> {
-        self.clients
-            .get_mut(key)
-            .filter(|client| client.serial & TAG_MASK == tag)
     }
 
     /// A receive completion: its bytes go to the client's core, and what it says goes back is
     /// queued; the buffer is lent to the send or goes back at once.
-    fn received(&mut self, completion: &Completion, tag: u64, key: usize) {
+    fn received(
+        &mut self,
+        shared: &mut Clients<'_>,
+        completion: &Completion,
+        tag: u64,
+        key: usize,
+    ) {
         let buffer = completion.buffer();
         if let Some(bid) = buffer {
             self.ring.received(bid);
         }
-        let Some(client) = self
+        let Some(client) = shared
             .clients
             .get_mut(key)
-            .filter(|client| client.serial & TAG_MASK == tag && client.closing.is_none())
+            .filter(|client| client.serial & TAG_MASK == tag && client.io.closing.is_none())
         else {
             // A client that has left (or is leaving): its buffer goes straight back.
             self.ring.recycle(buffer);
             return;
         };
         if !completion.more() {
-            client.receiving = false;
+            client.io.receiving = false;
         }
         let now = self.turn_started;
-        let report = &mut self.report;
+        let report = &mut shared.report;
         let outcome = if let Some(err) = completion.error() {
             match err.raw_os_error() {
                 Some(libc::ENOBUFS) => {
-                    client.starved = true;
+                    client.io.starved = true;
                     self.starved.push((key, client.serial));
                     Ok(())
                 }
@@ -596,24 +380,23 @@ impl<'a> UringLoop<'a> {
         } else if completion.result == 0 {
             client
                 .echo
-                .input_ended(&mut self.work, now, &mut |said| say(report, said))
+                .input_ended(&mut shared.work, now, &mut |said| say(report, said))
         } else if let Some(bid) = buffer {
             let len = (completion.result as usize).min(BUFFER_SIZE);
             let bytes = self.ring.bytes(bid, len);
             match client
                 .echo
-                .receive(bytes, &mut self.work, now, &mut |said| say(report, said))
+                .receive(bytes, &mut shared.work, now, &mut |said| say(report, said))
             {
                 Ok(Reply::Echo { from: 0 }) => {
-                    self.echo_buffer(key, bid, len);
+                    self.echo_buffer(shared, key, bid, len);
                     return;
                 }
                 Ok(Reply::Echo { from }) => {
                     // After a PROXY header in the same buffer: its rest is copied out.
-                    let peer = client.echo.peer();
-                    let bytes = self.ring.bytes(bid, len);
-                    queue_copy(&mut client.queue, &mut self.spare_chunks, &bytes[from..]);
-                    self.report.received(peer, &bytes[from..]);
+                    let rest = &bytes[from..];
+                    queue_copy(&mut client.io.queue, &mut self.spare_chunks, rest);
+                    report.received(client.echo.peer(), rest);
                     Ok(())
                 }
                 Ok(Reply::Held) => Ok(()),
@@ -623,7 +406,7 @@ impl<'a> UringLoop<'a> {
             Ok(())
         };
         self.ring.recycle(buffer);
-        self.after_core(key, outcome);
+        self.after_core(shared, key, outcome);
     }
 
     /// A plain read, echoed from its buffer itself, no copy: sent now if nothing else is to
@@ -631,127 +414,125 @@ impl<'a> UringLoop<'a> {
     /// once sent. Past the loan limit, and for a client stopped for backpressure (it does not
     /// read: what it holds waits in memory of its own, and the loans stay for the clients
     /// that read), the bytes are copied out and the buffer goes back at once.
-    fn echo_buffer(&mut self, key: usize, bid: u16, len: usize) {
-        let Some(client) = self.clients.get_mut(key) else {
+    fn echo_buffer(&mut self, shared: &mut Clients<'_>, key: usize, bid: u16, len: usize) {
+        let Some(client) = shared.clients.get_mut(key) else {
             return;
         };
-        let lent = if client.recv_cancelled {
-            None
-        } else {
-            self.ring.lend(bid, len)
+        let io = &mut client.io;
+        let lent = match io.recv_cancelled {
+            true => None,
+            false => self.ring.lend(bid, len),
         };
-        let lent_now = lent.as_ref().map(|_| ());
-        if let Some(lent) = lent {
-            if client.send_id.is_none() && client.queue.is_empty() {
+        let copied = lent.is_none();
+        match lent {
+            Some(lent) if io.send_id.is_none() && io.queue.is_empty() => {
                 let data = Outgoing::Buffers(vec![lent]);
-                client.send_id = self.ring.send(client.socket.as_raw_fd(), data, 0, |id| {
+                io.send_id = self.ring.send(io.socket.as_raw_fd(), data, 0, |id| {
                     user_data(Op::Send, id.into(), key)
                 });
-            } else {
-                match client.queue.back_mut() {
-                    Some(Outgoing::Buffers(last)) if last.len() < LENT_PER_SEND => {
-                        last.push(lent);
-                    }
-                    _ => client.queue.push_back(Outgoing::Buffers(vec![lent])),
-                }
             }
-        } else {
-            queue_copy(
-                &mut client.queue,
+            Some(lent) => match io.queue.back_mut() {
+                Some(Outgoing::Buffers(last)) if last.len() < LENT_PER_SEND => last.push(lent),
+                _ => io.queue.push_back(Outgoing::Buffers(vec![lent])),
+            },
+            None => queue_copy(
+                &mut io.queue,
                 &mut self.spare_chunks,
                 self.ring.bytes(bid, len),
-            );
+            ),
         }
         // The echo is on its way; the report line is formatted after (a lent buffer is still
         // readable, a copied one is given back only now).
-        self.report
+        shared
+            .report
             .received(client.echo.peer(), self.ring.bytes(bid, len));
-        if lent_now.is_none() {
+        if copied {
             self.ring.recycle([bid]);
         }
-        self.next_step(key);
+        self.next_step(shared, key);
     }
 
     /// After the core has had bytes, an end or an error: what it holds to send is queued, and
     /// a client it says must go sends what it holds (a TLS alert) and then closes.
-    fn after_core(&mut self, key: usize, outcome: Result<(), Leave>) {
-        let Some(client) = self.clients.get_mut(key) else {
+    fn after_core(&mut self, shared: &mut Clients<'_>, key: usize, outcome: Result<(), Leave>) {
+        let Some(client) = shared.clients.get_mut(key) else {
             return;
         };
         if !client.echo.pending().is_empty() {
             let mut chunk = self.spare_chunks.pop().unwrap_or_default();
             client.echo.take_pending(&mut chunk);
-            client.queue.push_back(Outgoing::Bytes(chunk));
+            client.io.queue.push_back(Outgoing::Bytes(chunk));
         }
         if let Err(leave) = outcome {
-            if client.queue.is_empty() && client.send_id.is_none() {
-                self.close(key, leave);
+            let io = &mut client.io;
+            if io.queue.is_empty() && io.send_id.is_none() {
+                close(self, shared, key, leave);
                 return;
             }
             // Received from no more: the queue goes out, then the client closes.
-            client.closing = Some(leave);
-            if client.receiving && !client.recv_cancelled {
-                client.recv_cancelled = true;
+            io.closing = Some(leave);
+            if io.receiving && !io.recv_cancelled {
+                io.recv_cancelled = true;
                 let target = user_data(Op::Recv, client.serial, key);
                 self.ring.cancel(target, user_data(Op::Quiet, 0, 0));
             }
         }
-        self.next_step(key);
+        self.next_step(shared, key);
     }
 
     /// A send completion: the rest of a short send goes again, or the next chunk.
-    fn sent(&mut self, completion: &Completion, id: u32, key: usize) {
+    fn sent(&mut self, shared: &mut Clients<'_>, completion: &Completion, id: u32, key: usize) {
         let data = self.ring.sent(id);
-        let Some(client) = self
+        let Some(client) = shared
             .clients
             .get_mut(key)
-            .filter(|client| client.send_id == Some(id))
+            .filter(|client| client.io.send_id == Some(id))
         else {
             // A client that has left: its bytes are dropped.
-            self.release(data);
+            self.release_data(data);
             return;
         };
-        client.send_id = None;
+        client.io.send_id = None;
         if let Some(err) = completion.error() {
             let leave = client
+                .io
                 .closing
                 .take()
                 .unwrap_or_else(|| client.echo.failed(err));
-            self.release(data);
-            self.close(key, leave);
+            self.release_data(data);
+            close(self, shared, key, leave);
             return;
         }
         let written = completion.result as usize;
         let (_, echoed) = client.echo.totals();
         client.echo.sent(written, self.turn_started);
-        self.report.echoed(client.echo.totals().1 - echoed);
+        shared.report.echoed(client.echo.totals().1 - echoed);
         let mut done_with = None;
         if let Some(data) = data {
-            let offset = client.send_offset + written;
+            let offset = client.io.send_offset + written;
             if offset < data.len() {
-                client.queue.push_front(data);
-                client.send_offset = offset;
+                client.io.queue.push_front(data);
+                client.io.send_offset = offset;
             } else {
-                client.send_offset = 0;
+                client.io.send_offset = 0;
                 done_with = Some(data);
             }
         }
-        let outcome = match client.echo.has_work() && client.closing.is_none() {
-            true => {
-                let report = &mut self.report;
-                client
-                    .echo
-                    .advance(&mut self.work, &mut |said| say(report, said))
-            }
+        let report = &mut shared.report;
+        let outcome = match client.echo.has_work() && client.io.closing.is_none() {
+            true => client
+                .echo
+                .advance(&mut shared.work, &mut |said| say(report, said)),
             false => Ok(()),
         };
-        self.release(done_with);
-        self.after_core(key, outcome);
+        self.release_data(done_with);
+        self.after_core(shared, key, outcome);
     }
+
     /// Done with the bytes of a send: a lent buffer goes back to the kernel; a chunk is kept
     /// for the next sends if it is a full one and there is room among the spares, dropped
     /// otherwise.
-    fn release(&mut self, data: Option<Outgoing>) {
+    fn release_data(&mut self, data: Option<Outgoing>) {
         if let Some(data) = data
             && let Some(mut data) = self.ring.give_back(data)
             && data.capacity() >= SEND_CHUNK
@@ -762,56 +543,53 @@ impl<'a> UringLoop<'a> {
         }
     }
 
-    /// After a completion for a client: sends the next queued buffer, cancels or re-arms its
-    /// receive, or closes it when it has finished.
-    fn next_step(&mut self, key: usize) {
-        let Some(client) = self.clients.get_mut(key) else {
+    /// After a completion for a client: sends the next queued buffer, closes it when it is
+    /// done (or done leaving), cancels or re-arms its receive as its core says.
+    fn next_step(&mut self, shared: &mut Clients<'_>, key: usize) {
+        let Some(client) = shared.clients.get_mut(key) else {
             return;
         };
-        if client.send_id.is_none()
-            && let Some(data) = client.queue.pop_front()
+        let io = &mut client.io;
+        if io.send_id.is_none()
+            && let Some(data) = io.queue.pop_front()
         {
-            let fd = client.socket.as_raw_fd();
-            client.send_id = self.ring.send(fd, data, client.send_offset, |id| {
+            let fd = io.socket.as_raw_fd();
+            io.send_id = self.ring.send(fd, data, io.send_offset, |id| {
                 user_data(Op::Send, id.into(), key)
             });
-            if client.queue.is_empty() {
+            if io.queue.is_empty() {
                 // Give the queue's memory back: an idle client holds nothing.
-                client.queue = VecDeque::new();
+                io.queue = VecDeque::new();
             }
         }
-        let quiet = client.queue.is_empty() && client.send_id.is_none();
-        if quiet && let Some(leave) = client.closing.take().or_else(|| client.echo.done()) {
-            self.close(key, leave);
+        let quiet = io.queue.is_empty() && io.send_id.is_none();
+        if quiet && let Some(leave) = io.closing.take().or_else(|| client.echo.done()) {
+            close(self, shared, key, leave);
             return;
         }
-        if client.closing.is_some() {
+        if io.closing.is_some() {
             return;
         }
-        if !client.echo.may_read() && client.receiving && !client.recv_cancelled {
-            client.recv_cancelled = true;
-            let target = user_data(Op::Recv, client.serial, key);
+        let target = user_data(Op::Recv, client.serial, key);
+        if !client.echo.may_read() && io.receiving && !io.recv_cancelled {
+            io.recv_cancelled = true;
             self.ring.cancel(target, user_data(Op::Quiet, 0, 0));
-            self.copy_out_loans(key);
-        } else if client.echo.may_resume() && !client.receiving && !client.starved {
-            client.receiving = true;
-            client.recv_cancelled = false;
-            let target = user_data(Op::Recv, client.serial, key);
-            self.ring.recv_multi(client.socket.as_raw_fd(), target);
+            self.copy_out_loans(io);
+        } else if client.echo.may_resume() && !io.receiving && !io.starved {
+            io.receiving = true;
+            io.recv_cancelled = false;
+            self.ring.recv_multi(io.socket.as_raw_fd(), target);
         }
     }
 
     /// A client that does not read gives its queued loans back: their bytes are copied into a
     /// chunk of its own, so that it pins no more than the buffers of its send in flight (one
-    /// send's worth, [`LENT_PER_SEND`]) rather than all it holds (up to [`HOLD_LIMIT`] and a
+    /// send's worth, [`LENT_PER_SEND`]) rather than all it holds (up to the core's bound and a
     /// multishot burst past it: 48 buffers, which two such clients would take from all the
     /// others for as long as they stay). The queue holds no partly sent bytes (the rest of a
     /// short send goes again at once), so its order and the send offset are untouched.
-    fn copy_out_loans(&mut self, key: usize) {
-        let Some(client) = self.clients.get_mut(key) else {
-            return;
-        };
-        for queued in client.queue.iter_mut() {
+    fn copy_out_loans(&mut self, io: &mut UringClient) {
+        for queued in io.queue.iter_mut() {
             let Outgoing::Buffers(lent) = &*queued else {
                 continue;
             };
@@ -825,104 +603,96 @@ impl<'a> UringLoop<'a> {
     }
 
     /// The clients whose receive ran out of buffers receive again (the buffers are back).
-    fn feed_starved(&mut self) {
+    fn feed_starved(&mut self, shared: &mut Clients<'_>) {
         for (key, serial) in std::mem::take(&mut self.starved) {
-            if let Some(client) = self.client(key, serial & TAG_MASK) {
-                client.starved = false;
-                self.next_step(key);
+            if let Some(client) = shared.client(key, serial) {
+                client.io.starved = false;
+                self.next_step(shared, key);
             }
         }
     }
 
-    /// Drops the clients past one of their time limits (idle, handshake, PROXY header);
-    /// re-arms the timers of the others at their next deadline.
-    fn expire_idle(&mut self) {
-        if !self.limits.any() {
-            return;
-        }
-        let now = Instant::now();
-        while let Some((key, serial)) = self.timers.pop_due(now) {
-            let Some(client) = self.clients.get(key).filter(|c| c.serial == serial) else {
-                continue;
+    /// Serves the clients held past the limit while there is room.
+    fn admit_held(&mut self, shared: &mut Clients<'_>) {
+        while !shared.is_full(0) {
+            let Some(fd) = self.held.pop_front() else {
+                return;
             };
-            if let Some(leave) = client.echo.overdue(now, &self.limits) {
-                self.close(key, leave);
-            } else if let Some(due) = client.echo.deadline(&self.limits) {
-                self.timers.arm(due, key, serial);
-            }
+            self.add(shared, fd);
         }
     }
+}
 
-    /// Closes a client, counts it and reports why. The bytes of a send in flight stay with the
-    /// ring until its (cancelled) completion.
-    fn close(&mut self, key: usize, why: Leave) {
-        let Some(mut client) = self.clients.try_remove(key) else {
-            return;
-        };
-        for data in client.queue.drain(..) {
-            self.release(Some(data));
-        }
+impl<'a> Backend<'a> for Uring {
+    type Io = UringClient;
+
+    fn start(&mut self, shared: &mut Clients<'a>) -> Result<()> {
         self.ring
-            .cancel_and_close(client.socket.into(), user_data(Op::Quiet, 0, 0));
-        let (received, echoed) = client.echo.totals();
-        self.summary.clients += 1;
-        self.summary.echoed += echoed;
-        if matches!(why, Leave::ProxyHeader(_)) {
-            self.summary.no_proxy_header += 1;
-        }
-        self.report.left(client.echo.peer(), received, echoed, &why);
-        let clients = &self.clients;
-        self.timers.forget_left(clients.len(), |key, serial| {
-            clients.get(key).is_some_and(|c| c.serial == serial)
-        });
+            .enable()
+            .context("cannot enable io_uring on this thread")?;
+        self.ring
+            .poll_readable(self.signal_pipe.as_raw_fd(), user_data(Op::Signal, 0, 0));
+        self.arm_accept(shared);
+        Ok(())
     }
 
-    /// Stops accepting (the listener closes once its accept is cancelled) and closes the
-    /// clients already quiet.
-    fn start_drain(&mut self) {
-        super::systemd::stopping();
-        if self.accepting && !self.accept_cancelled {
-            self.accept_cancelled = true;
-            self.ring
-                .cancel(user_data(Op::Accept, 0, 0), user_data(Op::Quiet, 0, 0));
+    fn turn(&mut self, shared: &mut Clients<'a>, timeout: Option<Duration>) -> Result<()> {
+        let mut completions = std::mem::take(&mut self.completions);
+        completions.clear();
+        self.ring
+            .submit_and_wait(timeout, &mut completions)
+            .context("cannot wait for completions")?;
+        self.turn_started = Instant::now();
+        for completion in &completions {
+            self.complete(shared, completion);
         }
+        self.completions = completions;
+        // Every buffer not lent to a send is back in the ring by now (each is given back as
+        // soon as its bytes are copied out), at least half of them: whoever ran dry is armed
+        // again, this turn. Waiting for a turn in which a buffer came back would strand a
+        // client whose ENOBUFS arrived in a later turn than the completions that emptied the
+        // ring (split by a completion queue overflow): never received from again, its
+        // descriptor held after it left.
+        self.feed_starved(shared);
+        Ok(())
+    }
+
+    fn accept(&mut self, shared: &mut Clients<'a>) {
+        self.admit_held(shared);
+        self.arm_accept(shared);
+    }
+
+    fn watch_udp(&mut self, shared: &mut Clients<'a>) {
+        if let Some(echo) = &shared.udp
+            && !self.udp_polled
+        {
+            self.udp_polled = true;
+            self.ring
+                .poll_readable(echo.socket.as_raw_fd(), user_data(Op::Udp, 0, 0));
+        }
+    }
+
+    /// The accept is cancelled (the listener closes once it is), the clients held past the
+    /// limit go, and the UDP poll is cancelled (it holds the socket until the cancel lands).
+    fn stop_accepting(&mut self, _shared: &mut Clients<'a>, udp_stopped: bool) {
+        self.cancel_accept();
         self.listener = None;
         self.held.clear();
-        // A datagram has no exchange to finish: UDP stops at once. The poll holds the socket
-        // until its cancel lands.
-        if let Some(echo) = self.udp.take() {
-            self.summary.udp = Some(echo.totals);
-            self.udp_ready = false;
-            if self.udp_polled {
-                self.ring
-                    .cancel(user_data(Op::Udp, 0, 0), user_data(Op::Quiet, 0, 0));
-            }
-        }
-        self.drain.start();
-        self.close_quiet();
-    }
-
-    /// While draining: closes the clients done with ([`Drain::is_done`]): nothing queued or
-    /// being sent, and quiet for [`DRAIN_QUIET`](super::timers::DRAIN_QUIET).
-    fn close_quiet(&mut self) {
-        let now = Instant::now();
-        let quiet: Vec<usize> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| c.echo.is_drained(now))
-            .map(|(key, _)| key)
-            .collect();
-        for key in quiet {
-            self.close(key, Leave::Shutdown);
+        if udp_stopped && self.udp_polled {
+            self.ring
+                .cancel(user_data(Op::Udp, 0, 0), user_data(Op::Quiet, 0, 0));
         }
     }
 
-    /// Closes every client left.
-    pub(crate) fn close_all(&mut self) {
-        let keys: Vec<usize> = self.clients.iter().map(|(key, _)| key).collect();
-        for key in keys {
-            self.close(key, Leave::Shutdown);
+    /// Its queue goes back (loans to the kernel), its operations are cancelled and its socket
+    /// closed from the ring. The bytes of a send in flight stay with the ring until its
+    /// (cancelled) completion.
+    fn release(&mut self, mut io: UringClient) {
+        for data in io.queue.drain(..) {
+            self.release_data(Some(data));
         }
+        self.ring
+            .cancel_and_close(io.socket.into(), user_data(Op::Quiet, 0, 0));
     }
 }
 
@@ -946,7 +716,7 @@ fn queue_copy(queue: &mut VecDeque<Outgoing>, spare_chunks: &mut Vec<Vec<u8>>, b
     }
 }
 
-impl Drop for UringLoop<'_> {
+impl Drop for Uring {
     fn drop(&mut self) {
         for id in self.signal_ids.drain(..) {
             signal_hook::low_level::unregister(id);

@@ -26,14 +26,15 @@ use std::{
         fd::AsFd,
         unix::fs::{FileTypeExt, MetadataExt},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
 use socket2::SockRef;
 
 use super::{
-    connection::Scratch,
+    connection::{Scratch, say},
+    echo::{Echo, Reply},
     report::{Leave, Peer, Report, Sink},
 };
 use crate::cli::ServeArgs;
@@ -75,9 +76,14 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<()> {
         false => Some(Report::start(args, Sink::Stderr)?),
     };
     let client = peer_of(&input);
-    if let Some(report) = &mut report {
-        report.connected(client);
-    }
+    let opened = Echo::open(client, None, false, Instant::now(), &mut |said| {
+        if let Some(report) = &mut report {
+            say(report, said);
+        }
+    });
+    let Ok(mut core) = opened else {
+        bail!("serve --inetd: cannot start the echo of {client}");
+    };
     if let Some(limit) = args.idle_timeout
         && !set_idle_timeout(&input, &output, limit)
         && let Some(report) = &mut report
@@ -89,8 +95,7 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<()> {
     flush(&mut report);
 
     let mut buffer = Scratch::new();
-    let mut totals = Totals::default();
-    let leave = echo(&mut input, &mut output, &mut buffer, &mut totals, |data| {
+    let leave = echo(&mut input, &mut output, &mut buffer, &mut core, |data| {
         if let Some(report) = &mut report {
             report.received(client, data);
             report.flush();
@@ -101,7 +106,8 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<()> {
         (leave, _) => leave,
     };
     if let Some(report) = &mut report {
-        report.left(client, totals.received, totals.echoed, &leave);
+        let (received, echoed) = core.totals();
+        report.left(client, received, echoed, &leave);
     }
     // Dropping the report gives the writer its time to write the last line.
     Ok(())
@@ -133,43 +139,50 @@ fn flush(report: &mut Option<Report>) {
     }
 }
 
-/// Bytes read and written back so far.
-#[derive(Debug, Default)]
-struct Totals {
-    received: u64,
-    echoed: u64,
-}
-
 /// Echoes until the input ends (`Closed`) or a read or write fails (`Error`, a timeout
-/// included); `on_read` sees each read before its echo.
+/// included), through the echo core: each read (no more than the core has room for) goes to
+/// it and what it says goes back is written whole before the next read; `on_read` sees each
+/// read after its echo.
 fn echo(
     input: &mut impl Read,
     output: &mut impl Write,
     buffer: &mut [u8],
-    totals: &mut Totals,
+    core: &mut Echo,
     mut on_read: impl FnMut(&[u8]),
 ) -> Leave {
     loop {
-        let len = match input.read(buffer) {
-            Ok(0) => return Leave::Closed,
+        let room = core.read_room().min(buffer.len());
+        let len = match input.read(&mut buffer[..room]) {
+            Ok(0) => {
+                if let Err(leave) = core.input_ended(&mut [], Instant::now(), &mut |_| {}) {
+                    return leave;
+                }
+                return core.done().unwrap_or(Leave::Closed);
+            }
             Ok(len) => len,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Leave::Error(err),
+            Err(err) => return core.failed(err),
         };
-        totals.received += len as u64;
-        on_read(&buffer[..len]);
-        let mut rest = &buffer[..len];
+        let now = Instant::now();
+        let from = match core.receive(&buffer[..len], &mut [], now, &mut |_| {}) {
+            Ok(Reply::Echo { from }) => from,
+            Ok(Reply::Held) => continue,
+            Err(leave) => return leave,
+        };
+        let data = &buffer[from..len];
+        let mut rest = data;
         while !rest.is_empty() {
             match output.write(rest) {
                 Ok(0) => return Leave::Error(io::ErrorKind::WriteZero.into()),
                 Ok(written) => {
-                    totals.echoed += written as u64;
+                    core.sent(written, now);
                     rest = &rest[written..];
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Leave::Error(err),
+                Err(err) => return core.failed(err),
             }
         }
+        on_read(data);
     }
 }
 
@@ -223,6 +236,11 @@ mod tests {
         }
     }
 
+    /// The echo core of a stdin that is no socket.
+    fn core() -> Echo {
+        Echo::open(Peer::Stdin, None, false, Instant::now(), &mut |_| {}).unwrap()
+    }
+
     /// A regular file, as two descriptors of one inode.
     fn same_file_twice() -> (File, File) {
         let file = tempfile::tempfile().unwrap();
@@ -255,18 +273,18 @@ mod tests {
             chunk: 7,
             fail_after: usize::MAX,
         };
-        let mut totals = Totals::default();
+        let mut core = core();
         let mut reads = 0;
         let leave = echo(
             &mut &data[..],
             &mut output,
             &mut [0; 4096],
-            &mut totals,
+            &mut core,
             |_| reads += 1,
         );
         assert!(matches!(leave, Leave::Closed));
         assert_eq!(output.taken, data);
-        assert_eq!((totals.received, totals.echoed), (100_000, 100_000));
+        assert_eq!(core.totals(), (100_000, 100_000));
         assert_eq!(reads, 100_000usize.div_ceil(4096));
     }
 
@@ -277,15 +295,15 @@ mod tests {
             chunk: 10,
             fail_after: 30,
         };
-        let mut totals = Totals::default();
+        let mut core = core();
         let leave = echo(
             &mut &[1u8; 100][..],
             &mut output,
             &mut [0; 64],
-            &mut totals,
+            &mut core,
             |_| {},
         );
         assert!(matches!(leave, Leave::Error(ref err) if err.kind() == io::ErrorKind::BrokenPipe));
-        assert_eq!((totals.received, totals.echoed), (64, 30));
+        assert_eq!(core.totals(), (64, 30));
     }
 }

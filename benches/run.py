@@ -15,7 +15,9 @@ children for socat); peak memory is VmHWM from /proc/PID/status (for socat, whic
 process per client, the largest sampled sum of Pss over its processes). Everything is on
 127.0.0.1 and bounded in time; a full run takes about 6 minutes.
 
-Run it through benches/run.sh, which builds the release binaries first.
+Run it through benches/run.sh, which builds the release binaries first. With
+NETECHO_BENCH_BEFORE=PATH (the release binary of an earlier commit), that binary's servers run
+beside this one's in the same run, interleaved: an A/B comparison of a change.
 """
 
 import json
@@ -78,6 +80,26 @@ CASES = [
      ["-c", 1, "-s", "1MiB", "--pipeline", 4, "-d", 3], ALL, {}),
 ]
 STALL_SERVERS = ["multiplex", "uring", "tokio"]
+
+# NETECHO_BENCH_BEFORE=PATH: another netecho binary (an earlier commit's release build) runs
+# beside this one, interleaved in the same run, as the "before" of an A/B comparison: its
+# iterative, epoll and io_uring servers join every case this one's are in.
+BEFORE = os.environ.get("NETECHO_BENCH_BEFORE")
+if BEFORE:
+    for name, twin, label, flags in (
+            ("serve-before", "serve", "`netecho serve` (iterative), before", []),
+            ("multiplex-before", "multiplex", "`--multiplex --io epoll`, before",
+             ["--multiplex", "--io", "epoll"]),
+            ("uring-before", "uring", "`--multiplex` (io_uring), before",
+             ["--multiplex", "--io", "uring"])):
+        SERVERS[name] = (label, lambda port, flags=flags: [BEFORE, "serve", *flags, "-q",
+                                                            "--port", str(port)])
+        for case in CASES:
+            if twin in case[3]:
+                case[3].insert(case[3].index(twin) + 1, name)
+        if twin in STALL_SERVERS:
+            STALL_SERVERS.insert(STALL_SERVERS.index(twin) + 1, name)
+    ALL = list(SERVERS)
 
 
 def free_port():

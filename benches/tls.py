@@ -5,7 +5,8 @@ benches/RESULTS.md.
 Servers, each a row, all with the same ECDSA P-256 certificate (made here with openssl, in a
 temporary folder) and TLS 1.3 (what rustls and OpenSSL agree on by default):
 
-- `netecho serve --tls --multiplex --cert C --key K -q` (release);
+- `netecho serve --tls --multiplex --io uring|epoll --cert C --key K -q` (release), on both
+  backends; with NETECHO_BENCH_BEFORE=PATH also that (earlier) binary's, for an A/B run;
 - `socat -b 16384 OPENSSL-LISTEN:PORT,bind=127.0.0.1,fork,reuseaddr,backlog=1024,nodelay,
   cert=C,key=K,verify=0 PIPE` (-b: socat's transfer buffer, 8 KiB by default, raised to one TLS
   record; nodelay: without it, the server's echo waits behind its session tickets for the
@@ -52,10 +53,17 @@ TOKIO_RUSTLS = os.path.join(RELEASE, "examples", "tokio_rustls_echo")
 PLAIN_HOLD_MIB = 4.8
 
 # name -> (label, command line for a port and the certificate files, prints "listening on")
+def netecho_tls(binary, io):
+    """`netecho serve --tls --multiplex --io IO` of `binary`, for a port and the certificate."""
+    return lambda port, c, k: [binary, "serve", "--tls", "--multiplex", "--io", io, "--cert", c,
+                               "--key", k, "-q", "--port", str(port)]
+
+
 SERVERS = {
-    "netecho": ("`netecho serve --tls --multiplex`",
-                lambda port, c, k: [NETECHO, "serve", "--tls", "--multiplex", "--cert", c,
-                                    "--key", k, "-q", "--port", str(port)], True),
+    "netecho": ("`netecho serve --tls --multiplex` (io_uring)", netecho_tls(NETECHO, "uring"),
+                True),
+    "netecho-epoll": ("`netecho serve --tls --multiplex --io epoll`",
+                      netecho_tls(NETECHO, "epoll"), True),
     "socat": ("socat OPENSSL-LISTEN (-b 16384, fork)",
               lambda port, c, k: ["socat", "-b", "16384",
                                   f"OPENSSL-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr,"
@@ -65,6 +73,12 @@ SERVERS = {
               lambda port, c, k: [TOKIO_RUSTLS, "--cert", c, "--key", k, f"127.0.0.1:{port}"],
               True),
 }
+# NETECHO_BENCH_BEFORE=PATH: an earlier commit's release binary runs beside this one, interleaved
+# (before issue #20, `--tls` ran on epoll whatever `--io` said).
+BEFORE = os.environ.get("NETECHO_BENCH_BEFORE")
+if BEFORE:
+    SERVERS["netecho-before"] = ("`netecho serve --tls --multiplex --io epoll`, before",
+                                 netecho_tls(BEFORE, "epoll"), True)
 ALL = list(SERVERS)
 
 # (key, title, `netecho bench` arguments, servers, why the others are left out)
@@ -74,7 +88,8 @@ CASES = [
     ("handshake", "full handshakes, 16 conns, a new one per message",
      ["-c", 16, "-s", 64, "--reconnect", 1, "--no-resumption", "-d", 5], ALL, {}),
     ("hold", f"{HOLD // 1000}k TLS clients held, 1 msg per 100 s each",
-     ["-c", HOLD, "--rate", HOLD // 100, "-s", 32, "-d", 10], ["netecho", "tokio"],
+     ["-c", HOLD, "--rate", HOLD // 100, "-s", 32, "-d", 10],
+     [name for name in ALL if name != "socat"],
      {"socat": "left out (a process per client)"}),
 ]
 

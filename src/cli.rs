@@ -181,8 +181,8 @@ pub struct ServeArgs {
 
     /// With --multiplex: the kernel interface the event loop runs on. auto: io_uring where the
     /// kernel allows it, else epoll, saying why; uring: io_uring, or exit 1 with the reason if
-    /// the kernel refuses it; epoll: epoll. --tls and --proxy-protocol run on epoll whatever
-    /// this says. Ignored without --multiplex. The line after 'listening on' says which runs
+    /// the kernel refuses it; epoll: epoll. Every mode (--tls, --proxy-protocol, --udp) runs on
+    /// either. Ignored without --multiplex. The line after 'listening on' says which runs
     #[arg(
         long,
         value_enum,

@@ -6,7 +6,7 @@
 //! starts after the header (plain or TLS: haproxy sends the header before the handshake). The
 //! header itself is never echoed.
 
-use std::{io, sync::Arc};
+use std::{io, sync::Arc, time::Instant};
 
 use rustls::ServerConfig;
 
@@ -21,14 +21,17 @@ pub(super) struct AwaitHeader {
     seen: Vec<u8>,
     /// With `--tls`: the configuration of the session that starts after the header.
     pub(super) tls: Option<Arc<ServerConfig>>,
+    /// When the connection was accepted: the header is due `PROXY_HEADER_TIMEOUT` later.
+    pub(super) since: Instant,
 }
 
 impl AwaitHeader {
-    /// Awaits a header; with `tls`, a TLS session follows it.
-    pub(super) fn new(tls: Option<Arc<ServerConfig>>) -> Self {
+    /// Awaits a header from `since` on; with `tls`, a TLS session follows it.
+    pub(super) fn new(tls: Option<Arc<ServerConfig>>, since: Instant) -> Self {
         AwaitHeader {
             seen: Vec::new(),
             tls,
+            since,
         }
     }
 

@@ -180,8 +180,6 @@ pub(crate) struct Echo {
     echoed: u64,
     /// A plain client's input has ended (its EOF).
     input_ended: bool,
-    /// When it was accepted: a PROXY header is due [`PROXY_HEADER_TIMEOUT`] later.
-    opened: Instant,
     /// When it last moved a byte either way, for the idle timeout and the drain.
     last_progress: Instant,
 }
@@ -199,7 +197,7 @@ impl Echo {
         on: &mut dyn FnMut(Said<'_>),
     ) -> Result<Echo, String> {
         let stage = match proxy_header {
-            true => Stage::Header(AwaitHeader::new(tls.cloned())),
+            true => Stage::Header(AwaitHeader::new(tls.cloned(), now)),
             false => start(peer, tls, now, on)?,
         };
         Ok(Echo {
@@ -209,7 +207,6 @@ impl Echo {
             received: 0,
             echoed: 0,
             input_ended: false,
-            opened: now,
             last_progress: now,
         })
     }
@@ -483,7 +480,7 @@ impl Echo {
         let header = limits
             .proxy_header
             .zip(self.awaiting_header())
-            .map(|(limit, _)| self.opened + limit);
+            .map(|(limit, wait)| wait.since + limit);
         idle.into_iter().chain(handshake).chain(header).min()
     }
 
@@ -496,7 +493,7 @@ impl Echo {
             .proxy_header
             .map(|limit| limits.idle.map_or(limit, |idle| idle.min(limit)));
         if let Some((limit, wait)) = header_limit.zip(self.awaiting_header())
-            && now.saturating_duration_since(self.opened) >= limit
+            && now.saturating_duration_since(wait.since) >= limit
         {
             return Some(Leave::ProxyHeader(format!(
                 "timed out after {}s with {} bytes of it",

@@ -505,3 +505,4 @@ proptest! {
         prop_assert_eq!(echo.totals(), (len as u64, len as u64));
     }
 }
+

@@ -29,7 +29,10 @@
 //! - [`report`]: every line the server prints, as text or JSON ([`json`]), and with `--metrics`
 //!   what it counts ([`metrics`], which also serves them over HTTP from a thread of its own).
 //!   It never makes a loop wait on stdout: lines that stdout cannot take in time are dropped
-//!   and counted.
+//!   and counted. A file per job: `report/vocabulary.rs` the words every loop uses (a peer,
+//!   why a client left, the totals), `report/events.rs` the lines and JSON events,
+//!   `report/counting.rs` what they count for `--metrics`, and `report/handoff.rs` the
+//!   bounded, lossy hand-off of the lines to the writer thread.
 
 mod certificate;
 mod connection;

@@ -40,7 +40,8 @@
 //!
 //! **What the commands share**, below them:
 //!
-//! - `address`: how a `--host`/`--port` [`Endpoint`](cli::Endpoint) resolves and prints.
+//! - `address`: how a `--host`/`--port` [`Endpoint`](cli::Endpoint) resolves and prints (free
+//!   functions; the type is `cli`'s).
 //! - `preview`: the printable, escaped preview of received bytes (safe for binary data), and
 //!   the same escaping for text read from files (`ports`), so nothing reaches the terminal raw.
 //! - `fd_limit`: the open-file limit, raised in one place for `serve --multiplex` and `bench`.
@@ -61,8 +62,11 @@
 //! - [`parse`] (above), [`size`]: byte counts for people (`64.0 KiB`), in the units `parse`
 //!   reads.
 //! - [`error`]: the error types that carry an exit code other than 1, and OS errors in words.
-//! - [`output`]: quiet handling of a closed stdout (`netecho ... | head`), and [`status!`], the
-//!   one way to write a line to stderr.
+//! - [`output`]: quiet handling of a closed stdout (`netecho ... | head`), and `status!`, the
+//!   one way to write a line to stderr (`use crate::output::status;`).
+//!
+//! The crate root is only at the top: no module imports anything from this file (the
+//! `status!` macro is `output`'s, not exported here; `tests/crate_root.rs` holds it).
 //!
 //! `main.rs` only parses the command line, calls [`run`], and maps the outcome to an exit code:
 //! 0 ok, 1 runtime failure, 2 usage error, 130 when Ctrl-C cuts `bench` short. It and the tests

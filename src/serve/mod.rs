@@ -55,8 +55,10 @@ use std::net::SocketAddr;
 use anyhow::Result;
 
 use crate::{
+    address,
     cli::{DEFAULT_HOST, DEFAULT_PORT, ServeArgs},
     error::UsageError,
+    output::status,
 };
 use certificate::server_tls;
 use listen::{adopt, adopt_udp, bind, bind_any, local_addr};
@@ -68,28 +70,13 @@ pub(crate) fn run(args: &ServeArgs) -> Result<()> {
     if args.service.inetd {
         return inetd::serve(args);
     }
-    if args.udp && args.tls.enabled {
-        return Err(UsageError(
-            "--tls cannot be used with --udp: DTLS (TLS over UDP) is not supported; serve TLS \
-             over TCP (drop --udp), and UDP echo from a second server without --tls"
-                .to_string(),
-        )
-        .into());
-    }
-    if args.udp && !args.multiplex && args.service.proxy_protocol {
-        return Err(UsageError(
-            "--proxy-protocol is for TCP, and --udp without --multiplex serves UDP only: add \
-             --multiplex to serve TCP (with the header) beside UDP, or drop --proxy-protocol"
-                .to_string(),
-        )
-        .into());
-    }
+    args.check()?;
     // First, while this is the only thread: it unsets LISTEN_FDS and LISTEN_PID.
     let handed = systemd::take_sockets()?;
     let addrs = match &handed {
         Some(handed) => handed_addrs(args, handed)?,
         None => {
-            let addrs = args.endpoint.resolve()?;
+            let addrs = address::resolve(&args.endpoint)?;
             metrics_apart(args, &addrs)?;
             addrs
         }
@@ -152,7 +139,7 @@ fn handed_addrs(args: &ServeArgs, handed: &Handed) -> Result<Vec<SocketAddr>> {
     handed.check(args.multiplex, args.udp)?;
     let endpoint = &args.endpoint;
     if endpoint.port != DEFAULT_PORT || endpoint.host != DEFAULT_HOST {
-        crate::status!(
+        status!(
             "netecho: --host/--port not used: serving the sockets systemd handed over \
              (LISTEN_FDS)"
         );

@@ -88,6 +88,7 @@ use crate::{
     cli::{IoBackend, ServeArgs},
     error::UsageError,
     fd_limit::{self, default_max_connections},
+    output::status,
 };
 
 /// The listener's token.
@@ -224,7 +225,7 @@ fn serve_loop(worker: Worker<'_>, index: usize) -> WorkerOutcome {
     match result {
         Ok(()) => (summary, None),
         Err(err) => {
-            crate::status!(
+            status!(
                 "netecho: worker {} stopped: {err:#}; the other workers go on",
                 index + 1
             );

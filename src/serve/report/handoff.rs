@@ -38,6 +38,7 @@ use anyhow::{Context, Result};
 use super::vocabulary::{ReadView, Sink};
 use crate::{
     cli::{LogFormat, ServeArgs},
+    output::status,
     serve::{
         json::JsonLine,
         metrics::{LoopCounters, Metrics},
@@ -407,7 +408,7 @@ impl Drop for Report {
         self.to_writer = None;
         // The writer now drains the queue, writes the last lines and ends.
         if let Err(RecvTimeoutError::Timeout) = exit.done.recv_timeout(DRAIN_AT_EXIT) {
-            crate::status!(
+            status!(
                 "netecho: stdout did not take the last report lines in {} s; exiting",
                 DRAIN_AT_EXIT.as_secs()
             );

@@ -61,7 +61,7 @@ use crate::{
     output::status,
 };
 use certificate::server_tls;
-use listen::{adopt, adopt_udp, bind, bind_any, local_addr};
+use listen::{adopt, adopt_udp, bind_any, bind_one_at_a_time, local_addr};
 use report::{Report, Served, Sink};
 use systemd::Handed;
 
@@ -101,7 +101,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<()> {
     }
     let listener = match handed.and_then(|handed| handed.tcp.into_iter().next()) {
         Some(listener) => adopt(listener)?,
-        None => bind_any(&addrs, "TCP", |addr| bind(addr, false))?,
+        None => bind_any(&addrs, "TCP", bind_one_at_a_time)?,
     };
     let summary = iterative::serve(listener, args, tls.as_ref(), &mut report)?;
     systemd::stopping();

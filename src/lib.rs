@@ -11,12 +11,13 @@
 //!   `serve/multiplex.rs` all of them at once from an event loop (`--multiplex`), on the
 //!   io_uring loop of `serve/uring/` where the kernel allows it, else on epoll (`--io`; the
 //!   crate's only `unsafe` is in `serve/uring/ring.rs`); `serve/notices.rs` and
-//!   `serve/timers.rs` are what both loops share; `serve/connection.rs` holds the echo rules (bounded buffer, half-close, errors),
-//!   `serve/listen.rs` binding, accepting and the stop signals, and `serve/report/` the lines
-//!   the server prints (`report/events.rs`; as JSON with `serve/json.rs`) in the words of
-//!   `report/vocabulary.rs` (a peer, why a client left, the totals), what each loop counts
-//!   (`report/counting.rs`) for `serve/metrics.rs`, which serves it over HTTP (`--metrics`),
-//!   and the bounded, lossy hand-off of the lines to the writer thread (`report/handoff.rs`). `serve/udp.rs` is the UDP echo (`--udp`, RFC 862), and
+//!   `serve/timers.rs` are what both loops share; `serve/connection.rs` holds the echo rules
+//!   (bounded buffer, half-close, errors), `serve/listen.rs` binding, accepting and the stop
+//!   signals, and `serve/report/` the lines the server prints (`report/events.rs`; as JSON with
+//!   `serve/json.rs`) in the words of `report/vocabulary.rs` (a peer, why a client left, the
+//!   totals), what each loop counts (`report/counting.rs`) for `serve/metrics.rs`, which serves
+//!   it over HTTP (`--metrics`), and the bounded, lossy hand-off of the lines to the writer
+//!   thread (`report/handoff.rs`). `serve/udp.rs` is the UDP echo (`--udp`, RFC 862), and
 //!   `serve/guard.rs` what it refuses to answer (reflection, rate per source). With `--tls`,
 //!   `serve/certificate.rs` builds the TLS configuration every loop shares (or a throwaway
 //!   certificate) and `serve/connection.rs` carries a plain or a TLS echo.

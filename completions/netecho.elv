@@ -51,7 +51,7 @@ set edit:completion:arg-completer[netecho] = {|@words|
             cand -q 'Do not print a line per read (connects, leaves and the summary are still shown)'
             cand --quiet 'Do not print a line per read (connects, leaves and the summary are still shown)'
             cand --hex 'Show each read as a hex dump (offset, hex, ASCII) instead of a one-line preview'
-            cand --multiplex 'Serve all clients at once from one event loop (epoll/kqueue) instead of one at a time'
+            cand --multiplex 'Serve all clients at once from one event loop (io_uring or epoll) instead of one at a time'
             cand --udp 'Serve UDP echo (RFC 862): each datagram back to its sender. With --multiplex: TCP and UDP on the same port; without: UDP only'
             cand --tls 'Speak TLS 1.2/1.3 to every client, in every TCP mode. Without --cert/--key, a throwaway self-signed certificate is made at start and its SHA-256 fingerprint printed on the second line, for ''send --tls --pin'''
             cand --proxy-protocol 'Expect a PROXY protocol header (HAProxy''s, v1 text or v2 binary) at the start of every TCP connection, before TLS with --tls, and report the client it names (''[CLIENT via PROXY] connected''); the header is never echoed. A connection whose header is not valid, or not whole within 5 seconds, is closed with one line saying why. With --udp beside TCP, only TCP expects it. Runs on epoll with --io uring'

@@ -5,9 +5,11 @@
 //! (`serve`, `send`, ...) and receive their `*Args` struct from here.
 //!
 //! Dependencies run one way: the commands import this module, and it imports only the value
-//! parsers of [`parse`], a leaf. So the limits an argument enforces (`MAX_CONNECTIONS`,
+//! parsers of [`parse`] and the [`UsageError`] of [`error`](crate::error), leaves. So the limits an argument enforces (`MAX_CONNECTIONS`,
 //! `MAX_DATAGRAM`, ...) and its value enums ([`Protocol`], [`Format`]) live here, beside the
-//! argument, and the commands read them from here.
+//! argument, and the commands read them from here; so do the checks between options that clap
+//! cannot express ([`ServeArgs::check`], [`SendArgs::check`], [`BenchArgs::check`]), which the
+//! commands call first.
 //!
 //! Every command teaches in the same way: a one-line `about` (the doc comment), a `long_about`
 //! with the details, defaults shown by clap as `[default: ...]`, and an `after_help` that is its
@@ -26,7 +28,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
 use clap_complete::Shell;
 
-use crate::parse;
+use crate::{error::UsageError, parse};
 
 /// The default host: loopback, so a server started without thought is not exposed.
 pub const DEFAULT_HOST: &str = "127.0.0.1";
@@ -142,7 +144,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", value_parser = parse::positive_duration)]
     pub idle_timeout: Option<Duration>,
 
-    /// Serve all clients at once from one event loop (epoll/kqueue) instead of one at a time
+    /// Serve all clients at once from one event loop (io_uring or epoll) instead of one at a time
     #[arg(long)]
     pub multiplex: bool,
 
@@ -207,6 +209,28 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub service: ServeService,
+}
+
+impl ServeArgs {
+    /// The checks between options that clap cannot express, found before anything starts: a
+    /// usage error (exit 2) that names the options and the fix.
+    pub fn check(&self) -> Result<(), UsageError> {
+        if self.udp && self.tls.enabled {
+            return Err(UsageError(
+                "--tls cannot be used with --udp: DTLS (TLS over UDP) is not supported; serve TLS \
+                 over TCP (drop --udp), and UDP echo from a second server without --tls"
+                    .to_string(),
+            ));
+        }
+        if self.udp && !self.multiplex && self.service.proxy_protocol {
+            return Err(UsageError(
+                "--proxy-protocol is for TCP, and --udp without --multiplex serves UDP only: add \
+                 --multiplex to serve TCP (with the header) beside UDP, or drop --proxy-protocol"
+                    .to_string(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Options of `serve` for running it as a service: behind a proxy, under inetd or systemd, read
@@ -423,6 +447,20 @@ pub struct SendArgs {
 
     #[command(flatten)]
     pub tls: ClientTls,
+}
+
+impl SendArgs {
+    /// The checks between options that clap cannot express: a usage error (exit 2).
+    pub fn check(&self) -> Result<(), UsageError> {
+        if self.udp && self.tls.enabled {
+            return Err(UsageError(
+                "--tls cannot be used with --udp: TLS over UDP (DTLS) is not supported; drop one of \
+                 them"
+                    .to_string(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Print the shell completion script for bash, zsh, fish, elvish or powershell
@@ -787,6 +825,24 @@ pub struct BenchArgs {
     /// With --tls: make every handshake a full one, never resuming an earlier session
     #[arg(long, requires = "tls", help_heading = "TLS")]
     pub no_resumption: bool,
+}
+
+impl BenchArgs {
+    /// The checks between options that clap cannot express and that need nothing of `bench`
+    /// itself: a usage error (exit 2). `bench` then checks what depends on its messages and
+    /// buffers (the smallest UDP datagram, the memory of the connections).
+    pub fn check(&self) -> Result<(), UsageError> {
+        if self.udp && self.tls.enabled {
+            return Err(UsageError(
+                "--tls with --udp: DTLS is not supported; drop --udp to benchmark TLS over TCP"
+                    .to_string(),
+            ));
+        }
+        if self.size == 0 {
+            return Err(UsageError("--size must be at least 1 byte".to_string()));
+        }
+        Ok(())
+    }
 }
 
 /// Every command, netecho itself first, then each subcommand (depth first), built so that each

@@ -24,6 +24,7 @@ use crate::{
     cli::{Cli, CompletionsArgs},
     error::UsageError,
     output,
+    output::status,
 };
 
 /// Runs `netecho completions`.
@@ -142,7 +143,7 @@ fn write_to(dir: &Path, shells: &[Shell]) -> Result<()> {
         let path = dir.join(shell.file_name(&name));
         fs::write(&path, script(shell))
             .with_context(|| format!("cannot write {}", path.display()))?;
-        crate::status!("wrote {}", path.display());
+        status!("wrote {}", path.display());
     }
     Ok(())
 }

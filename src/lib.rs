@@ -11,10 +11,13 @@
 //!   `serve/multiplex.rs` all of them at once from an event loop (`--multiplex`), on the
 //!   io_uring loop of `serve/uring/` where the kernel allows it, else on epoll (`--io`; the
 //!   crate's only `unsafe` is in `serve/uring/ring.rs`); `serve/notices.rs` and
-//!   `serve/timers.rs` are what both loops share; `serve/connection.rs` holds the echo rules (bounded buffer, half-close, errors),
-//!   `serve/listen.rs` binding, accepting and the stop signals, and `serve/report.rs` the lines
-//!   the server prints (as JSON with `serve/json.rs`), and what each loop counts for
-//!   `serve/metrics.rs`, which serves it over HTTP (`--metrics`). `serve/udp.rs` is the UDP echo (`--udp`, RFC 862), and
+//!   `serve/timers.rs` are what both loops share; `serve/connection.rs` holds the echo rules
+//!   (bounded buffer, half-close, errors), `serve/listen.rs` binding, accepting and the stop
+//!   signals, and `serve/report/` the lines the server prints (`report/events.rs`; as JSON with
+//!   `serve/json.rs`) in the words of `report/vocabulary.rs` (a peer, why a client left, the
+//!   totals), what each loop counts (`report/counting.rs`) for `serve/metrics.rs`, which serves
+//!   it over HTTP (`--metrics`), and the bounded, lossy hand-off of the lines to the writer
+//!   thread (`report/handoff.rs`). `serve/udp.rs` is the UDP echo (`--udp`, RFC 862), and
 //!   `serve/guard.rs` what it refuses to answer (reflection, rate per source). With `--tls`,
 //!   `serve/certificate.rs` builds the TLS configuration every loop shares (or a throwaway
 //!   certificate) and `serve/connection.rs` carries a plain or a TLS echo.
@@ -38,7 +41,8 @@
 //!
 //! **What the commands share**, below them:
 //!
-//! - `address`: how a `--host`/`--port` [`Endpoint`](cli::Endpoint) resolves and prints.
+//! - `address`: how a `--host`/`--port` [`Endpoint`](cli::Endpoint) resolves and prints (free
+//!   functions; the type is `cli`'s).
 //! - `preview`: the printable, escaped preview of received bytes (safe for binary data), and
 //!   the same escaping for text read from files (`ports`), so nothing reaches the terminal raw.
 //! - `fd_limit`: the open-file limit, raised in one place for `serve --multiplex` and `bench`.
@@ -59,8 +63,11 @@
 //! - [`parse`] (above), [`size`]: byte counts for people (`64.0 KiB`), in the units `parse`
 //!   reads.
 //! - [`error`]: the error types that carry an exit code other than 1, and OS errors in words.
-//! - [`output`]: quiet handling of a closed stdout (`netecho ... | head`), and [`status!`], the
-//!   one way to write a line to stderr.
+//! - [`output`]: quiet handling of a closed stdout (`netecho ... | head`), and `status!`, the
+//!   one way to write a line to stderr (`use crate::output::status;`).
+//!
+//! The crate root is only at the top: no module imports anything from this file (the
+//! `status!` macro is `output`'s, not exported here; `tests/crate_root.rs` holds it).
 //!
 //! `main.rs` only parses the command line, calls [`run`], and maps the outcome to an exit code:
 //! 0 ok, 1 runtime failure, 2 usage error, 130 when Ctrl-C cuts `bench` short. It and the tests

@@ -31,7 +31,7 @@ fn main() -> ExitCode {
             usage_error(matches.subcommand_name(), format_args!("{err:#}")).exit()
         }
         Err(err) => {
-            netecho::status!("netecho: {}", error::render(&err));
+            output::write_stderr_line(format_args!("netecho: {}", error::render(&err)));
             ExitCode::from(error::exit_code(&err))
         }
     }

@@ -25,6 +25,7 @@ use crate::{
     cli::{self, ManArgs},
     error::{EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, UsageError},
     output,
+    output::status,
 };
 
 /// The man section of every page: user commands.
@@ -230,7 +231,7 @@ fn write_to(dir: &Path, pages: &[clap::Command]) -> Result<()> {
         let path = dir.join(format!("{}.{SECTION}", page_name(page)));
         fs::write(&path, render(page, pages)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
-        crate::status!("wrote {}", path.display());
+        status!("wrote {}", path.display());
     }
     Ok(())
 }

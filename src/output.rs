@@ -8,7 +8,7 @@
 //!
 //! Standard error carries status lines and the final error. `eprintln!` panics when it cannot
 //! write (`netecho ports 20 25 |& head -1`, `2>/dev/full`), so every line to stderr goes through
-//! [`status!`](crate::status) instead, which ignores a failed write: there is nowhere left to
+//! [`status!`] instead, which ignores a failed write: there is nowhere left to
 //! report it. `clippy.toml` forbids `eprintln!` and `eprint!` in the crate so none creeps back.
 
 use std::{
@@ -44,12 +44,15 @@ pub fn is_closed_stdout(err: &anyhow::Error) -> bool {
 
 /// Writes one line to standard error, like `eprintln!`, but ignores a failed write instead of
 /// panicking: a closed or full stderr is no reason to stop (see the module comment).
-#[macro_export]
+///
+/// For the crate's modules (`use crate::output::status;`), not exported at the crate root, so
+/// no module imports the root. The binary, outside the crate, calls [`write_stderr_line`].
 macro_rules! status {
     ($($arg:tt)*) => {
         $crate::output::write_stderr_line(format_args!($($arg)*))
     };
 }
+pub(crate) use status;
 
 /// The body of [`status!`]: one whole line in one write, its error ignored.
 pub fn write_stderr_line(line: fmt::Arguments<'_>) {

@@ -55,10 +55,11 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::{
+    address,
     cli::{BenchArgs, MAX_BUFFER_MEMORY, MAX_DATAGRAM, MAX_TCP_SIZE},
     error::{EXIT_INTERRUPTED, Interrupted, UsageError},
     fd_limit,
-    output::stdout_error,
+    output::{status, stdout_error},
     size, tls,
 };
 use gate::{StartGate, Ticket};
@@ -156,7 +157,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
         // Cut short by Ctrl-C or SIGTERM: the report is out; exit 130 as a shell reports a
         // process ended by SIGINT, whether or not the part that ran was clean.
         if let Some(why) = failure {
-            crate::status!("netecho: bench failed: {why}");
+            status!("netecho: bench failed: {why}");
         }
         return Err(Interrupted("bench").into());
     }
@@ -180,15 +181,7 @@ pub(crate) fn buffer_bytes(args: &BenchArgs) -> u64 {
 /// memory the connections would need.
 fn validate(args: &BenchArgs) -> Result<()> {
     let usage = |message: String| Err(anyhow!(UsageError(message)));
-    if args.udp && args.tls.enabled {
-        return usage(
-            "--tls with --udp: DTLS is not supported; drop --udp to benchmark TLS over TCP"
-                .to_string(),
-        );
-    }
-    if args.size == 0 {
-        return usage("--size must be at least 1 byte".to_string());
-    }
+    args.check()?;
     if args.udp && !(HEADER_LEN..=MAX_DATAGRAM).contains(&args.size) {
         return usage(format!(
             "--size with --udp must be {HEADER_LEN}–{MAX_DATAGRAM} bytes: each datagram carries \
@@ -248,7 +241,7 @@ fn tls_plan(args: &BenchArgs) -> Result<Option<TlsPlan>> {
 /// The address to benchmark. A name with several addresses (`localhost`: `::1` and
 /// `127.0.0.1`) is probed once over TCP and the first that accepts is used by all connections.
 fn pick_target(args: &BenchArgs) -> Result<SocketAddr> {
-    let addrs = args.endpoint.resolve()?;
+    let addrs = address::resolve(&args.endpoint)?;
     if addrs.len() == 1 || args.udp {
         return Ok(addrs[0]);
     }

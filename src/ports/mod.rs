@@ -27,7 +27,7 @@ use std::{
 use crate::{
     cli::{Format, PortsArgs, Protocol},
     error::UsageError,
-    output::stdout_error,
+    output::{status, stdout_error},
 };
 use anyhow::{Result, anyhow, bail};
 use render::Row;
@@ -73,7 +73,7 @@ pub(crate) fn run(args: &PortsArgs) -> Result<()> {
     let default = Path::new(DEFAULT_SERVICES_FILE);
     let (table, source) = load(args.services_file.as_deref(), default)?;
     if source == Source::Builtin {
-        crate::status!(
+        status!(
             "netecho: {DEFAULT_SERVICES_FILE} does not exist; using the built-in table of {} services",
             table.service_count()
         );
@@ -91,7 +91,7 @@ pub(crate) fn run(args: &PortsArgs) -> Result<()> {
                 _ => bail!("malformed line in {location} (and {more} more)"),
             }
         }
-        crate::status!(
+        status!(
             "netecho: skipped {} malformed line{} (first: {location}); --strict makes this an error",
             more + 1,
             if more == 0 { "" } else { "s" },
@@ -114,7 +114,7 @@ pub(crate) fn run(args: &PortsArgs) -> Result<()> {
     .and_then(|()| out.flush())
     .map_err(stdout_error)?;
 
-    crate::status!(
+    status!(
         "{}",
         summary(&rows, &range, args.protocol, args.name.as_deref())
     );

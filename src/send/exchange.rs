@@ -3,6 +3,8 @@
 
 use std::{fmt, time::Duration};
 
+use crate::output::status;
+
 /// Size of the chunks read from stdin and from a TCP socket.
 pub(crate) const CHUNK: usize = 64 * 1024;
 
@@ -39,7 +41,7 @@ impl Status {
     /// Writes one status line to stderr, unless quiet.
     pub(crate) fn line(self, text: fmt::Arguments<'_>) {
         if !self.quiet {
-            crate::status!("{text}");
+            status!("{text}");
         }
     }
 }

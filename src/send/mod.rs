@@ -16,19 +16,12 @@ mod udp;
 
 use anyhow::Result;
 
-use crate::{cli::SendArgs, error::UsageError};
+use crate::cli::SendArgs;
 use exchange::{Payload, Status};
 
 /// Runs `netecho send`.
 pub(crate) fn run(args: &SendArgs) -> Result<()> {
-    if args.udp && args.tls.enabled {
-        return Err(UsageError(
-            "--tls cannot be used with --udp: TLS over UDP (DTLS) is not supported; drop one of \
-             them"
-                .to_string(),
-        )
-        .into());
-    }
+    args.check()?;
     let payload = Payload::from_args(&args.message);
     let status = Status::new(args.quiet);
     if args.udp {

@@ -50,6 +50,7 @@ use super::{
     transport::Transport,
 };
 use crate::{
+    address,
     cli::{ProxyVersion, SendArgs},
     error::describe,
     output::stdout_error,
@@ -70,8 +71,11 @@ pub(crate) fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<(
     // Certificates and keys are read, and their errors said, before connecting. One connection:
     // nothing to resume.
     let tls = tls::from_args(&args.tls, &args.endpoint.host, false)?;
-    status.line(format_args!("connecting to {}", args.endpoint.display()));
-    let (stream, server) = connect(&args.endpoint.resolve()?, args.timeout)?;
+    status.line(format_args!(
+        "connecting to {}",
+        address::display(&args.endpoint)
+    ));
+    let (stream, server) = connect(&address::resolve(&args.endpoint)?, args.timeout)?;
     if let Some(version) = args.proxy_protocol {
         let local = send_proxy_header(&stream, version, server, args.timeout)?;
         status.line(format_args!(

@@ -15,6 +15,7 @@ use anyhow::{Context, Result, bail};
 
 use super::exchange::{Payload, Status, first_difference, line_left_open, seconds};
 use crate::{
+    address,
     cli::{MAX_DATAGRAM, SendArgs},
     error::UsageError,
     output::stdout_error,
@@ -46,7 +47,7 @@ pub(crate) fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<(
         ))
         .into());
     }
-    let server = args.endpoint.resolve()?[0];
+    let server = address::resolve(&args.endpoint)?[0];
     let socket = connect(server)?;
     socket
         .set_read_timeout(Some(args.timeout))

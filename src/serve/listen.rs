@@ -21,8 +21,16 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::report::Report;
 
-/// Length of the kernel's queue of connections not yet accepted (capped by `somaxconn`).
-const LISTEN_BACKLOG: i32 = 1024;
+/// Length of the kernel's queue of connections not yet accepted for the one-at-a-time server
+/// (capped by `somaxconn`): it takes one client at a time, and the rest wait here.
+const ONE_AT_A_TIME_BACKLOG: i32 = 1024;
+
+/// Where Linux says the most it allows a listen queue to hold (`net.core.somaxconn`).
+const SOMAXCONN_PATH: &str = "/proc/sys/net/core/somaxconn";
+
+/// The multiplexed loops' listen queue when [`SOMAXCONN_PATH`] cannot be read (not Linux, no
+/// /proc in a container): Linux's default `somaxconn` since 5.4.
+const FALLBACK_BACKLOG: i32 = 4096;
 
 /// How long a loop waits before accepting again after accept failed (out of descriptors, say):
 /// long enough not to spin on an error that persists, short enough that waiting clients are
@@ -58,20 +66,58 @@ pub(crate) fn bind_error(addr: SocketAddr, protocol: &str, err: &io::Error) -> a
     anyhow!("cannot listen on {addr} ({protocol}): {why}")
 }
 
-/// A non-blocking listener with SO_REUSEADDR, so a restart right after a stop can bind again
-/// while old connections linger in TIME_WAIT. With `reuse_port` (SO_REUSEPORT), several
+/// A non-blocking listener for the multiplexed loops (`--multiplex`), with the longest listen
+/// queue the kernel allows ([`max_backlog`]). With `reuse_port` (SO_REUSEPORT), several
 /// listeners share the address and the kernel spreads new connections over them: one per
 /// `--workers` loop.
+///
+/// Why the longest: a burst of new clients (10,000 at once) comes faster than a loop accepts
+/// them, and a client whose SYN finds the queue full is dropped (`nstat`: ListenOverflows)
+/// and waits a second or three for its SYN to be sent again. With 1,024 places, a burst of
+/// 10,000 lost hundreds of clients that way (benches/RESULTS.md, "A burst of new clients").
+/// A queued client costs the kernel a small socket until it is accepted, and the loops accept
+/// them as fast as they come; only the one-at-a-time server keeps the shorter queue.
 pub(crate) fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+    bind_with_backlog(addr, reuse_port, max_backlog())
+}
+
+/// A non-blocking listener for the one-at-a-time server, whose queue stays at
+/// [`ONE_AT_A_TIME_BACKLOG`]: clients wait there one behind the other.
+pub(crate) fn bind_one_at_a_time(addr: SocketAddr) -> io::Result<TcpListener> {
+    bind_with_backlog(addr, false, ONE_AT_A_TIME_BACKLOG)
+}
+
+/// A non-blocking listener with SO_REUSEADDR, so a restart right after a stop can bind again
+/// while old connections linger in TIME_WAIT, and the listen queue `backlog` long.
+fn bind_with_backlog(addr: SocketAddr, reuse_port: bool, backlog: i32) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     if reuse_port {
         socket.set_reuse_port(true)?;
     }
     socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
+    socket.listen(backlog)?;
     socket.set_nonblocking(true)?;
     Ok(TcpListener::from_std(StdTcpListener::from(socket)))
+}
+
+/// The longest listen queue the kernel allows: `net.core.somaxconn`, as Go's `net` package
+/// reads it, or [`FALLBACK_BACKLOG`] when it cannot be read.
+///
+/// Read, rather than passing `i32::MAX` and letting Linux cut it down to `somaxconn` (which it
+/// does on every `listen`): the number asked for is then the number the kernel grants, the
+/// same on every system, and no platform is left to decide what an absurd backlog means.
+fn max_backlog() -> i32 {
+    std::fs::read_to_string(SOMAXCONN_PATH)
+        .ok()
+        .and_then(|text| parse_somaxconn(&text))
+        .unwrap_or(FALLBACK_BACKLOG)
+}
+
+/// The value of `net.core.somaxconn` as /proc writes it (`4096\n`); `None` for anything that
+/// is not a positive number.
+fn parse_somaxconn(text: &str) -> Option<i32> {
+    text.trim().parse::<i32>().ok().filter(|&n| n > 0)
 }
 
 /// A listener bound and listening already (handed over by systemd), made non-blocking for the
@@ -150,5 +196,29 @@ fn explain_bind_error(addr: SocketAddr, err: &io::Error) -> String {
             addr.ip()
         ),
         _ => crate::error::describe(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn somaxconn_is_read_as_proc_writes_it() {
+        assert_eq!(parse_somaxconn("4096\n"), Some(4096));
+        assert_eq!(parse_somaxconn("65535"), Some(65535));
+        assert_eq!(parse_somaxconn(""), None);
+        assert_eq!(parse_somaxconn("0\n"), None);
+        assert_eq!(parse_somaxconn("-1"), None);
+        assert_eq!(parse_somaxconn("lots"), None);
+    }
+
+    #[test]
+    fn the_multiplexed_backlog_is_the_kernels_or_the_fallback() {
+        let backlog = max_backlog();
+        match std::fs::read_to_string(SOMAXCONN_PATH) {
+            Ok(text) => assert_eq!(Some(backlog), parse_somaxconn(&text)),
+            Err(_) => assert_eq!(backlog, FALLBACK_BACKLOG),
+        }
     }
 }

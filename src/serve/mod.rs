@@ -29,7 +29,10 @@
 //! - [`report`]: every line the server prints, as text or JSON ([`json`]), and with `--metrics`
 //!   what it counts ([`metrics`], which also serves them over HTTP from a thread of its own).
 //!   It never makes a loop wait on stdout: lines that stdout cannot take in time are dropped
-//!   and counted.
+//!   and counted. A file per job: `report/vocabulary.rs` the words every loop uses (a peer,
+//!   why a client left, the totals), `report/events.rs` the lines and JSON events,
+//!   `report/counting.rs` what they count for `--metrics`, and `report/handoff.rs` the
+//!   bounded, lossy hand-off of the lines to the writer thread.
 
 mod certificate;
 mod connection;
@@ -55,11 +58,13 @@ use std::net::SocketAddr;
 use anyhow::Result;
 
 use crate::{
+    address,
     cli::{DEFAULT_HOST, DEFAULT_PORT, ServeArgs},
     error::UsageError,
+    output::status,
 };
 use certificate::server_tls;
-use listen::{adopt, adopt_udp, bind, bind_any, local_addr};
+use listen::{adopt, adopt_udp, bind_any, bind_one_at_a_time, local_addr};
 use report::{Report, Served, Sink};
 use systemd::Handed;
 
@@ -68,28 +73,13 @@ pub(crate) fn run(args: &ServeArgs) -> Result<()> {
     if args.service.inetd {
         return inetd::serve(args);
     }
-    if args.udp && args.tls.enabled {
-        return Err(UsageError(
-            "--tls cannot be used with --udp: DTLS (TLS over UDP) is not supported; serve TLS \
-             over TCP (drop --udp), and UDP echo from a second server without --tls"
-                .to_string(),
-        )
-        .into());
-    }
-    if args.udp && !args.multiplex && args.service.proxy_protocol {
-        return Err(UsageError(
-            "--proxy-protocol is for TCP, and --udp without --multiplex serves UDP only: add \
-             --multiplex to serve TCP (with the header) beside UDP, or drop --proxy-protocol"
-                .to_string(),
-        )
-        .into());
-    }
+    args.check()?;
     // First, while this is the only thread: it unsets LISTEN_FDS and LISTEN_PID.
     let handed = systemd::take_sockets()?;
     let addrs = match &handed {
         Some(handed) => handed_addrs(args, handed)?,
         None => {
-            let addrs = args.endpoint.resolve()?;
+            let addrs = address::resolve(&args.endpoint)?;
             metrics_apart(args, &addrs)?;
             addrs
         }
@@ -114,7 +104,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<()> {
     }
     let listener = match handed.and_then(|handed| handed.tcp.into_iter().next()) {
         Some(listener) => adopt(listener)?,
-        None => bind_any(&addrs, "TCP", |addr| bind(addr, false))?,
+        None => bind_any(&addrs, "TCP", bind_one_at_a_time)?,
     };
     let summary = iterative::serve(listener, args, tls.as_ref(), &mut report)?;
     systemd::stopping();
@@ -152,7 +142,7 @@ fn handed_addrs(args: &ServeArgs, handed: &Handed) -> Result<Vec<SocketAddr>> {
     handed.check(args.multiplex, args.udp)?;
     let endpoint = &args.endpoint;
     if endpoint.port != DEFAULT_PORT || endpoint.host != DEFAULT_HOST {
-        crate::status!(
+        status!(
             "netecho: --host/--port not used: serving the sockets systemd handed over \
              (LISTEN_FDS)"
         );

@@ -66,6 +66,7 @@ use crate::{
     cli::{IoBackend, ServeArgs},
     error::UsageError,
     fd_limit::{self, default_max_connections},
+    output::status,
 };
 
 /// Tries at binding TCP and UDP on one port picked by the kernel (`--port 0`): the port it picks
@@ -173,7 +174,7 @@ fn serve_loop(worker: Loop<'_>, index: usize) -> WorkerOutcome {
     match result {
         Ok(()) => (summary, None),
         Err(err) => {
-            crate::status!(
+            status!(
                 "netecho: worker {} stopped: {err:#}; the other workers go on",
                 index + 1
             );

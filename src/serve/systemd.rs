@@ -28,7 +28,7 @@ use listenfd::ListenFd;
 use sd_notify::NotifyState;
 use socket2::SockRef;
 
-use crate::error::UsageError;
+use crate::{error::UsageError, output::status};
 
 /// The first fd systemd hands over (`SD_LISTEN_FDS_START`).
 const FIRST_FD: usize = 3;
@@ -74,7 +74,7 @@ pub(crate) fn take_sockets() -> Result<Option<Handed>> {
             let whose = pid.map_or("LISTEN_PID is not set".to_string(), |pid| {
                 format!("LISTEN_PID={pid} is not this process ({ours})")
             });
-            crate::status!(
+            status!(
                 "netecho: LISTEN_FDS={count} ignored: {whose}, so the sockets are another \
                  process's; binding --host/--port as usual"
             );
@@ -224,7 +224,7 @@ pub(crate) fn stopping() {
 /// send is one datagram on a local socket, which the service manager reads at once.
 fn notify(state: NotifyState<'_>, said: &str) {
     if let Err(err) = sd_notify::notify(&[state]) {
-        crate::status!(
+        status!(
             "netecho: cannot tell systemd {said} (NOTIFY_SOCKET): {}",
             crate::error::describe(&err)
         );

@@ -24,7 +24,7 @@ use rustls::{
 };
 
 use super::{Fingerprint, alpn_protocols, pem, provider, server::certified_key};
-use crate::cli::ClientTls;
+use crate::{cli::ClientTls, output::status};
 
 /// Sessions the client remembers for resumption (per server name): bench reconnects to one.
 const SESSION_CACHE_SIZE: usize = 256;
@@ -88,7 +88,7 @@ pub fn from_args(
         resumption,
     })?;
     if setup.insecure {
-        crate::status!(
+        status!(
             "warning: --insecure: the server's certificate is not verified; anyone on the path \
              could read or change this connection"
         );

@@ -7,20 +7,23 @@
 //!
 //! **The commands**, one module each, dispatched by [`run`]:
 //!
-//! - `serve`: the echo server, TCP and UDP. `serve/iterative.rs` serves one client at a time,
-//!   `serve/multiplex.rs` all of them at once from an event loop (`--multiplex`), on the
-//!   io_uring loop of `serve/uring/` where the kernel allows it, else on epoll (`--io`; the
-//!   crate's only `unsafe` is in `serve/uring/ring.rs`); `serve/notices.rs` and
-//!   `serve/timers.rs` are what both loops share; `serve/connection.rs` holds the echo rules
-//!   (bounded buffer, half-close, errors), `serve/listen.rs` binding, accepting and the stop
-//!   signals, and `serve/report/` the lines the server prints (`report/events.rs`; as JSON with
-//!   `serve/json.rs`) in the words of `report/vocabulary.rs` (a peer, why a client left, the
-//!   totals), what each loop counts (`report/counting.rs`) for `serve/metrics.rs`, which serves
-//!   it over HTTP (`--metrics`), and the bounded, lossy hand-off of the lines to the writer
-//!   thread (`report/handoff.rs`). `serve/udp.rs` is the UDP echo (`--udp`, RFC 862), and
-//!   `serve/guard.rs` what it refuses to answer (reflection, rate per source). With `--tls`,
-//!   `serve/certificate.rs` builds the TLS configuration every loop shares (or a throwaway
-//!   certificate) and `serve/connection.rs` carries a plain or a TLS echo.
+//! - `serve`: the echo server, TCP and UDP. The echo rules are written once, in the sans-I/O
+//!   core of `serve/echo/` (the PROXY header, a plain or TLS echo, the per-client bound, the
+//!   deadlines, why a client left), and every loop only moves bytes to and from it:
+//!   `serve/iterative.rs` serves one client at a time, `serve/multiplex.rs` starts the
+//!   event loops of `--multiplex`, siblings over one skeleton (`serve/event_loop.rs`): io_uring
+//!   (`serve/uring/`) where the kernel allows it, else epoll (`serve/epoll.rs`; `--io`; the
+//!   crate's only `unsafe` is in `serve/uring/ring.rs`); `serve/connection.rs` drives a
+//!   readiness loop's socket for its core, and `--inetd` (`serve/inetd.rs`) stdin and stdout.
+//!   `serve/notices.rs` and `serve/timers.rs` are what the loops share; `serve/listen.rs`
+//!   binding, accepting and the stop signals, and `serve/report/` the lines the server prints
+//!   (`report/events.rs`; as JSON with `serve/json.rs`) in the words of `report/vocabulary.rs`
+//!   (a peer, why a client left, the totals), what each loop counts (`report/counting.rs`) for
+//!   `serve/metrics.rs`, which serves it over HTTP (`--metrics`), and the bounded, lossy
+//!   hand-off of the lines to the writer thread (`report/handoff.rs`). `serve/udp.rs` is the
+//!   UDP echo (`--udp`, RFC 862), and `serve/guard.rs` what it refuses to answer (reflection,
+//!   rate per source). With `--tls`, `serve/certificate.rs` builds the TLS configuration every
+//!   loop shares (or a throwaway certificate).
 //! - `send`: the client. It writes and reads at the same time and checks the reply byte for
 //!   byte; `send/tcp.rs` over a connection, one poll loop for plain TCP and TLS alike
 //!   (`send/transport.rs` is where they differ, `send/input.rs` the message or stdin, read by a

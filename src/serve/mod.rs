@@ -1,22 +1,28 @@
 //! `netecho serve`: the echo server, over TCP and UDP.
 //!
-//! This module picks the loop and runs it; the loops live in their own files and share the echo
-//! rules of [`connection`], the sockets of [`listen`] and the lines of [`report`]. Each file
+//! This module picks the loop and runs it. The echo rules are written once, in the sans-I/O
+//! core of [`echo`]; every loop only moves bytes between its sockets and that core. Each file
 //! imports only those below it in this list; this module, at the top, imports them:
 //!
 //! - [`iterative`]: one client at a time, the classic echo server.
 //! - [`multiplex`]: every client at once from one event loop per thread (`--multiplex`), as
-//!   many as the open-file limit allows ([`fd_limit`](crate::fd_limit)).
-//! - [`uring`]: the same event loop on io_uring (the default where the kernel allows it), plain TCP and
-//!   `--udp`; chosen and started by [`multiplex`], which imports it.
+//!   many as the open-file limit allows ([`fd_limit`](crate::fd_limit)): it chooses the
+//!   backend, binds, starts the workers and adds up their totals.
+//! - [`epoll`] and [`uring`]: the two backends of a multiplexed loop, siblings over the
+//!   skeleton of [`event_loop`] (the turn, the clients and their deadlines, the accept pause,
+//!   the drain, UDP, the report batch); each is only how it waits and moves bytes. io_uring is
+//!   the default where the kernel allows it.
 //! - [`udp`]: UDP echo (`--udp`), with the reflection [`guard`]; alone, or inside either
 //!   multiplexed loop beside TCP on the same port.
 //! - [`inetd`]: `--inetd`, the one connection inetd, xinetd or systemd (`Accept=yes`) hands
 //!   over on stdin and stdout, echoed with the same report on stderr, one read and its echo at
 //!   a time.
 //!
-//! - [`connection`]: the echo rules of one TCP client, plain or TLS, and counting a client that
-//!   left.
+//! - [`connection`]: one client of a readiness loop (the one-at-a-time server and epoll): its
+//!   socket driven for its echo core, and the words the core says turned into report lines.
+//! - [`echo`]: the echo rules of one TCP client without I/O: handed bytes and `now`, it
+//!   answers what goes back, whether to read, when the client is due and why it left; its
+//!   stages are the PROXY header and a plain or TLS echo.
 //! - [`certificate`]: with `--tls`, the TLS configuration every loop shares, built at start.
 //! - [`listen`]: what the loops need beyond the echo rules, once: binding (or adopting the
 //!   sockets systemd handed over), accepting a client (non-blocking, TCP_NODELAY), watching for

@@ -81,6 +81,14 @@ CASES = [
 ]
 STALL_SERVERS = ["multiplex", "uring", "tokio"]
 
+# NETECHO_BENCH_CASES=hold,rr1: only those cases (and no backpressure case unless "stall" is
+# among them), for a quicker look at one figure.
+ONLY = os.environ.get("NETECHO_BENCH_CASES")
+if ONLY:
+    CASES = [case for case in CASES if case[0] in ONLY.split(",")]
+    if "stall" not in ONLY.split(","):
+        STALL_SERVERS = []
+
 # NETECHO_BENCH_BEFORE=PATH: another netecho binary (an earlier commit's release build) runs
 # beside this one, interleaved in the same run, as the "before" of an A/B comparison: its
 # iterative, epoll and io_uring servers join every case this one's are in.
@@ -334,6 +342,9 @@ def main():
         p(f"| {SERVERS[name][0]} | {median(rs, 'idle_kib'):.0f} | {median(rs, 'peak_kib'):.0f} "
           f"| {median(rs, 'growth_kib'):.0f} ({spread(rs, 'growth_kib', '{:.0f}')}) "
           f"| {median(rs, 'sent'):.0f} |")
+
+    if ONLY:
+        return  # the targets need every case
 
     def m(case, name, key):
         return median(results[(case, name)], key)

@@ -505,4 +505,3 @@ proptest! {
         prop_assert_eq!(echo.totals(), (len as u64, len as u64));
     }
 }
-

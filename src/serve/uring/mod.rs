@@ -149,8 +149,8 @@ pub(crate) struct UringClient {
     /// Its receive ended with ENOBUFS: armed again when buffers come back.
     starved: bool,
     /// The core said it must go, with bytes still to send (a TLS alert): they go out, then
-    /// it closes with this.
-    closing: Option<Leave>,
+    /// it closes with this. Boxed: rare, and a client's state is kept small (10,000 of them).
+    closing: Option<Box<Leave>>,
 }
 
 /// The shared state of a ring loop's clients.
@@ -470,7 +470,7 @@ impl Uring {
                 return;
             }
             // Received from no more: the queue goes out, then the client closes.
-            io.closing = Some(leave);
+            io.closing = Some(Box::new(leave));
             if io.receiving && !io.recv_cancelled {
                 io.recv_cancelled = true;
                 let target = user_data(Op::Recv, client.serial, key);
@@ -494,11 +494,10 @@ impl Uring {
         };
         client.io.send_id = None;
         if let Some(err) = completion.error() {
-            let leave = client
-                .io
-                .closing
-                .take()
-                .unwrap_or_else(|| client.echo.failed(err));
+            let leave = match client.io.closing.take() {
+                Some(leave) => *leave,
+                None => client.echo.failed(err),
+            };
             self.release_data(data);
             close(self, shared, key, leave);
             return;
@@ -563,7 +562,13 @@ impl Uring {
             }
         }
         let quiet = io.queue.is_empty() && io.send_id.is_none();
-        if quiet && let Some(leave) = io.closing.take().or_else(|| client.echo.done()) {
+        if quiet
+            && let Some(leave) = io
+                .closing
+                .take()
+                .map(|leave| *leave)
+                .or_else(|| client.echo.done())
+        {
             close(self, shared, key, leave);
             return;
         }

@@ -103,7 +103,8 @@ if BEFORE:
         SERVERS[name] = (label, lambda port, flags=flags: [BEFORE, "serve", *flags, "-q",
                                                             "--port", str(port)])
         for case in CASES:
-            if twin in case[3]:
+            # Cases may share one list (ALL): each gets the server once.
+            if twin in case[3] and name not in case[3]:
                 case[3].insert(case[3].index(twin) + 1, name)
         if twin in STALL_SERVERS:
             STALL_SERVERS.insert(STALL_SERVERS.index(twin) + 1, name)

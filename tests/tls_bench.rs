@@ -350,7 +350,10 @@ fn a_server_that_never_answers_the_handshake_fails_it_within_the_timeout() {
     assert!(details.contains("no answer within 1s"), "{details}");
 }
 
-backends!(against_serve_tls_with_its_printed_pin_sessions_resume_unless_told_not_to);
+backends!(
+    against_serve_tls_with_its_printed_pin_sessions_resume_unless_told_not_to,
+    uring: ignore = "#20: TLS/PROXY on io_uring lands with the echo core"
+);
 fn against_serve_tls_with_its_printed_pin_sessions_resume_unless_told_not_to(backend: Backend) {
     let mut server = Server::start_on(backend, &["--tls", "--multiplex", "-q"]);
     let line = server.wait_for(|_| true);

@@ -192,7 +192,10 @@ fn s_client(addr: SocketAddr, extra: &[&str]) -> Command {
     command
 }
 
-backends!(openssl_s_client_gets_its_line_back_from_a_throwaway_certificate);
+backends!(
+    openssl_s_client_gets_its_line_back_from_a_throwaway_certificate,
+    uring: ignore = "#20: TLS/PROXY on io_uring lands with the echo core"
+);
 fn openssl_s_client_gets_its_line_back_from_a_throwaway_certificate(backend: Backend) {
     if !common::installed("openssl", "--version") {
         return;
@@ -261,7 +264,10 @@ fn openssl_s_client_verifies_the_given_certificate_with_the_ca() {
     assert_eq!(Fingerprint::parse(theirs).unwrap(), fingerprint, "{text}");
 }
 
-backends!(ncat_ssl_gets_its_line_back_with_and_without_verification);
+backends!(
+    ncat_ssl_gets_its_line_back_with_and_without_verification,
+    uring: ignore = "#20: TLS/PROXY on io_uring lands with the echo core"
+);
 fn ncat_ssl_gets_its_line_back_with_and_without_verification(backend: Backend) {
     if !common::installed("ncat", "--version") {
         return;
@@ -301,7 +307,10 @@ fn ncat_ssl_gets_its_line_back_with_and_without_verification(backend: Backend) {
     server.wait_for_text("\"ncat verified\\n\"");
 }
 
-backends!(every_mode_echoes_a_mebibyte_of_random_bytes_checked);
+backends!(
+    every_mode_echoes_a_mebibyte_of_random_bytes_checked,
+    uring: ignore = "#20: TLS/PROXY on io_uring lands with the echo core"
+);
 fn every_mode_echoes_a_mebibyte_of_random_bytes_checked(backend: Backend) {
     let data = pseudo_random(1024 * 1024, 7);
     for mode in MODES.into_iter().filter(|mode| backend.covers(mode)) {
@@ -330,7 +339,10 @@ fn every_mode_echoes_a_mebibyte_of_random_bytes_checked(backend: Backend) {
     }
 }
 
-backends!(a_hundred_mebibytes_through_tls_come_back_identical);
+backends!(
+    a_hundred_mebibytes_through_tls_come_back_identical,
+    uring: ignore = "#20: TLS/PROXY on io_uring lands with the echo core"
+);
 fn a_hundred_mebibytes_through_tls_come_back_identical(backend: Backend) {
     let data = pseudo_random(100 * 1024 * 1024, 11);
     let (mut server, fingerprint) = start_tls_on(backend, &["--multiplex", "--quiet"]);
@@ -351,7 +363,10 @@ fn a_hundred_mebibytes_through_tls_come_back_identical(backend: Backend) {
     );
 }
 
-backends!(the_connect_line_says_version_suite_alpn_and_client_subject);
+backends!(
+    the_connect_line_says_version_suite_alpn_and_client_subject,
+    uring: ignore = "#20: TLS/PROXY on io_uring lands with the echo core"
+);
 fn the_connect_line_says_version_suite_alpn_and_client_subject(backend: Backend) {
     let (_dir, fx) = fixtures();
     let ca = fx.ca_cert.to_str().unwrap();
@@ -401,7 +416,10 @@ fn the_connect_line_says_version_suite_alpn_and_client_subject(backend: Backend)
     }
 }
 
-backends!(a_plain_tcp_client_gets_a_clean_close_and_one_line);
+backends!(
+    a_plain_tcp_client_gets_a_clean_close_and_one_line,
+    uring: ignore = "#20: TLS/PROXY on io_uring lands with the echo core"
+);
 fn a_plain_tcp_client_gets_a_clean_close_and_one_line(backend: Backend) {
     for mode in MODES.into_iter().filter(|mode| backend.covers(mode)) {
         let (mut server, fingerprint) = start_tls_on(backend, mode);
@@ -427,7 +445,10 @@ fn a_plain_tcp_client_gets_a_clean_close_and_one_line(backend: Backend) {
     }
 }
 
-backends!(a_stalled_handshake_is_dropped_and_the_client_behind_it_served);
+backends!(
+    a_stalled_handshake_is_dropped_and_the_client_behind_it_served,
+    uring: ignore = "#20: TLS/PROXY on io_uring lands with the echo core"
+);
 fn a_stalled_handshake_is_dropped_and_the_client_behind_it_served(backend: Backend) {
     for mode in MODES.into_iter().filter(|mode| backend.covers(mode)) {
         let mut args = vec!["--handshake-timeout", "1"];
@@ -465,7 +486,10 @@ fn a_stalled_handshake_is_dropped_and_the_client_behind_it_served(backend: Backe
     }
 }
 
-backends!(a_client_that_never_reads_does_not_stop_the_others);
+backends!(
+    a_client_that_never_reads_does_not_stop_the_others,
+    uring: ignore = "#20: TLS/PROXY on io_uring lands with the echo core"
+);
 fn a_client_that_never_reads_does_not_stop_the_others(backend: Backend) {
     let (mut server, fingerprint) = start_tls_on(backend, &["--multiplex", "--quiet"]);
     let mut stalled =
@@ -510,7 +534,10 @@ fn vm_rss_kib(pid: u32) -> u64 {
         .expect("VmRSS")
 }
 
-backends!(sigterm_lets_a_tls_transfer_in_flight_finish);
+backends!(
+    sigterm_lets_a_tls_transfer_in_flight_finish,
+    uring: ignore = "#20: TLS/PROXY on io_uring lands with the echo core"
+);
 fn sigterm_lets_a_tls_transfer_in_flight_finish(backend: Backend) {
     let data = pseudo_random(8 * 1024 * 1024, 5);
     let (mut server, fingerprint) = start_tls_on(backend, &["--multiplex", "--quiet"]);
@@ -585,7 +612,10 @@ fn a_key_that_is_not_the_certificates_fails_before_listening() {
     }
 }
 
-backends!(idle_timeout_connection_limit_and_hex_dump_work_as_for_plain_tcp);
+backends!(
+    idle_timeout_connection_limit_and_hex_dump_work_as_for_plain_tcp,
+    uring: ignore = "#20: TLS/PROXY on io_uring lands with the echo core"
+);
 fn idle_timeout_connection_limit_and_hex_dump_work_as_for_plain_tcp(backend: Backend) {
     let (mut server, fingerprint) = start_tls_on(
         backend,

@@ -21,8 +21,8 @@ use std::{
 };
 
 use common::{
-    BIN, Backend, Server, TIMEOUT, backends, echo_checked, first_free_descriptor, pseudo_random,
-    read_to_end, reset, skip,
+    BIN, Backend, Need, Server, TIMEOUT, backends, echo_checked, first_free_descriptor,
+    pseudo_random, read_to_end, reset,
 };
 use serde_json::Value;
 
@@ -378,18 +378,14 @@ fn a_stuck_stdout_never_stops_the_echo_with_json_and_drops_are_counted(backend: 
 
 /// Runs `curl` on `url`: the body, or the status line and headers too with `-i`.
 fn curl(args: &[&str]) -> Option<String> {
-    let output = match Command::new("curl")
+    if !common::installed("curl", "--version") {
+        return None;
+    }
+    let output = Command::new("curl")
         .args(["-sS", "--max-time", "10"])
         .args(args)
         .output()
-    {
-        Ok(output) => output,
-        Err(_) => {
-            assert!(std::env::var_os("CI").is_none(), "CI installs curl");
-            skip("curl is not installed");
-            return None;
-        }
-    };
+        .expect("run curl");
     assert!(
         output.status.success(),
         "curl {args:?}: {}",
@@ -544,9 +540,11 @@ fn self_answering_source() -> Option<UdpSocket> {
     let socket = [37, 17, 13, 9, 19]
         .into_iter()
         .find_map(|port| UdpSocket::bind(("127.0.0.1", port)).ok());
-    if socket.is_none() {
-        skip("no port below 1024 can be bound (not root): the drop of a datagram is not tried");
-    }
+    common::needs_probed(
+        Need::PrivilegedPort,
+        socket.is_some(),
+        Some("the drop of a datagram"),
+    );
     socket
 }
 

@@ -360,14 +360,7 @@ fn socat_pipe() -> (std::process::Child, u16) {
 
 #[test]
 fn works_against_socat_pipe() {
-    if StdCommand::new("socat")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .status()
-        .is_err()
-    {
-        assert!(std::env::var_os("CI").is_none(), "CI installs socat");
-        common::skip("socat is not installed");
+    if !common::installed("socat", "-V") {
         return;
     }
     let (mut socat, port) = socat_pipe();
@@ -645,14 +638,7 @@ fn a_close_with_bytes_due_and_stdin_open_is_a_reply_cut_short() {
 /// and returns what the terminal showed, stdout and stderr together; `None` (a visible skip)
 /// when `script` is not installed.
 fn send_on_a_terminal(port: u16, message: &str) -> Option<String> {
-    if StdCommand::new("script")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_err()
-    {
-        assert!(std::env::var_os("CI").is_none(), "CI has util-linux script");
-        common::skip("script (util-linux) is not installed: no pty to test on");
+    if !common::installed("script", "--version") {
         return None;
     }
     let output = Command::new("script")

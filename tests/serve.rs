@@ -12,7 +12,7 @@ use std::{
 
 use assert_cmd::Command;
 use common::{
-    Backend, Server, TIMEOUT, assert_still_queued, backends, classic_client, echo_checked,
+    Backend, Need, Server, TIMEOUT, assert_still_queued, backends, classic_client, echo_checked,
     first_free_descriptor, pseudo_random, read_to_end, reset,
 };
 use predicates::prelude::*;
@@ -166,8 +166,7 @@ fn sigint_with_a_client_connected_also_stops_cleanly() {
 
 #[test]
 fn serves_ipv6_loopback() {
-    if std::net::TcpListener::bind("[::1]:0").is_err() {
-        common::skip("no IPv6 loopback on this machine");
+    if !common::needs(Need::Ipv6Loopback, None) {
         return;
     }
     let server = Server::start(&["--host", "::1"]);
@@ -385,8 +384,7 @@ fn sigterm_with_a_stuck_stdout_still_stops(backend: Backend) {
 
 #[test]
 fn ipv6_peers_print_as_the_socket_does() {
-    if std::net::TcpListener::bind("[::1]:0").is_err() {
-        common::skip("no IPv6 loopback on this machine");
+    if !common::needs(Need::Ipv6Loopback, None) {
         return;
     }
     let mut server = Server::start(&["--host", "::1"]);

@@ -37,21 +37,6 @@ impl Drop for Peer {
     }
 }
 
-/// Whether `tool` runs; if not, the test is skipped (and fails under CI, which installs it).
-fn have(tool: &str, version_arg: &str) -> bool {
-    let found = StdCommand::new(tool)
-        .arg(version_arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(std::env::var_os("CI").is_none(), "CI installs {tool}");
-        common::skip(&format!("{tool} is not installed"));
-    }
-    found
-}
-
 /// The test certificates, in a folder removed with the returned guard.
 fn fixtures() -> (TempDir, Fixtures) {
     let dir = tempfile::tempdir().expect("a temporary folder");
@@ -192,7 +177,7 @@ fn spawn_send(port: u16, args: &[&str]) -> Peer {
 
 #[test]
 fn a_message_comes_back_over_tls_verified_with_the_ca() {
-    if !have("socat", "-V") {
+    if !common::installed("socat", "-V") {
         return;
     }
     let (_dir, files) = fixtures();
@@ -224,7 +209,7 @@ fn a_message_comes_back_over_tls_verified_with_the_ca() {
 
 #[test]
 fn the_server_chain_and_quiet_work_too() {
-    if !have("socat", "-V") {
+    if !common::installed("socat", "-V") {
         return;
     }
     let (_dir, files) = fixtures();
@@ -250,7 +235,7 @@ fn the_server_chain_and_quiet_work_too() {
 /// client half-closes, before cat has echoed the rest.
 #[test]
 fn hundred_mib_from_stdin_come_back_identical_through_tls() {
-    if !have("socat", "-V") {
+    if !common::installed("socat", "-V") {
         return;
     }
     let (_dir, files) = fixtures();
@@ -273,7 +258,7 @@ fn hundred_mib_from_stdin_come_back_identical_through_tls() {
 /// come back, as when a person types; then stdin ends, and so does send, exit 0.
 #[test]
 fn typed_lines_come_back_through_ncat_ssl() {
-    if !have("ncat", "--version") {
+    if !common::installed("ncat", "--version") {
         return;
     }
     let (_dir, files) = fixtures();
@@ -320,7 +305,7 @@ fn typed_lines_come_back_through_ncat_ssl() {
 
 #[test]
 fn a_pinned_fingerprint_is_accepted_and_a_wrong_one_refused_with_both() {
-    if !have("socat", "-V") || !have("openssl", "version") {
+    if !common::installed("socat", "-V") || !common::installed("openssl", "version") {
         return;
     }
     let (_dir, files) = fixtures();
@@ -353,7 +338,7 @@ fn a_pinned_fingerprint_is_accepted_and_a_wrong_one_refused_with_both() {
 
 #[test]
 fn refused_certificates_are_explained_with_their_fix() {
-    if !have("socat", "-V") {
+    if !common::installed("socat", "-V") {
         return;
     }
     let (_dir, files) = fixtures();
@@ -400,7 +385,7 @@ fn refused_certificates_are_explained_with_their_fix() {
 
 #[test]
 fn insecure_accepts_an_expired_certificate_with_a_warning_even_when_quiet() {
-    if !have("socat", "-V") {
+    if !common::installed("socat", "-V") {
         return;
     }
     let (_dir, files) = fixtures();
@@ -421,7 +406,7 @@ fn insecure_accepts_an_expired_certificate_with_a_warning_even_when_quiet() {
 
 #[test]
 fn mutual_tls_with_a_client_certificate_and_refused_without() {
-    if !have("socat", "-V") {
+    if !common::installed("socat", "-V") {
         return;
     }
     let (_dir, files) = fixtures();
@@ -453,7 +438,7 @@ fn mutual_tls_with_a_client_certificate_and_refused_without() {
 /// finds where it differs.
 #[test]
 fn the_alpn_protocol_is_shown_and_a_differing_reply_found() {
-    if !have("openssl", "version") {
+    if !common::installed("openssl", "version") {
         return;
     }
     let (_dir, files) = fixtures();
@@ -549,7 +534,7 @@ fn a_silent_server_is_named_as_giving_no_handshake() {
 /// ends at once with that reason, as over plain TCP, with no timer of its own running.
 #[test]
 fn a_close_while_stdin_is_idle_ends_send_at_once_over_tls() {
-    if !have("socat", "-V") {
+    if !common::installed("socat", "-V") {
         return;
     }
     let (_dir, files) = fixtures();

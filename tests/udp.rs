@@ -9,7 +9,7 @@ use std::{
 };
 
 use assert_cmd::Command;
-use common::{BIN, Backend, Server, TIMEOUT, backends, pseudo_random};
+use common::{BIN, Backend, Need, Server, TIMEOUT, backends, pseudo_random};
 use predicates::prelude::*;
 
 /// The largest IPv4 UDP payload.
@@ -130,14 +130,11 @@ fn retries_without_udp_is_a_usage_error() {
 fn datagrams_from_self_answering_ports_get_no_reply() {
     let mut server = Server::start(&["--udp"]);
     // Port 7 is echo's own: an echo server answering it could loop forever. Tests run as root.
-    let Ok(socket) = UdpSocket::bind("127.0.0.1:7") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs as root with port 7 free"
-        );
-        common::skip("cannot bind 127.0.0.1:7 (not root, or in use)");
+    let bound = UdpSocket::bind("127.0.0.1:7");
+    if !common::needs_probed(Need::PrivilegedPort, bound.is_ok(), None) {
         return;
-    };
+    }
+    let socket = bound.expect("bound");
     socket.connect(server.addr).unwrap();
     for _ in 0..3 {
         socket.send(b"loop?").unwrap();
@@ -190,10 +187,8 @@ fn loopback_clients_are_not_rate_limited() {
     // cannot be forged from outside, so none of this is dropped.
     const COUNT: u32 = 2_500;
     let mut hosts = vec![("127.0.0.1", "127.0.0.1"), ("127.0.0.1", "127.0.0.2")];
-    if UdpSocket::bind("[::1]:0").is_ok() {
+    if common::needs(Need::Ipv6Loopback, Some("::1")) {
         hosts.push(("::1", "::1"));
-    } else {
-        common::skip("no IPv6 loopback on this machine: ::1 not tried");
     }
     for (server_host, client_ip) in hosts {
         let server = Server::start(&["--udp", "--host", server_host, "-q"]);
@@ -226,54 +221,6 @@ fn default_udp_bench_against_default_udp_server_runs_clean() {
     assert!(summary.ends_with(", dropped 0"), "{summary}");
 }
 
-/// Root inside a private network namespace (`unshare --net`), where non-loopback addresses can
-/// be put on `lo` and no datagram can leave the machine; false (the test skips) where that is
-/// not allowed, except in CI, which runs as root and must run these tests (there, a failure).
-fn private_network() -> bool {
-    let works = std::process::Command::new("unshare")
-        .args(["--net", "/usr/sbin/ip", "link", "set", "lo", "up"])
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if works {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI runs as root: unshare --net and /usr/sbin/ip must work"
-    );
-    common::skip("cannot make a network namespace (not root, or no unshare/ip)");
-    false
-}
-
-/// A server started by `unshare --net` in a namespace of its own, with `lo` up and the
-/// non-loopback `addrs` on it; its pid names the namespace for [`in_namespace`]. On `backend`
-/// if `args` has `--multiplex`: `unshare` and `sh` pass it on in the environment.
-fn start_in_private_network(backend: Backend, addrs: &[&str], args: &[&str]) -> Server {
-    let setup: String = addrs
-        .iter()
-        .map(|addr| format!(" && /usr/sbin/ip addr add {addr} dev lo"))
-        .collect();
-    let script = format!("/usr/sbin/ip link set lo up{setup} && exec \"$0\" \"$@\"");
-    let mut command = std::process::Command::new("unshare");
-    command
-        .args(["--net", "sh", "-c", &script, BIN, "serve", "--port", "0"])
-        .args(args);
-    if args.contains(&"--multiplex") {
-        backend.force(&mut command);
-    }
-    Server::start_with(&mut command)
-}
-
-/// A command run inside `server`'s network namespace.
-fn in_namespace(server: &Server, program: &str) -> Command {
-    let mut command = Command::new("nsenter");
-    command
-        .arg(format!("--net=/proc/{}/ns/net", server.pid()))
-        .arg(program)
-        .timeout(TIMEOUT);
-    command
-}
-
 /// The datagrams echoed and dropped, from a summary line ("... echoed N datagrams (B bytes),
 /// dropped M").
 fn udp_totals(summary: &str) -> (u64, u64) {
@@ -294,14 +241,14 @@ fn udp_totals(summary: &str) -> (u64, u64) {
 
 backends!(a_burst_past_the_rate_limit_from_a_non_loopback_source_is_dropped_and_counted);
 fn a_burst_past_the_rate_limit_from_a_non_loopback_source_is_dropped_and_counted(backend: Backend) {
-    if !private_network() {
+    if !common::needs(Need::NetworkNamespace, None) {
         return;
     }
     let modes = [&["--udp"][..], &["--multiplex", "--udp"]];
     for mode in modes.into_iter().filter(|mode| backend.covers(mode)) {
         // 192.0.2.1 (TEST-NET-1) on the namespace's lo: a non-loopback source that never
         // leaves it.
-        let mut server = start_in_private_network(
+        let mut server = common::start_in_private_network(
             backend,
             &["192.0.2.1/32"],
             &[mode, &["--host", "0.0.0.0", "--udp-rate", "5", "-q"]].concat(),
@@ -309,7 +256,7 @@ fn a_burst_past_the_rate_limit_from_a_non_loopback_source_is_dropped_and_counted
         let port = server.addr.port();
         // 20 datagrams from 127.0.0.1 and 20 from 192.0.2.1, interleaved, sent in a few
         // milliseconds by bash's /dev/udp (a socket per datagram, no reply read).
-        in_namespace(&server, "bash")
+        common::in_namespace(&server, "bash")
             .arg("-c")
             .arg(format!(
                 "for i in $(seq 20); do printf x >/dev/udp/127.0.0.1/{port}; \
@@ -318,7 +265,7 @@ fn a_burst_past_the_rate_limit_from_a_non_loopback_source_is_dropped_and_counted
             .assert()
             .success();
         // A reply to this one means that every datagram queued before it has been handled.
-        in_namespace(&server, BIN)
+        common::in_namespace(&server, BIN)
             .args(["send", "--udp", "--host", "127.0.0.1", "--port"])
             .arg(port.to_string())
             .args(["-q", "marker"])
@@ -391,8 +338,7 @@ fn udp_rate_needs_udp() {
 
 #[test]
 fn udp_over_ipv6() {
-    if UdpSocket::bind("[::1]:0").is_err() {
-        common::skip("no IPv6 loopback on this machine");
+    if !common::needs(Need::Ipv6Loopback, None) {
         return;
     }
     let server = Server::start(&["--udp", "--host", "::1", "-q"]);

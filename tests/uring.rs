@@ -18,7 +18,7 @@ use std::{
 };
 
 use assert_cmd::Command as AssertCommand;
-use common::{BIN, Backend, Server, TIMEOUT, backends, pseudo_random, read_to_end, skip};
+use common::{BIN, Backend, Need, Server, TIMEOUT, backends, pseudo_random, read_to_end};
 use predicates::prelude::*;
 
 /// The test switch that makes the io_uring probe fail (see `src/serve/uring/probe.rs`).
@@ -49,11 +49,7 @@ fn uring_available() -> bool {
     let _ = BufReader::new(stdout).read_line(&mut first);
     let _ = child.kill();
     let _ = child.wait();
-    let available = first.starts_with("listening on");
-    if !available {
-        skip("io_uring is not available here");
-    }
-    available
+    common::needs_probed(Need::IoUring, first.starts_with("listening on"), None)
 }
 
 /// The line that says which backend runs.

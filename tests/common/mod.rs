@@ -4,10 +4,25 @@
 //! line (`listening on ADDR`) and collects the rest of its output on a channel, so tests wait for
 //! what the server says instead of sleeping. Every wait is bounded by [`TIMEOUT`], and a server
 //! is killed when its handle drops, so a failing test leaves no process behind.
+//!
+//! Every server starts through one function ([`launch`]), its stdout read at once or held
+//! unread after the startup lines ([`Server::start_with_stdout_unread`]). A `--multiplex` server
+//! runs on the backend forced on it ([`Backend`], [`backends!`]), and the harness holds it to
+//! that: it reads the startup lines to the one naming the backend that runs, and fails the test
+//! on any other, so a test named for io_uring never passes on a fallback to epoll.
+//!
+//! What a test needs from the machine (an outside program, root, a network namespace, IPv6,
+//! io_uring) is asked of [`needs`], the one rule (`needs.rs`): skipped with a printed reason
+//! where it is missing, a failure under CI.
 
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+mod needs;
+#[allow(unused_imports)] // each test file uses a different part of the harness
+pub use needs::{Need, needs, needs_probed, skip, under_ci};
+
 use std::{
+    collections::VecDeque,
     io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpStream},
     process::{Child, Command, ExitStatus, Stdio},
@@ -52,6 +67,14 @@ impl Backend {
         }
     }
 
+    /// How the server names it on its backend line (`multiplexing on io_uring`).
+    pub fn runs_as(self) -> &'static str {
+        match self {
+            Backend::Epoll => "epoll",
+            Backend::Uring => "io_uring",
+        }
+    }
+
     /// Forces this backend on a command that runs `serve --multiplex`, directly or through a
     /// wrapper that passes its environment on (`sh -c 'ulimit ...; exec ...'`, `unshare`).
     pub fn force(self, command: &mut Command) -> &mut Command {
@@ -69,7 +92,9 @@ impl Backend {
 /// Makes a test of `fn $test(backend: Backend)` for each backend: a module `$test` with the tests
 /// `epoll` and `uring`, so `cargo test half_close` runs both, `cargo test uring` every test on
 /// io_uring, and each backend passes or fails on its own. Written above the function, like an
-/// attribute: `backends!(half_close_flushes_everything_before_closing);`.
+/// attribute: `backends!(half_close_flushes_everything_before_closing);`. A variant that cannot
+/// pass yet is ignored with its reason, the other still runs:
+/// `backends!(name, uring: ignore = "#20: ...");`.
 #[allow(unused_macros)] // each test file uses a different part of the harness
 macro_rules! backends {
     ($test:ident) => {
@@ -80,6 +105,20 @@ macro_rules! backends {
             }
 
             #[test]
+            fn uring() {
+                super::$test($crate::common::Backend::Uring);
+            }
+        }
+    };
+    ($test:ident, uring: ignore = $why:literal) => {
+        mod $test {
+            #[test]
+            fn epoll() {
+                super::$test($crate::common::Backend::Epoll);
+            }
+
+            #[test]
+            #[ignore = $why]
             fn uring() {
                 super::$test($crate::common::Backend::Uring);
             }
@@ -115,6 +154,9 @@ pub struct Server {
     pub addr: SocketAddr,
     /// The server's stdout after the first line, line by line.
     lines: Receiver<String>,
+    /// Lines taken from `lines` at the start (up to the backend line) and not yet waited for:
+    /// [`Server::wait_for`] looks at them first, as if they were still in `lines`.
+    pending: VecDeque<String>,
     /// Every stdout line seen so far by `wait_for`, for failure messages and later checks.
     seen: Vec<String>,
     /// Everything the server wrote on stderr.
@@ -139,54 +181,10 @@ impl Server {
 
     /// Starts a prepared command that runs a server printing `listening on ADDR` first. A
     /// `--multiplex` server must have its backend forced ([`Backend::force`]), so that no
-    /// multiplex test runs on one backend only.
+    /// multiplex test runs on one backend only; the server must then name that backend on its
+    /// startup lines, or the test fails (see [`launch`]).
     pub fn start_with(command: &mut Command) -> Server {
-        let backend = checked_backend(command);
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start netecho serve");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, lines) = channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let (stderr, stderr_reader) = collect_stderr(&mut child);
-        let first = match lines.recv_timeout(TIMEOUT) {
-            Ok(line) => line,
-            Err(err) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "no first line from the server{} ({err}); stderr: {}",
-                    on(backend),
-                    stderr.lock().unwrap()
-                );
-            }
-        };
-        let addr = listening_addr(&first).unwrap_or_else(|| {
-            panic!(
-                "first line of the server{} is not 'listening on ADDR': {first:?}",
-                on(backend)
-            )
-        });
-        assert_backend_reached(&mut child, backend);
-        Server {
-            child,
-            addr,
-            lines,
-            seen: Vec::new(),
-            stderr,
-            stderr_reader,
-            backend,
-        }
+        launch(command, false).0
     }
 
     /// The server's process id.
@@ -207,7 +205,11 @@ impl Server {
         let deadline = Instant::now() + TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
+            let next = match self.pending.pop_front() {
+                Some(line) => Ok(line),
+                None => self.lines.recv_timeout(left),
+            };
+            match next {
                 Ok(line) => {
                     self.seen.push(line.clone());
                     if wanted(&line) {
@@ -300,7 +302,7 @@ impl Server {
         };
         self.read_stderr_to_end();
         // The process is gone: its stdout ends, so this drains to the end.
-        let mut rest = Vec::new();
+        let mut rest: Vec<String> = self.pending.drain(..).collect();
         while let Ok(line) = self.lines.recv_timeout(TIMEOUT) {
             rest.push(line);
         }
@@ -331,8 +333,8 @@ fn serve(backend: Option<Backend>, args: &[&str]) -> Command {
 /// The backend forced on a command; panics if it runs `serve --multiplex` with none (and no
 /// `--io` of its own: tests/uring.rs picks the backend itself, the point of its tests).
 fn checked_backend(command: &Command) -> Option<Backend> {
-    let backend = forced_backend(command);
     let picks_its_own = command.get_args().any(|arg| arg == "--io");
+    let backend = forced_backend(command).filter(|_| runs_multiplex(command) && !picks_its_own);
     assert!(
         backend.is_some() || picks_its_own || !runs_multiplex(command),
         "a --multiplex server runs on every backend: start it with Server::start_on (or \
@@ -341,21 +343,122 @@ fn checked_backend(command: &Command) -> Option<Backend> {
     backend
 }
 
-/// Checks that the backend forced on a command reached the server process itself (its pid,
-/// after the wrappers' `exec`): a wrapper that cleared the environment would leave every test
-/// on the default backend, twice.
-fn assert_backend_reached(child: &mut Child, backend: Option<Backend>) {
-    let Some(backend) = backend else { return };
-    let wanted = format!("NETECHO_IO={}", backend.name());
-    let environ = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap_or_default();
-    if !environ
-        .split(|&b| b == 0)
-        .any(|var| var == wanted.as_bytes())
-    {
+/// Starts a server from a prepared command, the one way every server of the tests starts: reads
+/// its first line (`listening on ADDR`) for the address and, when a backend is forced on a
+/// `--multiplex` server, its startup lines up to the one naming the backend that runs
+/// (`multiplexing on io_uring`, `multiplexing on epoll ...`; in JSON the `notice` with those
+/// words), which must be the one forced: a test named for io_uring runs on io_uring, never on a
+/// fallback. Those lines stay for [`Server::wait_for`]. The rest of stdout is read on a thread
+/// and collected on a channel; with `hold_stdout`, the thread stops after the startup lines
+/// until the returned gate opens (the pipe fills, as a terminal nobody scrolls would).
+fn launch(command: &mut Command, hold_stdout: bool) -> (Server, Option<StdoutGate>) {
+    let backend = checked_backend(command);
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start netecho serve");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (open, gate) = channel::<()>();
+    let gate = hold_stdout.then_some(gate);
+    let (tx, lines) = channel();
+    thread::spawn(move || {
+        let mut gate = gate;
+        // The startup ends at the first line without a forced backend, else at its line.
+        let mut startup = true;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let last_of_startup = startup && (backend.is_none() || backend_named(&line).is_some());
+            if tx.send(line).is_err() {
+                break;
+            }
+            if last_of_startup {
+                startup = false;
+                if let Some(gate) = gate.take() {
+                    let _ = gate.recv(); // returns when the gate's sender is dropped
+                }
+            }
+        }
+    });
+    let (stderr, stderr_reader) = collect_stderr(&mut child);
+    let fail = |child: &mut Child, what: String| -> ! {
         let _ = child.kill();
         let _ = child.wait();
-        panic!("the server's environment lacks {wanted}");
+        panic!(
+            "{what} (server{}); stderr: {}",
+            on(backend),
+            stderr.lock().unwrap()
+        );
+    };
+    let first = match lines.recv_timeout(TIMEOUT) {
+        Ok(line) => line,
+        Err(err) => fail(&mut child, format!("no first line from the server ({err})")),
+    };
+    let Some(addr) = listening_addr(&first) else {
+        fail(
+            &mut child,
+            format!("the first line is not 'listening on ADDR': {first:?}"),
+        )
+    };
+    let mut pending = VecDeque::new();
+    if let Some(backend) = backend {
+        let named = loop {
+            match lines.recv_timeout(TIMEOUT) {
+                Ok(line) => {
+                    let named = backend_named(&line);
+                    pending.push_back(line);
+                    if let Some(named) = named {
+                        break named;
+                    }
+                }
+                Err(err) => fail(
+                    &mut child,
+                    format!("no line naming the backend ({err}); startup lines: {pending:?}"),
+                ),
+            }
+        };
+        if named != backend.runs_as() {
+            fail(
+                &mut child,
+                format!(
+                    "forced onto {}, the server runs on {named}: {:?}",
+                    backend.runs_as(),
+                    pending.back()
+                ),
+            );
+        }
     }
+    let server = Server {
+        child,
+        addr,
+        lines,
+        pending,
+        seen: Vec::new(),
+        stderr,
+        stderr_reader,
+        backend,
+    };
+    (
+        server,
+        hold_stdout.then_some(StdoutGate { open: Some(open) }),
+    )
+}
+
+/// The backend a startup line names, as the server words it (`io_uring`, `epoll`): the text
+/// line `multiplexing on BACKEND ...`, or the JSON `notice` whose message says it.
+pub fn backend_named(line: &str) -> Option<String> {
+    let text = if line.starts_with('{') {
+        let event: serde_json::Value = serde_json::from_str(line).ok()?;
+        if event["event"] != "notice" {
+            return None;
+        }
+        event["message"].as_str()?.to_owned()
+    } else {
+        line.to_owned()
+    };
+    let rest = text.strip_prefix("multiplexing on ")?;
+    Some(rest.split(' ').next()?.to_owned())
 }
 
 /// ` on BACKEND` for a failure message, or nothing.
@@ -494,21 +597,9 @@ pub fn listens_on(pid: u32, port: u16) -> bool {
 }
 
 /// Whether an outside program the test talks to (socat, haproxy, curl...) runs here, tried as
-/// `program flag`. If not, the test is skipped; under CI, which installs every one of them
-/// (`.ci/run`), that is a failure instead.
+/// `program flag`: [`needs`] for a program (skipped here if not, a failure under CI).
 pub fn installed(program: &str, flag: &str) -> bool {
-    let found = std::process::Command::new(program)
-        .arg(flag)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-        assert!(!ci, "{program} is not installed (CI installs it: .ci/run)");
-        skip(&format!("{program} is not installed"));
-    }
-    found
+    needs(Need::Program(program, flag), None)
 }
 
 /// A field of `/proc/PID/status` in kB (`VmRSS`, `VmHWM`) or a count (`Threads`).
@@ -534,13 +625,7 @@ pub fn retrying<T>(mut call: impl FnMut() -> std::io::Result<T>) -> std::io::Res
     }
 }
 
-/// Says why a test is skipped, on stderr, where it shows even though `cargo test` captures
-/// `eprintln!`; a lost message is no failure.
-pub fn skip(why: &str) {
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
-}
-
-/// Holds a server's stdout unread after its first line (see [`Server::start_with_stdout_unread`]):
+/// Holds a server's stdout unread after its startup lines (see [`Server::start_with_stdout_unread`]):
 /// the pipe fills as a terminal that nobody scrolls, or `| less`, would.
 pub struct StdoutGate {
     /// Dropping it lets the reader go on.
@@ -555,7 +640,7 @@ impl StdoutGate {
 }
 
 impl Server {
-    /// Starts `netecho serve --port 0` with extra arguments, reads its first line, and then
+    /// Starts `netecho serve --port 0` with extra arguments, reads its startup lines, and then
     /// leaves its stdout unread until the gate opens.
     pub fn start_with_stdout_unread(args: &[&str]) -> (Server, StdoutGate) {
         Self::start_command_with_stdout_unread(&mut serve(None, args))
@@ -568,51 +653,8 @@ impl Server {
     }
 
     fn start_command_with_stdout_unread(command: &mut Command) -> (Server, StdoutGate) {
-        let backend = checked_backend(command);
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start netecho serve");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
-        let (open, gate) = channel::<()>();
-        let (tx, lines) = channel();
-        thread::spawn(move || {
-            let mut first = String::new();
-            if stdout.read_line(&mut first).is_err() || tx.send(first).is_err() {
-                return;
-            }
-            let _ = gate.recv(); // returns when the gate's sender is dropped
-            for line in stdout.lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let (stderr, stderr_reader) = collect_stderr(&mut child);
-        let first = lines.recv_timeout(TIMEOUT).unwrap_or_default();
-        let Some(addr) = listening_addr(first.trim_end()) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "first line of the server{} is not 'listening on ADDR': {first:?}; stderr: {}",
-                on(backend),
-                stderr.lock().unwrap()
-            );
-        };
-        assert_backend_reached(&mut child, backend);
-        let server = Server {
-            child,
-            addr,
-            lines,
-            seen: Vec::new(),
-            stderr,
-            stderr_reader,
-            backend,
-        };
-        (server, StdoutGate { open: Some(open) })
+        let (server, gate) = launch(command, true);
+        (server, gate.expect("a gate was asked for"))
     }
 
     /// Waits (bounded) for the server to exit by itself, without reading its stdout.
@@ -630,6 +672,36 @@ impl Server {
             thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// A server started by `unshare --net` in a private network namespace of its own (see
+/// [`Need::NetworkNamespace`]), with `lo` up and the
+/// non-loopback `addrs` on it; its pid names the namespace for [`in_namespace`]. On `backend`
+/// if `args` has `--multiplex`: `unshare` and `sh` pass it on in the environment.
+pub fn start_in_private_network(backend: Backend, addrs: &[&str], args: &[&str]) -> Server {
+    let setup: String = addrs
+        .iter()
+        .map(|addr| format!(" && /usr/sbin/ip addr add {addr} dev lo"))
+        .collect();
+    let script = format!("/usr/sbin/ip link set lo up{setup} && exec \"$0\" \"$@\"");
+    let mut command = Command::new("unshare");
+    command
+        .args(["--net", "sh", "-c", &script, BIN, "serve", "--port", "0"])
+        .args(args);
+    if args.contains(&"--multiplex") {
+        backend.force(&mut command);
+    }
+    Server::start_with(&mut command)
+}
+
+/// A command run inside `server`'s network namespace.
+pub fn in_namespace(server: &Server, program: &str) -> assert_cmd::Command {
+    let mut command = assert_cmd::Command::new("nsenter");
+    command
+        .arg(format!("--net=/proc/{}/ns/net", server.pid()))
+        .arg(program)
+        .timeout(TIMEOUT);
+    command
 }
 
 /// Sends `message`, reads back exactly as many bytes, and checks them.

@@ -2,13 +2,16 @@
 //!
 //! Every run is bounded by [`TIMEOUT`] and killed past it, so a hung shell fails the test instead
 //! of hanging `cargo test`. A program that is not installed skips its test with a printed message,
-//! except under CI (`CI` set, and not `false` or `0`), where `.ci/run` installs them all and a
-//! missing one is a failure.
+//! except under CI, where it fails: the one rule of `tests/common/needs.rs`, shared by path.
 
 #![allow(dead_code)] // each test file uses a different part of this module
 
+#[path = "../common/needs.rs"]
+mod needs;
+
+use needs::{Need, needs};
 use std::{
-    io::{Read, Write},
+    io::Read,
     path::Path,
     process::{Command, Output, Stdio},
     thread,
@@ -31,37 +34,10 @@ pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Whether the tests run under CI, where every external program must be present.
-pub fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|value| !matches!(value.as_str(), "" | "0" | "false"))
-}
-
-/// Whether `program` can be run. If not: outside CI, prints why the test is skipped and returns
-/// false; under CI, fails the test.
+/// Whether `program` can be run (tried as `program --version`): the rule of [`needs`], so a
+/// missing one skips the test, or fails it under CI.
 pub fn available(program: &str) -> bool {
-    let found = Command::new(program)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            !under_ci(),
-            "{program} is not installed, and CI is set: .ci/run should have installed it"
-        );
-        skip(&format!(
-            "{program} is not installed (CI installs it; see .ci/run)"
-        ));
-    }
-    found
-}
-
-/// Says why a test is skipped, where it shows even though `cargo test` captures `eprintln!`.
-pub fn skip(why: &str) {
-    // Direct writes to stderr bypass the test harness's capture; a lost message is no failure.
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
+    needs(Need::Program(program, "--version"), None)
 }
 
 /// Runs `command` to completion with no stdin, killing it after [`TIMEOUT`].

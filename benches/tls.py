@@ -93,6 +93,11 @@ CASES = [
      {"socat": "left out (a process per client)"}),
 ]
 
+# NETECHO_BENCH_CASES=bulk,handshake: only those cases, for a quicker look at one figure.
+ONLY = os.environ.get("NETECHO_BENCH_CASES")
+if ONLY:
+    CASES = [case for case in CASES if case[0] in ONLY.split(",")]
+
 
 def make_certificate(folder):
     """A self-signed ECDSA P-256 certificate for localhost/127.0.0.1; its SHA-256 fingerprint."""

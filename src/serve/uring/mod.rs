@@ -458,10 +458,20 @@ impl Uring {
         let Some(client) = shared.clients.get_mut(key) else {
             return;
         };
-        if !client.echo.pending().is_empty() {
-            let mut chunk = self.spare_chunks.pop().unwrap_or_default();
-            client.echo.take_pending(&mut chunk);
-            client.io.queue.push_back(Outgoing::Bytes(chunk));
+        let pending = client.echo.pending().len();
+        if pending > 0 {
+            // Joined to the last chunk while it has room: TLS records of successive receives
+            // go out in few sends, as copies do.
+            match client.io.queue.back_mut() {
+                Some(Outgoing::Bytes(last)) if last.len() + pending <= SEND_CHUNK => {
+                    client.echo.take_pending(last);
+                }
+                _ => {
+                    let mut chunk = self.spare_chunks.pop().unwrap_or_default();
+                    client.echo.take_pending(&mut chunk);
+                    client.io.queue.push_back(Outgoing::Bytes(chunk));
+                }
+            }
         }
         if let Err(leave) = outcome {
             let io = &mut client.io;

@@ -113,32 +113,64 @@ impl Limits {
 /// backend has taken (or was told to send from its own buffer) and not yet reported sent.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
-    /// Bytes held, from `written` on; empty, with no allocation, when none are.
+    /// Bytes held; `None`, a pointer's worth with no allocation, when none are (every idle
+    /// client, and every plain one whose socket takes its echoes at once).
+    held: Option<Box<Held>>,
+    /// Bytes handed to the backend and not yet reported sent.
+    in_transit: usize,
+}
+
+/// The bytes an outbox holds.
+#[derive(Debug, Default)]
+struct Held {
+    /// Bytes held, from `written` on.
     bytes: Vec<u8>,
     /// How many of `bytes` have been written.
     written: usize,
-    /// Bytes handed to the backend and not yet reported sent.
-    in_transit: usize,
 }
 
 impl Outbox {
     /// Bytes held and not yet written.
     fn unsent(&self) -> &[u8] {
-        &self.bytes[self.written..]
+        self.held
+            .as_ref()
+            .map_or(&[], |held| &held.bytes[held.written..])
     }
 
     /// Everything on its way: held, and in the backend's hands.
     fn held(&self) -> usize {
-        self.bytes.len() - self.written + self.in_transit
+        self.unsent().len() + self.in_transit
+    }
+
+    /// Holds `data` behind what is held.
+    fn push(&mut self, data: &[u8]) {
+        self.held
+            .get_or_insert_default()
+            .bytes
+            .extend_from_slice(data);
+    }
+
+    /// Holds `data` before what is held.
+    fn push_front(&mut self, data: &[u8]) {
+        let mut held = Box::new(Held {
+            bytes: data.to_vec(),
+            written: 0,
+        });
+        if let Some(behind) = self.held.take() {
+            held.bytes
+                .extend_from_slice(&behind.bytes[behind.written..]);
+        }
+        self.held = Some(held).filter(|held| !held.bytes.is_empty());
     }
 
     /// `n` held bytes were written.
     fn wrote(&mut self, n: usize) {
-        self.written = (self.written + n).min(self.bytes.len());
-        if self.written == self.bytes.len() {
-            // Give the buffer back: an idle connection should cost next to nothing.
-            self.bytes = Vec::new();
-            self.written = 0;
+        if let Some(held) = &mut self.held {
+            held.written = (held.written + n).min(held.bytes.len());
+            if held.written == held.bytes.len() {
+                // Give the buffer back: an idle connection should cost next to nothing.
+                self.held = None;
+            }
         }
     }
 }
@@ -146,7 +178,7 @@ impl Outbox {
 impl io::Write for Outbox {
     /// rustls writes its records here.
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.bytes.extend_from_slice(data);
+        self.push(data);
         Ok(data.len())
     }
 
@@ -161,8 +193,8 @@ enum Stage {
     /// client that is served holds a pointer's worth of stage (10,000 idle clients are ~1 MiB
     /// less on io_uring, measured).
     Header(Box<AwaitHeader>),
-    /// Bytes straight back.
-    Plain,
+    /// Bytes straight back; `ended`: the client's input has ended (its EOF).
+    Plain { ended: bool },
     /// Records in, plaintext echoed through rustls, records out. Boxed: a plain connection
     /// stays small, and a TLS one pays for rustls's session once, on the heap.
     Tls(Box<TlsStage>),
@@ -180,8 +212,6 @@ pub(crate) struct Echo {
     received: u64,
     /// Payload bytes echoed: written to the socket (with TLS, once their records all were).
     echoed: u64,
-    /// A plain client's input has ended (its EOF).
-    input_ended: bool,
     /// When it last moved a byte either way, for the idle timeout and the drain.
     last_progress: Instant,
 }
@@ -208,7 +238,6 @@ impl Echo {
             out: Outbox::default(),
             received: 0,
             echoed: 0,
-            input_ended: false,
             last_progress: now,
         })
     }
@@ -264,14 +293,14 @@ impl Echo {
         }
         match &mut self.stage {
             Stage::Header(_) => Ok(Reply::Held), // not reached: started above
-            Stage::Plain => {
+            Stage::Plain { .. } => {
                 self.received += data.len() as u64;
                 if self.out.unsent().is_empty() {
                     self.out.in_transit += data.len();
                     Ok(Reply::Echo { from })
                 } else {
                     // Behind what is queued already.
-                    self.out.bytes.extend_from_slice(data);
+                    self.out.push(data);
                     Ok(Reply::Held)
                 }
             }
@@ -294,8 +323,8 @@ impl Echo {
         self.last_progress = now;
         match &mut self.stage {
             Stage::Header(wait) => Err(Leave::ProxyHeader(wait.closed())),
-            Stage::Plain => {
-                self.input_ended = true;
+            Stage::Plain { ended } => {
+                *ended = true;
                 Ok(())
             }
             Stage::Tls(tls) => {
@@ -349,10 +378,7 @@ impl Echo {
     /// line.
     pub(crate) fn keep(&mut self, rest: &[u8]) {
         self.out.in_transit = self.out.in_transit.saturating_sub(rest.len());
-        let behind = std::mem::take(&mut self.out.bytes);
-        let written = std::mem::take(&mut self.out.written);
-        self.out.bytes.extend_from_slice(rest);
-        self.out.bytes.extend_from_slice(&behind[written..]);
+        self.out.push_front(rest);
     }
 
     /// Counts `n` bytes gone to the socket.
@@ -400,7 +426,7 @@ impl Echo {
         let in_flight = (self.received - self.echoed) as usize;
         match &self.stage {
             Stage::Header(wait) => wait.seen(),
-            Stage::Plain => in_flight,
+            Stage::Plain { .. } => in_flight,
             Stage::Tls(tls) => in_flight + tls.inbox_len(),
         }
     }
@@ -429,7 +455,7 @@ impl Echo {
     fn reading_over(&self) -> bool {
         match &self.stage {
             Stage::Header(_) => false,
-            Stage::Plain => self.input_ended,
+            Stage::Plain { ended } => *ended,
             Stage::Tls(tls) => tls.saw_eof(),
         }
     }
@@ -445,7 +471,7 @@ impl Echo {
         let sent = self.out.held() == 0;
         match &self.stage {
             Stage::Header(_) => None,
-            Stage::Plain => (self.input_ended && sent).then_some(Leave::Closed),
+            Stage::Plain { ended } => (*ended && sent).then_some(Leave::Closed),
             Stage::Tls(tls) if tls.input_ended && tls.is_handshaking() => Some(Leave::NoHandshake),
             Stage::Tls(tls) => (tls.ended() && sent).then_some(Leave::Closed),
         }
@@ -528,7 +554,7 @@ fn start(
     match tls {
         None => {
             on(Said::Connected(peer));
-            Ok(Stage::Plain)
+            Ok(Stage::Plain { ended: false })
         }
         Some(config) => TlsStage::new(Arc::clone(config), now)
             .map(|tls| Stage::Tls(Box::new(tls)))

@@ -36,10 +36,6 @@ use super::{
 };
 use crate::{cli::ServeArgs, error::describe, tls::PLAINTEXT_CHUNK};
 
-/// The most clients a loop reserves room for at start (a few hundred bytes each, as address
-/// space: only the pages clients are stored in become memory).
-const PREALLOCATED_MOST: usize = 1 << 20;
-
 /// One client of a loop: its echo core and the backend's I/O state.
 pub(crate) struct Client<Io> {
     /// Tells this client apart from a later one under the same slab key, for timers, queue
@@ -150,14 +146,7 @@ impl<'a, Io> Shared<'a, Io> {
             ..Summary::default()
         };
         Shared {
-            // Room for every client the loop may hold, reserved at once: the pages are the
-            // kernel's until a client is stored in them, and the slab never grows by copying
-            // (a doubling holds the old and the new array at once: 10,000 clients peaked ~1 MiB
-            // higher that way, benches/RESULTS.md, issue #20).
-            clients: Slab::with_capacity(
-                usize::try_from(max_clients)
-                    .map_or(PREALLOCATED_MOST, |n| n.min(PREALLOCATED_MOST)),
-            ),
+            clients: Slab::new(),
             next_serial: 0,
             timers: IdleTimers::default(),
             report,

@@ -51,6 +51,11 @@ const READ_BUFFER: usize = 64 * 1024;
 const WRITE_BUFFER_MAX: usize = 64 * 1024;
 /// Open loop: messages a connection's write buffer holds (bounded by [`WRITE_BUFFER_MAX`]).
 const OPEN_LOOP_BUFFERED: usize = 16;
+/// Open loop: send times a connection remembers for the uncorrected latency (wrk2's
+/// `--u_latency`), 16 KiB at most (so `-c 10000` stays far within the memory limit); messages
+/// beyond them in flight (a server stalled for a while) have a due time but no send time, and
+/// only their corrected latency is recorded.
+const OPEN_LOOP_SEND_TIMES: usize = 1024;
 /// How often connections are checked for a stall (no progress within `--timeout`).
 const STALL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -58,7 +63,7 @@ const STALL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 /// of each message in flight.
 pub(crate) fn buffer_bytes(size: usize, pipeline: u32, open: bool) -> u64 {
     let (buffered, in_flight) = if open {
-        (OPEN_LOOP_BUFFERED, 0)
+        (OPEN_LOOP_BUFFERED, OPEN_LOOP_SEND_TIMES)
     } else {
         (pipeline as usize, pipeline as usize)
     };
@@ -74,12 +79,16 @@ pub(crate) fn run(
     mut progress: Option<&mut Progress>,
 ) -> Result<ThreadStats> {
     let mut stats = ThreadStats::new()?;
+    if share.intervals.is_some() {
+        stats.keep_windows()?;
+    }
     let mut poll = Poll::new().context("cannot create the event loop")?;
     let mut connections = connect_all(share, &mut poll, &mut stats)?;
-    let Some(start) = run_loop::start(ticket, progress.as_deref_mut()) else {
+    let Some(start) = run_loop::start(share, ticket, progress.as_deref_mut()) else {
         // Another thread could not start; its error ends the run.
         return Ok(stats);
     };
+    stats.started = Some(start);
     let registry = poll
         .registry()
         .try_clone()
@@ -121,7 +130,7 @@ fn connect_all(
         while pending.len() < share.connect_window && slots.len() < share.ids.len() {
             let index = slots.len();
             let id = share.ids[index];
-            match Link::open(poll.registry(), plan.target, Token(index), plan.proxy, tls) {
+            match Link::open(poll.registry(), plan, id, Token(index), tls) {
                 Ok(link) => {
                     slots.push(Some(Connection::new(link, id, plan)));
                     pending.push((index, Instant::now()));
@@ -219,10 +228,14 @@ struct Connection {
     /// Bytes written to and read from the socket, so a reply longer than the request shows.
     written: u64,
     received: u64,
-    /// Closed loop: when each message in flight was sent, oldest first. It grows with the
-    /// messages in flight (at most `--pipeline`), so a deep pipeline the socket never fills
-    /// costs nothing.
+    /// When each message in flight was sent, oldest first: those numbered up to `last_timed`,
+    /// without a gap. It grows with the messages in flight (closed loop: at most `--pipeline`,
+    /// so a deep pipeline the socket never fills costs nothing; open loop: at most
+    /// [`OPEN_LOOP_SEND_TIMES`], for the uncorrected latency; once full, no time is kept until
+    /// it has emptied, so the times stay in one run of numbers).
     sent_at: VecDeque<Instant>,
+    /// The number of the last message in `sent_at`.
+    last_timed: u64,
     /// When the connection last made progress (a reply byte), or began to wait for one.
     last_progress: Instant,
 }
@@ -254,6 +267,7 @@ impl Connection {
             written: 0,
             received: 0,
             sent_at: VecDeque::new(),
+            last_timed: 0,
             last_progress: now,
         }
     }
@@ -409,9 +423,9 @@ impl Run<'_> {
         c.link.close();
         c.link = Link::open(
             &self.registry,
-            plan.target,
+            plan,
+            c.id,
             Token(index),
-            plan.proxy,
             self.core.share.tls.as_ref(),
         )?;
         let per_link = plan.reconnect.map_or(u64::MAX, u64::from);
@@ -446,8 +460,12 @@ impl Run<'_> {
                         // From now on a reply is owed: the stall clock starts.
                         c.last_progress = now;
                     }
-                    if core.schedule.is_none() {
+                    let in_run = c.sent_at.is_empty()
+                        || (c.last_timed + 1 == c.next.seq
+                            && c.sent_at.len() < OPEN_LOOP_SEND_TIMES);
+                    if core.schedule.is_none() || in_run {
                         c.sent_at.push_back(now);
+                        c.last_timed = c.next.seq;
                     }
                 }
                 let n = (c.size - c.next_offset).min(c.out.len() - c.out_end);
@@ -534,10 +552,23 @@ impl Run<'_> {
                 data = &data[take..];
                 if c.reply_offset == c.size {
                     let core = &mut self.core;
+                    // A whole reply is one to a message started, so its time is queued (in an
+                    // open loop, unless the queue was full when it went).
+                    let first_timed = (c.last_timed + 1).saturating_sub(c.sent_at.len() as u64);
+                    let sent = if first_timed == c.reply.seq {
+                        c.sent_at.pop_front()
+                    } else {
+                        None
+                    };
                     let origin = match &core.schedule {
-                        Some(schedule) => Some(schedule.due(core.index_of(c.id), c.reply.seq)),
-                        // A whole reply is one to a message started, so its time is queued.
-                        None => c.sent_at.pop_front(),
+                        Some(schedule) => {
+                            if let Some(sent) = sent {
+                                core.stats
+                                    .record_uncorrected(now.saturating_duration_since(sent));
+                            }
+                            Some(schedule.due(core.index_of(c.id), c.reply.seq))
+                        }
+                        None => sent,
                     };
                     core.reply(
                         origin.map_or(Duration::ZERO, |at| now.saturating_duration_since(at)),

@@ -251,7 +251,9 @@ fn turns<'a, T: Transport<'a>>(
         }
         let transport_wake = transport.turn(conns, now);
         transport.core().last_call = false;
-        if conns.iter().all(Option::is_none) {
+        // With --connect-rate, empty slots wait for the connections due next.
+        let slots_only = transport.core().share.plan.connect_rate.is_some();
+        if conns.iter().all(Option::is_none) && (!slots_only || transport.core().stopping()) {
             // Nothing left to measure: every connection failed to start or was dropped.
             transport.core().report_progress();
             return Ok(now);

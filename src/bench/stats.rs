@@ -137,6 +137,8 @@ pub(crate) struct ThreadStats {
     pub(crate) opened: u64,
     /// Of `opened`, those set up while the load ran: the rate of new connections counts these.
     pub(crate) reopened: u64,
+    /// `--connect-rate`: new connections that came due on the schedule.
+    pub(crate) connections_due: u64,
     /// TLS handshakes completed.
     pub(crate) handshakes: u64,
     /// Of `handshakes`, those that resumed an earlier session.
@@ -183,6 +185,7 @@ impl ThreadStats {
             handshake_latency: histogram()?,
             opened: 0,
             reopened: 0,
+            connections_due: 0,
             handshakes: 0,
             resumed: 0,
             full_in_load: 0,
@@ -280,6 +283,7 @@ impl ThreadStats {
             .context("cannot merge handshake histograms")?;
         self.opened += other.opened;
         self.reopened += other.reopened;
+        self.connections_due += other.connections_due;
         self.handshakes += other.handshakes;
         self.resumed += other.resumed;
         self.full_in_load += other.full_in_load;
@@ -493,6 +497,10 @@ pub(crate) struct BenchReport {
     pub(crate) connections_opened: u64,
     /// Connections set up per second while the load ran (those of the start are not in it).
     pub(crate) connections_per_sec: f64,
+    /// `--connect-rate`: new connections due on the schedule; more than `connections_opened`
+    /// when the server (or the slots, `--connections`) could not keep up.
+    #[serde(default)]
+    pub(crate) connections_due: u64,
     /// TLS handshakes completed (0 without `--tls`).
     pub(crate) handshakes: u64,
     /// Of `handshakes`, those that resumed an earlier session.
@@ -583,6 +591,7 @@ impl BenchReport {
                 .then(|| Latency::of(&total.uncorrected)),
             connections_opened: total.opened,
             connections_per_sec: per_second(total.reopened as f64),
+            connections_due: total.connections_due,
             handshakes: total.handshakes,
             resumed: total.resumed,
             full_handshakes_per_sec: per_second(total.full_in_load as f64),
@@ -621,6 +630,7 @@ impl BenchReport {
         self.interrupted |= other.interrupted;
         self.connections_opened += other.connections_opened;
         self.connections_per_sec += other.connections_per_sec;
+        self.connections_due += other.connections_due;
         self.handshakes += other.handshakes;
         self.resumed += other.resumed;
         self.full_handshakes_per_sec += other.full_handshakes_per_sec;
@@ -730,11 +740,22 @@ impl BenchReport {
             0 => String::new(),
             n => format!(", {n} failed"),
         };
-        writeln!(
-            out,
-            "connected   {} of {} in {:.1} ms{failed}",
-            self.connected, s.connections, self.connect_ms
-        )?;
+        if let Some(rate) = s.connect_rate {
+            let opened = format!(
+                "{} opened of {} due at {} per second: {} per second{failed}",
+                self.connections_opened,
+                self.connections_due,
+                number(rate),
+                number(self.connections_per_sec)
+            );
+            write_wrapped(out, "connections ", "            ", &opened)?;
+        } else {
+            writeln!(
+                out,
+                "connected   {} of {} in {:.1} ms{failed}",
+                self.connected, s.connections, self.connect_ms
+            )?;
+        }
         if let Some(late) = self.start_late_s {
             let line = format!(
                 "ready {late:.2} s after --start-at: this agent measured only from then \

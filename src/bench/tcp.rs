@@ -20,6 +20,13 @@
 //! under the same connection id, so the sequence of messages, and their check, go on across
 //! links. The time each link took to set up is recorded apart from message latency.
 //!
+//! With `--connect-rate R --messages K` no connection is opened beforehand: the thread's
+//! connections are slots, and new connections are due on a schedule of their own (R per second
+//! over all threads, open loop like `--rate`). Each due one is opened in a free slot, sends K
+//! messages one at a time, and closes once its replies are in, freeing the slot. Its connect
+//! latency counts from when it was due, so a server (or a full set of slots) that cannot keep
+//! up shows as latency and as fewer opened than due, never as a slower schedule.
+//!
 //! At the end of `--duration` no new message starts; the loop waits (up to `--timeout`) for the
 //! replies still owed, then closes everything. A connection that fails (reset, closed, altered
 //! byte, no progress within `--timeout`) is counted by kind and dropped; the others go on.
@@ -41,6 +48,7 @@ use super::{
     plan::{Load, ThreadPlan, later},
     progress::Progress,
     run_loop::{self, Core, EVENTS_CAPACITY, Transport},
+    schedule::Schedule,
     stats::{ErrorKind, ThreadStats, describe_mismatch},
 };
 use crate::error::describe;
@@ -83,7 +91,11 @@ pub(crate) fn run(
         stats.keep_windows()?;
     }
     let mut poll = Poll::new().context("cannot create the event loop")?;
-    let mut connections = connect_all(share, &mut poll, &mut stats)?;
+    let mut connections = match share.plan.connect_rate {
+        // Slots only: the connections are opened on their schedule.
+        Some(_) => (0..share.ids.len()).map(|_| None).collect(),
+        None => connect_all(share, &mut poll, &mut stats)?,
+    };
     let Some(start) = run_loop::start(share, ticket, progress.as_deref_mut()) else {
         // Another thread could not start; its error ends the run.
         return Ok(stats);
@@ -98,6 +110,12 @@ pub(crate) fn run(
         last_stall_check: start,
         buffer: vec![0; READ_BUFFER].into_boxed_slice(),
         registry,
+        openings: share.plan.connect_rate.map(|(rate, _)| {
+            let rate = rate * share.ids.len() as f64 / f64::from(share.plan.connections);
+            let duration = run_end(share, start).saturating_duration_since(start);
+            Schedule::new(start, duration, rate, 1)
+        }),
+        opened: 0,
     };
     // The first turn sends what the load allows on every connection.
     run.core.dirty.extend(0..connections.len());
@@ -105,6 +123,11 @@ pub(crate) fn run(
     let finished = run.core.measured_until(ended);
     stats.load_time = finished.duration_since(start);
     Ok(stats)
+}
+
+/// When this thread's load ends: `duration` after the agreed start (see [`Core::new`]).
+fn run_end(share: &ThreadPlan, start: Instant) -> Instant {
+    later(share.plan.begin.unwrap_or(start), share.plan.duration)
 }
 
 /// Connects this thread's share, keeping at most `connect_window` connects under way. Failed
@@ -296,8 +319,12 @@ struct Run<'a> {
     last_stall_check: Instant,
     /// The thread's read buffer, shared by its connections.
     buffer: Box<[u8]>,
-    /// Where new links (`--reconnect`) are registered.
+    /// Where new links (`--reconnect`, `--connect-rate`) are registered.
     registry: Registry,
+    /// `--connect-rate`: when this thread's new connections are due.
+    openings: Option<Schedule>,
+    /// `--connect-rate`: new connections opened so far (the next due is this one).
+    opened: u64,
 }
 
 impl<'a> Transport<'a> for Run<'a> {
@@ -308,6 +335,7 @@ impl<'a> Transport<'a> for Run<'a> {
     }
 
     fn turn(&mut self, connections: &mut [Option<Connection>], now: Instant) -> Option<Instant> {
+        let next_opening = self.open_due(connections, now);
         while let Some(index) = self.core.dirty.pop() {
             self.pump(connections, index, now);
         }
@@ -315,7 +343,8 @@ impl<'a> Transport<'a> for Run<'a> {
             self.last_stall_check = now;
             self.drop_stalled(connections, now);
         }
-        Some(later(self.last_stall_check, STALL_CHECK_INTERVAL))
+        let stall_check = later(self.last_stall_check, STALL_CHECK_INTERVAL);
+        Some(next_opening.map_or(stall_check, |at| at.min(stall_check)))
     }
 
     fn owing(connection: &Connection) -> bool {
@@ -382,12 +411,64 @@ impl<'a> Transport<'a> for Run<'a> {
 }
 
 impl Run<'_> {
+    /// `--connect-rate`: opens the connections that have come due, as far as slots are free;
+    /// returns when the next is due (now, if one waits for a slot: the stall check, every
+    /// [`STALL_CHECK_INTERVAL`], comes back to it, as do the replies that free slots).
+    fn open_due(
+        &mut self,
+        connections: &mut [Option<Connection>],
+        now: Instant,
+    ) -> Option<Instant> {
+        let schedule = self.openings.as_mut()?;
+        if !self.core.may_start() {
+            return None;
+        }
+        schedule.advance(now, |_| {});
+        let due = schedule.due_count(0);
+        self.core.stats.connections_due = due;
+        let plan = self.core.share.plan;
+        let messages = plan.connect_rate.map_or(1, |(_, k)| u64::from(k));
+        while self.opened < due {
+            let Some(index) = connections.iter().position(Option::is_none) else {
+                break;
+            };
+            let due_at = self.openings.as_ref()?.due(0, self.opened);
+            self.opened += 1;
+            let id = self.core.share.ids[index];
+            let tls = self.core.share.tls.as_ref();
+            match Link::open(&self.registry, plan, id, Token(index), tls) {
+                Ok(mut link) => {
+                    // Connect latency counts from when it was due (no coordinated omission).
+                    link.opened_at = due_at.min(link.opened_at);
+                    let mut connection = Connection::new(link, id, plan);
+                    connection.link_end = messages;
+                    connections[index] = Some(connection);
+                }
+                Err(err) => {
+                    let (kind, why) = setup_failure(false, &err, plan.target, tls);
+                    self.core.stats.failed_connections += 1;
+                    self.core.error(kind, || format!("connection {id}: {why}"));
+                }
+            }
+        }
+        self.openings.as_ref()?.next_due()
+    }
+
     /// Starts the messages the load allows and writes what the socket takes.
     fn pump(&mut self, connections: &mut [Option<Connection>], index: usize, now: Instant) {
         let Some(connection) = connections[index].as_mut() else {
             return;
         };
         if !connection.link.is_ready() {
+            return;
+        }
+        if connection.next.seq >= connection.link_end
+            && !connection.busy()
+            && self.openings.is_some()
+        {
+            // --connect-rate: its messages are done; it closes and frees the slot.
+            connection.link.close();
+            connections[index] = None;
             return;
         }
         if connection.next.seq >= connection.link_end && !connection.busy() {

@@ -879,11 +879,11 @@ pub enum BenchAction {
         if any agent saw an error, as a run would.",
     after_help = "Examples:\n  \
         netecho bench merge agent-*.hlog                # one report of every agent\n  \
-        netecho bench merge --json /results/*.hlog     # the same as one JSON object"
+        netecho bench merge --json /results            # every *.hlog there, as JSON"
 )]
 pub struct BenchMergeArgs {
-    /// The agents' logs (bench --hdr-log)
-    #[arg(value_name = "FILE", required = true, num_args = 1.., value_hint = ValueHint::FilePath)]
+    /// The agents' logs (bench --hdr-log), or directories of them (their *.hlog files)
+    #[arg(value_name = "FILE", required = true, num_args = 1.., value_hint = ValueHint::AnyPath)]
     pub files: Vec<PathBuf>,
 
     /// Print the report as one JSON object

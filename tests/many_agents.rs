@@ -169,9 +169,10 @@ fn four_agents_started_together_from_their_own_addresses_merge_exactly() {
     let common = merged["elapsed_s"].as_f64().unwrap();
     assert!(common > 0.5 && common <= 1.1, "common interval {common}");
 
-    // The text form of the same merge has a row per agent.
-    merge.retain(|arg| *arg != "--json");
-    let (code, text, stderr) = netecho(&merge);
+    // The text form of the same merge, given the directory (as the Kubernetes merge Job
+    // does), has a row per agent.
+    let dir_arg = dir.path().display().to_string();
+    let (code, text, stderr) = netecho(&["bench", "merge", &dir_arg]);
     assert_eq!(code, 0, "{text}{stderr}");
     assert!(
         text.contains("agents      4, rates over the common"),
@@ -409,4 +410,62 @@ fn running_out_of_source_ports_names_the_fix() {
         stdout.contains("out of source ports on 127.0.0.2") && stdout.contains("--bind"),
         "{stdout}"
     );
+}
+
+/// `kubernetes-validate` (PyPI, the Kubernetes schemas offline): `NETECHO_KUBERNETES_VALIDATE`
+/// (CI sets it to its venv's), else from PATH; None (the test skips) when absent, except in CI.
+fn kubernetes_validate() -> Option<String> {
+    let program = std::env::var("NETECHO_KUBERNETES_VALIDATE")
+        .unwrap_or_else(|_| "kubernetes-validate".to_string());
+    common::installed(&program, "--version").then_some(program)
+}
+
+#[test]
+fn the_kubernetes_bench_job_and_merge_validate_and_their_arguments_parse() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/kubernetes");
+    let files = [
+        root.join("bench-job.yaml"),
+        root.join("bench-merge-job.yaml"),
+    ];
+    // The agent's arguments, as Kubernetes expands them: with a start time already past, the
+    // run is refused for that alone, so every other argument parsed.
+    let job = std::fs::read_to_string(&files[0]).unwrap();
+    let args: Vec<String> = job
+        .lines()
+        .skip_while(|l| l.trim() != "args:")
+        .skip(1)
+        .map_while(|l| l.trim().strip_prefix("- "))
+        .map(|arg| {
+            arg.replace("$(START_AT)", "2001-01-01T00:00:00Z")
+                .replace("$(AGENT_INDEX)", "0")
+        })
+        .collect();
+    assert_eq!(args.first().map(String::as_str), Some("bench"), "{job}");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = netecho(&args);
+    assert_eq!(code, 2, "{args:?}: {stdout}{stderr}");
+    assert!(stderr.contains("--start-at is"), "{stderr}");
+    assert!(job.contains("completionMode: Indexed"), "{job}");
+
+    let Some(validate) = kubernetes_validate() else {
+        return;
+    };
+    let output = std::process::Command::new(&validate)
+        .arg("--strict")
+        .args(&files)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{said}");
+    assert_eq!(said.matches("passed").count(), 3, "{said}");
+    // The validator does refuse a wrong manifest: a misspelt field, under --strict.
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("wrong.yaml");
+    std::fs::write(&wrong, job.replace("completionMode:", "completionMod:")).unwrap();
+    let output = std::process::Command::new(&validate)
+        .args(["--strict".as_ref(), wrong.as_os_str()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
 }

@@ -8,9 +8,13 @@
 //! straddle an edge in proportion to their overlap. Logs of different targets or options are
 //! refused, naming the option that differs.
 
-use std::io::{self, Write};
+use std::{
+    fs,
+    io::{self, Write},
+    path::PathBuf,
+};
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
 use super::{
     hdr_log::{AgentLog, TAG_CONNECT, TAG_HANDSHAKE, TAG_LATENCY, TAG_UNCORRECTED},
@@ -18,13 +22,17 @@ use super::{
 };
 use crate::{cli::BenchMergeArgs, error::UsageError, output::stdout_error};
 
+/// What a directory's logs end with, for `merge DIR`.
+const LOG_EXTENSION: &str = "hlog";
+
 /// Runs `netecho bench merge`.
 pub(crate) fn run(args: &BenchMergeArgs) -> Result<()> {
-    let mut logs = Vec::with_capacity(args.files.len());
-    for path in &args.files {
+    let files = expand(&args.files)?;
+    let mut logs = Vec::with_capacity(files.len());
+    for path in &files {
         logs.push(AgentLog::read(path).map_err(|err| anyhow!(UsageError(format!("{err:#}"))))?);
     }
-    let names: Vec<String> = args.files.iter().map(|p| p.display().to_string()).collect();
+    let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
     let report = merge(&logs, &names)?;
     let mut stdout = io::stdout().lock();
     if args.json {
@@ -139,6 +147,34 @@ pub(crate) fn merge(logs: &[AgentLog], names: &[String]) -> Result<BenchReport> 
     merged.start_late_s = None;
     merged.agents = agents;
     Ok(merged)
+}
+
+/// The files to read: each file given, and for each directory its `*.hlog` files in name order
+/// (a container without a shell, as in contrib/kubernetes/, has no glob). A directory without
+/// one is a usage error.
+fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if !path.is_dir() {
+            files.push(path.clone());
+            continue;
+        }
+        let mut found: Vec<PathBuf> = fs::read_dir(path)
+            .with_context(|| format!("cannot list {}", path.display()))?
+            .filter_map(|entry| Some(entry.ok()?.path()))
+            .filter(|file| file.extension().is_some_and(|ext| ext == LOG_EXTENSION))
+            .collect();
+        if found.is_empty() {
+            bail!(UsageError(format!(
+                "{} has no .{LOG_EXTENSION} file: give the agents' --hdr-log files, or the \
+                 directory they wrote them to",
+                path.display()
+            )));
+        }
+        found.sort();
+        files.extend(found);
+    }
+    Ok(files)
 }
 
 /// The first option in which two logs' settings differ, in words.

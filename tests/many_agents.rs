@@ -469,3 +469,40 @@ fn the_kubernetes_bench_job_and_merge_validate_and_their_arguments_parse() {
         .unwrap();
     assert!(!output.status.success());
 }
+
+#[test]
+fn an_agent_ready_after_start_at_says_so() {
+    // A listener that never accepts, with a backlog of one: the kernel completes two connects
+    // and drops the later SYNs, so the agent's set-up lasts its --timeout and ends after the
+    // start time. (The run fails, its connections unanswered; the report still says when it
+    // began.)
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    socket.listen(1).unwrap();
+    let port = socket
+        .local_addr()
+        .unwrap()
+        .as_socket()
+        .unwrap()
+        .port()
+        .to_string();
+    let start_at = seconds_ahead(0.5);
+    let (code, stdout, stderr) = netecho(&[
+        "bench",
+        "--port",
+        &port,
+        "-c",
+        "6",
+        "-d",
+        "1",
+        "--timeout",
+        "1.5",
+        "--start-at",
+        &start_at,
+    ]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.contains("started     ready "), "{stdout}");
+    assert!(stdout.contains("s after --start-at"), "{stdout}");
+}

@@ -325,8 +325,9 @@ fn merge_refuses_no_files_cut_short_foreign_and_other_runs() {
     assert!(stderr.contains("FILE"), "{stderr}");
 
     let server = Server::start_on(Backend::Epoll, &["--multiplex", "-q"]);
+    let other = Server::start_on(Backend::Epoll, &["--multiplex", "-q"]);
     let dir = tempfile::tempdir().unwrap();
-    let run = |name: &str, size: &str| {
+    let run = |name: &str, server: &Server, size: &str| {
         let log = path(dir.path(), name);
         let port = server.addr.port().to_string();
         let (code, out, err) = netecho(&[
@@ -343,11 +344,18 @@ fn merge_refuses_no_files_cut_short_foreign_and_other_runs() {
         assert_eq!(code, 0, "{out}{err}");
         log
     };
-    let (a, b) = (run("a.hlog", "64"), run("b.hlog", "100"));
+    let a = run("a.hlog", &server, "64");
+    let (b, c) = (run("b.hlog", &other, "64"), run("c.hlog", &server, "100"));
     let (code, _, stderr) = netecho(&["bench", "merge", &a, &b]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains("another run") && stderr.contains("size"),
+        stderr.contains("another run") && stderr.contains("its target is"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = netecho(&["bench", "merge", &a, &c]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("another run") && stderr.contains("its size is 100"),
         "{stderr}"
     );
 

@@ -182,7 +182,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
         resumption: plan.tls.is_some().then_some(!args.no_resumption),
         connect_rate: args.connect_rate,
         messages_per_connection: args.connect_rate.map(|_| args.messages),
-        tos: args.tos.or(args.dscp.map(|dscp| dscp << 2)),
+        tos: plan.sockets.tos(),
         sndbuf: args.sndbuf,
         rcvbuf: args.rcvbuf,
     };

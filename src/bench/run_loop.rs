@@ -242,7 +242,8 @@ fn turns<'a, T: Transport<'a>>(
         if !core.stopping() && (now >= core.end || core.share.live.is_interrupted()) {
             core.drain_start = now;
             core.drain_deadline = Some(later(now, core.share.plan.timeout));
-            core.last_call = core.schedule.is_some() && !core.share.live.is_interrupted();
+            let open_loop = core.schedule.is_some() || core.share.plan.connect_rate.is_some();
+            core.last_call = open_loop && !core.share.live.is_interrupted();
         }
         if let Some(schedule) = &mut core.schedule {
             // O(1) however far behind, and each connection at most once.

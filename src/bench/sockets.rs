@@ -78,6 +78,11 @@ impl SocketSetup {
         })
     }
 
+    /// The TOS byte the load's packets carry, if `--tos` or `--dscp` set one.
+    pub(crate) fn tos(&self) -> Option<u8> {
+        self.tos
+    }
+
     /// The source address of connection `id`, if `--bind` gave any.
     pub(crate) fn source(&self, id: u32) -> Option<IpAddr> {
         (!self.sources.is_empty()).then(|| self.sources[id as usize % self.sources.len()])

@@ -120,6 +120,12 @@ pub(crate) fn run(
     // The first turn sends what the load allows on every connection.
     run.core.dirty.extend(0..connections.len());
     let ended = run_loop::run(&mut run, &mut poll, &mut connections, progress)?;
+    let stopped = run.core.drain_start.min(run.core.end);
+    if let Some(openings) = &mut run.openings {
+        // Every connection due until the load stopped, whether or not a turn saw it come due.
+        openings.advance(stopped, |_| {});
+        run.core.stats.connections_due = openings.due_count(0);
+    }
     let finished = run.core.measured_until(ended);
     stats.load_time = finished.duration_since(start);
     Ok(stats)
@@ -348,7 +354,9 @@ impl<'a> Transport<'a> for Run<'a> {
     }
 
     fn owing(connection: &Connection) -> bool {
-        connection.busy()
+        // A link still connecting owes its set-up (a --connect-rate connection due before the
+        // end is opened, and carries its messages, after it).
+        connection.busy() || !connection.link.is_ready()
     }
 
     /// At the drain deadline: the connections still owed replies time out.
@@ -519,7 +527,11 @@ impl Run<'_> {
         let core = &self.core;
         // With TLS, records rustls holds go out first, on every event.
         c.link.flush_tls()?;
-        let stopping = !core.may_start();
+        // A --connect-rate connection opened (it was due before the end) sends its messages,
+        // even after the end: they are the ones it was due to carry. Not after Ctrl-C.
+        let carries_on =
+            core.share.plan.connect_rate.is_some() && !core.share.live.is_interrupted();
+        let stopping = !core.may_start() && !carries_on;
         let due = match &core.schedule {
             Some(schedule) => schedule.due_count(core.index_of(c.id)),
             None => 0,

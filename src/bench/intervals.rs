@@ -33,8 +33,9 @@ pub(crate) struct Part {
     pub(crate) base: Instant,
     /// Which interval.
     pub(crate) index: u64,
-    /// Where the thread's part began and ended.
+    /// Where the thread's part began (the boundary, or its start if later).
     pub(crate) from: Instant,
+    /// Where it ended (the boundary, or where the thread's measured time ended).
     pub(crate) to: Instant,
     /// What was measured in it.
     pub(crate) window: Window,
@@ -146,9 +147,13 @@ pub(crate) struct Output {
 
 /// An interval being put together from the threads' parts.
 struct Gathered {
+    /// The threads' windows added.
     window: Window,
+    /// The earliest start of a part: the interval's start in the log.
     from: Instant,
+    /// The latest end of a part.
     to: Instant,
+    /// How many threads have handed in their part.
     threads: usize,
 }
 

@@ -71,7 +71,14 @@ pub(crate) fn merge(logs: &[AgentLog], names: &[String]) -> Result<BenchReport> 
         .map(|l| l.agent.start_unix_s + l.report.elapsed_s);
     let common_from = starts.fold(f64::MIN, f64::max);
     let common_to = ends.fold(f64::MAX, f64::min);
-    let common = (common_to - common_from).max(0.0);
+    let common = common_to - common_from;
+    if common <= 0.0 && logs.len() > 1 {
+        bail!(UsageError(format!(
+            "the agents' measured times do not overlap (the latest began {:.2} s after the \
+             earliest ended): start them with one --start-at",
+            -common
+        )));
+    }
 
     let mut latency = histogram()?;
     let mut uncorrected = histogram()?;
@@ -135,7 +142,7 @@ pub(crate) fn merge(logs: &[AgentLog], names: &[String]) -> Result<BenchReport> 
         0.0
     };
     let size = merged.settings.size as f64;
-    merged.elapsed_s = common;
+    merged.elapsed_s = common.max(0.0);
     merged.msgs_per_sec = rate;
     merged.mib_per_sec = rate * size / (1024.0 * 1024.0);
     merged.bits_per_sec = rate * size * 8.0;

@@ -401,9 +401,10 @@ pub(crate) struct Settings {
     /// `--tos`/`--dscp`: the TOS byte of the load's packets.
     #[serde(default)]
     pub(crate) tos: Option<u8>,
-    /// `--sndbuf`, `--rcvbuf`: the socket buffers asked for.
+    /// `--sndbuf`: the send buffer asked for.
     #[serde(default)]
     pub(crate) sndbuf: Option<usize>,
+    /// `--rcvbuf`: the receive buffer asked for.
     #[serde(default)]
     pub(crate) rcvbuf: Option<usize>,
 }

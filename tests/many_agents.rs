@@ -514,3 +514,40 @@ fn an_agent_ready_after_start_at_says_so() {
     assert!(stdout.contains("started     ready "), "{stdout}");
     assert!(stdout.contains("s after --start-at"), "{stdout}");
 }
+
+#[test]
+fn udp_sockets_spread_over_the_bound_addresses_too() {
+    // A UDP echo written here, which notes every source address it answers.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let port = socket.local_addr().unwrap().port().to_string();
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let mut buffer = [0u8; 2048];
+        while let Ok((n, from)) = common::retrying(|| socket.recv_from(&mut buffer)) {
+            let _ = socket.send_to(&buffer[..n], from);
+            if seen_tx.send(from.ip()).is_err() {
+                break;
+            }
+        }
+    });
+    let (code, stdout, stderr) = netecho(&[
+        "bench",
+        "--udp",
+        "--port",
+        &port,
+        "-c",
+        "4",
+        "-d",
+        "0.5",
+        "--bind",
+        "127.0.0.5-127.0.0.6,127.0.0.9",
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let seen: std::collections::BTreeSet<String> =
+        seen_rx.try_iter().map(|ip| ip.to_string()).collect();
+    let wanted: std::collections::BTreeSet<String> = ["127.0.0.5", "127.0.0.6", "127.0.0.9"]
+        .map(String::from)
+        .into();
+    assert_eq!(seen, wanted);
+}

@@ -120,6 +120,16 @@ Register-ArgumentCompleter -Native -CommandName 'netecho' -ScriptBlock {
             [CompletionResult]::new('--cert', '--cert', [CompletionResultType]::ParameterName, 'With --tls: present this client certificate chain (PEM), for servers that require one')
             [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'With --tls: the private key of --cert (PEM)')
             [CompletionResult]::new('--alpn', '--alpn', [CompletionResultType]::ParameterName, 'With --tls: the ALPN protocols to offer, comma-separated (e.g. h2,http/1.1) [default: none]')
+            [CompletionResult]::new('--connect-rate', '--connect-rate', [CompletionResultType]::ParameterName, 'Open loop over connections: open R new connections per second (at most 1e9), each sending --messages K then closing; connect latency is counted from when each was due. --connections is then the most open at once [default: off]')
+            [CompletionResult]::new('--messages', '--messages', [CompletionResultType]::ParameterName, 'With --connect-rate: messages each new connection sends (and checks) before it closes')
+            [CompletionResult]::new('--hdr-log', '--hdr-log', [CompletionResultType]::ParameterName, 'Write the latencies as an HdrHistogram interval log (one histogram per interval and measure, tagged latency, latency-uncorrected, connect or handshake, in nanoseconds) with a header naming this agent, the target and the options; ''netecho bench merge'' reads it')
+            [CompletionResult]::new('--start-at', '--start-at', [CompletionResultType]::ParameterName, 'Begin the measured load at this time, so agents on many machines begin together: RFC 3339 (2026-12-08T10:00:00Z) or Unix seconds (1796724000); at most a day ahead. Connections are set up before it; an agent ready late says so and measures from then')
+            [CompletionResult]::new('--bind', '--bind', [CompletionResultType]::ParameterName, 'Source addresses to spread the connections (UDP: sockets) over, round robin: a list (10.0.0.5,10.0.0.6), a range (127.0.0.2-127.0.0.200) or a CIDR block (127.0.1.0/24), up to 65536; each must be an address of this machine [default: the kernel''s choice]')
+            [CompletionResult]::new('--interval', '--interval', [CompletionResultType]::ParameterName, 'Print a line per interval while the run goes (messages/s, bits/s, latency, errors), as iperf3 -i does; with --hdr-log, also the log''s interval [default: off, log: 1s]')
+            [CompletionResult]::new('--tos', '--tos', [CompletionResultType]::ParameterName, 'IP TOS byte of the load''s packets, 0-255 (IPv6: traffic class)')
+            [CompletionResult]::new('--dscp', '--dscp', [CompletionResultType]::ParameterName, 'DSCP of the load''s packets, 0-63 (the TOS byte''s upper six bits; ECN bits zero)')
+            [CompletionResult]::new('--sndbuf', '--sndbuf', [CompletionResultType]::ParameterName, 'Send buffer of each connection or socket (SO_SNDBUF), e.g. 256k [default: the kernel''s]')
+            [CompletionResult]::new('--rcvbuf', '--rcvbuf', [CompletionResultType]::ParameterName, 'Receive buffer of each connection or socket (SO_RCVBUF), e.g. 256k [default: the kernel''s]')
             [CompletionResult]::new('--udp', '--udp', [CompletionResultType]::ParameterName, 'Over UDP: each message is a datagram; a reply not back within a few round trips counts as lost, and the load goes on')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the report as one JSON object')
             [CompletionResult]::new('--tls', '--tls', [CompletionResultType]::ParameterName, 'Speak TLS to the server, verifying its certificate against the system''s CAs (and --ca)')
@@ -127,6 +137,25 @@ Register-ArgumentCompleter -Native -CommandName 'netecho' -ScriptBlock {
             [CompletionResult]::new('--no-resumption', '--no-resumption', [CompletionResultType]::ParameterName, 'With --tls: make every handshake a full one, never resuming an earlier session')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('merge', 'merge', [CompletionResultType]::ParameterValue, 'Merge the HdrHistogram logs of many bench agents into one report')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'netecho;bench;merge' {
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the report as one JSON object')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'netecho;bench;help' {
+            [CompletionResult]::new('merge', 'merge', [CompletionResultType]::ParameterValue, 'Merge the HdrHistogram logs of many bench agents into one report')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'netecho;bench;help;merge' {
+            break
+        }
+        'netecho;bench;help;help' {
             break
         }
         'netecho;completions' {
@@ -161,6 +190,10 @@ Register-ArgumentCompleter -Native -CommandName 'netecho' -ScriptBlock {
             break
         }
         'netecho;help;bench' {
+            [CompletionResult]::new('merge', 'merge', [CompletionResultType]::ParameterValue, 'Merge the HdrHistogram logs of many bench agents into one report')
+            break
+        }
+        'netecho;help;bench;merge' {
             break
         }
         'netecho;help;completions' {

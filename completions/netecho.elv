@@ -113,6 +113,16 @@ set edit:completion:arg-completer[netecho] = {|@words|
             cand --cert 'With --tls: present this client certificate chain (PEM), for servers that require one'
             cand --key 'With --tls: the private key of --cert (PEM)'
             cand --alpn 'With --tls: the ALPN protocols to offer, comma-separated (e.g. h2,http/1.1) [default: none]'
+            cand --connect-rate 'Open loop over connections: open R new connections per second (at most 1e9), each sending --messages K then closing; connect latency is counted from when each was due. --connections is then the most open at once [default: off]'
+            cand --messages 'With --connect-rate: messages each new connection sends (and checks) before it closes'
+            cand --hdr-log 'Write the latencies as an HdrHistogram interval log (one histogram per interval and measure, tagged latency, latency-uncorrected, connect or handshake, in nanoseconds) with a header naming this agent, the target and the options; ''netecho bench merge'' reads it'
+            cand --start-at 'Begin the measured load at this time, so agents on many machines begin together: RFC 3339 (2026-12-08T10:00:00Z) or Unix seconds (1796724000); at most a day ahead. Connections are set up before it; an agent ready late says so and measures from then'
+            cand --bind 'Source addresses to spread the connections (UDP: sockets) over, round robin: a list (10.0.0.5,10.0.0.6), a range (127.0.0.2-127.0.0.200) or a CIDR block (127.0.1.0/24), up to 65536; each must be an address of this machine [default: the kernel''s choice]'
+            cand --interval 'Print a line per interval while the run goes (messages/s, bits/s, latency, errors), as iperf3 -i does; with --hdr-log, also the log''s interval [default: off, log: 1s]'
+            cand --tos 'IP TOS byte of the load''s packets, 0-255 (IPv6: traffic class)'
+            cand --dscp 'DSCP of the load''s packets, 0-63 (the TOS byte''s upper six bits; ECN bits zero)'
+            cand --sndbuf 'Send buffer of each connection or socket (SO_SNDBUF), e.g. 256k [default: the kernel''s]'
+            cand --rcvbuf 'Receive buffer of each connection or socket (SO_RCVBUF), e.g. 256k [default: the kernel''s]'
             cand --udp 'Over UDP: each message is a datagram; a reply not back within a few round trips counts as lost, and the load goes on'
             cand --json 'Print the report as one JSON object'
             cand --tls 'Speak TLS to the server, verifying its certificate against the system''s CAs (and --ca)'
@@ -120,6 +130,21 @@ set edit:completion:arg-completer[netecho] = {|@words|
             cand --no-resumption 'With --tls: make every handshake a full one, never resuming an earlier session'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
+            cand merge 'Merge the HdrHistogram logs of many bench agents into one report'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'netecho;bench;merge'= {
+            cand --json 'Print the report as one JSON object'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'netecho;bench;help'= {
+            cand merge 'Merge the HdrHistogram logs of many bench agents into one report'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'netecho;bench;help;merge'= {
+        }
+        &'netecho;bench;help;help'= {
         }
         &'netecho;completions'= {
             cand --out-dir 'Write the script(s) into DIR, created if missing, instead of printing'
@@ -147,6 +172,9 @@ set edit:completion:arg-completer[netecho] = {|@words|
         &'netecho;help;ports'= {
         }
         &'netecho;help;bench'= {
+            cand merge 'Merge the HdrHistogram logs of many bench agents into one report'
+        }
+        &'netecho;help;bench;merge'= {
         }
         &'netecho;help;completions'= {
         }

@@ -91,30 +91,46 @@ plain\t'Tab-separated PORT, PROTOCOL, SERVICE, ALIASES lines, no header'
 json\t'An array of {port, protocol, service, aliases} objects, one per protocol'"
 complete -c netecho -n "__fish_netecho_using_subcommand ports" -l strict -d 'Fail on the first malformed line of the services file instead of skipping it'
 complete -c netecho -n "__fish_netecho_using_subcommand ports" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c netecho -n "__fish_netecho_using_subcommand bench" -l host -d 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)' -r -f -a "(__fish_print_hostnames)"
-complete -c netecho -n "__fish_netecho_using_subcommand bench" -s p -l port -d 'Port, 0-65535, TCP or with --udp UDP (0 with serve: any free port, printed on the first line)' -r
-complete -c netecho -n "__fish_netecho_using_subcommand bench" -s c -l connections -d 'Connections to open (with --udp: sockets)' -r
-complete -c netecho -n "__fish_netecho_using_subcommand bench" -s s -l size -d 'Bytes per message: 64, 1k, 64KiB, 1MiB (UDP: 12–65507)' -r
-complete -c netecho -n "__fish_netecho_using_subcommand bench" -s d -l duration -d 'How long to send (e.g. 10, 10s, 2m, 500ms)' -r
-complete -c netecho -n "__fish_netecho_using_subcommand bench" -l pipeline -d 'Messages in flight per connection (closed loop)' -r
-complete -c netecho -n "__fish_netecho_using_subcommand bench" -l rate -d 'Open loop: send R messages per second in total (at most 1e9), whatever the server does [default: off]' -r
-complete -c netecho -n "__fish_netecho_using_subcommand bench" -l threads -d 'Event-loop threads, each with its share of the connections' -r
-complete -c netecho -n "__fish_netecho_using_subcommand bench" -l timeout -d 'Give up on a connect, or on a reply, after this long (UDP: the longest wait before a reply counts as lost)' -r
-complete -c netecho -n "__fish_netecho_using_subcommand bench" -l reconnect -d 'Close each connection after N messages and open a new one in its place (1: a new connection, and with --tls a new handshake, for every message) [default: never]' -r
-complete -c netecho -n "__fish_netecho_using_subcommand bench" -l proxy-protocol -d 'Start every connection with a PROXY protocol header (v1 or v2) naming its own addresses, as a load balancer would' -r -f -a "v1\t'Version 1: one line of text (`PROXY TCP4 src dst sport dport`)'
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -l host -d 'Host name or IP address (IPv4 or IPv6, e.g. 127.0.0.1, ::1, localhost)' -r -f -a "(__fish_print_hostnames)"
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -s p -l port -d 'Port, 0-65535, TCP or with --udp UDP (0 with serve: any free port, printed on the first line)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -s c -l connections -d 'Connections to open (with --udp: sockets)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -s s -l size -d 'Bytes per message: 64, 1k, 64KiB, 1MiB (UDP: 12–65507)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -s d -l duration -d 'How long to send (e.g. 10, 10s, 2m, 500ms)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -l pipeline -d 'Messages in flight per connection (closed loop)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -l rate -d 'Open loop: send R messages per second in total (at most 1e9), whatever the server does [default: off]' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -l threads -d 'Event-loop threads, each with its share of the connections' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -l timeout -d 'Give up on a connect, or on a reply, after this long (UDP: the longest wait before a reply counts as lost)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -l reconnect -d 'Close each connection after N messages and open a new one in its place (1: a new connection, and with --tls a new handshake, for every message) [default: never]' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -l proxy-protocol -d 'Start every connection with a PROXY protocol header (v1 or v2) naming its own addresses, as a load balancer would' -r -f -a "v1\t'Version 1: one line of text (`PROXY TCP4 src dst sport dport`)'
 v2\t'Version 2: the binary header'"
-complete -c netecho -n "__fish_netecho_using_subcommand bench" -l ca -d 'With --tls: also trust the CA certificates in FILE (PEM)' -r -F
-complete -c netecho -n "__fish_netecho_using_subcommand bench" -l pin -d 'With --tls: accept exactly the server certificate with this SHA-256 fingerprint, whatever its names and dates (as \'serve --tls\' prints it; colons and the sha256: prefix optional)' -r
-complete -c netecho -n "__fish_netecho_using_subcommand bench" -l sni -d 'With --tls: the server name to ask for (SNI) and to verify the certificate against [default: --host]' -r -f -a "(__fish_print_hostnames)"
-complete -c netecho -n "__fish_netecho_using_subcommand bench" -l cert -d 'With --tls: present this client certificate chain (PEM), for servers that require one' -r -F
-complete -c netecho -n "__fish_netecho_using_subcommand bench" -l key -d 'With --tls: the private key of --cert (PEM)' -r -F
-complete -c netecho -n "__fish_netecho_using_subcommand bench" -l alpn -d 'With --tls: the ALPN protocols to offer, comma-separated (e.g. h2,http/1.1) [default: none]' -r
-complete -c netecho -n "__fish_netecho_using_subcommand bench" -l udp -d 'Over UDP: each message is a datagram; a reply not back within a few round trips counts as lost, and the load goes on'
-complete -c netecho -n "__fish_netecho_using_subcommand bench" -l json -d 'Print the report as one JSON object'
-complete -c netecho -n "__fish_netecho_using_subcommand bench" -l tls -d 'Speak TLS to the server, verifying its certificate against the system\'s CAs (and --ca)'
-complete -c netecho -n "__fish_netecho_using_subcommand bench" -l insecure -d 'With --tls: do not verify the server\'s certificate at all (a warning on stderr says so)'
-complete -c netecho -n "__fish_netecho_using_subcommand bench" -l no-resumption -d 'With --tls: make every handshake a full one, never resuming an earlier session'
-complete -c netecho -n "__fish_netecho_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -l ca -d 'With --tls: also trust the CA certificates in FILE (PEM)' -r -F
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -l pin -d 'With --tls: accept exactly the server certificate with this SHA-256 fingerprint, whatever its names and dates (as \'serve --tls\' prints it; colons and the sha256: prefix optional)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -l sni -d 'With --tls: the server name to ask for (SNI) and to verify the certificate against [default: --host]' -r -f -a "(__fish_print_hostnames)"
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -l cert -d 'With --tls: present this client certificate chain (PEM), for servers that require one' -r -F
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -l key -d 'With --tls: the private key of --cert (PEM)' -r -F
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -l alpn -d 'With --tls: the ALPN protocols to offer, comma-separated (e.g. h2,http/1.1) [default: none]' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -l connect-rate -d 'Open loop over connections: open R new connections per second (at most 1e9), each sending --messages K then closing; connect latency is counted from when each was due. --connections is then the most open at once [default: off]' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -l messages -d 'With --connect-rate: messages each new connection sends (and checks) before it closes' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -l hdr-log -d 'Write the latencies as an HdrHistogram interval log (one histogram per interval and measure, tagged latency, latency-uncorrected, connect or handshake, in nanoseconds) with a header naming this agent, the target and the options; \'netecho bench merge\' reads it' -r -F
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -l start-at -d 'Begin the measured load at this time, so agents on many machines begin together: RFC 3339 (2026-12-08T10:00:00Z) or Unix seconds (1796724000); at most a day ahead. Connections are set up before it; an agent ready late says so and measures from then' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -l bind -d 'Source addresses to spread the connections (UDP: sockets) over, round robin: a list (10.0.0.5,10.0.0.6), a range (127.0.0.2-127.0.0.200) or a CIDR block (127.0.1.0/24), up to 65536; each must be an address of this machine [default: the kernel\'s choice]' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -l interval -d 'Print a line per interval while the run goes (messages/s, bits/s, latency, errors), as iperf3 -i does; with --hdr-log, also the log\'s interval [default: off, log: 1s]' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -l tos -d 'IP TOS byte of the load\'s packets, 0-255 (IPv6: traffic class)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -l dscp -d 'DSCP of the load\'s packets, 0-63 (the TOS byte\'s upper six bits; ECN bits zero)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -l sndbuf -d 'Send buffer of each connection or socket (SO_SNDBUF), e.g. 256k [default: the kernel\'s]' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -l rcvbuf -d 'Receive buffer of each connection or socket (SO_RCVBUF), e.g. 256k [default: the kernel\'s]' -r
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -l udp -d 'Over UDP: each message is a datagram; a reply not back within a few round trips counts as lost, and the load goes on'
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -l json -d 'Print the report as one JSON object'
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -l tls -d 'Speak TLS to the server, verifying its certificate against the system\'s CAs (and --ca)'
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -l insecure -d 'With --tls: do not verify the server\'s certificate at all (a warning on stderr says so)'
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -l no-resumption -d 'With --tls: make every handshake a full one, never resuming an earlier session'
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -f -a "merge" -d 'Merge the HdrHistogram logs of many bench agents into one report'
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and not __fish_seen_subcommand_from merge help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and __fish_seen_subcommand_from merge" -l json -d 'Print the report as one JSON object'
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and __fish_seen_subcommand_from merge" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "merge" -d 'Merge the HdrHistogram logs of many bench agents into one report'
+complete -c netecho -n "__fish_netecho_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c netecho -n "__fish_netecho_using_subcommand completions" -l out-dir -d 'Write the script(s) into DIR, created if missing, instead of printing' -r -f -a "(__fish_complete_directories)"
 complete -c netecho -n "__fish_netecho_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c netecho -n "__fish_netecho_using_subcommand man" -l out-dir -d 'Write netecho.1 and every netecho-COMMAND.1 into DIR, created if missing, instead of printing' -r -f -a "(__fish_complete_directories)"
@@ -126,5 +142,6 @@ complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_see
 complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench completions man help" -f -a "completions" -d 'Print the shell completion script for bash, zsh, fish, elvish or powershell'
 complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench completions man help" -f -a "man" -d 'Print the man page of netecho or of one of its commands, or write them all into a folder'
 complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c netecho -n "__fish_netecho_using_subcommand help; and __fish_seen_subcommand_from bench" -f -a "merge" -d 'Merge the HdrHistogram logs of many bench agents into one report'
 complete -c netecho -n "__fish_netecho_using_subcommand completions" -f -a "bash elvish fish powershell zsh"
 complete -c netecho -n "__fish_netecho_using_subcommand man" -f -a "serve send ports bench completions man"

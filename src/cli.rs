@@ -711,6 +711,13 @@ pub const MAX_TCP_SIZE: usize = 1 << 30;
 /// 4 GiB. Past this the run is refused before it allocates anything, rather than swapping the
 /// machine or being killed mid-run (`-c 10000 --pipeline 65536` asked for 11 GB).
 pub const MAX_BUFFER_MEMORY: u64 = 4 << 30;
+/// Largest `--sndbuf`/`--rcvbuf` of `bench`: the kernel caps them lower anyway (net.core.wmem_max),
+/// this only keeps a typo (`--sndbuf 1g`) from reaching it.
+pub const MAX_SOCKET_BUFFER: usize = 256 << 20;
+/// Shortest `bench --interval`: a line (and a histogram in the log) per 100 ms at most.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// Most messages per connection with `bench --connect-rate ... --messages K`.
+pub const MAX_MESSAGES_PER_CONNECTION: u32 = 1_000_000;
 
 /// Load an echo server with many connections and check every echoed byte
 #[derive(Debug, Args)]
@@ -738,13 +745,22 @@ pub const MAX_BUFFER_MEMORY: u64 = 4 << 30;
         the final wait for replies that do not come. When some connections are answered and \
         others never are, the server likely serves one client at a time, and the report says so. A progress bar shows the live rate when stdout and stderr are terminals. \
         Ctrl-C ends the run early and still prints the report (a second Ctrl-C exits at once). \
-        Exit status 1 if any reply differs, is lost or never comes, or any connection fails.",
+        Exit status 1 if any reply differs, is lost or never comes, or any connection fails.\n\n\
+        Load from many machines: start N agents with the same --start-at and each its own \
+        --hdr-log (an HdrHistogram interval log, readable by the standard HdrHistogram tools), \
+        then 'netecho bench merge' the logs into one report with exact percentiles. --bind \
+        spreads one agent's connections over many source addresses.",
     after_help = "Examples:\n  \
         netecho bench -c 100 -s 1k -d 30s              # 100 connections of 1 KiB messages\n  \
         netecho bench -c 50 --rate 20000 --json        # open loop, 20000 msgs/s in total\n  \
-        netecho bench --udp -c 4 --size 512            # UDP echo, counting losses"
+        netecho bench --start-at 1796724000 --hdr-log a.hlog  # one agent of many"
 )]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// `bench merge`: the report of many agents' logs instead of a run.
+    #[command(subcommand)]
+    pub action: Option<BenchAction>,
+
     #[command(flatten)]
     pub endpoint: Endpoint,
 
@@ -825,6 +841,92 @@ pub struct BenchArgs {
     /// With --tls: make every handshake a full one, never resuming an earlier session
     #[arg(long, requires = "tls", help_heading = "TLS")]
     pub no_resumption: bool,
+
+    /// Open loop over connections: open R new connections per second (at most 1e9), each
+    /// sending --messages K then closing; connect latency is counted from when each was due.
+    /// --connections is then the most open at once [default: off]
+    #[arg(long, value_name = "R", value_parser = parse::rate, conflicts_with_all = ["udp", "rate", "pipeline", "reconnect"])]
+    pub connect_rate: Option<f64>,
+
+    /// With --connect-rate: messages each new connection sends (and checks) before it closes
+    #[arg(
+        long,
+        value_name = "K",
+        default_value_t = 1,
+        requires = "connect_rate",
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_MESSAGES_PER_CONNECTION))
+    )]
+    pub messages: u32,
+
+    /// Write the latencies as an HdrHistogram interval log (one histogram per interval and
+    /// measure, tagged latency, latency-uncorrected, connect or handshake, in nanoseconds) with
+    /// a header naming this agent, the target and the options; 'netecho bench merge' reads it
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, help_heading = "Many agents")]
+    pub hdr_log: Option<PathBuf>,
+
+    /// Begin the measured load at this time, so agents on many machines begin together: RFC
+    /// 3339 (2026-12-08T10:00:00Z) or Unix seconds (1796724000); at most a day ahead. Connections
+    /// are set up before it; an agent ready late says so and measures from then
+    #[arg(long, value_name = "TIME", value_parser = parse::start_time, help_heading = "Many agents")]
+    pub start_at: Option<std::time::SystemTime>,
+
+    /// Source addresses to spread the connections (UDP: sockets) over, round robin: a list
+    /// (10.0.0.5,10.0.0.6), a range (127.0.0.2-127.0.0.200) or a CIDR block (127.0.1.0/24), up
+    /// to 65536; each must be an address of this machine [default: the kernel's choice]
+    #[arg(long, value_name = "ADDRS", value_parser = parse::source_addresses, help_heading = "Many agents")]
+    pub bind: Option<parse::SourceAddresses>,
+
+    /// Print a line per interval while the run goes (messages/s, bits/s, latency, errors), as
+    /// iperf3 -i does; with --hdr-log, also the log's interval [default: off, log: 1s]
+    #[arg(long, value_name = "SECS", value_parser = parse::positive_duration)]
+    pub interval: Option<Duration>,
+
+    /// IP TOS byte of the load's packets, 0-255 (IPv6: traffic class)
+    #[arg(long, value_name = "TOS", value_parser = clap::value_parser!(u8), conflicts_with = "dscp")]
+    pub tos: Option<u8>,
+
+    /// DSCP of the load's packets, 0-63 (the TOS byte's upper six bits; ECN bits zero)
+    #[arg(long, value_name = "DSCP", value_parser = clap::value_parser!(u8).range(0..=63))]
+    pub dscp: Option<u8>,
+
+    /// Send buffer of each connection or socket (SO_SNDBUF), e.g. 256k [default: the kernel's]
+    #[arg(long, value_name = "BYTES", value_parser = parse::size)]
+    pub sndbuf: Option<usize>,
+
+    /// Receive buffer of each connection or socket (SO_RCVBUF), e.g. 256k [default: the kernel's]
+    #[arg(long, value_name = "BYTES", value_parser = parse::size)]
+    pub rcvbuf: Option<usize>,
+}
+
+/// What `bench` does other than a run.
+#[derive(Debug, Subcommand)]
+pub enum BenchAction {
+    Merge(BenchMergeArgs),
+}
+
+/// Merge the HdrHistogram logs of many bench agents into one report
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Merge the HdrHistogram logs of many bench agents into one report.\n\n\
+        Reads the logs that 'netecho bench --hdr-log' wrote, one per agent, and prints one \
+        report in the form of a single run's (text, or --json): totals summed, percentiles of \
+        the histograms added together (exact, never averaged), rates over the common interval \
+        (from the latest agent's start to the earliest agent's end), and a row per agent. Logs \
+        of different targets or options are refused, naming what differs; so is a log cut \
+        short (no totals line at its end) or one that is not a netecho bench log. Exit status 1 \
+        if any agent saw an error, as a run would.",
+    after_help = "Examples:\n  \
+        netecho bench merge agent-*.hlog                # one report of every agent\n  \
+        netecho bench merge --json /results            # every *.hlog there, as JSON"
+)]
+pub struct BenchMergeArgs {
+    /// The agents' logs (bench --hdr-log), or directories of them (their *.hlog files)
+    #[arg(value_name = "FILE", required = true, num_args = 1.., value_hint = ValueHint::AnyPath)]
+    pub files: Vec<PathBuf>,
+
+    /// Print the report as one JSON object
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl BenchArgs {

@@ -1,4 +1,5 @@
-//! The value parsers of the command line: ports, sizes, durations and rates.
+//! The value parsers of the command line: ports, sizes, durations, rates, times and source
+//! addresses.
 //!
 //! A leaf: it imports nothing from the crate, so `cli.rs` can use it without a circle. Each
 //! parser has the signature clap wants of a `value_parser` (`&str` to `Result<T, String>`), and
@@ -9,7 +10,10 @@
 //! Units are binary only for sizes: decimal spellings (`kB`, `MB`) are refused rather than
 //! guessed, so a benchmark never runs with a message size other than the one the user meant.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 /// The longest duration any option accepts: 30 days. Longer than any test or soak run, and far
 /// from the overflow of `Instant + Duration` (which panics), so the loops may add any duration
@@ -180,6 +184,127 @@ pub(crate) fn rate(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Most source addresses one `--bind` may name: a /16 of IPv4, more than any machine has, and
+/// few enough that checking each is ours (a bind each) takes a moment.
+pub const MAX_BIND_ADDRESSES: usize = 65_536;
+
+/// Parses a point in time: RFC 3339 (`2026-12-08T10:00:00Z`, `2026-12-08T11:00:00.5+01:00`) or
+/// Unix seconds (`1796724000`, `1796724000.25`). Whether it is too early or too late depends on
+/// when the command runs: the command checks that.
+pub fn start_time(text: &str) -> Result<SystemTime, String> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds)
+            .ok()
+            .and_then(|since| UNIX_EPOCH.checked_add(since))
+            .ok_or_else(|| {
+                format!("'{text}' is not a time: give Unix seconds (e.g. 1796724000) or RFC 3339")
+            });
+    }
+    use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+    OffsetDateTime::parse(text, &Rfc3339)
+        .map(SystemTime::from)
+        .map_err(|why| {
+            format!(
+                "'{text}' is not a time ({why}): give RFC 3339 (e.g. 2026-12-08T10:00:00Z) or \
+                 Unix seconds (e.g. 1796724000, as `date -d '+10 sec' +%s` prints)"
+            )
+        })
+}
+
+/// Source addresses, in the order connections take them (`--bind`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceAddresses(pub Vec<IpAddr>);
+
+/// Parses source addresses: a comma-separated list whose items are addresses
+/// (`10.0.0.5`, `::1`), ranges (`127.0.0.2-127.0.0.200`, both ends included) or CIDR blocks
+/// (`127.0.1.0/24`: every address of the block; IPv4 /31 and /32, IPv6 /127 and /128 included),
+/// at most [`MAX_BIND_ADDRESSES`] in all, none twice.
+pub fn source_addresses(text: &str) -> Result<SourceAddresses, String> {
+    let too_many = || {
+        format!(
+            "'{text}' names more than {MAX_BIND_ADDRESSES} addresses: a narrower range or block"
+        )
+    };
+    let mut all: Vec<IpAddr> = Vec::new();
+    for item in text.split(',').map(str::trim) {
+        let (first, last) = address_span(item)?;
+        let count = last - first + 1;
+        if count > MAX_BIND_ADDRESSES as u128 || all.len() + count as usize > MAX_BIND_ADDRESSES {
+            return Err(too_many());
+        }
+        let v4 = item
+            .split(['-', '/'])
+            .next()
+            .is_some_and(|a| a.contains('.'));
+        for n in first..=last {
+            all.push(if v4 {
+                IpAddr::V4(Ipv4Addr::from(n as u32))
+            } else {
+                IpAddr::V6(Ipv6Addr::from(n))
+            });
+        }
+    }
+    let mut seen = all.clone();
+    seen.sort_unstable();
+    if let Some(twice) = seen.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(format!("'{text}' names {} twice", twice[0]));
+    }
+    Ok(SourceAddresses(all))
+}
+
+/// The first and last address (as numbers) of one `--bind` item.
+fn address_span(item: &str) -> Result<(u128, u128), String> {
+    let address = |text: &str| -> Result<IpAddr, String> {
+        text.trim().parse().map_err(|_| {
+            format!(
+                "'{text}' is not an IP address: give addresses (10.0.0.5), ranges \
+                 (127.0.0.2-127.0.0.200) or CIDR blocks (127.0.1.0/24), comma-separated"
+            )
+        })
+    };
+    let number = |ip: IpAddr| match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    };
+    if let Some((from, to)) = item.split_once('-') {
+        let (from, to) = (address(from)?, address(to)?);
+        if from.is_ipv4() != to.is_ipv4() {
+            return Err(format!("'{item}' mixes IPv4 and IPv6"));
+        }
+        if number(to) < number(from) {
+            return Err(format!(
+                "'{item}' ends before it begins: write the lower address first"
+            ));
+        }
+        return Ok((number(from), number(to)));
+    }
+    if let Some((base, bits)) = item.split_once('/') {
+        let base = address(base)?;
+        let width: u32 = if base.is_ipv4() { 32 } else { 128 };
+        let bits: u32 = bits
+            .trim()
+            .parse()
+            .ok()
+            .filter(|bits| *bits <= width)
+            .ok_or_else(|| format!("'{item}': the prefix length must be 0–{width}"))?;
+        let host_bits = width - bits;
+        if host_bits > 16 {
+            return Err(format!(
+                "'{item}' has {}{host_bits} host bits: more than {MAX_BIND_ADDRESSES} addresses; \
+                 use a /{} or narrower",
+                "",
+                width - 16
+            ));
+        }
+        let size = 1u128 << host_bits;
+        let first = number(base) & !(size - 1);
+        return Ok((first, first + size - 1));
+    }
+    let one = number(address(item)?);
+    Ok((one, one))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -263,6 +388,49 @@ mod tests {
         );
         for odd in ["2x", "-x", "a b", "$(x)", "é"] {
             assert!(!port(odd).unwrap_err().contains("--name"), "{odd}");
+        }
+    }
+
+    #[test]
+    fn source_addresses_as_lists_ranges_and_blocks() {
+        let v4 = |text: &str| -> IpAddr { text.parse().unwrap() };
+        let parsed = source_addresses("127.0.0.2-127.0.0.4, 10.0.0.9").unwrap().0;
+        assert_eq!(
+            parsed,
+            ["127.0.0.2", "127.0.0.3", "127.0.0.4", "10.0.0.9"].map(v4)
+        );
+        assert_eq!(source_addresses("127.0.1.7/30").unwrap().0.len(), 4);
+        assert_eq!(
+            source_addresses("127.0.1.0/30").unwrap().0[3],
+            v4("127.0.1.3")
+        );
+        assert_eq!(source_addresses("::1").unwrap().0, [v4("::1")]);
+        assert_eq!(source_addresses("127.0.0.0/16").unwrap().0.len(), 65_536);
+        for bad in [
+            "",
+            "host",
+            "127.0.0.9-127.0.0.2",
+            "127.0.0.1-::1",
+            "10.0.0.0/8",
+            "10.0.0.0/33",
+            "127.0.0.1,127.0.0.1",
+            "127.0.0.0/16,10.0.0.1",
+        ] {
+            assert!(source_addresses(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn start_times_in_both_spellings() {
+        let at = |secs| UNIX_EPOCH + Duration::from_secs(secs);
+        assert_eq!(start_time("1796724000"), Ok(at(1_796_724_000)));
+        assert_eq!(start_time("2026-12-08T10:00:00Z"), Ok(at(1_796_724_000)));
+        assert_eq!(
+            start_time("2026-12-08T11:00:00+01:00"),
+            Ok(at(1_796_724_000))
+        );
+        for bad in ["", "tomorrow", "-5", "2026-12-08 10:00", "1e400"] {
+            assert!(start_time(bad).is_err(), "{bad}");
         }
     }
 

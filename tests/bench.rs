@@ -722,3 +722,76 @@ fn json_counts_bytes_exactly_and_names_one_protocol() {
     assert_eq!(report["interrupted"], false);
     assert_eq!(report["protocol"], "tcp");
 }
+
+backends!(connect_rate_opens_each_due_connection_and_verifies_it);
+fn connect_rate_opens_each_due_connection_and_verifies_it(backend: Backend) {
+    let echo = multi_echo(backend);
+    let (code, report, stderr) = bench_json(
+        echo.addr.port(),
+        &["--connect-rate", "500", "-d", "3", "-c", "200"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let count = |field: &str| report[field].as_u64().unwrap();
+    // 500 per second for 3 s, each with its one message verified.
+    assert_eq!(count("connections_due"), 1500, "{report}");
+    assert_eq!(count("connections_opened"), 1500, "{report}");
+    assert_eq!(count("messages"), 1500, "{report}");
+    assert_eq!(count("answered"), 1500, "{report}");
+    assert_eq!(report["mode"], "connect-rate");
+    assert!(report["handshake_latency_us"]["max"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn connect_rate_against_the_one_at_a_time_server_reports_what_it_sustained() {
+    let server = Server::start(&["-q"]);
+    let output = bench(server.addr.port())
+        .args([
+            "--connect-rate",
+            "500",
+            "-d",
+            "3",
+            "-c",
+            "50",
+            "--messages",
+            "20",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    // Whatever the server managed, the report says how many were due and how many it took.
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("connections "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        line.contains("opened of 1500 due at 500 per second:"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\nconnect     p50"), "{stdout}");
+}
+
+#[test]
+fn interval_lines_come_while_the_run_goes_with_bits_per_second() {
+    let server = Server::start(&["-q"]);
+    let output = bench(server.addr.port())
+        .args([
+            "-d",
+            "2",
+            "--interval",
+            "0.5",
+            "--dscp",
+            "46",
+            "--sndbuf",
+            "64k",
+        ])
+        .args(["--rcvbuf", "64k"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{stdout}");
+    let intervals = stdout.lines().filter(|l| l.starts_with('[')).count();
+    assert!((4..=5).contains(&intervals), "{stdout}");
+    assert!(stdout.contains("[  0.00-  0.50 s] "), "{stdout}");
+    assert!(stdout.contains("bit/s"), "{stdout}");
+    assert!(stdout.contains("client cpu  "), "{stdout}");
+}

@@ -24,7 +24,10 @@ use std::{
 use mio::{Interest, Registry, Token, net::TcpStream};
 use rustls::{ClientConnection, HandshakeKind};
 
-use super::{plan::TlsPlan, stats::ErrorKind};
+use super::{
+    plan::{Plan, TlsPlan},
+    stats::ErrorKind,
+};
 use crate::{
     cli::ProxyVersion,
     error::describe,
@@ -55,18 +58,20 @@ enum Kind {
 }
 
 impl Link {
-    /// Starts a non-blocking connect to `target`, registered for both directions under `token`;
-    /// with `proxy`, the PROXY header it will start with, and with `tls`, the session that will
-    /// run over it (nothing is sent before the connect ends).
+    /// Starts a non-blocking connect to the plan's target from connection `id`'s source
+    /// address (`--bind`), registered for both directions under `token`; with
+    /// `--proxy-protocol`, the PROXY header it will start with, and with `tls`, the session
+    /// that will run over it (nothing is sent before the connect ends).
     pub(crate) fn open(
         registry: &Registry,
-        target: SocketAddr,
+        plan: &Plan,
+        id: u32,
         token: Token,
-        proxy: Option<ProxyVersion>,
         tls: Option<&TlsPlan>,
     ) -> io::Result<Self> {
         let opened_at = Instant::now();
-        let mut socket = TcpStream::connect(target)?;
+        let proxy = plan.proxy;
+        let mut socket = plan.sockets.tcp(id, plan.target)?;
         registry.register(&mut socket, token, Interest::READABLE | Interest::WRITABLE)?;
         let kind = match tls {
             None => Kind::Plain(socket),

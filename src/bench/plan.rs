@@ -9,12 +9,14 @@ use std::{
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc::Sender,
     },
     time::{Duration, Instant},
 };
 
 use rustls::{ClientConfig, client::Resumption, pki_types::ServerName};
 
+use super::{intervals::Part, sockets::SocketSetup};
 use crate::{cli::ProxyVersion, parse::MAX_DURATION};
 
 /// How messages are paced.
@@ -52,6 +54,15 @@ pub(crate) struct Plan {
     pub(crate) tls: Option<TlsPlan>,
     /// `--proxy-protocol`: every connection (every reconnect too) starts with a PROXY header.
     pub(crate) proxy: Option<ProxyVersion>,
+    /// `--bind`, `--tos`, `--sndbuf`, `--rcvbuf`: how each socket is made.
+    pub(crate) sockets: SocketSetup,
+    /// `--start-at`: when the measured load begins (after the connections are set up); the
+    /// load ends `duration` after it, however late a thread was ready.
+    pub(crate) begin: Option<Instant>,
+    /// `--interval` or `--hdr-log`: the length of an interval (each thread cuts its stats).
+    pub(crate) period: Option<Duration>,
+    /// `--connect-rate R --messages K`: new connections per second, and messages each.
+    pub(crate) connect_rate: Option<(f64, u32)>,
 }
 
 /// How the connections of a `--tls` run speak TLS.
@@ -100,6 +111,10 @@ pub(crate) struct ThreadPlan<'a> {
     pub(crate) live: &'a Live,
     /// With `--tls`: this thread's TLS configuration and session cache.
     pub(crate) tls: Option<TlsPlan>,
+    /// This thread's number (0 is the calling thread).
+    pub(crate) index: usize,
+    /// With intervals: where this thread hands in each interval's part.
+    pub(crate) intervals: Option<Sender<Part>>,
 }
 
 /// Totals the progress bar shows while the run goes on.

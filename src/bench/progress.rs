@@ -30,8 +30,10 @@ pub(crate) struct Progress<'a> {
 }
 
 impl<'a> Progress<'a> {
-    pub(crate) fn new(duration: Duration, live: &'a Live) -> Self {
-        let on_terminal = io::stdout().is_terminal() && io::stderr().is_terminal();
+    /// The bar of a run of `duration`; `lines`: interval lines are printed (`--interval`), so
+    /// no bar is drawn between them.
+    pub(crate) fn new(duration: Duration, live: &'a Live, lines: bool) -> Self {
+        let on_terminal = io::stdout().is_terminal() && io::stderr().is_terminal() && !lines;
         let length = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
         let bar = if on_terminal {
             ProgressBar::new(length)

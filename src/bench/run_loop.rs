@@ -27,6 +27,7 @@ use mio::{Events, Poll, event::Event};
 
 use super::{
     gate::Ticket,
+    intervals::Clock,
     plan::{ThreadPlan, later},
     progress::Progress,
     schedule::Schedule,
@@ -60,6 +61,8 @@ pub(crate) struct Core<'a> {
     pub(crate) dirty: Vec<usize>,
     /// Replies verified since the progress counter was last updated.
     unreported: u64,
+    /// With intervals: when to cut the next one, and where to hand it in.
+    clock: Option<Clock>,
 }
 
 impl<'a> Core<'a> {
@@ -70,19 +73,33 @@ impl<'a> Core<'a> {
         stats: &'a mut ThreadStats,
     ) -> Self {
         let plan = share.plan;
+        // With --start-at the load ends `duration` after the agreed start, even for a thread
+        // ready late: all agents share the end, so the late one measures the common part.
+        let begin = plan.begin.unwrap_or(start);
+        let end = later(begin, plan.duration);
+        let clock = plan
+            .period
+            .zip(share.intervals.clone())
+            .map(|(period, sender)| Clock::new(share.index, begin, period, start, sender));
         Core {
             share,
             stats,
-            schedule: share
-                .rate
-                .map(|rate| Schedule::new(start, plan.duration, rate, share.ids.len())),
-            end: later(start, plan.duration),
+            schedule: share.rate.map(|rate| {
+                Schedule::new(
+                    start,
+                    end.saturating_duration_since(start),
+                    rate,
+                    share.ids.len(),
+                )
+            }),
+            end,
             drain_deadline: None,
             drain_start: start,
             last_call: false,
             last_reply: start,
             dirty: Vec::new(),
             unreported: 0,
+            clock,
         }
     }
 
@@ -162,21 +179,54 @@ pub(crate) trait Transport<'a> {
     fn event(&mut self, conns: &mut [Option<Self::Conn>], index: usize, event: &Event);
 }
 
-/// Waits at the start gate; once every thread is ready, the load starts now (the progress bar
-/// with it). `None` when another thread could not start: its error ends the run.
-pub(crate) fn start(ticket: Ticket, progress: Option<&mut Progress>) -> Option<Instant> {
+/// How often a thread waiting for `--start-at` looks at Ctrl-C.
+const START_WAIT_SLICE: Duration = Duration::from_millis(100);
+
+/// Waits at the start gate; once every thread is ready, the load starts now, or with
+/// `--start-at` at that time (the progress bar with it); a thread ready after it starts at
+/// once, late. `None` when another thread could not start: its error ends the run.
+pub(crate) fn start(
+    share: &ThreadPlan,
+    ticket: Ticket,
+    progress: Option<&mut Progress>,
+) -> Option<Instant> {
     if !ticket.ready() {
         return None;
     }
-    let start = Instant::now();
+    if let Some(begin) = share.plan.begin {
+        loop {
+            let now = Instant::now();
+            if now >= begin || share.live.is_interrupted() {
+                break;
+            }
+            std::thread::sleep((begin - now).min(START_WAIT_SLICE));
+        }
+    }
+    let start = Instant::now().max(share.plan.begin.unwrap_or(Instant::now()));
     if let Some(progress) = progress {
         progress.start(start);
     }
     Some(start)
 }
 
-/// Runs the load and the drain over `conns`; returns when the loop ended.
+/// Runs the load and the drain over `conns`; returns when the loop ended. With intervals, the
+/// last one is handed in, up to where the measured time ends.
 pub(crate) fn run<'a, T: Transport<'a>>(
+    transport: &mut T,
+    poll: &mut Poll,
+    conns: &mut [Option<T::Conn>],
+    progress: Option<&mut Progress>,
+) -> Result<Instant> {
+    let ended = turns(transport, poll, conns, progress)?;
+    let core = transport.core();
+    let until = core.measured_until(ended);
+    if let Some(clock) = &mut core.clock {
+        clock.finish(until, &mut core.stats.window);
+    }
+    Ok(ended)
+}
+
+fn turns<'a, T: Transport<'a>>(
     transport: &mut T,
     poll: &mut Poll,
     conns: &mut [Option<T::Conn>],
@@ -186,10 +236,14 @@ pub(crate) fn run<'a, T: Transport<'a>>(
     loop {
         let now = Instant::now();
         let core = transport.core();
+        if let Some(clock) = &mut core.clock {
+            clock.tick(now, &mut core.stats.window)?;
+        }
         if !core.stopping() && (now >= core.end || core.share.live.is_interrupted()) {
             core.drain_start = now;
             core.drain_deadline = Some(later(now, core.share.plan.timeout));
-            core.last_call = core.schedule.is_some() && !core.share.live.is_interrupted();
+            let open_loop = core.schedule.is_some() || core.share.plan.connect_rate.is_some();
+            core.last_call = open_loop && !core.share.live.is_interrupted();
         }
         if let Some(schedule) = &mut core.schedule {
             // O(1) however far behind, and each connection at most once.
@@ -198,7 +252,9 @@ pub(crate) fn run<'a, T: Transport<'a>>(
         }
         let transport_wake = transport.turn(conns, now);
         transport.core().last_call = false;
-        if conns.iter().all(Option::is_none) {
+        // With --connect-rate, empty slots wait for the connections due next.
+        let slots_only = transport.core().share.plan.connect_rate.is_some();
+        if conns.iter().all(Option::is_none) && (!slots_only || transport.core().stopping()) {
             // Nothing left to measure: every connection failed to start or was dropped.
             transport.core().report_progress();
             return Ok(now);
@@ -223,6 +279,9 @@ pub(crate) fn run<'a, T: Transport<'a>>(
         }
         if let Some(due) = core.schedule.as_ref().and_then(Schedule::next_due) {
             wake = wake.min(due);
+        }
+        if let Some(clock) = &core.clock {
+            wake = wake.min(clock.next_cut());
         }
         if let Some(progress) = progress.as_deref() {
             wake = wake.min(progress.deadline());

@@ -2,7 +2,10 @@
 //!
 //! Each thread records into its own [`ThreadStats`] (a latency histogram, counters, errors by
 //! kind), so the hot path shares nothing; the threads' stats are merged once at the end into a
-//! [`BenchReport`], printed as text or, with `--json`, as one JSON object.
+//! [`BenchReport`], printed as text or, with `--json`, as one JSON object. With `--interval` or
+//! `--hdr-log` each thread also keeps a [`Window`]: what it measured since the last interval was
+//! cut, handed to the interval collector. `bench merge` builds the same report from many agents'
+//! logs, with a row per agent ([`AgentRow`]).
 
 use std::{
     io::{self, Write},
@@ -11,15 +14,15 @@ use std::{
 
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::message::Mismatch;
 use crate::size;
 
 /// Largest latency the histogram tells apart (one hour); longer ones are recorded as one hour.
-const LATENCY_MAX_NS: u64 = 3_600_000_000_000;
+pub(crate) const LATENCY_MAX_NS: u64 = 3_600_000_000_000;
 /// Significant decimal digits of every recorded latency (0.1% resolution).
-const LATENCY_SIGFIG: u8 = 3;
+pub(crate) const LATENCY_SIGFIG: u8 = 3;
 /// How many error descriptions the report keeps; the counts cover all of them.
 const MAX_ERROR_DETAILS: usize = 10;
 
@@ -56,7 +59,7 @@ impl ErrorKind {
 }
 
 /// Errors counted by kind.
-#[derive(Debug, Default, Clone, Copy, Serialize)]
+#[derive(Debug, Default, Clone, Copy, Serialize, Deserialize)]
 pub(crate) struct ErrorCounts {
     /// Connections (or datagrams) refused.
     pub(crate) refused: u64,
@@ -85,7 +88,7 @@ impl ErrorCounts {
         *count += 1;
     }
 
-    fn merge(&mut self, other: &ErrorCounts) {
+    pub(crate) fn merge(&mut self, other: &ErrorCounts) {
         self.refused += other.refused;
         self.reset += other.reset;
         self.timeout += other.timeout;
@@ -120,6 +123,13 @@ impl ErrorCounts {
 pub(crate) struct ThreadStats {
     /// Latency of every verified reply, in nanoseconds.
     latency: Histogram<u64>,
+    /// Open loop: the latency of the same replies from when each message was sent rather than
+    /// due (wrk2's `--u_latency`): beside `latency` it shows how much of it was waiting to send.
+    uncorrected: Histogram<u64>,
+    /// With `--interval` or `--hdr-log`: what was measured since the last interval was cut.
+    pub(crate) window: Option<Window>,
+    /// When this thread's measured load began (after `--start-at`, if it was ready late).
+    pub(crate) started: Option<std::time::Instant>,
     /// Time from the start of each connect to the end of its TLS handshake (without TLS: to
     /// the end of the connect), in nanoseconds, for every connection set up.
     handshake_latency: Histogram<u64>,
@@ -127,6 +137,8 @@ pub(crate) struct ThreadStats {
     pub(crate) opened: u64,
     /// Of `opened`, those set up while the load ran: the rate of new connections counts these.
     pub(crate) reopened: u64,
+    /// `--connect-rate`: new connections that came due on the schedule.
+    pub(crate) connections_due: u64,
     /// TLS handshakes completed.
     pub(crate) handshakes: u64,
     /// Of `handshakes`, those that resumed an earlier session.
@@ -166,12 +178,14 @@ pub(crate) struct ThreadStats {
 impl ThreadStats {
     pub(crate) fn new() -> Result<Self> {
         Ok(ThreadStats {
-            latency: Histogram::new_with_bounds(1, LATENCY_MAX_NS, LATENCY_SIGFIG)
-                .context("cannot set up the latency histogram")?,
-            handshake_latency: Histogram::new_with_bounds(1, LATENCY_MAX_NS, LATENCY_SIGFIG)
-                .context("cannot set up the handshake histogram")?,
+            latency: histogram()?,
+            uncorrected: histogram()?,
+            window: None,
+            started: None,
+            handshake_latency: histogram()?,
             opened: 0,
             reopened: 0,
+            connections_due: 0,
             handshakes: 0,
             resumed: 0,
             full_in_load: 0,
@@ -190,18 +204,39 @@ impl ThreadStats {
         })
     }
 
+    /// Keeps a [`Window`] beside the totals, for intervals.
+    pub(crate) fn keep_windows(&mut self) -> Result<()> {
+        self.window = Some(Window::new()?);
+        Ok(())
+    }
+
     /// Counts a verified reply and its latency.
     pub(crate) fn reply(&mut self, latency: Duration) {
         self.messages += 1;
+        if let Some(window) = &mut self.window {
+            window.messages += 1;
+        }
         self.record_latency(latency);
+    }
+
+    /// Open loop: records a reply's latency from when its message was actually sent.
+    pub(crate) fn record_uncorrected(&mut self, latency: Duration) {
+        let nanos = nanos(latency);
+        self.uncorrected.saturating_record(nanos);
+        if let Some(window) = &mut self.window {
+            window.uncorrected.saturating_record(nanos);
+        }
     }
 
     /// Counts a connection set up (connected and, with TLS, handshaken) `latency` after its
     /// connect began. `resumed`: with TLS, whether the handshake resumed a session (`None`
     /// without TLS); `during_load`: it replaced a connection while the load ran.
     pub(crate) fn opened(&mut self, latency: Duration, resumed: Option<bool>, during_load: bool) {
-        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
-        self.handshake_latency.saturating_record(nanos.max(1));
+        let nanos = nanos(latency);
+        self.handshake_latency.saturating_record(nanos);
+        if let Some(window) = &mut self.window {
+            window.setup.saturating_record(nanos);
+        }
         self.opened += 1;
         self.reopened += u64::from(during_load);
         if let Some(resumed) = resumed {
@@ -214,13 +249,19 @@ impl ThreadStats {
     /// Records a latency without counting a reply (UDP: a reply that came late is counted apart,
     /// but its latency belongs in the histogram: a slow server must not hide its slow replies).
     pub(crate) fn record_latency(&mut self, latency: Duration) {
-        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
-        self.latency.saturating_record(nanos.max(1));
+        let nanos = nanos(latency);
+        self.latency.saturating_record(nanos);
+        if let Some(window) = &mut self.window {
+            window.latency.saturating_record(nanos);
+        }
     }
 
     /// Counts an error; `detail` is only called while the report still wants descriptions.
     pub(crate) fn error(&mut self, kind: ErrorKind, detail: impl FnOnce() -> String) {
         self.errors.add(kind);
+        if let Some(window) = &mut self.window {
+            window.errors += 1;
+        }
         if self.details.len() < MAX_ERROR_DETAILS {
             // The same error over and over (a refusing UDP port) is worth one line.
             let detail = detail();
@@ -234,11 +275,15 @@ impl ThreadStats {
         self.latency
             .add(&other.latency)
             .context("cannot merge latency histograms")?;
+        self.uncorrected
+            .add(&other.uncorrected)
+            .context("cannot merge latency histograms")?;
         self.handshake_latency
             .add(&other.handshake_latency)
             .context("cannot merge handshake histograms")?;
         self.opened += other.opened;
         self.reopened += other.reopened;
+        self.connections_due += other.connections_due;
         self.handshakes += other.handshakes;
         self.resumed += other.resumed;
         self.full_in_load += other.full_in_load;
@@ -255,6 +300,59 @@ impl ThreadStats {
         self.connect_time = self.connect_time.max(other.connect_time);
         self.load_time = self.load_time.max(other.load_time);
         self.lost_wait = self.lost_wait.max(other.lost_wait);
+        self.started = self.started.max(other.started);
+        Ok(())
+    }
+}
+
+/// A latency histogram in nanoseconds, 1 ns to an hour at 0.1%: the one shape every histogram of
+/// a run and of a log has, so any two add exactly.
+pub(crate) fn histogram() -> Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, LATENCY_MAX_NS, LATENCY_SIGFIG)
+        .context("cannot set up a latency histogram")
+}
+
+/// A latency as the histograms record it: nanoseconds, at least 1.
+fn nanos(latency: Duration) -> u64 {
+    u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX).max(1)
+}
+
+/// What one thread measured in the interval being cut (`--interval`, `--hdr-log`).
+pub(crate) struct Window {
+    /// Message latency, from when due (open loop) or sent (closed loop).
+    pub(crate) latency: Histogram<u64>,
+    /// Open loop: message latency from when sent.
+    pub(crate) uncorrected: Histogram<u64>,
+    /// Connect (with TLS: connect and handshake) latency of the connections opened.
+    pub(crate) setup: Histogram<u64>,
+    /// Replies verified.
+    pub(crate) messages: u64,
+    /// Errors counted.
+    pub(crate) errors: u64,
+}
+
+impl Window {
+    pub(crate) fn new() -> Result<Self> {
+        Ok(Window {
+            latency: histogram()?,
+            uncorrected: histogram()?,
+            setup: histogram()?,
+            messages: 0,
+            errors: 0,
+        })
+    }
+
+    /// Adds another thread's window of the same interval.
+    pub(crate) fn add(&mut self, other: &Window) -> Result<()> {
+        self.latency
+            .add(&other.latency)
+            .context("cannot add windows")?;
+        self.uncorrected
+            .add(&other.uncorrected)
+            .context("cannot add windows")?;
+        self.setup.add(&other.setup).context("cannot add windows")?;
+        self.messages += other.messages;
+        self.errors += other.errors;
         Ok(())
     }
 }
@@ -268,18 +366,18 @@ pub(crate) fn describe_mismatch(conn: u32, seq: u64, size: usize, mismatch: &Mis
 }
 
 /// What was asked for, as the report repeats it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Settings {
     /// The address benchmarked.
     pub(crate) target: String,
     /// `tcp` or `udp`.
-    pub(crate) protocol: &'static str,
+    pub(crate) protocol: String,
     /// Connections asked for (UDP: sockets).
     pub(crate) connections: u32,
     /// Bytes per message.
     pub(crate) size: usize,
     /// `closed` (each connection waits for its replies) or `open` (messages sent on a schedule).
-    pub(crate) mode: &'static str,
+    pub(crate) mode: String,
     /// Closed loop: messages in flight per connection.
     pub(crate) pipeline: Option<u32>,
     /// Open loop: messages per second asked for, in total.
@@ -294,10 +392,25 @@ pub(crate) struct Settings {
     pub(crate) reconnect: Option<u32>,
     /// With `--tls`: whether sessions may be resumed (off with `--no-resumption`).
     pub(crate) resumption: Option<bool>,
+    /// `--connect-rate`: new connections per second asked for, in total.
+    #[serde(default)]
+    pub(crate) connect_rate: Option<f64>,
+    /// `--connect-rate`: messages each new connection sends.
+    #[serde(default)]
+    pub(crate) messages_per_connection: Option<u32>,
+    /// `--tos`/`--dscp`: the TOS byte of the load's packets.
+    #[serde(default)]
+    pub(crate) tos: Option<u8>,
+    /// `--sndbuf`: the send buffer asked for.
+    #[serde(default)]
+    pub(crate) sndbuf: Option<usize>,
+    /// `--rcvbuf`: the receive buffer asked for.
+    #[serde(default)]
+    pub(crate) rcvbuf: Option<usize>,
 }
 
 /// Latency percentiles, in microseconds.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Latency {
     pub(crate) p50: f64,
     pub(crate) p90: f64,
@@ -309,7 +422,7 @@ pub(crate) struct Latency {
 
 impl Latency {
     /// The percentiles of a histogram of nanoseconds.
-    fn of(histogram: &Histogram<u64>) -> Self {
+    pub(crate) fn of(histogram: &Histogram<u64>) -> Self {
         let micros = |nanos: u64| nanos as f64 / 1000.0;
         Latency {
             p50: micros(histogram.value_at_quantile(0.50)),
@@ -323,7 +436,7 @@ impl Latency {
 
     /// `LABEL       p50 1.0, p90 2.0, p99 3.0, p99.9 4.0, max 5.0 µs`: one unit, chosen by the
     /// largest value (at most 67 columns after a 12-column label).
-    fn write_line(&self, out: &mut impl Write, label: &str) -> io::Result<()> {
+    pub(crate) fn write_line(&self, out: &mut impl Write, label: &str) -> io::Result<()> {
         let unit = LatencyUnit::for_max(self.max);
         writeln!(
             out,
@@ -338,8 +451,8 @@ impl Latency {
     }
 }
 
-/// The whole result of a benchmark; `--json` prints exactly this.
-#[derive(Debug, Serialize)]
+/// The whole result of a benchmark; `--json` prints exactly this (and `--hdr-log` ends with it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct BenchReport {
     #[serde(flatten)]
     pub(crate) settings: Settings,
@@ -370,13 +483,25 @@ pub(crate) struct BenchReport {
     pub(crate) msgs_per_sec: f64,
     /// Verified bytes per second, in MiB (each way: as many were sent).
     pub(crate) mib_per_sec: f64,
-    /// Latency of the verified replies; all zero if there were none.
+    /// The same in bits per second (each way), as iperf3 counts.
+    #[serde(default)]
+    pub(crate) bits_per_sec: f64,
+    /// Latency of the verified replies; all zero if there were none. In an open loop, from when
+    /// each message was due (corrected for coordinated omission).
     pub(crate) latency_us: Latency,
+    /// Open loop: the same replies' latency from when each was sent, uncorrected (as wrk2's
+    /// `--u_latency`); absent in a closed loop, where the two are one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) latency_uncorrected_us: Option<Latency>,
     /// Connections set up: those of the start and, with `--reconnect`, those that replaced
     /// them (connected and, with TLS, handshaken; failures are in `failed_connections`).
     pub(crate) connections_opened: u64,
     /// Connections set up per second while the load ran (those of the start are not in it).
     pub(crate) connections_per_sec: f64,
+    /// `--connect-rate`: new connections due on the schedule; more than `connections_opened`
+    /// when the server (or the slots, `--connections`) could not keep up.
+    #[serde(default)]
+    pub(crate) connections_due: u64,
     /// TLS handshakes completed (0 without `--tls`).
     pub(crate) handshakes: u64,
     /// Of `handshakes`, those that resumed an earlier session.
@@ -395,6 +520,41 @@ pub(crate) struct BenchReport {
     pub(crate) late: u64,
     /// The first errors in words.
     pub(crate) error_details: Vec<String>,
+    /// CPU time (user and system) the load generator itself used from the start of the load to
+    /// its end, in seconds: near `elapsed_s` per thread, the client is the limit, not the server.
+    #[serde(default)]
+    pub(crate) cpu_s: f64,
+    /// `cpu_s` per verified reply, in microseconds.
+    #[serde(default)]
+    pub(crate) cpu_us_per_message: f64,
+    /// With `--start-at`: seconds after the start time this agent was ready (connected); it
+    /// measured only from then. Absent when on time or without `--start-at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) start_late_s: Option<f64>,
+    /// `bench merge`: one row per agent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) agents: Vec<AgentRow>,
+}
+
+/// One agent's line in a merged report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct AgentRow {
+    /// The agent's name (host:pid), from its log.
+    pub(crate) agent: String,
+    /// Its log file.
+    pub(crate) file: String,
+    /// Replies it verified.
+    pub(crate) messages: u64,
+    /// Its rate over the time it measured.
+    pub(crate) msgs_per_sec: f64,
+    /// Its own p99, in microseconds.
+    pub(crate) p99_us: f64,
+    /// Its errors and lost replies.
+    pub(crate) errors: u64,
+    /// Its CPU time.
+    pub(crate) cpu_s: f64,
+    /// Seconds it was ready after `--start-at`, if late.
+    pub(crate) start_late_s: Option<f64>,
 }
 
 impl BenchReport {
@@ -408,6 +568,7 @@ impl BenchReport {
         for stats in threads {
             total.merge(stats)?;
         }
+        let open = settings.rate.is_some();
         let elapsed = total.load_time.as_secs_f64();
         let per_second = |count: f64| if elapsed > 0.0 { count / elapsed } else { 0.0 };
         let latency_us = Latency::of(&total.latency);
@@ -425,9 +586,13 @@ impl BenchReport {
             bytes,
             interrupted,
             mib_per_sec: per_second(bytes as f64) / (1024.0 * 1024.0),
+            bits_per_sec: per_second(bytes as f64) * 8.0,
             latency_us,
+            latency_uncorrected_us: (open && !total.uncorrected.is_empty())
+                .then(|| Latency::of(&total.uncorrected)),
             connections_opened: total.opened,
             connections_per_sec: per_second(total.reopened as f64),
+            connections_due: total.connections_due,
             handshakes: total.handshakes,
             resumed: total.resumed,
             full_handshakes_per_sec: per_second(total.full_in_load as f64),
@@ -437,7 +602,56 @@ impl BenchReport {
             late: total.late,
             error_details: total.details,
             settings,
+            cpu_s: 0.0,
+            cpu_us_per_message: 0.0,
+            start_late_s: None,
+            agents: Vec::new(),
         })
+    }
+
+    /// Adds another agent's totals (`bench merge`): counts and asked-for load are summed, the
+    /// longest waits kept. The rates and latencies are the caller's to set from the histograms
+    /// and the common interval.
+    pub(crate) fn add_totals(&mut self, other: &BenchReport) {
+        let s = &mut self.settings;
+        s.connections = s.connections.saturating_add(other.settings.connections);
+        s.threads = s.threads.saturating_add(other.settings.threads);
+        s.rate = s.rate.map(|rate| rate + other.settings.rate.unwrap_or(0.0));
+        s.connect_rate = s
+            .connect_rate
+            .map(|rate| rate + other.settings.connect_rate.unwrap_or(0.0));
+        self.connected += other.connected;
+        self.failed_connections += other.failed_connections;
+        self.answered += other.answered;
+        self.unanswered += other.unanswered;
+        self.connect_ms = self.connect_ms.max(other.connect_ms);
+        self.lost_wait_s = self.lost_wait_s.max(other.lost_wait_s);
+        self.messages += other.messages;
+        self.bytes += other.bytes;
+        self.interrupted |= other.interrupted;
+        self.connections_opened += other.connections_opened;
+        self.connections_per_sec += other.connections_per_sec;
+        self.connections_due += other.connections_due;
+        self.handshakes += other.handshakes;
+        self.resumed += other.resumed;
+        self.full_handshakes_per_sec += other.full_handshakes_per_sec;
+        self.errors.merge(&other.errors);
+        self.lost += other.lost;
+        self.late += other.late;
+        let room = MAX_ERROR_DETAILS.saturating_sub(self.error_details.len());
+        self.error_details
+            .extend(other.error_details.iter().take(room).cloned());
+        self.cpu_s += other.cpu_s;
+    }
+
+    /// Sets the CPU time the load generator used; the per-message figure follows.
+    pub(crate) fn set_cpu(&mut self, cpu_s: f64) {
+        self.cpu_s = cpu_s;
+        self.cpu_us_per_message = if self.messages > 0 {
+            cpu_s * 1e6 / self.messages as f64
+        } else {
+            0.0
+        };
     }
 
     /// Why the run failed, if it did: any error or lost reply fails it. When some connections
@@ -504,6 +718,16 @@ impl BenchReport {
         );
         write_wrapped(out, "target      ", "            ", &target)?;
         let load = match (s.rate, s.pipeline) {
+            _ if s.connect_rate.is_some() => format!(
+                "{} new connections/s, {} {} each",
+                number(s.connect_rate.unwrap_or_default()),
+                s.messages_per_connection.unwrap_or(1),
+                plural(
+                    u64::from(s.messages_per_connection.unwrap_or(1)),
+                    "message",
+                    "messages"
+                )
+            ),
             (Some(rate), _) => format!("open loop at {} msgs/s", number(rate)),
             (None, Some(1) | None) => "closed loop".to_string(),
             (None, Some(k)) => format!("closed loop, {k} in flight per connection"),
@@ -517,11 +741,32 @@ impl BenchReport {
             0 => String::new(),
             n => format!(", {n} failed"),
         };
-        writeln!(
-            out,
-            "connected   {} of {} in {:.1} ms{failed}",
-            self.connected, s.connections, self.connect_ms
-        )?;
+        if let Some(rate) = s.connect_rate {
+            let opened = format!(
+                "{} opened of {} due at {} per second: {} per second{failed}",
+                self.connections_opened,
+                self.connections_due,
+                number(rate),
+                number(self.connections_per_sec)
+            );
+            write_wrapped(out, "connections ", "            ", &opened)?;
+        } else {
+            writeln!(
+                out,
+                "connected   {} of {} in {:.1} ms{failed}",
+                self.connected, s.connections, self.connect_ms
+            )?;
+        }
+        if let Some(late) = self.start_late_s {
+            let line = format!(
+                "ready {late:.2} s after --start-at: this agent measured only from then \
+                 (the common interval)"
+            );
+            write_wrapped(out, "started     ", "            ", &line)?;
+        }
+        if !self.agents.is_empty() {
+            self.write_agents(out)?;
+        }
         if self.interrupted {
             writeln!(
                 out,
@@ -539,9 +784,10 @@ impl BenchReport {
         )?;
         writeln!(
             out,
-            "bytes       {} each way: {:.2} MiB/s",
+            "bytes       {} each way: {:.2} MiB/s, {}",
             size::describe(self.bytes),
-            self.mib_per_sec
+            self.mib_per_sec,
+            bits(self.bits_per_sec)
         )?;
         if self.lost_wait_s > 0.0 {
             writeln!(
@@ -579,8 +825,13 @@ impl BenchReport {
             writeln!(out, "latency     none: no reply came back")?;
         } else {
             self.latency_us.write_line(out, "latency")?;
+            if let Some(uncorrected) = &self.latency_uncorrected_us {
+                uncorrected.write_line(out, "  from sent")?;
+            }
         }
-        if self.connections_opened > 0 && (s.tls || s.reconnect.is_some()) {
+        if self.connections_opened > 0
+            && (s.tls || s.reconnect.is_some() || s.connect_rate.is_some())
+        {
             let label = if s.tls { "handshake" } else { "connect" };
             self.handshake_latency_us.write_line(out, label)?;
         }
@@ -605,6 +856,49 @@ impl BenchReport {
         write_wrapped(out, "errors      ", "            ", &errors)?;
         for detail in &self.error_details {
             write_wrapped(out, "  ", "    ", detail)?;
+        }
+        if self.cpu_s > 0.0 {
+            let cores = if self.elapsed_s > 0.0 {
+                self.cpu_s / self.elapsed_s
+            } else {
+                0.0
+            };
+            writeln!(
+                out,
+                "client cpu  {:.2} s ({:.0}% of a core), {:.2} µs per message",
+                self.cpu_s,
+                cores * 100.0,
+                self.cpu_us_per_message
+            )?;
+        }
+        Ok(())
+    }
+
+    /// `bench merge`: the agents, one line each.
+    fn write_agents(&self, out: &mut impl Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "agents      {}, rates over the common {:.2} s",
+            self.agents.len(),
+            self.elapsed_s
+        )?;
+        for row in &self.agents {
+            let unit = LatencyUnit::for_max(row.p99_us);
+            let late = match row.start_late_s {
+                Some(late) => format!(", {late:.2} s late"),
+                None => String::new(),
+            };
+            let line = format!(
+                "{}: {} msgs, {} msgs/s, p99 {} {}, {} errors, cpu {:.2} s{late}",
+                row.agent,
+                row.messages,
+                number(row.msgs_per_sec),
+                unit.show(row.p99_us),
+                unit.name(),
+                row.errors,
+                row.cpu_s
+            );
+            write_wrapped(out, "  ", "    ", &line)?;
         }
         Ok(())
     }
@@ -682,8 +976,22 @@ fn plural(count: u64, one: &'static str, many: &'static str) -> &'static str {
     if count == 1 { one } else { many }
 }
 
+/// Bits per second with an SI prefix, as iperf3 prints them: `812 kbit/s`, `1.25 Gbit/s`.
+pub(crate) fn bits(per_second: f64) -> String {
+    let (value, unit) = if per_second >= 1e9 {
+        (per_second / 1e9, "Gbit/s")
+    } else if per_second >= 1e6 {
+        (per_second / 1e6, "Mbit/s")
+    } else if per_second >= 1e3 {
+        (per_second / 1e3, "kbit/s")
+    } else {
+        (per_second, "bit/s")
+    };
+    format!("{} {unit}", number(value))
+}
+
 /// A rate without false precision: `123456`, `12.3`.
-fn number(value: f64) -> String {
+pub(crate) fn number(value: f64) -> String {
     if value >= 100.0 {
         format!("{value:.0}")
     } else {
@@ -698,10 +1006,10 @@ mod tests {
     fn settings() -> Settings {
         Settings {
             target: "127.0.0.1:7".to_string(),
-            protocol: "tcp",
+            protocol: "tcp".to_string(),
             connections: 2,
             size: 64,
-            mode: "closed",
+            mode: "closed".to_string(),
             pipeline: Some(1),
             rate: None,
             threads: 1,
@@ -709,6 +1017,11 @@ mod tests {
             tls: false,
             reconnect: None,
             resumption: None,
+            connect_rate: None,
+            messages_per_connection: None,
+            tos: None,
+            sndbuf: None,
+            rcvbuf: None,
         }
     }
 

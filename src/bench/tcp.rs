@@ -20,6 +20,13 @@
 //! under the same connection id, so the sequence of messages, and their check, go on across
 //! links. The time each link took to set up is recorded apart from message latency.
 //!
+//! With `--connect-rate R --messages K` no connection is opened beforehand: the thread's
+//! connections are slots, and new connections are due on a schedule of their own (R per second
+//! over all threads, open loop like `--rate`). Each due one is opened in a free slot, sends K
+//! messages one at a time, and closes once its replies are in, freeing the slot. Its connect
+//! latency counts from when it was due, so a server (or a full set of slots) that cannot keep
+//! up shows as latency and as fewer opened than due, never as a slower schedule.
+//!
 //! At the end of `--duration` no new message starts; the loop waits (up to `--timeout`) for the
 //! replies still owed, then closes everything. A connection that fails (reset, closed, altered
 //! byte, no progress within `--timeout`) is counted by kind and dropped; the others go on.
@@ -41,6 +48,7 @@ use super::{
     plan::{Load, ThreadPlan, later},
     progress::Progress,
     run_loop::{self, Core, EVENTS_CAPACITY, Transport},
+    schedule::Schedule,
     stats::{ErrorKind, ThreadStats, describe_mismatch},
 };
 use crate::error::describe;
@@ -51,6 +59,11 @@ const READ_BUFFER: usize = 64 * 1024;
 const WRITE_BUFFER_MAX: usize = 64 * 1024;
 /// Open loop: messages a connection's write buffer holds (bounded by [`WRITE_BUFFER_MAX`]).
 const OPEN_LOOP_BUFFERED: usize = 16;
+/// Open loop: send times a connection remembers for the uncorrected latency (wrk2's
+/// `--u_latency`), 16 KiB at most (so `-c 10000` stays far within the memory limit); messages
+/// beyond them in flight (a server stalled for a while) have a due time but no send time, and
+/// only their corrected latency is recorded.
+const OPEN_LOOP_SEND_TIMES: usize = 1024;
 /// How often connections are checked for a stall (no progress within `--timeout`).
 const STALL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -58,7 +71,7 @@ const STALL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 /// of each message in flight.
 pub(crate) fn buffer_bytes(size: usize, pipeline: u32, open: bool) -> u64 {
     let (buffered, in_flight) = if open {
-        (OPEN_LOOP_BUFFERED, 0)
+        (OPEN_LOOP_BUFFERED, OPEN_LOOP_SEND_TIMES)
     } else {
         (pipeline as usize, pipeline as usize)
     };
@@ -74,12 +87,20 @@ pub(crate) fn run(
     mut progress: Option<&mut Progress>,
 ) -> Result<ThreadStats> {
     let mut stats = ThreadStats::new()?;
+    if share.intervals.is_some() {
+        stats.keep_windows()?;
+    }
     let mut poll = Poll::new().context("cannot create the event loop")?;
-    let mut connections = connect_all(share, &mut poll, &mut stats)?;
-    let Some(start) = run_loop::start(ticket, progress.as_deref_mut()) else {
+    let mut connections = match share.plan.connect_rate {
+        // Slots only: the connections are opened on their schedule.
+        Some(_) => (0..share.ids.len()).map(|_| None).collect(),
+        None => connect_all(share, &mut poll, &mut stats)?,
+    };
+    let Some(start) = run_loop::start(share, ticket, progress.as_deref_mut()) else {
         // Another thread could not start; its error ends the run.
         return Ok(stats);
     };
+    stats.started = Some(start);
     let registry = poll
         .registry()
         .try_clone()
@@ -89,13 +110,30 @@ pub(crate) fn run(
         last_stall_check: start,
         buffer: vec![0; READ_BUFFER].into_boxed_slice(),
         registry,
+        openings: share.plan.connect_rate.map(|(rate, _)| {
+            let rate = rate * share.ids.len() as f64 / f64::from(share.plan.connections);
+            let duration = run_end(share, start).saturating_duration_since(start);
+            Schedule::new(start, duration, rate, 1)
+        }),
+        opened: 0,
     };
     // The first turn sends what the load allows on every connection.
     run.core.dirty.extend(0..connections.len());
     let ended = run_loop::run(&mut run, &mut poll, &mut connections, progress)?;
+    let stopped = run.core.drain_start.min(run.core.end);
+    if let Some(openings) = &mut run.openings {
+        // Every connection due until the load stopped, whether or not a turn saw it come due.
+        openings.advance(stopped, |_| {});
+        run.core.stats.connections_due = openings.due_count(0);
+    }
     let finished = run.core.measured_until(ended);
     stats.load_time = finished.duration_since(start);
     Ok(stats)
+}
+
+/// When this thread's load ends: `duration` after the agreed start (see [`Core::new`]).
+fn run_end(share: &ThreadPlan, start: Instant) -> Instant {
+    later(share.plan.begin.unwrap_or(start), share.plan.duration)
 }
 
 /// Connects this thread's share, keeping at most `connect_window` connects under way. Failed
@@ -121,7 +159,7 @@ fn connect_all(
         while pending.len() < share.connect_window && slots.len() < share.ids.len() {
             let index = slots.len();
             let id = share.ids[index];
-            match Link::open(poll.registry(), plan.target, Token(index), plan.proxy, tls) {
+            match Link::open(poll.registry(), plan, id, Token(index), tls) {
                 Ok(link) => {
                     slots.push(Some(Connection::new(link, id, plan)));
                     pending.push((index, Instant::now()));
@@ -219,10 +257,14 @@ struct Connection {
     /// Bytes written to and read from the socket, so a reply longer than the request shows.
     written: u64,
     received: u64,
-    /// Closed loop: when each message in flight was sent, oldest first. It grows with the
-    /// messages in flight (at most `--pipeline`), so a deep pipeline the socket never fills
-    /// costs nothing.
+    /// When each message in flight was sent, oldest first: those numbered up to `last_timed`,
+    /// without a gap. It grows with the messages in flight (closed loop: at most `--pipeline`,
+    /// so a deep pipeline the socket never fills costs nothing; open loop: at most
+    /// [`OPEN_LOOP_SEND_TIMES`], for the uncorrected latency; once full, no time is kept until
+    /// it has emptied, so the times stay in one run of numbers).
     sent_at: VecDeque<Instant>,
+    /// The number of the last message in `sent_at`.
+    last_timed: u64,
     /// When the connection last made progress (a reply byte), or began to wait for one.
     last_progress: Instant,
 }
@@ -254,6 +296,7 @@ impl Connection {
             written: 0,
             received: 0,
             sent_at: VecDeque::new(),
+            last_timed: 0,
             last_progress: now,
         }
     }
@@ -282,8 +325,12 @@ struct Run<'a> {
     last_stall_check: Instant,
     /// The thread's read buffer, shared by its connections.
     buffer: Box<[u8]>,
-    /// Where new links (`--reconnect`) are registered.
+    /// Where new links (`--reconnect`, `--connect-rate`) are registered.
     registry: Registry,
+    /// `--connect-rate`: when this thread's new connections are due.
+    openings: Option<Schedule>,
+    /// `--connect-rate`: new connections opened so far (the next due is this one).
+    opened: u64,
 }
 
 impl<'a> Transport<'a> for Run<'a> {
@@ -294,6 +341,7 @@ impl<'a> Transport<'a> for Run<'a> {
     }
 
     fn turn(&mut self, connections: &mut [Option<Connection>], now: Instant) -> Option<Instant> {
+        let next_opening = self.open_due(connections, now);
         while let Some(index) = self.core.dirty.pop() {
             self.pump(connections, index, now);
         }
@@ -301,11 +349,14 @@ impl<'a> Transport<'a> for Run<'a> {
             self.last_stall_check = now;
             self.drop_stalled(connections, now);
         }
-        Some(later(self.last_stall_check, STALL_CHECK_INTERVAL))
+        let stall_check = later(self.last_stall_check, STALL_CHECK_INTERVAL);
+        Some(next_opening.map_or(stall_check, |at| at.min(stall_check)))
     }
 
     fn owing(connection: &Connection) -> bool {
-        connection.busy()
+        // A link still connecting owes its set-up (a --connect-rate connection due before the
+        // end is opened, and carries its messages, after it).
+        connection.busy() || !connection.link.is_ready()
     }
 
     /// At the drain deadline: the connections still owed replies time out.
@@ -368,12 +419,64 @@ impl<'a> Transport<'a> for Run<'a> {
 }
 
 impl Run<'_> {
+    /// `--connect-rate`: opens the connections that have come due, as far as slots are free;
+    /// returns when the next is due (now, if one waits for a slot: the stall check, every
+    /// [`STALL_CHECK_INTERVAL`], comes back to it, as do the replies that free slots).
+    fn open_due(
+        &mut self,
+        connections: &mut [Option<Connection>],
+        now: Instant,
+    ) -> Option<Instant> {
+        let schedule = self.openings.as_mut()?;
+        if !self.core.may_start() {
+            return None;
+        }
+        schedule.advance(now, |_| {});
+        let due = schedule.due_count(0);
+        self.core.stats.connections_due = due;
+        let plan = self.core.share.plan;
+        let messages = plan.connect_rate.map_or(1, |(_, k)| u64::from(k));
+        while self.opened < due {
+            let Some(index) = connections.iter().position(Option::is_none) else {
+                break;
+            };
+            let due_at = self.openings.as_ref()?.due(0, self.opened);
+            self.opened += 1;
+            let id = self.core.share.ids[index];
+            let tls = self.core.share.tls.as_ref();
+            match Link::open(&self.registry, plan, id, Token(index), tls) {
+                Ok(mut link) => {
+                    // Connect latency counts from when it was due (no coordinated omission).
+                    link.opened_at = due_at.min(link.opened_at);
+                    let mut connection = Connection::new(link, id, plan);
+                    connection.link_end = messages;
+                    connections[index] = Some(connection);
+                }
+                Err(err) => {
+                    let (kind, why) = setup_failure(false, &err, plan.target, tls);
+                    self.core.stats.failed_connections += 1;
+                    self.core.error(kind, || format!("connection {id}: {why}"));
+                }
+            }
+        }
+        self.openings.as_ref()?.next_due()
+    }
+
     /// Starts the messages the load allows and writes what the socket takes.
     fn pump(&mut self, connections: &mut [Option<Connection>], index: usize, now: Instant) {
         let Some(connection) = connections[index].as_mut() else {
             return;
         };
         if !connection.link.is_ready() {
+            return;
+        }
+        if connection.next.seq >= connection.link_end
+            && !connection.busy()
+            && self.openings.is_some()
+        {
+            // --connect-rate: its messages are done; it closes and frees the slot.
+            connection.link.close();
+            connections[index] = None;
             return;
         }
         if connection.next.seq >= connection.link_end && !connection.busy() {
@@ -409,9 +512,9 @@ impl Run<'_> {
         c.link.close();
         c.link = Link::open(
             &self.registry,
-            plan.target,
+            plan,
+            c.id,
             Token(index),
-            plan.proxy,
             self.core.share.tls.as_ref(),
         )?;
         let per_link = plan.reconnect.map_or(u64::MAX, u64::from);
@@ -424,7 +527,11 @@ impl Run<'_> {
         let core = &self.core;
         // With TLS, records rustls holds go out first, on every event.
         c.link.flush_tls()?;
-        let stopping = !core.may_start();
+        // A --connect-rate connection opened (it was due before the end) sends its messages,
+        // even after the end: they are the ones it was due to carry. Not after Ctrl-C.
+        let carries_on =
+            core.share.plan.connect_rate.is_some() && !core.share.live.is_interrupted();
+        let stopping = !core.may_start() && !carries_on;
         let due = match &core.schedule {
             Some(schedule) => schedule.due_count(core.index_of(c.id)),
             None => 0,
@@ -446,8 +553,12 @@ impl Run<'_> {
                         // From now on a reply is owed: the stall clock starts.
                         c.last_progress = now;
                     }
-                    if core.schedule.is_none() {
+                    let in_run = c.sent_at.is_empty()
+                        || (c.last_timed + 1 == c.next.seq
+                            && c.sent_at.len() < OPEN_LOOP_SEND_TIMES);
+                    if core.schedule.is_none() || in_run {
                         c.sent_at.push_back(now);
+                        c.last_timed = c.next.seq;
                     }
                 }
                 let n = (c.size - c.next_offset).min(c.out.len() - c.out_end);
@@ -534,10 +645,23 @@ impl Run<'_> {
                 data = &data[take..];
                 if c.reply_offset == c.size {
                     let core = &mut self.core;
+                    // A whole reply is one to a message started, so its time is queued (in an
+                    // open loop, unless the queue was full when it went).
+                    let first_timed = (c.last_timed + 1).saturating_sub(c.sent_at.len() as u64);
+                    let sent = if first_timed == c.reply.seq {
+                        c.sent_at.pop_front()
+                    } else {
+                        None
+                    };
                     let origin = match &core.schedule {
-                        Some(schedule) => Some(schedule.due(core.index_of(c.id), c.reply.seq)),
-                        // A whole reply is one to a message started, so its time is queued.
-                        None => c.sent_at.pop_front(),
+                        Some(schedule) => {
+                            if let Some(sent) = sent {
+                                core.stats
+                                    .record_uncorrected(now.saturating_duration_since(sent));
+                            }
+                            Some(schedule.due(core.index_of(c.id), c.reply.seq))
+                        }
+                        None => sent,
                     };
                     core.reply(
                         origin.map_or(Duration::ZERO, |at| now.saturating_duration_since(at)),

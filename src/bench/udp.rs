@@ -32,7 +32,6 @@
 use std::{
     collections::VecDeque,
     io,
-    net::SocketAddr,
     sync::atomic::Ordering,
     time::{Duration, Instant},
 };
@@ -43,7 +42,7 @@ use mio::{Interest, Poll, Token, event::Event, net::UdpSocket};
 use super::{
     gate::Ticket,
     message::Message,
-    plan::{Load, ThreadPlan, later},
+    plan::{Load, Plan, ThreadPlan, later},
     progress::Progress,
     run_loop::{self, Core, Transport},
     stats::{ErrorKind, ThreadStats, describe_mismatch},
@@ -178,11 +177,14 @@ pub(crate) fn run(
 ) -> Result<ThreadStats> {
     let plan = share.plan;
     let mut stats = ThreadStats::new()?;
+    if share.intervals.is_some() {
+        stats.keep_windows()?;
+    }
     let started = Instant::now();
     let mut poll = Poll::new().context("cannot create the event loop")?;
     let mut flows: Vec<Option<Flow>> = Vec::with_capacity(share.ids.len());
     for (index, &id) in share.ids.iter().enumerate() {
-        match open(&poll, plan.target, index) {
+        match open(&poll, plan, id, index) {
             Ok(socket) => {
                 stats.connected += 1;
                 flows.push(Some(Flow {
@@ -213,10 +215,11 @@ pub(crate) fn run(
         }
     }
     stats.connect_time = started.elapsed();
-    let Some(start) = run_loop::start(ticket, progress.as_deref_mut()) else {
+    let Some(start) = run_loop::start(share, ticket, progress.as_deref_mut()) else {
         // Another thread could not start; its error ends the run.
         return Ok(stats);
     };
+    stats.started = Some(start);
     let mut run = Run {
         core: Core::new(share, start, &mut stats),
         out: vec![0; plan.size],
@@ -232,15 +235,10 @@ pub(crate) fn run(
     Ok(stats)
 }
 
-/// A non-blocking UDP socket connected to `target`, registered with the poll.
-fn open(poll: &Poll, target: SocketAddr, index: usize) -> io::Result<UdpSocket> {
-    let local: SocketAddr = if target.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        ([0u16; 8], 0).into()
-    };
-    let mut socket = UdpSocket::bind(local)?;
-    socket.connect(target)?;
+/// A non-blocking UDP socket of socket `id` (from its `--bind` source), connected to the
+/// target, registered with the poll.
+fn open(poll: &Poll, plan: &Plan, id: u32, index: usize) -> io::Result<UdpSocket> {
+    let mut socket = plan.sockets.udp(id, plan.target)?;
     poll.registry().register(
         &mut socket,
         Token(index),
@@ -421,6 +419,10 @@ impl Run<'_> {
                     self.core.last_reply = now;
                     if self.verify(flow.id, seq, n) {
                         self.core.reply(now.saturating_duration_since(origin));
+                        if self.core.schedule.is_some() {
+                            let sent = now.saturating_duration_since(sent_at);
+                            self.core.stats.record_uncorrected(sent);
+                        }
                     }
                     while flow.window.front().is_some_and(|slot| slot.done) {
                         flow.window.pop_front();

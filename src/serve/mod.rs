@@ -34,6 +34,7 @@
 mod certificate;
 mod connection;
 mod guard;
+mod health;
 mod inetd;
 mod iterative;
 mod json;

@@ -619,7 +619,7 @@ impl<'a> EventLoop<'a> {
         loop {
             self.report.flush_if_due(Instant::now());
             let timeout = self.poll_timeout();
-            match self.poll.poll(&mut events, timeout) {
+            match super::health::waiting(|| self.poll.poll(&mut events, timeout)) {
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 result => result.context("cannot wait for events")?,
             }

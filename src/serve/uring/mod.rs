@@ -321,8 +321,7 @@ impl<'a> UringLoop<'a> {
             let timeout = self.wait_timeout();
             let mut completions = std::mem::take(&mut self.completions);
             completions.clear();
-            self.ring
-                .submit_and_wait(timeout, &mut completions)
+            super::health::waiting(|| self.ring.submit_and_wait(timeout, &mut completions))
                 .context("cannot wait for completions")?;
             self.turn_started = Instant::now();
             for completion in &completions {

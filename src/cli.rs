@@ -922,6 +922,25 @@ mod tests {
     }
 
     #[test]
+    fn every_serve_option_has_its_variable() {
+        // Containers are configured by the environment: NETECHO_ and the long name.
+        let cli = Cli::command();
+        let serve = cli.find_subcommand("serve").unwrap();
+        for arg in serve.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if matches!(long, "help" | "version") {
+                continue;
+            }
+            let wanted = format!("NETECHO_{}", long.to_uppercase().replace('-', "_"));
+            assert_eq!(
+                arg.get_env().and_then(|env| env.to_str()),
+                Some(wanted.as_str()),
+                "--{long}"
+            );
+        }
+    }
+
+    #[test]
     fn every_command_has_a_summary_a_description_and_examples() {
         for cmd in commands() {
             let name = cmd.get_name();

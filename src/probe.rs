@@ -75,6 +75,8 @@ fn read_reply(stream: &mut TcpStream, deadline: Instant) -> io::Result<Vec<u8>> 
             Ok(0) => break,
             Ok(n) => reply.extend_from_slice(&chunk[..n]),
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            // A server that closes hard after its reply: what came is the answer.
+            Err(err) if err.kind() == io::ErrorKind::ConnectionReset && !reply.is_empty() => break,
             Err(err) => return Err(err),
         }
     }

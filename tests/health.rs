@@ -7,7 +7,7 @@
 mod common;
 
 use std::{
-    io::Write,
+    io::{Read, Write},
     net::{SocketAddr, TcpListener},
     process::{Command, Output},
     thread,
@@ -158,6 +158,13 @@ fn probe_says_why_for_a_peer_that_is_not_netecho() {
     let addr = listener.local_addr().unwrap();
     let peer = thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
+        // Reads the request first: closing with it unread would reset the connection.
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut request = Vec::new();
+        let mut byte = [0u8; 1];
+        while !request.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+            request.push(byte[0]);
+        }
         let _ = stream.write_all(b"SSH-2.0-OpenSSH_9.2\r\n");
     });
     let garbage = probe(addr, &[]);

@@ -30,6 +30,9 @@
 //!   what it counts ([`metrics`], which also serves them over HTTP from a thread of its own).
 //!   It never makes a loop wait on stdout: lines that stdout cannot take in time are dropped
 //!   and counted.
+//! - [`health`]: whether the loops are alive (none stuck in one turn) and the server ready (no
+//!   stop signal yet), for `/healthz` and `/readyz` on the metrics address; each loop wraps its
+//!   wait for the kernel in [`health::waiting`], its one line about health.
 
 mod certificate;
 mod connection;

@@ -29,6 +29,7 @@ Register-ArgumentCompleter -Native -CommandName 'netecho' -ScriptBlock {
             [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send a message (or stdin) to an echo server and print the reply')
             [CompletionResult]::new('ports', 'ports', [CompletionResultType]::ParameterValue, 'List the services registered for a range of ports, from /etc/services')
             [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Load an echo server with many connections and check every echoed byte')
+            [CompletionResult]::new('probe', 'probe', [CompletionResultType]::ParameterValue, 'Ask a running ''netecho serve --metrics'' whether it is alive (or ready); exit 0 if so, 1 if not')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print the shell completion script for bash, zsh, fish, elvish or powershell')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the man page of netecho or of one of its commands, or write them all into a folder')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -158,6 +159,14 @@ Register-ArgumentCompleter -Native -CommandName 'netecho' -ScriptBlock {
         'netecho;bench;help;help' {
             break
         }
+        'netecho;probe' {
+            [CompletionResult]::new('--metrics', '--metrics', [CompletionResultType]::ParameterName, 'The server''s --metrics address, IP:PORT (0.0.0.0 or [::] ask loopback)')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up after this long without the whole answer (e.g. 2, 500ms)')
+            [CompletionResult]::new('--ready', '--ready', [CompletionResultType]::ParameterName, 'Ask /readyz (taking new clients: not starting, not draining) instead of /healthz (alive)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
         'netecho;completions' {
             [CompletionResult]::new('--out-dir', '--out-dir', [CompletionResultType]::ParameterName, 'Write the script(s) into DIR, created if missing, instead of printing')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -175,6 +184,7 @@ Register-ArgumentCompleter -Native -CommandName 'netecho' -ScriptBlock {
             [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send a message (or stdin) to an echo server and print the reply')
             [CompletionResult]::new('ports', 'ports', [CompletionResultType]::ParameterValue, 'List the services registered for a range of ports, from /etc/services')
             [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Load an echo server with many connections and check every echoed byte')
+            [CompletionResult]::new('probe', 'probe', [CompletionResultType]::ParameterValue, 'Ask a running ''netecho serve --metrics'' whether it is alive (or ready); exit 0 if so, 1 if not')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print the shell completion script for bash, zsh, fish, elvish or powershell')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the man page of netecho or of one of its commands, or write them all into a folder')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -194,6 +204,9 @@ Register-ArgumentCompleter -Native -CommandName 'netecho' -ScriptBlock {
             break
         }
         'netecho;help;bench;merge' {
+            break
+        }
+        'netecho;help;probe' {
             break
         }
         'netecho;help;completions' {

@@ -31,6 +31,9 @@ _netecho() {
             netecho,ports)
                 cmd="netecho__subcmd__ports"
                 ;;
+            netecho,probe)
+                cmd="netecho__subcmd__probe"
+                ;;
             netecho,send)
                 cmd="netecho__subcmd__send"
                 ;;
@@ -64,6 +67,9 @@ _netecho() {
             netecho__subcmd__help,ports)
                 cmd="netecho__subcmd__help__subcmd__ports"
                 ;;
+            netecho__subcmd__help,probe)
+                cmd="netecho__subcmd__help__subcmd__probe"
+                ;;
             netecho__subcmd__help,send)
                 cmd="netecho__subcmd__help__subcmd__send"
                 ;;
@@ -80,7 +86,7 @@ _netecho() {
 
     case "${cmd}" in
         netecho)
-            opts="-h -V --help --version serve send ports bench completions man help"
+            opts="-h -V --help --version serve send ports bench probe completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -359,7 +365,7 @@ _netecho() {
             return 0
             ;;
         netecho__subcmd__help)
-            opts="serve send ports bench completions man help"
+            opts="serve send ports bench probe completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -456,6 +462,20 @@ _netecho() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        netecho__subcmd__help__subcmd__probe)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         netecho__subcmd__help__subcmd__send)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -485,7 +505,7 @@ _netecho() {
             return 0
             ;;
         netecho__subcmd__man)
-            opts="-h --out-dir --help serve send ports bench completions man"
+            opts="-h --out-dir --help serve send ports bench probe completions man"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -545,6 +565,28 @@ _netecho() {
                     ;;
                 --format)
                     COMPREPLY=($(compgen -W "table plain json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netecho__subcmd__probe)
+            opts="-h --metrics --ready --timeout --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --metrics)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

@@ -26,6 +26,7 @@ set edit:completion:arg-completer[netecho] = {|@words|
             cand send 'Send a message (or stdin) to an echo server and print the reply'
             cand ports 'List the services registered for a range of ports, from /etc/services'
             cand bench 'Load an echo server with many connections and check every echoed byte'
+            cand probe 'Ask a running ''netecho serve --metrics'' whether it is alive (or ready); exit 0 if so, 1 if not'
             cand completions 'Print the shell completion script for bash, zsh, fish, elvish or powershell'
             cand man 'Print the man page of netecho or of one of its commands, or write them all into a folder'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -146,6 +147,13 @@ set edit:completion:arg-completer[netecho] = {|@words|
         }
         &'netecho;bench;help;help'= {
         }
+        &'netecho;probe'= {
+            cand --metrics 'The server''s --metrics address, IP:PORT (0.0.0.0 or [::] ask loopback)'
+            cand --timeout 'Give up after this long without the whole answer (e.g. 2, 500ms)'
+            cand --ready 'Ask /readyz (taking new clients: not starting, not draining) instead of /healthz (alive)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
         &'netecho;completions'= {
             cand --out-dir 'Write the script(s) into DIR, created if missing, instead of printing'
             cand -h 'Print help (see more with ''--help'')'
@@ -161,6 +169,7 @@ set edit:completion:arg-completer[netecho] = {|@words|
             cand send 'Send a message (or stdin) to an echo server and print the reply'
             cand ports 'List the services registered for a range of ports, from /etc/services'
             cand bench 'Load an echo server with many connections and check every echoed byte'
+            cand probe 'Ask a running ''netecho serve --metrics'' whether it is alive (or ready); exit 0 if so, 1 if not'
             cand completions 'Print the shell completion script for bash, zsh, fish, elvish or powershell'
             cand man 'Print the man page of netecho or of one of its commands, or write them all into a folder'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -175,6 +184,8 @@ set edit:completion:arg-completer[netecho] = {|@words|
             cand merge 'Merge the HdrHistogram logs of many bench agents into one report'
         }
         &'netecho;help;bench;merge'= {
+        }
+        &'netecho;help;probe'= {
         }
         &'netecho;help;completions'= {
         }

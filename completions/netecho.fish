@@ -30,6 +30,7 @@ complete -c netecho -n "__fish_netecho_needs_command" -f -a "serve" -d 'Run a TC
 complete -c netecho -n "__fish_netecho_needs_command" -f -a "send" -d 'Send a message (or stdin) to an echo server and print the reply'
 complete -c netecho -n "__fish_netecho_needs_command" -f -a "ports" -d 'List the services registered for a range of ports, from /etc/services'
 complete -c netecho -n "__fish_netecho_needs_command" -f -a "bench" -d 'Load an echo server with many connections and check every echoed byte'
+complete -c netecho -n "__fish_netecho_needs_command" -f -a "probe" -d 'Ask a running \'netecho serve --metrics\' whether it is alive (or ready); exit 0 if so, 1 if not'
 complete -c netecho -n "__fish_netecho_needs_command" -f -a "completions" -d 'Print the shell completion script for bash, zsh, fish, elvish or powershell'
 complete -c netecho -n "__fish_netecho_needs_command" -f -a "man" -d 'Print the man page of netecho or of one of its commands, or write them all into a folder'
 complete -c netecho -n "__fish_netecho_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -131,17 +132,22 @@ complete -c netecho -n "__fish_netecho_using_subcommand bench; and __fish_seen_s
 complete -c netecho -n "__fish_netecho_using_subcommand bench; and __fish_seen_subcommand_from merge" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c netecho -n "__fish_netecho_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "merge" -d 'Merge the HdrHistogram logs of many bench agents into one report'
 complete -c netecho -n "__fish_netecho_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c netecho -n "__fish_netecho_using_subcommand probe" -l metrics -d 'The server\'s --metrics address, IP:PORT (0.0.0.0 or [::] ask loopback)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand probe" -l timeout -d 'Give up after this long without the whole answer (e.g. 2, 500ms)' -r
+complete -c netecho -n "__fish_netecho_using_subcommand probe" -l ready -d 'Ask /readyz (taking new clients: not starting, not draining) instead of /healthz (alive)'
+complete -c netecho -n "__fish_netecho_using_subcommand probe" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c netecho -n "__fish_netecho_using_subcommand completions" -l out-dir -d 'Write the script(s) into DIR, created if missing, instead of printing' -r -f -a "(__fish_complete_directories)"
 complete -c netecho -n "__fish_netecho_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c netecho -n "__fish_netecho_using_subcommand man" -l out-dir -d 'Write netecho.1 and every netecho-COMMAND.1 into DIR, created if missing, instead of printing' -r -f -a "(__fish_complete_directories)"
 complete -c netecho -n "__fish_netecho_using_subcommand man" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench completions man help" -f -a "serve" -d 'Run a TCP echo server: every byte a client sends comes back, in order'
-complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench completions man help" -f -a "send" -d 'Send a message (or stdin) to an echo server and print the reply'
-complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench completions man help" -f -a "ports" -d 'List the services registered for a range of ports, from /etc/services'
-complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench completions man help" -f -a "bench" -d 'Load an echo server with many connections and check every echoed byte'
-complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench completions man help" -f -a "completions" -d 'Print the shell completion script for bash, zsh, fish, elvish or powershell'
-complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench completions man help" -f -a "man" -d 'Print the man page of netecho or of one of its commands, or write them all into a folder'
-complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench probe completions man help" -f -a "serve" -d 'Run a TCP echo server: every byte a client sends comes back, in order'
+complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench probe completions man help" -f -a "send" -d 'Send a message (or stdin) to an echo server and print the reply'
+complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench probe completions man help" -f -a "ports" -d 'List the services registered for a range of ports, from /etc/services'
+complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench probe completions man help" -f -a "bench" -d 'Load an echo server with many connections and check every echoed byte'
+complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench probe completions man help" -f -a "probe" -d 'Ask a running \'netecho serve --metrics\' whether it is alive (or ready); exit 0 if so, 1 if not'
+complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench probe completions man help" -f -a "completions" -d 'Print the shell completion script for bash, zsh, fish, elvish or powershell'
+complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench probe completions man help" -f -a "man" -d 'Print the man page of netecho or of one of its commands, or write them all into a folder'
+complete -c netecho -n "__fish_netecho_using_subcommand help; and not __fish_seen_subcommand_from serve send ports bench probe completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c netecho -n "__fish_netecho_using_subcommand help; and __fish_seen_subcommand_from bench" -f -a "merge" -d 'Merge the HdrHistogram logs of many bench agents into one report'
 complete -c netecho -n "__fish_netecho_using_subcommand completions" -f -a "bash elvish fish powershell zsh"
-complete -c netecho -n "__fish_netecho_using_subcommand man" -f -a "serve send ports bench completions man"
+complete -c netecho -n "__fish_netecho_using_subcommand man" -f -a "serve send ports bench probe completions man"

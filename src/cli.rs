@@ -25,7 +25,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
+use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint, builder::BoolishValueParser};
 use clap_complete::Shell;
 
 use crate::{error::UsageError, parse};
@@ -72,6 +72,7 @@ pub enum Command {
     Send(SendArgs),
     Ports(PortsArgs),
     Bench(BenchArgs),
+    Probe(ProbeArgs),
     Completions(CompletionsArgs),
     Man(ManArgs),
 }
@@ -128,24 +129,29 @@ pub struct ServeArgs {
     pub endpoint: Endpoint,
 
     /// Do not print a line per read (connects, leaves and the summary are still shown)
-    #[arg(short, long)]
+    #[arg(short, long, env = "NETECHO_QUIET", value_parser = BoolishValueParser::new())]
     pub quiet: bool,
 
     /// Show at most N bytes of each read in its preview (or hex dump) [default: what fits in an
     /// 80-column line; with --hex, all]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", env = "NETECHO_PREVIEW")]
     pub preview: Option<usize>,
 
     /// Show each read as a hex dump (offset, hex, ASCII) instead of a one-line preview
-    #[arg(long, conflicts_with = "quiet")]
+    #[arg(long, conflicts_with = "quiet", env = "NETECHO_HEX", value_parser = BoolishValueParser::new())]
     pub hex: bool,
 
     /// Drop a client that has made no progress for this long (e.g. 30, 1.5s, 2m) [default: off]
-    #[arg(long, value_name = "SECS", value_parser = parse::positive_duration)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        value_parser = parse::positive_duration,
+        env = "NETECHO_IDLE_TIMEOUT"
+    )]
     pub idle_timeout: Option<Duration>,
 
     /// Serve all clients at once from one event loop (io_uring or epoll) instead of one at a time
-    #[arg(long)]
+    #[arg(long, env = "NETECHO_MULTIPLEX", value_parser = BoolishValueParser::new())]
     pub multiplex: bool,
 
     /// With --multiplex: serve at most N clients at once (split evenly over --workers, at least
@@ -155,7 +161,8 @@ pub struct ServeArgs {
         long,
         value_name = "N",
         requires = "multiplex",
-        value_parser = clap::value_parser!(u32).range(1..)
+        value_parser = clap::value_parser!(u32).range(1..),
+        env = "NETECHO_MAX_CONNECTIONS"
     )]
     pub max_connections: Option<u32>,
 
@@ -166,7 +173,8 @@ pub struct ServeArgs {
         value_name = "SECS",
         default_value = "5",
         value_parser = parse::duration,
-        requires = "multiplex"
+        requires = "multiplex",
+        env = "NETECHO_DRAIN_TIMEOUT"
     )]
     pub drain_timeout: Duration,
 
@@ -177,7 +185,8 @@ pub struct ServeArgs {
         value_name = "N",
         default_value_t = 1,
         value_parser = clap::value_parser!(u16).range(1..=1024),
-        requires = "multiplex"
+        requires = "multiplex",
+        env = "NETECHO_WORKERS"
     )]
     pub workers: u16,
 
@@ -196,12 +205,18 @@ pub struct ServeArgs {
 
     /// Serve UDP echo (RFC 862): each datagram back to its sender. With --multiplex: TCP and UDP
     /// on the same port; without: UDP only
-    #[arg(long)]
+    #[arg(long, env = "NETECHO_UDP", value_parser = BoolishValueParser::new())]
     pub udp: bool,
 
     /// Answer at most N datagrams per second to each source address (loopback sources are not
     /// limited: they cannot be forged from outside); 0: no limit
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_UDP_RATE, requires = "udp")]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_UDP_RATE,
+        requires = "udp",
+        env = "NETECHO_UDP_RATE"
+    )]
     pub udp_rate: u32,
 
     #[command(flatten)]
@@ -243,25 +258,37 @@ pub struct ServeService {
     /// connected'); the header is never echoed. A connection whose header is not valid, or not
     /// whole within 5 seconds, is closed with one line saying why. With --udp beside TCP, only TCP
     /// expects it. Runs on epoll with --io uring
-    #[arg(long)]
+    #[arg(long, env = "NETECHO_PROXY_PROTOCOL", value_parser = BoolishValueParser::new())]
     pub proxy_protocol: bool,
 
     /// How to write the report: text lines, or one JSON object per event (the events and their
     /// fields: JSON LOG in netecho-serve(1))
-    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        default_value_t = LogFormat::Text,
+        env = "NETECHO_LOG_FORMAT"
+    )]
     pub log_format: LogFormat,
 
     /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9100; port 0 picks one,
     /// said on the line after `listening on`; what they are: METRICS in netecho-serve(1))
     /// [default: off]
-    #[arg(long, value_name = "ADDR", value_parser = parse::listen_address)]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        value_parser = parse::listen_address,
+        env = "NETECHO_METRICS"
+    )]
     pub metrics: Option<SocketAddr>,
 
     /// Echo stdin to stdout until EOF: the one connection inetd, xinetd or systemd (Accept=yes)
     /// hands over. The report goes to stderr; --host and --port are not used
     #[arg(
         long,
-        conflicts_with_all = ["multiplex", "udp", "tls", "metrics", "proxy_protocol"]
+        conflicts_with_all = ["multiplex", "udp", "tls", "metrics", "proxy_protocol"],
+        env = "NETECHO_INETD", value_parser = BoolishValueParser::new()
     )]
     pub inetd: bool,
 }
@@ -311,20 +338,38 @@ pub struct ServeTls {
     /// Speak TLS 1.2/1.3 to every client, in every TCP mode. Without --cert/--key, a throwaway
     /// self-signed certificate is made at start and its SHA-256 fingerprint printed on the
     /// second line, for 'send --tls --pin'
-    #[arg(long = "tls", id = "tls")]
+    #[arg(long = "tls", id = "tls", env = "NETECHO_TLS", value_parser = BoolishValueParser::new())]
     pub enabled: bool,
 
     /// With --tls: the certificate chain to present (PEM, the server's certificate first)
-    #[arg(long, value_name = "FILE", requires_all = ["tls", "key"], value_hint = ValueHint::FilePath)]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires_all = ["tls", "key"],
+        value_hint = ValueHint::FilePath,
+        env = "NETECHO_CERT"
+    )]
     pub cert: Option<PathBuf>,
 
     /// With --tls: the private key of --cert (PEM; PKCS#8, PKCS#1 or SEC1; RSA, ECDSA or Ed25519)
-    #[arg(long, value_name = "FILE", requires_all = ["tls", "cert"], value_hint = ValueHint::FilePath)]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires_all = ["tls", "cert"],
+        value_hint = ValueHint::FilePath,
+        env = "NETECHO_KEY"
+    )]
     pub key: Option<PathBuf>,
 
     /// With --tls: require a client certificate signed by a CA in FILE (PEM), mutual TLS; the
     /// client's subject is shown on its connect line
-    #[arg(long, value_name = "FILE", requires = "tls", value_hint = ValueHint::FilePath)]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls",
+        value_hint = ValueHint::FilePath,
+        env = "NETECHO_CLIENT_CA"
+    )]
     pub client_ca: Option<PathBuf>,
 
     /// With --tls: the ALPN protocols to offer, comma-separated, most preferred first (e.g.
@@ -334,7 +379,8 @@ pub struct ServeTls {
         value_name = "LIST",
         value_delimiter = ',',
         requires = "tls",
-        value_parser = parse::alpn_protocol
+        value_parser = parse::alpn_protocol,
+        env = "NETECHO_ALPN"
     )]
     pub alpn: Vec<String>,
 
@@ -344,7 +390,8 @@ pub struct ServeTls {
         value_name = "SECS",
         default_value = DEFAULT_HANDSHAKE_TIMEOUT,
         value_parser = parse::positive_duration,
-        requires = "tls"
+        requires = "tls",
+        env = "NETECHO_HANDSHAKE_TIMEOUT"
     )]
     pub handshake_timeout: Duration,
 }
@@ -461,6 +508,50 @@ impl SendArgs {
         }
         Ok(())
     }
+}
+
+/// The default `probe --timeout`: a health check's own budget is usually a few seconds more.
+pub const DEFAULT_PROBE_TIMEOUT: &str = "2";
+
+/// Ask a running 'netecho serve --metrics' whether it is alive (or ready); exit 0 if so, 1 if not
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Ask a running 'netecho serve --metrics' whether it is alive (or ready); exit 0 \
+        if so, 1 if not.\n\n\
+        It asks http://ADDR/healthz (or /readyz with --ready) on the server's --metrics address \
+        and exits 0 on a 200, printing the answer; on a 503 (a loop stuck, or draining after a \
+        stop signal), another status, no connection, or no answer within --timeout (a stopped \
+        process) it says why on stderr and exits 1. It is the health check of an image with no \
+        shell and no curl: Docker's HEALTHCHECK, podman's --health-cmd. It reads --metrics from \
+        NETECHO_METRICS, as 'serve' does, so in a container configured by the environment it \
+        needs no arguments; 0.0.0.0 and :: (listening everywhere) are asked on loopback.",
+    after_help = "Examples:\n  \
+        netecho probe --metrics 127.0.0.1:9100           # alive? exit 0 or 1\n  \
+        netecho probe --metrics 127.0.0.1:9100 --ready   # taking new clients?\n  \
+        NETECHO_METRICS=0.0.0.0:9100 netecho probe       # as in the container image"
+)]
+pub struct ProbeArgs {
+    /// The server's --metrics address, IP:PORT (0.0.0.0 or [::] ask loopback)
+    #[arg(
+        long,
+        value_name = "ADDR",
+        value_parser = parse::listen_address,
+        env = "NETECHO_METRICS"
+    )]
+    pub metrics: SocketAddr,
+
+    /// Ask /readyz (taking new clients: not starting, not draining) instead of /healthz (alive)
+    #[arg(long)]
+    pub ready: bool,
+
+    /// Give up after this long without the whole answer (e.g. 2, 500ms)
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = DEFAULT_PROBE_TIMEOUT,
+        value_parser = parse::positive_duration
+    )]
+    pub timeout: Duration,
 }
 
 /// Print the shell completion script for bash, zsh, fish, elvish or powershell
@@ -986,6 +1077,25 @@ mod tests {
     #[test]
     fn the_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_serve_option_has_its_variable() {
+        // Containers are configured by the environment: NETECHO_ and the long name.
+        let cli = Cli::command();
+        let serve = cli.find_subcommand("serve").unwrap();
+        for arg in serve.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if matches!(long, "help" | "version") {
+                continue;
+            }
+            let wanted = format!("NETECHO_{}", long.to_uppercase().replace('-', "_"));
+            assert_eq!(
+                arg.get_env().and_then(|env| env.to_str()),
+                Some(wanted.as_str()),
+                "--{long}"
+            );
+        }
     }
 
     #[test]

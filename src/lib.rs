@@ -39,6 +39,8 @@
 //!   replies are checked, `bench/schedule.rs` when messages are due at a fixed rate,
 //!   `bench/gate.rs` where the threads meet to start, `bench/progress.rs` the progress bar and
 //!   `bench/stats.rs` the histogram, the errors by kind and the report.
+//! - `probe`: `netecho probe`, asks a server's `/healthz` or `/readyz` (`serve/health.rs`) and
+//!   exits 0 or 1: the health check of a container image with no shell.
 //! - `completions`: `netecho completions`, the shell completion scripts.
 //! - `man`: `netecho man`, the man pages, with EXAMPLES read from each command's `--help`.
 //!
@@ -92,6 +94,7 @@ pub mod output;
 pub mod parse;
 mod ports;
 mod preview;
+mod probe;
 mod proxy_protocol;
 mod send;
 mod serve;
@@ -107,6 +110,7 @@ pub fn run(cli: cli::Cli) -> Result<()> {
         cli::Command::Send(args) => send::run(&args),
         cli::Command::Ports(args) => ports::run(&args),
         cli::Command::Bench(args) => bench::run(&args),
+        cli::Command::Probe(args) => probe::run(&args),
         cli::Command::Completions(args) => completions::run(&args),
         cli::Command::Man(args) => man::run(&args),
     }

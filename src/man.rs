@@ -162,7 +162,7 @@ const JSON_LOG: [(&str, &str); 14] = [
 ];
 
 /// The METRICS section of the serve page.
-const METRICS: [&str; 3] = [
+const METRICS: [&str; 4] = [
     "With --metrics ADDR, serve answers GET http://ADDR/metrics with the Prometheus text \
      format (version 0.0.4), from threads of its own: each connection is answered apart, at \
      most 16 at once (more get 503), reading at most 8 KiB of request within 2 s, and closed \
@@ -180,6 +180,12 @@ const METRICS: [&str; 3] = [
      completes; one that never completes it counts in netecho_tls_handshakes_failed_total. With \
      --proxy-protocol a client counts as connected once its PROXY header is read; one closed \
      without a valid header counts in netecho_proxy_headers_refused_total.",
+    "The same address answers GET /healthz and GET /readyz, for health checks and load \
+     balancers: 200 with \"ok\", or 503 with the reason in one line. /healthz fails when a \
+     loop has been busy in one turn for more than 5 s (a loop waiting for clients is idle, not \
+     stuck; a stopped process answers nothing, which the checker's timeout shows). /readyz \
+     fails before the first loop serves and from the moment SIGINT or SIGTERM starts the \
+     drain, while the clients in flight finish. 'netecho probe' asks either and exits 0 or 1.",
 ];
 
 /// Runs `netecho man`.

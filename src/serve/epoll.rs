@@ -176,7 +176,7 @@ impl<'a> Backend<'a> for Epoll {
             .events
             .take()
             .unwrap_or_else(|| Events::with_capacity(EVENTS_PER_POLL));
-        let polled = match self.poll.poll(&mut events, timeout) {
+        let polled = match super::health::waiting(|| self.poll.poll(&mut events, timeout)) {
             Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(()),
             result => result.context("cannot wait for events"),
         };

@@ -95,7 +95,7 @@ pub(crate) fn serve(
             .min()
             .map(|at| at.saturating_duration_since(Instant::now()))
         };
-        match poll.poll(&mut events, timeout) {
+        match super::health::waiting(|| poll.poll(&mut events, timeout)) {
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             result => result.context("cannot wait for events")?,
         }

@@ -1,5 +1,6 @@
 //! `serve --metrics ADDR`: what the loops count, served in the Prometheus text format on
-//! `http://ADDR/metrics`.
+//! `http://ADDR/metrics`; and on the same address `/healthz` and `/readyz`, the liveness and
+//! readiness of [`health`](super::health) (200 with `ok`, or 503 with the reason).
 //!
 //! Counting: each loop's report sees every event of its loop ([`Report`](super::report)), so it
 //! counts there, into the loop's own [`LoopCounters`]: relaxed atomic adds on a cache line no
@@ -14,8 +15,8 @@
 //! head of at most [`MAX_REQUEST`] bytes that must arrive within [`REQUEST_TIMEOUT`] (else 431
 //! or 408), and a reply that must be taken within [`REQUEST_TIMEOUT`]. (Answered one at a time,
 //! ten clients that held their connection open silent delayed a scrape by 20 s, past
-//! Prometheus's 10 s scrape timeout.) Only `GET /metrics` (and `HEAD`) is served; another path
-//! is a 404, another method a 405, anything that is not an HTTP/1 request a 400; every reply
+//! Prometheus's 10 s scrape timeout.) Only `GET` (and `HEAD`) of `/metrics`, `/healthz` and
+//! `/readyz` is served; another path is a 404, another method a 405, anything that is not an HTTP/1 request a 400; every reply
 //! says `Connection: close` and the connection is closed.
 //!
 //! The text is written by `prometheus-client` (the Prometheus project's own Rust client), from
@@ -40,7 +41,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use super::guard::Refusal;
+use super::{guard::Refusal, health};
 use crate::error::describe;
 
 /// The longest request head (request line and headers) read; a longer one gets a 431.
@@ -375,6 +376,19 @@ fn answer(mut stream: TcpStream, registry: &Registry) -> io::Result<()> {
                     Err(_) => Reply::status(500, "Internal Server Error"),
                 }
             }
+            Route::Probe { ready, with_body } => {
+                let verdict = if ready {
+                    health::ready()
+                } else {
+                    health::alive()
+                };
+                match verdict {
+                    Ok(()) => Reply::text(200, "OK", "ok\n", with_body),
+                    Err(why) => {
+                        Reply::text(503, "Service Unavailable", &format!("{why}\n"), with_body)
+                    }
+                }
+            }
             Route::Status(code, reason) => Reply::status(code, reason),
         },
         Head::TooLarge => Reply::status(431, "Request Header Fields Too Large"),
@@ -458,11 +472,13 @@ fn find_blank_line(head: &[u8]) -> Option<usize> {
 enum Route {
     /// The metrics: `GET` with the text, `HEAD` without.
     Metrics { with_body: bool },
+    /// `/readyz` (`ready`) or `/healthz`: `GET` with the verdict in words, `HEAD` without.
+    Probe { ready: bool, with_body: bool },
     /// An error status and its reason phrase.
     Status(u16, &'static str),
 }
 
-/// Reads the request line: `METHOD /metrics[?query] HTTP/1.x`.
+/// Reads the request line: `METHOD /metrics[?query] HTTP/1.x` (or `/healthz`, `/readyz`).
 fn route(head: &[u8]) -> Route {
     let bad = Route::Status(400, "Bad Request");
     let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
@@ -481,14 +497,22 @@ fn route(head: &[u8]) -> Route {
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
         return bad;
     }
-    let path = target.split('?').next().unwrap_or(target);
-    if path != "/metrics" {
-        return Route::Status(404, "Not Found");
-    }
-    match method {
-        "GET" => Route::Metrics { with_body: true },
-        "HEAD" => Route::Metrics { with_body: false },
-        _ => Route::Status(405, "Method Not Allowed"),
+    let with_body = match method {
+        "GET" => true,
+        "HEAD" => false,
+        _ => return Route::Status(405, "Method Not Allowed"),
+    };
+    match target.split('?').next().unwrap_or(target) {
+        "/metrics" => Route::Metrics { with_body },
+        "/healthz" => Route::Probe {
+            ready: false,
+            with_body,
+        },
+        "/readyz" => Route::Probe {
+            ready: true,
+            with_body,
+        },
+        _ => Route::Status(404, "Not Found"),
     }
 }
 
@@ -511,6 +535,20 @@ impl Reply {
         Reply(reply)
     }
 
+    /// A status with a plain text body (its length, without it for `HEAD`).
+    fn text(code: u16, reason: &str, body: &str, with_body: bool) -> Reply {
+        let mut reply = format!(
+            "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        if with_body {
+            reply.extend_from_slice(body.as_bytes());
+        }
+        Reply(reply)
+    }
+
     /// An error status with its reason as a one-line body.
     fn status(code: u16, reason: &str) -> Reply {
         let allow = if code == 405 {
@@ -522,7 +560,9 @@ impl Reply {
             503 => {
                 format!("{code} {reason}: {MAX_SCRAPERS} scrapes are being answered; try again\n")
             }
-            _ => format!("{code} {reason}: netecho serves GET /metrics only\n"),
+            _ => {
+                format!("{code} {reason}: netecho serves GET /metrics, /healthz and /readyz only\n")
+            }
         };
         Reply(
             format!(
@@ -550,6 +590,24 @@ mod tests {
             Route::Metrics { with_body: false }
         );
         assert_eq!(route(b"GET / HTTP/1.1"), Route::Status(404, "Not Found"));
+        assert_eq!(
+            route(b"GET /readyz HTTP/1.1"),
+            Route::Probe {
+                ready: true,
+                with_body: true
+            }
+        );
+        assert_eq!(
+            route(b"HEAD /healthz HTTP/1.0"),
+            Route::Probe {
+                ready: false,
+                with_body: false
+            }
+        );
+        assert_eq!(
+            route(b"POST /healthz HTTP/1.1"),
+            Route::Status(405, "Method Not Allowed")
+        );
         assert_eq!(
             route(b"POST /metrics HTTP/1.1"),
             Route::Status(405, "Method Not Allowed")

@@ -39,6 +39,9 @@
 //!   why a client left, the totals), `report/events.rs` the lines and JSON events,
 //!   `report/counting.rs` what they count for `--metrics`, and `report/handoff.rs` the
 //!   bounded, lossy hand-off of the lines to the writer thread.
+//! - [`health`]: whether the loops are alive (none stuck in one turn) and the server ready (no
+//!   stop signal yet), for `/healthz` and `/readyz` on the metrics address; each loop wraps its
+//!   wait for the kernel in [`health::waiting`], its one line about health.
 
 mod certificate;
 mod connection;
@@ -46,6 +49,7 @@ mod echo;
 mod epoll;
 mod event_loop;
 mod guard;
+mod health;
 mod inetd;
 mod iterative;
 mod json;

@@ -124,7 +124,7 @@ pub(crate) fn serve(socket: UdpSocket, args: &ServeArgs, report: &mut Report) ->
                 .handover_due()
                 .map(|due| due.saturating_duration_since(Instant::now()))
         };
-        match poll.poll(&mut events, timeout) {
+        match super::health::waiting(|| poll.poll(&mut events, timeout)) {
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             result => result.context("cannot wait for events")?,
         }

@@ -654,8 +654,7 @@ impl<'a> Backend<'a> for Uring {
     fn turn(&mut self, shared: &mut Clients<'a>, timeout: Option<Duration>) -> Result<()> {
         let mut completions = std::mem::take(&mut self.completions);
         completions.clear();
-        self.ring
-            .submit_and_wait(timeout, &mut completions)
+        super::health::waiting(|| self.ring.submit_and_wait(timeout, &mut completions))
             .context("cannot wait for completions")?;
         self.turn_started = Instant::now();
         for completion in &completions {

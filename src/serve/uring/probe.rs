@@ -5,6 +5,11 @@
 //! `kernel.io_uring_disabled`, EINVAL on kernels too old for a flag) comes back as a short reason
 //! for the backend line (`multiplexing on epoll (io_uring unavailable: REASON)`) or for `--io uring`'s error.
 //!
+//! Inside a container the refusal is almost always the runtime's default seccomp profile
+//! (podman's answers ENOSYS, Docker's EPERM), not the kernel: when this process runs under a
+//! seccomp filter (`Seccomp: 2` in /proc/self/status) the reason says so, and one line on stderr
+//! gives the fix ([`SECCOMP_FIX`]).
+//!
 //! For tests only: [`FORCE_FAILURE`] set to `1` in the environment makes the probe fail as a
 //! locked-down kernel would, so the fallback path runs on any machine. It is not documented in
 //! `--help`: nothing but the test suite should set it.
@@ -12,6 +17,7 @@
 use io_uring::opcode;
 
 use super::ring::{Ring, TaskRun};
+use crate::output::status;
 
 /// The environment variable that makes the probe fail (tests only, see the module docs).
 pub(crate) const FORCE_FAILURE: &str = "NETECHO_IO_URING_FAIL";
@@ -19,6 +25,14 @@ pub(crate) const FORCE_FAILURE: &str = "NETECHO_IO_URING_FAIL";
 /// The most columns a reason takes: the backend line,
 /// `multiplexing on epoll (io_uring unavailable: REASON)`, stays within 80.
 const REASON_WIDTH: usize = 34;
+
+/// What to do when a seccomp filter refuses io_uring, said once on stderr.
+pub(crate) const SECCOMP_FIX: &str = "netecho: io_uring is refused by this process's seccomp filter \
+    (container runtimes apply one by default), so the event loop runs on epoll. To allow \
+    io_uring, run the container with --security-opt seccomp=unconfined, or with a profile that \
+    allows io_uring_setup, io_uring_enter and io_uring_register (Kubernetes: the pod's \
+    securityContext.seccompProfile, type Unconfined or a Localhost profile); to skip the try, \
+    --io epoll (NETECHO_IO=epoll)";
 
 /// Submission entries of the probe's ring: the flags are what matters, not the size.
 const PROBE_ENTRIES: u32 = 8;
@@ -32,7 +46,14 @@ pub(crate) fn probe() -> Result<TaskRun, String> {
     if std::env::var_os(FORCE_FAILURE).is_some_and(|value| value == "1") {
         return Err(probe_forced());
     }
-    let ring = Ring::new(PROBE_ENTRIES, PROBE_BUFFERS, false).map_err(|err| reason(&err))?;
+    let refused = |err: std::io::Error| {
+        let filtered = seccomp_filtered();
+        if filtered && matches!(err.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) {
+            status!("{SECCOMP_FIX}");
+        }
+        reason(&err, filtered)
+    };
+    let ring = Ring::new(PROBE_ENTRIES, PROBE_BUFFERS, false).map_err(refused)?;
     let needed = [
         opcode::AcceptMulti::CODE,
         opcode::RecvMulti::CODE,
@@ -45,7 +66,7 @@ pub(crate) fn probe() -> Result<TaskRun, String> {
     match ring.supports(&needed) {
         Ok(true) => Ok(ring.task_run),
         Ok(false) => Err("the kernel lacks an opcode needed".to_string()),
-        Err(err) => Err(reason(&err)),
+        Err(err) => Err(refused(err)),
     }
 }
 
@@ -54,9 +75,10 @@ fn probe_forced() -> String {
     format!("{FORCE_FAILURE}=1 (test)")
 }
 
-/// A refused ring setup in words.
-fn reason(err: &std::io::Error) -> String {
+/// A refused ring setup in words; `seccomp`: this process runs under a seccomp filter.
+fn reason(err: &std::io::Error, seccomp: bool) -> String {
     match err.raw_os_error() {
+        Some(libc::ENOSYS | libc::EPERM) if seccomp => "blocked by a seccomp profile".to_string(),
         Some(libc::ENOSYS) => "not in this kernel (ENOSYS)".to_string(),
         Some(libc::EPERM) if disabled_by_sysctl() => "kernel.io_uring_disabled is set".to_string(),
         Some(libc::EPERM) => "EPERM: seccomp or a container?".to_string(),
@@ -68,6 +90,16 @@ fn reason(err: &std::io::Error) -> String {
             text
         }
     }
+}
+
+/// Whether this process runs under a seccomp filter (mode 2 in /proc/self/status), as the
+/// processes of a container do unless it runs unconfined.
+fn seccomp_filtered() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .any(|line| line.split_whitespace().eq(["Seccomp:", "2"]))
+    })
 }
 
 /// Whether the `kernel.io_uring_disabled` sysctl forbids io_uring to this process.
@@ -89,11 +121,13 @@ mod tests {
             libc::ENOMEM,
             libc::EIO,
         ] {
-            let line = format!(
-                "multiplexing on epoll (io_uring unavailable: {})",
-                reason(&std::io::Error::from_raw_os_error(errno))
-            );
-            assert!(line.len() <= crate::serve::report::LINE_WIDTH, "{line}");
+            for seccomp in [false, true] {
+                let line = format!(
+                    "multiplexing on epoll (io_uring unavailable: {})",
+                    reason(&std::io::Error::from_raw_os_error(errno), seccomp)
+                );
+                assert!(line.len() <= crate::serve::report::LINE_WIDTH, "{line}");
+            }
         }
         for reason in [
             probe_forced(),
@@ -101,5 +135,16 @@ mod tests {
         ] {
             assert!(reason.len() <= REASON_WIDTH, "{reason}");
         }
+    }
+
+    #[test]
+    fn under_seccomp_the_profile_is_named_not_the_kernel() {
+        for errno in [libc::ENOSYS, libc::EPERM] {
+            let err = std::io::Error::from_raw_os_error(errno);
+            assert_eq!(reason(&err, true), "blocked by a seccomp profile");
+        }
+        let enosys = std::io::Error::from_raw_os_error(libc::ENOSYS);
+        assert_eq!(reason(&enosys, false), "not in this kernel (ENOSYS)");
+        assert!(SECCOMP_FIX.contains("--security-opt seccomp=unconfined"));
     }
 }

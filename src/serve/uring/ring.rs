@@ -532,7 +532,8 @@ impl Ring {
                 // no flags) is a valid, empty header.
                 let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
                 header.msg_iov = pieces.as_ptr().cast_mut();
-                header.msg_iovlen = pieces.len();
+                // `as _`: size_t with glibc, int with musl; a send's pieces are few.
+                header.msg_iovlen = pieces.len() as _;
                 let vectored = Box::new(Vectored { pieces, header });
                 let submission =
                     opcode::SendMsg::new(types::Fd(socket), &raw const vectored.header)

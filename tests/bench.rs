@@ -242,7 +242,16 @@ fn a_late_woken_open_loop_still_sends_the_whole_schedule(backend: Backend) {
         signal("-CONT");
         let output = child.wait_with_output().unwrap();
         let report: Value = serde_json::from_slice(&output.stdout).unwrap();
-        assert_eq!(report["messages"], 300, "{transport:?}: {report}");
+        // Over UDP a datagram whose wait ran out while the bench was stopped, and whose reply
+        // was waiting in the socket when it woke, is counted late rather than answered in time:
+        // sent and answered all the same, so the schedule's count is both together.
+        let count = |key: &str| report[key].as_u64().unwrap_or(0);
+        assert_eq!(
+            count("messages") + count("late"),
+            300,
+            "{transport:?}: {report}"
+        );
+        assert_eq!(count("lost"), 0, "{transport:?}: {report}");
         assert_eq!(output.status.code(), Some(0), "{transport:?}: {report}");
     }
 }

@@ -387,13 +387,8 @@ impl Echo {
             self.last_progress = now;
         }
         match &mut self.stage {
-            Stage::Tls(tls) => {
-                // Plaintext counts as echoed once every record before it is out.
-                if self.out.held() == 0 {
-                    self.echoed += tls.unconfirmed;
-                    tls.unconfirmed = 0;
-                }
-            }
+            // Plaintext counts as echoed once the records that carry it are out.
+            Stage::Tls(tls) => self.echoed += tls.sent(n),
             _ => self.echoed += n as u64,
         }
     }

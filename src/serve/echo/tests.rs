@@ -505,3 +505,33 @@ proptest! {
         prop_assert_eq!(echo.totals(), (len as u64, len as u64));
     }
 }
+
+#[test]
+fn tls_plaintext_counts_as_echoed_once_its_records_are_sent() {
+    let now = Instant::now();
+    let (_dir, config, mut client) = tls_pair();
+    let mut log = Vec::new();
+    let mut echo = Echo::open(peer(), Some(&config), false, now, &mut ignore).unwrap();
+    let mut work = vec![0; PLAINTEXT_CHUNK];
+    while client.is_handshaking() {
+        shuttle(&mut client, &mut echo, &mut work, usize::MAX, &mut log, now).unwrap();
+    }
+    client.writer().write_all(&[7u8; 20_000]).unwrap();
+    let mut records = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut records).unwrap();
+    }
+    echo.receive(&records, &mut work, now, &mut ignore).unwrap();
+    // A completion backend takes the records and sends them in two pieces.
+    let mut taken = Vec::new();
+    let n = echo.take_pending(&mut taken);
+    assert!(n > 20_000, "records of 20,000 bytes of plaintext: {n}");
+    echo.sent(n - 100, now);
+    // rustls hands plaintext out a record at a time: the first record's is echoed, the last's
+    // not yet.
+    let (_, echoed) = echo.totals();
+    assert!(echoed > 0 && echoed < 20_000, "{echoed}");
+    echo.sent(100, now);
+    assert_eq!(echo.totals(), (20_000, 20_000));
+    assert!(echo.is_idle());
+}

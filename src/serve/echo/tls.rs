@@ -17,6 +17,7 @@
 //! not read it.
 
 use std::{
+    collections::VecDeque,
     io::{self, Read, Write},
     sync::Arc,
     time::Instant,
@@ -50,8 +51,16 @@ pub(super) struct TlsStage {
     /// When the session began (at accept, or after the PROXY header): the handshake is due
     /// `--handshake-timeout` later.
     pub(super) started: Instant,
-    /// Plaintext written back into rustls whose records are not all sent yet.
-    pub(super) unconfirmed: u64,
+    /// Wire bytes this stage has put in the outbox, all told.
+    wire_out: u64,
+    /// Wire bytes sent, all told.
+    wire_sent: u64,
+    /// Plaintext echoed into rustls whose records are not all sent yet: for each chunk, where
+    /// its records end in the wire stream (`wire_out` after them) and how much plaintext they
+    /// carry. A chunk counts as echoed once the bytes sent pass its end, so a backend with
+    /// sends always in flight (io_uring in bulk) still sees its echoes counted, and its client
+    /// read from, as they go.
+    unsent_chunks: VecDeque<(u64, u64)>,
 }
 
 impl TlsStage {
@@ -68,7 +77,9 @@ impl TlsStage {
             input_ended: false,
             close_queued: false,
             started: now,
-            unconfirmed: 0,
+            wire_out: 0,
+            wire_sent: 0,
+            unsent_chunks: VecDeque::new(),
         })
     }
 
@@ -125,6 +136,7 @@ impl TlsStage {
                 received += n as u64;
                 // Queued before it is reported: the echo never waits for a preview.
                 self.records_out(out);
+                self.unsent_chunks.push_back((self.wire_out, n as u64));
                 on(Said::Received(peer, &work[..n]));
                 continue;
             }
@@ -151,10 +163,29 @@ impl TlsStage {
     fn records_out(&mut self, out: &mut Outbox) {
         while self.conn.wants_write() {
             // Writing into memory: the only error would be rustls's own, and it has none to give.
-            if self.conn.write_tls(out).is_err() {
-                return;
+            match self.conn.write_tls(out) {
+                Ok(n) => self.wire_out += n as u64,
+                Err(_) => return,
             }
         }
+    }
+
+    /// `n` wire bytes were sent: returns the plaintext of the chunks whose records are now all
+    /// out (echoed).
+    pub(super) fn sent(&mut self, n: usize) -> u64 {
+        self.wire_sent += n as u64;
+        let mut echoed = 0;
+        while let Some(&(end, plain)) = self.unsent_chunks.front()
+            && end <= self.wire_sent
+        {
+            echoed += plain;
+            self.unsent_chunks.pop_front();
+        }
+        if self.unsent_chunks.is_empty() {
+            // Give the queue's memory back: an idle client holds nothing.
+            self.unsent_chunks = VecDeque::new();
+        }
+        echoed
     }
 
     /// One chunk of plaintext out of rustls and back into it: `Some(length)` (the bytes are in
@@ -197,7 +228,6 @@ impl TlsStage {
                 Ok(taken) => written += taken,
             }
         }
-        self.unconfirmed += n as u64;
         Ok(Some(n))
     }
 

@@ -419,7 +419,7 @@ _netecho() {
             return 0
             ;;
         netecho__subcmd__send)
-            opts="-p -q -h --host --port --quiet --timeout --udp --retries --proxy-protocol --tls --ca --pin --insecure --sni --cert --key --alpn --help"
+            opts="-p -q -h --host --port --quiet --timeout --udp --retries --proxy-protocol --hello --tls --ca --pin --insecure --sni --cert --key --alpn --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -520,7 +520,7 @@ _netecho() {
             return 0
             ;;
         netecho__subcmd__serve)
-            opts="-p -q -h --host --port --quiet --preview --hex --idle-timeout --multiplex --max-connections --drain-timeout --workers --io --udp --udp-rate --tls --cert --key --client-ca --alpn --handshake-timeout --proxy-protocol --log-format --metrics --inetd --help"
+            opts="-p -q -h --host --port --quiet --preview --hex --idle-timeout --multiplex --max-connections --drain-timeout --workers --io --udp --udp-rate --tls --cert --key --client-ca --alpn --handshake-timeout --proxy-protocol --log-format --metrics --inetd --id --hello --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -627,6 +627,10 @@ _netecho() {
                     return 0
                     ;;
                 --metrics)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --id)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

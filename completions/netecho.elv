@@ -48,6 +48,7 @@ set edit:completion:arg-completer[netecho] = {|@words|
             cand --handshake-timeout 'With --tls: drop a client whose handshake has not finished this long after it connected'
             cand --log-format 'How to write the report: text lines, or one JSON object per event (the events and their fields: JSON LOG in netecho-serve(1))'
             cand --metrics 'Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9100; port 0 picks one, said on the line after `listening on`; what they are: METRICS in netecho-serve(1)) [default: off]'
+            cand --id 'The name this server goes by: on the first line (''listening on ADDR as NAME''), in every JSON event, in the metrics (netecho_info) and in the --hello line. 1 to 253 bytes, no spaces or control characters (a pod''s name fits: --id "$POD_NAME") [default: the host name]'
             cand -q 'Do not print a line per read (connects, leaves and the summary are still shown)'
             cand --quiet 'Do not print a line per read (connects, leaves and the summary are still shown)'
             cand --hex 'Show each read as a hex dump (offset, hex, ASCII) instead of a one-line preview'
@@ -56,6 +57,7 @@ set edit:completion:arg-completer[netecho] = {|@words|
             cand --tls 'Speak TLS 1.2/1.3 to every client, in every TCP mode. Without --cert/--key, a throwaway self-signed certificate is made at start and its SHA-256 fingerprint printed on the second line, for ''send --tls --pin'''
             cand --proxy-protocol 'Expect a PROXY protocol header (HAProxy''s, v1 text or v2 binary) at the start of every TCP connection, before TLS with --tls, and report the client it names (''[CLIENT via PROXY] connected''); the header is never echoed. A connection whose header is not valid, or not whole within 5 seconds, is closed with one line saying why. With --udp beside TCP, only TCP expects it. Runs on epoll with --io uring'
             cand --inetd 'Echo stdin to stdout until EOF: the one connection inetd, xinetd or systemd (Accept=yes) hands over. The report goes to stderr; --host and --port are not used'
+            cand --hello 'Greet each TCP client with one JSON line before the echo: who answered and what it saw of the connection (HELLO in netecho-serve(1)). With --udp, a datagram starting with ''NETECHO-HELLO'' is answered with that line instead of an echo, if it fits in the request'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
@@ -75,6 +77,7 @@ set edit:completion:arg-completer[netecho] = {|@words|
             cand -q 'Do not print status lines on stderr'
             cand --quiet 'Do not print status lines on stderr'
             cand --udp 'Send the message as one UDP datagram (at most 65507 bytes) instead of over TCP'
+            cand --hello 'Expect the server''s hello line first (''netecho serve --hello''): print it on stderr, as the JSON object it is, then check the echo after it. With no MESSAGE and stdin a terminal, nothing is sent: only the hello (''what do you see of me?''). With --udp, ask for it with a padded datagram instead of sending a message'
             cand --tls 'Speak TLS to the server, verifying its certificate against the system''s CAs (and --ca)'
             cand --insecure 'With --tls: do not verify the server''s certificate at all (a warning on stderr says so)'
             cand -h 'Print help (see more with ''--help'')'

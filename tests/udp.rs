@@ -503,9 +503,10 @@ fn the_first_line_says_what_is_served(backend: Backend) {
     .filter(|(args, _)| backend.covers(args))
     {
         let line = first_line(backend, args);
+        let named = format!("{served} as {}", common::default_id());
         let addr = line
             .strip_prefix("listening on 127.0.0.1:")
-            .and_then(|rest| rest.strip_suffix(served))
+            .and_then(|rest| rest.strip_suffix(&named))
             .unwrap_or_else(|| panic!("{args:?}: {line:?}"));
         assert!(addr.parse::<u16>().is_ok(), "{args:?}: {line:?}");
         assert_eq!(

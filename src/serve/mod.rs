@@ -46,6 +46,7 @@ mod echo;
 mod epoll;
 mod event_loop;
 mod guard;
+mod identity;
 mod inetd;
 mod iterative;
 mod json;

@@ -364,7 +364,7 @@ fn on(backend: Option<Backend>) -> String {
 }
 
 /// The address in a server's first line: `listening on ADDR`, maybe followed by a space and what
-/// it serves (`listening on 127.0.0.1:7 (tcp+udp)`); with `--log-format json`, the `addr` of the
+/// it serves (`listening on 127.0.0.1:7 (tcp+udp) as b1`); with `--log-format json`, the `addr` of the
 /// `listening` object.
 pub fn listening_addr(first: &str) -> Option<SocketAddr> {
     if first.starts_with('{') {
@@ -373,6 +373,13 @@ pub fn listening_addr(first: &str) -> Option<SocketAddr> {
     }
     let rest = first.strip_prefix("listening on ")?;
     rest.split(' ').next()?.parse().ok()
+}
+
+/// The name a server goes by without `--id` (`listening on ADDR as NAME`): the host name.
+pub fn default_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_else(|_| "netecho".to_string())
 }
 
 /// Reads a child's stderr to its end on a thread, into the shared string returned.

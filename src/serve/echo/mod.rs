@@ -31,6 +31,7 @@
 //!   [`Echo::deadline`] is when to look again, [`Echo::overdue`] why it must go now.
 
 mod header;
+pub(crate) mod hello;
 mod tls;
 
 use std::{
@@ -51,6 +52,7 @@ use crate::{
     tls::HandshakeInfo,
 };
 use header::AwaitHeader;
+use hello::Hello;
 use tls::TlsStage;
 
 /// The most bytes one client may hold received and not yet echoed (with TLS, and records not
@@ -161,8 +163,9 @@ enum Stage {
     /// client that is served holds a pointer's worth of stage (10,000 idle clients are ~1 MiB
     /// less on io_uring, measured).
     Header(Box<AwaitHeader>),
-    /// Bytes straight back.
-    Plain,
+    /// Bytes straight back; `preface`: bytes of the `--hello` line not yet written, which are
+    /// not echoed bytes (it goes first, so the first bytes written are its).
+    Plain { preface: u32 },
     /// Records in, plaintext echoed through rustls, records out. Boxed: a plain connection
     /// stays small, and a TLS one pays for rustls's session once, on the heap.
     Tls(Box<TlsStage>),
@@ -195,17 +198,19 @@ impl Echo {
         peer: Peer,
         tls: Option<&Arc<ServerConfig>>,
         proxy_header: bool,
+        hello: Option<Box<Hello>>,
         now: Instant,
         on: &mut dyn FnMut(Said<'_>),
     ) -> Result<Echo, String> {
+        let mut out = Outbox::default();
         let stage = match proxy_header {
-            true => Stage::Header(Box::new(AwaitHeader::new(tls.cloned(), now))),
-            false => start(peer, tls, now, on)?,
+            true => Stage::Header(Box::new(AwaitHeader::new(tls.cloned(), hello, now))),
+            false => start(peer, tls, hello, &mut out, now, on)?,
         };
         Ok(Echo {
             peer,
             stage,
-            out: Outbox::default(),
+            out,
             received: 0,
             echoed: 0,
             input_ended: false,
@@ -253,9 +258,10 @@ impl Echo {
                     proxy,
                 };
             }
-            let tls = wait.tls.take();
+            let (tls, hello) = (wait.tls.take(), wait.hello.take());
             // The header was good: a session rustls cannot start is the handshake's failure.
-            self.stage = start(self.peer, tls.as_ref(), now, on).map_err(Leave::HandshakeFailed)?;
+            self.stage = start(self.peer, tls.as_ref(), hello, &mut self.out, now, on)
+                .map_err(Leave::HandshakeFailed)?;
             from = used;
         }
         let data = &input[from..];
@@ -264,7 +270,7 @@ impl Echo {
         }
         match &mut self.stage {
             Stage::Header(_) => Ok(Reply::Held), // not reached: started above
-            Stage::Plain => {
+            Stage::Plain { .. } => {
                 self.received += data.len() as u64;
                 if self.out.unsent().is_empty() {
                     self.out.in_transit += data.len();
@@ -294,7 +300,7 @@ impl Echo {
         self.last_progress = now;
         match &mut self.stage {
             Stage::Header(wait) => Err(Leave::ProxyHeader(wait.closed())),
-            Stage::Plain => {
+            Stage::Plain { .. } => {
                 self.input_ended = true;
                 Ok(())
             }
@@ -368,7 +374,13 @@ impl Echo {
                     tls.unconfirmed = 0;
                 }
             }
-            _ => self.echoed += n as u64,
+            Stage::Plain { preface } => {
+                // The hello line goes out first and is not an echoed byte.
+                let hello = n.min(*preface as usize);
+                *preface -= hello as u32;
+                self.echoed += (n - hello) as u64;
+            }
+            Stage::Header(_) => self.echoed += n as u64,
         }
     }
 
@@ -400,7 +412,7 @@ impl Echo {
         let in_flight = (self.received - self.echoed) as usize;
         match &self.stage {
             Stage::Header(wait) => wait.seen(),
-            Stage::Plain => in_flight,
+            Stage::Plain { .. } => in_flight,
             Stage::Tls(tls) => in_flight + tls.inbox_len(),
         }
     }
@@ -429,7 +441,7 @@ impl Echo {
     fn reading_over(&self) -> bool {
         match &self.stage {
             Stage::Header(_) => false,
-            Stage::Plain => self.input_ended,
+            Stage::Plain { .. } => self.input_ended,
             Stage::Tls(tls) => tls.saw_eof(),
         }
     }
@@ -445,7 +457,7 @@ impl Echo {
         let sent = self.out.held() == 0;
         match &self.stage {
             Stage::Header(_) => None,
-            Stage::Plain => (self.input_ended && sent).then_some(Leave::Closed),
+            Stage::Plain { .. } => (self.input_ended && sent).then_some(Leave::Closed),
             Stage::Tls(tls) if tls.input_ended && tls.is_handshaking() => Some(Leave::NoHandshake),
             Stage::Tls(tls) => (tls.ended() && sent).then_some(Leave::Closed),
         }
@@ -517,20 +529,29 @@ impl Echo {
 }
 
 /// The echo a connection starts with, once any PROXY header is read: plain, with its connect
-/// line now, or TLS, whose connect line comes with its handshake. `Err` if rustls cannot start
-/// a session, in words.
+/// line now (and its `--hello` line first in `out`), or TLS, whose connect line (and hello)
+/// come with its handshake. `Err` if rustls cannot start a session, in words.
 fn start(
     peer: Peer,
     tls: Option<&Arc<ServerConfig>>,
+    hello: Option<Box<Hello>>,
+    out: &mut Outbox,
     now: Instant,
     on: &mut dyn FnMut(Said<'_>),
 ) -> Result<Stage, String> {
     match tls {
         None => {
             on(Said::Connected(peer));
-            Ok(Stage::Plain)
+            let preface = hello.map_or(0, |hello| {
+                let line = hello.line(peer, None);
+                out.bytes.extend_from_slice(&line);
+                line.len()
+            });
+            // A hello line is a few hundred bytes: it fits.
+            let preface = u32::try_from(preface).unwrap_or(u32::MAX);
+            Ok(Stage::Plain { preface })
         }
-        Some(config) => TlsStage::new(Arc::clone(config), now)
+        Some(config) => TlsStage::new(Arc::clone(config), hello, now)
             .map(|tls| Stage::Tls(Box::new(tls)))
             .map_err(|err| format!("cannot start a TLS session: {err}")),
     }

@@ -383,3 +383,66 @@ fn the_metrics_name_the_server_in_target_info() {
         "{text}"
     );
 }
+
+/// The hello line of one connection through `proxy` (read first, then a checked echo).
+fn hello_through(proxy: SocketAddr) -> (Value, TcpStream) {
+    let mut stream = TcpStream::connect_timeout(&proxy, TIMEOUT).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let hello = read_line(&mut stream);
+    common::echo_checked(&mut stream, b"through the balancer");
+    (hello, stream)
+}
+
+/// The README's walk-through: three named backends behind haproxy. Round robin answers from
+/// each in turn, an even spread; `balance source` sends one source to one backend; with
+/// `send-proxy-v2` each hello names the client, and haproxy as the peer the socket saw.
+#[test]
+fn haproxy_spreads_connections_over_three_named_backends() {
+    if !common::installed("haproxy", "-v") {
+        return;
+    }
+    for (balance, proxy_protocol) in [
+        ("roundrobin", false),
+        ("source", false),
+        ("roundrobin", true),
+    ] {
+        let mut args = vec!["--multiplex", "-q"];
+        if proxy_protocol {
+            args.push("--proxy-protocol");
+        }
+        let servers: Vec<Server> = (1..=3)
+            .map(|n| start(Backend::Epoll, &format!("b{n}"), &args))
+            .collect();
+        let send_proxy = if proxy_protocol { " send-proxy-v2" } else { "" };
+        let lines: String =
+            std::iter::once(format!("    balance {balance}\n"))
+                .chain(servers.iter().enumerate().map(|(i, server)| {
+                    format!("    server b{} {}{send_proxy}\n", i + 1, server.addr)
+                }))
+                .collect();
+        let proxy = common::haproxy::Haproxy::start(|port| common::haproxy::config(port, &lines));
+        let mut spread = std::collections::BTreeMap::<String, usize>::new();
+        for _ in 0..6 {
+            let (hello, stream) = hello_through(proxy.addr);
+            let peer: SocketAddr = hello["peer"].as_str().unwrap().parse().unwrap();
+            if proxy_protocol {
+                assert_eq!(peer, stream.local_addr().unwrap(), "{hello}");
+                let via: SocketAddr = hello["via"].as_str().unwrap().parse().unwrap();
+                assert!(via.ip().is_loopback() && via != peer, "{hello}");
+            } else {
+                assert!(
+                    peer.ip().is_loopback() && hello.get("via").is_none(),
+                    "{hello}"
+                );
+            }
+            *spread
+                .entry(hello["id"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+        let counts: Vec<usize> = spread.values().copied().collect();
+        match balance {
+            "roundrobin" => assert_eq!(counts, [2, 2, 2], "{balance}: {spread:?}"),
+            _ => assert_eq!(counts, [6], "{balance}: {spread:?}"),
+        }
+    }
+}

@@ -62,6 +62,53 @@ fn a_plain_read_is_echoed_from_the_input_and_the_rest_kept_first_in_line() {
     assert!(!echo.may_read());
 }
 
+#[test]
+fn the_hello_goes_first_and_is_not_an_echoed_byte() {
+    let now = Instant::now();
+    let hello = hello::Hello::new(Arc::from("b1"), 0, None);
+    let mut echo = Echo::open(peer(), None, false, Some(hello), now, &mut ignore).unwrap();
+    let line = echo.pending().to_vec();
+    assert!(line.starts_with(b"{") && line.ends_with(b"}\n"), "{line:?}");
+    // A read before the line is out queues behind it.
+    assert_eq!(
+        echo.receive(b"early", &mut [], now, &mut ignore).ok(),
+        Some(Reply::Held)
+    );
+    assert_eq!(echo.pending(), [&line[..], b"early"].concat());
+    // Written in two pieces that split the line from the echo unevenly: only echo bytes count.
+    echo.wrote(line.len() - 1, now);
+    assert_eq!(echo.totals(), (5, 0));
+    echo.wrote(3, now);
+    assert_eq!(echo.totals(), (5, 2));
+    echo.wrote(3, now);
+    assert_eq!(echo.totals(), (5, 5));
+    assert!(echo.is_idle());
+    // After it, reads go straight back again.
+    assert_eq!(echo.receive(b"late", &mut [], now, &mut ignore), Ok_echo(0));
+    echo.sent(4, now);
+    assert_eq!(echo.totals(), (9, 9));
+}
+
+#[test]
+fn after_a_proxy_header_the_hello_names_the_relayed_client() {
+    let now = Instant::now();
+    let hello = hello::Hello::new(Arc::from("b1"), 0, None);
+    let mut echo = Echo::open(peer(), None, true, Some(hello), now, &mut ignore).unwrap();
+    assert!(echo.pending().is_empty(), "nothing before the header");
+    let input = b"PROXY TCP4 203.0.113.7 127.0.0.1 5121 7\r\nhi";
+    assert_eq!(
+        echo.receive(input, &mut [], now, &mut ignore).ok(),
+        Some(Reply::Held)
+    );
+    let pending = String::from_utf8(echo.pending().to_vec()).unwrap();
+    let (line, rest) = pending.split_once('\n').unwrap();
+    assert!(
+        line.contains(r#""peer":"203.0.113.7:5121","via":"127.0.0.1:4000""#),
+        "{line}"
+    );
+    assert_eq!(rest, "hi");
+}
+
 #[allow(non_snake_case)]
 fn Ok_echo(from: usize) -> Result<Reply, Leave> {
     Ok(Reply::Echo { from })

@@ -419,7 +419,7 @@ _netecho() {
             return 0
             ;;
         netecho__subcmd__send)
-            opts="-p -q -h --host --port --quiet --timeout --udp --retries --proxy-protocol --hello --tls --ca --pin --insecure --sni --cert --key --alpn --help"
+            opts="-p -q -h --host --port --quiet --timeout --udp --retries --proxy-protocol --proxy-source --hello --tls --ca --pin --insecure --sni --cert --key --alpn --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -450,6 +450,10 @@ _netecho() {
                     ;;
                 --proxy-protocol)
                     COMPREPLY=($(compgen -W "v1 v2" -- "${cur}"))
+                    return 0
+                    ;;
+                --proxy-source)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --ca)

@@ -68,6 +68,7 @@ set edit:completion:arg-completer[netecho] = {|@words|
             cand --timeout 'Give up connecting, or waiting for the server, after this long (e.g. 10, 1.5s, 2m)'
             cand --retries 'With --udp: send again this many times when no reply comes within --timeout'
             cand --proxy-protocol 'Start the connection with a PROXY protocol header (v1 or v2) naming this connection''s own addresses, as a load balancer would, to test a server behind one'
+            cand --proxy-source 'With --proxy-protocol: name ADDR (and PORT, else this connection''s own port) as the client in the header instead of this connection''s own address, to test allow-lists and source-hash balancing behind a PROXY-aware balancer from one machine'
             cand --ca 'With --tls: also trust the CA certificates in FILE (PEM)'
             cand --pin 'With --tls: accept exactly the server certificate with this SHA-256 fingerprint, whatever its names and dates (as ''serve --tls'' prints it; colons and the sha256: prefix optional)'
             cand --sni 'With --tls: the server name to ask for (SNI) and to verify the certificate against [default: --host]'

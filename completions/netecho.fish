@@ -68,6 +68,7 @@ complete -c netecho -n "__fish_netecho_using_subcommand send" -l timeout -d 'Giv
 complete -c netecho -n "__fish_netecho_using_subcommand send" -l retries -d 'With --udp: send again this many times when no reply comes within --timeout' -r
 complete -c netecho -n "__fish_netecho_using_subcommand send" -l proxy-protocol -d 'Start the connection with a PROXY protocol header (v1 or v2) naming this connection\'s own addresses, as a load balancer would, to test a server behind one' -r -f -a "v1\t'Version 1: one line of text (`PROXY TCP4 src dst sport dport`)'
 v2\t'Version 2: the binary header'"
+complete -c netecho -n "__fish_netecho_using_subcommand send" -l proxy-source -d 'With --proxy-protocol: name ADDR (and PORT, else this connection\'s own port) as the client in the header instead of this connection\'s own address, to test allow-lists and source-hash balancing behind a PROXY-aware balancer from one machine' -r
 complete -c netecho -n "__fish_netecho_using_subcommand send" -l ca -d 'With --tls: also trust the CA certificates in FILE (PEM)' -r -F
 complete -c netecho -n "__fish_netecho_using_subcommand send" -l pin -d 'With --tls: accept exactly the server certificate with this SHA-256 fingerprint, whatever its names and dates (as \'serve --tls\' prints it; colons and the sha256: prefix optional)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand send" -l sni -d 'With --tls: the server name to ask for (SNI) and to verify the certificate against [default: --host]' -r -f -a "(__fish_print_hostnames)"

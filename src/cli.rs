@@ -287,6 +287,16 @@ pub struct ServeIdentity {
     pub hello: bool,
 }
 
+/// `send --proxy-source`: `ADDR`, `ADDR:PORT` or `[V6]:PORT`; port 0 (or none) stands for the
+/// connection's own port.
+fn proxy_source(text: &str) -> Result<SocketAddr, String> {
+    text.parse::<SocketAddr>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 0)))
+        .map_err(|_| {
+            format!("not an IP address, or one with a port: e.g. 203.0.113.7, 203.0.113.7:5121, [2001:db8::7]:5121")
+        })
+}
+
 /// Most bytes of `serve --id`: a DNS name's length, which a Kubernetes pod's name stays within.
 pub const MAX_ID_LEN: usize = 253;
 
@@ -488,6 +498,12 @@ pub struct SendArgs {
     /// addresses, as a load balancer would, to test a server behind one
     #[arg(long, value_enum, value_name = "VERSION", conflicts_with = "udp")]
     pub proxy_protocol: Option<ProxyVersion>,
+
+    /// With --proxy-protocol: name ADDR (and PORT, else this connection's own port) as the
+    /// client in the header instead of this connection's own address, to test allow-lists and
+    /// source-hash balancing behind a PROXY-aware balancer from one machine
+    #[arg(long, value_name = "ADDR[:PORT]", requires = "proxy_protocol", value_parser = proxy_source)]
+    pub proxy_source: Option<SocketAddr>,
 
     /// Expect the server's hello line first ('netecho serve --hello'): print it on stderr, as
     /// the JSON object it is, then check the echo after it. With no MESSAGE and stdin a

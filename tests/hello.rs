@@ -446,3 +446,44 @@ fn haproxy_spreads_connections_over_three_named_backends() {
         }
     }
 }
+
+#[test]
+fn send_names_the_client_of_its_choosing_in_the_proxy_header() {
+    let server = Server::start(&["--hello", "--proxy-protocol", "-q"]);
+    let port = server.addr.port().to_string();
+    for (version, source, named) in [
+        ("v1", "203.0.113.9:4000", Some("203.0.113.9:4000")),
+        ("v2", "[2001:db8::7]:5121", Some("[2001:db8::7]:5121")),
+        ("v2", "198.51.100.3", None), // the connection's own port
+    ] {
+        let output = Command::new(BIN)
+            .args([
+                "send",
+                "--hello",
+                "--port",
+                &port,
+                "--proxy-protocol",
+                version,
+            ])
+            .args(["--proxy-source", source, "hi"])
+            .timeout(TIMEOUT)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        let line = stderr.lines().find(|l| l.starts_with('{')).unwrap();
+        let hello: Value = serde_json::from_str(line).unwrap();
+        let peer = hello["peer"].as_str().unwrap();
+        match named {
+            Some(named) => assert_eq!(peer, named),
+            None => assert!(peer.starts_with("198.51.100.3:"), "{hello}"),
+        }
+        assert!(stderr.contains(&format!("from {peer} to")), "{stderr}");
+    }
+    let output = Command::new(BIN)
+        .args(["send", "--port", &port, "--proxy-source", "nowhere", "hi"])
+        .timeout(TIMEOUT)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}

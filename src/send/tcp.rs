@@ -79,7 +79,7 @@ pub(crate) fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<(
     ));
     let (stream, server) = connect(&address::resolve(&args.endpoint)?, args.timeout)?;
     if let Some(version) = args.proxy_protocol {
-        let local = send_proxy_header(&stream, version, server, args.timeout)?;
+        let local = send_proxy_header(&stream, version, server, args)?;
         status.line(format_args!(
             "sent a PROXY {} header: from {local} to {server}",
             match version {
@@ -179,16 +179,26 @@ fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<(StdTcpStream, Soc
 }
 
 /// Writes the PROXY header naming this connection's own ends (`--proxy-protocol`): its local
-/// address as the client, the server's as the destination. Returns the local address.
+/// address as the client (or `--proxy-source`, with the local port unless it gives one), the
+/// server's as the destination. Returns the client it named.
 fn send_proxy_header(
     stream: &StdTcpStream,
     version: ProxyVersion,
     server: SocketAddr,
-    timeout: Duration,
+    args: &SendArgs,
 ) -> Result<SocketAddr> {
-    let local = stream
+    let timeout = args.timeout;
+    let mut local = stream
         .local_addr()
         .context("cannot read the connection's own address for the PROXY header")?;
+    if let Some(source) = args.proxy_source {
+        let port = if source.port() == 0 {
+            local.port()
+        } else {
+            source.port()
+        };
+        local = SocketAddr::new(source.ip(), port);
+    }
     let header = proxy_protocol::encode(version, local, server);
     stream
         .set_write_timeout(Some(timeout))

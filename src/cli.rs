@@ -291,9 +291,14 @@ pub struct ServeIdentity {
 /// connection's own port.
 fn proxy_source(text: &str) -> Result<SocketAddr, String> {
     text.parse::<SocketAddr>()
-        .or_else(|_| text.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 0)))
+        .or_else(|_| {
+            text.parse::<std::net::IpAddr>()
+                .map(|ip| SocketAddr::new(ip, 0))
+        })
         .map_err(|_| {
-            format!("not an IP address, or one with a port: e.g. 203.0.113.7, 203.0.113.7:5121, [2001:db8::7]:5121")
+            "not an IP address, or one with a port: e.g. 203.0.113.7, 203.0.113.7:5121, \
+             [2001:db8::7]:5121"
+                .to_string()
         })
 }
 

@@ -307,23 +307,13 @@ fn a_marked_datagram_gets_the_hello_never_larger_than_itself(backend: Backend) {
     }
 }
 
-/// The first stdout line of `serve ARGS` with `env`; the server is killed after it.
+/// The first stdout line of `serve ARGS` with `env`.
 fn first_line(env: &[(&str, &str)], args: &[&str]) -> String {
-    use std::io::BufRead;
-    let mut child = StdCommand::new(BIN)
+    let mut command = StdCommand::new(BIN);
+    command
         .envs(env.iter().copied())
-        .args(["serve", "--port", "0"])
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    let read = std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
-    let _ = child.kill();
-    let _ = child.wait();
-    read.unwrap();
-    line.trim_end().to_string()
+        .args(["serve", "--port", "0"]);
+    common::first_line(command.args(args))
 }
 
 #[test]

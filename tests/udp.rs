@@ -471,24 +471,11 @@ fn multiplex_serves_tcp_and_udp_side_by_side_on_one_port(backend: Backend) {
 /// The first line of `netecho serve` with `args` (on `backend` if multiplexed), read from the
 /// real binary (then killed).
 fn first_line(backend: Backend, args: &[&str]) -> String {
-    use std::io::BufRead;
     let mut command = std::process::Command::new(BIN);
     if args.contains(&"--multiplex") {
         backend.force(&mut command);
     }
-    let mut child = command
-        .args(["serve", "--port", "0"])
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    let read = std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
-    let _ = child.kill();
-    let _ = child.wait();
-    read.unwrap();
-    line.trim_end().to_string()
+    common::first_line(command.args(["serve", "--port", "0"]).args(args))
 }
 
 backends!(the_first_line_says_what_is_served);

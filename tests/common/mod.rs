@@ -377,6 +377,22 @@ pub fn listening_addr(first: &str) -> Option<SocketAddr> {
     rest.split(' ').next()?.parse().ok()
 }
 
+/// The first stdout line of a prepared `netecho serve` command (its `listening on`), read from
+/// the real binary, which is then killed.
+pub fn first_line(command: &mut Command) -> String {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let read = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+    let _ = child.kill();
+    let _ = child.wait();
+    read.unwrap();
+    line.trim_end().to_string()
+}
+
 /// The name a server goes by without `--id` (`listening on ADDR as NAME`): the host name.
 pub fn default_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")

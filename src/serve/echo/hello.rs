@@ -25,7 +25,10 @@ use std::{
 
 pub(crate) use crate::hello::MARKER;
 use crate::{
-    serve::{json::JsonLine, report::Peer},
+    serve::{
+        json::JsonLine,
+        report::{Peer, with_peer},
+    },
     tls::HandshakeInfo,
 };
 
@@ -112,15 +115,6 @@ pub(crate) fn datagram_line(
         .text("peer", peer)
         .end();
     line
-}
-
-/// `peer`, and `via` for a client a PROXY header named: the JSON log's words.
-fn with_peer(line: JsonLine<'_>, peer: Peer) -> JsonLine<'_> {
-    match peer {
-        Peer::Direct(addr) => line.text("peer", addr),
-        Peer::Relayed { client, proxy } => line.text("peer", client).text("via", proxy),
-        Peer::Stdin => line.text("peer", "stdin"),
-    }
 }
 
 #[cfg(test)]

@@ -429,7 +429,7 @@ impl Report {
 }
 
 /// The fields that name a client in JSON: `peer`, and `via` for one that came through a proxy.
-fn with_peer(line: JsonLine<'_>, peer: Peer) -> JsonLine<'_> {
+pub(crate) fn with_peer(line: JsonLine<'_>, peer: Peer) -> JsonLine<'_> {
     match peer {
         Peer::Direct(addr) => line.text("peer", addr),
         Peer::Relayed { client, proxy } => line.text("peer", client).text("via", proxy),

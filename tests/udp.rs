@@ -347,6 +347,50 @@ fn a_burst_past_the_rate_limit_from_a_non_loopback_source_is_dropped_and_counted
     }
 }
 
+backends!(hello_answers_pass_the_reflection_guard_like_any_reply);
+fn hello_answers_pass_the_reflection_guard_like_any_reply(backend: Backend) {
+    if !private_network() {
+        return;
+    }
+    let modes = [&["--udp"][..], &["--multiplex", "--udp"]];
+    for mode in modes.into_iter().filter(|mode| backend.covers(mode)) {
+        let mut server = start_in_private_network(
+            backend,
+            &["192.0.2.1/32"],
+            &[
+                mode,
+                &["--host", "0.0.0.0", "--udp-rate", "5", "--hello", "-q"],
+            ]
+            .concat(),
+        );
+        let port = server.addr.port();
+        // 20 padded hello requests (1200 bytes each) from a non-loopback source.
+        in_namespace(&server, "bash")
+            .arg("-c")
+            .arg(format!(
+                "for i in $(seq 20); do printf 'NETECHO-HELLO%1187s' '' >/dev/udp/192.0.2.1/{port}; \
+                 done"
+            ))
+            .assert()
+            .success();
+        // Loopback is not limited: its hello comes, after every request queued before it.
+        in_namespace(&server, BIN)
+            .args(["send", "--udp", "--hello", "--host", "127.0.0.1", "--port"])
+            .arg(port.to_string())
+            .assert()
+            .success()
+            .stderr(predicate::str::contains(r#""transport":"udp""#));
+        let line = server.wait_for_text("not answered");
+        assert!(line.contains("over the reply rate"), "{mode:?}: {line}");
+        let (status, rest) = server.terminate();
+        assert!(status.success());
+        let (echoed, dropped) = udp_totals(rest.last().unwrap());
+        assert_eq!(echoed + dropped, 21, "{mode:?}: {rest:?}");
+        // Five tokens at once, at most one more refilled during the burst, and loopback's.
+        assert!((6..=7).contains(&echoed), "{mode:?}: {rest:?}");
+    }
+}
+
 backends!(a_second_server_cannot_take_over_a_udp_port);
 fn a_second_server_cannot_take_over_a_udp_port(backend: Backend) {
     let modes: [&[&str]; 2] = [&["--udp"], &["--multiplex", "--udp"]];

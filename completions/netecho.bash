@@ -79,7 +79,7 @@ _netecho() {
             return 0
             ;;
         netecho__subcmd__bench)
-            opts="-p -c -s -d -h --host --port --connections --size --duration --pipeline --rate --udp --threads --timeout --json --reconnect --proxy-protocol --tls --ca --pin --insecure --sni --cert --key --alpn --no-resumption --help"
+            opts="-p -c -s -d -h --host --port --connections --size --duration --pipeline --rate --udp --threads --timeout --json --reconnect --proxy-protocol --hello --expect-backends --tls --ca --pin --insecure --sni --cert --key --alpn --no-resumption --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -146,6 +146,10 @@ _netecho() {
                     ;;
                 --proxy-protocol)
                     COMPREPLY=($(compgen -W "v1 v2" -- "${cur}"))
+                    return 0
+                    ;;
+                --expect-backends)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --ca)

@@ -107,6 +107,7 @@ complete -c netecho -n "__fish_netecho_using_subcommand bench" -l timeout -d 'Gi
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l reconnect -d 'Close each connection after N messages and open a new one in its place (1: a new connection, and with --tls a new handshake, for every message) [default: never]' -r
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l proxy-protocol -d 'Start every connection with a PROXY protocol header (v1 or v2) naming its own addresses, as a load balancer would' -r -f -a "v1\t'Version 1: one line of text (`PROXY TCP4 src dst sport dport`)'
 v2\t'Version 2: the binary header'"
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -l expect-backends -d 'With --hello: fail (exit 1) when fewer than N distinct backends answered, after the report (a CI check of a balancer\'s configuration)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l ca -d 'With --tls: also trust the CA certificates in FILE (PEM)' -r -F
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l pin -d 'With --tls: accept exactly the server certificate with this SHA-256 fingerprint, whatever its names and dates (as \'serve --tls\' prints it; colons and the sha256: prefix optional)' -r
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l sni -d 'With --tls: the server name to ask for (SNI) and to verify the certificate against [default: --host]' -r -f -a "(__fish_print_hostnames)"
@@ -115,6 +116,7 @@ complete -c netecho -n "__fish_netecho_using_subcommand bench" -l key -d 'With -
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l alpn -d 'With --tls: the ALPN protocols to offer, comma-separated (e.g. h2,http/1.1) [default: none]' -r
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l udp -d 'Over UDP: each message is a datagram; a reply not back within a few round trips counts as lost, and the load goes on'
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l json -d 'Print the report as one JSON object'
+complete -c netecho -n "__fish_netecho_using_subcommand bench" -l hello -d 'Read every connection\'s hello line (\'netecho serve --hello\') before its first message, and report the run per backend (the hello\'s id): connections, messages, bytes and latency of each, in the table and as the JSON \'backends\' array. With --reconnect N it shows how a balancer spreads new connections'
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l tls -d 'Speak TLS to the server, verifying its certificate against the system\'s CAs (and --ca)'
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l insecure -d 'With --tls: do not verify the server\'s certificate at all (a warning on stderr says so)'
 complete -c netecho -n "__fish_netecho_using_subcommand bench" -l no-resumption -d 'With --tls: make every handshake a full one, never resuming an earlier session'

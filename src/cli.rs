@@ -898,6 +898,23 @@ pub struct BenchArgs {
     #[arg(long, value_enum, value_name = "VERSION", conflicts_with = "udp")]
     pub proxy_protocol: Option<ProxyVersion>,
 
+    /// Read every connection's hello line ('netecho serve --hello') before its first message,
+    /// and report the run per backend (the hello's id): connections, messages, bytes and
+    /// latency of each, in the table and as the JSON 'backends' array. With --reconnect N it
+    /// shows how a balancer spreads new connections
+    #[arg(long, conflicts_with = "udp")]
+    pub hello: bool,
+
+    /// With --hello: fail (exit 1) when fewer than N distinct backends answered, after the report
+    /// (a CI check of a balancer's configuration)
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "hello",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub expect_backends: Option<u32>,
+
     #[command(flatten)]
     pub tls: ClientTls,
 

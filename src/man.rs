@@ -213,8 +213,9 @@ const HELLO: [&str; 4] = [
      sent. A marked datagram shorter than the line is echoed as any other, and the client \
      sees its own marker come back. Every answer passes the reflection guard (--udp-rate) \
      and is counted like an echo.",
-    "send --hello reads the line, prints it on stderr (with --json, the object as is) and \
-     checks the echo after it.",
+    "send --hello reads the line, prints it on stderr (the object as is) and checks the echo \
+     after it; bench --hello reads every connection's line and reports the run per backend \
+     (the line's id).",
 ];
 
 /// Runs `netecho man`.

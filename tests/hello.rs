@@ -434,7 +434,86 @@ fn haproxy_spreads_connections_over_three_named_backends() {
             "roundrobin" => assert_eq!(counts, [2, 2, 2], "{balance}: {spread:?}"),
             _ => assert_eq!(counts, [6], "{balance}: {spread:?}"),
         }
+        // bench --hello --reconnect 1: a new connection per message, the spread per backend.
+        let (report, _) = bench_hello(proxy.addr, &["-c", "3", "--reconnect", "1"]);
+        let backends = report["backends"].as_array().unwrap();
+        let connections: Vec<u64> = backends
+            .iter()
+            .map(|b| b["connections"].as_u64().unwrap())
+            .collect();
+        let messages: u64 = backends
+            .iter()
+            .map(|b| b["messages"].as_u64().unwrap())
+            .sum();
+        assert_eq!(messages, report["messages"].as_u64().unwrap(), "{report}");
+        match balance {
+            "roundrobin" => {
+                assert_eq!(backends.len(), 3, "{report}");
+                let (least, most) = (connections.iter().min(), connections.iter().max());
+                // Even: the three connections of the start, then one new one per message.
+                assert!(most.unwrap() - least.unwrap() <= 3, "{connections:?}");
+            }
+            _ => assert_eq!(backends.len(), 1, "{report}"),
+        }
     }
+}
+
+/// `bench --hello --json -d 0.5 ARGS` against `addr`: its report and exit code.
+fn bench_hello(addr: SocketAddr, args: &[&str]) -> (Value, Option<i32>) {
+    let output = Command::new(BIN)
+        .args(["bench", "--hello", "--json", "-d", "0.5", "--port"])
+        .arg(addr.port().to_string())
+        .args(args)
+        .timeout(TIMEOUT)
+        .output()
+        .unwrap();
+    let report = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&output.stderr)));
+    (report, output.status.code())
+}
+
+backends!(bench_reports_the_run_per_backend_and_checks_how_many_answered);
+fn bench_reports_the_run_per_backend_and_checks_how_many_answered(backend: Backend) {
+    let server = start(backend, "solo", &["--multiplex", "-q"]);
+    let (report, code) = bench_hello(server.addr, &["-c", "4", "--expect-backends", "1"]);
+    assert_eq!(code, Some(0), "{report}");
+    let answered = &report["backends"][0];
+    assert_eq!(answered["id"], "solo");
+    assert_eq!(answered["connections"], 4);
+    assert_eq!(answered["messages"], report["messages"]);
+    assert_eq!(answered["bytes"], report["bytes"]);
+    assert!(answered["latency_us"]["p50"].as_f64().unwrap() > 0.0);
+    // Fewer backends than expected: the report, then exit 1 naming the option.
+    let output = Command::new(BIN)
+        .args([
+            "bench",
+            "--hello",
+            "-d",
+            "0.3",
+            "--expect-backends",
+            "2",
+            "--port",
+        ])
+        .arg(server.addr.port().to_string())
+        .timeout(TIMEOUT)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("backend     solo 1 connection"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--expect-backends 2"), "{stderr}");
+    // A server without --hello: every connection fails its setup, saying why.
+    let plain = Server::start_on(backend, &["--multiplex", "-q"]);
+    let output = Command::new(BIN)
+        .args(["bench", "--hello", "-d", "0.3", "--timeout", "1", "--port"])
+        .arg(plain.addr.port().to_string())
+        .timeout(TIMEOUT)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("no hello line"), "{stdout}");
 }
 
 #[test]

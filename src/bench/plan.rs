@@ -52,6 +52,9 @@ pub(crate) struct Plan {
     pub(crate) tls: Option<TlsPlan>,
     /// `--proxy-protocol`: every connection (every reconnect too) starts with a PROXY header.
     pub(crate) proxy: Option<ProxyVersion>,
+    /// `--hello`: every connection (every reconnect too) reads the server's hello line first,
+    /// and its messages count for the backend it names.
+    pub(crate) hello: bool,
 }
 
 /// How the connections of a `--tls` run speak TLS.

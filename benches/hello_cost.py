@@ -8,7 +8,7 @@ Usage: benches/hello_cost.py [BINARY]   (default: target/release/netecho)
 Each run starts `BINARY serve --multiplex -q ARGS` pinned to CPU 0 (report_cost.py's
 start_server), and from this script, pinned to CPU 1, opens CONNS connections one after the
 other: each reads the hello line (with --hello), sends one byte, reads its echo and closes. The
-server's utime+stime (all threads, /proc/PID/stat) divided by the connections is its CPU per
+server's time on a CPU (all threads, /proc/PID/task/*/schedstat) divided by the connections is its CPU per
 connection: accept, the core, the hello (a JSON line of some 180 bytes, a getsockname, one
 more send or a longer first one), the echo and the close. The configurations alternate, RUNS
 times each; medians are printed with each run's value.
@@ -19,7 +19,7 @@ import socket
 import statistics
 import sys
 
-from report_cost import CLK_TCK, cpu_ticks, free_port, start_server
+from report_cost import free_port, start_server
 
 CONFIGS = [("plain", ["-q"]), ("--hello", ["-q", "--hello"])]
 
@@ -35,17 +35,27 @@ def connections(port, count, hello):
             assert s.recv(1) == b"x"
 
 
+def cpu_ns(pid):
+    """Nanoseconds on a CPU of every thread of `pid` (schedstat: exact, where the ticks of
+    /proc/PID/stat are sampled every 10 ms and blur a per-connection cost of a few µs)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+            total += int(f.read().split()[0])
+    return total
+
+
 def run(binary, args, count):
     port = free_port()
     server = start_server(binary, port, args)
     try:
-        before = cpu_ticks(server.pid)
+        before = cpu_ns(server.pid)
         connections(port, count, "--hello" in args)
-        after = cpu_ticks(server.pid)
+        after = cpu_ns(server.pid)
     finally:
         server.terminate()
         server.wait(timeout=10)
-    return (after - before) / CLK_TCK / count * 1e6
+    return (after - before) / count / 1000
 
 
 def main():

@@ -556,3 +556,63 @@ fn send_names_the_client_of_its_choosing_in_the_proxy_header() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
 }
+
+/// TLS passed through haproxy (`mode tcp`): the backend's hello, inside the session, shows the
+/// SNI and ALPN the client sent and its certificate's subject.
+#[test]
+fn through_haproxy_a_tls_backend_shows_what_the_client_sent() {
+    if !common::installed("haproxy", "-v") {
+        return;
+    }
+    let (_dir, fx) = fixtures();
+    let server = start(
+        Backend::Epoll,
+        "t1",
+        &[
+            "--multiplex",
+            "-q",
+            "--tls",
+            "--cert",
+            path(&fx.server_cert),
+            "--key",
+            path(&fx.server_key),
+            "--client-ca",
+            path(&fx.ca_cert),
+            "--alpn",
+            "h2",
+        ],
+    );
+    let line = format!("    server t1 {}\n", server.addr);
+    let proxy = common::haproxy::Haproxy::start(|port| common::haproxy::config(port, &line));
+    let output = Command::new(BIN)
+        .args(["send", "--hello", "--port", &proxy.addr.port().to_string()])
+        .args(["--tls", "--ca", path(&fx.ca_cert), "--sni", "localhost"])
+        .args([
+            "--cert",
+            path(&fx.client_cert),
+            "--key",
+            path(&fx.client_key),
+        ])
+        .args(["--alpn", "h2", "passed through"])
+        .timeout(TIMEOUT)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(output.stdout, b"passed through\n");
+    let hello: Value =
+        serde_json::from_str(stderr.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
+    assert_eq!(
+        (hello["sni"].as_str(), hello["alpn"].as_str()),
+        (Some("localhost"), Some("h2"))
+    );
+    assert!(
+        hello["client_subject"]
+            .as_str()
+            .unwrap()
+            .contains("netecho test client")
+    );
+    // The peer the backend's socket saw is haproxy's own connection, on loopback.
+    let peer: SocketAddr = hello["peer"].as_str().unwrap().parse().unwrap();
+    assert!(peer.ip().is_loopback());
+}

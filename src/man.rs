@@ -204,7 +204,10 @@ const HELLO: [&str; 4] = [
      server's socket saw it; with --proxy-protocol, the client the PROXY header named) and \
      via (with --proxy-protocol: the proxy's address, as the socket saw it). With --tls also \
      tls_version, cipher_suite, sni (the server name the client asked for, when it sent \
-     one), alpn (when one was agreed), client_subject (with --client-ca) and resumed. A \
+     one), alpn (when one was agreed), client_subject (with --client-ca) and resumed. Behind \
+     a proxy that terminated TLS and says so in PROXY v2 TLVs (haproxy's send-proxy-v2-ssl-cn, \
+     proxy-v2-options authority,ssl-cipher,unique-id): proxy_tls_version, proxy_cipher, \
+     proxy_sni (PP2_TYPE_AUTHORITY), proxy_alpn, proxy_client_cn and proxy_unique_id (hex). A \
      field that does not apply is absent.",
     "UDP (--udp --hello): a datagram that starts with the 13 bytes NETECHO-HELLO is answered \
      with the line (transport udp, no connection, no via) instead of its echo, but only if the \

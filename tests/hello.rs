@@ -616,3 +616,68 @@ fn through_haproxy_a_tls_backend_shows_what_the_client_sent() {
     let peer: SocketAddr = hello["peer"].as_str().unwrap().parse().unwrap();
     assert!(peer.ip().is_loopback());
 }
+
+/// TLS terminated at haproxy, `send-proxy-v2-ssl-cn` to a plain `serve --proxy-protocol`: the
+/// backend's hello shows what haproxy settled with the client, from the header's TLVs.
+#[test]
+fn behind_haproxy_that_terminates_tls_the_hello_shows_the_proxys_tls() {
+    if !common::installed("haproxy", "-v") {
+        return;
+    }
+    let (dir, fx) = fixtures();
+    let pem = dir.path().join("haproxy.pem");
+    let both = [
+        std::fs::read(&fx.server_cert).unwrap(),
+        std::fs::read(&fx.server_key).unwrap(),
+    ]
+    .concat();
+    std::fs::write(&pem, both).unwrap();
+    let server = start(
+        Backend::Epoll,
+        "p1",
+        &["--multiplex", "-q", "--proxy-protocol"],
+    );
+    let (pem, ca, addr) = (path(&pem), path(&fx.ca_cert), server.addr);
+    let proxy = common::haproxy::Haproxy::start(|port| {
+        format!(
+            "global\n    maxconn 64\n\
+             defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 20s\n    \
+             timeout server 20s\n\
+             frontend tls_in\n    bind 127.0.0.1:{port} ssl crt {pem} ca-file {ca} \
+             verify optional alpn h2\n    default_backend echo_out\n\
+             backend echo_out\n    server p1 {addr} send-proxy-v2-ssl-cn \
+             proxy-v2-options authority,ssl-cipher\n"
+        )
+    });
+    let output = Command::new(BIN)
+        .args(["send", "--hello", "--port", &proxy.addr.port().to_string()])
+        .args(["--tls", "--ca", path(&fx.ca_cert), "--sni", "localhost"])
+        .args([
+            "--cert",
+            path(&fx.client_cert),
+            "--key",
+            path(&fx.client_key),
+        ])
+        .args(["--alpn", "h2", "terminated"])
+        .timeout(TIMEOUT)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(output.stdout, b"terminated\n");
+    let hello: Value =
+        serde_json::from_str(stderr.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
+    assert!(
+        hello.get("tls_version").is_none(),
+        "the backend itself is plain: {hello}"
+    );
+    assert_eq!(hello["proxy_tls_version"], "TLSv1.3", "{hello}");
+    assert!(
+        hello["proxy_cipher"]
+            .as_str()
+            .is_some_and(|c| c.contains("AES") || c.contains("CHACHA"))
+    );
+    assert_eq!(hello["proxy_sni"], "localhost", "{hello}");
+    assert_eq!(hello["proxy_client_cn"], "netecho test client", "{hello}");
+    assert!(hello["via"].is_string(), "{hello}");
+}

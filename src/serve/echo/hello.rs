@@ -11,7 +11,9 @@
 //! - `peer`: the client as the socket saw it, or with `--proxy-protocol` the client the PROXY
 //!   header named, and then `via`: the proxy's address, as the socket saw it;
 //! - with `--tls`: `tls_version`, `cipher_suite`, `sni` (the server name the client asked
-//!   for), `alpn`, `client_subject` (with `--client-ca`), `resumed`.
+//!   for), `alpn`, `client_subject` (with `--client-ca`), `resumed`;
+//! - what a proxy that terminated TLS said in its PROXY v2 TLVs: `proxy_tls_version`,
+//!   `proxy_cipher`, `proxy_sni`, `proxy_alpn`, `proxy_client_cn`, `proxy_unique_id`.
 //!
 //! The man page's HELLO section says the same for users; a test holds the two together.
 
@@ -25,6 +27,7 @@ use std::{
 
 pub(crate) use crate::hello::MARKER;
 use crate::{
+    proxy_protocol::Tlvs,
     serve::{
         json::JsonLine,
         report::{Peer, with_peer},
@@ -49,6 +52,8 @@ pub(crate) struct Hello {
     server: Option<SocketAddr>,
     /// The client's number in the process, from 1.
     number: u64,
+    /// What a PROXY v2 header's TLVs said of the client's connection to the proxy.
+    pub(crate) relayed: Tlvs,
 }
 
 /// What a TLS handshake settled, for the hello line.
@@ -68,6 +73,7 @@ impl Hello {
             worker,
             server,
             number,
+            relayed: Tlvs::default(),
         })
     }
 
@@ -92,7 +98,14 @@ impl Hello {
                 .text_if("client_subject", info.peer_subject.as_ref())
                 .flag("resumed", info.resumed),
         };
-        e.end();
+        let r = &self.relayed;
+        e.text_if("proxy_tls_version", r.ssl_version.as_ref())
+            .text_if("proxy_cipher", r.ssl_cipher.as_ref())
+            .text_if("proxy_sni", r.authority.as_ref())
+            .text_if("proxy_alpn", r.alpn.as_ref())
+            .text_if("proxy_client_cn", r.ssl_cn.as_ref())
+            .text_if("proxy_unique_id", r.unique_id.as_ref())
+            .end();
         line
     }
 }

@@ -258,7 +258,11 @@ impl Echo {
                     proxy,
                 };
             }
-            let (tls, hello) = (wait.tls.take(), wait.hello.take());
+            let tls = wait.tls.take();
+            let hello = wait.hello.take().map(|mut hello| {
+                hello.relayed = header.tlvs;
+                hello
+            });
             // The header was good: a session rustls cannot start is the handshake's failure.
             self.stage = start(self.peer, tls.as_ref(), hello, &mut self.out, now, on)
                 .map_err(Leave::HandshakeFailed)?;

@@ -319,7 +319,7 @@ fn parse_v2(bytes: &[u8]) -> Parse {
     if matches!(
         addresses,
         Addresses::Relayed { .. } | Addresses::Own("AF_UNIX")
-    ) && let Err(why) = walk_tlvs(&body[block..], &mut |kind, value| tlvs.take(kind, value))
+    ) && let Err(why) = walk_tlvs(&body[block..], |kind, value: &[u8]| tlvs.take(kind, value))
     {
         return invalid_v2(format_args!("{why}"));
     }
@@ -353,7 +353,7 @@ impl Tlvs {
                 let sub = value.get(PP2_SSL_FIXED..).ok_or_else(|| {
                     format!("an SSL TLV of {} bytes, less than its 5 fixed", value.len())
                 })?;
-                walk_tlvs(sub, &mut |kind, value| {
+                walk_tlvs(sub, |kind, value: &[u8]| {
                     let text = || Some(String::from_utf8_lossy(value).into_owned());
                     match kind {
                         PP2_SUBTYPE_SSL_VERSION => self.ssl_version = text(),
@@ -374,7 +374,7 @@ impl Tlvs {
 /// the header (or the TLV it is inside).
 fn walk_tlvs(
     mut tlvs: &[u8],
-    each: &mut dyn FnMut(u8, &[u8]) -> Result<(), String>,
+    mut each: impl FnMut(u8, &[u8]) -> Result<(), String>,
 ) -> Result<(), String> {
     while !tlvs.is_empty() {
         let [kind, high, low, rest @ ..] = tlvs else {

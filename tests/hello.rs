@@ -161,6 +161,39 @@ fn path(path: &std::path::Path) -> &str {
     path.to_str().expect("a UTF-8 temp path")
 }
 
+/// `send --hello --tls` to `port` with the test CA and client certificate, SNI `localhost`, ALPN
+/// `h2` and `extra` arguments: the server's hello line, once the echo of `message` checked out
+/// and stdout was exactly it.
+fn send_tls_hello(fx: &Fixtures, port: u16, extra: &[&str], message: &str) -> Value {
+    let output = Command::new(BIN)
+        .args(["send", "--hello", "--port", &port.to_string()])
+        .args(["--tls", "--ca", path(&fx.ca_cert), "--sni", "localhost"])
+        .args([
+            "--cert",
+            path(&fx.client_cert),
+            "--key",
+            path(&fx.client_key),
+        ])
+        .args(["--alpn", "h2"])
+        .args(extra)
+        .arg(message)
+        .timeout(TIMEOUT)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{extra:?}: {stderr}");
+    assert_eq!(
+        output.stdout,
+        format!("{message}\n").as_bytes(),
+        "stdout is the echo"
+    );
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .expect("the hello");
+    serde_json::from_str(line).unwrap()
+}
+
 backends!(a_tls_client_sees_its_session_in_the_hello);
 fn a_tls_client_sees_its_session_in_the_hello(backend: Backend) {
     let (_dir, fx) = fixtures();
@@ -182,28 +215,12 @@ fn a_tls_client_sees_its_session_in_the_hello(backend: Backend) {
             }
             args.extend_from_slice(mode);
             let server = start(backend, "t1", &args);
-            let mut send = Command::new(BIN);
-            send.args(["send", "--hello", "--port", &server.addr.port().to_string()])
-                .args(["--tls", "--ca", path(&fx.ca_cert), "--sni", "localhost"])
-                .args([
-                    "--cert",
-                    path(&fx.client_cert),
-                    "--key",
-                    path(&fx.client_key),
-                ])
-                .args(["--alpn", "h2"]);
-            if proxy {
-                send.args(["--proxy-protocol", "v2"]);
-            }
-            let output = send.arg("secret").timeout(TIMEOUT).output().unwrap();
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            assert!(output.status.success(), "{mode:?} {proxy}: {stderr}");
-            assert_eq!(output.stdout, b"secret\n", "stdout is exactly the echo");
-            let line = stderr
-                .lines()
-                .find(|l| l.starts_with('{'))
-                .expect("the hello");
-            let hello: Value = serde_json::from_str(line).unwrap();
+            let extra: &[&str] = if proxy {
+                &["--proxy-protocol", "v2"]
+            } else {
+                &[]
+            };
+            let hello = send_tls_hello(&fx, server.addr.port(), extra, "secret");
             assert_eq!(hello["id"], "t1");
             assert_eq!(hello["tls_version"], "TLS 1.3", "{hello}");
             assert!(
@@ -584,24 +601,7 @@ fn through_haproxy_a_tls_backend_shows_what_the_client_sent() {
     );
     let line = format!("    server t1 {}\n", server.addr);
     let proxy = common::haproxy::Haproxy::start(|port| common::haproxy::config(port, &line));
-    let output = Command::new(BIN)
-        .args(["send", "--hello", "--port", &proxy.addr.port().to_string()])
-        .args(["--tls", "--ca", path(&fx.ca_cert), "--sni", "localhost"])
-        .args([
-            "--cert",
-            path(&fx.client_cert),
-            "--key",
-            path(&fx.client_key),
-        ])
-        .args(["--alpn", "h2", "passed through"])
-        .timeout(TIMEOUT)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    assert_eq!(output.stdout, b"passed through\n");
-    let hello: Value =
-        serde_json::from_str(stderr.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
+    let hello = send_tls_hello(&fx, proxy.addr.port(), &[], "passed through");
     assert_eq!(
         (hello["sni"].as_str(), hello["alpn"].as_str()),
         (Some("localhost"), Some("h2"))
@@ -649,24 +649,7 @@ fn behind_haproxy_that_terminates_tls_the_hello_shows_the_proxys_tls() {
              proxy-v2-options authority,ssl-cipher\n"
         )
     });
-    let output = Command::new(BIN)
-        .args(["send", "--hello", "--port", &proxy.addr.port().to_string()])
-        .args(["--tls", "--ca", path(&fx.ca_cert), "--sni", "localhost"])
-        .args([
-            "--cert",
-            path(&fx.client_cert),
-            "--key",
-            path(&fx.client_key),
-        ])
-        .args(["--alpn", "h2", "terminated"])
-        .timeout(TIMEOUT)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    assert_eq!(output.stdout, b"terminated\n");
-    let hello: Value =
-        serde_json::from_str(stderr.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
+    let hello = send_tls_hello(&fx, proxy.addr.port(), &[], "terminated");
     assert!(
         hello.get("tls_version").is_none(),
         "the backend itself is plain: {hello}"

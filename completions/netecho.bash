@@ -100,7 +100,7 @@ _netecho() {
             return 0
             ;;
         netecho__subcmd__bench)
-            opts="-p -c -s -d -h --host --port --connections --size --duration --pipeline --rate --udp --threads --timeout --json --reconnect --proxy-protocol --tls --ca --pin --insecure --sni --cert --key --alpn --no-resumption --connect-rate --messages --hdr-log --start-at --bind --interval --tos --dscp --sndbuf --rcvbuf --help merge help"
+            opts="-p -c -s -d -h --host --port --connections --size --duration --pipeline --rate --udp --threads --timeout --json --reconnect --proxy-protocol --hello --expect-backends --tls --ca --pin --insecure --sni --cert --key --alpn --no-resumption --connect-rate --messages --hdr-log --start-at --bind --interval --tos --dscp --sndbuf --rcvbuf --help merge help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -167,6 +167,10 @@ _netecho() {
                     ;;
                 --proxy-protocol)
                     COMPREPLY=($(compgen -W "v1 v2" -- "${cur}"))
+                    return 0
+                    ;;
+                --expect-backends)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --ca)
@@ -597,7 +601,7 @@ _netecho() {
             return 0
             ;;
         netecho__subcmd__send)
-            opts="-p -q -h --host --port --quiet --timeout --udp --retries --proxy-protocol --tls --ca --pin --insecure --sni --cert --key --alpn --help"
+            opts="-p -q -h --host --port --quiet --timeout --udp --retries --proxy-protocol --proxy-source --hello --tls --ca --pin --insecure --sni --cert --key --alpn --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -628,6 +632,10 @@ _netecho() {
                     ;;
                 --proxy-protocol)
                     COMPREPLY=($(compgen -W "v1 v2" -- "${cur}"))
+                    return 0
+                    ;;
+                --proxy-source)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --ca)
@@ -698,7 +706,7 @@ _netecho() {
             return 0
             ;;
         netecho__subcmd__serve)
-            opts="-p -q -h --host --port --quiet --preview --hex --idle-timeout --multiplex --max-connections --drain-timeout --workers --io --udp --udp-rate --tls --cert --key --client-ca --alpn --handshake-timeout --proxy-protocol --log-format --metrics --inetd --help"
+            opts="-p -q -h --host --port --quiet --preview --hex --idle-timeout --multiplex --max-connections --drain-timeout --workers --io --udp --udp-rate --tls --cert --key --client-ca --alpn --handshake-timeout --proxy-protocol --log-format --metrics --inetd --id --hello --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -805,6 +813,10 @@ _netecho() {
                     return 0
                     ;;
                 --metrics)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --id)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

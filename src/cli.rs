@@ -224,6 +224,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub service: ServeService,
+
+    #[command(flatten)]
+    pub identity: ServeIdentity,
 }
 
 impl ServeArgs {
@@ -291,6 +294,62 @@ pub struct ServeService {
         env = "NETECHO_INETD", value_parser = BoolishValueParser::new()
     )]
     pub inetd: bool,
+}
+
+/// Options of `serve` that say which server answered and what it saw (issue #22): behind a load
+/// balancer, a client can tell its backends apart.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Identity")]
+pub struct ServeIdentity {
+    /// The name this server goes by: on the first line ('listening on ADDR as NAME'), in every
+    /// JSON event, in the metrics (netecho_info) and in the --hello line. 1 to 253 bytes, no
+    /// spaces or control characters (a pod's name fits: --id "$POD_NAME") [default: the host name]
+    #[arg(long, value_name = "NAME", env = "NETECHO_ID", value_parser = identity)]
+    pub id: Option<String>,
+
+    /// Greet each TCP client with one JSON line before the echo: who answered and what it saw of
+    /// the connection (HELLO in netecho-serve(1)). With --udp, a datagram starting with
+    /// 'NETECHO-HELLO' is answered with that line instead of an echo, if it fits in the request
+    #[arg(long)]
+    pub hello: bool,
+}
+
+/// `send --proxy-source`: `ADDR`, `ADDR:PORT` or `[V6]:PORT`; port 0 (or none) stands for the
+/// connection's own port.
+fn proxy_source(text: &str) -> Result<SocketAddr, String> {
+    text.parse::<SocketAddr>()
+        .or_else(|_| {
+            text.parse::<std::net::IpAddr>()
+                .map(|ip| SocketAddr::new(ip, 0))
+        })
+        .map_err(|_| {
+            "not an IP address, or one with a port: e.g. 203.0.113.7, 203.0.113.7:5121, \
+             [2001:db8::7]:5121"
+                .to_string()
+        })
+}
+
+/// Most bytes of `serve --id`: a DNS name's length, which a Kubernetes pod's name stays within.
+pub const MAX_ID_LEN: usize = 253;
+
+/// `serve --id`: 1 to [`MAX_ID_LEN`] bytes, none of them whitespace or a control character (the
+/// name is the last word of the first line, and a label value in the metrics).
+fn identity(name: &str) -> Result<String, String> {
+    if name.is_empty() {
+        return Err("the name is empty: give 1 to 253 bytes (e.g. --id b1)".to_string());
+    }
+    if name.len() > MAX_ID_LEN {
+        return Err(format!(
+            "the name is {} bytes long: at most {MAX_ID_LEN} (a DNS name's length)",
+            name.len()
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "the name holds {c:?}: no spaces or control characters (e.g. b1, web-7f9c)"
+        ));
+    }
+    Ok(name.to_string())
 }
 
 /// How long `serve --proxy-protocol` waits for a connection's whole PROXY header after accepting
@@ -492,6 +551,19 @@ pub struct SendArgs {
     #[arg(long, value_enum, value_name = "VERSION", conflicts_with = "udp")]
     pub proxy_protocol: Option<ProxyVersion>,
 
+    /// With --proxy-protocol: name ADDR (and PORT, else this connection's own port) as the
+    /// client in the header instead of this connection's own address, to test allow-lists and
+    /// source-hash balancing behind a PROXY-aware balancer from one machine
+    #[arg(long, value_name = "ADDR[:PORT]", requires = "proxy_protocol", value_parser = proxy_source)]
+    pub proxy_source: Option<SocketAddr>,
+
+    /// Expect the server's hello line first ('netecho serve --hello'): print it on stderr, as
+    /// the JSON object it is, then check the echo after it. With no MESSAGE and stdin a
+    /// terminal, nothing is sent: only the hello ('what do you see of me?'). With --udp, ask
+    /// for it with a padded datagram instead of sending a message
+    #[arg(long)]
+    pub hello: bool,
+
     #[command(flatten)]
     pub tls: ClientTls,
 }
@@ -503,6 +575,13 @@ impl SendArgs {
             return Err(UsageError(
                 "--tls cannot be used with --udp: TLS over UDP (DTLS) is not supported; drop one of \
                  them"
+                    .to_string(),
+            ));
+        }
+        if self.udp && self.hello && !self.message.is_empty() {
+            return Err(UsageError(
+                "--udp --hello sends its own datagram (the hello request), not a message: drop \
+                 the message, or drop --hello to have it echoed"
                     .to_string(),
             ));
         }
@@ -925,6 +1004,23 @@ pub struct BenchArgs {
     /// as a load balancer would
     #[arg(long, value_enum, value_name = "VERSION", conflicts_with = "udp")]
     pub proxy_protocol: Option<ProxyVersion>,
+
+    /// Read every connection's hello line ('netecho serve --hello') before its first message,
+    /// and report the run per backend (the hello's id): connections, messages, bytes and
+    /// latency of each, in the table and as the JSON 'backends' array. With --reconnect N it
+    /// shows how a balancer spreads new connections
+    #[arg(long, conflicts_with = "udp")]
+    pub hello: bool,
+
+    /// With --hello: fail (exit 1) when fewer than N distinct backends answered, after the report
+    /// (a CI check of a balancer's configuration)
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "hello",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub expect_backends: Option<u32>,
 
     #[command(flatten)]
     pub tls: ClientTls,

@@ -51,6 +51,8 @@
 //! - `preview`: the printable, escaped preview of received bytes (safe for binary data), and
 //!   the same escaping for text read from files (`ports`), so nothing reaches the terminal raw.
 //! - `fd_limit`: the open-file limit, raised in one place for `serve --multiplex` and `bench`.
+//! - `hello`: the `--hello` exchange as both ends know it (the UDP marker, the padded request,
+//!   the longest line a client waits for): written by `serve --hello`, read by `send --hello`.
 //! - `proxy_protocol`: the PROXY protocol header (v1 and v2) a load balancer puts before a
 //!   client's data: parsed by `serve --proxy-protocol`, written by `send` and `bench`.
 //! - [`tls`]: TLS on rustls for every command: server and client configs, the echo over TLS, and
@@ -89,6 +91,7 @@ pub mod cli;
 mod completions;
 pub mod error;
 mod fd_limit;
+mod hello;
 mod man;
 pub mod output;
 pub mod parse;

@@ -68,7 +68,9 @@ const JSON_LOG_INTRO: [&str; 2] = [
      cannot take in time are dropped and counted). Every object starts with time, the moment \
      of the event in RFC 3339, UTC, with microseconds (2026-11-25T09:42:25.123456Z), and \
      event, its name. Field names are snake_case and stable: fields may be added, none is \
-     renamed; a field that does not apply is absent, never null. Strings are escaped as JSON \
+     renamed; a field that does not apply is absent, never null. Then comes id, the \
+     server's name (--id, else the host name), in every event, so that the logs of several \
+     servers can be merged. Strings are escaped as JSON \
      requires, and bytes a client sent never appear raw: as the escaped preview of the text \
      report, or as hex.",
     "peer is a client as ADDR:PORT ([ADDR]:PORT for IPv6). With --proxy-protocol, peer is the \
@@ -80,7 +82,8 @@ const JSON_LOG: [(&str, &str); 14] = [
     (
         "listening",
         "The first line, written at once (scripts wait for it). addr: the address listened \
-         on; served: tcp, udp or tcp+udp.",
+         on; served: tcp, udp or tcp+udp. (The text line is 'listening on ADDR as ID', with \
+         ' (udp)' or ' (tcp+udp)' before ' as' when UDP is served.)",
     ),
     (
         "metrics",
@@ -167,7 +170,9 @@ const METRICS: [&str; 4] = [
      format (version 0.0.4), from threads of its own: each connection is answered apart, at \
      most 16 at once (more get 503), reading at most 8 KiB of request within 2 s, and closed \
      after its reply; other paths get 404, other methods 405, anything else 400. The counters are kept by each \
-     loop without locks, and labelled worker=\"N\" (one per --workers loop).",
+     loop without locks, and labelled worker=\"N\" (one per --workers loop). target_info \
+     (a gauge of 1, as Prometheus' target_info convention has it) names the server in its id \
+     label (--id).",
     "netecho_connections_open (gauge), netecho_connections_total, \
      netecho_tcp_received_bytes_total, netecho_tcp_echoed_bytes_total, \
      netecho_udp_datagrams_received_total, netecho_udp_datagrams_answered_total, \
@@ -186,6 +191,40 @@ const METRICS: [&str; 4] = [
      stuck; a stopped process answers nothing, which the checker's timeout shows). /readyz \
      fails before the first loop serves and from the moment SIGINT or SIGTERM starts the \
      drain, while the clients in flight finish. 'netecho probe' asks either and exits 0 or 1.",
+];
+
+/// The HELLO section of the serve page: the `--hello` line, field by field (the fields are
+/// the JSON log's words; `serve/echo/hello.rs` writes them).
+const HELLO: [&str; 4] = [
+    "With --hello, every TCP client (plain or TLS, on every backend and with --inetd) first \
+     gets one line from the server, a JSON object ending in a newline, and then the echo as \
+     always: the line is the server's, not an echo, and counts in no echoed total (the \
+     closed event's echoed, the summary, netecho_tcp_echoed_bytes_total). It is sent when the \
+     echo starts: at once, after the PROXY header with --proxy-protocol, after the handshake \
+     with --tls (inside the session). A client may send before reading it: its echo follows \
+     the line.",
+    "Fields: time (the server's clock, RFC 3339 UTC), event (hello), id (--id), worker (the \
+     --workers loop, from 0), transport (tcp or udp), connection (TCP: the client's number in \
+     this server process, from 1, in the order clients were served), server (the address the \
+     client reached, as the server's socket has it), peer (the client's address as the \
+     server's socket saw it; with --proxy-protocol, the client the PROXY header named) and \
+     via (with --proxy-protocol: the proxy's address, as the socket saw it). With --tls also \
+     tls_version, cipher_suite, sni (the server name the client asked for, when it sent \
+     one), alpn (when one was agreed), client_subject (with --client-ca) and resumed. Behind \
+     a proxy that terminated TLS and says so in PROXY v2 TLVs (haproxy's send-proxy-v2-ssl-cn, \
+     proxy-v2-options authority,ssl-cipher,unique-id): proxy_tls_version, proxy_cipher, \
+     proxy_sni (PP2_TYPE_AUTHORITY), proxy_alpn, proxy_client_cn and proxy_unique_id (hex). A \
+     field that does not apply is absent.",
+    "UDP (--udp --hello): a datagram that starts with the 13 bytes NETECHO-HELLO is answered \
+     with the line (transport udp, no connection, no via) instead of its echo, but only if the \
+     line is no longer than the datagram: the client pads its request (send --udp --hello \
+     pads to 1200 bytes, as a QUIC Initial is), so a forged source gets no more bytes than it \
+     sent. A marked datagram shorter than the line is echoed as any other, and the client \
+     sees its own marker come back. Every answer passes the reflection guard (--udp-rate) \
+     and is counted like an echo.",
+    "send --hello reads the line, prints it on stderr (the object as is) and checks the echo \
+     after it; bench --hello reads every connection's line and reports the run per backend \
+     (the line's id).",
 ];
 
 /// Runs `netecho man`.
@@ -337,6 +376,11 @@ fn own_sections(cmd: &clap::Command, all: &[clap::Command]) -> Roff {
             roff.control("TP", []);
             roff.text([bold(event)]);
             roff.text([roman(meaning)]);
+        }
+        roff.control("SH", ["HELLO"]);
+        for paragraph in HELLO {
+            roff.control("PP", []);
+            roff.text([roman(paragraph)]);
         }
         roff.control("SH", ["METRICS"]);
         for paragraph in METRICS {

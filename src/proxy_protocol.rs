@@ -13,8 +13,9 @@
 //!   valid and its own addresses stand ([`Addresses::Own`]); the address block is skipped.
 //! - v2 `AF_UNIX`: valid, but a path is no address to report: the connection's own stand too.
 //! - v2 `DGRAM` (UDP) over IPv4/IPv6: valid, the addresses are reported as for TCP.
-//! - v2 TLVs are not interpreted (none is needed to echo), but each is bounds-checked: one that
-//!   runs past the header's end makes the header invalid.
+//! - v2 TLVs are bounds-checked (one that runs past the header's end makes the header invalid),
+//!   and those that say what a proxy that terminated TLS saw are read ([`Tlvs`]: ALPN,
+//!   authority, unique id, and the SSL TLV's version, cipher and client CN); others are skipped.
 //!
 //! [`encode`] writes a header for `send` and `bench --proxy-protocol`: the form `haproxy`'s
 //! `send-proxy` and `send-proxy-v2` write.
@@ -74,7 +75,39 @@ pub(crate) struct Header {
     pub(crate) version: u8,
     /// Who it names.
     pub(crate) addresses: Addresses,
+    /// v2: what the proxy says of the connection in its TLVs (none for v1).
+    pub(crate) tlvs: Tlvs,
 }
+
+/// What a v2 header's TLVs say of the client's connection to the proxy: the ones haproxy's
+/// `send-proxy-v2-ssl(-cn)` and `proxy-v2-options` write, for a proxy that terminated TLS. Text
+/// as sent (bytes that are not UTF-8 replaced); others are skipped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Tlvs {
+    /// PP2_TYPE_ALPN: the protocol the client and the proxy agreed on.
+    pub(crate) alpn: Option<String>,
+    /// PP2_TYPE_AUTHORITY: the host name the client asked for (its SNI).
+    pub(crate) authority: Option<String>,
+    /// PP2_TYPE_UNIQUE_ID: the proxy's id of the connection, in hex.
+    pub(crate) unique_id: Option<String>,
+    /// PP2_TYPE_SSL's PP2_SUBTYPE_SSL_VERSION: the TLS version (`TLSv1.3`).
+    pub(crate) ssl_version: Option<String>,
+    /// PP2_TYPE_SSL's PP2_SUBTYPE_SSL_CIPHER: the cipher suite, in OpenSSL's name.
+    pub(crate) ssl_cipher: Option<String>,
+    /// PP2_TYPE_SSL's PP2_SUBTYPE_SSL_CN: the client certificate's common name.
+    pub(crate) ssl_cn: Option<String>,
+}
+
+/// The TLV types read ([`Tlvs`]), as the spec numbers them.
+const PP2_TYPE_ALPN: u8 = 0x01;
+const PP2_TYPE_AUTHORITY: u8 = 0x02;
+const PP2_TYPE_UNIQUE_ID: u8 = 0x05;
+const PP2_TYPE_SSL: u8 = 0x20;
+const PP2_SUBTYPE_SSL_VERSION: u8 = 0x21;
+const PP2_SUBTYPE_SSL_CN: u8 = 0x22;
+const PP2_SUBTYPE_SSL_CIPHER: u8 = 0x23;
+/// PP2_TYPE_SSL's value starts with a client byte and a 4-byte verify result; sub-TLVs follow.
+const PP2_SSL_FIXED: usize = 5;
 
 /// The addresses a header names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,6 +185,7 @@ fn parse_v1(bytes: &[u8]) -> Parse {
             len,
             version: 1,
             addresses,
+            tlvs: Tlvs::default(),
         }),
         Err(why) => invalid_v1(format_args!("{why}")),
     }
@@ -281,10 +315,11 @@ fn parse_v2(bytes: &[u8]) -> Parse {
         }
     };
     // TLVs follow a PROXY command's address block; LOCAL and AF_UNSPEC bodies are skipped whole.
+    let mut tlvs = Tlvs::default();
     if matches!(
         addresses,
         Addresses::Relayed { .. } | Addresses::Own("AF_UNIX")
-    ) && let Err(why) = check_tlvs(&body[block..])
+    ) && let Err(why) = walk_tlvs(&body[block..], |kind, value: &[u8]| tlvs.take(kind, value))
     {
         return invalid_v2(format_args!("{why}"));
     }
@@ -292,6 +327,7 @@ fn parse_v2(bytes: &[u8]) -> Parse {
         len,
         version: 2,
         addresses,
+        tlvs,
     })
 }
 
@@ -303,9 +339,43 @@ fn relayed(source: IpAddr, destination: IpAddr, ports: &[u8]) -> Addresses {
     }
 }
 
-/// Walks the TLVs (type, 2-byte length, value) without reading them: each must end within the
-/// header.
-fn check_tlvs(mut tlvs: &[u8]) -> Result<(), String> {
+impl Tlvs {
+    /// Keeps a TLV's value if it is one of those read.
+    fn take(&mut self, kind: u8, value: &[u8]) -> Result<(), String> {
+        let text = || Some(String::from_utf8_lossy(value).into_owned());
+        match kind {
+            PP2_TYPE_ALPN => self.alpn = text(),
+            PP2_TYPE_AUTHORITY => self.authority = text(),
+            PP2_TYPE_UNIQUE_ID => {
+                self.unique_id = Some(value.iter().map(|b| format!("{b:02x}")).collect())
+            }
+            PP2_TYPE_SSL => {
+                let sub = value.get(PP2_SSL_FIXED..).ok_or_else(|| {
+                    format!("an SSL TLV of {} bytes, less than its 5 fixed", value.len())
+                })?;
+                walk_tlvs(sub, |kind, value: &[u8]| {
+                    let text = || Some(String::from_utf8_lossy(value).into_owned());
+                    match kind {
+                        PP2_SUBTYPE_SSL_VERSION => self.ssl_version = text(),
+                        PP2_SUBTYPE_SSL_CN => self.ssl_cn = text(),
+                        PP2_SUBTYPE_SSL_CIPHER => self.ssl_cipher = text(),
+                        _ => {}
+                    }
+                    Ok(())
+                })?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Walks the TLVs (type, 2-byte length, value), handing each to `each`: each must end within
+/// the header (or the TLV it is inside).
+fn walk_tlvs(
+    mut tlvs: &[u8],
+    mut each: impl FnMut(u8, &[u8]) -> Result<(), String>,
+) -> Result<(), String> {
     while !tlvs.is_empty() {
         let [kind, high, low, rest @ ..] = tlvs else {
             return Err(format!(
@@ -320,6 +390,7 @@ fn check_tlvs(mut tlvs: &[u8]) -> Result<(), String> {
                 rest.len()
             ));
         }
+        each(*kind, &rest[..length])?;
         tlvs = &rest[length..];
     }
     Ok(())
@@ -450,6 +521,54 @@ mod tests {
         header.extend_from_slice(&(body.len() as u16).to_be_bytes());
         header.extend_from_slice(body);
         header
+    }
+
+    /// One TLV: type, 2-byte length, value.
+    fn tlv(kind: u8, value: &[u8]) -> Vec<u8> {
+        [&[kind][..], &(value.len() as u16).to_be_bytes(), value].concat()
+    }
+
+    #[test]
+    fn v2_tlvs_of_a_proxy_that_terminated_tls_are_read() {
+        let ssl_value = [
+            &[0x07, 0, 0, 0, 0][..],
+            &tlv(PP2_SUBTYPE_SSL_VERSION, b"TLSv1.3"),
+            &tlv(PP2_SUBTYPE_SSL_CN, b"alice"),
+            &tlv(PP2_SUBTYPE_SSL_CIPHER, b"TLS_AES_128_GCM_SHA256"),
+            &tlv(0x25, b"EC256"), // a sub-TLV not read: skipped
+        ]
+        .concat();
+        let body = [
+            &[203, 0, 113, 7, 192, 0, 2, 1, 0x14, 0x01, 0, 7][..],
+            &tlv(PP2_TYPE_ALPN, b"h2"),
+            &tlv(PP2_TYPE_AUTHORITY, b"example.test"),
+            &tlv(PP2_TYPE_UNIQUE_ID, &[0xab, 0xcd]),
+            &tlv(0x04, &[0; 4]), // a CRC32C: skipped
+            &tlv(PP2_TYPE_SSL, &ssl_value),
+        ]
+        .concat();
+        let header = complete(&v2(0x21, 0x11, &body));
+        let expected = Tlvs {
+            alpn: Some("h2".into()),
+            authority: Some("example.test".into()),
+            unique_id: Some("abcd".into()),
+            ssl_version: Some("TLSv1.3".into()),
+            ssl_cipher: Some("TLS_AES_128_GCM_SHA256".into()),
+            ssl_cn: Some("alice".into()),
+        };
+        assert_eq!(header.tlvs, expected);
+        // An SSL TLV too short for its fixed part, or a sub-TLV past its end: invalid.
+        for ssl in [
+            vec![0x01, 0, 0],
+            [&[0, 0, 0, 0, 0][..], &[0x21, 0, 9, b'x']].concat(),
+        ] {
+            let body = [
+                &[127, 0, 0, 1, 127, 0, 0, 1, 0, 1, 0, 2][..],
+                &tlv(PP2_TYPE_SSL, &ssl),
+            ]
+            .concat();
+            assert!(matches!(parse(&v2(0x21, 0x11, &body)), Parse::Invalid(_)));
+        }
     }
 
     #[test]

@@ -83,6 +83,10 @@ fn event(line: &str) -> Value {
     let time = object["time"].as_str().expect("a time string");
     assert!(is_rfc3339_utc(time), "time {time:?} in {line}");
     let name = object["event"].as_str().expect("an event name");
+    assert!(
+        object["id"].is_string(),
+        "every event names the server (id): {line}"
+    );
     let (_, always, sometimes) = FIELDS
         .iter()
         .find(|(event, _, _)| *event == name)
@@ -95,7 +99,7 @@ fn event(line: &str) -> Value {
     }
     for key in object.keys() {
         assert!(
-            ["time", "event"].contains(&key.as_str())
+            ["time", "event", "id"].contains(&key.as_str())
                 || always.contains(&key.as_str())
                 || sometimes.contains(&key.as_str()),
             "{name} has a field not in FIELDS, {key}: {line}"

@@ -10,14 +10,15 @@ mod common;
 use std::{
     io::{Read, Write},
     net::{Shutdown, SocketAddr, TcpStream, UdpSocket},
-    path::Path,
-    process::{Child, Command as StdCommand, Stdio},
-    thread,
     time::{Duration, Instant},
 };
 
 use assert_cmd::Command;
-use common::{BIN, Backend, Server, TIMEOUT, backends, pseudo_random, read_to_end, reset};
+use common::{
+    BIN, Backend, Server, TIMEOUT, backends,
+    haproxy::{self, Haproxy},
+    pseudo_random, read_to_end, reset,
+};
 
 /// The TCP modes of the server, each as its extra arguments; [`Backend::covers`] runs the
 /// iterative one on the first backend only.
@@ -483,90 +484,12 @@ fn udp_alone_with_proxy_protocol_is_a_usage_error() {
         .stderr(predicates::str::contains("--proxy-protocol is for TCP"));
 }
 
-/// A running `haproxy -db` in front of a server; killed (by its PID) when dropped, also when
-/// a test panics.
-struct Haproxy {
-    child: Child,
-    /// The frontend's address: connect here to go through haproxy.
-    addr: SocketAddr,
-    /// Holds the configuration file for as long as haproxy runs.
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts haproxy in TCP mode on a free loopback port, relaying to `server` with `send_proxy`
 /// (`send-proxy` or `send-proxy-v2`), and waits (bounded) until its frontend accepts.
 fn haproxy(server: SocketAddr, send_proxy: &str) -> Haproxy {
-    // The port is found free and released, then haproxy binds it: another process may take it
-    // in between, and then haproxy exits and another port is tried.
-    for _ in 0..3 {
-        let port = common::unused_port();
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("haproxy.cfg");
-        std::fs::write(&config, haproxy_config(port, server, send_proxy)).unwrap();
-        let child = StdCommand::new("haproxy")
-            .args(["-f", path(&config), "-db"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start haproxy");
-        let mut proxy = Haproxy {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            _dir: dir,
-        };
-        if wait_until_accepting(&mut proxy) {
-            return proxy;
-        }
-    }
-    panic!("haproxy did not start on any of 3 free ports");
-}
-
-/// The configuration: one TCP frontend on loopback, one backend server, no health checks
-/// (they would be clients of their own).
-fn haproxy_config(port: u16, server: SocketAddr, send_proxy: &str) -> String {
-    format!(
-        "global\n    maxconn 64\n\
-         defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 20s\n    \
-         timeout server 20s\n\
-         frontend echo_in\n    bind 127.0.0.1:{port}\n    default_backend echo_out\n\
-         backend echo_out\n    server netecho {server} {send_proxy}\n"
-    )
-}
-
-/// Waits until haproxy itself listens on its frontend (true; a connect could reach another
-/// process that took the port) or exits (false); bounded by [`TIMEOUT`].
-fn wait_until_accepting(proxy: &mut Haproxy) -> bool {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        if common::listens_on(proxy.child.id(), proxy.addr.port()) {
-            return true;
-        }
-        if let Some(status) = proxy.child.try_wait().unwrap() {
-            let mut stderr = String::new();
-            if let Some(mut pipe) = proxy.child.stderr.take() {
-                let _ = pipe.read_to_string(&mut stderr);
-            }
-            let _ = writeln!(std::io::stderr(), "haproxy exited ({status}): {stderr}");
-            return false;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "haproxy did not accept within {TIMEOUT:?}"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn path(path: &Path) -> &str {
-    path.to_str().expect("a UTF-8 temp path")
+    Haproxy::start(|port| {
+        haproxy::config(port, &format!("    server netecho {server} {send_proxy}\n"))
+    })
 }
 
 /// 1 MiB of random bytes through haproxy, checked by `send` and here; the server's report names

@@ -306,7 +306,7 @@ fn the_unit_serves_tcp_and_udp_on_handed_sockets_and_says_ready(backend: Backend
     assert!(echo_tcp(addr, &data) == data, "TCP echo differs");
     assert_eq!(
         server.first_line(),
-        format!("listening on {addr} (tcp+udp)")
+        format!("listening on {addr} (tcp+udp) as {}", common::default_id())
     );
     assert_eq!(notify.next(), "READY=1\n");
     assert_eq!(echo_udp(addr, b"\0udp\xff"), b"\0udp\xff");
@@ -356,8 +356,9 @@ fn several_listeners_at_once_with_workers(backend: Backend) {
     let v4: SocketAddr = ([127, 0, 0, 1], port).into();
     let v6: SocketAddr = format!("[::1]:{port}").parse().unwrap();
     assert!(echo_tcp(v4, b"four") == b"four");
-    assert_eq!(server.first_line(), format!("listening on {v4}"));
-    server.wait_for(Stream::Stdout, &format!("listening on {v6}"));
+    let id = common::default_id();
+    assert_eq!(server.first_line(), format!("listening on {v4} as {id}"));
+    server.wait_for(Stream::Stdout, &format!("listening on {v6} as {id}"));
     let data = pseudo_random(100_000, 6);
     assert!(echo_tcp(v6, &data) == data, "IPv6 echo differs");
     let wanted = match backend {
@@ -407,7 +408,8 @@ fn the_iterative_server_serves_a_handed_socket() {
     });
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     assert!(echo_tcp(addr, b"one at a time") == b"one at a time");
-    assert_eq!(server.first_line(), format!("listening on {addr}"));
+    let id = common::default_id();
+    assert_eq!(server.first_line(), format!("listening on {addr} as {id}"));
     assert_eq!(notify.next(), "READY=1\n");
     server.wait_for(Stream::Stderr, "--host/--port not used");
     server.terminate();
@@ -429,7 +431,10 @@ fn the_iterative_server_serves_a_handed_socket() {
     // The first datagram starts the server, which then answers it.
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     assert_eq!(echo_udp(addr, b"datagram"), b"datagram");
-    assert_eq!(server.first_line(), format!("listening on {addr} (udp)"));
+    assert_eq!(
+        server.first_line(),
+        format!("listening on {addr} (udp) as {id}")
+    );
     server.terminate();
     assert!(server.wait_exit().success());
 }

@@ -294,6 +294,50 @@ fn a_burst_past_the_rate_limit_from_a_non_loopback_source_is_dropped_and_counted
     }
 }
 
+backends!(hello_answers_pass_the_reflection_guard_like_any_reply);
+fn hello_answers_pass_the_reflection_guard_like_any_reply(backend: Backend) {
+    if !common::needs(Need::NetworkNamespace, None) {
+        return;
+    }
+    let modes = [&["--udp"][..], &["--multiplex", "--udp"]];
+    for mode in modes.into_iter().filter(|mode| backend.covers(mode)) {
+        let mut server = common::start_in_private_network(
+            backend,
+            &["192.0.2.1/32"],
+            &[
+                mode,
+                &["--host", "0.0.0.0", "--udp-rate", "5", "--hello", "-q"],
+            ]
+            .concat(),
+        );
+        let port = server.addr.port();
+        // 20 padded hello requests (1200 bytes each) from a non-loopback source.
+        common::in_namespace(&server, "bash")
+            .arg("-c")
+            .arg(format!(
+                "for i in $(seq 20); do printf 'NETECHO-HELLO%1187s' '' >/dev/udp/192.0.2.1/{port}; \
+                 done"
+            ))
+            .assert()
+            .success();
+        // Loopback is not limited: its hello comes, after every request queued before it.
+        common::in_namespace(&server, BIN)
+            .args(["send", "--udp", "--hello", "--host", "127.0.0.1", "--port"])
+            .arg(port.to_string())
+            .assert()
+            .success()
+            .stderr(predicate::str::contains(r#""transport":"udp""#));
+        let line = server.wait_for_text("not answered");
+        assert!(line.contains("over the reply rate"), "{mode:?}: {line}");
+        let (status, rest) = server.terminate();
+        assert!(status.success());
+        let (echoed, dropped) = udp_totals(rest.last().unwrap());
+        assert_eq!(echoed + dropped, 21, "{mode:?}: {rest:?}");
+        // Five tokens at once, at most one more refilled during the burst, and loopback's.
+        assert!((6..=7).contains(&echoed), "{mode:?}: {rest:?}");
+    }
+}
+
 backends!(a_second_server_cannot_take_over_a_udp_port);
 fn a_second_server_cannot_take_over_a_udp_port(backend: Backend) {
     let modes: [&[&str]; 2] = [&["--udp"], &["--multiplex", "--udp"]];
@@ -417,24 +461,11 @@ fn multiplex_serves_tcp_and_udp_side_by_side_on_one_port(backend: Backend) {
 /// The first line of `netecho serve` with `args` (on `backend` if multiplexed), read from the
 /// real binary (then killed).
 fn first_line(backend: Backend, args: &[&str]) -> String {
-    use std::io::BufRead;
     let mut command = std::process::Command::new(BIN);
     if args.contains(&"--multiplex") {
         backend.force(&mut command);
     }
-    let mut child = command
-        .args(["serve", "--port", "0"])
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    let read = std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
-    let _ = child.kill();
-    let _ = child.wait();
-    read.unwrap();
-    line.trim_end().to_string()
+    common::first_line(command.args(["serve", "--port", "0"]).args(args))
 }
 
 backends!(the_first_line_says_what_is_served);
@@ -449,9 +480,10 @@ fn the_first_line_says_what_is_served(backend: Backend) {
     .filter(|(args, _)| backend.covers(args))
     {
         let line = first_line(backend, args);
+        let named = format!("{served} as {}", common::default_id());
         let addr = line
             .strip_prefix("listening on 127.0.0.1:")
-            .and_then(|rest| rest.strip_suffix(served))
+            .and_then(|rest| rest.strip_suffix(&named))
             .unwrap_or_else(|| panic!("{args:?}: {line:?}"));
         assert!(addr.parse::<u16>().is_ok(), "{args:?}: {line:?}");
         assert_eq!(

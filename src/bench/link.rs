@@ -8,7 +8,8 @@
 //! [`Link::establish`] moves them on and says when the link carries messages; the time from
 //! [`Link::open`] to then is the handshake latency the report shows (with TLS: connect and
 //! handshake; without: the connect alone). The header is no message: the echo checks never see
-//! it.
+//! it. With `--hello`, the last step reads the server's hello line, which names the backend
+//! that answered ([`Link::backend`]); the setup time includes it.
 //!
 //! rustls is sans-I/O: records it has accepted may wait for the socket, and only rustls knows.
 //! [`Link::flush_tls`] sends them; the transport calls it on every readiness event, as
@@ -31,7 +32,7 @@ use super::{
 use crate::{
     cli::ProxyVersion,
     error::describe,
-    proxy_protocol,
+    hello, proxy_protocol,
     tls::{ClientStream, explain, rustls_error},
 };
 
@@ -49,6 +50,11 @@ pub(crate) struct Link {
     proxy: Option<ProxyVersion>,
     /// The header's bytes the socket has not taken yet.
     header_left: Vec<u8>,
+    /// `--hello`: the server's hello line so far, while it is awaited (at most
+    /// [`hello::MAX_LINE`] bytes); `None` without `--hello` or once it came.
+    hello_line: Option<Vec<u8>>,
+    /// `--hello`: the backend that answered, the `id` of its hello line.
+    backend: Option<Arc<str>>,
 }
 
 enum Kind {
@@ -68,6 +74,7 @@ impl Link {
         id: u32,
         token: Token,
         tls: Option<&TlsPlan>,
+        hello: bool,
     ) -> io::Result<Self> {
         let opened_at = Instant::now();
         let proxy = plan.proxy;
@@ -88,6 +95,8 @@ impl Link {
             opened_at,
             proxy,
             header_left: Vec::new(),
+            hello_line: hello.then(Vec::new),
+            backend: None,
         })
     }
 
@@ -96,11 +105,6 @@ impl Link {
             Kind::Plain(socket) => socket,
             Kind::Tls(stream) => stream.socket(),
         }
-    }
-
-    /// Whether the TCP connect has finished (a failure after it is the handshake's).
-    pub(crate) fn is_connected(&self) -> bool {
-        self.connected
     }
 
     /// Whether the link carries messages (connected and, with TLS, handshaken).
@@ -165,8 +169,52 @@ impl Link {
             // Our Finished, if the socket did not take it within the read.
             self.flush_tls()?;
         }
+        if self.hello_line.is_some() && !self.read_hello()? {
+            return Ok(false);
+        }
         self.ready = true;
         Ok(true)
+    }
+
+    /// `--hello`: reads the server's hello line (nothing else comes before the first message):
+    /// true once it is whole and names the backend.
+    fn read_hello(&mut self) -> io::Result<bool> {
+        let mut chunk = [0; 512];
+        loop {
+            let n = match self.read(&mut chunk) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            };
+            let Some(line) = self.hello_line.as_mut() else {
+                return Ok(true);
+            };
+            line.extend_from_slice(&chunk[..n]);
+            let Some(end) = line.iter().position(|&b| b == b'\n') else {
+                if line.len() > hello::MAX_LINE {
+                    return Err(not_a_hello("no newline in its first 4 KiB"));
+                }
+                continue;
+            };
+            if end + 1 != line.len() {
+                return Err(not_a_hello(
+                    "more bytes after it before any message was sent",
+                ));
+            }
+            let id = hello::parse(&line[..end])
+                .and_then(|object| object.get("id")?.as_str().map(Arc::from))
+                .ok_or_else(|| not_a_hello("not a JSON hello object with an id"))?;
+            self.backend = Some(id);
+            self.hello_line = None;
+            return Ok(true);
+        }
+    }
+
+    /// `--hello`: the backend that answered, once the link is ready.
+    pub(crate) fn backend(&self) -> Option<&str> {
+        self.backend.as_deref()
     }
 
     /// With TLS, whether the handshake resumed an earlier session; `None` without TLS.
@@ -207,8 +255,32 @@ impl Link {
         target: SocketAddr,
         tls: Option<&TlsPlan>,
     ) -> (ErrorKind, String) {
+        let handshaken = match &self.kind {
+            Kind::Plain(_) => true,
+            Kind::Tls(stream) => !stream.is_handshaking(),
+        };
+        if self.connected && handshaken && self.hello_line.is_some() {
+            // Our own errors (the timeout's, the line's) say it in their words.
+            let why = match err.get_ref() {
+                Some(_) => err.to_string(),
+                None => describe(err),
+            };
+            return (
+                ErrorKind::of(err),
+                format!(
+                    "no hello line from {target}: {why} — is it 'netecho serve --hello'? (drop \
+                     --hello)"
+                ),
+            );
+        }
         setup_failure(self.connected, err, target, tls)
     }
+}
+
+/// A first line that is no hello line, as an error of the link's setup (which
+/// [`Link::setup_failure`] words as the hello's).
+fn not_a_hello(why: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("the first line: {why}"))
 }
 
 /// See [`Link::setup_failure`]; `connected`: the TCP connect had finished.

@@ -157,6 +157,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
         begin: begin.map(|(_, at)| at),
         period,
         connect_rate: args.connect_rate.map(|rate| (rate, args.messages)),
+        hello: args.hello,
     };
     raise_fd_limit(plan.connections)?;
 
@@ -240,7 +241,17 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
         report.write_text(&mut stdout).map_err(stdout_error)?;
     }
     stdout.flush().map_err(stdout_error)?;
-    let failure = report.failure();
+    let failure = report.failure().or_else(|| {
+        let expected = args.expect_backends?;
+        let answered = report.backends.len();
+        (answered < expected as usize).then(|| {
+            format!(
+                "{answered} distinct {} answered, --expect-backends {expected} asked for at least \
+                 {expected} — is every backend up and in the balancer's pool?",
+                if answered == 1 { "backend" } else { "backends" }
+            )
+        })
+    });
     if interrupted {
         // Cut short by Ctrl-C or SIGTERM: the report is out; exit 130 as a shell reports a
         // process ended by SIGINT, whether or not the part that ran was clean.

@@ -63,6 +63,9 @@ pub(crate) struct Plan {
     pub(crate) period: Option<Duration>,
     /// `--connect-rate R --messages K`: new connections per second, and messages each.
     pub(crate) connect_rate: Option<(f64, u32)>,
+    /// `--hello`: every connection (every reconnect too) reads the server's hello line first,
+    /// and its messages count for the backend it names.
+    pub(crate) hello: bool,
 }
 
 /// How the connections of a `--tls` run speak TLS.

@@ -8,6 +8,7 @@
 //! logs, with a row per agent ([`AgentRow`]).
 
 use std::{
+    collections::BTreeMap,
     io::{self, Write},
     time::Duration,
 };
@@ -25,6 +26,14 @@ pub(crate) const LATENCY_MAX_NS: u64 = 3_600_000_000_000;
 pub(crate) const LATENCY_SIGFIG: u8 = 3;
 /// How many error descriptions the report keeps; the counts cover all of them.
 const MAX_ERROR_DETAILS: usize = 10;
+
+/// Most backends (`--hello` ids) the report keeps apart: the rest count under
+/// [`OTHER_BACKENDS`], so a server that names itself anew on every connection cannot grow the
+/// report without bound.
+const MAX_BACKENDS: usize = 64;
+
+/// The entry of the backends past [`MAX_BACKENDS`].
+const OTHER_BACKENDS: &str = "(others)";
 
 /// The kinds of error the report counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,9 +182,58 @@ pub(crate) struct ThreadStats {
     /// UDP closed loop: time spent waiting for nothing but replies that were lost, left out of
     /// `load_time` so the rate says how fast the server answered.
     pub(crate) lost_wait: Duration,
+    /// `--hello`: what each backend answered, by its id (at most [`MAX_BACKENDS`] and
+    /// [`OTHER_BACKENDS`]).
+    backends: BTreeMap<String, BackendStats>,
+}
+
+/// What one backend answered (`bench --hello`).
+struct BackendStats {
+    /// Connections it set up (with `--reconnect`, every new one).
+    connections: u64,
+    /// Replies it sent back in full and verified.
+    messages: u64,
+    /// Their latency, in nanoseconds.
+    latency: Histogram<u64>,
 }
 
 impl ThreadStats {
+    /// `--hello`: the entry of backend `id` (made on first use; past [`MAX_BACKENDS`], the one
+    /// of the others). `None` without a hello.
+    fn backend(&mut self, id: Option<&str>) -> Option<&mut BackendStats> {
+        let id = id?;
+        let key = match self.backends.contains_key(id) || self.backends.len() < MAX_BACKENDS {
+            true => id,
+            false => OTHER_BACKENDS,
+        };
+        if !self.backends.contains_key(key) {
+            let latency = Histogram::new_with_bounds(1, LATENCY_MAX_NS, LATENCY_SIGFIG).ok()?;
+            let fresh = BackendStats {
+                connections: 0,
+                messages: 0,
+                latency,
+            };
+            self.backends.insert(key.to_string(), fresh);
+        }
+        self.backends.get_mut(key)
+    }
+
+    /// `--hello`: a connection set up by backend `id`.
+    pub(crate) fn backend_opened(&mut self, id: Option<&str>) {
+        if let Some(backend) = self.backend(id) {
+            backend.connections += 1;
+        }
+    }
+
+    /// `--hello`: a verified reply of backend `id`, and its latency.
+    pub(crate) fn backend_reply(&mut self, id: Option<&str>, latency: Duration) {
+        if let Some(backend) = self.backend(id) {
+            backend.messages += 1;
+            let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+            backend.latency.saturating_record(nanos.max(1));
+        }
+    }
+
     pub(crate) fn new() -> Result<Self> {
         Ok(ThreadStats {
             latency: histogram()?,
@@ -201,6 +259,7 @@ impl ThreadStats {
             connect_time: Duration::ZERO,
             load_time: Duration::ZERO,
             lost_wait: Duration::ZERO,
+            backends: BTreeMap::new(),
         })
     }
 
@@ -300,6 +359,20 @@ impl ThreadStats {
         self.connect_time = self.connect_time.max(other.connect_time);
         self.load_time = self.load_time.max(other.load_time);
         self.lost_wait = self.lost_wait.max(other.lost_wait);
+        for (id, theirs) in other.backends {
+            match self.backend(Some(&id)) {
+                Some(ours) => {
+                    ours.connections += theirs.connections;
+                    ours.messages += theirs.messages;
+                    ours.latency
+                        .add(&theirs.latency)
+                        .context("cannot merge a backend's latency histograms")?;
+                }
+                None => {
+                    self.backends.insert(id, theirs);
+                }
+            }
+        }
         self.started = self.started.max(other.started);
         Ok(())
     }
@@ -534,6 +607,9 @@ pub(crate) struct BenchReport {
     /// `bench merge`: one row per agent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) agents: Vec<AgentRow>,
+    /// `--hello`: the run per backend that answered, by id (absent without `--hello`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) backends: Vec<BackendReport>,
 }
 
 /// One agent's line in a merged report.
@@ -555,6 +631,21 @@ pub(crate) struct AgentRow {
     pub(crate) cpu_s: f64,
     /// Seconds it was ready after `--start-at`, if late.
     pub(crate) start_late_s: Option<f64>,
+}
+
+/// What one backend answered (`bench --hello`), in the report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct BackendReport {
+    /// The backend's name, the `id` of its hello line.
+    pub(crate) id: String,
+    /// Connections it set up.
+    pub(crate) connections: u64,
+    /// Replies it sent back in full and verified.
+    pub(crate) messages: u64,
+    /// Bytes of those replies.
+    pub(crate) bytes: u64,
+    /// Their latency.
+    pub(crate) latency_us: Latency,
 }
 
 impl BenchReport {
@@ -601,6 +692,17 @@ impl BenchReport {
             lost: total.lost,
             late: total.late,
             error_details: total.details,
+            backends: total
+                .backends
+                .into_iter()
+                .map(|(id, backend)| BackendReport {
+                    id,
+                    connections: backend.connections,
+                    messages: backend.messages,
+                    bytes: backend.messages.saturating_mul(settings.size as u64),
+                    latency_us: Latency::of(&backend.latency),
+                })
+                .collect(),
             settings,
             cpu_s: 0.0,
             cpu_us_per_message: 0.0,
@@ -834,6 +936,25 @@ impl BenchReport {
         {
             let label = if s.tls { "handshake" } else { "connect" };
             self.handshake_latency_us.write_line(out, label)?;
+        }
+        for backend in &self.backends {
+            // `backend b1   12 connections, 3400 messages (33.3%)`, then its latency line.
+            let share = match self.messages {
+                0 => 0.0,
+                all => backend.messages as f64 * 100.0 / all as f64,
+            };
+            let line = format!(
+                "{} {} {}, {} {} ({share:.1}%)",
+                backend.id,
+                backend.connections,
+                plural(backend.connections, "connection", "connections"),
+                backend.messages,
+                plural(backend.messages, "message", "messages"),
+            );
+            write_wrapped(out, "backend     ", "            ", &line)?;
+            if backend.messages > 0 {
+                backend.latency_us.write_line(out, "")?;
+            }
         }
         let mut errors = match self.errors.total() {
             0 => "none".to_string(),

@@ -149,24 +149,23 @@ fn connect_all(
     let mut pending: Vec<(usize, Instant)> = Vec::new();
     let mut events = Events::with_capacity(EVENTS_CAPACITY);
     let tls = share.tls.as_ref();
-    let fail = |stats: &mut ThreadStats, id: u32, connected: bool, err: &io::Error| {
+    let fail = |stats: &mut ThreadStats, id: u32, (kind, why): (ErrorKind, String)| {
         stats.failed_connections += 1;
         share.live.errors.fetch_add(1, Ordering::Relaxed);
-        let (kind, why) = setup_failure(connected, err, plan.target, tls);
         stats.error(kind, || format!("connection {id}: {why}"));
     };
     loop {
         while pending.len() < share.connect_window && slots.len() < share.ids.len() {
             let index = slots.len();
             let id = share.ids[index];
-            match Link::open(poll.registry(), plan, id, Token(index), tls) {
+            match Link::open(poll.registry(), plan, id, Token(index), tls, plan.hello) {
                 Ok(link) => {
                     slots.push(Some(Connection::new(link, id, plan)));
                     pending.push((index, Instant::now()));
                 }
                 Err(err) => {
                     slots.push(None);
-                    fail(stats, id, false, &err);
+                    fail(stats, id, setup_failure(false, &err, plan.target, tls));
                 }
             }
         }
@@ -190,6 +189,7 @@ fn connect_all(
                 Ok(true) => {
                     stats.connected += 1;
                     stats.opened(link.opened_at.elapsed(), link.resumed(), false);
+                    stats.backend_opened(link.backend());
                 }
                 Err(err) => {
                     let (kind, why) = link.setup_failure(&err, plan.target, tls);
@@ -211,7 +211,8 @@ fn connect_all(
                     io::ErrorKind::TimedOut,
                     format!("no answer within {:?}", plan.timeout),
                 );
-                fail(stats, connection.id, connection.link.is_connected(), &err);
+                let failure = connection.link.setup_failure(&err, plan.target, tls);
+                fail(stats, connection.id, failure);
             }
             false
         });
@@ -393,6 +394,7 @@ impl<'a> Transport<'a> for Run<'a> {
                     let during_load = true;
                     let (latency, resumed) = (link.opened_at.elapsed(), link.resumed());
                     self.core.stats.opened(latency, resumed, during_load);
+                    self.core.stats.backend_opened(link.backend());
                     self.pump(connections, index, Instant::now());
                 }
                 Err(err) => {
@@ -444,7 +446,7 @@ impl Run<'_> {
             self.opened += 1;
             let id = self.core.share.ids[index];
             let tls = self.core.share.tls.as_ref();
-            match Link::open(&self.registry, plan, id, Token(index), tls) {
+            match Link::open(&self.registry, plan, id, Token(index), tls, plan.hello) {
                 Ok(mut link) => {
                     // Connect latency counts from when it was due (no coordinated omission).
                     link.opened_at = due_at.min(link.opened_at);
@@ -516,6 +518,7 @@ impl Run<'_> {
             c.id,
             Token(index),
             self.core.share.tls.as_ref(),
+            plan.hello,
         )?;
         let per_link = plan.reconnect.map_or(u64::MAX, u64::from);
         c.link_end = c.link_end.saturating_add(per_link);
@@ -663,9 +666,10 @@ impl Run<'_> {
                         }
                         None => sent,
                     };
-                    core.reply(
-                        origin.map_or(Duration::ZERO, |at| now.saturating_duration_since(at)),
-                    );
+                    let latency =
+                        origin.map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+                    core.reply(latency);
+                    core.stats.backend_reply(c.link.backend(), latency);
                     core.last_reply = now;
                     if c.reply.seq == 0 {
                         core.stats.answered += 1;

@@ -53,7 +53,9 @@ use crate::{
     address,
     cli::{ProxyVersion, SendArgs},
     error::describe,
+    hello,
     output::stdout_error,
+    preview::Preview,
     proxy_protocol,
     tls::{self, ClientStream},
 };
@@ -77,7 +79,7 @@ pub(crate) fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<(
     ));
     let (stream, server) = connect(&address::resolve(&args.endpoint)?, args.timeout)?;
     if let Some(version) = args.proxy_protocol {
-        let local = send_proxy_header(&stream, version, server, args.timeout)?;
+        let local = send_proxy_header(&stream, version, server, args)?;
         status.line(format_args!(
             "sent a PROXY {} header: from {local} to {server}",
             match version {
@@ -112,7 +114,8 @@ pub(crate) fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<(
             Interest::READABLE | Interest::WRITABLE,
         )
         .context("cannot set up the connection")?;
-    let newline = matches!(payload, Payload::Message(_));
+    // Only the hello (`send --hello` at a shell): no reply to end with a newline.
+    let newline = matches!(&payload, Payload::Message(m) if !(m.is_empty() && args.hello));
     let input = match payload {
         Payload::Message(message) => Input::message(message),
         Payload::Stdin => Input::stdin(
@@ -134,6 +137,7 @@ pub(crate) fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<(
         tls_waiting: false,
         handshake_said: false,
         last_progress: Instant::now(),
+        hello: args.hello.then(Vec::new),
     };
     let received = exchange.run_and_check(poll)?;
     if newline {
@@ -175,16 +179,26 @@ fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<(StdTcpStream, Soc
 }
 
 /// Writes the PROXY header naming this connection's own ends (`--proxy-protocol`): its local
-/// address as the client, the server's as the destination. Returns the local address.
+/// address as the client (or `--proxy-source`, with the local port unless it gives one), the
+/// server's as the destination. Returns the client it named.
 fn send_proxy_header(
     stream: &StdTcpStream,
     version: ProxyVersion,
     server: SocketAddr,
-    timeout: Duration,
+    args: &SendArgs,
 ) -> Result<SocketAddr> {
-    let local = stream
+    let timeout = args.timeout;
+    let mut local = stream
         .local_addr()
         .context("cannot read the connection's own address for the PROXY header")?;
+    if let Some(source) = args.proxy_source {
+        let port = if source.port() == 0 {
+            local.port()
+        } else {
+            source.port()
+        };
+        local = SocketAddr::new(source.ip(), port);
+    }
     let header = proxy_protocol::encode(version, local, server);
     stream
         .set_write_timeout(Some(timeout))
@@ -233,6 +247,9 @@ struct Exchange {
     handshake_said: bool,
     /// The last time bytes moved, or something became due: the start of `--timeout`.
     last_progress: Instant,
+    /// `--hello`: the server's hello line so far, while it is awaited (at most
+    /// [`hello::MAX_LINE`] bytes); `None` without `--hello` or once it came.
+    hello: Option<Vec<u8>>,
 }
 
 impl Exchange {
@@ -303,7 +320,8 @@ impl Exchange {
     /// Whether the server owes us something, or the socket something we wrote: then
     /// `--timeout` runs.
     fn is_due(&self) -> bool {
-        self.transport.is_handshaking()
+        self.hello.is_some()
+            || self.transport.is_handshaking()
             || self.tls_waiting
             || self.in_flight.checked() < self.in_flight.written()
             || self.in_flight.unwritten().is_some()
@@ -311,7 +329,7 @@ impl Exchange {
 
     /// Every byte of the input was sent, our side is closed and the reply matched it all.
     fn complete(&self) -> bool {
-        self.input_ended && self.sending_closed && self.in_flight.all_back()
+        self.hello.is_none() && self.input_ended && self.sending_closed && self.in_flight.all_back()
     }
 
     /// Takes the input's words while there is room in flight.
@@ -422,7 +440,11 @@ impl Exchange {
             self.last_progress = Instant::now();
             // Before the reply and whatever it turns out to be, as the first thing learned.
             self.say_handshake();
-            let reply = &buf[..n];
+            let from = self.take_hello(&buf[..n])?;
+            let reply = &buf[from..n];
+            if reply.is_empty() {
+                continue;
+            }
             stdout.write_all(reply).map_err(stdout_error)?;
             *last_printed = reply.last().copied();
             // Show the reply as it streams in, not only at the end.
@@ -431,6 +453,44 @@ impl Exchange {
             self.in_flight.check(reply, self.input_ended)?;
         }
         Ok(ReadOutcome::More)
+    }
+
+    /// With `--hello`, while the server's line is awaited: takes its bytes from the start of
+    /// `read`, and once the line is whole prints it on stderr. Returns where the echo starts
+    /// in `read`.
+    fn take_hello(&mut self, read: &[u8]) -> Result<usize> {
+        let Some(line) = &mut self.hello else {
+            return Ok(0);
+        };
+        let Some(end) = read.iter().position(|&b| b == b'\n') else {
+            line.extend_from_slice(read);
+            if line.len() > hello::MAX_LINE {
+                bail!(
+                    "no hello line from {}: {} bytes without a newline — is it 'netecho serve \
+                     --hello'? (drop --hello for a plain echo server)",
+                    self.server,
+                    line.len()
+                );
+            }
+            return Ok(read.len());
+        };
+        line.extend_from_slice(&read[..end]);
+        if hello::parse(line).is_none() {
+            bail!(
+                "the first line from {} is not a hello line: {} — is it 'netecho serve --hello'? \
+                 (drop --hello for a plain echo server)",
+                self.server,
+                Preview::new(line, 60, Some(70))
+            );
+        }
+        line.push(b'\n');
+        let mut stderr = io::stderr().lock();
+        stderr
+            .write_all(line)
+            .and_then(|()| stderr.flush())
+            .context("cannot write the hello line to stderr")?;
+        self.hello = None;
+        Ok(end + 1)
     }
 
     /// Sends what TLS holds back; whether nothing is left waiting.
@@ -492,6 +552,12 @@ impl Exchange {
                  this port? (--timeout waits longer)"
             );
         }
+        if self.hello.is_some() {
+            return anyhow!(
+                "no hello line from {server} within {waited} — is it 'netecho serve --hello'? \
+                 (drop --hello for a plain echo server; --timeout waits longer)"
+            );
+        }
         if let Some(err) = &self.send_failed {
             return anyhow!(
                 "sending to {server} failed after {} bytes: {}",
@@ -529,6 +595,13 @@ impl Exchange {
     /// word decides, waited for at most `--timeout`.
     fn closed(&mut self) -> Result<()> {
         let (server, received) = (self.server, self.in_flight.checked());
+        if let Some(line) = &self.hello {
+            bail!(
+                "{server} closed the connection without a hello line ({} bytes came, no newline) — \
+                 is it 'netecho serve --hello'?",
+                line.len()
+            );
+        }
         if self.input_ended && self.in_flight.all_back() {
             // Everything was sent and came back: how our side closed no longer matters.
             return Ok(());

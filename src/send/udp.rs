@@ -18,6 +18,7 @@ use crate::{
     address,
     cli::{MAX_DATAGRAM, SendArgs},
     error::UsageError,
+    hello,
     output::stdout_error,
 };
 
@@ -32,6 +33,7 @@ enum Silence {
 /// Sends the payload as one datagram and checks the reply.
 pub(crate) fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<()> {
     let (data, newline) = match payload {
+        _ if args.hello => (hello_request(), false),
         Payload::Message(message) => (message, true),
         Payload::Stdin => (read_stdin()?, false),
     };
@@ -75,6 +77,7 @@ pub(crate) fn run(args: &SendArgs, payload: Payload, status: Status) -> Result<(
             Err(err) => return Err(err).with_context(|| format!("cannot send to {server}")),
         }
         match socket.recv(&mut buf) {
+            Ok(len) if args.hello => return hello_reply(&data, &buf[..len], server),
             Ok(len) => return finish(&data, &buf[..len], newline, status),
             Err(err)
                 if matches!(
@@ -132,6 +135,37 @@ fn finish(sent: &[u8], reply: &[u8], newline: bool, status: Status) -> Result<()
         Some(difference) => bail!("{difference}"),
         None => Ok(()),
     }
+}
+
+/// `--hello`'s request: the marker, padded to the size that leaves the server room for its
+/// line (the answer is never larger than the request).
+fn hello_request() -> Vec<u8> {
+    let mut request = hello::MARKER.to_vec();
+    request.resize(hello::UDP_REQUEST_SIZE, b' ');
+    request
+}
+
+/// The answer to `--hello`'s request: the hello line, printed on stderr; the request echoed
+/// back is a server without `--hello`.
+fn hello_reply(request: &[u8], reply: &[u8], server: SocketAddr) -> Result<()> {
+    if reply == request {
+        bail!(
+            "{server} echoed the hello request instead of answering it — it serves UDP without \
+             --hello, or is not netecho"
+        );
+    }
+    let line = reply.strip_suffix(b"\n").unwrap_or(reply);
+    if hello::parse(line).is_none() {
+        bail!(
+            "the reply of {server} ({} bytes) is neither the hello line nor the request echoed",
+            reply.len()
+        );
+    }
+    let mut stderr = io::stderr().lock();
+    stderr
+        .write_all(line)
+        .and_then(|()| stderr.write_all(b"\n"))
+        .context("cannot write the hello line to stderr")
 }
 
 /// Reads stdin, but no more than one byte past what a datagram can hold.

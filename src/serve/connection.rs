@@ -34,7 +34,7 @@ use mio::{event::Event, net::TcpStream};
 use rustls::ServerConfig;
 
 use super::{
-    echo::{Echo, Reply, Said},
+    echo::{Echo, Reply, Said, hello::Hello},
     report::{Leave, Peer, Report, Summary},
 };
 use crate::tls::PLAINTEXT_CHUNK;
@@ -117,17 +117,23 @@ pub(crate) fn say(report: &mut Report, said: Said<'_>) {
 }
 
 /// The echo core of a newly accepted client, plain or (with a TLS config) TLS; with
-/// `proxy_header`, its PROXY header first. `None` if rustls cannot start a session (said in the
+/// `proxy_header`, its PROXY header first; with `hello`, its `--hello` line. `None` if rustls cannot start a session (said in the
 /// report; dropping the socket closes it).
 pub(crate) fn open_echo(
     peer: Peer,
     tls: Option<&Arc<ServerConfig>>,
     proxy_header: bool,
+    hello: Option<Box<Hello>>,
     report: &mut Report,
 ) -> Option<Echo> {
-    let opened = Echo::open(peer, tls, proxy_header, Instant::now(), &mut |said| {
-        say(report, said)
-    });
+    let opened = Echo::open(
+        peer,
+        tls,
+        proxy_header,
+        hello,
+        Instant::now(),
+        &mut |said| say(report, said),
+    );
     match opened {
         Ok(echo) => Some(echo),
         Err(why) => {

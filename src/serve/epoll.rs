@@ -150,7 +150,8 @@ impl Epoll {
         peer: std::net::SocketAddr,
     ) {
         let (registry, tls) = (self.poll.registry(), self.tls);
-        shared.admit(peer, |_, key, _| {
+        let server = shared.hello_server(&stream);
+        shared.admit(peer, server, |_, key, _| {
             registry.register(
                 &mut stream,
                 Token(key + FIRST_CLIENT),

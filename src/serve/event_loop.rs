@@ -17,6 +17,7 @@
 use std::{
     io,
     net::SocketAddr,
+    os::fd::AsFd,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -24,10 +25,11 @@ use std::{
 use anyhow::Result;
 use rustls::ServerConfig;
 use slab::Slab;
+use socket2::SockRef;
 
 use super::{
     connection::{SCRATCH_SIZE, say},
-    echo::{Echo, Limits},
+    echo::{Echo, Limits, hello::Hello},
     notices::{AcceptPause, SharedNotices},
     report::{Leave, Peer, Report, Summary, UdpTotals},
     systemd,
@@ -128,6 +130,8 @@ pub(crate) struct Shared<'a, Io> {
     tls: Option<Arc<ServerConfig>>,
     /// With `--tls`: the cores' work buffer, where plaintext is decrypted (empty otherwise).
     pub(crate) work: Vec<u8>,
+    /// `--hello`: each client's echo starts with the hello line.
+    pub(crate) hello: bool,
 }
 
 impl<'a, Io> Shared<'a, Io> {
@@ -169,7 +173,15 @@ impl<'a, Io> Shared<'a, Io> {
                 None => Vec::new(),
             },
             tls,
+            hello: args.identity.hello,
         }
+    }
+
+    /// With `--hello`: the address of a client's socket at the server's end, for its hello line
+    /// (a system call per client only when there is a hello to send).
+    pub(crate) fn hello_server(&self, socket: impl AsFd) -> Option<SocketAddr> {
+        let addr = self.hello.then(|| SockRef::from(&socket).local_addr().ok());
+        addr.flatten().and_then(|addr| addr.as_socket())
     }
 
     /// Whether the loop holds as many clients as it may.
@@ -180,17 +192,23 @@ impl<'a, Io> Shared<'a, Io> {
     /// Starts serving a newly accepted client: its echo core (which says its connect line, or
     /// why it cannot start), then the backend's state of it (`io`: given the slab key and the
     /// serial), then its first deadline. The key, or `None` if it could not be served (said,
-    /// and counted when it had been said to connect).
+    /// and counted when it had been said to connect). `server`: with `--hello`, the client's
+    /// socket's own address ([`Shared::hello_server`]), for its hello line.
     pub(crate) fn admit(
         &mut self,
         peer: SocketAddr,
+        server: Option<SocketAddr>,
         io: impl FnOnce(&mut Report, usize, u64) -> io::Result<Io>,
     ) -> Option<usize> {
         let peer = Peer::from(peer);
         let now = Instant::now();
         let proxy_header = self.limits.proxy_header.is_some();
         let report = &mut self.report;
-        let echo = match Echo::open(peer, self.tls.as_ref(), proxy_header, now, &mut |said| {
+        let hello = self
+            .hello
+            .then(|| Hello::new(Arc::clone(&report.id), report.worker, server));
+        let tls = self.tls.as_ref();
+        let echo = match Echo::open(peer, tls, proxy_header, hello, now, &mut |said| {
             say(report, said)
         }) {
             Ok(echo) => echo,

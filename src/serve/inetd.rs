@@ -34,7 +34,8 @@ use socket2::SockRef;
 
 use super::{
     connection::{Scratch, say},
-    echo::{Echo, Reply},
+    echo::{Echo, Reply, hello::Hello},
+    identity,
     report::{Leave, Peer, Report, Sink},
 };
 use crate::cli::ServeArgs;
@@ -76,7 +77,15 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<()> {
         false => Some(Report::start(args, Sink::Stderr)?),
     };
     let client = peer_of(&input);
-    let opened = Echo::open(client, None, false, Instant::now(), &mut |said| {
+    let hello = args.identity.hello.then(|| {
+        let server = SockRef::from(&input).local_addr().ok();
+        Hello::new(
+            identity::of(args),
+            0,
+            server.and_then(|addr| addr.as_socket()),
+        )
+    });
+    let opened = Echo::open(client, None, false, hello, Instant::now(), &mut |said| {
         if let Some(report) = &mut report {
             say(report, said);
         }
@@ -151,6 +160,15 @@ fn echo(
     mut on_read: impl FnMut(&[u8]),
 ) -> Leave {
     loop {
+        // What the core holds (the `--hello` line, at the start) goes first, whole.
+        while !core.pending().is_empty() {
+            match output.write(core.pending()) {
+                Ok(0) => return Leave::Error(io::ErrorKind::WriteZero.into()),
+                Ok(written) => core.wrote(written, Instant::now()),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return core.failed(err),
+            }
+        }
         let room = core.read_room().min(buffer.len());
         let len = match input.read(&mut buffer[..room]) {
             Ok(0) => {
@@ -238,7 +256,7 @@ mod tests {
 
     /// The echo core of a stdin that is no socket.
     fn core() -> Echo {
-        Echo::open(Peer::Stdin, None, false, Instant::now(), &mut |_| {}).unwrap()
+        Echo::open(Peer::Stdin, None, false, None, Instant::now(), &mut |_| {}).unwrap()
     }
 
     /// A regular file, as two descriptors of one inode.

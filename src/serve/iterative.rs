@@ -34,7 +34,7 @@ use rustls::ServerConfig;
 use super::{
     certificate::ServerTls,
     connection::{Connection, PumpOutcome, Scratch, left, open_echo},
-    echo::{Echo, Limits},
+    echo::{Echo, Limits, hello::Hello},
     listen::{self, ACCEPT_RETRY, local_addr, watch_signals},
     report::{Accepting, Leave, Peer, Report, Served, Summary},
     systemd,
@@ -135,6 +135,7 @@ pub(crate) fn serve(
                 &poll,
                 config,
                 limits.proxy_header.is_some(),
+                args.identity.hello,
                 report,
             ) {
                 Ok(Some(None)) => {} // could not be served: closed, and said
@@ -180,12 +181,13 @@ fn echo_until_blocked(
 
 /// Accepts the next waiting client, if any (`None`), and watches it; `Some(None)` if it could
 /// not be served (rustls could not start a session: said in the report). With `proxy_header`
-/// its PROXY header is awaited first.
+/// its PROXY header is awaited first; with `hello` its echo starts with the `--hello` line.
 fn accept(
     listener: &TcpListener,
     poll: &Poll,
     tls: Option<&Arc<ServerConfig>>,
     proxy_header: bool,
+    hello: bool,
     report: &mut Report,
 ) -> io::Result<Option<Option<(Connection, Echo)>>> {
     let Some((mut stream, peer)) = listen::accept(listener, report)? else {
@@ -193,7 +195,14 @@ fn accept(
     };
     poll.registry()
         .register(&mut stream, CLIENT, Interest::READABLE | Interest::WRITABLE)?;
-    let echo = open_echo(Peer::from(peer), tls, proxy_header, report);
+    let hello = hello.then(|| {
+        Hello::new(
+            Arc::clone(&report.id),
+            report.worker,
+            stream.local_addr().ok(),
+        )
+    });
+    let echo = open_echo(Peer::from(peer), tls, proxy_header, hello, report);
     Ok(Some(echo.map(|echo| {
         (Connection::new(stream, tls.is_some()), echo)
     })))

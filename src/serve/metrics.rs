@@ -26,7 +26,7 @@ use std::{
     io::{self, Read, Write},
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
     },
     thread,
@@ -141,6 +141,8 @@ pub(crate) struct Metrics {
     pub(crate) addr: SocketAddr,
     /// Worker `i`'s counters at index `i`. Locked only when a loop is made and by a scrape.
     loops: Mutex<Vec<Arc<LoopCounters>>>,
+    /// The server's name (`--id`), the `id` label of `target_info`: set once, at start.
+    id: OnceLock<String>,
 }
 
 impl Metrics {
@@ -162,6 +164,7 @@ impl Metrics {
         let metrics = Arc::new(Metrics {
             addr,
             loops: Mutex::new(Vec::new()),
+            id: OnceLock::new(),
         });
         let mut registry = Registry::default();
         registry.register_collector(Box::new(Collected(Arc::clone(&metrics))));
@@ -171,6 +174,11 @@ impl Metrics {
             .spawn(move || serve_scrapes(&listener, &registry))
             .context("cannot start the metrics thread")?;
         Ok(metrics)
+    }
+
+    /// Names the server (`--id`) for `target_info`; the first name given stays.
+    pub(crate) fn name(&self, id: &str) {
+        let _ = self.id.set(id.to_string());
     }
 
     /// Worker `worker`'s counters, made on first use.
@@ -199,6 +207,7 @@ impl Metrics {
         Metrics {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             loops: Mutex::new(Vec::new()),
+            id: OnceLock::new(),
         }
     }
 
@@ -283,6 +292,18 @@ impl Collector for Collected {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         let loops = self.0.loops();
         let workers = || loops.iter().enumerate().map(|(i, c)| (i.to_string(), c));
+
+        // Who is scraped, as Prometheus' target_info convention has it: a gauge of 1 whose
+        // labels name the target (`--id`), to join on or to tell backends apart.
+        if let Some(id) = self.0.id.get() {
+            let mut family = encoder.encode_descriptor(
+                "target_info",
+                "The server's name (--id)",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(1).encode(family.encode_family(&[("id", id.as_str())])?)?;
+        }
 
         let mut family = encoder.encode_descriptor(
             "netecho_connections_open",

@@ -22,7 +22,8 @@
 //!   socket driven for its echo core, and the words the core says turned into report lines.
 //! - [`echo`]: the echo rules of one TCP client without I/O: handed bytes and `now`, it
 //!   answers what goes back, whether to read, when the client is due and why it left; its
-//!   stages are the PROXY header and a plain or TLS echo.
+//!   stages are the PROXY header and a plain or TLS echo. With `--hello` the echo starts with
+//!   the line `echo/hello.rs` writes (which server answered, what it saw), first in the outbox.
 //! - [`certificate`]: with `--tls`, the TLS configuration every loop shares, built at start.
 //! - [`listen`]: what the loops need beyond the echo rules, once: binding (or adopting the
 //!   sockets systemd handed over), accepting a client (non-blocking, TCP_NODELAY), watching for
@@ -32,6 +33,8 @@
 //! - [`timers`]: the clients' deadlines and the drain's quiet time, for either backend.
 //! - [`systemd`]: the sockets systemd hands over (socket activation), served instead of
 //!   binding, and the readiness it is told (`Type=notify`).
+//! - [`identity`]: the server's name (`--id`, else the host name), for the first line, every
+//!   JSON event, the metrics' `target_info` and the hello line.
 //! - [`report`]: every line the server prints, as text or JSON ([`json`]), and with `--metrics`
 //!   what it counts ([`metrics`], which also serves them over HTTP from a thread of its own).
 //!   It never makes a loop wait on stdout: lines that stdout cannot take in time are dropped
@@ -50,6 +53,7 @@ mod epoll;
 mod event_loop;
 mod guard;
 mod health;
+mod identity;
 mod inetd;
 mod iterative;
 mod json;

@@ -103,7 +103,7 @@ pub(crate) fn run(
         let share = share_of(max_connections, loop_count, index);
         let udp = udp_sockets
             .next()
-            .map(|socket| UdpEcho::new(socket, args.udp_rate));
+            .map(|socket| UdpEcho::new(socket, args.udp_rate, args.identity.hello));
         let tls = tls.map(|tls| Arc::clone(&tls.setup.config));
         let loop_report = report.for_another_loop();
         let worker = match backend {

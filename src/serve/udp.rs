@@ -10,6 +10,11 @@
 //! the same address and take every datagram while the first still says it listens. TCP needs it
 //! to rebind past TIME_WAIT; UDP has no TIME_WAIT, so a second server is refused ("address
 //! already in use"), as for TCP.
+//!
+//! With `--hello`, a datagram that starts with [`hello::MARKER`] is answered with the hello
+//! line instead, if the line is no longer than the datagram (the client pads its request), so
+//! `--hello` gives a forged source nothing more to reflect; the guard decides first, as for
+//! any reply.
 
 use std::{
     io,
@@ -22,6 +27,7 @@ use mio::{Events, Interest, Poll, Token, net::UdpSocket};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{
+    echo::hello,
     guard::{Guard, Verdict},
     listen::watch_signals,
     report::{Report, Summary, UdpTotals},
@@ -39,14 +45,19 @@ pub(crate) struct UdpEcho {
     guard: Guard,
     /// Datagrams echoed and dropped so far.
     pub(crate) totals: UdpTotals,
+    /// `--hello`: a datagram with the marker is answered with the hello line.
+    hello: bool,
 }
 
 impl UdpEcho {
-    pub(crate) fn new(socket: UdpSocket, rate: u32) -> Self {
+    /// The UDP echo on `socket`, answering each source at most `rate` times a second; with
+    /// `hello`, a marked datagram gets the hello line.
+    pub(crate) fn new(socket: UdpSocket, rate: u32, hello: bool) -> Self {
         UdpEcho {
             socket,
             guard: Guard::new(rate),
             totals: UdpTotals::default(),
+            hello,
         }
     }
 
@@ -73,13 +84,22 @@ impl UdpEcho {
         Ok(true)
     }
 
-    /// Sends the datagram back; a reply the socket cannot take now is dropped and counted.
+    /// Sends the datagram back (or, with `--hello`, the hello line for a marked datagram it fits
+    /// in); a reply the socket cannot take now is dropped and counted.
     fn answer(&mut self, peer: SocketAddr, datagram: &[u8], report: &mut Report) {
-        match self.socket.send_to(datagram, peer) {
+        let line = (self.hello && datagram.starts_with(hello::MARKER))
+            .then(|| {
+                let server = self.socket.local_addr().ok();
+                hello::datagram_line(&report.id, report.worker, server, peer)
+            })
+            // Never more bytes than came: a line that does not fit leaves the echo.
+            .filter(|line| line.len() <= datagram.len());
+        let reply = line.as_deref().unwrap_or(datagram);
+        match self.socket.send_to(reply, peer) {
             Ok(_) => {
                 self.totals.echoed += 1;
-                self.totals.bytes += datagram.len() as u64;
-                report.datagram_answered(datagram.len() as u64);
+                self.totals.bytes += reply.len() as u64;
+                report.datagram_answered(reply.len() as u64);
             }
             Err(_) => {
                 self.totals.dropped += 1;
@@ -105,7 +125,7 @@ const SIGNALS: Token = Token(1);
 pub(crate) fn serve(socket: UdpSocket, args: &ServeArgs, report: &mut Report) -> Result<Summary> {
     let mut poll = Poll::new().context("cannot create the event poll")?;
     let mut signals = watch_signals(poll.registry(), SIGNALS)?;
-    let mut echo = UdpEcho::new(socket, args.udp_rate);
+    let mut echo = UdpEcho::new(socket, args.udp_rate, args.identity.hello);
     poll.registry()
         .register(&mut echo.socket, SOCKET, Interest::READABLE)
         .context("cannot watch the UDP socket")?;

@@ -20,6 +20,7 @@
 mod needs;
 #[allow(unused_imports)] // each test file uses a different part of the harness
 pub use needs::{Need, needs, needs_probed, skip, under_ci};
+pub mod haproxy;
 
 use std::{
     collections::VecDeque,
@@ -467,7 +468,7 @@ fn on(backend: Option<Backend>) -> String {
 }
 
 /// The address in a server's first line: `listening on ADDR`, maybe followed by a space and what
-/// it serves (`listening on 127.0.0.1:7 (tcp+udp)`); with `--log-format json`, the `addr` of the
+/// it serves (`listening on 127.0.0.1:7 (tcp+udp) as b1`); with `--log-format json`, the `addr` of the
 /// `listening` object.
 pub fn listening_addr(first: &str) -> Option<SocketAddr> {
     if first.starts_with('{') {
@@ -476,6 +477,29 @@ pub fn listening_addr(first: &str) -> Option<SocketAddr> {
     }
     let rest = first.strip_prefix("listening on ")?;
     rest.split(' ').next()?.parse().ok()
+}
+
+/// The first stdout line of a prepared `netecho serve` command (its `listening on`), read from
+/// the real binary, which is then killed.
+pub fn first_line(command: &mut Command) -> String {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let read = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+    let _ = child.kill();
+    let _ = child.wait();
+    read.unwrap();
+    line.trim_end().to_string()
+}
+
+/// The name a server goes by without `--id` (`listening on ADDR as NAME`): the host name.
+pub fn default_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_else(|_| "netecho".to_string())
 }
 
 /// Reads a child's stderr to its end on a thread, into the shared string returned.

@@ -10,6 +10,7 @@ use std::{io, sync::Arc, time::Instant};
 
 use rustls::ServerConfig;
 
+use super::hello::Hello;
 use crate::{
     error::describe,
     proxy_protocol::{self, Header, MAX_HEADER, Parse},
@@ -23,15 +24,23 @@ pub(super) struct AwaitHeader {
     pub(super) tls: Option<Arc<ServerConfig>>,
     /// When the connection was accepted: the header is due `PROXY_HEADER_TIMEOUT` later.
     pub(super) since: Instant,
+    /// With `--hello`: the line to send once the echo starts (it names the relayed client).
+    pub(super) hello: Option<Box<Hello>>,
 }
 
 impl AwaitHeader {
-    /// Awaits a header from `since` on; with `tls`, a TLS session follows it.
-    pub(super) fn new(tls: Option<Arc<ServerConfig>>, since: Instant) -> Self {
+    /// Awaits a header from `since` on; with `tls`, a TLS session follows it; with `hello`,
+    /// the echo starts with its line.
+    pub(super) fn new(
+        tls: Option<Arc<ServerConfig>>,
+        hello: Option<Box<Hello>>,
+        since: Instant,
+    ) -> Self {
         AwaitHeader {
             seen: Vec::new(),
             tls,
             since,
+            hello,
         }
     }
 

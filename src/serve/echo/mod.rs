@@ -31,6 +31,7 @@
 //!   [`Echo::deadline`] is when to look again, [`Echo::overdue`] why it must go now.
 
 mod header;
+pub(crate) mod hello;
 mod tls;
 
 use std::{
@@ -51,6 +52,7 @@ use crate::{
     tls::HandshakeInfo,
 };
 use header::AwaitHeader;
+use hello::Hello;
 use tls::TlsStage;
 
 /// The most bytes one client may hold received and not yet echoed (with TLS, and records not
@@ -193,8 +195,10 @@ enum Stage {
     /// client that is served holds a pointer's worth of stage (10,000 idle clients are ~1 MiB
     /// less on io_uring, measured).
     Header(Box<AwaitHeader>),
-    /// Bytes straight back; `ended`: the client's input has ended (its EOF).
-    Plain { ended: bool },
+    /// Bytes straight back. `ended`: the client's input has ended (its EOF); `preface`: bytes
+    /// of the `--hello` line not yet written, which are not echoed bytes (it goes first, so the
+    /// first bytes written are its).
+    Plain { ended: bool, preface: u32 },
     /// Records in, plaintext echoed through rustls, records out. Boxed: a plain connection
     /// stays small, and a TLS one pays for rustls's session once, on the heap.
     Tls(Box<TlsStage>),
@@ -225,17 +229,19 @@ impl Echo {
         peer: Peer,
         tls: Option<&Arc<ServerConfig>>,
         proxy_header: bool,
+        hello: Option<Box<Hello>>,
         now: Instant,
         on: &mut dyn FnMut(Said<'_>),
     ) -> Result<Echo, String> {
+        let mut out = Outbox::default();
         let stage = match proxy_header {
-            true => Stage::Header(Box::new(AwaitHeader::new(tls.cloned(), now))),
-            false => start(peer, tls, now, on)?,
+            true => Stage::Header(Box::new(AwaitHeader::new(tls.cloned(), hello, now))),
+            false => start(peer, tls, hello, &mut out, now, on)?,
         };
         Ok(Echo {
             peer,
             stage,
-            out: Outbox::default(),
+            out,
             received: 0,
             echoed: 0,
             last_progress: now,
@@ -283,8 +289,13 @@ impl Echo {
                 };
             }
             let tls = wait.tls.take();
+            let hello = wait.hello.take().map(|mut hello| {
+                hello.relayed = header.tlvs;
+                hello
+            });
             // The header was good: a session rustls cannot start is the handshake's failure.
-            self.stage = start(self.peer, tls.as_ref(), now, on).map_err(Leave::HandshakeFailed)?;
+            self.stage = start(self.peer, tls.as_ref(), hello, &mut self.out, now, on)
+                .map_err(Leave::HandshakeFailed)?;
             from = used;
         }
         let data = &input[from..];
@@ -323,7 +334,7 @@ impl Echo {
         self.last_progress = now;
         match &mut self.stage {
             Stage::Header(wait) => Err(Leave::ProxyHeader(wait.closed())),
-            Stage::Plain { ended } => {
+            Stage::Plain { ended, .. } => {
                 *ended = true;
                 Ok(())
             }
@@ -389,7 +400,13 @@ impl Echo {
         match &mut self.stage {
             // Plaintext counts as echoed once the records that carry it are out.
             Stage::Tls(tls) => self.echoed += tls.sent(n),
-            _ => self.echoed += n as u64,
+            Stage::Plain { preface, .. } => {
+                // The hello line goes out first and is not an echoed byte.
+                let hello = n.min(*preface as usize);
+                *preface -= hello as u32;
+                self.echoed += (n - hello) as u64;
+            }
+            Stage::Header(_) => self.echoed += n as u64,
         }
     }
 
@@ -450,7 +467,7 @@ impl Echo {
     fn reading_over(&self) -> bool {
         match &self.stage {
             Stage::Header(_) => false,
-            Stage::Plain { ended } => *ended,
+            Stage::Plain { ended, .. } => *ended,
             Stage::Tls(tls) => tls.saw_eof(),
         }
     }
@@ -466,7 +483,7 @@ impl Echo {
         let sent = self.out.held() == 0;
         match &self.stage {
             Stage::Header(_) => None,
-            Stage::Plain { ended } => (*ended && sent).then_some(Leave::Closed),
+            Stage::Plain { ended, .. } => (*ended && sent).then_some(Leave::Closed),
             Stage::Tls(tls) if tls.input_ended && tls.is_handshaking() => Some(Leave::NoHandshake),
             Stage::Tls(tls) => (tls.ended() && sent).then_some(Leave::Closed),
         }
@@ -538,20 +555,32 @@ impl Echo {
 }
 
 /// The echo a connection starts with, once any PROXY header is read: plain, with its connect
-/// line now, or TLS, whose connect line comes with its handshake. `Err` if rustls cannot start
-/// a session, in words.
+/// line now (and its `--hello` line first in `out`), or TLS, whose connect line (and hello)
+/// come with its handshake. `Err` if rustls cannot start a session, in words.
 fn start(
     peer: Peer,
     tls: Option<&Arc<ServerConfig>>,
+    hello: Option<Box<Hello>>,
+    out: &mut Outbox,
     now: Instant,
     on: &mut dyn FnMut(Said<'_>),
 ) -> Result<Stage, String> {
     match tls {
         None => {
             on(Said::Connected(peer));
-            Ok(Stage::Plain { ended: false })
+            let preface = hello.map_or(0, |hello| {
+                let line = hello.line(peer, None);
+                out.push(&line);
+                line.len()
+            });
+            // A hello line is a few hundred bytes: it fits.
+            let preface = u32::try_from(preface).unwrap_or(u32::MAX);
+            Ok(Stage::Plain {
+                ended: false,
+                preface,
+            })
         }
-        Some(config) => TlsStage::new(Arc::clone(config), now)
+        Some(config) => TlsStage::new(Arc::clone(config), hello, now)
             .map(|tls| Stage::Tls(Box::new(tls)))
             .map_err(|err| format!("cannot start a TLS session: {err}")),
     }

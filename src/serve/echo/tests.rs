@@ -38,7 +38,7 @@ fn ignore(_: Said<'_>) {}
 fn a_plain_read_is_echoed_from_the_input_and_the_rest_kept_first_in_line() {
     let now = Instant::now();
     let mut log = Vec::new();
-    let mut echo = Echo::open(peer(), None, false, now, &mut said(&mut log)).unwrap();
+    let mut echo = Echo::open(peer(), None, false, None, now, &mut said(&mut log)).unwrap();
     assert_eq!(log, ["connected 127.0.0.1:4000"]);
     assert_eq!(
         echo.receive(b"hello", &mut [], now, &mut ignore),
@@ -62,6 +62,53 @@ fn a_plain_read_is_echoed_from_the_input_and_the_rest_kept_first_in_line() {
     assert!(!echo.may_read());
 }
 
+#[test]
+fn the_hello_goes_first_and_is_not_an_echoed_byte() {
+    let now = Instant::now();
+    let hello = hello::Hello::new(Arc::from("b1"), 0, None);
+    let mut echo = Echo::open(peer(), None, false, Some(hello), now, &mut ignore).unwrap();
+    let line = echo.pending().to_vec();
+    assert!(line.starts_with(b"{") && line.ends_with(b"}\n"), "{line:?}");
+    // A read before the line is out queues behind it.
+    assert_eq!(
+        echo.receive(b"early", &mut [], now, &mut ignore).ok(),
+        Some(Reply::Held)
+    );
+    assert_eq!(echo.pending(), [&line[..], b"early"].concat());
+    // Written in two pieces that split the line from the echo unevenly: only echo bytes count.
+    echo.wrote(line.len() - 1, now);
+    assert_eq!(echo.totals(), (5, 0));
+    echo.wrote(3, now);
+    assert_eq!(echo.totals(), (5, 2));
+    echo.wrote(3, now);
+    assert_eq!(echo.totals(), (5, 5));
+    assert!(echo.is_idle());
+    // After it, reads go straight back again.
+    assert_eq!(echo.receive(b"late", &mut [], now, &mut ignore), Ok_echo(0));
+    echo.sent(4, now);
+    assert_eq!(echo.totals(), (9, 9));
+}
+
+#[test]
+fn after_a_proxy_header_the_hello_names_the_relayed_client() {
+    let now = Instant::now();
+    let hello = hello::Hello::new(Arc::from("b1"), 0, None);
+    let mut echo = Echo::open(peer(), None, true, Some(hello), now, &mut ignore).unwrap();
+    assert!(echo.pending().is_empty(), "nothing before the header");
+    let input = b"PROXY TCP4 203.0.113.7 127.0.0.1 5121 7\r\nhi";
+    assert_eq!(
+        echo.receive(input, &mut [], now, &mut ignore).ok(),
+        Some(Reply::Held)
+    );
+    let pending = String::from_utf8(echo.pending().to_vec()).unwrap();
+    let (line, rest) = pending.split_once('\n').unwrap();
+    assert!(
+        line.contains(r#""peer":"203.0.113.7:5121","via":"127.0.0.1:4000""#),
+        "{line}"
+    );
+    assert_eq!(rest, "hi");
+}
+
 #[allow(non_snake_case)]
 fn Ok_echo(from: usize) -> Result<Reply, Leave> {
     Ok(Reply::Echo { from })
@@ -82,7 +129,7 @@ impl std::fmt::Debug for Leave {
 #[test]
 fn reading_stops_at_the_bound_and_resumes_below_half() {
     let now = Instant::now();
-    let mut echo = Echo::open(peer(), None, false, now, &mut ignore).unwrap();
+    let mut echo = Echo::open(peer(), None, false, None, now, &mut ignore).unwrap();
     let chunk = vec![7u8; 64 * 1024];
     for _ in 0..4 {
         assert!(echo.may_read());
@@ -103,7 +150,15 @@ fn a_proxy_header_names_the_client_and_is_never_echoed() {
     let now = Instant::now();
     let mut log = Vec::new();
     let proxy: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-    let mut echo = Echo::open(Peer::from(proxy), None, true, now, &mut said(&mut log)).unwrap();
+    let mut echo = Echo::open(
+        Peer::from(proxy),
+        None,
+        true,
+        None,
+        now,
+        &mut said(&mut log),
+    )
+    .unwrap();
     assert!(log.is_empty(), "no connect line before the header");
     let header = b"PROXY TCP4 203.0.113.7 127.0.0.1 5121 7\r\n";
     let mut stream = header.to_vec();
@@ -125,10 +180,10 @@ fn a_proxy_header_names_the_client_and_is_never_echoed() {
 #[test]
 fn a_bad_header_or_a_peer_gone_mid_header_says_why() {
     let now = Instant::now();
-    let mut echo = Echo::open(peer(), None, true, now, &mut ignore).unwrap();
+    let mut echo = Echo::open(peer(), None, true, None, now, &mut ignore).unwrap();
     let err = echo.receive(b"GET / HTTP/1.1\r\n", &mut [], now, &mut ignore);
     assert!(matches!(err, Err(Leave::ProxyHeader(_))), "{err:?}");
-    let mut echo = Echo::open(peer(), None, true, now, &mut ignore).unwrap();
+    let mut echo = Echo::open(peer(), None, true, None, now, &mut ignore).unwrap();
     echo.receive(b"PROXY TCP4", &mut [], now, &mut ignore)
         .unwrap();
     let err = echo.input_ended(&mut [], now, &mut ignore).unwrap_err();
@@ -143,7 +198,7 @@ fn a_bad_header_or_a_peer_gone_mid_header_says_why() {
 #[test]
 fn a_header_awaited_past_its_timeout_goes_whatever_the_idle_timeout_says() {
     let started = Instant::now();
-    let echo = Echo::open(peer(), None, true, started, &mut ignore).unwrap();
+    let echo = Echo::open(peer(), None, true, None, started, &mut ignore).unwrap();
     let limits = Limits {
         idle: Some(Duration::from_secs(60)),
         handshake: None,
@@ -176,7 +231,7 @@ fn a_header_awaited_past_its_timeout_goes_whatever_the_idle_timeout_says() {
 #[test]
 fn a_plain_client_has_no_handshake_deadline_and_idles_out() {
     let now = Instant::now();
-    let echo = Echo::open(peer(), None, false, now, &mut ignore).unwrap();
+    let echo = Echo::open(peer(), None, false, None, now, &mut ignore).unwrap();
     let limits = Limits {
         idle: None,
         handshake: Some(Duration::from_secs(1)),
@@ -270,7 +325,8 @@ fn tls_handshakes_echoes_in_order_and_closes_with_close_notify() {
     let now = Instant::now();
     let (_dir, config, mut client) = tls_pair();
     let mut log = Vec::new();
-    let mut echo = Echo::open(peer(), Some(&config), false, now, &mut said(&mut log)).unwrap();
+    let mut echo =
+        Echo::open(peer(), Some(&config), false, None, now, &mut said(&mut log)).unwrap();
     assert!(log.is_empty(), "the connect line waits for the handshake");
     let mut work = vec![0; PLAINTEXT_CHUNK];
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -310,7 +366,7 @@ fn a_tls_client_that_never_reads_is_held_to_the_bound() {
     let now = Instant::now();
     let (_dir, config, mut client) = tls_pair();
     let mut log = Vec::new();
-    let mut echo = Echo::open(peer(), Some(&config), false, now, &mut ignore).unwrap();
+    let mut echo = Echo::open(peer(), Some(&config), false, None, now, &mut ignore).unwrap();
     let mut work = vec![0; PLAINTEXT_CHUNK];
     while client.is_handshaking() {
         shuttle(&mut client, &mut echo, &mut work, usize::MAX, &mut log, now).unwrap();
@@ -339,7 +395,7 @@ fn a_tls_client_that_never_reads_is_held_to_the_bound() {
 fn plain_text_to_a_tls_port_fails_the_handshake_with_an_alert() {
     let now = Instant::now();
     let (_dir, config, _client) = tls_pair();
-    let mut echo = Echo::open(peer(), Some(&config), false, now, &mut ignore).unwrap();
+    let mut echo = Echo::open(peer(), Some(&config), false, None, now, &mut ignore).unwrap();
     let mut work = vec![0; PLAINTEXT_CHUNK];
     let err = echo
         .receive(
@@ -369,7 +425,7 @@ fn plain_text_to_a_tls_port_fails_the_handshake_with_an_alert() {
 fn a_tls_client_gone_mid_handshake_is_no_handshake() {
     let now = Instant::now();
     let (_dir, config, _client) = tls_pair();
-    let mut echo = Echo::open(peer(), Some(&config), false, now, &mut ignore).unwrap();
+    let mut echo = Echo::open(peer(), Some(&config), false, None, now, &mut ignore).unwrap();
     let mut work = vec![0; PLAINTEXT_CHUNK];
     echo.input_ended(&mut work, now, &mut ignore).unwrap();
     assert!(matches!(echo.done(), Some(Leave::NoHandshake)));
@@ -409,7 +465,7 @@ fn drive(steps: &[Step], input: &[u8], header: &[u8], direct: bool) -> (Vec<u8>,
     };
     let mut stream = header.to_vec();
     stream.extend_from_slice(input);
-    let mut echo = Echo::open(peer(), None, !header.is_empty(), now, &mut ignore).unwrap();
+    let mut echo = Echo::open(peer(), None, !header.is_empty(), None, now, &mut ignore).unwrap();
     let (mut read, mut back, mut queue) = (0, Vec::new(), Vec::<u8>::new());
     let mut eof = false;
     for step in steps {
@@ -511,7 +567,7 @@ fn tls_plaintext_counts_as_echoed_once_its_records_are_sent() {
     let now = Instant::now();
     let (_dir, config, mut client) = tls_pair();
     let mut log = Vec::new();
-    let mut echo = Echo::open(peer(), Some(&config), false, now, &mut ignore).unwrap();
+    let mut echo = Echo::open(peer(), Some(&config), false, None, now, &mut ignore).unwrap();
     let mut work = vec![0; PLAINTEXT_CHUNK];
     while client.is_handshaking() {
         shuttle(&mut client, &mut echo, &mut work, usize::MAX, &mut log, now).unwrap();

@@ -25,7 +25,10 @@ use std::{
 
 use rustls::{Error as TlsError, ServerConfig, ServerConnection};
 
-use super::{Outbox, Said};
+use super::{
+    Outbox, Said,
+    hello::{Hello, TlsSeen},
+};
 use crate::{
     error::describe,
     serve::report::{Leave, Peer},
@@ -61,11 +64,17 @@ pub(super) struct TlsStage {
     /// sends always in flight (io_uring in bulk) still sees its echoes counted, and its client
     /// read from, as they go.
     unsent_chunks: VecDeque<(u64, u64)>,
+    /// With `--hello`: the line to send once the handshake is done (it says what it settled).
+    hello: Option<Box<Hello>>,
 }
 
 impl TlsStage {
     /// A new session; `Err` if rustls cannot start one.
-    pub(super) fn new(config: Arc<ServerConfig>, now: Instant) -> Result<Self, TlsError> {
+    pub(super) fn new(
+        config: Arc<ServerConfig>,
+        hello: Option<Box<Hello>>,
+        now: Instant,
+    ) -> Result<Self, TlsError> {
         let mut conn = ServerConnection::new(config)?;
         conn.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
         Ok(TlsStage {
@@ -80,6 +89,7 @@ impl TlsStage {
             wire_out: 0,
             wire_sent: 0,
             unsent_chunks: VecDeque::new(),
+            hello,
         })
     }
 
@@ -265,7 +275,19 @@ impl TlsStage {
             });
         }
         if handshaking && !self.conn.is_handshaking() {
-            on(Said::TlsConnected(peer, HandshakeInfo::of(&self.conn)));
+            let info = HandshakeInfo::of(&self.conn);
+            if let Some(hello) = self.hello.take() {
+                let sni = self.conn.server_name();
+                let line = hello.line(peer, Some(TlsSeen { info: &info, sni }));
+                // Plaintext of ours, not an echo: no mark of its own. A few hundred bytes,
+                // under rustls's buffer limit with the handshake's records written out.
+                self.records_out(out);
+                if self.conn.writer().write_all(&line).is_err() {
+                    return Err(Leave::Tls("rustls refused the hello line".to_string()));
+                }
+                self.records_out(out);
+            }
+            on(Said::TlsConnected(peer, info));
         }
         Ok(())
     }

@@ -48,7 +48,14 @@ struct TlsEcho {
 impl TlsEcho {
     fn new(config: Arc<rustls::ServerConfig>) -> Result<Self, String> {
         let peer = Peer::from("127.0.0.1:9".parse::<std::net::SocketAddr>().unwrap());
-        let echo = Echo::open(peer, Some(&config), false, Instant::now(), &mut |_| {})?;
+        let echo = Echo::open(
+            peer,
+            Some(&config),
+            false,
+            None,
+            Instant::now(),
+            &mut |_| {},
+        )?;
         Ok(TlsEcho {
             echo,
             info: None,

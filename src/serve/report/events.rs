@@ -43,15 +43,21 @@ pub(crate) const LINE_WIDTH: usize = 80;
 impl Report {
     /// The first line, handed over at once: scripts and tests wait for it. The address comes
     /// first after `listening on `, then, when UDP is served, the protocols in parentheses
-    /// (`listening on 127.0.0.1:7 (tcp+udp)`): a script takes the address up to the first space.
-    /// In JSON it is the `listening` event, whose `addr` is the address. With `--metrics`, the
+    /// (`listening on 127.0.0.1:7 (tcp+udp)`), and last the server's name (`as b1`, `--id`): a
+    /// script takes the address up to the first space. In JSON it is the `listening` event,
+    /// whose `addr` is the address (and `id` the name, as in every event). With `--metrics`, the
     /// next line says where they are served: `metrics on http://127.0.0.1:9100/metrics`.
     pub(crate) fn listening(&mut self, addr: SocketAddr, served: Served) {
+        let id = std::sync::Arc::clone(&self.id);
         match (self.format, served) {
-            (LogFormat::Text, Served::Tcp) => self.line(format_args!("listening on {addr}")),
-            (LogFormat::Text, Served::Udp) => self.line(format_args!("listening on {addr} (udp)")),
+            (LogFormat::Text, Served::Tcp) => {
+                self.line(format_args!("listening on {addr} as {id}"))
+            }
+            (LogFormat::Text, Served::Udp) => {
+                self.line(format_args!("listening on {addr} (udp) as {id}"))
+            }
             (LogFormat::Text, Served::TcpAndUdp) => {
-                self.line(format_args!("listening on {addr} (tcp+udp)"))
+                self.line(format_args!("listening on {addr} (tcp+udp) as {id}"))
             }
             (LogFormat::Json, _) => self.event("listening", |e| {
                 e.text("addr", addr).text("served", served.name())
@@ -423,7 +429,7 @@ impl Report {
 }
 
 /// The fields that name a client in JSON: `peer`, and `via` for one that came through a proxy.
-fn with_peer(line: JsonLine<'_>, peer: Peer) -> JsonLine<'_> {
+pub(crate) fn with_peer(line: JsonLine<'_>, peer: Peer) -> JsonLine<'_> {
     match peer {
         Peer::Direct(addr) => line.text("peer", addr),
         Peer::Relayed { client, proxy } => line.text("peer", client).text("via", proxy),
@@ -567,7 +573,7 @@ mod tests {
     fn the_typed_events_keep_their_words_in_text() {
         let lines = lines_in(LogFormat::Text, ReadView::Preview(None), every_event);
         let expected = [
-            "listening on 127.0.0.1:7 (tcp+udp)",
+            "listening on 127.0.0.1:7 (tcp+udp) as netecho",
             "cert sha256:0101010101010101010101010101010101010101010101010101010101010101",
             "self-signed, made at start, for a\"b",
             "[[2001:db8::7]:5121 via 127.0.0.1:40112] connected",
@@ -687,6 +693,7 @@ mod tests {
                 expected.retain(|(event, _)| !["received", "datagram"].contains(event));
             }
             for (_, keys) in &mut expected {
+                keys.push("id"); // every event names the server
                 keys.sort_unstable();
             }
             let got: Vec<(&str, Vec<&str>)> = shapes
@@ -727,9 +734,9 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "listening on 127.0.0.1:7",
+                "listening on 127.0.0.1:7 as netecho",
                 "metrics on http://127.0.0.1:0/metrics",
-                "listening on [::1]:7",
+                "listening on [::1]:7 as netecho",
             ]
         );
     }

@@ -40,6 +40,7 @@ use crate::{
     cli::{LogFormat, ServeArgs},
     output::status,
     serve::{
+        identity,
         json::JsonLine,
         metrics::{LoopCounters, Metrics},
     },
@@ -141,6 +142,10 @@ pub(crate) struct Report {
     pub(super) metrics: Option<Arc<Metrics>>,
     /// The worker the next [`Report::for_another_loop`] counts for.
     next_worker: usize,
+    /// The server's name (`--id`): in every JSON event, on the first line, in `--hello` lines.
+    pub(crate) id: Arc<str>,
+    /// The worker this loop is (0 for the first, and for the one-at-a-time server).
+    pub(crate) worker: usize,
     /// The metrics line is out: it follows the first `listening on` line only (systemd may hand
     /// over several sockets, a line each).
     pub(super) metrics_said: bool,
@@ -165,6 +170,8 @@ impl Report {
         let (done_tx, done_rx) = mpsc::channel();
         let backlog = Arc::new(Backlog::default());
         let writer_backlog = Arc::clone(&backlog);
+        let id = identity::of(args);
+        let writer_id = Arc::clone(&id);
         thread::Builder::new()
             .name("report".into())
             .spawn(move || {
@@ -176,14 +183,14 @@ impl Report {
                         &batches,
                         &last_rx,
                         &writer_backlog,
-                        format,
+                        (format, &writer_id),
                     ),
                     Sink::Stderr => write_batches(
                         &mut io::stderr().lock(),
                         &batches,
                         &last_rx,
                         &writer_backlog,
-                        format,
+                        (format, &writer_id),
                     ),
                 };
             })
@@ -194,6 +201,10 @@ impl Report {
             done: done_rx,
         });
         report.format = format;
+        report.id = id;
+        if let Some(metrics) = &metrics {
+            metrics.name(&report.id);
+        }
         report.counters = metrics.as_ref().map(|metrics| metrics.counters_for(0));
         report.metrics = metrics;
         Ok(report)
@@ -215,6 +226,8 @@ impl Report {
             .as_ref()
             .map(|metrics| metrics.counters_for(self.next_worker));
         report.metrics = self.metrics.clone();
+        report.id = Arc::clone(&self.id);
+        report.worker = self.next_worker;
         self.next_worker += 1;
         report
     }
@@ -246,6 +259,8 @@ impl Report {
             counters: None,
             metrics: None,
             next_worker: 0,
+            id: Arc::from("netecho"),
+            worker: 0,
             metrics_said: false,
             limit_counted: false,
         }
@@ -361,7 +376,7 @@ impl Report {
             return;
         }
         self.start_line();
-        fields(JsonLine::start(&mut self.buffer, name)).end();
+        fields(JsonLine::start(&mut self.buffer, name).text("id", &*self.id)).end();
         self.end_line();
     }
 
@@ -423,7 +438,7 @@ fn write_batches(
     batches: &Receiver<Batch>,
     last: &Receiver<Vec<u8>>,
     backlog: &Backlog,
-    format: LogFormat,
+    format: (LogFormat, &str),
 ) -> io::Result<()> {
     loop {
         let batch = match batches.try_recv() {
@@ -458,14 +473,19 @@ fn write_batches(
     out.flush()
 }
 
-/// The line that stands for dropped lines, if any were.
-fn report_dropped(out: &mut impl Write, dropped: u64, format: LogFormat) -> io::Result<()> {
+/// The line that stands for dropped lines, if any were (in JSON, with the server's `id`).
+fn report_dropped(
+    out: &mut impl Write,
+    dropped: u64,
+    (format, id): (LogFormat, &str),
+) -> io::Result<()> {
     if dropped == 0 {
         return Ok(());
     }
     if format == LogFormat::Json {
         let mut line = Vec::with_capacity(96);
         JsonLine::start(&mut line, "report_lines_dropped")
+            .text("id", id)
             .number("lines", dropped)
             .end();
         return out.write_all(&line);
@@ -493,12 +513,12 @@ mod tests {
     #[test]
     fn the_writer_says_dropped_lines_in_the_log_format() {
         let mut out = Vec::new();
-        report_dropped(&mut out, 42, LogFormat::Json).unwrap();
+        report_dropped(&mut out, 42, (LogFormat::Json, "b1")).unwrap();
         let event: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(event["event"], "report_lines_dropped");
         assert_eq!(event["lines"], 42);
         let mut out = Vec::new();
-        report_dropped(&mut out, 42, LogFormat::Text).unwrap();
+        report_dropped(&mut out, 42, (LogFormat::Text, "b1")).unwrap();
         assert_eq!(out, b"42 report lines dropped: stdout is not keeping up\n");
     }
 
@@ -542,7 +562,13 @@ mod tests {
                     let backlog = Arc::new(Backlog::default());
                     let writer_backlog = Arc::clone(&backlog);
                     let writer = thread::spawn(move || {
-                        write_batches(&mut io::sink(), &batches, &last_rx, &writer_backlog, format)
+                        write_batches(
+                            &mut io::sink(),
+                            &batches,
+                            &last_rx,
+                            &writer_backlog,
+                            (format, "b1"),
+                        )
                     });
                     let mut report = Report::with_writer(Some(to_writer), backlog, reads);
                     report.format = format;
@@ -601,7 +627,14 @@ mod tests {
         last_tx.send(b"stopped\n".to_vec()).unwrap();
         drop(to_writer);
         let mut out = Vec::new();
-        write_batches(&mut out, &batches, &last_rx, &backlog, LogFormat::Text).unwrap();
+        write_batches(
+            &mut out,
+            &batches,
+            &last_rx,
+            &backlog,
+            (LogFormat::Text, "b1"),
+        )
+        .unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "before\n3 report lines dropped: stdout is not keeping up\nafter\nstopped\n"

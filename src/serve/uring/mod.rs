@@ -321,7 +321,8 @@ impl Uring {
             Err(err) => return shared.left_before_served(&err),
         };
         let ring = &mut self.ring;
-        shared.admit(peer, |report, key, serial| {
+        let server = shared.hello_server(&socket);
+        let key = shared.admit(peer, server, |report, key, serial| {
             // Small echoes must not wait for Nagle's algorithm to meet a delayed ACK.
             if let Err(err) = socket.set_nodelay(true) {
                 report.notice(format_args!("{peer} cannot set TCP_NODELAY: {err}"));
@@ -338,6 +339,12 @@ impl Uring {
                 closing: None,
             })
         });
+        // A `--hello` line waits in the core from the start: send it.
+        if let Some(key) = key
+            && shared.hello
+        {
+            self.after_core(shared, key, Ok(()));
+        }
     }
 
     /// A receive completion: its bytes go to the client's core, and what it says goes back is

@@ -310,7 +310,7 @@ pub struct ServeIdentity {
     /// Greet each TCP client with one JSON line before the echo: who answered and what it saw of
     /// the connection (HELLO in netecho-serve(1)). With --udp, a datagram starting with
     /// 'NETECHO-HELLO' is answered with that line instead of an echo, if it fits in the request
-    #[arg(long)]
+    #[arg(long, env = "NETECHO_HELLO", value_parser = BoolishValueParser::new())]
     pub hello: bool,
 }
 

@@ -49,7 +49,7 @@ set edit:completion:arg-completer[netecho] = {|@words|
             cand --handshake-timeout 'With --tls: drop a client whose handshake has not finished this long after it connected'
             cand --log-format 'How to write the report: text lines, or one JSON object per event (the events and their fields: JSON LOG in netecho-serve(1))'
             cand --metrics 'Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9100; port 0 picks one, said on the line after `listening on`; what they are: METRICS in netecho-serve(1)) [default: off]'
-            cand --id 'The name this server goes by: on the first line (''listening on ADDR as NAME''), in every JSON event, in the metrics (netecho_info) and in the --hello line. 1 to 253 bytes, no spaces or control characters (a pod''s name fits: --id "$POD_NAME") [default: the host name]'
+            cand --id 'The name this server goes by: on the first line (''listening on ADDR as NAME''), in every JSON event, in the metrics (target_info) and in the --hello line. 1 to 253 bytes, no spaces or control characters (a pod''s name fits: --id "$POD_NAME") [default: the host name]'
             cand -q 'Do not print a line per read (connects, leaves and the summary are still shown)'
             cand --quiet 'Do not print a line per read (connects, leaves and the summary are still shown)'
             cand --hex 'Show each read as a hex dump (offset, hex, ASCII) instead of a one-line preview'

@@ -302,7 +302,7 @@ pub struct ServeService {
 #[command(next_help_heading = "Identity")]
 pub struct ServeIdentity {
     /// The name this server goes by: on the first line ('listening on ADDR as NAME'), in every
-    /// JSON event, in the metrics (netecho_info) and in the --hello line. 1 to 253 bytes, no
+    /// JSON event, in the metrics (target_info) and in the --hello line. 1 to 253 bytes, no
     /// spaces or control characters (a pod's name fits: --id "$POD_NAME") [default: the host name]
     #[arg(long, value_name = "NAME", env = "NETECHO_ID", value_parser = identity)]
     pub id: Option<String>,

@@ -8,11 +8,7 @@
 //! straddle an edge in proportion to their overlap. Logs of different targets or options are
 //! refused, naming the option that differs.
 
-use std::{
-    fs,
-    io::{self, Write},
-    path::PathBuf,
-};
+use std::{fs, path::PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 
@@ -20,7 +16,7 @@ use super::{
     hdr_log::{AgentLog, TAG_CONNECT, TAG_HANDSHAKE, TAG_LATENCY, TAG_UNCORRECTED},
     stats::{AgentRow, BenchReport, Latency, histogram},
 };
-use crate::{cli::BenchMergeArgs, error::UsageError, output::stdout_error};
+use crate::{cli::BenchMergeArgs, error::UsageError};
 
 /// What a directory's logs end with, for `merge DIR`.
 const LOG_EXTENSION: &str = "hlog";
@@ -34,13 +30,7 @@ pub(crate) fn run(args: &BenchMergeArgs) -> Result<()> {
     }
     let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
     let report = merge(&logs, &names)?;
-    let mut stdout = io::stdout().lock();
-    if args.json {
-        report.write_json(&mut stdout).map_err(stdout_error)?;
-    } else {
-        report.write_text(&mut stdout).map_err(stdout_error)?;
-    }
-    stdout.flush().map_err(stdout_error)?;
+    report.print(args.json)?;
     match report.failure() {
         Some(why) => bail!("merged run failed: {why}"),
         None => Ok(()),

@@ -61,7 +61,6 @@ mod tcp;
 mod udp;
 
 use std::{
-    io::{self, Write},
     net::{SocketAddr, TcpStream},
     sync::{Arc, atomic::AtomicBool, mpsc},
     thread,
@@ -75,7 +74,7 @@ use crate::{
     cli::{BenchAction, BenchArgs, MAX_BUFFER_MEMORY, MAX_DATAGRAM, MAX_TCP_SIZE, MIN_INTERVAL},
     error::{EXIT_INTERRUPTED, Interrupted, UsageError},
     fd_limit,
-    output::{status, stdout_error},
+    output::status,
     size, tls,
 };
 use gate::{StartGate, Ticket};
@@ -234,13 +233,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     if let Some(log) = log {
         log.finish(&report)?;
     }
-    let mut stdout = io::stdout().lock();
-    if args.json {
-        report.write_json(&mut stdout).map_err(stdout_error)?;
-    } else {
-        report.write_text(&mut stdout).map_err(stdout_error)?;
-    }
-    stdout.flush().map_err(stdout_error)?;
+    report.print(args.json)?;
     let failure = report.failure().or_else(|| {
         let expected = args.expect_backends?;
         let answered = report.backends.len();

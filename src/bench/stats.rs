@@ -795,6 +795,18 @@ impl BenchReport {
         (!parts.is_empty()).then(|| parts.join("; "))
     }
 
+    /// Prints the report on stdout: as JSON with `json`, else as text. A closed stdout ends
+    /// quietly (`| head`).
+    pub(crate) fn print(&self, json: bool) -> Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        match json {
+            true => self.write_json(&mut stdout),
+            false => self.write_text(&mut stdout),
+        }
+        .and_then(|()| stdout.flush())
+        .map_err(crate::output::stdout_error)
+    }
+
     /// Writes the report as one JSON object and a newline.
     pub(crate) fn write_json(&self, out: &mut impl Write) -> io::Result<()> {
         serde_json::to_writer(&mut *out, self)?;

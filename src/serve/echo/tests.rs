@@ -320,6 +320,26 @@ fn shuttle(
     }
 }
 
+/// A TLS client and the core after their handshake, with the core's work buffer (and the
+/// fixtures' folder, kept while they live).
+fn handshaken(now: Instant) -> (tempfile::TempDir, ClientConnection, Echo, Vec<u8>) {
+    let (dir, config, mut client) = tls_pair();
+    let mut echo = Echo::open(peer(), Some(&config), false, None, now, &mut ignore).unwrap();
+    let mut work = vec![0; PLAINTEXT_CHUNK];
+    while client.is_handshaking() {
+        shuttle(
+            &mut client,
+            &mut echo,
+            &mut work,
+            usize::MAX,
+            &mut Vec::new(),
+            now,
+        )
+        .unwrap();
+    }
+    (dir, client, echo, work)
+}
+
 #[test]
 fn tls_handshakes_echoes_in_order_and_closes_with_close_notify() {
     let now = Instant::now();
@@ -364,13 +384,7 @@ fn tls_handshakes_echoes_in_order_and_closes_with_close_notify() {
 #[test]
 fn a_tls_client_that_never_reads_is_held_to_the_bound() {
     let now = Instant::now();
-    let (_dir, config, mut client) = tls_pair();
-    let mut log = Vec::new();
-    let mut echo = Echo::open(peer(), Some(&config), false, None, now, &mut ignore).unwrap();
-    let mut work = vec![0; PLAINTEXT_CHUNK];
-    while client.is_handshaking() {
-        shuttle(&mut client, &mut echo, &mut work, usize::MAX, &mut log, now).unwrap();
-    }
+    let (_dir, mut client, mut echo, mut work) = handshaken(now);
     // The client sends 4 MiB and reads nothing: the core takes records while it may read.
     let chunk = vec![1u8; 16 * 1024];
     let mut offered = 0;
@@ -565,13 +579,7 @@ proptest! {
 #[test]
 fn tls_plaintext_counts_as_echoed_once_its_records_are_sent() {
     let now = Instant::now();
-    let (_dir, config, mut client) = tls_pair();
-    let mut log = Vec::new();
-    let mut echo = Echo::open(peer(), Some(&config), false, None, now, &mut ignore).unwrap();
-    let mut work = vec![0; PLAINTEXT_CHUNK];
-    while client.is_handshaking() {
-        shuttle(&mut client, &mut echo, &mut work, usize::MAX, &mut log, now).unwrap();
-    }
+    let (_dir, mut client, mut echo, mut work) = handshaken(now);
     client.writer().write_all(&[7u8; 20_000]).unwrap();
     let mut records = Vec::new();
     while client.wants_write() {

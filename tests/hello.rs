@@ -618,9 +618,10 @@ fn through_haproxy_a_tls_backend_shows_what_the_client_sent() {
 }
 
 /// TLS terminated at haproxy, `send-proxy-v2-ssl-cn` to a plain `serve --proxy-protocol`: the
-/// backend's hello shows what haproxy settled with the client, from the header's TLVs.
+/// backend's hello shows what haproxy settled with the client, from the header's TLVs, and so
+/// do its connect line (text, within reach of the report's width) and its `connected` event.
 #[test]
-fn behind_haproxy_that_terminates_tls_the_hello_shows_the_proxys_tls() {
+fn behind_haproxy_that_terminates_tls_the_hello_and_connect_line_show_the_proxys_tls() {
     if !common::installed("haproxy", "-v") {
         return;
     }
@@ -632,35 +633,70 @@ fn behind_haproxy_that_terminates_tls_the_hello_shows_the_proxys_tls() {
     ]
     .concat();
     std::fs::write(&pem, both).unwrap();
-    let server = start(
-        Backend::Epoll,
-        "p1",
-        &["--multiplex", "-q", "--proxy-protocol"],
-    );
-    let (pem, ca, addr) = (path(&pem), path(&fx.ca_cert), server.addr);
-    let proxy = common::haproxy::Haproxy::start(|port| {
-        format!(
-            "global\n    maxconn 64\n\
-             defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 20s\n    \
-             timeout server 20s\n\
-             frontend tls_in\n    bind 127.0.0.1:{port} ssl crt {pem} ca-file {ca} \
-             verify optional alpn h2\n    default_backend echo_out\n\
-             backend echo_out\n    server p1 {addr} send-proxy-v2-ssl-cn \
-             proxy-v2-options authority,ssl-cipher\n"
-        )
-    });
-    let hello = send_tls_hello(&fx, proxy.addr.port(), &[], "terminated");
-    assert!(
-        hello.get("tls_version").is_none(),
-        "the backend itself is plain: {hello}"
-    );
-    assert_eq!(hello["proxy_tls_version"], "TLSv1.3", "{hello}");
-    assert!(
-        hello["proxy_cipher"]
+    for format in ["text", "json"] {
+        let mut server = start(
+            Backend::Epoll,
+            "p1",
+            &[
+                "--multiplex",
+                "-q",
+                "--proxy-protocol",
+                "--log-format",
+                format,
+            ],
+        );
+        let (pem, ca, addr) = (path(&pem), path(&fx.ca_cert), server.addr);
+        let proxy = common::haproxy::Haproxy::start(|port| {
+            format!(
+                "global\n    maxconn 64\n\
+                 defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 20s\n    \
+                 timeout server 20s\n\
+                 frontend tls_in\n    bind 127.0.0.1:{port} ssl crt {pem} ca-file {ca} \
+                 verify optional alpn h2\n    unique-id-format %{{+X}}o\\ %ci%cp%fp%Ts\n    \
+                 default_backend echo_out\n\
+                 backend echo_out\n    server p1 {addr} send-proxy-v2-ssl-cn \
+                 proxy-v2-options authority,ssl-cipher,unique-id\n"
+            )
+        });
+        let hello = send_tls_hello(&fx, proxy.addr.port(), &[], "terminated");
+        assert!(
+            hello.get("tls_version").is_none(),
+            "the backend itself is plain: {hello}"
+        );
+        assert_eq!(hello["proxy_tls_version"], "TLSv1.3", "{hello}");
+        let cipher = hello["proxy_cipher"]
             .as_str()
-            .is_some_and(|c| c.contains("AES") || c.contains("CHACHA"))
-    );
-    assert_eq!(hello["proxy_sni"], "localhost", "{hello}");
-    assert_eq!(hello["proxy_client_cn"], "netecho test client", "{hello}");
-    assert!(hello["via"].is_string(), "{hello}");
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            cipher.contains("AES") || cipher.contains("CHACHA"),
+            "{hello}"
+        );
+        assert_eq!(hello["proxy_sni"], "localhost", "{hello}");
+        assert_eq!(hello["proxy_client_cn"], "netecho test client", "{hello}");
+        assert!(hello["via"].is_string(), "{hello}");
+        let line = server.wait_for_text("connected");
+        if format == "json" {
+            let event: Value = serde_json::from_str(&line).expect("a JSON event");
+            for key in [
+                "proxy_tls_version",
+                "proxy_cipher",
+                "proxy_sni",
+                "proxy_client_cn",
+                "proxy_unique_id",
+            ] {
+                assert!(hello[key].is_string(), "{key}: {hello}");
+                assert_eq!(event[key], hello[key], "{key}: {line}");
+            }
+        } else {
+            let peer = hello["peer"].as_str().unwrap();
+            let shown = format!(
+                "connected: proxy TLSv1.3 {cipher} sni localhost alpn h2 client netecho test client id "
+            );
+            assert!(line.contains(peer) && line.contains(&shown), "{line}");
+            // The unique id's first 8 digits and an ellipsis, no more.
+            let id = hello["proxy_unique_id"].as_str().unwrap();
+            assert!(line.ends_with(&format!(" id {}…", &id[..8])), "{line}");
+        }
+    }
 }

@@ -711,6 +711,14 @@ fn haproxy_moves_the_load_to_the_others_when_a_backend_stops_mid_run() {
     if !common::installed("haproxy", "-v") {
         return;
     }
+    // SIGTERM: the server finishes its clients; SIGKILL: those it held are cut (bench: `reset`).
+    for signal in ["TERM", "KILL"] {
+        stop_one_backend_mid_run(signal);
+    }
+}
+
+/// One run of the test above, `signal` stopping b2.
+fn stop_one_backend_mid_run(signal: &str) {
     let mut servers: Vec<Server> = (1..=3)
         .map(|n| start(Backend::Epoll, &format!("b{n}"), &["--multiplex", "-q"]))
         .collect();
@@ -737,7 +745,8 @@ fn haproxy_moves_the_load_to_the_others_when_a_backend_stops_mid_run() {
     for _ in 0..50 {
         stopped.wait_for_text("connected");
     }
-    let _ = stopped.terminate();
+    stopped.signal(signal);
+    let _ = stopped.wait_exit();
     let output = bench.wait_with_output().unwrap();
     let report: Value = serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&output.stderr)));
@@ -750,7 +759,10 @@ fn haproxy_moves_the_load_to_the_others_when_a_backend_stops_mid_run() {
             .unwrap_or_else(|| panic!("no {id} in {report}"))
     };
     let (b1, b2, b3) = (connections("b1"), connections("b2"), connections("b3"));
-    assert!(b2 >= 1 && b2 < b1 && b2 < b3, "{b1} {b2} {b3}: {report}");
+    assert!(
+        b2 >= 1 && b2 < b1 && b2 < b3,
+        "{signal}: {b1} {b2} {b3}: {report}"
+    );
     assert_eq!(report["errors"]["mismatch"], 0, "{report}");
     let messages: u64 = backends
         .iter()
@@ -767,6 +779,6 @@ fn haproxy_moves_the_load_to_the_others_when_a_backend_stops_mid_run() {
         .map(|n| n.as_u64().unwrap())
         .sum();
     let expected = if errors == 0 { 0 } else { 1 };
-    assert_eq!(output.status.code(), Some(expected), "{report}");
+    assert_eq!(output.status.code(), Some(expected), "{signal}: {report}");
     drop(servers);
 }

@@ -617,6 +617,67 @@ fn through_haproxy_a_tls_backend_shows_what_the_client_sent() {
     assert!(peer.ip().is_loopback());
 }
 
+/// `bench --proxy-source`: one ADDR:PORT on every header, or a range spread over the
+/// connections round robin; the server's lines name the sources given. A bad one is a usage
+/// error.
+#[test]
+fn bench_names_the_clients_of_its_choosing_in_the_proxy_headers() {
+    for (version, sources, named) in [
+        ("v1", "203.0.113.9:4000", vec!["203.0.113.9:4000"]),
+        ("v2", "[2001:db8::7]:5121", vec!["[2001:db8::7]:5121"]),
+        (
+            "v2",
+            "198.51.100.1-198.51.100.3",
+            vec!["198.51.100.1:", "198.51.100.2:", "198.51.100.3:"],
+        ),
+        ("v1", "192.0.2.0/31", vec!["192.0.2.0:", "192.0.2.1:"]),
+    ] {
+        let mut server =
+            Server::start_on(Backend::Epoll, &["--multiplex", "--proxy-protocol", "-q"]);
+        let output = Command::new(BIN)
+            .args([
+                "bench",
+                "-c",
+                "4",
+                "-d",
+                "0.2",
+                "--reconnect",
+                "1",
+                "--port",
+            ])
+            .arg(server.addr.port().to_string())
+            .args(["--proxy-protocol", version, "--proxy-source", sources])
+            .timeout(TIMEOUT)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        // Every source given names clients (`[SOURCE via PROXY] connected`), and no other.
+        for source in &named {
+            server.wait_for_text(&format!("[{source}"));
+        }
+        let (_, rest) = server.terminate();
+        for line in rest.iter().filter(|l| l.contains(" connected")) {
+            assert!(
+                named
+                    .iter()
+                    .any(|source| line.starts_with(&format!("[{source}"))),
+                "{sources}: {line}"
+            );
+        }
+    }
+    let output = Command::new(BIN)
+        .args(["bench", "--port", "9", "--proxy-protocol", "v2"])
+        .args(["--proxy-source", "10.0.0.9-10.0.0.1"])
+        .timeout(TIMEOUT)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
+
 /// TLS terminated at haproxy, `send-proxy-v2-ssl-cn` to a plain `serve --proxy-protocol`: the
 /// backend's hello shows what haproxy settled with the client, from the header's TLVs, and so
 /// do its connect line (text, within reach of the report's width) and its `connected` event.

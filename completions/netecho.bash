@@ -100,7 +100,7 @@ _netecho() {
             return 0
             ;;
         netecho__subcmd__bench)
-            opts="-p -c -s -d -h --host --port --connections --size --duration --pipeline --rate --udp --threads --timeout --json --reconnect --proxy-protocol --hello --expect-backends --tls --ca --pin --insecure --sni --cert --key --alpn --no-resumption --connect-rate --messages --hdr-log --start-at --bind --interval --tos --dscp --sndbuf --rcvbuf --help merge help"
+            opts="-p -c -s -d -h --host --port --connections --size --duration --pipeline --rate --udp --threads --timeout --json --reconnect --proxy-protocol --proxy-source --hello --expect-backends --tls --ca --pin --insecure --sni --cert --key --alpn --no-resumption --connect-rate --messages --hdr-log --start-at --bind --interval --tos --dscp --sndbuf --rcvbuf --help merge help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -167,6 +167,10 @@ _netecho() {
                     ;;
                 --proxy-protocol)
                     COMPREPLY=($(compgen -W "v1 v2" -- "${cur}"))
+                    return 0
+                    ;;
+                --proxy-source)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --expect-backends)

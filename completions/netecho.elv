@@ -112,6 +112,7 @@ set edit:completion:arg-completer[netecho] = {|@words|
             cand --timeout 'Give up on a connect, or on a reply, after this long (UDP: the longest wait before a reply counts as lost)'
             cand --reconnect 'Close each connection after N messages and open a new one in its place (1: a new connection, and with --tls a new handshake, for every message) [default: never]'
             cand --proxy-protocol 'Start every connection with a PROXY protocol header (v1 or v2) naming its own addresses, as a load balancer would'
+            cand --proxy-source 'With --proxy-protocol, name these clients in the headers instead of the connections'' own addresses, round robin by connection: one ADDR[:PORT], or a list, range (127.0.0.1-127.0.0.200) or CIDR block as --bind takes (with each connection''s own port), so allow-lists and source-hash balancing behind a PROXY-aware balancer can be tested from one machine'
             cand --expect-backends 'With --hello: fail (exit 1) when fewer than N distinct backends answered, after the report (a CI check of a balancer''s configuration)'
             cand --ca 'With --tls: also trust the CA certificates in FILE (PEM)'
             cand --pin 'With --tls: accept exactly the server certificate with this SHA-256 fingerprint, whatever its names and dates (as ''serve --tls'' prints it; colons and the sha256: prefix optional)'

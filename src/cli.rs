@@ -1005,6 +1005,14 @@ pub struct BenchArgs {
     #[arg(long, value_enum, value_name = "VERSION", conflicts_with = "udp")]
     pub proxy_protocol: Option<ProxyVersion>,
 
+    /// With --proxy-protocol, name these clients in the headers instead of the connections' own
+    /// addresses, round robin by connection: one ADDR[:PORT], or a list, range
+    /// (127.0.0.1-127.0.0.200) or CIDR block as --bind takes (with each connection's own port),
+    /// so allow-lists and source-hash balancing behind a PROXY-aware balancer can be tested
+    /// from one machine
+    #[arg(long, value_name = "ADDRS[:PORT]", requires = "proxy_protocol", value_parser = parse::proxy_sources)]
+    pub proxy_source: Option<parse::ProxySources>,
+
     /// Read every connection's hello line ('netecho serve --hello') before its first message,
     /// and report the run per backend (the hello's id): connections, messages, bytes and
     /// latency of each, in the table and as the JSON 'backends' array. With --reconnect N it

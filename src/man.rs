@@ -99,7 +99,9 @@ const JSON_LOG: [(&str, &str); 14] = [
         "connected",
         "A TCP client connected; with --tls, once its handshake completed. peer, via; with \
          --tls also tls_version, cipher_suite, alpn (when one was agreed), client_subject \
-         (with --client-ca) and resumed (true or false).",
+         (with --client-ca) and resumed (true or false). A plain client behind a proxy that \
+         terminated TLS and says so in PROXY v2 TLVs: the proxy_* fields of the hello line \
+         (HELLO).",
     ),
     (
         "received",

@@ -216,6 +216,21 @@ pub fn start_time(text: &str) -> Result<SystemTime, String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceAddresses(pub Vec<IpAddr>);
 
+/// `bench --proxy-source`: the clients the PROXY headers name, round robin by connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxySources(pub Vec<SocketAddr>);
+
+/// Parses `bench --proxy-source`: one `ADDR:PORT` (`[V6]:PORT`), or what `--bind` takes (an
+/// address, a list, a range, a CIDR block), each then with the connection's own port.
+pub fn proxy_sources(text: &str) -> Result<ProxySources, String> {
+    if let Ok(one) = text.trim().parse::<SocketAddr>() {
+        return Ok(ProxySources(vec![one]));
+    }
+    source_addresses(text).map(|SourceAddresses(all)| {
+        ProxySources(all.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect())
+    })
+}
+
 /// Parses source addresses: a comma-separated list whose items are addresses
 /// (`10.0.0.5`, `::1`), ranges (`127.0.0.2-127.0.0.200`, both ends included) or CIDR blocks
 /// (`127.0.1.0/24`: every address of the block; IPv4 /31 and /32, IPv6 /127 and /128 included),
@@ -389,6 +404,21 @@ mod tests {
         for odd in ["2x", "-x", "a b", "$(x)", "é"] {
             assert!(!port(odd).unwrap_err().contains("--name"), "{odd}");
         }
+    }
+
+    #[test]
+    fn proxy_sources_are_one_address_with_a_port_or_what_bind_takes() {
+        let one = |text: &str| proxy_sources(text).map(|s| s.0);
+        assert_eq!(
+            one("203.0.113.9:4000"),
+            Ok(vec!["203.0.113.9:4000".parse().unwrap()])
+        );
+        assert_eq!(one("[::1]:7"), Ok(vec!["[::1]:7".parse().unwrap()]));
+        let range = one("198.51.100.1-198.51.100.3").unwrap();
+        assert_eq!(range.len(), 3);
+        assert!(range.iter().all(|s| s.port() == 0), "{range:?}");
+        assert_eq!(one("192.0.2.0/31").unwrap().len(), 2);
+        assert!(one("nowhere").is_err() && one("10.0.0.9-10.0.0.1").is_err());
     }
 
     #[test]

@@ -409,6 +409,16 @@ fn family_name(family: u8) -> &'static str {
     }
 }
 
+/// The client a PROXY header names for a connection from `local`: `chosen` (`--proxy-source`)
+/// when given, with the connection's own port where it gives port 0; else `local`.
+pub(crate) fn named_source(local: SocketAddr, chosen: Option<SocketAddr>) -> SocketAddr {
+    match chosen {
+        Some(chosen) if chosen.port() == 0 => SocketAddr::new(chosen.ip(), local.port()),
+        Some(chosen) => chosen,
+        None => local,
+    }
+}
+
 /// The header of `version` naming a TCP connection from `source` to `destination`, as a proxy
 /// writes it. Addresses of two families (an IPv4 source, an IPv6 destination) are both written
 /// as IPv6, the IPv4 one mapped (`::ffff:a.b.c.d`): a header has one family.

@@ -617,10 +617,72 @@ fn through_haproxy_a_tls_backend_shows_what_the_client_sent() {
     assert!(peer.ip().is_loopback());
 }
 
-/// TLS terminated at haproxy, `send-proxy-v2-ssl-cn` to a plain `serve --proxy-protocol`: the
-/// backend's hello shows what haproxy settled with the client, from the header's TLVs.
+/// `bench --proxy-source`: one ADDR:PORT on every header, or a range spread over the
+/// connections round robin; the server's lines name the sources given. A bad one is a usage
+/// error.
 #[test]
-fn behind_haproxy_that_terminates_tls_the_hello_shows_the_proxys_tls() {
+fn bench_names_the_clients_of_its_choosing_in_the_proxy_headers() {
+    for (version, sources, named) in [
+        ("v1", "203.0.113.9:4000", vec!["203.0.113.9:4000"]),
+        ("v2", "[2001:db8::7]:5121", vec!["[2001:db8::7]:5121"]),
+        (
+            "v2",
+            "198.51.100.1-198.51.100.3",
+            vec!["198.51.100.1:", "198.51.100.2:", "198.51.100.3:"],
+        ),
+        ("v1", "192.0.2.0/31", vec!["192.0.2.0:", "192.0.2.1:"]),
+    ] {
+        let mut server =
+            Server::start_on(Backend::Epoll, &["--multiplex", "--proxy-protocol", "-q"]);
+        let output = Command::new(BIN)
+            .args([
+                "bench",
+                "-c",
+                "4",
+                "-d",
+                "0.2",
+                "--reconnect",
+                "1",
+                "--port",
+            ])
+            .arg(server.addr.port().to_string())
+            .args(["--proxy-protocol", version, "--proxy-source", sources])
+            .timeout(TIMEOUT)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        // Every source given names clients (`[SOURCE via PROXY] connected`), and no other.
+        for source in &named {
+            server.wait_for_text(&format!("[{source}"));
+        }
+        let (_, rest) = server.terminate();
+        for line in rest.iter().filter(|l| l.contains(" connected")) {
+            assert!(
+                named
+                    .iter()
+                    .any(|source| line.starts_with(&format!("[{source}"))),
+                "{sources}: {line}"
+            );
+        }
+    }
+    let output = Command::new(BIN)
+        .args(["bench", "--port", "9", "--proxy-protocol", "v2"])
+        .args(["--proxy-source", "10.0.0.9-10.0.0.1"])
+        .timeout(TIMEOUT)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
+
+/// TLS terminated at haproxy, `send-proxy-v2-ssl-cn` to a plain `serve --proxy-protocol`: the
+/// backend's hello shows what haproxy settled with the client, from the header's TLVs, and so
+/// do its connect line (text, within reach of the report's width) and its `connected` event.
+#[test]
+fn behind_haproxy_that_terminates_tls_the_hello_and_connect_line_show_the_proxys_tls() {
     if !common::installed("haproxy", "-v") {
         return;
     }
@@ -632,35 +694,152 @@ fn behind_haproxy_that_terminates_tls_the_hello_shows_the_proxys_tls() {
     ]
     .concat();
     std::fs::write(&pem, both).unwrap();
-    let server = start(
-        Backend::Epoll,
-        "p1",
-        &["--multiplex", "-q", "--proxy-protocol"],
-    );
-    let (pem, ca, addr) = (path(&pem), path(&fx.ca_cert), server.addr);
-    let proxy = common::haproxy::Haproxy::start(|port| {
-        format!(
-            "global\n    maxconn 64\n\
-             defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 20s\n    \
-             timeout server 20s\n\
-             frontend tls_in\n    bind 127.0.0.1:{port} ssl crt {pem} ca-file {ca} \
-             verify optional alpn h2\n    default_backend echo_out\n\
-             backend echo_out\n    server p1 {addr} send-proxy-v2-ssl-cn \
-             proxy-v2-options authority,ssl-cipher\n"
-        )
-    });
-    let hello = send_tls_hello(&fx, proxy.addr.port(), &[], "terminated");
-    assert!(
-        hello.get("tls_version").is_none(),
-        "the backend itself is plain: {hello}"
-    );
-    assert_eq!(hello["proxy_tls_version"], "TLSv1.3", "{hello}");
-    assert!(
-        hello["proxy_cipher"]
+    for format in ["text", "json"] {
+        let mut server = start(
+            Backend::Epoll,
+            "p1",
+            &[
+                "--multiplex",
+                "-q",
+                "--proxy-protocol",
+                "--log-format",
+                format,
+            ],
+        );
+        let (pem, ca, addr) = (path(&pem), path(&fx.ca_cert), server.addr);
+        let proxy = common::haproxy::Haproxy::start(|port| {
+            format!(
+                "global\n    maxconn 64\n\
+                 defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 20s\n    \
+                 timeout server 20s\n\
+                 frontend tls_in\n    bind 127.0.0.1:{port} ssl crt {pem} ca-file {ca} \
+                 verify optional alpn h2\n    unique-id-format %{{+X}}o\\ %ci%cp%fp%Ts\n    \
+                 default_backend echo_out\n\
+                 backend echo_out\n    server p1 {addr} send-proxy-v2-ssl-cn \
+                 proxy-v2-options authority,ssl-cipher,unique-id\n"
+            )
+        });
+        let hello = send_tls_hello(&fx, proxy.addr.port(), &[], "terminated");
+        assert!(
+            hello.get("tls_version").is_none(),
+            "the backend itself is plain: {hello}"
+        );
+        assert_eq!(hello["proxy_tls_version"], "TLSv1.3", "{hello}");
+        let cipher = hello["proxy_cipher"]
             .as_str()
-            .is_some_and(|c| c.contains("AES") || c.contains("CHACHA"))
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            cipher.contains("AES") || cipher.contains("CHACHA"),
+            "{hello}"
+        );
+        assert_eq!(hello["proxy_sni"], "localhost", "{hello}");
+        assert_eq!(hello["proxy_client_cn"], "netecho test client", "{hello}");
+        assert!(hello["via"].is_string(), "{hello}");
+        let line = server.wait_for_text("connected");
+        if format == "json" {
+            let event: Value = serde_json::from_str(&line).expect("a JSON event");
+            for key in [
+                "proxy_tls_version",
+                "proxy_cipher",
+                "proxy_sni",
+                "proxy_client_cn",
+                "proxy_unique_id",
+            ] {
+                assert!(hello[key].is_string(), "{key}: {hello}");
+                assert_eq!(event[key], hello[key], "{key}: {line}");
+            }
+        } else {
+            let peer = hello["peer"].as_str().unwrap();
+            let shown = format!(
+                "connected: proxy TLSv1.3 {cipher} sni localhost alpn h2 client netecho test client id "
+            );
+            assert!(line.contains(peer) && line.contains(&shown), "{line}");
+            // The unique id's first 8 digits and an ellipsis, no more.
+            let id = hello["proxy_unique_id"].as_str().unwrap();
+            assert!(line.ends_with(&format!(" id {}…", &id[..8])), "{line}");
+        }
+    }
+}
+
+/// Three backends behind haproxy (round robin, health checks every 100 ms, a refused connect
+/// redispatched), `bench --hello --reconnect 1` running, one backend stopped mid-run: the spread
+/// shows it leave (fewer connections than each of the others, which took over) and no byte of
+/// any echo is wrong. A client cut by the stop is reported by bench as an error of its kind,
+/// never as a mismatch, and every message counted is one a backend answered.
+#[test]
+fn haproxy_moves_the_load_to_the_others_when_a_backend_stops_mid_run() {
+    if !common::installed("haproxy", "-v") {
+        return;
+    }
+    // SIGTERM: the server finishes its clients; SIGKILL: those it held are cut (bench: `reset`).
+    for signal in ["TERM", "KILL"] {
+        stop_one_backend_mid_run(signal);
+    }
+}
+
+/// One run of the test above, `signal` stopping b2.
+fn stop_one_backend_mid_run(signal: &str) {
+    let mut servers: Vec<Server> = (1..=3)
+        .map(|n| start(Backend::Epoll, &format!("b{n}"), &["--multiplex", "-q"]))
+        .collect();
+    let lines: String =
+        std::iter::once(
+            "    balance roundrobin\n    option redispatch\n    retries 3\n".to_string(),
+        )
+        .chain(servers.iter().enumerate().map(|(i, server)| {
+            format!("    server b{} {} check inter 100ms\n", i + 1, server.addr)
+        }))
+        .collect();
+    let proxy = common::haproxy::Haproxy::start(|port| common::haproxy::config(port, &lines));
+    let bench = StdCommand::new(BIN)
+        .args(["bench", "--hello", "--json", "-d", "3", "-c", "3"])
+        .args(["--expect-backends", "3"])
+        .args(["--reconnect", "1", "--port"])
+        .arg(proxy.addr.port().to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Mid-run: once b2 has served 50 clients (health checks alone would take 5 s for that).
+    let mut stopped = servers.remove(1);
+    for _ in 0..50 {
+        stopped.wait_for_text("connected");
+    }
+    stopped.signal(signal);
+    let _ = stopped.wait_exit();
+    let output = bench.wait_with_output().unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&output.stderr)));
+    let backends = report["backends"].as_array().unwrap();
+    let connections = |id: &str| {
+        backends
+            .iter()
+            .find(|b| b["id"] == id)
+            .and_then(|b| b["connections"].as_u64())
+            .unwrap_or_else(|| panic!("no {id} in {report}"))
+    };
+    let (b1, b2, b3) = (connections("b1"), connections("b2"), connections("b3"));
+    assert!(
+        b2 >= 1 && b2 < b1 && b2 < b3,
+        "{signal}: {b1} {b2} {b3}: {report}"
     );
-    assert_eq!(hello["proxy_sni"], "localhost", "{hello}");
-    assert_eq!(hello["proxy_client_cn"], "netecho test client", "{hello}");
-    assert!(hello["via"].is_string(), "{hello}");
+    assert_eq!(report["errors"]["mismatch"], 0, "{report}");
+    let messages: u64 = backends
+        .iter()
+        .map(|b| b["messages"].as_u64().unwrap())
+        .sum();
+    assert_eq!(messages, report["messages"].as_u64().unwrap(), "{report}");
+    // A client the stop cut (in b2's queue, or between its hello and its echo) is an error of
+    // its kind, and then bench fails (exit 1) saying so; with none (haproxy redispatches a
+    // refused connect, the stopped server finishes its clients), the run is clean.
+    let errors: u64 = report["errors"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    let expected = if errors == 0 { 0 } else { 1 };
+    assert_eq!(output.status.code(), Some(expected), "{signal}: {report}");
+    drop(servers);
 }

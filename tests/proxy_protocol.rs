@@ -106,7 +106,11 @@ fn the_header_is_read_never_echoed_and_names_the_client_on_every_line(backend: B
         let proxy = stream.local_addr().unwrap();
         stream.write_all(&v2(0x21, 0x21, &body)).unwrap();
         let peer = via("[2001:db8::7]:5105".parse().unwrap(), proxy);
-        assert_eq!(server.wait_for_text(&peer), format!("{peer} connected"));
+        // The TLV is a PP2_TYPE_UNIQUE_ID: the connect line shows it, in hex.
+        assert_eq!(
+            server.wait_for_text(&peer),
+            format!("{peer} connected: proxy id 6964")
+        );
         stream.write_all(b"later").unwrap();
         stream.shutdown(Shutdown::Write).unwrap();
         assert_eq!(read_to_end(&mut stream), b"later");

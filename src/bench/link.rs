@@ -48,6 +48,8 @@ pub(crate) struct Link {
     pub(crate) opened_at: Instant,
     /// `--proxy-protocol`: the header to send once connected.
     proxy: Option<ProxyVersion>,
+    /// `--proxy-source`: the client the header names instead of the link's own address.
+    proxy_source: Option<SocketAddr>,
     /// The header's bytes the socket has not taken yet.
     header_left: Vec<u8>,
     /// `--hello`: the server's hello line so far, while it is awaited (at most
@@ -94,6 +96,8 @@ impl Link {
             ready: false,
             opened_at,
             proxy,
+            proxy_source: (!plan.proxy_sources.is_empty())
+                .then(|| plan.proxy_sources[id as usize % plan.proxy_sources.len()]),
             header_left: Vec::new(),
             hello_line: hello.then(Vec::new),
             backend: None,
@@ -131,7 +135,8 @@ impl Link {
             // Small messages go out at once, not after Nagle's wait for a full packet.
             let _ = socket.set_nodelay(true);
             if let Some(version) = self.proxy {
-                self.header_left = proxy_protocol::encode(version, socket.local_addr()?, server);
+                let client = proxy_protocol::named_source(socket.local_addr()?, self.proxy_source);
+                self.header_left = proxy_protocol::encode(version, client, server);
             }
             self.connected = true;
         }

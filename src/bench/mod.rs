@@ -152,6 +152,11 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
         reconnect: args.reconnect,
         tls,
         proxy: args.proxy_protocol,
+        proxy_sources: args
+            .proxy_source
+            .as_ref()
+            .map(|s| s.0.clone())
+            .unwrap_or_default(),
         sockets,
         begin: begin.map(|(_, at)| at),
         period,

@@ -54,6 +54,9 @@ pub(crate) struct Plan {
     pub(crate) tls: Option<TlsPlan>,
     /// `--proxy-protocol`: every connection (every reconnect too) starts with a PROXY header.
     pub(crate) proxy: Option<ProxyVersion>,
+    /// `--proxy-source`: the clients the headers name, round robin by connection id (empty:
+    /// each connection's own address).
+    pub(crate) proxy_sources: Vec<std::net::SocketAddr>,
     /// `--bind`, `--tos`, `--sndbuf`, `--rcvbuf`: how each socket is made.
     pub(crate) sockets: SocketSetup,
     /// `--start-at`: when the measured load begins (after the connections are set up); the

@@ -188,17 +188,10 @@ fn send_proxy_header(
     args: &SendArgs,
 ) -> Result<SocketAddr> {
     let timeout = args.timeout;
-    let mut local = stream
+    let local = stream
         .local_addr()
         .context("cannot read the connection's own address for the PROXY header")?;
-    if let Some(source) = args.proxy_source {
-        let port = if source.port() == 0 {
-            local.port()
-        } else {
-            source.port()
-        };
-        local = SocketAddr::new(source.ip(), port);
-    }
+    let local = proxy_protocol::named_source(local, args.proxy_source);
     let header = proxy_protocol::encode(version, local, server);
     stream
         .set_write_timeout(Some(timeout))

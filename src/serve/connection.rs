@@ -110,7 +110,7 @@ pub(crate) struct Connection {
 /// Tells the report what the core said: the one place its words become lines.
 pub(crate) fn say(report: &mut Report, said: Said<'_>) {
     match said {
-        Said::Connected(peer) => report.connected(peer),
+        Said::Connected(peer, relayed) => report.connected(peer, relayed),
         Said::TlsConnected(peer, info) => report.tls_connected(peer, &info),
         Said::Received(peer, data) => report.received(peer, data),
     }

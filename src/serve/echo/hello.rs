@@ -30,7 +30,7 @@ use crate::{
     proxy_protocol::Tlvs,
     serve::{
         json::JsonLine,
-        report::{Peer, with_peer},
+        report::{Peer, with_peer, with_tlvs},
     },
     tls::HandshakeInfo,
 };
@@ -98,14 +98,7 @@ impl Hello {
                 .text_if("client_subject", info.peer_subject.as_ref())
                 .flag("resumed", info.resumed),
         };
-        let r = &self.relayed;
-        e.text_if("proxy_tls_version", r.ssl_version.as_ref())
-            .text_if("proxy_cipher", r.ssl_cipher.as_ref())
-            .text_if("proxy_sni", r.authority.as_ref())
-            .text_if("proxy_alpn", r.alpn.as_ref())
-            .text_if("proxy_client_cn", r.ssl_cn.as_ref())
-            .text_if("proxy_unique_id", r.unique_id.as_ref())
-            .end();
+        with_tlvs(e, &self.relayed).end();
         line
     }
 }

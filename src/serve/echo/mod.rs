@@ -48,7 +48,7 @@ use super::{
 };
 use crate::{
     cli::{PROXY_HEADER_TIMEOUT, ServeArgs},
-    proxy_protocol::Addresses,
+    proxy_protocol::{Addresses, Tlvs},
     tls::HandshakeInfo,
 };
 use header::AwaitHeader;
@@ -64,8 +64,9 @@ pub(crate) const HOLD_LIMIT: usize = 256 * 1024;
 /// What the core has to say for the report, in order: the connect line, and each piece of
 /// received data (TLS plaintext; a backend says its own plain reads after echoing them).
 pub(crate) enum Said<'a> {
-    /// A plain client is served (at accept, or once its PROXY header is read).
-    Connected(Peer),
+    /// A plain client is served (at accept, or once its PROXY header is read), with what a
+    /// PROXY v2 header's TLVs said of its connection to the proxy (none without one).
+    Connected(Peer, &'a Tlvs),
     /// A TLS client's handshake completed.
     TlsConnected(Peer, HandshakeInfo),
     /// Plaintext received, its echo already queued.
@@ -236,7 +237,7 @@ impl Echo {
         let mut out = Outbox::default();
         let stage = match proxy_header {
             true => Stage::Header(Box::new(AwaitHeader::new(tls.cloned(), hello, now))),
-            false => start(peer, tls, hello, &mut out, now, on)?,
+            false => start(peer, tls, hello, &Tlvs::default(), &mut out, now, on)?,
         };
         Ok(Echo {
             peer,
@@ -290,12 +291,21 @@ impl Echo {
             }
             let tls = wait.tls.take();
             let hello = wait.hello.take().map(|mut hello| {
-                hello.relayed = header.tlvs;
+                hello.relayed = header.tlvs.clone();
                 hello
             });
             // The header was good: a session rustls cannot start is the handshake's failure.
-            self.stage = start(self.peer, tls.as_ref(), hello, &mut self.out, now, on)
-                .map_err(Leave::HandshakeFailed)?;
+            let relayed = &header.tlvs;
+            self.stage = start(
+                self.peer,
+                tls.as_ref(),
+                hello,
+                relayed,
+                &mut self.out,
+                now,
+                on,
+            )
+            .map_err(Leave::HandshakeFailed)?;
             from = used;
         }
         let data = &input[from..];
@@ -561,13 +571,14 @@ fn start(
     peer: Peer,
     tls: Option<&Arc<ServerConfig>>,
     hello: Option<Box<Hello>>,
+    relayed: &Tlvs,
     out: &mut Outbox,
     now: Instant,
     on: &mut dyn FnMut(Said<'_>),
 ) -> Result<Stage, String> {
     match tls {
         None => {
-            on(Said::Connected(peer));
+            on(Said::Connected(peer, relayed));
             let preface = hello.map_or(0, |hello| {
                 let line = hello.line(peer, None);
                 out.push(&line);

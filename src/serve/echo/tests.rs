@@ -25,7 +25,7 @@ fn peer() -> Peer {
 fn said(log: &mut Vec<String>) -> impl FnMut(Said<'_>) + '_ {
     |said| {
         log.push(match said {
-            Said::Connected(peer) => format!("connected {peer}"),
+            Said::Connected(peer, _) => format!("connected {peer}"),
             Said::TlsConnected(peer, info) => format!("tls {peer} {}", info.version),
             Said::Received(_, data) => format!("received {}", data.len()),
         })

@@ -90,7 +90,7 @@ impl TlsEcho {
         let mut on = |said: Said<'_>| match said {
             Said::TlsConnected(_, got) => *info = Some(got),
             Said::Received(_, data) => on_plaintext(data),
-            Said::Connected(_) => {}
+            Said::Connected(..) => {}
         };
         loop {
             while !self.echo.pending().is_empty() {

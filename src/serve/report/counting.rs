@@ -48,7 +48,7 @@ mod tests {
         report.counters = Some(metrics.counters_for(0));
         report.to_writer = None;
         let peer = Peer::from("127.0.0.1:5".parse::<SocketAddr>().unwrap());
-        report.connected(peer);
+        report.connected(peer, &Default::default());
         report.received(peer, &[0; 100]);
         report.echoed(60);
         report.echoed(40);

@@ -27,7 +27,8 @@ use super::{
 };
 use crate::{
     cli::LogFormat,
-    preview::{HexDump, Preview},
+    preview::{HexDump, Preview, escape_text},
+    proxy_protocol::Tlvs,
     serve::{
         guard::{self, Refusal},
         json::JsonLine,
@@ -36,6 +37,15 @@ use crate::{
     size,
     tls::{Fingerprint, HandshakeInfo},
 };
+
+/// The most characters of a PROXY v2 TLV's value the text connect line shows (the JSON has it
+/// whole): a TLS version, a cipher suite's name and a host name fit, so the line stays near
+/// [`LINE_WIDTH`].
+const SHOWN_TLV: usize = 24;
+
+/// The digits of the PROXY v2 unique id the text connect line shows: enough to find the
+/// connection in the proxy's log.
+const SHOWN_ID: usize = 8;
 
 /// Columns a report line should fit in: the default preview is cut to what is left of them.
 pub(crate) const LINE_WIDTH: usize = 80;
@@ -80,11 +90,22 @@ impl Report {
     // Lines about a client start with its address as the socket prints it: `127.0.0.1:5`,
     // `[::1]:5` (the brackets belong to IPv6 alone, never added around an address).
 
-    pub(crate) fn connected(&mut self, peer: Peer) {
+    /// A plain client's connect line; behind a proxy that terminated TLS, what its PROXY v2
+    /// TLVs said of it (`relayed`): `[127.0.0.1:5 via 127.0.0.1:6] connected: proxy TLSv1.3
+    /// TLS_AES_256_GCM_SHA384 sni echo.test alpn h2 client alice id 3c5a1f0e…`, each value
+    /// escaped (it comes from outside and reaches a terminal) and cut to [`SHOWN_TLV`]
+    /// characters; the JSON event has them whole.
+    pub(crate) fn connected(&mut self, peer: Peer, relayed: &Tlvs) {
         self.count_connected();
         match self.format {
-            LogFormat::Text => self.line(format_args!("{peer} connected")),
-            LogFormat::Json => self.event("connected", |e| with_peer(e, peer)),
+            LogFormat::Text if *relayed == Tlvs::default() => {
+                self.line(format_args!("{peer} connected"))
+            }
+            LogFormat::Text => self.line(format_args!(
+                "{peer} connected: proxy{}",
+                RelayedText(relayed)
+            )),
+            LogFormat::Json => self.event("connected", |e| with_tlvs(with_peer(e, peer), relayed)),
         }
     }
 
@@ -437,6 +458,49 @@ pub(crate) fn with_peer(line: JsonLine<'_>, peer: Peer) -> JsonLine<'_> {
     }
 }
 
+/// The JSON fields of what a proxy that terminated TLS said in its PROXY v2 TLVs (the hello
+/// line's and the connect event's): `proxy_tls_version`, `proxy_cipher`, `proxy_sni`,
+/// `proxy_alpn`, `proxy_client_cn`, `proxy_unique_id`.
+pub(crate) fn with_tlvs<'a>(line: JsonLine<'a>, relayed: &Tlvs) -> JsonLine<'a> {
+    line.text_if("proxy_tls_version", relayed.ssl_version.as_ref())
+        .text_if("proxy_cipher", relayed.ssl_cipher.as_ref())
+        .text_if("proxy_sni", relayed.authority.as_ref())
+        .text_if("proxy_alpn", relayed.alpn.as_ref())
+        .text_if("proxy_client_cn", relayed.ssl_cn.as_ref())
+        .text_if("proxy_unique_id", relayed.unique_id.as_ref())
+}
+
+/// The TLVs for the text connect line: ` TLSv1.3 CIPHER sni NAME alpn P client CN id HEX…`,
+/// each value escaped and cut to [`SHOWN_TLV`] characters.
+struct RelayedText<'a>(&'a Tlvs);
+
+impl fmt::Display for RelayedText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.0;
+        let fields = [
+            ("", &r.ssl_version),
+            ("", &r.ssl_cipher),
+            ("sni ", &r.authority),
+            ("alpn ", &r.alpn),
+            ("client ", &r.ssl_cn),
+            // Its first digits, to find it in the proxy's log.
+            ("id ", &r.unique_id),
+        ];
+        for (label, value) in fields {
+            let Some(value) = value.as_ref().filter(|value| !value.is_empty()) else {
+                continue;
+            };
+            let escaped = escape_text(value);
+            let room = if label == "id " { SHOWN_ID } else { SHOWN_TLV };
+            match escaped.char_indices().nth(room) {
+                Some((cut, _)) => write!(f, " {label}{}…", &escaped[..cut])?,
+                None => write!(f, " {label}{escaped}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, mpsc};
@@ -526,7 +590,18 @@ mod tests {
         let err = io::Error::from_raw_os_error(24); // EMFILE
         report.listening("127.0.0.1:7".parse().unwrap(), Served::TcpAndUdp);
         report.certificate(&Fingerprint::from_bytes([1; 32]), Some(&["a\"b".into()]));
-        report.connected(proxied);
+        report.connected(proxied, &Tlvs::default());
+        report.connected(
+            proxied,
+            &Tlvs {
+                alpn: Some("h2".into()),
+                authority: Some("echo.test".into()),
+                unique_id: Some("0123456789abcdef".repeat(4)),
+                ssl_version: Some("TLSv1.3".into()),
+                ssl_cipher: Some("TLS_AES_256_GCM_SHA384".into()),
+                ssl_cn: Some("evil\x1b[2J\"".into()),
+            },
+        );
         report.tls_connected(
             peer,
             &HandshakeInfo {
@@ -577,6 +652,8 @@ mod tests {
             "cert sha256:0101010101010101010101010101010101010101010101010101010101010101",
             "self-signed, made at start, for a\"b",
             "[[2001:db8::7]:5121 via 127.0.0.1:40112] connected",
+            "[[2001:db8::7]:5121 via 127.0.0.1:40112] connected: proxy TLSv1.3 \
+             TLS_AES_256_GCM_SHA384 sni echo.test alpn h2 client evil\\u{1b}[2J\" id 01234567…",
             "127.0.0.1:5 connected: TLS 1.3 AES_128_GCM_SHA256 alpn h2 resumed client CN=\"quoted\"",
             "",
             "[[2001:db8::7]:5121 via 127.0.0.1:40112] received 5 bytes: \"\\0\\xff\\\"\\\\\\n\"",
@@ -647,6 +724,19 @@ mod tests {
                 ("metrics", vec![]),
                 ("certificate", vec!["fingerprint", "self_signed_for"]),
                 ("connected", vec!["peer", "via"]),
+                (
+                    "connected",
+                    vec![
+                        "peer",
+                        "proxy_alpn",
+                        "proxy_cipher",
+                        "proxy_client_cn",
+                        "proxy_sni",
+                        "proxy_tls_version",
+                        "proxy_unique_id",
+                        "via",
+                    ],
+                ),
                 (
                     "connected",
                     vec![

@@ -21,6 +21,6 @@ mod vocabulary;
 
 #[cfg(test)]
 pub(crate) use events::LINE_WIDTH;
-pub(crate) use events::with_peer;
+pub(crate) use events::{with_peer, with_tlvs};
 pub(crate) use handoff::Report;
 pub(crate) use vocabulary::{Accepting, Leave, Peer, Served, Sink, Summary, UdpTotals};

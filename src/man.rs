@@ -218,7 +218,9 @@ const HELLO: [&str; 4] = [
      proxy_sni (PP2_TYPE_AUTHORITY), proxy_alpn, proxy_client_cn and proxy_unique_id (hex). A \
      field that does not apply is absent.",
     "UDP (--udp --hello): a datagram that starts with the 13 bytes NETECHO-HELLO is answered \
-     with the line (transport udp, no connection, no via) instead of its echo, but only if the \
+     with the line (transport udp, no connection, no via; ttl, the TTL or IPv6 hop limit, and \
+     dscp, the top six bits of the TOS or traffic class, that the request arrived with, where \
+     the kernel gives them) instead of its echo, but only if the \
      line is no longer than the datagram: the client pads its request (send --udp --hello \
      pads to 1200 bytes, as a QUIC Initial is), so a forged source gets no more bytes than it \
      sent. A marked datagram shorter than the line is echoed as any other, and the client \

@@ -270,9 +270,35 @@ fn send_hello_alone_asks_only_for_the_hello() {
     assert!(String::from_utf8_lossy(&output.stderr).contains(r#""id":"w1""#));
 }
 
+// IPv6: the hop limit and traffic class of a marked request, on both backends.
+backends!(a_marked_ipv6_datagram_gets_its_hop_limit_and_traffic_class);
+fn a_marked_ipv6_datagram_gets_its_hop_limit_and_traffic_class(backend: Backend) {
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        return; // no IPv6 loopback here
+    }
+    let server = start(backend, "v6", &["--multiplex", "--udp", "--host", "::1"]);
+    let marked = UdpSocket::bind("[::1]:0").unwrap();
+    let socket = socket2::SockRef::from(&marked);
+    socket.set_unicast_hops_v6(17).unwrap();
+    socket.set_tclass_v6(10 << 2).unwrap();
+    let mut padded = MARKER.to_vec();
+    padded.resize(1200, b' ');
+    let reply = udp_exchange_from(marked, server.addr, &padded).expect("a reply");
+    let (hello, _) = split_hello(&reply);
+    assert_eq!(
+        (&hello["ttl"], &hello["dscp"]),
+        (&17.into(), &10.into()),
+        "{hello}"
+    );
+}
+
 /// Sends `request` from a new socket and returns the reply (or `None` if none came).
 fn udp_exchange(server: SocketAddr, request: &[u8]) -> Option<Vec<u8>> {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp_exchange_from(UdpSocket::bind("127.0.0.1:0").unwrap(), server, request)
+}
+
+/// [`udp_exchange`] from `socket`.
+fn udp_exchange_from(socket: UdpSocket, server: SocketAddr, request: &[u8]) -> Option<Vec<u8>> {
     socket
         .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();
@@ -299,6 +325,17 @@ fn a_marked_datagram_gets_the_hello_never_larger_than_itself(backend: Backend) {
         assert_eq!(hello["transport"], "udp");
         assert_eq!(hello["id"], long_id.as_str());
         assert!(hello.get("connection").is_none());
+        // The TTL and DSCP the request came with, as the client set them (DSCP 46, EF).
+        let marked = UdpSocket::bind("127.0.0.1:0").unwrap();
+        marked.set_ttl(42).unwrap();
+        socket2::SockRef::from(&marked).set_tos_v4(46 << 2).unwrap();
+        let reply = udp_exchange_from(marked, server.addr, &padded).expect("a reply");
+        let (hello, _) = split_hello(&reply);
+        assert_eq!(
+            (&hello["ttl"], &hello["dscp"]),
+            (&42.into(), &46.into()),
+            "{hello}"
+        );
         // Too short for the line: echoed as any datagram, never more than came.
         for short in [MARKER.to_vec(), [MARKER, &[b' '; 200][..]].concat()] {
             let reply = udp_exchange(server.addr, &short).expect("an echo");

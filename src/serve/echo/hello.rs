@@ -15,6 +15,9 @@
 //! - what a proxy that terminated TLS said in its PROXY v2 TLVs: `proxy_tls_version`,
 //!   `proxy_cipher`, `proxy_sni`, `proxy_alpn`, `proxy_client_cn`, `proxy_unique_id`.
 //!
+//! - UDP: `ttl` (the TTL or IPv6 hop limit) and `dscp` of the request, where the kernel gave
+//!   them ([`DatagramMarks`]).
+//!
 //! The man page's HELLO section says the same for users; a test holds the two together.
 
 use std::{
@@ -103,23 +106,43 @@ impl Hello {
     }
 }
 
+/// What the kernel said of a request datagram's IP header, where it says it (recvmsg's
+/// control messages): `None` where it did not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct DatagramMarks {
+    /// The TTL (IPv4) or hop limit (IPv6) the datagram arrived with.
+    pub(crate) ttl: Option<u8>,
+    /// The TOS (IPv4) or traffic class (IPv6) byte: its DSCP is the top six bits.
+    pub(crate) tos: Option<u8>,
+}
+
 /// The line for a UDP client that asked for it with [`MARKER`]; the caller sends it only if it
 /// is no longer than the request (the client pads it to
-/// [`UDP_REQUEST_SIZE`](crate::hello::UDP_REQUEST_SIZE)).
+/// [`UDP_REQUEST_SIZE`](crate::hello::UDP_REQUEST_SIZE)). `ttl` and `dscp` where the kernel
+/// gave them (`marks`).
 pub(crate) fn datagram_line(
     id: &str,
     worker: usize,
     server: Option<SocketAddr>,
     peer: SocketAddr,
+    marks: DatagramMarks,
 ) -> Vec<u8> {
     let mut line = Vec::with_capacity(256);
-    JsonLine::start(&mut line, "hello")
+    let e = JsonLine::start(&mut line, "hello")
         .text("id", id)
         .number("worker", worker as u64)
         .text("transport", "udp")
         .text_if("server", server)
-        .text("peer", peer)
-        .end();
+        .text("peer", peer);
+    let e = match marks.ttl {
+        Some(ttl) => e.number("ttl", u64::from(ttl)),
+        None => e,
+    };
+    match marks.tos {
+        Some(tos) => e.number("dscp", u64::from(tos >> 2)),
+        None => e,
+    }
+    .end();
     line
 }
 
@@ -176,7 +199,13 @@ mod tests {
         assert_eq!(plain["peer"], "[::1]:5");
         assert!(plain.get("via").is_none() && plain.get("tls_version").is_none());
         assert!(plain.get("server").is_none());
-        let udp = parse(&datagram_line("a", 0, None, "127.0.0.1:9".parse().unwrap()));
+        let udp = parse(&datagram_line(
+            "a",
+            0,
+            None,
+            "127.0.0.1:9".parse().unwrap(),
+            DatagramMarks::default(),
+        ));
         assert_eq!(udp["transport"], "udp");
         assert!(udp.get("connection").is_none());
     }
@@ -187,7 +216,16 @@ mod tests {
         let server = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"
             .parse()
             .unwrap();
-        let line = datagram_line(&id, 1023, Some(server), server);
+        let line = datagram_line(
+            &id,
+            1023,
+            Some(server),
+            server,
+            DatagramMarks {
+                ttl: Some(255),
+                tos: Some(0xff),
+            },
+        );
         assert!(
             line.len() <= crate::hello::UDP_REQUEST_SIZE,
             "{}",

@@ -273,8 +273,8 @@ fn send_hello_alone_asks_only_for_the_hello() {
 // IPv6: the hop limit and traffic class of a marked request, on both backends.
 backends!(a_marked_ipv6_datagram_gets_its_hop_limit_and_traffic_class);
 fn a_marked_ipv6_datagram_gets_its_hop_limit_and_traffic_class(backend: Backend) {
-    if std::net::UdpSocket::bind("[::1]:0").is_err() {
-        return; // no IPv6 loopback here
+    if !common::needs(common::Need::Ipv6Loopback, None) {
+        return;
     }
     let server = start(backend, "v6", &["--multiplex", "--udp", "--host", "::1"]);
     let marked = UdpSocket::bind("[::1]:0").unwrap();

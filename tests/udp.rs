@@ -248,11 +248,7 @@ fn a_burst_past_the_rate_limit_from_a_non_loopback_source_is_dropped_and_counted
     for mode in modes.into_iter().filter(|mode| backend.covers(mode)) {
         // 192.0.2.1 (TEST-NET-1) on the namespace's lo: a non-loopback source that never
         // leaves it.
-        let mut server = common::start_in_private_network(
-            backend,
-            &["192.0.2.1/32"],
-            &[mode, &["--host", "0.0.0.0", "--udp-rate", "5", "-q"]].concat(),
-        );
+        let mut server = rate_limited_in_private_network(backend, mode, &[]);
         let port = server.addr.port();
         // 20 datagrams from 127.0.0.1 and 20 from 192.0.2.1, interleaved, sent in a few
         // milliseconds by bash's /dev/udp (a socket per datagram, no reply read).
@@ -301,15 +297,7 @@ fn hello_answers_pass_the_reflection_guard_like_any_reply(backend: Backend) {
     }
     let modes = [&["--udp"][..], &["--multiplex", "--udp"]];
     for mode in modes.into_iter().filter(|mode| backend.covers(mode)) {
-        let mut server = common::start_in_private_network(
-            backend,
-            &["192.0.2.1/32"],
-            &[
-                mode,
-                &["--host", "0.0.0.0", "--udp-rate", "5", "--hello", "-q"],
-            ]
-            .concat(),
-        );
+        let mut server = rate_limited_in_private_network(backend, mode, &["--hello"]);
         let port = server.addr.port();
         // 20 padded hello requests (1200 bytes each) from a non-loopback source.
         common::in_namespace(&server, "bash")
@@ -491,4 +479,15 @@ fn the_first_line_says_what_is_served(backend: Backend) {
             "127.0.0.1"
         );
     }
+}
+
+/// A UDP server (`mode`, and `extra`) in a private network namespace where 192.0.2.1
+/// (TEST-NET-1, on the namespace's lo) is a non-loopback source that never leaves it, limited to
+/// 5 replies per second per source.
+fn rate_limited_in_private_network(backend: Backend, mode: &[&str], extra: &[&str]) -> Server {
+    common::start_in_private_network(
+        backend,
+        &["192.0.2.1/32"],
+        &[mode, &["--host", "0.0.0.0", "--udp-rate", "5", "-q"], extra].concat(),
+    )
 }
